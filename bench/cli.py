@@ -1,0 +1,116 @@
+"""The `paygo-bench` command: run the device suite, or start the virtual rig by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+RUN_EXAMPLES = """examples:
+  paygo-bench run                               # the device suite on the virtual rig
+  paygo-bench run --rig lab.toml --operator ana # on a real station
+  paygo-bench run -k tokens                     # only the token tests
+  paygo-bench run --sim-fault count_not_persisted  # watch the bench catch a defect
+"""
+
+SIM_EXAMPLES = """examples:
+  paygo-bench sim                               # prints the serial port and VISA resource
+  paygo-bench sim --fault reused_token_accepted --drift-ppm 250
+  paygo-bench sim --link socket                 # TCP instead of a pty (as on Windows)
+"""
+
+
+def repo_root() -> Path:
+    """The checkout holding tests/device (the suite ships with the repository, not the wheel)."""
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here, Path.cwd()):
+        if (candidate / "tests" / "device").is_dir() and (candidate / "conftest.py").is_file():
+            return candidate
+    raise SystemExit("paygo-bench: cannot find tests/device; run from a paygo-bench checkout")
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    from bench.rig import RigError, resolve_rig
+
+    try:
+        rig = resolve_rig(args.rig)
+    except RigError as e:
+        print(f"paygo-bench: {e}", file=sys.stderr)
+        return 2
+    root = repo_root()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.station.id)}"
+    run_dir = Path(args.report_dir) if args.report_dir else root / "reports" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pytest_args = [
+        str(root / "tests" / "device"),
+        "--rootdir", str(root),
+        "-c", str(root / "pyproject.toml"),
+        "--report-dir", str(run_dir),
+        f"--html={run_dir / 'report.html'}",
+        "--self-contained-html",
+        f"--junitxml={run_dir / 'junit.xml'}",
+        "-o", "junit_family=xunit2",
+        "-rs",
+    ]
+    if args.rig:
+        pytest_args += ["--rig", args.rig]
+    if args.operator:
+        pytest_args += ["--operator", args.operator]
+    if args.k:
+        pytest_args += ["-k", args.k]
+    for fault in args.sim_fault:
+        pytest_args += ["--sim-fault", fault]
+    print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}")
+    code = pytest.main(pytest_args + extra)
+    print(f"paygo-bench: report {run_dir / 'report.html'}")
+    return int(code)
+
+
+def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:
+    from bench.sim.virtual_rig import main as sim_main
+
+    options = {"faults": args.fault, "rtc_drift_ppm": args.drift_ppm, "link": args.link}
+    return sim_main(["--human", "--options", json.dumps(options)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the device suite and write reports/<run-id>/",
+                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
+    run.add_argument("--operator", default="", help="operator name for the record")
+    run.add_argument("-k", help="only tests matching this pytest -k expression")
+    run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
+    run.add_argument("--sim-fault", action="append", default=[], metavar="NAME",
+                     help="switch on a simulator defect (virtual rig only; repeatable)")
+    run.set_defaults(func=cmd_run)
+
+    sim = sub.add_parser("sim", help="start the virtual rig and leave it running for a person to poke",
+                         epilog=SIM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim.add_argument("--fault", action="append", default=[], metavar="NAME", help="switch on a defect (repeatable)")
+    sim.add_argument("--drift-ppm", type=float, default=0.0, help="RTC drift in ppm")
+    sim.add_argument("--link", choices=("auto", "pty", "socket"), default="auto")
+    sim.set_defaults(func=cmd_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after -- goes to pytest untouched
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1 :]
+    args = build_parser().parse_args(argv)
+    return args.func(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The interface every DUT protocol adapter implements, and the typed results it returns.
+
+Tests talk to a `DeviceAdapter`, never to the serial link: the reference protocol and the
+OpenPAYGO HDK protocol (and any manufacturer's) look the same to them. Each adapter declares
+the capabilities it can exercise on its device; tests that need more are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from bench.secret import Secret
+
+
+@dataclass(frozen=True)
+class Identity:
+    model: str
+    firmware: str
+    protocol: str
+    serial_number: str | None  # None: not provisioned
+    capabilities: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Banner:
+    line: str
+    fields: dict[str, str]
+    at: float  # monotonic time it arrived
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    serial_number: str
+    secret_key: Secret
+    starting_code: int
+    token_count: int = 1
+    time_divider: int = 1
+    restricted_digits: bool = False
+    metrics_url: str = ""
+    data_format_id: int = 0
+    auth: str = "none"
+
+
+@dataclass(frozen=True)
+class TokenOutcome:
+    result: str  # accepted | invalid | already_used | locked
+    kind: str | None = None  # ADD_TIME | SET_TIME | DISABLE_PAYG | COUNTER_SYNC
+    value: int | None = None
+    count: int | None = None
+    locked_s: int | None = None
+    elapsed_s: float = 0.0  # request to reply, host side
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    payg: str  # active | inactive | disabled
+    active_until: int
+    seconds_left: int
+    token_count: int
+    invalid_streak: int
+    locked_s: int
+
+
+@dataclass(frozen=True)
+class NvmInfo:
+    slot: str
+    seq: int
+    crc_ok: bool
+    writes: int
+    size: int
+
+
+class CapabilityMissing(Exception):
+    def __init__(self, capability: str, adapter: str) -> None:
+        super().__init__(f"the {adapter} adapter/DUT does not offer '{capability}'")
+        self.capability = capability
+
+
+class DeviceAdapter(ABC):
+    name: str = "abstract"
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> frozenset[str]: ...
+
+    def require(self, capability: str) -> None:
+        if capability not in self.capabilities:
+            raise CapabilityMissing(capability, self.name)
+
+    @abstractmethod
+    def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner: ...
+
+    @abstractmethod
+    def ping(self) -> None: ...
+
+    @abstractmethod
+    def identify(self) -> Identity: ...
+
+    @abstractmethod
+    def provision(self, p: Provisioning) -> str:
+        """Returns the serial number the device confirmed."""
+
+    @abstractmethod
+    def enter_token(self, code: str) -> TokenOutcome: ...
+
+    @abstractmethod
+    def status(self) -> DeviceStatus: ...
+
+    def rtc_read(self) -> float:
+        raise CapabilityMissing("rtc", self.name)
+
+    def rtc_set(self, t: int) -> None:
+        raise CapabilityMissing("rtc_set", self.name)
+
+    def nvm_info(self) -> NvmInfo:
+        raise CapabilityMissing("nvm", self.name)
+
+    def factory_reset(self, boot_timeout_s: float) -> Banner:
+        raise CapabilityMissing("factory_reset", self.name)

@@ -1,0 +1,62 @@
+"""The serial traffic log: every line in and out, timestamped, secrets masked.
+
+One file per test (the `dut` fixture switches the file), in the spirit of pytest-embedded's
+per-test serial logs. Each line carries the UTC wall time (for the record) and the monotonic
+offset from the start of the run (for durations).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from bench.secret import Secret, mask
+
+
+class TrafficLog:
+    def __init__(self, secrets: Iterable[Secret] = (), keep: int = 50) -> None:
+        self.secrets = list(secrets)
+        self.recent: deque[str] = deque(maxlen=keep)  # masked RX lines, for error messages
+        self.leaks: list[str] = []  # masked RX lines in which a secret was found
+        self._t0 = time.monotonic()
+        self._file = None
+        self._lock = threading.Lock()
+
+    def add_secret(self, secret: Secret) -> None:
+        if secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def to_file(self, path: Path | None) -> None:
+        """Send the log to a new file (None: memory only)."""
+        with self._lock:
+            if self._file:
+                self._file.close()
+                self._file = None
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        self.to_file(None)
+
+    def record(self, direction: str, text: str) -> str:
+        """Log one line (direction TX, RX, EV for unsolicited, or -- for a note); return it masked."""
+        masked = mask(text, self.secrets)
+        if direction in ("RX", "EV"):
+            if masked != text:
+                self.leaks.append(masked)
+            self.recent.append(masked)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {masked}\n"
+        with self._lock:
+            if self._file:
+                self._file.write(entry)
+                self._file.flush()
+        return masked
+
+    def note(self, text: str) -> None:
+        self.record("--", text)

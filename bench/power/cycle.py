@@ -1,0 +1,168 @@
+"""Power cycling a DUT through its PSU, with every step timed for the report.
+
+`OUTP OFF` returns at once but the rail decays through the output capacitance, so "off" means
+"measured below a threshold", polled against a deadline. The off time is counted from the moment
+the output was switched off, so min_off_s is a guarantee, not a sleep added on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from bench.power.errors import PowerCycleError
+
+log = logging.getLogger("bench.power")
+
+WaitBoot = Callable[[float], str]
+"""wait_boot(timeout_s) -> boot banner; raises when the DUT does not boot in time."""
+
+
+class SwitchedSupply(Protocol):
+    """What the cycle needs from a PSU channel (bench.power.driver.Psu provides it)."""
+
+    resource: str
+
+    def output(self, on: bool) -> None: ...
+
+    def measure_voltage(self) -> float: ...
+
+    def measure_current(self) -> float: ...
+
+
+@dataclass
+class Step:
+    name: str
+    duration_s: float
+    detail: str
+
+
+@dataclass
+class CycleReport:
+    steps: list[Step]
+    off_voltage_trace: list[tuple[float, float, float]]
+    """(seconds since switch-off, volts, amps) samples taken while waiting for the rail to fall."""
+    off_time_s: float = 0.0
+    """Switch-off to switch-on, measured."""
+    boot_banner: str | None = None
+
+
+@dataclass
+class PowerOff:
+    """The outcome of power_off(): when the output went off and how the rail fell."""
+
+    switched_off_at: float
+    """time.monotonic() just after the OFF command was accepted."""
+    steps: list[Step] = field(default_factory=list)
+    trace: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def power_off(
+    psu: SwitchedSupply,
+    *,
+    off_threshold_v: float = 0.5,
+    settle_timeout_s: float = 5.0,
+    poll_interval_s: float = 0.02,
+) -> PowerOff:
+    """Switch the output off and wait until the measured rail is below off_threshold_v.
+
+    Raises PowerCycleError naming the last measured voltage if it is still above the threshold
+    settle_timeout_s after the switch-off.
+    """
+    t0 = time.monotonic()
+    psu.output(False)
+    off_at = time.monotonic()
+    result = PowerOff(switched_off_at=off_at)
+    _step(result.steps, "output off", off_at - t0, f"PSU at {psu.resource}")
+
+    deadline = off_at + settle_timeout_s
+    polls = 0
+    while True:
+        volts = psu.measure_voltage()
+        amps = psu.measure_current()
+        now = time.monotonic()
+        polls += 1
+        result.trace.append((now - off_at, volts, amps))
+        if volts < off_threshold_v:
+            _step(
+                result.steps,
+                "rail settle",
+                now - off_at,
+                f"{volts:.3f} V < {off_threshold_v} V after {polls} reads",
+            )
+            return result
+        if now >= deadline:
+            raise PowerCycleError(
+                f"PSU at {psu.resource}: output still at {volts:.3f} V ({amps:.4f} A), above the "
+                f"{off_threshold_v} V off threshold, {now - off_at:.2f} s after switch-off "
+                f"(settle timeout {settle_timeout_s} s)",
+                trace=result.trace,
+            )
+        _sleep_until(min(now + poll_interval_s, deadline))
+
+
+def power_on(
+    psu: SwitchedSupply,
+    *,
+    wait_boot: WaitBoot | None = None,
+    boot_timeout_s: float = 10.0,
+) -> tuple[list[Step], str | None]:
+    """Switch the output on, then (if given) wait for the DUT to boot; the steps and the banner."""
+    steps: list[Step] = []
+    t0 = time.monotonic()
+    psu.output(True)
+    on_at = time.monotonic()
+    _step(steps, "output on", on_at - t0, f"PSU at {psu.resource}")
+    banner = None
+    if wait_boot is not None:
+        banner = wait_boot(boot_timeout_s)
+        _step(steps, "boot", time.monotonic() - on_at, f"banner: {banner!r}")
+    return steps, banner
+
+
+def power_cycle(
+    psu: SwitchedSupply,
+    *,
+    min_off_s: float = 1.0,
+    off_threshold_v: float = 0.5,
+    settle_timeout_s: float = 5.0,
+    poll_interval_s: float = 0.02,
+    wait_boot: WaitBoot | None = None,
+    boot_timeout_s: float = 10.0,
+) -> CycleReport:
+    """Off, wait for the rail to fall, hold off until min_off_s after switch-off, on, boot."""
+    if min_off_s < 0 or settle_timeout_s < 0 or poll_interval_s <= 0:
+        raise ValueError("min_off_s and settle_timeout_s must be >= 0, poll_interval_s > 0")
+    off = power_off(
+        psu,
+        off_threshold_v=off_threshold_v,
+        settle_timeout_s=settle_timeout_s,
+        poll_interval_s=poll_interval_s,
+    )
+    steps = list(off.steps)
+
+    t_hold = time.monotonic()
+    _sleep_until(off.switched_off_at + min_off_s)
+    _step(steps, "hold off", time.monotonic() - t_hold, f"until {min_off_s} s after switch-off")
+
+    t_on = time.monotonic()
+    off_time = t_on - off.switched_off_at
+    on_steps, banner = power_on(psu, wait_boot=wait_boot, boot_timeout_s=boot_timeout_s)
+    steps.extend(on_steps)
+    log.info("power cycle on %s: off for %.3f s", psu.resource, off_time)
+    return CycleReport(
+        steps=steps, off_voltage_trace=off.trace, off_time_s=off_time, boot_banner=banner
+    )
+
+
+def _step(steps: list[Step], name: str, duration_s: float, detail: str) -> None:
+    steps.append(Step(name, duration_s, detail))
+    log.info("power step %-11s %.3f s  %s", name, duration_s, detail)
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep until a time.monotonic() deadline (loops: sleep may wake early)."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        time.sleep(remaining)

@@ -1,0 +1,23 @@
+"""Errors raised by the PSU layer.
+
+One exception type for everything an instrument can do wrong (no answer, a reply that does not
+parse, an error queue that never drains), so callers catch one thing and the message says which
+instrument, which command and which reply.
+"""
+
+from __future__ import annotations
+
+
+class InstrumentError(Exception):
+    """A PSU did not answer, answered something unparseable, or reported a failure."""
+
+
+class PowerCycleError(InstrumentError):
+    """A power cycle step did not reach its goal (e.g. the rail never fell below the threshold).
+
+    `trace` holds the (t_rel_s, volts, amps) samples taken so far, for the report.
+    """
+
+    def __init__(self, message: str, trace: list[tuple[float, float, float]] | None = None):
+        super().__init__(message)
+        self.trace: list[tuple[float, float, float]] = list(trace or [])

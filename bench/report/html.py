@@ -1,0 +1,64 @@
+"""pytest-html hooks: each test's measurements against limits and its serial traffic log, inline
+in the self-contained report."""
+
+from __future__ import annotations
+
+import html
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import __version__
+
+MAX_LOG_CHARS = 200_000
+
+
+def bench_version() -> str:
+    """The package version plus the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def measurements_html(items) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(m.name)}</td><td>{html.escape(m.value_text())}</td>"
+        f"<td>{html.escape(m.limits_text())}</td>"
+        f"<td style='color:{'green' if m.outcome == 'PASS' else 'red'}'>{m.outcome}</td></tr>"
+        for m in items
+    )
+    return (
+        "<table class='measurements'><tr><th>measurement</th><th>value</th><th>limits</th><th>outcome</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+class HtmlReportPlugin:
+    def __init__(self, log_key, measurements_key) -> None:
+        self.log_key = log_key
+        self.measurements_key = measurements_key
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when != "teardown":
+            return
+        import pytest_html
+
+        extras = list(getattr(report, "extras", []))
+        m = item.stash.get(self.measurements_key, None)
+        if m is not None and m.items:
+            extras.append(pytest_html.extras.html(measurements_html(m.items)))
+        path = item.stash.get(self.log_key, None)
+        if path is not None and path.exists():
+            text = path.read_text(encoding="utf-8", errors="replace")[-MAX_LOG_CHARS:]
+            extras.append(pytest_html.extras.text(text, name="serial traffic log"))
+        report.extras = extras

@@ -1,0 +1,5 @@
+import sys
+
+from bench.sim.virtual_rig import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""The simulated board: supply sensing, boot, brown-out, and the UART loop around the firmware.
+
+The device is powered while the simulated PSU's output is above the brown-out threshold. When
+it falls below, the firmware instance (its RAM) is dropped and the UART goes silent; input is
+lost. When the supply comes back, the firmware boots from NVM and prints its banner. The RTC
+runs on through all of it (backup battery).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from bench.sim.eeprom import PowerLost
+from bench.sim.firmware import MAX_IMPORT_LINE, Firmware, FirmwareConfig
+from bench.sim.nvstate import RecordStore
+from bench.sim.rtc import Rtc
+
+log = logging.getLogger("bench.sim.board")
+
+IDLE_DRAW_A = 0.045
+HYSTERESIS_V = 0.3
+
+
+class Board:
+    def __init__(
+        self,
+        transport,
+        supply_voltage: Callable[[], float],
+        store: RecordStore,
+        rtc: Rtc,
+        config: FirmwareConfig,
+        brownout_v: float = 3.0,
+        boot_delay_s: float = 0.05,
+    ) -> None:
+        self.transport = transport
+        self.supply_voltage = supply_voltage
+        self.store = store
+        self.rtc = rtc
+        self.config = config
+        self.brownout_v = brownout_v
+        self.boot_delay_s = boot_delay_s
+        self.firmware: Firmware | None = None
+        self._powered = False
+        self._boot_at: float | None = None
+        self._rx = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-board", daemon=True)
+        self.boots = 0
+        store.eeprom.power_ok = self.power_ok
+
+    # -- power ----------------------------------------------------------------------------------
+    def power_ok(self) -> bool:
+        if "backfeed_from_uart" in self.config.faults:
+            return True  # the UART adapter's lines keep the MCU alive
+        return self.supply_voltage() >= self.brownout_v
+
+    def draw(self, volts: float) -> float:
+        """Current drawn from the PSU at this voltage (the load the PSU simulator measures)."""
+        if "backfeed_from_uart" in self.config.faults or self.firmware is None:
+            return 0.0
+        return IDLE_DRAW_A if volts >= self.brownout_v else 0.0
+
+    def _update_power(self, now: float) -> None:
+        if "backfeed_from_uart" in self.config.faults:
+            on = True
+        else:
+            v = self.supply_voltage()
+            on = v >= self.brownout_v + HYSTERESIS_V if not self._powered else v >= self.brownout_v
+        if on and not self._powered:
+            self._powered = True
+            self._boot_at = now + self.boot_delay_s
+        elif not on and self._powered:
+            self._lose_power()
+
+    def _lose_power(self) -> None:
+        self._powered = False
+        self._boot_at = None
+        self.firmware = None  # RAM is gone
+        self._rx.clear()
+        log.info("supply below %.2f V: device off", self.brownout_v)
+
+    def _boot(self, reason: str) -> None:
+        self.firmware = Firmware(self.store, self.rtc, self.config, reason)
+        self.boots += 1
+        self._send(self.firmware.banner())
+
+    # -- UART loop ------------------------------------------------------------------------------
+    def _send(self, line: str) -> None:
+        self.transport.write(line.encode("ascii", "replace") + b"\n")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self._update_power(now)
+            if self._boot_at is not None and now >= self._boot_at:
+                self._boot_at = None
+                self._boot("power")
+            data = self.transport.read(0.005)
+            if not data or self.firmware is None:
+                continue  # an unpowered UART receives nothing
+            self._rx.extend(data)
+            while self.firmware is not None and b"\n" in self._rx:
+                raw, _, rest = bytes(self._rx).partition(b"\n")
+                self._rx[:] = rest
+                self._serve(raw)
+            if len(self._rx) > MAX_IMPORT_LINE:
+                self._rx.clear()
+                self._send(f"ERR 400 line longer than {MAX_IMPORT_LINE} bytes")
+
+    def _serve(self, raw: bytes) -> None:
+        raw = raw.rstrip(b"\r")
+        try:
+            line = raw.decode("ascii")
+        except UnicodeDecodeError:
+            self._send("ERR 400 request is not ASCII")
+            return
+        try:
+            reply = self.firmware.handle(line)
+        except PowerLost:
+            self._lose_power()
+            return
+        self._send(reply.line)
+        if reply.reboot:
+            self._boot("soft")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,93 @@
+"""An EEPROM image file with page writes, write latency and torn writes on power loss.
+
+Modelled on a 24C-series serial EEPROM: data is programmed one page at a time, each page takes
+`page_write_s`, and a page being programmed when the supply collapses is left torn (a prefix of
+the new bytes, the rest unchanged). Like littlefs's emulated block device, a harness can also
+cut power after the k-th page write (`cut_after_pages`) to reach every point of a write.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+
+class PowerLost(Exception):
+    """The supply fell below the brown-out threshold during a write."""
+
+
+class Eeprom:
+    def __init__(
+        self,
+        path: Path,
+        size: int = 4096,
+        page_size: int = 32,
+        page_write_s: float = 0.001,
+        power_ok: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.path = Path(path)
+        self.size = size
+        self.page_size = page_size
+        self.page_write_s = page_write_s
+        self.power_ok = power_ok
+        self.cut_after_pages: int | None = None  # harness hook: power dies after this many more pages
+        self.pages_written = 0
+        self._lock = threading.Lock()
+        if not self.path.exists() or self.path.stat().st_size != size:
+            self.path.write_bytes(b"\xff" * size)  # erased state
+
+    def read(self, addr: int, length: int) -> bytes:
+        self._check_range(addr, length)
+        with self.path.open("rb") as f:
+            f.seek(addr)
+            return f.read(length)
+
+    def erase(self) -> None:
+        with self._lock:
+            self.path.write_bytes(b"\xff" * self.size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Program data page by page; raise PowerLost (leaving a torn page) if power fails."""
+        self._check_range(addr, len(data))
+        with self._lock, self.path.open("r+b") as f:
+            pos = 0
+            while pos < len(data):
+                page_end = (addr + pos) // self.page_size * self.page_size + self.page_size
+                chunk = data[pos : min(len(data), page_end - addr)]
+                if not self.power_ok():
+                    raise PowerLost(f"supply lost before page at {addr + pos:#06x}")
+                if self.cut_after_pages is not None:
+                    if self.cut_after_pages <= 0:
+                        self._program(f, addr + pos, chunk[: len(chunk) // 2])  # torn page
+                        raise PowerLost(f"power cut during page at {addr + pos:#06x}")
+                    self.cut_after_pages -= 1
+                old = self._old(f, addr + pos, len(chunk))
+                deadline = time.monotonic() + self.page_write_s
+                self._program(f, addr + pos, chunk)
+                self.pages_written += 1
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    time.sleep(remaining)  # the part is busy programming until its deadline
+                if not self.power_ok():
+                    # the supply collapsed while the cells were programmed: the page is torn
+                    half = len(chunk) // 2
+                    self._program(f, addr + pos + half, old[half:])
+                    raise PowerLost(f"supply lost while programming page at {addr + pos:#06x}")
+                pos += len(chunk)
+
+    @staticmethod
+    def _program(f, addr: int, chunk: bytes) -> None:
+        f.seek(addr)
+        f.write(chunk)
+        f.flush()  # the image file stays valid for the simulator's lifetime; no fsync needed
+
+    @staticmethod
+    def _old(f, addr: int, length: int) -> bytes:
+        f.seek(addr)
+        return f.read(length)
+
+    def _check_range(self, addr: int, length: int) -> None:
+        if addr < 0 or length < 0 or addr + length > self.size:
+            raise ValueError(f"EEPROM access {addr:#06x}+{length} outside 0..{self.size:#06x}")

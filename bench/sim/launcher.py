@@ -1,0 +1,68 @@
+"""Start the virtual rig in its own process, from the host side, and learn its endpoints.
+
+The simulator runs as a separate process so that the bench reaches it only as it would reach
+hardware: a serial port path and a VISA resource string.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+
+class SimStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class VirtualRigProcess:
+    port: str
+    visa: str
+    channel: int
+    process: subprocess.Popen
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout_s)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+
+
+def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProcess:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.sim", "--watch-stdin", "--options", json.dumps(options)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    result: dict = {}
+    reader = threading.Thread(target=lambda: result.update(line=proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    line = result.get("line", "")
+    try:
+        ready = json.loads(line) if line else {}
+    except json.JSONDecodeError:
+        ready = {}
+    if ready.get("event") != "ready":
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        err = proc.stderr.read().strip() if proc.stderr else ""
+        last = err.splitlines()[-1] if err else f"no ready line within {timeout_s:.0f} s"
+        raise SimStartError(f"virtual rig did not start: {last}")
+    return VirtualRigProcess(ready["port"], ready["visa"], ready["channel"], proc)

@@ -1,0 +1,49 @@
+"""The simulated device's real-time clock: battery-backed, drifting, settable.
+
+It runs on the host's monotonic clock scaled by (1 + drift), so it keeps counting while the
+device is unpowered (backup battery) and its drift is exact and repeatable. Faults make it
+reset or stop while unpowered, as a missing or flat backup battery would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Rtc:
+    def __init__(self, start: float, drift_ppm: float = 0.0, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._rate = 1.0 + drift_ppm * 1e-6
+        self._lock = threading.Lock()
+        self._base_device = float(start)
+        self._base_host = clock()
+        self._stopped_at: float | None = None
+
+    def now(self) -> float:
+        """Device seconds, with the full fraction (the firmware decides the readout resolution)."""
+        with self._lock:
+            if self._stopped_at is not None:
+                return self._stopped_at
+            return self._base_device + (self._clock() - self._base_host) * self._rate
+
+    def set(self, t: float) -> None:
+        with self._lock:
+            self._base_device = float(t)
+            self._base_host = self._clock()
+            if self._stopped_at is not None:
+                self._stopped_at = float(t)
+
+    def stop(self) -> None:
+        """Freeze (oscillator stopped: no backup supply)."""
+        t = self.now()
+        with self._lock:
+            self._stopped_at = t
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stopped_at is None:
+                return
+            self._base_device = self._stopped_at
+            self._base_host = self._clock()
+            self._stopped_at = None

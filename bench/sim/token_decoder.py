@@ -1,0 +1,256 @@
+"""The simulated firmware's OpenPAYGO Token decoder, written the way the reference C does it.
+
+State is what a device keeps in NVM (openpaygo.md §1 "Used-count tracking", §2 "NVM state"):
+`last_count` (C `MaxCount`, u16) and `used_mask` (C `UsedCounts`, u16) where bit i stands for
+count last_count-1-i. Odd counts <= last_count and last_count itself always count as used;
+SET/DISABLE/SYNC set all 16 bits. Decoding walks the hash chain from count 0 to the upper
+bound like `GetActivationValueFromToken`, so the work per token is what a device does.
+
+Deliberate differences from the C reference (bugs the bench must not inherit):
+- the mask is shifted correctly when last_count moves up (the C `MarkCountAsUsed` drops the
+  old bit `RelativeCount` and ORs unnormalised bits: U2D passes, §3e);
+- count 0 (the starting code) is never a candidate: such a code is invalid (§3a caveat, §5.2);
+- a COUNTER_SYNC is refused if its count is used (C/Python re-accept it, §5.9), and a sync
+  below last_count moves the count down (as the Python simulator does) with all bits set;
+- 996/997 are invalid, 998/999 are classified before parity (§1 Count).
+
+Time and lockout are the firmware's job; `apply_time` is the pure rule it calls.
+
+Fault flags (FAULTS) switch on realistic defects; each lives where the real bug would:
+`reused_token_accepted`, `accepts_starting_code`, `u2d_accepted` in the count checks
+(`_is_count_valid` / `_mark_count_as_used`), `set_as_add` and `parity_before_special` in the
+type decision (`_token_kind`), `unbounded_jump` in the search bound, `time_divider_ignored` in
+`apply_time`. Names not in FAULTS belong to other layers and are ignored here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from openpaygo.token_shared import OpenPAYGOTokenShared
+from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
+
+from bench.openpaygo.tokens import TokenKind
+
+MAX_TOKEN_JUMP = 64
+MAX_TOKEN_JUMP_COUNTER_SYNC = 100
+MAX_UNUSED_OLDER_TOKENS = 16
+UNBOUNDED_JUMP = 10_000
+PAYG_DISABLE_VALUE = 998
+COUNTER_SYNC_VALUE = 999
+ALL_USED = 0xFFFF
+
+FAULTS: dict[str, str] = {
+    "reused_token_accepted": "decoder skips the used-count check: an already-entered token is accepted again",
+    "accepts_starting_code": "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (§5.2)",
+    "u2d_accepted": "decoder shifts the used mask like the C reference: an ADD older than a SET passes (U2D)",
+    "set_as_add": "decoder reports SET_TIME tokens as ADD_TIME, so the firmware adds instead of setting",
+    "parity_before_special": "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
+    "unbounded_jump": "decoder has no +64 upper bound: any count up to last+10000 is accepted",
+    "time_divider_ignored": "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
+}
+
+Outcome = Literal["accepted", "invalid", "already_used"]
+
+
+@dataclass(frozen=True)
+class TokenState:
+    last_count: int
+    used_mask: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.last_count <= 0xFFFF:
+            raise ValueError(f"last_count {self.last_count} is not a u16")
+        if not 0 <= self.used_mask <= 0xFFFF:
+            raise ValueError(f"used_mask {self.used_mask} is not a u16")
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    outcome: Outcome
+    kind: TokenKind | None
+    value: int | None  # raw value for ADD/SET (days x divider), None for DISABLE/SYNC/invalid
+    count: int | None  # the matched count (accepted or already_used)
+
+
+_INVALID = DecodeResult("invalid", None, None, None)
+
+
+# -- the decoder -------------------------------------------------------------------------------
+def decode(
+    code: str,
+    key: bytes,
+    starting_code: int,
+    state: TokenState,
+    *,
+    restricted_digits: bool = False,
+    extended: bool = False,
+    faults: frozenset[str] = frozenset(),
+) -> tuple[DecodeResult, TokenState]:
+    """Decode one entered code; returns the result and the state to store (unchanged unless
+    accepted)."""
+    token = _read_token(code, restricted_digits, extended)
+    if token is None:
+        return _INVALID, state
+    number, is_extended = token
+    core = OpenPAYGOTokenSharedExtended if is_extended else OpenPAYGOTokenShared
+    offset = 1_000_000 if is_extended else 1000
+
+    starting_base = starting_code % offset
+    token_base = number % offset
+    value = token_base - starting_base
+    if value < 0:
+        value += offset
+    if value in (996, 997):  # reserved (§1 Value)
+        return _INVALID, state
+
+    last = state.last_count
+    jump = MAX_TOKEN_JUMP_COUNTER_SYNC if value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
+    if "unbounded_jump" in faults:
+        jump = max(jump, UNBOUNDED_JUMP)
+    first = 0 if "accepts_starting_code" in faults else 1
+    current = core.put_base_in_token(starting_code, token_base)
+    older_match: tuple[int, TokenKind] | None = None
+    for count in range(0, last + jump + 1):
+        if count >= first and core.put_base_in_token(current, token_base) == number:
+            kind = _token_kind(value, count, faults)
+            if _is_count_valid(count, kind, state, faults):
+                new_state = _mark_count_as_used(count, value, state, faults)
+                return _result("accepted", kind, value, count, faults), new_state
+            if older_match is None:
+                older_match = (count, kind)
+        current = core.generate_next_token(current, key)
+    if older_match is not None:
+        count, kind = older_match
+        return _result("already_used", kind, value, count, faults), state
+    return _INVALID, state
+
+
+def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int, bool] | None:
+    """Keypad digits -> (token number, is extended). Length decides the format, as in §1."""
+    if not isinstance(code, str) or not code.isascii() or not code.isdigit():
+        return None
+    if restricted_digits:
+        lengths = {15: False, 20: True}
+    else:
+        lengths = {9: False, 12: True}
+    if len(code) not in lengths or (lengths[len(code)] and not extended):
+        return None
+    is_extended = lengths[len(code)]
+    if not restricted_digits:
+        return int(code), is_extended
+    # ConvertFromFourDigitToken: each digit 1-4 is two bits, most significant first.
+    number = 0
+    for digit in code:
+        if digit not in "1234":
+            return None
+        number = (number << 2) | (ord(digit) - ord("1"))
+    return number, is_extended
+
+
+def _token_kind(value: int, count: int, faults: frozenset[str]) -> TokenKind:
+    """The token type, as the device logic decides it (§1: 998/999 before parity)."""
+    if "parity_before_special" in faults and count % 2 == 0:
+        return TokenKind.ADD_TIME
+    if value == PAYG_DISABLE_VALUE:
+        return TokenKind.DISABLE_PAYG
+    if value == COUNTER_SYNC_VALUE:
+        return TokenKind.COUNTER_SYNC
+    return TokenKind.SET_TIME if count % 2 else TokenKind.ADD_TIME
+
+
+def _result(
+    outcome: Outcome, kind: TokenKind, value: int, count: int, faults: frozenset[str]
+) -> DecodeResult:
+    if kind is TokenKind.SET_TIME and "set_as_add" in faults:
+        kind = TokenKind.ADD_TIME
+    shown = value if kind in (TokenKind.ADD_TIME, TokenKind.SET_TIME) else None
+    return DecodeResult(outcome, kind, shown, count)
+
+
+def _is_in_used_counts(count: int, state: TokenState) -> bool:
+    """C `IsInUsedCounts`: odd counts <= max and max itself are used; else the mask bit."""
+    last = state.last_count
+    if count % 2 and count <= last:
+        return True
+    if count == last:
+        return True
+    relative = last - count - 1
+    return 0 <= relative < MAX_UNUSED_OLDER_TOKENS and bool(state.used_mask & (1 << relative))
+
+
+def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: frozenset[str]) -> bool:
+    """C `IsCountValid`, plus the used check for syncs (§5.9 not inherited)."""
+    last = state.last_count
+    check_used = "reused_token_accepted" not in faults
+    if kind is TokenKind.COUNTER_SYNC:
+        if count <= last - MAX_TOKEN_JUMP:
+            return False
+        return count > last or not (check_used and _is_in_used_counts(count, state))
+    if count > last:
+        return True
+    if count != 0 or "accepts_starting_code" in faults:
+        if count > last - MAX_UNUSED_OLDER_TOKENS and count % 2 == 0 and kind is TokenKind.ADD_TIME:
+            return not (check_used and _is_in_used_counts(count, state))
+    return False
+
+
+def _mark_count_as_used(count: int, value: int, state: TokenState, faults: frozenset[str]) -> TokenState:
+    """C `MarkCountAsUsed`, with the mask normalised when last_count moves."""
+    last, mask = state.last_count, state.used_mask
+    if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
+        # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
+        return TokenState(count if count > last or value == COUNTER_SYNC_VALUE else last, ALL_USED)
+    if count > last:
+        if "u2d_accepted" in faults:
+            return TokenState(count, _c_reference_shift(count - last, mask))
+        shift = count - last
+        # The old last_count becomes bit shift-1; older bits move up by shift.
+        mask = ((mask << shift) | (1 << (shift - 1))) & ALL_USED if shift <= MAX_UNUSED_OLDER_TOKENS else 0
+        return TokenState(count, mask)
+    if count < last:
+        mask |= 1 << (last - count - 1)
+    return TokenState(last, mask & ALL_USED)
+
+
+def _c_reference_shift(relative: int, mask: int) -> int:
+    """The reference C (OpenPAYGO-HW `opaygo_decoder.c`) mask update, bug for bug (§3e)."""
+
+    def set_bit(variable: int, position: int, bit_value: int) -> int:
+        return ((variable & ~(1 << position)) | (bit_value << position)) & ALL_USED  # u16 store
+
+    new = 0
+    if relative > MAX_UNUSED_OLDER_TOKENS:
+        relative = MAX_UNUSED_OLDER_TOKENS
+    else:
+        new = set_bit(new, relative - 1, 1)
+    for i in range(relative + 1, MAX_UNUSED_OLDER_TOKENS - relative):
+        new = set_bit(new, i, mask & (1 << (i - relative)))  # CHECK_BIT is not normalised to 0/1
+    return new
+
+
+# -- time ------------------------------------------------------------------------------------
+def apply_time(
+    kind: TokenKind,
+    value: int | None,
+    now: int,
+    active_until: int,
+    payg_disabled: bool,
+    time_divider: int,
+    *,
+    faults: frozenset[str] = frozenset(),
+) -> tuple[int, bool]:
+    """The device logic's time update for an accepted token (§1 Time vs credit, §2 Re-lock):
+    ADD extends (from now if expired), SET sets now + days and re-enables PAYG, DISABLE makes
+    PAYG unlimited, SYNC changes nothing. Whole RTC seconds, as the C `AddTime`/`SetTime`."""
+    if "time_divider_ignored" in faults:
+        time_divider = 1
+    if kind is TokenKind.ADD_TIME:
+        seconds = (value or 0) * 86400 // time_divider
+        return max(active_until, now) + seconds, payg_disabled
+    if kind is TokenKind.SET_TIME:
+        return now + (value or 0) * 86400 // time_divider, False
+    if kind is TokenKind.DISABLE_PAYG:
+        return active_until, True
+    return active_until, payg_disabled

@@ -1,0 +1,117 @@
+"""The virtual rig process: a simulated PSU on a loopback SCPI socket powering a simulated device
+on a pty (or a loopback TCP port where there is no pty).
+
+Run as `python -m bench.sim` (the bench starts it this way) or `paygo-bench sim`. It prints one
+JSON line with the serial port and the VISA resource string, then serves until it is told to
+stop (SIGINT, SIGTERM, or end of standard input when --watch-stdin is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.sim.board import Board
+from bench.sim.eeprom import Eeprom
+from bench.sim.faults import validate
+from bench.sim.firmware import FirmwareConfig
+from bench.sim.nvstate import RecordStore
+from bench.sim.psu import ScpiServer, SimulatedSupply
+from bench.sim.rtc import Rtc
+from bench.sim.transport import open_transport
+
+
+@dataclass
+class SimOptions:
+    faults: list[str] = field(default_factory=list)
+    rtc_drift_ppm: float = 0.0
+    rtc_subsecond: bool = False
+    psu_decay_s: float = 0.3
+    link: str = "auto"
+    brownout_v: float = 3.0
+    nvm_page_write_ms: float = 1.0
+    channel: int = 1
+    boot_delay_s: float = 0.05
+    state_dir: str = ""
+
+    @classmethod
+    def from_json(cls, text: str) -> "SimOptions":
+        data = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown simulator option(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class VirtualRig:
+    def __init__(self, opts: SimOptions) -> None:
+        validate(opts.faults)
+        self.opts = opts
+        state_dir = Path(opts.state_dir or tempfile.mkdtemp(prefix="paygo-sim-"))
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.supply = SimulatedSupply(decay_s=opts.psu_decay_s)
+        self.scpi = ScpiServer(self.supply)
+        self.transport = open_transport(opts.link)
+        eeprom = Eeprom(state_dir / "eeprom.bin", page_write_s=opts.nvm_page_write_ms / 1000)
+        self.board = Board(
+            self.transport,
+            lambda: self.supply.voltage(opts.channel),
+            RecordStore(eeprom),
+            Rtc(start=time.time(), drift_ppm=opts.rtc_drift_ppm),
+            FirmwareConfig(faults=frozenset(opts.faults), rtc_subsecond=opts.rtc_subsecond),
+            brownout_v=opts.brownout_v,
+            boot_delay_s=opts.boot_delay_s,
+        )
+        self.supply.set_load(opts.channel, self.board.draw)
+
+    def start(self) -> dict:
+        self.scpi.start()
+        self.board.start()
+        return {"port": self.transport.url, "visa": self.scpi.visa_resource, "channel": self.opts.channel}
+
+    def stop(self) -> None:
+        self.board.stop()
+        self.scpi.close()
+        self.transport.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--options", default="{}", help="simulator options as JSON (see SimOptions)")
+    parser.add_argument("--watch-stdin", action="store_true", help="exit when standard input closes")
+    parser.add_argument("--human", action="store_true", help="print for a person instead of JSON")
+    args = parser.parse_args(argv)
+    try:
+        rig = VirtualRig(SimOptions.from_json(args.options))
+    except (ValueError, TypeError) as e:
+        print(f"paygo-bench sim: {e}", file=sys.stderr)
+        return 2
+    endpoints = rig.start()
+    if args.human:
+        print("Virtual rig running (Ctrl-C to stop)")
+        print(f"  DUT serial port : {endpoints['port']}   (115200 8N1; try: python -m serial.tools.miniterm {endpoints['port']})")
+        print(f"  PSU VISA        : {endpoints['visa']}   (channel {endpoints['channel']}, output starts OFF)")
+        print(f"  faults          : {', '.join(rig.opts.faults) or 'none'}")
+    else:
+        print(json.dumps({"event": "ready", **endpoints}))
+    sys.stdout.flush()
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    if args.watch_stdin:
+        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    rig.stop()
+    return 0

@@ -1,0 +1,39 @@
+"""Root conftest: registers the bench's fixtures (one module per resource) and report hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = [
+    "fixtures.rig",
+    "fixtures.health",
+    "fixtures.virtual_rig",
+    "fixtures.psu",
+    "fixtures.dut",
+    "fixtures.power",
+    "fixtures.measure",
+    "fixtures.tokens",
+]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("html"):
+        from bench.report.html import HtmlReportPlugin, bench_version
+        from fixtures.dut import LOG_PATH_KEY
+        from fixtures.measure import MEASUREMENTS_KEY
+        from fixtures.rig import RIG_KEY
+
+        config.pluginmanager.register(HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY), "paygo-html")
+        rig = config.stash.get(RIG_KEY, None)
+        if rig is not None:
+            from pytest_metadata.plugin import metadata_key
+
+            md = config.stash[metadata_key]
+            md["Station"] = rig.station.id
+            md["Rig file"] = str(rig.source) if rig.source else "built-in virtual rig"
+            md["Rig file SHA-256"] = rig.sha256 or "-"
+            md["Bench version"] = bench_version()
+            md["DUT profile serial"] = rig.dut.serial_number
+            if rig.virtual and rig.sim.faults:
+                md["Simulator faults"] = ", ".join(rig.sim.faults)

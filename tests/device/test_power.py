@@ -1,0 +1,34 @@
+"""The DUT is really powered by the PSU (design: the PSU's output feeds the DUT)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.dut.errors import LinkSilent
+
+
+def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
+    """Design §The picture: switching the PSU output off powers the DUT down: it stops answering,
+    and the bench reports that clearly (naming the port). Catches: backfeed_from_uart."""
+    power_cycle.off()
+    with pytest.raises(LinkSilent) as silent:
+        dut.ping()
+    message = str(silent.value)
+    assert rig_endpoints.port in message and "silent" in message, message
+    power_cycle.on()
+    dut.ping()
+
+
+def test_power_cycle_reboots_device(dut, power_cycle, rig, measure):
+    """Power-cycle procedure (README, docs/power.md): off, rail below the threshold, minimum off
+    time, on, boot banner; the DUT draws current from the PSU while it runs.
+    Catches: backfeed_from_uart."""
+    report = power_cycle()
+    assert report.boot_banner and report.boot_banner.startswith("! BOOT"), report.boot_banner
+    assert "reset=power" in report.boot_banner, f"boot after a power cycle reports {report.boot_banner!r}"
+    steps = {s.name: s.duration_s for s in report.steps}
+    measure("off_time", report.off_time_s, "s", low=rig.psu.min_off_s)
+    measure("rail_fall_time", steps["rail settle"], "s", high=rig.psu.settle_timeout_s)
+    measure("boot_time", steps["boot"], "s", high=rig.link.boot_timeout_s)
+    dut.ping()
+    measure("run_current", power_cycle.psu.measure_current(), "A", low=0.001)

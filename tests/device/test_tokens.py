@@ -1,0 +1,37 @@
+"""Token entry (shared/reference/openpaygo.md §1–3): outcomes predicted by the bench's model."""
+
+from __future__ import annotations
+
+
+def test_valid_token_accepted(token_session, tokens):
+    """Quick test §3a step 3: a valid ADD token adds its days; the count moves to the token's."""
+    token_session.check_status()
+    out = token_session.expect(tokens.add_days(1))
+    assert out.result == "accepted"
+    token_session.check_status()
+
+
+def test_invalid_tokens_refused(token_session, tokens, rig):
+    """Quick test §3a step 2 and G1: an invalid token is refused and changes nothing. The quick
+    test's "invalid" token is the starting code itself, which matches at count 0: it must be
+    refused (invalid or already used), never accepted (openpaygo.md §5 bug 2).
+    Catches: accepts_starting_code."""
+    before = token_session.check_status()
+    for code in (tokens.invalid(seed=1), f"{rig.dut.starting_code:09d}"):
+        got = token_session.enter(code)
+        assert got.outcome.result in ("invalid", "already_used"), f"token {code} was {got.outcome}"
+        assert got.predicted.outcome in ("invalid", "already_used")
+    after = token_session.check_status()
+    assert (after.token_count, after.active_until, after.payg) == (before.token_count, before.active_until, before.payg)
+
+
+def test_reused_token_refused(token_session, tokens):
+    """Quick test §3a step 4, G4A: re-entering an accepted token is refused as already used and
+    changes nothing. Catches: reused_token_accepted."""
+    first = tokens.add_days(1)
+    token_session.expect(first)
+    status = token_session.check_status()
+    out = token_session.expect(first)
+    assert out.result == "already_used"
+    again = token_session.check_status()
+    assert again.active_until == status.active_until, "a reused token changed the credit"

@@ -1,0 +1,56 @@
+"""When the rig breaks, the bench says what broke and skips the rest instead of failing each test;
+a silent DUT is reported naming the port and what was last seen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench.report.junit import read_junit
+from tests.selftest.device_suite import ROOT
+
+
+def run_scenario(tmp_path, name: str, *args: str):
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", f"tests/selftest/scenarios/{name}.py", "-p", "no:cacheprovider",
+         "--report-dir", str(tmp_path / "run"), f"--junitxml={junit}", "-o", "junit_family=xunit2", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    return read_junit(junit), proc.stdout + proc.stderr
+
+
+def test_vanished_port_skips_the_remaining_device_tests(tmp_path):
+    results, output = run_scenario(tmp_path, "broken_rig")
+    prefix = "tests/selftest/scenarios/broken_rig.py::"
+    first = results[prefix + "test_port_vanishes"]
+    assert first.outcome == "failed", output
+    assert "vanished" in first.message, first.message
+    for name in ("test_after_one", "test_after_two"):
+        r = results[prefix + name]
+        assert r.outcome == "skipped", (name, r, output)
+        assert r.message.startswith("rig broken: serial port") and "vanished" in r.message, r.message
+    assert results[prefix + "test_without_rig"].outcome == "passed"
+    assert "Traceback" not in output.split("short test summary")[-1]
+
+
+def test_unpowered_dut_is_reported_as_silent_naming_the_port(tmp_path):
+    results, output = run_scenario(tmp_path, "unpowered")
+    r = results["tests/selftest/scenarios/unpowered.py::test_request_while_off"]
+    assert r.outcome == "failed", output
+    assert "no reply to 'PING'" in r.message and "silent" in r.message, r.message
+    assert "/dev/pts/" in r.message or "socket://" in r.message, r.message
+
+
+def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
+    rig = tmp_path / "bad.toml"
+    rig.write_text('[station]\nid = "lab-1"\n[psu]\nresource = "virtual"\nvolatge = 12\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/device", "--rig", str(rig), "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's usage error
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, err
+    assert "bad.toml" in err[0] and "psu.volatge" in err[0], err[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
