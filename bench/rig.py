@@ -108,6 +108,7 @@ class SimConfig:
     link: str
     brownout_v: float
     nvm_page_write_ms: float
+    rtc_subsecond: bool
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "link": _choice("auto", ("auto", "pty", "socket")),
         "brownout_v": _float(3.0, lambda v: v > 0, "volts > 0"),
         "nvm_page_write_ms": _float(1.0, lambda v: v >= 0, "milliseconds >= 0"),
+        "rtc_subsecond": _bool(False),
     },
 }
 _SECTIONS = tuple(_SCHEMA)
@@ -570,7 +572,7 @@ def load_rig(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> R
 
 
 def virtual_rig(**sim_overrides: Any) -> Rig:
-    """The built-in virtual rig (no file), with [sim] keys overridden, e.g. faults=["nvm_torn_write"]."""
+    """The built-in virtual rig (no file), with [sim] keys overridden, e.g. faults=["count_not_persisted"]."""
     where = "virtual_rig()"
     for key in sim_overrides:
         if key not in _SCHEMA["sim"]:

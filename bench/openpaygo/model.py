@@ -122,7 +122,6 @@ class DeviceModel:
         key = secret_key if isinstance(secret_key, bytes) else bytes.fromhex(key_hex_of(secret_key))
         if len(key) != 16:
             raise ValueError("secret key must be 16 bytes")
-        self._key = Secret(key.hex(), "token key")
         self._key_bytes = _KeyBytes(key)
         if not 0 <= starting_code <= 999_999_999:
             raise ValueError(f"starting_code must be 0..999999999, got {starting_code}")

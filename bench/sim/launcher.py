@@ -7,10 +7,11 @@ hardware: a serial port path and a VISA resource string.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import threading
-import time
 from dataclasses import dataclass
 
 
@@ -24,6 +25,11 @@ class VirtualRigProcess:
     visa: str
     channel: int
     process: subprocess.Popen
+    stderr: object  # the file the simulator's stderr goes to
+
+    def error_output(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -36,18 +42,24 @@ class VirtualRigProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout_s)
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.stderr):
             if stream:
                 stream.close()
 
 
 def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProcess:
+    # stderr goes to a file: a pipe nobody reads could fill and stall the simulator.
+    errors = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.sim", "--watch-stdin", "--options", json.dumps(options)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
+        # Its own session: a Ctrl-C at the terminal interrupts the bench, which then puts the PSU
+        # in its safe state and stops the simulator; the simulator must not die first.
+        start_new_session=(os.name == "posix"),
+        creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
     )
     result: dict = {}
     reader = threading.Thread(target=lambda: result.update(line=proc.stdout.readline()), daemon=True)
@@ -62,7 +74,10 @@ def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProce
         if proc.poll() is None:
             proc.kill()
         proc.wait(5)
-        err = proc.stderr.read().strip() if proc.stderr else ""
+        for stream in (proc.stdin, proc.stdout):
+            stream.close()
+        errors.seek(0)
+        err = errors.read().strip()
         last = err.splitlines()[-1] if err else f"no ready line within {timeout_s:.0f} s"
         raise SimStartError(f"virtual rig did not start: {last}")
-    return VirtualRigProcess(ready["port"], ready["visa"], ready["channel"], proc)
+    return VirtualRigProcess(ready["port"], ready["visa"], ready["channel"], proc, errors)

@@ -54,3 +54,13 @@ def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
     assert len(err) == 1, err
     assert "bad.toml" in err[0] and "psu.volatge" in err[0], err[0]
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_interrupted_run_leaves_the_psu_in_its_safe_state(tmp_path):
+    """Ctrl-C mid-test: pytest still tears the session down, and the PSU output is switched off
+    (the virtual rig's safe_state) as the last PSU command of the run."""
+    results, output = run_scenario(tmp_path, "interrupted")
+    assert "KeyboardInterrupt" in output or "Interrupted" in output, output
+    session_log = (tmp_path / "run" / "logs" / "session.log").read_text()
+    psu_commands = [line.split(" PTX ", 1)[1] for line in session_log.splitlines() if " PTX " in line]
+    assert psu_commands and psu_commands[-1] == "OUTP OFF", session_log[-2000:]
