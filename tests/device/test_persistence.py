@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
     """openpaygo.md §2: factory data (serial, key, starting code) lives in NVM.
-    Catches: provisioning_not_persisted."""
+    Catches: provisioning_not_persisted, backfeed_from_uart (no reboot)."""
     before = provisioned_dut.identify()
     assert before.serial_number is not None, "the DUT does not report a serial right after provisioning"
     power_cycle()
