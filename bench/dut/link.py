@@ -66,29 +66,45 @@ class SerialLink:
             self._port.write(line.encode("ascii") + b"\n")
             self._port.flush()
         except _PORT_ERRORS as e:
+            self.close()
             raise PortVanished(self.url, f"sending '{self._masked(line)}'", e, list(self.log.recent)) from None
+
+    def _next_buffered(self) -> str | None:
+        """Pop the next complete, non-empty line from what has been read so far."""
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                return None
+            raw = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            raw = raw.strip(_NOISE).rstrip(b"\r").strip(_NOISE)
+            if raw.strip():
+                return raw.decode("ascii", "backslashreplace")
+
+    def _fill(self, action: str, block: bool) -> None:
+        """Read from the port: up to poll_s when blocking, else only what is already waiting."""
+        if self._port is None:
+            raise PortVanished(self.url, action, "the port is closed", list(self.log.recent))
+        try:
+            waiting = self._port.in_waiting
+            if block:
+                chunk = self._port.read(max(1, waiting))
+            else:
+                chunk = self._port.read(waiting) if waiting else b""
+        except _PORT_ERRORS as e:
+            self.close()
+            raise PortVanished(self.url, action, e, list(self.log.recent)) from None
+        self._buf.extend(chunk)
 
     def _read_line(self, deadline: float, action: str) -> str | None:
         """The next complete, non-empty line, or None once the deadline passes."""
         while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                raw = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                raw = raw.strip(_NOISE).rstrip(b"\r").strip(_NOISE)
-                if not raw.strip():
-                    continue
-                return raw.decode("ascii", "backslashreplace")
+            line = self._next_buffered()
+            if line is not None:
+                return line
             if time.monotonic() >= deadline:
                 return None
-            try:
-                chunk = self._port.read(max(1, self._port.in_waiting or 1)) if self._port else b""
-            except _PORT_ERRORS as e:
-                self.close()
-                raise PortVanished(self.url, action, e, list(self.log.recent)) from None
-            if self._port is None:
-                raise PortVanished(self.url, action, "the port is closed", list(self.log.recent))
-            self._buf.extend(chunk)
+            self._fill(action, block=True)
 
     def _take(self, line: str) -> str | None:
         """Route an incoming line: events are queued (returns None), replies returned."""
@@ -99,18 +115,16 @@ class SerialLink:
         self.log.record("RX", line)
         return line
 
-    def drain(self) -> None:
+    def drain(self, action: str = "draining input") -> None:
         """Read whatever is already waiting (late replies, events) so a new request starts clean."""
-        while True:
-            line = self._read_line(time.monotonic(), "draining input")
-            if line is None:
-                return
+        self._fill(action, block=False)
+        while (line := self._next_buffered()) is not None:
             if self._take(line) is not None:
-                self.log.note("previous line arrived after its request timed out; discarded")
+                self.log.note("a line arrived after its request timed out; discarded")
 
     def request(self, line: str, timeout_s: float) -> str:
         """Send one request; return its one reply line (events seen meanwhile are queued)."""
-        self.drain()
+        self.drain(f"draining input before sending '{self._masked(line)}'")
         self.send(line)
         deadline = time.monotonic() + timeout_s
         action = f"waiting for the reply to '{self._masked(line)}'"

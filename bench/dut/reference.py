@@ -36,6 +36,41 @@ def parse_fields(line: str) -> dict[str, str]:
     return out
 
 
+class _Reply:
+    """One OK reply: its fields, and errors that name the port, the request and the whole line."""
+
+    def __init__(self, port: str, request: str, line: str) -> None:
+        self.port, self.request, self.line = port, request, line
+        self.fields: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        return self.fields[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.fields
+
+    def error(self, problem: str) -> ProtocolError:
+        return ProtocolError(self.port, self.request, self.line, problem)
+
+    def require(self, *keys: str) -> None:
+        missing = [k for k in keys if k not in self.fields]
+        if missing:
+            raise self.error(f"lacks {', '.join(k + '=' for k in missing)}")
+
+    def int(self, key: str) -> int:
+        self.require(key)
+        try:
+            return int(self.fields[key])
+        except ValueError:
+            raise self.error(f"has a non-integer {key}=") from None
+
+    def choice(self, key: str, allowed, what: str) -> str:
+        self.require(key)
+        if self.fields[key] not in allowed:
+            raise self.error(f"has an unknown {what}")
+        return self.fields[key]
+
+
 class ReferenceAdapter(DeviceAdapter):
     name = "reference"
 
@@ -54,28 +89,20 @@ class ReferenceAdapter(DeviceAdapter):
         return self._reported or frozenset()
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _call(self, request: str, required: tuple[str, ...] = (), timeout_s: float | None = None) -> dict[str, str]:
-        reply = self.link.request(request, timeout_s or self.reply_timeout_s)
-        shown = self.link._masked(request)
-        if reply.startswith("ERR"):
-            parts = reply.split(" ", 2)
+    def _call(self, request: str, required: tuple[str, ...] = (), timeout_s: float | None = None) -> "_Reply":
+        raw = self.link.request(request, timeout_s or self.reply_timeout_s)
+        # errors carry the reply as masked text: a faulty DUT may echo its key
+        reply = _Reply(self.link.url, self.link._masked(request), self.link._masked(raw))
+        if raw.startswith("ERR"):
+            parts = reply.line.split(" ", 2)
             if len(parts) < 2 or not parts[1].isdigit():
-                raise ProtocolError(self.link.url, shown, reply, "is an ERR line without a numeric code")
-            raise DeviceRefused(self.link.url, shown, int(parts[1]), parts[2] if len(parts) > 2 else "")
-        if reply != "OK" and not reply.startswith("OK "):
-            raise ProtocolError(self.link.url, shown, reply, "is neither 'OK ...' nor 'ERR <code> <reason>'")
-        fields = parse_fields(reply[2:])
-        missing = [k for k in required if k not in fields]
-        if missing:
-            raise ProtocolError(self.link.url, shown, reply, f"lacks {', '.join(k + '=' for k in missing)}")
-        return fields
-
-    def _int(self, fields: dict[str, str], key: str, request: str, line: str = "") -> int:
-        raw = fields[key]
-        try:
-            return int(raw)
-        except ValueError:
-            raise ProtocolError(self.link.url, request, line or f"{key}={raw}", f"has a non-integer {key}=") from None
+                raise reply.error("is an ERR line without a numeric code")
+            raise DeviceRefused(self.link.url, reply.request, int(parts[1]), parts[2] if len(parts) > 2 else "")
+        if raw != "OK" and not raw.startswith("OK "):
+            raise reply.error("is neither 'OK ...' nor 'ERR <code> <reason>'")
+        reply.fields = parse_fields(raw[2:])
+        reply.require(*required)
+        return reply
 
     # -- boot -----------------------------------------------------------------------------------
     def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner:
@@ -113,54 +140,43 @@ class ReferenceAdapter(DeviceAdapter):
         return self._call(request, ("sn",))["sn"]
 
     def enter_token(self, code: str) -> TokenOutcome:
-        request = f"TOKEN {code}"
         t0 = time.monotonic()
-        f = self._call(request, ("result",), timeout_s=max(self.reply_timeout_s, 10.0))
+        r = self._call(f"TOKEN {code}", ("result",), timeout_s=max(self.reply_timeout_s, 10.0))
         elapsed = time.monotonic() - t0
-        result = f["result"]
+        result = r.choice("result", ("accepted", "invalid", "already_used", "locked"), "result")
         if result == "accepted":
-            for key in ("type", "value", "count"):
-                if key not in f:
-                    raise ProtocolError(self.link.url, request, "OK result=accepted ...", f"lacks {key}=")
-            if f["type"] not in TOKEN_KINDS:
-                raise ProtocolError(self.link.url, request, f"type={f['type']}", "has an unknown token type")
-            value = None if f["value"] == "-" else self._int(f, "value", request)
-            return TokenOutcome("accepted", f["type"], value, self._int(f, "count", request), elapsed_s=elapsed)
+            r.require("type", "value", "count")
+            kind = r.choice("type", TOKEN_KINDS, "token type")
+            value = None if r["value"] == "-" else r.int("value")
+            return TokenOutcome("accepted", kind, value, r.int("count"), elapsed_s=elapsed)
         if result == "locked":
-            if "seconds" not in f:
-                raise ProtocolError(self.link.url, request, "OK result=locked", "lacks seconds=")
-            return TokenOutcome("locked", locked_s=self._int(f, "seconds", request), elapsed_s=elapsed)
-        if result in ("invalid", "already_used"):
-            return TokenOutcome(result, elapsed_s=elapsed)
-        raise ProtocolError(self.link.url, request, f"result={result}", "has an unknown result")
+            return TokenOutcome("locked", locked_s=r.int("seconds"), elapsed_s=elapsed)
+        return TokenOutcome(result, elapsed_s=elapsed)
 
     def status(self) -> DeviceStatus:
-        keys = ("payg", "active_until", "left", "count", "invalid", "locked")
-        f = self._call("STATUS", keys)
-        if f["payg"] not in ("active", "inactive", "disabled"):
-            raise ProtocolError(self.link.url, "STATUS", f"payg={f['payg']}", "has an unknown payg state")
+        r = self._call("STATUS", ("payg", "active_until", "left", "count", "invalid", "locked"))
         return DeviceStatus(
-            payg=f["payg"],
-            active_until=self._int(f, "active_until", "STATUS"),
-            seconds_left=self._int(f, "left", "STATUS"),
-            token_count=self._int(f, "count", "STATUS"),
-            invalid_streak=self._int(f, "invalid", "STATUS"),
-            locked_s=self._int(f, "locked", "STATUS"),
+            payg=r.choice("payg", ("active", "inactive", "disabled"), "payg state"),
+            active_until=r.int("active_until"),
+            seconds_left=r.int("left"),
+            token_count=r.int("count"),
+            invalid_streak=r.int("invalid"),
+            locked_s=r.int("locked"),
         )
 
     def rtc_read(self) -> float:
-        f = self._call("RTC", ("t",))
+        r = self._call("RTC", ("t",))
         try:
-            return float(f["t"])
+            return float(r["t"])
         except ValueError:
-            raise ProtocolError(self.link.url, "RTC", f"t={f['t']}", "has a non-numeric t=") from None
+            raise r.error("has a non-numeric t=") from None
 
     def rtc_set(self, t: int) -> None:
         self._call(f"RTC SET {int(t)}", ("t",))
 
     def nvm_info(self) -> NvmInfo:
-        f = self._call("NVM", ("slot", "seq", "crc", "writes", "size"))
-        return NvmInfo(f["slot"], self._int(f, "seq", "NVM"), f["crc"] == "ok", self._int(f, "writes", "NVM"), self._int(f, "size", "NVM"))
+        r = self._call("NVM", ("slot", "seq", "crc", "writes", "size"))
+        return NvmInfo(r["slot"], r.int("seq"), r["crc"] == "ok", r.int("writes"), r.int("size"))
 
     def factory_reset(self, boot_timeout_s: float) -> Banner:
         since = time.monotonic()

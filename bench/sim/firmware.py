@@ -62,6 +62,7 @@ class Firmware:
         self.state: NvState = loaded.state
         self.reset_reason = reset_reason
         self._nvm_at_boot = replace(loaded.state)  # what a RAM-only defect falls back to
+        self._writes_at_boot = store.eeprom.pages_written
 
     # -- boot ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -192,8 +193,6 @@ class Firmware:
             lengths = {min(lengths)}
         if len(code) not in lengths:
             raise CommandError(400, f"a token has {' or '.join(map(str, sorted(lengths)))} digits")
-        if self.state.restricted and set(code) - set("1234"):
-            return Reply("OK result=invalid")
         return Reply(self.enter_token(code))
 
     def enter_token(self, code: str) -> str:
@@ -202,6 +201,8 @@ class Firmware:
         now = self._now()
         if st.locked_until > now:
             return f"OK result=locked seconds={st.locked_until - now}"
+        if st.restricted and set(code) - set("1234"):
+            return self._invalid_entry(now)  # outside the restricted digit set: an invalid token
         result, tstate = decode(
             code,
             bytes.fromhex(st.key_hex),
@@ -229,15 +230,20 @@ class Firmware:
             value = "-" if result.value is None else result.value
             return f"OK result=accepted type={result.kind.name} value={value} count={result.count}"
         if result.outcome == "invalid":
-            streak = min(st.invalid_streak + 1, self.config.invalid_streak_cap)
-            locked_until = st.locked_until
-            if streak > self.config.lockout_free_errors:
-                minutes = min(2 ** (streak - self.config.lockout_free_errors), self.config.lockout_max_minutes)
-                locked_until = now + 60 * minutes
-            self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
-            self._persist()
-            return "OK result=invalid"
+            return self._invalid_entry(now)
         return "OK result=already_used"
+
+    def _invalid_entry(self, now: int) -> str:
+        """Count an invalid token toward the brute-force lockout (openpaygo.md §2)."""
+        st = self.state
+        streak = min(st.invalid_streak + 1, self.config.invalid_streak_cap)
+        locked_until = st.locked_until
+        if streak > self.config.lockout_free_errors:
+            minutes = min(2 ** (streak - self.config.lockout_free_errors), self.config.lockout_max_minutes)
+            locked_until = now + 60 * minutes
+        self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
+        self._persist()
+        return "OK result=invalid"
 
     def _status(self, args: list[str]) -> Reply:
         self._require_provisioned()
@@ -274,7 +280,7 @@ class Firmware:
             s = self.store
             return Reply(
                 f"OK slot={s.current_slot} seq={s.seq} crc={'ok' if s.crc_ok else 'bad'} "
-                f"writes={s.eeprom.pages_written} size={s.eeprom.size}"
+                f"writes={s.eeprom.pages_written - self._writes_at_boot} size={s.eeprom.size}"
             )
         if args == ["ERASE"]:
             self.store.erase()
@@ -317,12 +323,13 @@ class Firmware:
 
 def _parse_kv(args: list[str]) -> dict[str, str]:
     kv: dict[str, str] = {}
-    for arg in args:
+    for position, arg in enumerate(args, start=1):
         if not arg:
             continue
         key, sep, value = arg.partition("=")
         if not sep or not key:
-            raise CommandError(400, f"expected key=value, got '{arg[:24]}'")
+            # the word is not echoed: it may be the secret key sent without its name
+            raise CommandError(400, f"argument {position} is not key=value")
         kv[key] = value
     return kv
 
