@@ -57,6 +57,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         f"--junitxml={run_dir / 'junit.xml'}",
         "-o", "junit_family=xunit2",
         "-rs",
+        "--tb=short",
     ]
     if args.rig:
         pytest_args += ["--rig", args.rig]
