@@ -9,8 +9,8 @@ pytest_plugins = [
     "fixtures.health",
     "fixtures.virtual_rig",
     "fixtures.psu",
-    "fixtures.dut",
     "fixtures.power",
+    "fixtures.dut",
     "fixtures.measure",
     "fixtures.tokens",
 ]

@@ -60,14 +60,14 @@ class SerialLink:
     # -- lines ------------------------------------------------------------------------------------
     def send(self, line: str) -> None:
         if self._port is None:
-            raise PortVanished(self.url, f"sending '{self._masked(line)}'", "the port is closed", list(self.log.recent))
+            raise PortVanished(self.url, f"sending '{self.masked(line)}'", "the port is closed", list(self.log.recent))
         self.log.record("TX", line)
         try:
             self._port.write(line.encode("ascii") + b"\n")
             self._port.flush()
         except _PORT_ERRORS as e:
             self.close()
-            raise PortVanished(self.url, f"sending '{self._masked(line)}'", e, list(self.log.recent)) from None
+            raise PortVanished(self.url, f"sending '{self.masked(line)}'", e, list(self.log.recent)) from None
 
     def _next_buffered(self) -> str | None:
         """Pop the next complete, non-empty line from what has been read so far."""
@@ -124,15 +124,15 @@ class SerialLink:
 
     def request(self, line: str, timeout_s: float) -> str:
         """Send one request; return its one reply line (events seen meanwhile are queued)."""
-        self.drain(f"draining input before sending '{self._masked(line)}'")
+        self.drain(f"draining input before sending '{self.masked(line)}'")
         self.send(line)
         deadline = time.monotonic() + timeout_s
-        action = f"waiting for the reply to '{self._masked(line)}'"
+        action = f"waiting for the reply to '{self.masked(line)}'"
         while True:
             got = self._read_line(deadline, action)
             if got is None:
                 self.log.note(f"no reply within {timeout_s:.2f} s")
-                raise LinkSilent(self.url, f"reply to '{self._masked(line)}'", timeout_s, list(self.log.recent))
+                raise LinkSilent(self.url, f"reply to '{self.masked(line)}'", timeout_s, list(self.log.recent))
             reply = self._take(got)
             if reply is not None:
                 return reply
@@ -154,5 +154,5 @@ class SerialLink:
             if self._take(got) is not None:
                 self.log.note("a reply-like line arrived with no request pending; ignored")
 
-    def _masked(self, line: str) -> str:
+    def masked(self, line: str) -> str:
         return mask(line, self.log.secrets)

@@ -92,7 +92,7 @@ class ReferenceAdapter(DeviceAdapter):
     def _call(self, request: str, required: tuple[str, ...] = (), timeout_s: float | None = None) -> "_Reply":
         raw = self.link.request(request, timeout_s or self.reply_timeout_s)
         # errors carry the reply as masked text: a faulty DUT may echo its key
-        reply = _Reply(self.link.url, self.link._masked(request), self.link._masked(raw))
+        reply = _Reply(self.link.url, self.link.masked(request), self.link.masked(raw))
         if raw.startswith("ERR"):
             parts = reply.line.split(" ", 2)
             if len(parts) < 2 or not parts[1].isdigit():

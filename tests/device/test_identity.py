@@ -19,10 +19,10 @@ def test_identity(dut, rig, rig_up):
     assert major.isdigit() and int(major) == PROTOCOL_MAJOR, (
         f"the DUT speaks test protocol {ident.protocol}; this bench speaks {PROTOCOL_MAJOR}.x"
     )
-    banner = parse_fields(rig_up.first_banner.line[len("! BOOT"):])
+    banner = parse_fields(rig_up.first_banner[len("! BOOT"):])
     assert (banner.get("model"), banner.get("fw"), banner.get("proto")) == (
         ident.model, ident.firmware, ident.protocol,
-    ), f"boot banner {rig_up.first_banner.line!r} disagrees with ID"
+    ), f"boot banner {rig_up.first_banner!r} disagrees with ID"
     if rig.dut.hardware_model:
         assert ident.model == rig.dut.hardware_model, "the DUT is not the model the rig file names"
     if rig.dut.firmware_version:
