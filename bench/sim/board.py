@@ -34,6 +34,7 @@ class Board:
         config: FirmwareConfig,
         brownout_v: float = 3.0,
         boot_delay_s: float = 0.05,
+        firmware_factory: Callable[..., Firmware] = Firmware,
     ) -> None:
         self.transport = transport
         self.supply_voltage = supply_voltage
@@ -42,6 +43,7 @@ class Board:
         self.config = config
         self.brownout_v = brownout_v
         self.boot_delay_s = boot_delay_s
+        self.firmware_factory = firmware_factory  # the firmware this board runs (reference, HDK, ...)
         self.firmware: Firmware | None = None
         self._powered = False
         self._boot_at: float | None = None
@@ -83,13 +85,14 @@ class Board:
         log.info("supply below %.2f V: device off", self.brownout_v)
 
     def _boot(self, reason: str) -> None:
-        self.firmware = Firmware(self.store, self.rtc, self.config, reason)
+        self.firmware = self.firmware_factory(self.store, self.rtc, self.config, reason)
         self.boots += 1
-        self._send(self.firmware.banner())
+        for line in self.firmware.banner().split("\n"):
+            self._send(line)
 
     # -- UART loop ------------------------------------------------------------------------------
-    def _send(self, line: str) -> None:
-        self.transport.write(line.encode("ascii", "replace") + b"\n")
+    def _send(self, line: str, newline: bool = True) -> None:
+        self.transport.write(line.encode("ascii", "replace") + (b"\n" if newline else b""))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -122,9 +125,25 @@ class Board:
         except PowerLost:
             self._lose_power()
             return
-        self._send(reply.line)
+        for extra in reply.before:
+            self._send(extra)
+        if reply.delay_s > 0 and not self._busy_until(time.monotonic() + reply.delay_s):
+            return  # the supply collapsed while the firmware was busy: no reply
+        if reply.line:
+            self._send(reply.line, reply.newline)
         if reply.reboot:
             self._boot("soft")
+
+    def _busy_until(self, deadline: float) -> bool:
+        """The firmware blocks until deadline, still subject to the supply; False if power is lost."""
+        while True:
+            now = time.monotonic()
+            self._update_power(now)
+            if not self._powered:
+                return False
+            if now >= deadline:
+                return True
+            time.sleep(min(0.005, deadline - now))
 
     def start(self) -> None:
         self._thread.start()

@@ -40,8 +40,13 @@ class FirmwareConfig:
 
 @dataclass(frozen=True)
 class Reply:
-    line: str
+    """What the firmware sends for one request, and how (the board carries it out)."""
+
+    line: str  # the reply ("" = none)
     reboot: bool = False  # the firmware restarts after sending this reply
+    before: tuple[str, ...] = ()  # lines sent first (debug output interleaved with the reply)
+    delay_s: float = 0.0  # the firmware is busy (blocking LED blinks, slow decode) before replying
+    newline: bool = True  # False: the reply goes out without its terminating newline
 
 
 class CommandError(Exception):
