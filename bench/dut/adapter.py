@@ -44,6 +44,8 @@ class Provisioning:
 
 @dataclass(frozen=True)
 class TokenOutcome:
+    """kind, value and count are None where the DUT's protocol does not report them."""
+
     result: str  # accepted | invalid | already_used | locked
     kind: str | None = None  # ADD_TIME | SET_TIME | DISABLE_PAYG | COUNTER_SYNC
     value: int | None = None
@@ -54,12 +56,14 @@ class TokenOutcome:
 
 @dataclass(frozen=True)
 class DeviceStatus:
+    """None marks what the DUT's protocol does not report (the HDK reports no count, say)."""
+
     payg: str  # active | inactive | disabled
-    active_until: int
     seconds_left: int
-    token_count: int
-    invalid_streak: int
-    locked_s: int
+    active_until: int | None = None
+    token_count: int | None = None
+    invalid_streak: int | None = None
+    locked_s: int | None = None
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,8 @@ class ReferenceAdapter(DeviceAdapter):
         r = self._call("STATUS", ("payg", "active_until", "left", "count", "invalid", "locked"))
         return DeviceStatus(
             payg=r.choice("payg", ("active", "inactive", "disabled"), "payg state"),
-            active_until=r.int("active_until"),
             seconds_left=r.int("left"),
+            active_until=r.int("active_until"),
             token_count=r.int("count"),
             invalid_streak=r.int("invalid"),
             locked_s=r.int("locked"),
