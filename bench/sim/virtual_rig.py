@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.sim.board import Board
 from bench.sim.eeprom import Eeprom
 from bench.sim.faults import validate
-from bench.sim.firmware import FirmwareConfig
+from bench.sim.firmware import Firmware, FirmwareConfig
 from bench.sim.nvstate import RecordStore
 from bench.sim.psu import ScpiServer, SimulatedSupply
 from bench.sim.rtc import Rtc
@@ -40,6 +40,8 @@ class SimOptions:
     channel: int = 1
     boot_delay_s: float = 0.05
     state_dir: str = ""
+    firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
+    extended_tokens: bool = True
 
     @classmethod
     def from_json(cls, text: str) -> "SimOptions":
@@ -51,9 +53,14 @@ class SimOptions:
         return cls(**data)
 
 
+FIRMWARES = {"reference": Firmware}
+
+
 class VirtualRig:
     def __init__(self, opts: SimOptions) -> None:
         validate(opts.faults)
+        if opts.firmware not in FIRMWARES:
+            raise ValueError(f"unknown simulator firmware {opts.firmware!r}; known: {', '.join(FIRMWARES)}")
         self.opts = opts
         state_dir = Path(opts.state_dir or tempfile.mkdtemp(prefix="paygo-sim-"))
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +73,14 @@ class VirtualRig:
             lambda: self.supply.voltage(opts.channel),
             RecordStore(eeprom),
             Rtc(start=time.time(), drift_ppm=opts.rtc_drift_ppm),
-            FirmwareConfig(faults=frozenset(opts.faults), rtc_subsecond=opts.rtc_subsecond),
+            FirmwareConfig(
+                faults=frozenset(opts.faults),
+                rtc_subsecond=opts.rtc_subsecond,
+                extended_tokens=opts.extended_tokens,
+            ),
             brownout_v=opts.brownout_v,
             boot_delay_s=opts.boot_delay_s,
+            firmware_factory=FIRMWARES[opts.firmware],
         )
         self.supply.set_load(opts.channel, self.board.draw)
 
