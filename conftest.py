@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures.dut",
     "fixtures.measure",
     "fixtures.tokens",
+    "fixtures.metrics_server",
 ]
 
 

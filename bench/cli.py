@@ -1,4 +1,5 @@
-"""The `paygo-bench` command: run the device suite, or start the virtual rig by hand."""
+"""The `paygo-bench` command: run the device suite, start the virtual rig by hand, or run the
+OpenPAYGO Metrics server."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ SIM_EXAMPLES = """examples:
   paygo-bench sim                               # prints the serial port and VISA resource
   paygo-bench sim --fault reused_token_accepted --drift-ppm 250
   paygo-bench sim --link socket                 # TCP instead of a pty (as on Windows)
+"""
+
+
+SERVE_EXAMPLES = """examples:
+  paygo-bench serve --db metrics.db             # the rig's DUT, payload auth, http://127.0.0.1:8080/
+  paygo-bench serve --db m.db --devices devices.csv --port 0   # an OpenPAYGO device list, any free port
+  paygo-bench serve --db m.db --jwt-secret-file jwt.key --auth either --base-path /metrics/
+  paygo-bench serve --db m.db --cert server.pem --key server.key   # HTTPS
 """
 
 
@@ -80,6 +89,52 @@ def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:
     return sim_main(["--human", "--options", json.dumps(options)])
 
 
+def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
+    import logging
+
+    from bench.rig import RigError, resolve_rig
+    from bench.secret import Secret
+    from bench.server.app import create_app
+    from bench.server.config import MetricsServerConfig
+    from bench.server.devices import DeviceFileError, DeviceRegistry, device_from_profile, load_devices
+    from bench.server.serve import is_loopback, start
+    from bench.server.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.devices:
+            devices = load_devices(args.devices)
+        else:
+            devices = [device_from_profile(resolve_rig(args.rig).dut)]
+        secret = None
+        if args.jwt_secret_file:
+            secret = Secret(Path(args.jwt_secret_file).read_text(encoding="utf-8").strip(), "jwt secret")
+        config = MetricsServerConfig(
+            base_path=args.base_path, auth=args.auth, jwt_secret=secret, announce_base_url=args.announce_base_url,
+            tokens_as_strings=args.tokens_as_strings,
+            cert_file=Path(args.cert) if args.cert else None, key_file=Path(args.key) if args.key else None)
+    except (RigError, DeviceFileError, ValueError, OSError) as e:
+        print(f"paygo-bench serve: {e}", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    registry = DeviceRegistry(devices, store)
+    server = start(create_app(config, store, registry), args.host, args.port, base_path=config.base_path,
+                   cert_file=config.cert_file, key_file=config.key_file)
+    if not is_loopback(args.host):
+        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines",
+              file=sys.stderr)
+    print(f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
+          f"auth {config.auth}); Ctrl-C stops it", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--drift-ppm", type=float, default=0.0, help="RTC drift in ppm")
     sim.add_argument("--link", choices=("auto", "pty", "socket"), default="auto")
     sim.set_defaults(func=cmd_sim)
+
+    serve = sub.add_parser("serve", help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
+                           epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port; default 8080)")
+    serve.add_argument("--db", required=True, help="SQLite file storing every request (created if absent)")
+    serve.add_argument("--devices", help="device file: .toml, .json or an OpenPAYGO device-list .csv "
+                       "(default: the rig's DUT)")
+    serve.add_argument("--rig", help="rig file whose DUT is served when --devices is not given")
+    serve.add_argument("--jwt-secret-file", help="file holding the HS256 secret for Authorization: JWT")
+    serve.add_argument("--auth", choices=("payload", "jwt", "either", "none"), default="payload",
+                       help="authentication a device-data POST needs (default payload)")
+    serve.add_argument("--base-path", default="/", help="URL path the routes live under (default /)")
+    serve.add_argument("--announce-base-url", help="send settings.base_url in every reply (server migration)")
+    serve.add_argument("--tokens-as-strings", action="store_true", help="tkl items as zero-padded strings")
+    serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
+    serve.add_argument("--key", help="TLS private key (PEM)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

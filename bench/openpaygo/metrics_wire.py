@@ -1,0 +1,253 @@
+"""Bytes on the wire <-> plain values (dict, list, str, int, float, bool, None).
+
+JSON is read strictly (RFC 8259: UTF-8, no NaN/Infinity, no duplicate keys, finite numbers), CBOR
+is read with cbor2 and then held to the same value model (no tags, byte strings, undefined or
+trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and
+a signature has one canonical JSON text (§5 bug 6). Nesting is bounded before anything walks it.
+
+`json_spans` finds where top-level values sit in a JSON text, so a signature over the device's
+own bytes ("12.50") can be checked too, not only over the canonical re-dump ("12.5")."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import cbor2
+
+from bench.openpaygo.metrics_errors import MetricsError
+
+MAX_BODY_BYTES = 4096 * 1024  # v1.0: "The maximum size of a Device Request object should be 4096 KB"
+MAX_DEPTH = 32  # a Metrics request nests 6 levels (acc > d > gps); 32 leaves room, 400 would not
+
+
+class Encoding(Enum):
+    JSON = "json"
+    CBOR = "cbor"
+
+    @property
+    def content_type(self) -> str:
+        return f"application/{self.value}"
+
+
+_MEDIA = {"application/json": Encoding.JSON, "json": Encoding.JSON,
+          "application/cbor": Encoding.CBOR, "cbor": Encoding.CBOR}
+
+
+def encoding_of(content_type: str | None) -> Encoding:
+    """The encoding named by a Content-Type header (spec: application/json|json|application/cbor|
+    cbor, any letter case, parameters allowed; a charset other than UTF-8 is refused)."""
+    if not content_type or not content_type.strip():
+        raise MetricsError("unsupported_media_type", "no Content-Type; expected application/json, json, "
+                           "application/cbor or cbor", "Content-Type")
+    media, *params = (p.strip() for p in content_type.split(";"))
+    enc = _MEDIA.get(media.lower())
+    if enc is None:
+        shown = media if len(media) <= 60 else media[:57] + "..."
+        raise MetricsError("unsupported_media_type", f"Content-Type {shown!r} is not one of application/json, "
+                           "json, application/cbor, cbor", "Content-Type")
+    for p in params:
+        name, _, value = p.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise MetricsError("unsupported_media_type", "JSON must be UTF-8 (RFC 8259); got charset "
+                               f"{value.strip()[:20]!r}", "Content-Type")
+    return enc
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Dup(k)
+        out[k] = v
+    return out
+
+
+class _Dup(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of the float range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+def _depth_at(value: Any, limit: int) -> str | None:
+    """The path of the first container nested deeper than `limit`, else None (iterative: the
+    value may be up to the parser's own recursion limit deep)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
+    while stack:
+        v, depth, where = stack.pop()
+        if isinstance(v, (list, dict)):
+            if depth > limit:
+                return where
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            stack.extend((child, depth + 1, f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]")
+                         for k, child in items)
+    return None
+
+
+def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MetricsError("bad_json", f"not UTF-8 (byte {e.start})", f"byte {e.start}") from None
+    if text.startswith("\ufeff"):
+        raise MetricsError("bad_json", "a byte order mark is not allowed in JSON (RFC 8259 §8.1)", "byte 0")
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite_float,
+                           parse_constant=_reject_constant)
+    except RecursionError:
+        raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", "") from None
+    except _Dup as e:
+        raise MetricsError("bad_json", f"duplicate key {e.key[:40]!r} in one object", "") from None
+    except json.JSONDecodeError as e:
+        raise MetricsError("bad_json", f"{e.msg} at line {e.lineno} column {e.colno}",
+                           f"line {e.lineno} column {e.colno}") from None
+    except ValueError as e:  # huge integers (int max str digits), floats beyond the range
+        raise MetricsError("bad_json", str(e)[:120], "") from None
+    deep = _depth_at(value, max_depth)
+    if deep is not None:
+        raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", deep[:60] + "...")
+    return value
+
+
+def decode_cbor(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    fp = io.BytesIO(body)
+    try:
+        value = cbor2.CBORDecoder(fp).decode()
+    except RecursionError:
+        raise MetricsError("too_deep", "CBOR nesting too deep", "") from None
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, MemoryError) as e:
+        if "nesting depth" in str(e):
+            raise MetricsError("too_deep", "CBOR nesting too deep", f"byte {fp.tell()}") from None
+        raise MetricsError("bad_cbor", str(e)[:120] or type(e).__name__, f"byte {fp.tell()}") from None
+    if fp.tell() != len(body):
+        raise MetricsError("bad_cbor", f"{len(body) - fp.tell()} bytes after the first CBOR item", f"byte {fp.tell()}")
+    return _plain(value, "", 1, max_depth)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, where: str, depth: int, max_depth: int) -> Any:
+    """Hold a CBOR-decoded value to the JSON value model. Integer map keys (natural in CBOR for
+    index-keyed rows, {6: 1}) become their decimal strings, as JSON would carry them."""
+    if depth > max_depth:
+        raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", where)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MetricsError("bad_cbor", "NaN and infinities have no JSON form", where)
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list):
+        return [_plain(v, f"{where}[{i}]", depth + 1, max_depth) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, int) and not isinstance(k, bool) and k >= 0:
+                k = str(k)
+            if not isinstance(k, str):
+                raise MetricsError("bad_cbor", f"map key of type {type(k).__name__}; expected text or an "
+                                   "unsigned integer", where or "$")
+            if k in out:
+                raise MetricsError("bad_cbor", f"duplicate key {k[:40]!r} in one map", where or "$")
+            out[k] = _plain(v, f"{where}.{k}" if where else k, depth + 1, max_depth)
+        return out
+    what = type(value).__name__
+    raise MetricsError("bad_cbor", f"a CBOR {what} (tag, byte string, undefined or simple value) has no "
+                       "JSON form", where or "$")
+
+
+def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES,
+           max_depth: int = MAX_DEPTH) -> Any:
+    """Bytes -> plain value, or MetricsError (413 too large, 400 unreadable)."""
+    if len(body) > max_bytes:
+        raise MetricsError("too_large", f"{len(body)} bytes; the limit is {max_bytes} (4096 KB)", "")
+    if not body:
+        raise MetricsError("bad_json" if encoding is Encoding.JSON else "bad_cbor", "empty body", "")
+    return decode_json(body, max_depth) if encoding is Encoding.JSON else decode_cbor(body, max_depth)
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+def canonical_json(value: Any) -> str:
+    """The compact JSON a signature is computed over: exactly Python's
+    json.dumps(separators=(",", ":")) as the reference implementation does (§5 bug 6)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode(value: Any, encoding: Encoding) -> bytes:
+    if encoding is Encoding.JSON:
+        return canonical_json(value).encode("ascii")
+    return cbor2.dumps(value)
+
+
+# -- raw spans (signatures over the device's own text) ---------------------------------------
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+_WS = " \t\n\r"
+_DECODER = json.JSONDecoder()
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def json_spans(text: str) -> dict[str, Span]:
+    """Where each top-level member's value sits in a JSON object text (key -> span)."""
+    spans: dict[str, Span] = {}
+    i = _skip_ws(text, 0)
+    if i >= len(text) or text[i] != "{":
+        return spans
+    i = _skip_ws(text, i + 1)
+    while i < len(text) and text[i] != "}":
+        if text[i] != '"':
+            return spans
+        key, i = json.decoder.scanstring(text, i + 1)
+        i = _skip_ws(text, i)
+        if i >= len(text) or text[i] != ":":
+            return spans
+        i = _skip_ws(text, i + 1)
+        _, end = _DECODER.raw_decode(text, i)
+        spans[key] = Span(i, end)
+        i = _skip_ws(text, end)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+    return spans
+
+
+def array_item_spans(text: str, span: Span) -> list[Span]:
+    """Where each item of the JSON array at `span` sits."""
+    i = _skip_ws(text, span.start)
+    if text[i] != "[":
+        return []
+    items: list[Span] = []
+    i = _skip_ws(text, i + 1)
+    while i < span.end and text[i] != "]":
+        _, end = _DECODER.raw_decode(text, i)
+        items.append(Span(i, end))
+        i = _skip_ws(text, end)
+        if text[i] == ",":
+            i = _skip_ws(text, i + 1)
+    return items

@@ -1,0 +1,316 @@
+"""The OpenPAYGO Metrics server as a Flask app: `create_app(config, store, registry)`.
+
+Routes under the configured base path (docs/server.md): POST /device_data and /dd (201, `{}` or
+a Server Response, encoded like the request), GET /device_data and /dd (stored data in the
+simple format), POST /data_format (201 `{"id": n}`).
+
+Every request, whatever happens to it, is stored as one row before its answer leaves (a refused
+one too, with its error); the row and the device state it changes go in one transaction. No
+input produces a 500: refusals are `MetricsError`s with a JSON body `{"error", "message",
+"where"}`, and an unexpected exception is logged (secrets masked), stored and answered 400
+without a stack trace. Device keys and the JWT secret never reach a log, a row or a reply."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from bench.openpaygo.metrics_auth import verify_request
+from bench.openpaygo.metrics_codec import MetricsRequest, parse_body
+from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics_format import parse_data_format
+from bench.openpaygo.metrics_reply import MetricsReply
+from bench.openpaygo.metrics_time import parse_iso, whole
+from bench.openpaygo.metrics_wire import Encoding, decode, encode, encoding_of
+from bench.secret import mask
+from bench.server.activation import active_seconds_left, active_until_timestamp, plan_tokens
+from bench.server.config import MetricsServerConfig
+from bench.server.devices import DeviceRegistry
+from bench.server.jwt_auth import check_jwt
+from bench.server.query import cut
+from bench.server.store import DeviceState, RequestRecord, Store
+
+log = logging.getLogger("bench.server")
+JSON = "application/json"
+
+
+@dataclass
+class _Exchange:
+    """What is known about the request being answered, for its row."""
+
+    received_at: datetime
+    kind: str
+    body: bytes = b""
+    body_length: int | None = None
+    serial_number: str | None = None
+    auth: str | None = None
+    simple: dict | None = None
+    data_times: tuple[float, float] | None = None
+    t0: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class MetricsServer:
+    """The request handling behind the Flask routes (one per app)."""
+
+    def __init__(self, config: MetricsServerConfig, store: Store, registry: DeviceRegistry,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config, self.store, self.registry, self.clock = config, store, registry, clock
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def secrets(self) -> tuple:
+        return self.registry.secrets() + self.config.secrets()
+
+    def _route(self) -> str:
+        qs = request.query_string.decode("latin-1")
+        return request.path + (f"?{qs}" if qs else "")
+
+    def _kind(self) -> str:
+        tail = request.path[len(self.config.prefix):] if request.path.startswith(self.config.prefix) else ""
+        if tail in ("/device_data", "/dd"):
+            return "device_data" if request.method == "POST" else "query"
+        return "data_format" if tail == "/data_format" else "other"
+
+    def _read_body(self, ex: _Exchange) -> bytes:
+        ex.body_length = request.content_length
+        try:
+            ex.body = request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise MetricsError("too_large", f"the body is larger than {self.config.max_body_bytes} bytes "
+                               "(4096 KB)", "") from None
+        ex.body_length = len(ex.body)
+        return ex.body
+
+    def _record(self, ex: _Exchange, answer: _Answer, error: MetricsError | None, tx: Any = None) -> None:
+        rec = RequestRecord(
+            received_at=ex.received_at, remote=request.remote_addr or "", method=request.method,
+            route=self._route(), kind=ex.kind, content_type=request.headers.get("Content-Type"), body=ex.body,
+            status=answer.status, error=error, serial_number=ex.serial_number, auth=ex.auth,
+            simple=ex.simple if error is None else None, data_times=ex.data_times,
+            reply=answer.body, reply_content_type=answer.content_type, body_length=ex.body_length)
+        if tx is not None:
+            tx.insert_request(rec)
+        else:
+            self.store.record(rec)
+        log.info("%s %s %d %s %s %s %.1f ms", request.method, rec.route, answer.status,
+                 ex.serial_number or "-", error.code if error else "accepted", ex.auth or "-",
+                 (time.monotonic() - ex.t0) * 1000)
+
+    def _refuse(self, ex: _Exchange, error: MetricsError) -> Response:
+        answer = _Answer(error.status, encode(error.body(), Encoding.JSON), JSON)
+        try:
+            self._record(ex, answer, error)
+        except Exception:  # noqa: BLE001 - the store is down: say so, never answer unstored
+            log.error("could not store a refused request: %s", mask(traceback.format_exc(), self.secrets()))
+            unavailable = MetricsError("storage_unavailable", "the request could not be stored; try again")
+            return Response(encode(unavailable.body(), Encoding.JSON), unavailable.status, content_type=JSON)
+        return Response(answer.body, answer.status, content_type=answer.content_type)
+
+    def handle(self, kind: str, work: Callable[[_Exchange], Response]) -> Response:
+        """Run one route's work; turn every failure into a stored, well-formed refusal."""
+        ex = _Exchange(datetime.fromtimestamp(self.clock(), timezone.utc), kind)
+        g.exchange = ex
+        try:
+            return work(ex)
+        except MetricsError as e:
+            return self._refuse(ex, e)
+        except Exception:  # noqa: BLE001 - no input may produce a 500
+            return self.unexpected(ex)
+
+    def unexpected(self, ex: _Exchange) -> Response:
+        log.error("unexpected error on %s %s: %s", request.method, request.path,
+                  mask(traceback.format_exc(), self.secrets()))
+        return self._refuse(ex, MetricsError("bad_request", "the server could not process this request; "
+                                             "it was logged and stored", ""))
+
+    # -- authentication ------------------------------------------------------------------------
+    def _jwt(self, required: bool) -> bool:
+        """True if a valid JWT came; MetricsError if one came and is bad, or none came but must."""
+        secret = self.config.jwt_secret
+        header = request.headers.get("Authorization")
+        if secret is None:
+            return False  # no secret: a JWT cannot be checked, and none is asked for
+        if header is None and not required:
+            return False
+        check_jwt(header, secret, self.config.jwt_leeway_s)
+        return True
+
+    def authenticate(self, req: MetricsRequest) -> str:
+        policy = self.config.auth
+        jwt_ok = self._jwt(required=policy == "jwt")
+        device = self.registry.get(req.serial_number)
+        payload = None
+        if req.auth is not None:
+            if device is not None:
+                payload = verify_request(req.signed, req.auth, device.key).describe()
+                if req.signed.timestamp is None and req.signed.request_count is None:
+                    raise MetricsError("auth_unprotected", "a signed request must carry timestamp (ts) or "
+                                       "request_count (rc), or anyone could replay it", "a")
+            elif policy == "payload" or (policy == "either" and not jwt_ok):
+                raise MetricsError("unknown_device", f"serial number {req.serial_number!r} is not in this "
+                                   "server's device registry, so its signature cannot be checked", "sn")
+        if policy == "payload" and payload is None:
+            if device is None:
+                raise MetricsError("unknown_device", f"serial number {req.serial_number!r} is not in this "
+                                   "server's device registry", "sn")
+            raise MetricsError("auth_missing", "this server requires payload auth: sign the request "
+                               "(a = sa|ta|ca|da|ra + hex)", "a")
+        if policy == "either" and payload is None and not jwt_ok:
+            raise MetricsError("auth_missing", "this server requires payload auth (a) or an "
+                               "Authorization: JWT header", "a")
+        return "+".join(p for p in (payload, "jwt" if jwt_ok else None) if p) or "none"
+
+    def _admin(self, ex: _Exchange) -> None:
+        """The data-format and query routes need a JWT when the server has a secret."""
+        if self.config.jwt_secret is not None:
+            self._jwt(required=True)
+            ex.auth = "jwt"
+        else:
+            ex.auth = "none"
+
+    # -- routes --------------------------------------------------------------------------------
+    def post_device_data(self, ex: _Exchange) -> Response:
+        body = self._read_body(ex)
+        now = self.clock()
+        req = parse_body(body, request.headers.get("Content-Type"), formats=self.store.data_format,
+                         received_at=now, max_bytes=self.config.max_body_bytes)
+        ex.serial_number = req.serial_number
+        ex.simple = req.to_simple()
+        times = req.times()
+        ex.data_times = (min(times), max(times)) if times else None
+        ex.auth = self.authenticate(req)
+        encoding = encoding_of(request.headers.get("Content-Type"))
+        with self.store.transaction() as tx:
+            state = tx.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
+            _check_replay(req, state)
+            reply, state = self._reply(req, state, now)
+            if reply.has_content():
+                reply = self._signed(req, reply)
+            answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
+            self._record(ex, answer, None, tx)
+            tx.put_device_state(replace(
+                state,
+                last_timestamp=req.timestamp if req.timestamp is not None else state.last_timestamp,
+                last_request_count=req.request_count if req.request_count is not None else state.last_request_count))
+        return Response(answer.body, 201, content_type=answer.content_type)
+
+    def _reply(self, req: MetricsRequest, state: DeviceState, now: float) -> tuple[MetricsReply, DeviceState]:
+        device = self.registry.get(req.serial_number)
+        tokens: tuple | None = None
+        if req.token_count is not None:
+            tokens = ()
+            if device is not None:
+                issued, state = plan_tokens(device, state, req.token_count, now)
+                tokens = tuple(t.code if self.config.tokens_as_strings else int(t.code) for t in issued)
+        known = device is not None
+        auts = active_until_timestamp(state) if req.wants_active_until and known else (0 if req.wants_active_until else None)
+        asl = active_seconds_left(state, now) if req.wants_seconds_left and known else (0 if req.wants_seconds_left else None)
+        settings = {"base_url": self.config.announce_base_url} if self.config.announce_base_url else None
+        return MetricsReply(req.serial_number, tokens, auts, asl, settings), state
+
+    def _signed(self, req: MetricsRequest, reply: MetricsReply) -> MetricsReply:
+        device = self.registry.get(req.serial_number)
+        if device is None:
+            return reply
+        return reply.signed(device.key, request_timestamp=req.signed.timestamp,
+                            request_count=req.signed.request_count)
+
+    def post_data_format(self, ex: _Exchange) -> Response:
+        self._admin(ex)
+        body = self._read_body(ex)
+        encoding = encoding_of(request.headers.get("Content-Type"))
+        fmt = parse_data_format(decode(body, encoding, self.config.max_body_bytes))
+        ex.simple = fmt.to_json()
+        with self.store.transaction() as tx:
+            fid = tx.add_data_format(fmt)
+            answer = _Answer(201, encode({"id": fid}, encoding), encoding.content_type)
+            self._record(ex, answer, None, tx)
+        return Response(answer.body, 201, content_type=answer.content_type)
+
+    def get_device_data(self, ex: _Exchange) -> Response:
+        self._admin(ex)
+        start = _query_time("from_datetime", float("-inf"))
+        end = _query_time("to_datetime", float("inf"))
+        if start > end:
+            raise MetricsError("bad_query", "from_datetime is after to_datetime", "from_datetime")
+        serial = request.args.get("serial_number")
+        rows = self.store.device_data_between(start, end, serial)
+        found = [c for c in (cut(r.simple or {}, r.received_unix, start, end) for r in rows) if c is not None]
+        answer = _Answer(200, encode(found, Encoding.JSON), JSON)
+        self._record(ex, answer, None)
+        return Response(answer.body, 200, content_type=JSON)
+
+    def http_error(self, e: HTTPException) -> Response:
+        """Werkzeug's own refusals (unknown route, wrong method, too large), stored and in JSON."""
+        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(self.clock(), timezone.utc), self._kind())
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.code or 400, "bad_request")
+        status = e.code if code != "bad_request" else 400
+        return self._refuse(ex, MetricsError(code, (e.description or e.name or "")[:200], "", status=status))
+
+
+def _query_time(name: str, default: float) -> float:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    try:
+        return parse_iso(text, name).timestamp()
+    except MetricsError as e:
+        raise MetricsError("bad_query", e.message, name) from None
+
+
+def _check_replay(req: MetricsRequest, state: DeviceState) -> None:
+    """ts and rc must each be above the last accepted one for this device (spec Timestamp and
+    Counter Auth: "only higher"): an equal one is a replay too."""
+    if req.request_count is not None and state.last_request_count is not None \
+            and req.request_count <= state.last_request_count:
+        raise MetricsError("replay", f"request_count {req.request_count} is not above the last accepted "
+                           f"({state.last_request_count})", "rc")
+    if req.timestamp is not None and state.last_timestamp is not None and req.timestamp <= state.last_timestamp:
+        raise MetricsError("replay", f"timestamp {req.timestamp} is not above the last accepted "
+                           f"({whole(state.last_timestamp)})", "ts")
+
+
+def create_app(config: MetricsServerConfig, store: Store, registry: DeviceRegistry, *,
+               clock: Callable[[], float] = time.time) -> Flask:
+    """The Flask app serving one Metrics server (run it with bench.server.serve)."""
+    app = Flask("bench.server")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["TRAP_HTTP_EXCEPTIONS"] = False
+    server = MetricsServer(config, store, registry, clock)
+    app.extensions["paygo_metrics"] = server
+    prefix = config.prefix
+
+    def route(kind: str, work: Callable[[_Exchange], Response]) -> Callable[[], Response]:
+        def view() -> Response:
+            return server.handle(kind, work)
+        view.__name__ = f"{kind}_{work.__name__}"
+        return view
+
+    for path in ("/device_data", "/dd"):
+        app.add_url_rule(prefix + path, f"post{path}", route("device_data", server.post_device_data), methods=["POST"],
+                         provide_automatic_options=False)
+        app.add_url_rule(prefix + path, f"get{path}", route("query", server.get_device_data), methods=["GET"],
+                         provide_automatic_options=False)
+    app.add_url_rule(prefix + "/data_format", "data_format", route("data_format", server.post_data_format),
+                     methods=["POST"], provide_automatic_options=False)
+    app.register_error_handler(HTTPException, server.http_error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(_e: Exception) -> Response:  # outside a route's work (a before/after hook)
+        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(clock(), timezone.utc), "other")
+        return server.unexpected(ex)
+
+    return app

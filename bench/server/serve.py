@@ -1,0 +1,135 @@
+"""Run the Metrics app on a real server, in a background thread, and stop it cleanly.
+
+HTTP runs on waitress: a production WSGI server, pure Python, the same on Linux and Windows.
+waitress has no TLS, so HTTPS runs on werkzeug's threaded server with an `ssl.SSLContext` held to
+the spec's list (TLS 1.2+, ciphers EECDH+AESGCM, EDH+AESGCM, EECDH+AES256, EDH+AES256; TLS 1.1
+is in the spec but refused by current OpenSSL builds). Both are what `paygo-bench serve` and the
+`metrics_server` fixture use, so tests run the path a lab runs."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from waitress.server import create_server
+from waitress import wasyncore
+
+SPEC_CIPHERS = "EECDH+AESGCM:EDH+AESGCM:EECDH+AES256:EDH+AES256"
+STOP_TIMEOUT_S = 10.0
+
+
+def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(SPEC_CIPHERS)
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
+
+
+def _host_in_url(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class RunningServer:
+    """A server answering in a background thread. `url` is scheme://host:port, `base_url` adds
+    the base path (what a device is configured with)."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    _stop: Callable[[], None] = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{_host_in_url(self.host)}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + self.base_path.rstrip("/")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop accepting, finish what is running, and return once the thread has ended."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the server thread did not stop within {timeout} s")
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C in the CLI)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start(app: Any, host: str = "127.0.0.1", port: int = 0, *, base_path: str = "/",
+          cert_file: Path | None = None, key_file: Path | None = None, threads: int = 4) -> RunningServer:
+    """Serve `app` on host:port (0 = an ephemeral port) until `stop()`."""
+    if cert_file is not None and key_file is not None:
+        return _start_tls(app, host, port, base_path, tls_context(cert_file, key_file))
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
+    server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True,
+                           ident="paygo-bench", asyncore_loop_timeout=1)
+    bound_port = server.effective_port  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, name=f"metrics-server-{bound_port}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        # close the sockets on the loop's own thread (wasyncore is not thread-safe), then end the workers
+        try:
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[union-attr]
+        except OSError:
+            # the wake-up pipe was closed under us (someone else closing a recycled descriptor
+            # number): close from here; the loop then ends on its next poll
+            wasyncore.close_all(server._map, ignore_all=True)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.05)
+        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+
+    return RunningServer("http", host, bound_port, base_path, stop, thread)
+
+
+def _start_tls(app: Any, host: str, port: int, base_path: str, ctx: ssl.SSLContext) -> RunningServer:
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True, ssl_context=ctx)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name=f"metrics-server-tls-{server.port}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return RunningServer("https", host, server.port, base_path, stop, thread)

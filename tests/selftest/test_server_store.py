@@ -1,0 +1,94 @@
+"""The server's SQLite store: WAL, every row whole or absent, state kept across restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+import pytest
+
+from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics_format import parse_data_format
+from bench.server.store import DeviceState, IssuedToken, RequestRecord, Store
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+
+
+def record(status=201, error=None, **kw) -> RequestRecord:
+    base = dict(received_at=T0, remote="127.0.0.1", method="POST", route="/dd", kind="device_data",
+                content_type="application/json", body=b'{"sn":"X"}', status=status, error=error)
+    base.update(kw)
+    return RequestRecord(**base)
+
+
+def test_wal_mode_and_utc_rows(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        rid = store.record(record(serial_number="X", simple={"serial_number": "X"}, data_times=(5, 9),
+                                  reply=b"{}", reply_content_type="application/json", auth="ra"))
+        (row,) = store.requests()
+        assert row.id == rid and row.received_at == "2026-01-02T03:04:05.678901Z"
+        assert row.verdict == "accepted" and row.simple == {"serial_number": "X"} and row.body == b'{"sn":"X"}'
+    conn = sqlite3.connect(tmp_path / "m.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_rejected_rows_carry_the_error(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        store.record(record(403, MetricsError("auth_invalid", "no", "a")))
+        (row,) = store.requests()
+        assert (row.status, row.verdict, row.error_code, row.error_where) == (403, "rejected", "auth_invalid", "a")
+
+
+def test_inconsistent_rows_are_refused_whole(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        with pytest.raises(ValueError):
+            store.record(record(403, None))
+        with pytest.raises(ValueError):
+            store.record(record(201, MetricsError("replay", "x")))
+        assert store.requests() == []
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        with pytest.raises(RuntimeError):
+            with store.transaction() as tx:
+                tx.insert_request(record())
+                tx.put_device_state(DeviceState("X", 3, 100.0, 4))
+                raise RuntimeError("crash between the two writes")
+        assert store.requests() == [] and store.device_state("X") is None
+
+
+def test_device_state_survives_a_restart(tmp_path):
+    token = IssuedToken("123456789", 3, "set_time", 7)
+    with Store(tmp_path / "m.db") as store:
+        store.put_device_state(DeviceState("X", 3, 1700000000.5, 42, 1800000000.0, 1800000000.0, (token,)))
+    with Store(tmp_path / "m.db") as store:
+        state = store.device_state("X")
+    assert state == DeviceState("X", 3, 1700000000.5, 42, 1800000000.0, 1800000000.0, (token,))
+
+
+def test_data_formats_get_ids_and_the_same_format_keeps_its_id(tmp_path):
+    fmt = parse_data_format({"data_order": ["token_count", "x"], "historical_data_interval": -60})
+    with Store(tmp_path / "m.db") as store:
+        first = store.add_data_format(fmt)
+        assert store.add_data_format(fmt) == first
+        assert store.add_data_format(parse_data_format({"data_order": ["y"]}), id=12) == 12
+    with Store(tmp_path / "m.db") as store:
+        assert store.data_format(first).data_order == ("token_count", "x")
+        assert store.data_format(12).id == 12 and store.data_format(99) is None
+
+
+def test_time_range_query(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        store.record(record(serial_number="A", simple={}, data_times=(100, 200)))
+        store.record(record(serial_number="B", simple={}, data_times=(300, 400)))
+        store.record(record(403, MetricsError("auth_invalid", "x"), serial_number="A", data_times=(100, 200)))
+        assert [r.serial_number for r in store.device_data_between(150, 350)] == ["A", "B"]
+        assert [r.serial_number for r in store.device_data_between(201, 299)] == []
+        assert [r.serial_number for r in store.device_data_between(0, 1000, "B")] == ["B"]
+
+
+def test_naive_times_are_refused(tmp_path):
+    with Store(tmp_path / "m.db") as store:
+        with pytest.raises(ValueError, match="UTC"):
+            store.record(record(received_at=datetime(2026, 1, 1)))
