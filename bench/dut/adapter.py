@@ -52,6 +52,7 @@ class TokenOutcome:
     count: int | None = None
     locked_s: int | None = None
     elapsed_s: float = 0.0  # request to reply, host side
+    seconds_left: int | None = None  # credit left after the token, where the reply carries it (HDK)
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,24 @@ class CapabilityMissing(Exception):
 
 class DeviceAdapter(ABC):
     name: str = "abstract"
+    # What the adapter's protocol itself guarantees, whatever the device reports or the rig
+    # declares (the reference protocol always has ID; the HDK's has no identity command).
+    protocol_capabilities: frozenset[str] = frozenset()
+    # The device applies a provisioning only after a restart (the HDK says "RESTART DEVICE."):
+    # whoever provisions must power-cycle it before using it.
+    restart_after_provision: bool = False
 
     @property
     @abstractmethod
-    def capabilities(self) -> frozenset[str]: ...
+    def capabilities(self) -> frozenset[str]:
+        """What the device offers (docs/protocol.md §Capabilities): reported or rig-declared."""
+
+    def offers(self, capability: str) -> bool:
+        """Whether a test needing this capability can run: the device's or the protocol's."""
+        return capability in self.protocol_capabilities or capability in self.capabilities
 
     def require(self, capability: str) -> None:
-        if capability not in self.capabilities:
+        if not self.offers(capability):
             raise CapabilityMissing(capability, self.name)
 
     @abstractmethod
@@ -99,7 +111,8 @@ class DeviceAdapter(ABC):
     def ping(self) -> None: ...
 
     @abstractmethod
-    def identify(self) -> Identity: ...
+    def identify(self) -> Identity:
+        """Raises CapabilityMissing('identity') where the protocol has no identity command."""
 
     @abstractmethod
     def provision(self, p: Provisioning) -> str:

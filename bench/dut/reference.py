@@ -73,6 +73,8 @@ class _Reply:
 
 class ReferenceAdapter(DeviceAdapter):
     name = "reference"
+    # protocol v1 always has ID, a boot banner with reset=, and TOKEN/STATUS lockout fields
+    protocol_capabilities = frozenset({"identity", "boot_reason", "lockout"})
 
     def __init__(self, link: SerialLink, reply_timeout_s: float = 2.0, declared: frozenset[str] | None = None) -> None:
         self.link = link
@@ -182,6 +184,3 @@ class ReferenceAdapter(DeviceAdapter):
         since = time.monotonic()
         self._call("NVM ERASE")
         return self.wait_boot(boot_timeout_s, since=since)
-
-
-ADAPTERS = {"reference": ReferenceAdapter}

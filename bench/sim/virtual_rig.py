@@ -22,6 +22,7 @@ from bench.sim.board import Board
 from bench.sim.eeprom import Eeprom
 from bench.sim.faults import validate
 from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.hdk_firmware import HdkFirmware
 from bench.sim.nvstate import RecordStore
 from bench.sim.psu import ScpiServer, SimulatedSupply
 from bench.sim.rtc import Rtc
@@ -53,7 +54,8 @@ class SimOptions:
         return cls(**data)
 
 
-FIRMWARES = {"reference": Firmware}
+# The firmware the board runs, by the name of the host adapter that speaks its protocol.
+FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
 
 
 class VirtualRig:
