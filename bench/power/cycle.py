@@ -54,7 +54,11 @@ class PowerOff:
     """The outcome of power_off(): when the output went off and how the rail fell."""
 
     switched_off_at: float
-    """time.monotonic() just after the OFF command was accepted."""
+    """time.monotonic() just after the OFF command was written."""
+    confirmed_off_at: float = 0.0
+    """time.monotonic() when the first reply after OFF arrived: instruments process commands in
+    order, so by then the output is off. Off times are counted from here, which makes min_off_s
+    a guarantee at the instrument, not only on the host's side of the cable."""
     steps: list[Step] = field(default_factory=list)
     trace: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -81,6 +85,8 @@ def power_off(
     polls = 0
     while True:
         volts = psu.measure_voltage()
+        if not polls:
+            result.confirmed_off_at = time.monotonic()
         amps = psu.measure_current()
         now = time.monotonic()
         polls += 1
@@ -144,11 +150,11 @@ def power_cycle(
     steps = list(off.steps)
 
     t_hold = time.monotonic()
-    _sleep_until(off.switched_off_at + min_off_s)
+    _sleep_until(off.confirmed_off_at + min_off_s)
     _step(steps, "hold off", time.monotonic() - t_hold, f"until {min_off_s} s after switch-off")
 
     t_on = time.monotonic()
-    off_time = t_on - off.switched_off_at
+    off_time = t_on - off.confirmed_off_at
     on_steps, banner = power_on(psu, wait_boot=wait_boot, boot_timeout_s=boot_timeout_s)
     steps.extend(on_steps)
     log.info("power cycle on %s: off for %.3f s", psu.resource, off_time)

@@ -28,20 +28,32 @@ CATALOGUE: dict[str, Fault] = {
             "decoder",
             "the used-count check is skipped: a token already entered is accepted again",
             (_T + "test_tokens.py::test_reused_token_refused",
-             _T + "test_persistence.py::test_token_state_survives_power_cycle"),
+             _T + "test_persistence.py::test_token_state_survives_power_cycle",
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+             _T + "test_token_procedure.py::test_quick_test_scenario_1",
+             _T + "test_token_procedure.py::test_full_procedure",
+             _T + "test_token_windows.py::test_u2d_older_add_refused_after_set",
+             _T + "test_token_windows.py::test_older_add_window_edges",
+             _T + "test_token_windows.py::test_restricted_digit_tokens",
+             _T + "test_token_windows.py::test_extended_tokens",
+             _T + "test_lockout.py::test_already_used_neither_counts_nor_resets"),
         ),
         Fault(
             "accepts_starting_code",
             "decoder",
             "the starting code itself decodes as an ADD 0 token at count 0 (openpaygo 0.6.3 bug)",
-            (_T + "test_tokens.py::test_invalid_tokens_refused",),
+            (_T + "test_tokens.py::test_invalid_tokens_refused",
+             _T + "test_token_procedure.py::test_quick_test_scenario_1",
+             _T + "test_token_procedure.py::test_full_procedure"),
         ),
         Fault(
             "count_not_persisted",
             "firmware",
             "the token count and used-count mask are kept in RAM only: after a power cycle the "
             "device has forgotten which tokens it accepted",
-            (_T + "test_persistence.py::test_token_state_survives_power_cycle",),
+            (_T + "test_persistence.py::test_token_state_survives_power_cycle",
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
         ),
         Fault(
             "provisioning_not_persisted",
@@ -49,7 +61,9 @@ CATALOGUE: dict[str, Fault] = {
             "factory data (serial, key, starting code) is never committed to NVM: the device comes "
             "back unprovisioned after a power cycle",
             (_T + "test_persistence.py::test_provisioning_survives_power_cycle",
-             _T + "test_persistence.py::test_token_state_survives_power_cycle"),
+             _T + "test_persistence.py::test_token_state_survives_power_cycle",
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
         ),
         Fault(
             "serial_truncated",
@@ -76,8 +90,119 @@ CATALOGUE: dict[str, Fault] = {
             "power the device down (a wiring fault that voids every power test)",
             (_T + "test_power.py::test_device_silent_when_unpowered",
              _T + "test_power.py::test_power_cycle_reboots_device",
+             _T + "test_power.py::test_power_cycle_reports_power_on_reset",
              _T + "test_persistence.py::test_provisioning_survives_power_cycle",
-             _T + "test_persistence.py::test_token_state_survives_power_cycle"),
+             _T + "test_persistence.py::test_token_state_survives_power_cycle",
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
+        ),
+        Fault(
+            "u2d_accepted",
+            "decoder",
+            "the used-count mask is updated like the reference C decoder (MarkCountAsUsed drops a "
+            "bit and ORs unnormalised ones): an ADD older than an entered SET is accepted after a "
+            "newer ADD (U2D, openpaygo.md §3e); the official procedure still passes",
+            (_T + "test_token_windows.py::test_u2d_older_add_refused_after_set",),
+        ),
+        Fault(
+            "set_as_add",
+            "decoder",
+            "SET_TIME tokens are classified as ADD_TIME: the device adds the days instead of "
+            "setting them (and reports ADD_TIME)",
+            (_T + "test_token_procedure.py::test_quick_test_scenario_1",
+             _T + "test_token_procedure.py::test_full_procedure",
+             _T + "test_token_procedure.py::test_g12_days_late_are_not_counted",
+             _T + "test_token_windows.py::test_u2d_older_add_refused_after_set",
+             _T + "test_token_windows.py::test_jump_window_edges",
+             _T + "test_token_windows.py::test_leading_zero_token",
+             _T + "test_token_windows.py::test_time_divider",
+             _T + "test_token_windows.py::test_restricted_digit_tokens",
+             _T + "test_token_windows.py::test_extended_tokens",
+             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+        ),
+        Fault(
+            "parity_before_special",
+            "decoder",
+            "the token type is decided by parity before checking for 998/999: a DISABLE_PAYG at an "
+            "even count is taken as ADD_TIME 998 days (openpaygo.md §1 Count)",
+            (_T + "test_token_procedure.py::test_full_procedure",
+             _T + "test_token_windows.py::test_counter_sync_window_edges"),
+        ),
+        Fault(
+            "unbounded_jump",
+            "decoder",
+            "the search has no upper bound at last+64 (last+100 for a sync): tokens far ahead of "
+            "the last count are accepted",
+            (_T + "test_token_windows.py::test_jump_window_edges",
+             _T + "test_token_windows.py::test_counter_sync_window_edges"),
+        ),
+        Fault(
+            "time_divider_ignored",
+            "decoder",
+            "the provisioned time divider is ignored: a value counts whole days (divider 4: ADD "
+            "2.5 days gives 10 days)",
+            (_T + "test_token_windows.py::test_time_divider",),
+        ),
+        Fault(
+            "no_lockout",
+            "firmware",
+            "invalid tokens are counted but token entry is never locked: no brute-force protection "
+            "(openpaygo.md §2)",
+            (_T + "test_lockout.py::test_lockout_schedule",
+             _T + "test_lockout.py::test_already_used_neither_counts_nor_resets",
+             _T + "test_lockout.py::test_valid_token_resets_streak",
+             _T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_lockout.py::test_locked_entry_is_not_decoded"),
+        ),
+        Fault(
+            "lockout_not_persisted",
+            "firmware",
+            "the invalid-token streak and the lockout end are kept in RAM only: a power cycle "
+            "clears the lockout (openpaygo.md §2 requires it to survive off/on)",
+            (_T + "test_lockout.py::test_lockout_survives_power_cycle",),
+        ),
+        Fault(
+            "used_counts_not_persisted",
+            "firmware",
+            "the token count is stored but the used-count mask is not: after a power cycle an "
+            "older ADD token entered out of order is accepted again",
+            (_T + "test_persistence.py::test_token_state_survives_power_cycle",
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle"),
+        ),
+        Fault(
+            "slow_decode",
+            "firmware",
+            "a software SipHash on a slow MCU (about 8.6 ms a step): the firmware keeps the chain "
+            "around its last count (+-16) but walks it from count 0 for any other token, so a "
+            "token far ahead at a high count (the top of G8: 30 counts apart near count 600) "
+            "takes more than 5 s (§3b G8 limit)",
+            (_T + "test_token_procedure.py::test_full_procedure",),
+        ),
+        Fault(
+            "leading_zero_dropped",
+            "firmware",
+            "the keypad entry is read as a number and checked to have 9 digits: a token starting "
+            "with 0 is refused as invalid",
+            (_T + "test_token_procedure.py::test_full_procedure",
+             _T + "test_token_windows.py::test_counter_sync_window_edges",
+             _T + "test_token_windows.py::test_leading_zero_token",
+             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+        ),
+        Fault(
+            "set_does_not_relock",
+            "firmware",
+            "a SET token sets the expiry but leaves the PAYG-disabled flag: once DISABLE_PAYG was "
+            "entered the device cannot be re-locked (openpaygo.md §2 Re-lock, G10)",
+            (_T + "test_token_procedure.py::test_quick_test_scenario_1",
+             _T + "test_token_procedure.py::test_full_procedure",
+             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+        ),
+        Fault(
+            "add_relocks",
+            "firmware",
+            "any ADD token re-enables PAYG after DISABLE_PAYG, as old devices did (G11B, marked "
+            "Optional by the procedure)",
+            (_T + "test_token_procedure.py::test_g11b_add_after_disable_does_not_relock",),
         ),
     )
 }

@@ -13,9 +13,10 @@ import json
 import re
 from dataclasses import dataclass, replace
 
+from bench.openpaygo.tokens import TokenKind
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
 from bench.sim.rtc import Rtc
-from bench.sim.token_decoder import TokenState, apply_time, decode
+from bench.sim.token_decoder import MAX_TOKEN_JUMP, TokenState, apply_time, decode
 
 PROTOCOL_VERSION = "1.0"
 MODEL = "PAYGO-SIM"
@@ -26,6 +27,12 @@ _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _AUTH = {"none", "sa", "ta", "ca", "da", "ra"}
 MAX_LINE = 1024
 MAX_IMPORT_LINE = 8192
+# slow_decode: a software SipHash on a slow MCU, this many seconds per hash step. The firmware
+# keeps the chain values around its last count (+-16) and steps from there; a token outside
+# them, or one it has to search the whole window for (invalid), is walked from count 0: > 5 s
+# from count ~580 on (the top of the full procedure's G8 series, 30 counts apart).
+SLOW_DECODE_S_PER_STEP = 0.0086
+SLOW_DECODE_CACHED = 16
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class Firmware:
         self.reset_reason = reset_reason
         self._nvm_at_boot = replace(loaded.state)  # what a RAM-only defect falls back to
         self._writes_at_boot = store.eeprom.pages_written
+        self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
 
     # -- boot ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -119,6 +127,11 @@ class Firmware:
         if "count_not_persisted" in self.faults:
             saved.last_count = self._nvm_at_boot.last_count
             saved.used_mask = self._nvm_at_boot.used_mask
+        if "used_counts_not_persisted" in self.faults:  # the count is stored, the mask is not
+            saved.used_mask = self._nvm_at_boot.used_mask
+        if "lockout_not_persisted" in self.faults:  # streak and lockout kept in RAM only
+            saved.invalid_streak = self._nvm_at_boot.invalid_streak
+            saved.locked_until = self._nvm_at_boot.locked_until
         if "provisioning_not_persisted" in self.faults:
             for field in ("provisioned", "serial", "key_hex", "starting_code", "time_divider", "restricted"):
                 setattr(saved, field, getattr(self._nvm_at_boot, field))
@@ -198,7 +211,10 @@ class Firmware:
             lengths = {min(lengths)}
         if len(code) not in lengths:
             raise CommandError(400, f"a token has {' or '.join(map(str, sorted(lengths)))} digits")
-        return Reply(self.enter_token(code))
+        self._decode_steps = 0
+        body = self.enter_token(code)
+        delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if "slow_decode" in self.faults else 0.0
+        return Reply(body, delay_s=delay)
 
     def enter_token(self, code: str) -> str:
         """Decode and apply one token; the reply body (without ERR handling)."""
@@ -208,6 +224,9 @@ class Firmware:
             return f"OK result=locked seconds={st.locked_until - now}"
         if st.restricted and set(code) - set("1234"):
             return self._invalid_entry(now)  # outside the restricted digit set: an invalid token
+        if "leading_zero_dropped" in self.faults and code.startswith("0"):
+            # the keypad buffer is read as a number and checked to have 9 (12) digits
+            return self._invalid_entry(now)
         result, tstate = decode(
             code,
             bytes.fromhex(st.key_hex),
@@ -217,11 +236,16 @@ class Firmware:
             extended=len(code) in (12, 20),
             faults=self.faults,
         )
+        self._decode_steps = _slow_decode_steps(result.count, st.last_count)
         if result.outcome == "accepted":
             divider = 1 if "time_divider_ignored" in self.faults else st.time_divider
             active_until, disabled = apply_time(
                 result.kind, result.value, now, st.active_until, st.payg_disabled, divider
             )
+            if "set_does_not_relock" in self.faults and result.kind is TokenKind.SET_TIME:
+                disabled = st.payg_disabled  # the expiry is set, the PAYG-disabled flag left alone
+            if "add_relocks" in self.faults and result.kind is TokenKind.ADD_TIME:
+                disabled = False  # legacy: any ADD re-enables PAYG (§2 Re-lock, G11B)
             self.state = replace(
                 st,
                 last_count=tstate.last_count,
@@ -243,7 +267,7 @@ class Firmware:
         st = self.state
         streak = min(st.invalid_streak + 1, self.config.invalid_streak_cap)
         locked_until = st.locked_until
-        if streak > self.config.lockout_free_errors:
+        if streak > self.config.lockout_free_errors and "no_lockout" not in self.faults:
             minutes = min(2 ** (streak - self.config.lockout_free_errors), self.config.lockout_max_minutes)
             locked_until = now + 60 * minutes
         self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
@@ -324,6 +348,16 @@ class Firmware:
                     accepted += 1
             return Reply(f"OK tokens={accepted}/{len(tokens)}")
         raise CommandError(400, "usage: METRICS EXPORT | METRICS IMPORT b64=<reply>")
+
+
+def _slow_decode_steps(count: int | None, last: int) -> int:
+    """Hash steps the slow_decode firmware walks for a token matched at `count` (None: no match,
+    the whole window searched from count 0, openpaygo.md §1 Constants)."""
+    if count is None:
+        return last + MAX_TOKEN_JUMP + 1
+    if abs(count - last) <= SLOW_DECODE_CACHED:
+        return abs(count - last) + 1  # from the cached chain values around the last count
+    return count + 1
 
 
 def _parse_kv(args: list[str]) -> dict[str, str]:

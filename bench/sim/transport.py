@@ -48,11 +48,14 @@ class PtyTransport:
             view = view[n:]
 
     def close(self) -> None:
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Idempotent: closing twice must not close a descriptor number reused since."""
+        fds, self._master, self._slave = (self._master, self._slave), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class SocketTransport:

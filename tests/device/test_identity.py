@@ -8,6 +8,7 @@ from bench.dut.reference import PROTOCOL_MAJOR, parse_fields
 from fixtures.dut import provisioning_for
 
 
+@pytest.mark.needs("identity")
 def test_identity(dut, rig, rig_up):
     """Protocol §Identity: the DUT names its model and firmware and speaks a compatible protocol
     major version; the boot banner agrees with ID; a pinned model/firmware (rig file) matches.
@@ -29,7 +30,7 @@ def test_identity(dut, rig, rig_up):
         assert ident.firmware == rig.dut.firmware_version, "the DUT runs another firmware than the rig file pins"
 
 
-@pytest.mark.needs("factory_reset")
+@pytest.mark.needs("factory_reset", "identity")
 def test_provisioning_round_trip(dut, rig, traffic_log):
     """Protocol §Provisioning: a factory-fresh DUT takes the profile's serial, key and starting
     code; it reads the serial back exactly and never sends the key back, in any reply.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.needs("identity")
 def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
     """openpaygo.md §2: factory data (serial, key, starting code) lives in NVM.
     Catches: provisioning_not_persisted, backfeed_from_uart (no reboot)."""
@@ -18,7 +21,8 @@ def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
 def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2–3e: the token count, the used counts and the credit survive a power cycle,
     so an accepted token stays used. Catches: count_not_persisted, provisioning_not_persisted,
-    reused_token_accepted (after the cycle), backfeed_from_uart (no reboot)."""
+    used_counts_not_persisted, reused_token_accepted (after the cycle), backfeed_from_uart
+    (no reboot)."""
     first = tokens.add_days(1)
     token_session.expect(first)
     token_session.expect(tokens.add_days(2))
@@ -28,3 +32,24 @@ def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     assert after.active_until == before.active_until, "the credit changed across the power cycle"
     out = token_session.expect(first)
     assert out.result == "already_used", f"a token accepted before the power cycle was {out.result} after it"
+
+
+def test_used_counts_survive_power_cycle(token_session, tokens, power_cycle):
+    """openpaygo.md §2 (NVM: TokenCount and UsedTokens, stored after every valid token), §3e
+    (reused tokens after a power cycle): three ADD tokens are generated and the newest and the
+    oldest entered (unordered entry); after a power cycle both are already used, while the
+    middle one, never entered, is still accepted: the used-count record came back bit for bit,
+    neither lost nor set wholesale. Catches: used_counts_not_persisted, count_not_persisted,
+    reused_token_accepted, provisioning_not_persisted, backfeed_from_uart (no reboot)."""
+    s = token_session
+    oldest, middle, newest = tokens.add_days(1), tokens.add_days(2), tokens.add_days(3)
+    assert s.expect(newest).result == "accepted"
+    assert s.expect(oldest).result == "accepted"
+    s.check_status()
+    power_cycle()
+    s.check_status()
+    for token in (oldest, newest):
+        out = s.expect(token)
+        assert out.result == "already_used", f"ADD at count {token.count}: {out.result} after the power cycle"
+    assert s.expect(middle).result == "accepted"
+    s.check_status()

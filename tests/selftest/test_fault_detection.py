@@ -4,20 +4,49 @@ device (DESIGN.md, "Trust in the bench itself").
 For each fault in the simulator's catalogue, the whole device suite runs against a virtual rig
 with that one defect switched on; exactly the tests the catalogue names must fail, and every
 other test must pass as it does on the good device.
+
+The suite runs are independent (each has its own virtual rig) and mostly wait on the simulated
+device, so they run side by side: all the runs this session selected start at once on a pool
+of PAYGO_SELFTEST_JOBS workers (default 4), the longest first, and each test waits for its own.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
 from bench.sim.faults import CATALOGUE
 from tests.selftest.device_suite import run_device_suite
 
+JOBS = max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", "4")))
+# Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
+RUN_FIRST = ("slow_decode", "backfeed_from_uart")
+GOOD = "good"
+
 
 @pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    results, output = run_device_suite(tmp_path_factory.mktemp("good"))
-    return results, output
+def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Future]:
+    """One device-suite run per fault the session selected, plus the good device, started now."""
+    selected = {
+        item.callspec.params["fault"]
+        for item in request.session.items
+        if item.module is request.module and "fault" in getattr(getattr(item, "callspec", None), "params", {})
+    }
+    first = [f for f in RUN_FIRST if f in selected]
+    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="device-suite")
+    runs: dict[str, Future] = {}
+    for name in first + [GOOD] + sorted(selected - set(first)):
+        faults = [] if name == GOOD else [name]
+        runs[name] = pool.submit(run_device_suite, tmp_path_factory.mktemp(name), faults=faults)
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def good_run(suite_runs):
+    return suite_runs[GOOD].result()
 
 
 def test_good_device_passes_every_check(good_run):
@@ -35,8 +64,8 @@ def test_every_catalogued_check_exists(good_run):
 
 
 @pytest.mark.parametrize("fault", sorted(CATALOGUE))
-def test_fault_is_caught_by_exactly_its_checks(fault, good_run, tmp_path):
-    results, output = run_device_suite(tmp_path, faults=[fault])
+def test_fault_is_caught_by_exactly_its_checks(fault, good_run, suite_runs):
+    results, output = suite_runs[fault].result()
     failed = {n for n, r in results.items() if r.outcome in ("failed", "error")}
     expected = set(CATALOGUE[fault].caught_by)
     assert failed == expected, (

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from bench.openpaygo.tokens import TokenGenerator
+from bench.openpaygo.tokens import TokenGenerator, TokenKind
 from bench.sim.eeprom import Eeprom
 from bench.sim.faults import CATALOGUE
 from bench.sim.firmware import MAX_IMPORT_LINE, MAX_LINE, Firmware, FirmwareConfig, Reply
@@ -511,7 +511,11 @@ def test_key_not_echoed_in_prov_error(dev):
 # -- fault flags of layer "firmware" --------------------------------------------------------------
 
 FIRMWARE_FAULTS = sorted(n for n, f in CATALOGUE.items() if f.layer == "firmware")
-TESTED_FAULTS = {"count_not_persisted", "provisioning_not_persisted", "serial_truncated", "key_echoed", "wrong_protocol_major"}
+TESTED_FAULTS = {
+    "count_not_persisted", "provisioning_not_persisted", "serial_truncated", "key_echoed", "wrong_protocol_major",
+    "no_lockout", "lockout_not_persisted", "used_counts_not_persisted", "slow_decode", "leading_zero_dropped",
+    "set_does_not_relock", "add_relocks",
+}
 
 
 def test_every_firmware_fault_has_a_test_here():
@@ -585,3 +589,111 @@ def test_fault_wrong_protocol_major(tmp_path, faulty):
     want = "0.9" if faulty else "1.0"
     assert f" proto={want} " in d.fw.banner()
     assert fields(d("ID"))["proto"] == want
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_no_lockout(tmp_path, faulty, gen):
+    """no_lockout: the streak is still counted, but entry is never locked (a good firmware locks
+    at the third invalid token)."""
+    d = Device(tmp_path, faults=frozenset({"no_lockout"} if faulty else ()))
+    d(PROV)
+    for i in range(4):
+        d(f"TOKEN {gen.invalid(i)}")
+    s = d.status()
+    if faulty:
+        assert (s["invalid"], s["locked"]) == ("4", "0")
+        assert fields(d(f"TOKEN {gen.add_days(1).code}"))["result"] == "accepted"
+    else:
+        assert s["invalid"] == "3" and int(s["locked"]) > 0  # the 4th entry was refused as locked
+        assert d(f"TOKEN {gen.add_days(1).code}").startswith("OK result=locked")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_lockout_not_persisted(tmp_path, faulty, gen):
+    """lockout_not_persisted: locked until the power goes, then the streak and lockout are the
+    boot values (0) again."""
+    d = Device(tmp_path, faults=frozenset({"lockout_not_persisted"} if faulty else ()))
+    d(PROV)
+    for i in range(3):
+        d(f"TOKEN {gen.invalid(i)}")
+    assert int(d.status()["locked"]) > 100  # RAM is right until the power goes
+    d.power_cycle()
+    s = d.status()
+    if faulty:
+        assert (s["invalid"], s["locked"]) == ("0", "0")
+    else:
+        assert s["invalid"] == "3" and int(s["locked"]) > 100
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_used_counts_not_persisted(tmp_path, faulty, gen):
+    """used_counts_not_persisted: the count survives a power cycle, the used-count mask does not,
+    so an older ADD entered out of order is accepted again (the newest one, at the count
+    itself, stays used)."""
+    d = Device(tmp_path, faults=frozenset({"used_counts_not_persisted"} if faulty else ()))
+    d(PROV)
+    older, newer = gen.add_days(1), gen.add_days(2)
+    d(f"TOKEN {newer.code}")
+    assert fields(d(f"TOKEN {older.code}"))["result"] == "accepted"
+    d.power_cycle()
+    assert d.status()["count"] == "4"
+    assert d(f"TOKEN {newer.code}") == "OK result=already_used"
+    again = fields(d(f"TOKEN {older.code}"))["result"]
+    assert again == ("accepted" if faulty else "already_used")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_slow_decode(tmp_path, faulty):
+    """slow_decode: the reply to TOKEN is delayed by the hash steps walked x 8.6 ms: a token 30
+    counts ahead at count ~640 takes more than 5 s, one next to the last count next to
+    nothing, an invalid one the whole window from 0; other commands are not delayed."""
+    d = Device(tmp_path, faults=frozenset({"slow_decode"} if faulty else ()))
+    d(PROV.replace("count=1", "count=613"))
+    g = TokenGenerator(KEY, SC, count=613)
+    far = d.fw.handle(f"TOKEN {g.at_count(TokenKind.SET_TIME, 1, 643).code}")
+    near = d.fw.handle(f"TOKEN {g.at_count(TokenKind.ADD_TIME, 1, 644).code}")
+    invalid = d.fw.handle(f"TOKEN {g.invalid(0)}")
+    assert fields(far.line)["result"] == "accepted" and fields(near.line)["result"] == "accepted"
+    assert invalid.line == "OK result=invalid"
+    if faulty:
+        assert far.delay_s > 5.0 and near.delay_s < 0.05
+        assert invalid.delay_s == pytest.approx((644 + 65) * 0.0086)
+    else:
+        assert far.delay_s == near.delay_s == invalid.delay_s == 0
+    assert d.fw.handle("STATUS").delay_s == 0
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_leading_zero_dropped(tmp_path, faulty):
+    """leading_zero_dropped: a token starting with 0 (G8Q `048662027` at count 523 on the V2
+    device) is refused as invalid and counts toward the lockout."""
+    d = Device(tmp_path, faults=frozenset({"leading_zero_dropped"} if faulty else ()))
+    d("PROV sn=V2 key=bc41ec9530f6dac86b1a29ab82edc5fb sc=516959010 count=493")
+    reply = d("TOKEN 048662027")
+    if faulty:
+        assert reply == "OK result=invalid" and d.status()["invalid"] == "1"
+    else:
+        assert reply == "OK result=accepted type=SET_TIME value=17 count=523"
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_set_does_not_relock(tmp_path, faulty, gen):
+    """set_does_not_relock: after DISABLE_PAYG a SET sets the expiry but PAYG stays disabled."""
+    d = Device(tmp_path, faults=frozenset({"set_does_not_relock"} if faulty else ()))
+    d(PROV)
+    d(f"TOKEN {gen.disable().code}")
+    assert fields(d(f"TOKEN {gen.set_days(2).code}"))["result"] == "accepted"
+    s = d.status()
+    assert s["payg"] == ("disabled" if faulty else "active")
+    assert int(s["active_until"]) in (d.now() + 2 * 86400, d.now() + 2 * 86400 - 1)
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_add_relocks(tmp_path, faulty, gen):
+    """add_relocks: after DISABLE_PAYG an ADD (G11B: ADD 0) re-enables PAYG; a good firmware
+    stays disabled."""
+    d = Device(tmp_path, faults=frozenset({"add_relocks"} if faulty else ()))
+    d(PROV)
+    d(f"TOKEN {gen.disable().code}")
+    assert fields(d(f"TOKEN {gen.add_days(0).code}"))["result"] == "accepted"
+    assert d.status()["payg"] == ("inactive" if faulty else "disabled")

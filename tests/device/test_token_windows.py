@@ -1,0 +1,180 @@
+"""What the official procedures miss (shared/reference/openpaygo.md §3e): the validity windows at
+their edges, U2D, leading zeros, the time divider, the restricted digit set, extended tokens and
+re-locking. Every outcome is the model's prediction; tokens are crafted at exact counts with
+`TokenGenerator.at_count`."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.openpaygo.model import DAY, MAX_TOKEN_JUMP, MAX_TOKEN_JUMP_COUNTER_SYNC, MAX_UNUSED_OLDER_TOKENS
+from bench.openpaygo.tokens import TokenKind
+
+ADD, SET, DISABLE, SYNC = TokenKind.ADD_TIME, TokenKind.SET_TIME, TokenKind.DISABLE_PAYG, TokenKind.COUNTER_SYNC
+
+
+def timed_kind(count: int) -> TokenKind:
+    """Parity = type (§1): the ADD or SET token that can sit at this count."""
+    return SET if count % 2 else ADD
+
+
+def first_leading_zero_token(tokens, last: int):
+    """The first ADD/SET token (values 1-3) within last+1..last+64 whose code starts with 0."""
+    for count in range(last + 1, last + MAX_TOKEN_JUMP + 1):
+        for value in (1, 2, 3):
+            token = tokens.at_count(timed_kind(count), value, count)
+            if token.code.startswith("0"):
+                return token
+    return None
+
+
+def test_u2d_older_add_refused_after_set(token_session, tokens):
+    """U2A–C (openpaygo.md §3b) plus the bench's U2D (§3e): generate ADD 5, SET 10, ADD 3; enter
+    the SET (10 days), the older ADD (refused: older than a SET), the newer ADD (13 days), then
+    the older ADD again: still refused. The reference C decoder accepts it there (its used-count
+    mask update drops the bit), so a device built on it passes the official procedure and fails
+    here. Catches: u2d_accepted, set_as_add, reused_token_accepted."""
+    s = token_session
+    u2a, u2b, u2c = tokens.add_days(5), tokens.set_days(10), tokens.add_days(3)
+    for token, result in ((u2b, "accepted"), (u2a, "already_used"), (u2c, "accepted"), (u2a, "already_used")):
+        assert s.expect(token).result == result
+        s.check_status()
+    assert abs(s.model.seconds_left(s.now()) - 13 * DAY) <= 3
+
+
+def test_jump_window_edges(token_session, tokens):
+    """§1 Constants/windows: a token may be at most MAX_TOKEN_JUMP = 64 counts above the last one
+    (maintainer, OpenPAYGO-HW #11; not the PDF's 30): last+65 is invalid, last+64 is accepted,
+    and again from the new count. Catches: unbounded_jump, set_as_add (the +64 token is a SET)."""
+    s = token_session
+    for _ in range(2):
+        last = s.model.last_count
+        over, edge = last + MAX_TOKEN_JUMP + 1, last + MAX_TOKEN_JUMP
+        assert s.expect(tokens.at_count(timed_kind(over), 1, over)).result == "invalid"
+        out = s.expect(tokens.at_count(timed_kind(edge), 1, edge, advance=True))
+        assert out.result == "accepted"
+        s.check_status()
+    assert s.model.last_count == tokens.count
+
+
+def test_counter_sync_window_edges(token_session, tokens):
+    """§1 windows, COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
+    is accepted; then below the new count N a sync at the oldest even count inside the window is
+    accepted and moves the count DOWN, one at the newest even count outside it (<= N-64) is
+    refused (odd counts <= N are used anyway, so only even ones test the edge; the exact edge
+    is N-64 or N-63 depending on N's parity, as in the model's own tests).
+    Catches: unbounded_jump, parity_before_special (an even-count 999 is still a sync),
+    leading_zero_dropped (on the virtual rig's profile one of these tokens starts with 0)."""
+    s = token_session
+    last = s.model.last_count
+    assert s.expect(tokens.at_count(SYNC, None, last + MAX_TOKEN_JUMP_COUNTER_SYNC + 1)).result == "invalid"
+    top = last + MAX_TOKEN_JUMP_COUNTER_SYNC
+    assert s.expect(tokens.at_count(SYNC, None, top, advance=True)).result == "accepted"
+    s.check_status()
+    inside = top - MAX_TOKEN_JUMP + 1 + (top - MAX_TOKEN_JUMP + 1) % 2  # oldest even count > top-64
+    outside = inside - 2  # newest even count <= top-64
+    assert outside <= top - MAX_TOKEN_JUMP < inside
+    assert s.expect(tokens.at_count(SYNC, None, outside)).result == "already_used"
+    s.check_status()
+    assert s.expect(tokens.at_count(SYNC, None, inside)).result == "accepted"
+    status = s.check_status()
+    assert s.model.last_count == inside, "the model did not move the count down"
+    assert status.token_count in (None, inside)
+
+
+def test_older_add_window_edges(token_session, tokens):
+    """§1 windows, older unused ADD: an even count with last-16 < count < last, never used, is
+    accepted (unordered entry); last-16 is refused, so is an ADD entered twice and an older SET
+    (older SET/DISABLE/SYNC are never accepted, §1 Docs).
+    Catches: reused_token_accepted."""
+    s = token_session
+    last = s.model.last_count
+    top = last + 40 if (last + 40) % 2 == 0 else last + 39  # an even count well inside +64
+    assert s.expect(tokens.at_count(ADD, 1, top, advance=True)).result == "accepted"
+    oldest = top - MAX_UNUSED_OLDER_TOKENS + 2
+    for token, result in (
+        (tokens.at_count(ADD, 2, top - MAX_UNUSED_OLDER_TOKENS), "already_used"),  # the edge, outside
+        (tokens.at_count(ADD, 3, oldest), "accepted"),  # the edge, inside
+        (tokens.at_count(ADD, 3, oldest), "already_used"),
+        (tokens.at_count(ADD, 4, top - 2), "accepted"),
+        (tokens.at_count(SET, 5, top - 1), "already_used"),
+    ):
+        assert s.expect(token).result == result, f"ADD/SET at count {token.count} (last {top})"
+        s.check_status()
+    assert abs(s.model.seconds_left(s.now()) - 8 * DAY) <= 3
+
+
+def test_leading_zero_token(token_session, tokens):
+    """§3e, §4 (G8Q `048662027`): a token whose first digit is 0 is a 9-digit token like any
+    other; the device must not read it as a number and refuse it for being short. The first
+    such token of this profile within the jump window is used.
+    Catches: leading_zero_dropped, set_as_add (on the virtual rig's profile it is a SET)."""
+    if tokens.restricted_digits:
+        pytest.skip("the profile uses the restricted digit set (1-4): no token starts with 0")
+    s = token_session
+    last = s.model.last_count
+    found = first_leading_zero_token(tokens, last)
+    assert found is not None, "no token starting with 0 in the window (chance about 1e-9): change the values"
+    assert len(found.code) == tokens.length
+    assert s.expect(found).result == "accepted"
+    s.check_status()
+    assert s.expect(found).result == "already_used"
+
+
+def test_time_divider(reprovisioned):
+    """§1 Time divider: provisioned with divider 4, a token's value counts quarter days: ADD 2.5
+    days (value 10; §4 vector `940641799` on the published device), ADD 0.25 day, SET 1.75 days.
+    Catches: time_divider_ignored, set_as_add."""
+    s, gen = reprovisioned(time_divider=4)
+    add = gen.add_days(2.5)
+    assert add.value == 10
+    for token in (add, gen.add_days(0.25), gen.set_days(1.75)):
+        assert s.expect(token).result == "accepted"
+        s.check_status()
+    assert abs(s.model.seconds_left(s.now()) - 1.75 * DAY) <= 3
+
+
+def test_restricted_digit_tokens(reprovisioned):
+    """§1 Restricted digit set: provisioned in restricted mode, tokens are 15 digits of 1-4 (two
+    bits a digit); they are accepted and refused like standard ones, and a 15-digit code with a
+    digit outside 1-4 is invalid. Catches: set_as_add, reused_token_accepted."""
+    s, gen = reprovisioned(restricted_digits=True)
+    add, set_ = gen.add_days(2), gen.set_days(1)
+    for t in (add, set_):
+        assert len(t.code) == 15 and set(t.code) <= set("1234"), t.code
+    for token, result in ((add, "accepted"), (add, "already_used"), (set_, "accepted")):
+        assert s.expect(token).result == result
+        s.check_status()
+    outside = "5" + add.code[1:]
+    assert s.expect(outside).result == "invalid"
+    s.check_status()
+
+
+@pytest.mark.needs("factory_reset", "extended_tokens")
+def test_extended_tokens(reprovisioned):
+    """§1 Extended (not standard; DUT capability `extended_tokens`): 12-digit tokens carry values
+    up to 999999: ADD 1000 days (more than a standard token can), entered twice (already used),
+    then SET 2 days. Catches: set_as_add, reused_token_accepted."""
+    s, gen = reprovisioned(extended_tokens=True)
+    add = gen.add_days(1000)
+    assert len(add.code) == 12
+    for token, result in ((add, "accepted"), (add, "already_used"), (gen.set_days(2), "accepted")):
+        assert s.expect(token).result == result
+        s.check_status()
+
+
+def test_disable_then_set_relocks(token_session, tokens):
+    """§2 Re-lock, G9/G10: DISABLE_PAYG (998) unlocks the device for good, until a SET token
+    (any value 0..995) re-enables PAYG with that credit; an ADD after it adds normally.
+    Catches: set_does_not_relock, set_as_add, leading_zero_dropped (on the virtual rig's
+    profile the SET token starts with 0)."""
+    s = token_session
+    s.expect(tokens.add_days(5))
+    s.expect(tokens.disable())
+    assert s.check_status().payg == "disabled"
+    s.expect(tokens.set_days(3))
+    status = s.check_status()
+    assert not s.model.payg_disabled and status.payg == "active", f"after the SET the DUT reports payg={status.payg}"
+    s.expect(tokens.add_days(1))
+    s.check_status()
+    assert abs(s.model.seconds_left(s.now()) - 4 * DAY) <= 3
