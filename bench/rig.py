@@ -88,6 +88,10 @@ class DutProfile:
     time_divider: int
     restricted_digits: bool
     extended_tokens: bool
+    lockout_free_errors: int  # brute-force lockout schedule (openpaygo.md §2): errors with no wait,
+    lockout_first_minutes: int  # the first lock, doubling per further error,
+    lockout_max_minutes: int  # up to this cap,
+    lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
@@ -254,6 +258,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "time_divider": _int(None, 1, 255),
         "restricted_digits": _bool(None),
         "extended_tokens": _bool(False),
+        "lockout_free_errors": _int(2, 0, 100, "a number of errors"),
+        "lockout_first_minutes": _int(2, 1, 10080, "minutes"),
+        "lockout_max_minutes": _int(512, 1, 100000, "minutes"),
+        "lockout_max_streak": _int(11, 1, 1000, "a number of errors"),
         "hardware_model": _any_str(None),
         "firmware_version": _any_str(None),
         "capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
@@ -508,6 +516,8 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         starting_code=values["starting_code"], token_count=values["token_count"],
         time_divider=values["time_divider"], restricted_digits=values["restricted_digits"],
         extended_tokens=values["extended_tokens"], hardware_model=values["hardware_model"],
+        lockout_free_errors=values["lockout_free_errors"], lockout_first_minutes=values["lockout_first_minutes"],
+        lockout_max_minutes=values["lockout_max_minutes"], lockout_max_streak=values["lockout_max_streak"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
     )
 

@@ -1,13 +1,12 @@
 """Brute-force protection (shared/reference/openpaygo.md §2): consecutive invalid tokens lock token
-entry, on the reference firmware's schedule (fixtures/tokens.py `LOCKOUT`: errors 1-2 free,
+entry, on the schedule the DUT profile declares (rig file dut.lockout_*; default the reference
+firmware's: errors 1-2 free,
 error n locks 2^(n-2) minutes, capped at 512 minutes, streak capped at 11). Locks and streaks
 are the model's predictions; waits are skipped by setting the DUT's RTC forward."""
 
 from __future__ import annotations
 
 import pytest
-
-from fixtures.tokens import LOCKOUT
 
 MARGIN_S = 5  # past a lockout's end by this much: clear of the readout and jump tolerance
 
@@ -23,7 +22,7 @@ def enter_invalid(session, tokens, seeds) -> list[int]:
 
 
 @pytest.mark.needs("factory_reset", "rtc", "rtc_set")
-def test_lockout_schedule(token_session, tokens):
+def test_lockout_schedule(token_session, tokens, lockout):
     """§2 Brute-force lockout, reference C schedule: errors 1 and 2 are free; error n >= 3 locks
     token entry for 2^(n-2) minutes (2, 4 ... 512), error 11 and later for 512 minutes (the
     streak stops counting at 11). After each error the DUT's streak and remaining lock match
@@ -32,7 +31,7 @@ def test_lockout_schedule(token_session, tokens):
     resets. Catches: no_lockout."""
     s = token_session
     valid = tokens.add_days(1)
-    errors = (LOCKOUT.max_streak or 11) + 1  # one past the streak cap
+    errors = (lockout.max_streak or 11) + 1  # one past the streak cap
     minutes = []
     for n in range(1, errors + 1):
         (lock,) = enter_invalid(s, tokens, [n])
