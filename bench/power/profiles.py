@@ -222,22 +222,14 @@ SIGLENT_SPD3303X = PsuProfile(
     "~50 ms or the unit locks up (not used by the driver).",
 )
 
-RS_HMP = PsuProfile(
+# The same command set as the Keysight profile. Chosen: `OUTP ON|OFF` on the selected channel (as
+# libsigrok does for HMP4040/HMC8043/NGE100). Not used: OUTP:SEL + OUTP:GEN (channel enable +
+# master switch); on HMP, OUTP ON on a channel also turns the master on (verify), so the general
+# output never has to be touched.
+RS_HMP = replace(
+    KEYSIGHT_E36,
     name="rs-hmp",
     description="R&S HMP2020/2030/4030/4040, HMC8043, NGE100: INST:NSEL, per-channel OUTP",
-    lan_port=5025,
-    select_channel="INST:NSEL {ch}",
-    set_voltage="VOLT {value}",
-    set_current_limit="CURR {value}",
-    # Chosen: `OUTP ON|OFF` on the selected channel (as libsigrok does for HMP4040/HMC8043/NGE100).
-    # Not used: OUTP:SEL + OUTP:GEN (channel enable + master switch); on HMP, OUTP ON on a channel
-    # also turns the master on (verify), so the general output never has to be touched.
-    output_on="OUTP ON",
-    output_off="OUTP OFF",
-    output_query="OUTP?",
-    measure_voltage="MEAS:VOLT?",
-    measure_current="MEAS:CURR?",
-    error_query="SYST:ERR?",
 )
 
 AIMTTI_CPX = PsuProfile(
