@@ -25,7 +25,13 @@ from bench.secret import MASK, Secret
 
 KNOWN_PSU_PROFILES = (
     "generic-scpi", "keysight-e36", "rigol-dp800", "siglent-spd3303x", "rs-hmp", "aimtti-cpx",
+    "paygo-sim",
 )
+# Defaults that differ between the virtual rig and a real one (rig file leaves the key out):
+# psu.profile: the simulated PSU (with its NVM-write trigger), or the generic Keysight dialect;
+# link.boot_timeout_s: the simulated device boots in about 10 ms, a real one may take seconds.
+DEFAULT_PSU_PROFILE = {True: "paygo-sim", False: "keysight-e36"}
+DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
 VIRTUAL = "virtual"
 RIG_ENV_VAR = "PAYGO_BENCH_RIG"
 DEVICE_LIST_COLUMNS = (
@@ -92,6 +98,9 @@ class DutProfile:
     lockout_first_minutes: int  # the first lock, doubling per further error,
     lockout_max_minutes: int  # up to this cap,
     lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)
+    rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
+    power_cut_cycles: int  # power cuts the power-cut test makes
+    power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
@@ -231,13 +240,14 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
                        '(rfc2217://host:port, socket://host:port) or "virtual"'),
         "baud": _Field("int", 115200, lambda v: v in STANDARD_BAUDS, "a standard baud rate 300..4000000"),
         "reply_timeout_s": _float(2.0, lambda v: v > 0, "seconds > 0"),
-        "boot_timeout_s": _float(10.0, lambda v: v > 0, "seconds > 0"),
+        "boot_timeout_s": _Field("float", None, lambda v: v > 0, "seconds > 0"),
     },
     "psu": {
         "resource": _Field("str", VIRTUAL, lambda v: v == VIRTUAL or _VISA.fullmatch(v) is not None,
                            'a VISA resource (TCPIP0::10.0.0.5::5025::SOCKET, USB0::...::INSTR, '
                            'ASRL/dev/ttyUSB1::INSTR) or "virtual"'),
-        "profile": _choice("keysight-e36", KNOWN_PSU_PROFILES),
+        "profile": _Field("str", None, lambda v: v in KNOWN_PSU_PROFILES,
+                          "one of " + ", ".join(f'"{o}"' for o in KNOWN_PSU_PROFILES)),
         "channel": _int(1, 1, 8),
         "voltage": _float(12.0, lambda v: 0 < v <= 60, "volts, 0 < v <= 60"),
         "current_limit": _float(1.0, lambda v: 0 < v <= 20, "amps, 0 < a <= 20"),
@@ -262,6 +272,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "lockout_first_minutes": _int(2, 1, 10080, "minutes"),
         "lockout_max_minutes": _int(512, 1, 100000, "minutes"),
         "lockout_max_streak": _int(11, 1, 1000, "a number of errors"),
+        "rtc_off_test_s": _float(2.0, lambda v: 0 < v <= 86400, "seconds, 0 < s <= 86400"),
+        "power_cut_cycles": _int(200, 1, 1_000_000, "a number of power cuts"),
+        "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
         "hardware_model": _any_str(None),
         "firmware_version": _any_str(None),
         "capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
@@ -518,6 +531,8 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         extended_tokens=values["extended_tokens"], hardware_model=values["hardware_model"],
         lockout_free_errors=values["lockout_free_errors"], lockout_first_minutes=values["lockout_first_minutes"],
         lockout_max_minutes=values["lockout_max_minutes"], lockout_max_streak=values["lockout_max_streak"],
+        rtc_off_test_s=values["rtc_off_test_s"], power_cut_cycles=values["power_cut_cycles"],
+        power_cut_off_s=values["power_cut_off_s"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
     )
 
@@ -552,6 +567,10 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
                        f"{_got(psu['resource'])}: mixing a virtual and a real instrument is not supported; "
                        'expected both "virtual" or both real')
     virtual = link["port"] == VIRTUAL
+    if psu["profile"] is None:
+        psu["profile"] = DEFAULT_PSU_PROFILE[virtual]
+    if link["boot_timeout_s"] is None:
+        link["boot_timeout_s"] = DEFAULT_BOOT_TIMEOUT_S[virtual]
     if not virtual and "sim" in doc:
         raise RigError(where, "sim", "given on a real rig; expected [sim] only on the virtual rig")
     if not psu["off_threshold_v"] < psu["voltage"]:

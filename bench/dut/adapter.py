@@ -76,6 +76,15 @@ class NvmInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class MetricsExport:
+    """The OpenPAYGO Metrics request a device would send now (protocol.md §Metrics bridge)."""
+
+    content_type: str  # application/json | application/cbor
+    request_count: int  # rc: incremented and stored on every export
+    payload: bytes
+
+
 class CapabilityMissing(Exception):
     def __init__(self, capability: str, adapter: str) -> None:
         super().__init__(f"the {adapter} adapter/DUT does not offer '{capability}'")
@@ -135,3 +144,7 @@ class DeviceAdapter(ABC):
 
     def factory_reset(self, boot_timeout_s: float) -> Banner:
         raise CapabilityMissing("factory_reset", self.name)
+
+    def metrics_export(self) -> MetricsExport:
+        """The device's next Metrics request, its request counter advanced (metrics_bridge)."""
+        raise CapabilityMissing("metrics_bridge", self.name)

@@ -41,6 +41,19 @@ class LinkSilent(DutError):
         )
 
 
+class WaitAborted(LinkSilent):
+    """A wait for the DUT given up early because the bench knows no answer can come (the supply
+    was cut): the same as silence, said at once instead of at the deadline."""
+
+    def __init__(self, port: str, waiting_for: str, why: str, last_lines: list[str]) -> None:
+        self.why = why
+        LinkSilent.__init__(self, port, waiting_for, 0.0, last_lines)
+        self.args = (f"stopped waiting for the {waiting_for} from the DUT on {port}: {why}" + _tail(last_lines),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class ProtocolError(DutError):
     """The DUT answered, but not in a form the adapter understands."""
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import serial
 
-from bench.dut.errors import LinkSilent, PortOpenError, PortVanished
+from bench.dut.errors import LinkSilent, PortOpenError, PortVanished, WaitAborted
 from bench.dut.traffic import TrafficLog
 from bench.secret import mask
 
@@ -55,6 +56,7 @@ class SerialLink:
         self.events: deque[tuple[float, str]] = deque()  # (monotonic time, line) of unsolicited lines
         self._buf = bytearray()
         self._port: serial.SerialBase | None = None
+        self._abort: tuple[Callable[[], str | None], float] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> "SerialLink":
@@ -76,6 +78,28 @@ class SerialLink:
     @property
     def is_open(self) -> bool:
         return self._port is not None
+
+    @contextmanager
+    def abort_when(self, check: Callable[[], str | None], poll_s: float = 0.002) -> Iterator[None]:
+        """While inside, every wait (a reply, an event) calls check() each time it has waited
+        poll_s for input; a non-empty string from it ends the wait at once with WaitAborted
+        carrying that reason. For waits that the bench knows can end early: a power-cut test
+        polls the PSU while it waits for a reply the cut may have swallowed."""
+        if self._abort is not None:
+            raise RuntimeError("abort_when() does not nest")
+        self._abort = (check, poll_s)
+        old_timeout = self._port.timeout if self._port is not None else None
+        if self._port is not None:
+            self._port.timeout = min(self.poll_s, poll_s)
+        try:
+            yield
+        finally:
+            self._abort = None
+            if self._port is not None and old_timeout is not None:
+                try:
+                    self._port.timeout = old_timeout
+                except _PORT_ERRORS:
+                    pass
 
     # -- lines ------------------------------------------------------------------------------------
     def send(self, line: str) -> None:
@@ -148,6 +172,9 @@ class SerialLink:
                 return None
             if self._fill(action, block=True):
                 quiet_since = time.monotonic()
+            elif self._abort is not None and (why := self._abort[0]()):
+                self.log.note(f"stopped waiting: {why}")
+                raise WaitAborted(self.url, action.removeprefix("waiting for the "), why, list(self.log.recent))
 
     def _take(self, line: str) -> str | None:
         """Route an incoming line: events are queued (returns None), replies returned."""

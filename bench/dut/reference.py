@@ -6,6 +6,8 @@ carries a malformed value raises ProtocolError naming the port, the request and 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 
 from bench.dut.adapter import (
@@ -13,6 +15,7 @@ from bench.dut.adapter import (
     DeviceAdapter,
     DeviceStatus,
     Identity,
+    MetricsExport,
     NvmInfo,
     Provisioning,
     TokenOutcome,
@@ -179,6 +182,15 @@ class ReferenceAdapter(DeviceAdapter):
     def nvm_info(self) -> NvmInfo:
         r = self._call("NVM", ("slot", "seq", "crc", "writes", "size"))
         return NvmInfo(r["slot"], r.int("seq"), r["crc"] == "ok", r.int("writes"), r.int("size"))
+
+    def metrics_export(self) -> MetricsExport:
+        r = self._call("METRICS EXPORT", ("ct", "rc", "b64"))
+        content_type = r.choice("ct", ("application/json", "application/cbor"), "content type")
+        try:
+            payload = base64.b64decode(r["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise r.error("has a b64= that is not base64") from None
+        return MetricsExport(content_type, r.int("rc"), payload)
 
     def factory_reset(self, boot_timeout_s: float) -> Banner:
         since = time.monotonic()

@@ -136,6 +136,34 @@ class Psu:
     def measure_current(self) -> float:
         return self._query_number(self.profile.measure_current)
 
+    @property
+    def can_cut_on_nvm_write(self) -> bool:
+        """Whether the profile has a trigger that cuts the output on the DUT's NVM writes."""
+        return self.profile.nvm_cut_trigger is not None
+
+    def cut_on_nvm_write(self, pages: int) -> None:
+        """Arm the PSU to cut the output once the DUT completes its `pages`-th NVM page write from
+        now (0 disarms), and read the setting back where the profile can, so the trigger is known
+        to be armed before the DUT is asked to write."""
+        template = self.profile.nvm_cut_trigger
+        if template is None:
+            raise InstrumentError(
+                f"PSU at {self.resource} ({self.profile.name} profile) has no NVM-write trigger"
+            )
+        if isinstance(pages, bool) or not isinstance(pages, int) or not 0 <= pages <= 999_999:
+            raise ValueError(f"page count must be a whole number 0..999999, got {pages!r}")
+        self._send_for_channel(template, pages)
+        query = self.profile.nvm_cut_query
+        if query is not None:
+            cmd = self._for_channel(query)
+            reply = self._query(cmd)
+            try:
+                armed = self.profile.parse_number(reply)
+            except ValueError as exc:
+                raise self._bad_reply(cmd, reply, str(exc)) from None
+            if armed != pages:
+                raise self._bad_reply(cmd, reply, f"the trigger was set to {pages} page writes")
+
     def operation_complete(self) -> None:
         """Block until the PSU has processed earlier commands (`*OPC?` -> 1), if it supports it."""
         if self.profile.opc is None:

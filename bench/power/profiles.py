@@ -124,6 +124,11 @@ class PsuProfile:
     cmd_interval_per_char_s: float = 0.0
     """Extra gap per character of the previous command (slow parsers)."""
     value_format: str = "{:.6g}"
+    nvm_cut_trigger: str | None = None
+    """Optional: arm a cut of the output after the DUT's `{value}`-th NVM page write from now
+    (0 disarms), for power-cut testing; only the virtual rig's simulated PSU has it."""
+    nvm_cut_query: str | None = None
+    """Optional: read back the page writes still to go before that cut (0 = not armed)."""
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -253,9 +258,21 @@ AIMTTI_CPX = PsuProfile(
     notes="Replies may end in CR LF; the driver strips CR. pymeasure uses a 5 s timeout.",
 )
 
+# The virtual rig's simulated PSU (bench/sim/psu.py): the Keysight command set plus the
+# simulator's trigger input for power-cut testing, the stand-in for a lab cutting its PSU (or a
+# MOSFET in the supply line) from a DUT's "NVM write" GPIO marker (docs/power.md).
+PAYGO_SIM = replace(
+    KEYSIGHT_E36,
+    name="paygo-sim",
+    description="paygo-bench's simulated PSU: Keysight SCPI plus SIM:TRIG:NVM (cut after the "
+    "DUT's k-th NVM page write)",
+    nvm_cut_trigger="SIM:TRIG:NVM {value}",
+    nvm_cut_query="SIM:TRIG:NVM?",
+)
+
 PROFILES: dict[str, PsuProfile] = {
     p.name: p
-    for p in (GENERIC_SCPI, KEYSIGHT_E36, RIGOL_DP800, SIGLENT_SPD3303X, RS_HMP, AIMTTI_CPX)
+    for p in (GENERIC_SCPI, KEYSIGHT_E36, RIGOL_DP800, SIGLENT_SPD3303X, RS_HMP, AIMTTI_CPX, PAYGO_SIM)
 }
 
 

@@ -3,7 +3,10 @@
 The device is powered while the simulated PSU's output is above the brown-out threshold. When
 it falls below, the firmware instance (its RAM) is dropped and the UART goes silent; input is
 lost. When the supply comes back, the firmware boots from NVM and prints its banner. The RTC
-runs on through all of it (backup battery).
+runs on through all of it (backup battery), unless a board fault takes the battery away:
+`rtc_lost_on_power_loss` (no backup battery: the RTC restarts from a fixed epoch at every
+power-on) or `rtc_stopped_unpowered` (a flat backup cell: the oscillator stops while the board
+is unpowered and resumes at power-on from where it stopped).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ log = logging.getLogger("bench.sim.board")
 
 IDLE_DRAW_A = 0.045
 HYSTERESIS_V = 0.3
+# rtc_lost_on_power_loss: the epoch an RTC without backup starts from (the OpenPAYGO HDK's
+# 2021-01-01, openpaygo.md §7).
+RTC_RESET_EPOCH = 1_609_459_200
 
 
 class Board:
@@ -33,7 +39,7 @@ class Board:
         rtc: Rtc,
         config: FirmwareConfig,
         brownout_v: float = 3.0,
-        boot_delay_s: float = 0.05,
+        boot_delay_s: float = 0.01,
         firmware_factory: Callable[..., Firmware] = Firmware,
     ) -> None:
         self.transport = transport
@@ -46,6 +52,7 @@ class Board:
         self.firmware_factory = firmware_factory  # the firmware this board runs (reference, HDK, ...)
         self.firmware: Firmware | None = None
         self._powered = False
+        self._collapsed = False  # the supply collapsed at once: brown-out reset latched (see collapse())
         self._boot_at: float | None = None
         self._rx = bytearray()
         self._stop = threading.Event()
@@ -57,7 +64,16 @@ class Board:
     def power_ok(self) -> bool:
         if "backfeed_from_uart" in self.config.faults:
             return True  # the UART adapter's lines keep the MCU alive
+        if self._collapsed:
+            return False
         return self.supply_voltage() >= self.brownout_v
+
+    def collapse(self) -> None:
+        """The supply fell to 0 V at once (a hard cut, not a decay). The brown-out detector trips
+        at that instant and holds the MCU in reset: even if the supply is back before the board
+        loop looks again, the device restarts (the next loop pass takes the power loss)."""
+        if "backfeed_from_uart" not in self.config.faults:
+            self._collapsed = True
 
     def draw(self, volts: float) -> float:
         """Current drawn from the PSU at this voltage (the load the PSU simulator measures)."""
@@ -67,7 +83,12 @@ class Board:
 
     def _update_power(self, now: float) -> None:
         if "backfeed_from_uart" in self.config.faults:
-            on = True
+            # the UART's lines hold a running MCU up, but cannot start it: it comes up with the
+            # supply once, and then never goes down
+            on = self._powered or self.supply_voltage() >= self.brownout_v + HYSTERESIS_V
+        elif self._collapsed:
+            self._collapsed = False
+            on = False
         else:
             v = self.supply_voltage()
             on = v >= self.brownout_v + HYSTERESIS_V if not self._powered else v >= self.brownout_v
@@ -82,9 +103,16 @@ class Board:
         self._boot_at = None
         self.firmware = None  # RAM is gone
         self._rx.clear()
+        if "rtc_stopped_unpowered" in self.config.faults:
+            self.rtc.stop()  # the backup cell is flat: the 32 kHz oscillator stops with the supply
         log.info("supply below %.2f V: device off", self.brownout_v)
 
     def _boot(self, reason: str) -> None:
+        if reason == "power":
+            if "rtc_stopped_unpowered" in self.config.faults:
+                self.rtc.start()  # it resumes from where it stopped
+            if "rtc_lost_on_power_loss" in self.config.faults:
+                self.rtc.set(RTC_RESET_EPOCH)  # no backup battery: the RTC restarts at its epoch
         self.firmware = self.firmware_factory(self.store, self.rtc, self.config, reason)
         self.boots += 1
         for line in self.firmware.banner().split("\n"):
@@ -124,6 +152,9 @@ class Board:
             reply = self.firmware.handle(line)
         except PowerLost:
             self._lose_power()
+            return
+        if not self.power_ok():
+            self._lose_power()  # the supply went while the firmware worked: the reply never leaves
             return
         for extra in reply.before:
             self._send(extra)

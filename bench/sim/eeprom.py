@@ -4,6 +4,10 @@ Modelled on a 24C-series serial EEPROM: data is programmed one page at a time, e
 `page_write_s`, and a page being programmed when the supply collapses is left torn (a prefix of
 the new bytes, the rest unchanged). Like littlefs's emulated block device, a harness can also
 cut power after the k-th page write (`cut_after_pages`) to reach every point of a write.
+
+`on_page_written` is the board's "NVM write" marker (a GPIO pulse after each completed page):
+the virtual rig wires it to the simulated PSU's trigger input, so the bench can have the supply
+cut after the k-th page write from the outside, as a lab triggers its PSU from such a marker.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Eeprom:
         self.page_write_s = page_write_s
         self.power_ok = power_ok
         self.cut_after_pages: int | None = None  # harness hook: power dies after this many more pages
+        self.on_page_written: Callable[[], None] | None = None  # marker after each completed page
         self.pages_written = 0
         self._lock = threading.Lock()
         if not self.path.exists() or self.path.stat().st_size != size:
@@ -76,6 +81,8 @@ class Eeprom:
                     self._program(f, addr + pos + half, old[half:])
                     raise PowerLost(f"supply lost while programming page at {addr + pos:#06x}")
                 pos += len(chunk)
+                if self.on_page_written is not None:
+                    self.on_page_written()  # the page is complete: pulse the marker
 
     @staticmethod
     def _program(f, addr: int, chunk: bytes) -> None:

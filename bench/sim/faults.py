@@ -36,7 +36,9 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_token_windows.py::test_older_add_window_edges",
              _T + "test_token_windows.py::test_restricted_digit_tokens",
              _T + "test_token_windows.py::test_extended_tokens",
-             _T + "test_lockout.py::test_already_used_neither_counts_nor_resets"),
+             _T + "test_lockout.py::test_already_used_neither_counts_nor_resets",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "accepts_starting_code",
@@ -53,7 +55,12 @@ CATALOGUE: dict[str, Fault] = {
             "device has forgotten which tokens it accepted",
             (_T + "test_persistence.py::test_token_state_survives_power_cycle",
              _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
+             _T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
+             _T + "test_nvm_persistence.py::test_request_counter_persists",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "provisioning_not_persisted",
@@ -63,7 +70,12 @@ CATALOGUE: dict[str, Fault] = {
             (_T + "test_persistence.py::test_provisioning_survives_power_cycle",
              _T + "test_persistence.py::test_token_state_survives_power_cycle",
              _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
+             _T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
+             _T + "test_nvm_persistence.py::test_request_counter_persists",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "serial_truncated",
@@ -89,12 +101,18 @@ CATALOGUE: dict[str, Fault] = {
             "the board is powered through the UART adapter's lines: switching the PSU off does not "
             "power the device down (a wiring fault that voids every power test)",
             (_T + "test_power.py::test_device_silent_when_unpowered",
+             _T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
              _T + "test_power.py::test_power_cycle_reboots_device",
              _T + "test_power.py::test_power_cycle_reports_power_on_reset",
              _T + "test_persistence.py::test_provisioning_survives_power_cycle",
              _T + "test_persistence.py::test_token_state_survives_power_cycle",
              _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle"),
+             _T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
+             _T + "test_nvm_persistence.py::test_request_counter_persists",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "u2d_accepted",
@@ -118,7 +136,8 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_token_windows.py::test_time_divider",
              _T + "test_token_windows.py::test_restricted_digit_tokens",
              _T + "test_token_windows.py::test_extended_tokens",
-             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+             _T + "test_token_windows.py::test_disable_then_set_relocks",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "parity_before_special",
@@ -134,7 +153,8 @@ CATALOGUE: dict[str, Fault] = {
             "the search has no upper bound at last+64 (last+100 for a sync): tokens far ahead of "
             "the last count are accepted",
             (_T + "test_token_windows.py::test_jump_window_edges",
-             _T + "test_token_windows.py::test_counter_sync_window_edges"),
+             _T + "test_token_windows.py::test_counter_sync_window_edges",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "time_divider_ignored",
@@ -152,14 +172,18 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_lockout.py::test_already_used_neither_counts_nor_resets",
              _T + "test_lockout.py::test_valid_token_resets_streak",
              _T + "test_lockout.py::test_lockout_survives_power_cycle",
-             _T + "test_lockout.py::test_locked_entry_is_not_decoded"),
+             _T + "test_lockout.py::test_locked_entry_is_not_decoded",
+             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "lockout_not_persisted",
             "firmware",
             "the invalid-token streak and the lockout end are kept in RAM only: a power cycle "
             "clears the lockout (openpaygo.md §2 requires it to survive off/on)",
-            (_T + "test_lockout.py::test_lockout_survives_power_cycle",),
+            (_T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "used_counts_not_persisted",
@@ -167,7 +191,8 @@ CATALOGUE: dict[str, Fault] = {
             "the token count is stored but the used-count mask is not: after a power cycle an "
             "older ADD token entered out of order is accepted again",
             (_T + "test_persistence.py::test_token_state_survives_power_cycle",
-             _T + "test_persistence.py::test_used_counts_survive_power_cycle"),
+             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted"),
         ),
         Fault(
             "slow_decode",
@@ -195,7 +220,8 @@ CATALOGUE: dict[str, Fault] = {
             "entered the device cannot be re-locked (openpaygo.md §2 Re-lock, G10)",
             (_T + "test_token_procedure.py::test_quick_test_scenario_1",
              _T + "test_token_procedure.py::test_full_procedure",
-             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+             _T + "test_token_windows.py::test_disable_then_set_relocks",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
             "add_relocks",
@@ -203,6 +229,48 @@ CATALOGUE: dict[str, Fault] = {
             "any ADD token re-enables PAYG after DISABLE_PAYG, as old devices did (G11B, marked "
             "Optional by the procedure)",
             (_T + "test_token_procedure.py::test_g11b_add_after_disable_does_not_relock",),
+        ),
+        Fault(
+            "rtc_lost_on_power_loss",
+            "board",
+            "no backup battery for the RTC: it restarts from a fixed epoch (2021-01-01, as on the "
+            "OpenPAYGO HDK) at every power-on, so after a power cut the credit is measured against "
+            "the wrong time (openpaygo.md §2: battery-backed RTC)",
+            (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
+             _T + "test_lockout.py::test_lockout_survives_power_cycle",
+             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+        ),
+        Fault(
+            "rtc_stopped_unpowered",
+            "board",
+            "a flat backup cell: the RTC oscillator stops while the board is unpowered and resumes "
+            "from where it stopped at power-on, so time spent off is never counted",
+            (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",),
+        ),
+        Fault(
+            "metrics_counter_not_persisted",
+            "firmware",
+            "the Metrics request counter is kept in RAM only: after a power cycle it restarts from "
+            "the stored value and repeats counts the server has already seen",
+            (_T + "test_nvm_persistence.py::test_request_counter_persists",),
+        ),
+        Fault(
+            "torn_write_corrupts_state",
+            "firmware",
+            "the state is kept in one record overwritten in place (no A/B copies): a power cut in "
+            "the middle of a write leaves it torn, its CRC fails, and the device boots in factory "
+            "state (unprovisioned: count, used tokens, credit and lockout gone)",
+            (_T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",),
+        ),
+        Fault(
+            "state_not_ab_crc",
+            "firmware",
+            "one record overwritten in place and read back without checking its CRC: after a cut "
+            "mid-write the device takes the torn bytes for its state (the new record's first pages "
+            "spliced onto the old one's rest: e.g. the new credit with the old count) or, when "
+            "they do not parse, boots in factory state",
+            (_T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",),
         ),
     )
 }

@@ -69,7 +69,7 @@ class Firmware:
         self.rtc = rtc
         self.config = config
         self.faults = config.faults
-        loaded: LoadResult = store.load()
+        loaded: LoadResult = self._load()
         self.boot_status = loaded.status
         self.state: NvState = loaded.state
         self.reset_reason = reset_reason
@@ -78,6 +78,13 @@ class Firmware:
         self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
 
     # -- boot ---------------------------------------------------------------------------------
+    def _load(self) -> LoadResult:
+        if "torn_write_corrupts_state" in self.faults:  # one copy, CRC checked: torn = lost
+            return self.store.load_single(check_crc=True)
+        if "state_not_ab_crc" in self.faults:  # one copy, no CRC: torn bytes taken as the state
+            return self.store.load_single(check_crc=False)
+        return self.store.load()
+
     def banner(self) -> str:
         return (
             f"! BOOT model={MODEL} fw={FIRMWARE_VERSION} proto={self._proto()} "
@@ -132,10 +139,15 @@ class Firmware:
         if "lockout_not_persisted" in self.faults:  # streak and lockout kept in RAM only
             saved.invalid_streak = self._nvm_at_boot.invalid_streak
             saved.locked_until = self._nvm_at_boot.locked_until
+        if "metrics_counter_not_persisted" in self.faults:  # the request counter lives in RAM
+            saved.metrics_rc = self._nvm_at_boot.metrics_rc
         if "provisioning_not_persisted" in self.faults:
             for field in ("provisioned", "serial", "key_hex", "starting_code", "time_divider", "restricted"):
                 setattr(saved, field, getattr(self._nvm_at_boot, field))
-        self.store.save(saved)
+        if {"torn_write_corrupts_state", "state_not_ab_crc"} & self.faults:
+            self.store.save_in_place(saved)  # no A/B: the only copy is overwritten
+        else:
+            self.store.save(saved)
 
     def _now(self) -> int:
         return int(self.rtc.now())

@@ -10,6 +10,13 @@ Model choices (documented in docs/power.md):
   (0 = instant), standing in for the output capacitance discharging into a light load;
 - current = min(load(volts), limit) while the voltage is above 0, else 0; CC-mode voltage
   fold-back is not modelled.
+
+Simulator extension (no real PSU has it; docs/power.md): a trigger input counting the DUT's
+"NVM page written" markers. `SIM:TRIGger:NVM <k>` arms it: when the DUT on the channel completes
+its k-th NVM page write from now, the output is cut and the rail collapses at once (a MOSFET or
+crowbar in the supply line, not the output capacitor's decay), as a lab cuts its PSU from a
+DUT's "NVM write" GPIO. `0` disarms; `SIM:TRIGger:NVM?` answers the page writes still to go
+(0: not armed, or fired).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class _Channel:
     off_at: float = -math.inf  # monotonic time the output was last switched off
     v_at_off: float = 0.0  # output voltage at that moment, start of the decay
     load: Load | None = None
+    nvm_cut_after: int = 0  # armed NVM trigger: page writes to go before a cut (0 = not armed)
 
 
 class SimulatedSupply:
@@ -87,13 +95,20 @@ class SimulatedSupply:
 
     def set_output(self, ch: int, on: bool) -> None:
         """Switch an output; observers hear about real changes only, outside the lock."""
+        self._switch(ch, on, collapse=False)
+
+    def cut(self, ch: int) -> None:
+        """Switch an output off with the rail collapsing at once instead of decaying."""
+        self._switch(ch, False, collapse=True)
+
+    def _switch(self, ch: int, on: bool, collapse: bool) -> None:
         with self._lock:
             c = self._chan(ch)
             if c.on == on:
                 return
             now = self.clock()
             if not on:
-                c.v_at_off = c.setpoint_v
+                c.v_at_off = 0.0 if collapse else c.setpoint_v
                 c.off_at = now
             c.on = on
             observers = list(self._observers)
@@ -106,6 +121,31 @@ class SimulatedSupply:
     def output(self, ch: int) -> bool:
         with self._lock:
             return self._chan(ch).on
+
+    # -- NVM trigger (simulator extension) ------------------------------------------------------
+
+    def arm_nvm_cut(self, ch: int, pages: int) -> None:
+        """Cut the output when the DUT completes its `pages`-th NVM page write from now (0 disarms)."""
+        if isinstance(pages, bool) or not isinstance(pages, int) or pages < 0:
+            raise ValueError(f"page count must be a whole number >= 0, got {pages!r}")
+        with self._lock:
+            self._chan(ch).nvm_cut_after = pages
+
+    def nvm_cut_pending(self, ch: int) -> int:
+        with self._lock:
+            return self._chan(ch).nvm_cut_after
+
+    def nvm_page_written(self, ch: int) -> None:
+        """The trigger input: the DUT powered by `ch` completed one NVM page write."""
+        with self._lock:
+            c = self._chan(ch)
+            if c.nvm_cut_after <= 0:
+                return
+            c.nvm_cut_after -= 1
+            fire = c.nvm_cut_after == 0
+        if fire:
+            log.info("NVM trigger: cutting output %d", ch)
+            self.cut(ch)
 
     def reset(self) -> None:
         """*RST: all outputs off, setpoints to defaults (observers notified of OFF)."""
@@ -253,6 +293,8 @@ class _Instrument:
             ("MEASure[:SCALar]:VOLTage[:DC]", True, self._meas_volt),
             ("MEASure[:SCALar]:CURRent[:DC]", True, self._meas_curr),
             ("SYSTem:ERRor[:NEXT]", True, self._next_error),
+            ("SIMulation:TRIGger:NVM", False, self._arm_nvm),
+            ("SIMulation:TRIGger:NVM", True, self._nvm_pending),
         ):
             self._table.append((_pattern(spec), is_query, fn))
 
@@ -430,6 +472,20 @@ class _Instrument:
     def _meas_curr(self, args, chs):
         self._no_args(args)
         return ",".join(self._fmt(self.supply.current(ch)) for ch in self._targets(chs))
+
+    def _arm_nvm(self, args, chs):
+        text = self._one(args)
+        if not re.fullmatch(r"\+?\d+", text):
+            raise ScpiError(*DATA_TYPE_ERROR)
+        pages = int(text)
+        if pages > 1_000_000:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        for ch in self._targets(chs):
+            self.supply.arm_nvm_cut(ch, pages)
+
+    def _nvm_pending(self, args, chs):
+        self._no_args(args)
+        return ",".join(str(self.supply.nvm_cut_pending(ch)) for ch in self._targets(chs))
 
     def _next_error(self, args, chs):
         self._no_args(args)

@@ -39,7 +39,7 @@ class SimOptions:
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 1.0
     channel: int = 1
-    boot_delay_s: float = 0.05
+    boot_delay_s: float = 0.01  # supply up to boot banner; short, so that power-cut runs stay fast
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
     extended_tokens: bool = True
@@ -85,6 +85,14 @@ class VirtualRig:
             firmware_factory=FIRMWARES[opts.firmware],
         )
         self.supply.set_load(opts.channel, self.board.draw)
+        # The board's "NVM write" marker drives the PSU's trigger input (SIM:TRIG:NVM), and a hard
+        # cut trips the board's brown-out detector at once.
+        eeprom.on_page_written = lambda: self.supply.nvm_page_written(opts.channel)
+        self.supply.subscribe(self._on_output)
+
+    def _on_output(self, ch: int, on: bool) -> None:
+        if ch == self.opts.channel and not on and self.supply.voltage(ch) < self.opts.brownout_v:
+            self.board.collapse()
 
     def start(self) -> dict:
         self.scpi.start()

@@ -85,7 +85,8 @@ def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     it): three invalid tokens lock entry; after a power cycle the DUT is still locked for the
     rest of the time, with the same count, and refuses a valid token as locked.
     Catches: lockout_not_persisted, no_lockout, count_not_persisted, provisioning_not_persisted,
-    backfeed_from_uart (no reboot)."""
+    backfeed_from_uart (no reboot), rtc_lost_on_power_loss (the schedule test before it set the
+    RTC hours ahead: a clock restarting from its epoch moves the lockout's end hours away)."""
     s = token_session
     (*_, lock) = enter_invalid(s, tokens, [1, 2, 3])
     assert lock > 0

@@ -25,6 +25,7 @@ from bench.dut.errors import (
     PortVanished,
     ProtocolError,
     RigBroken,
+    WaitAborted,
 )
 from bench.dut.adapter import Provisioning
 from bench.dut.link import SerialLink
@@ -263,6 +264,37 @@ def test_no_reply_is_link_silent_naming_port_request_and_last_lines(device_facto
     assert not isinstance(e, RigBroken) and isinstance(e, DutError)
 
 
+def test_abort_when_ends_a_wait_early_and_only_inside(device_factory):
+    """abort_when(check): a wait with no input asks check() every poll_s; its first reason
+    ends the wait at once with WaitAborted (a LinkSilent) naming the request and the reason. A
+    reply that arrives is still a reply; outside the block waits run to their deadline."""
+    dev, link = device_factory({"PING": [b"OK pong\n"], "SLOW": [0.3, b"OK late\n"]})
+    cut_at = time.monotonic() + 0.05
+    calls = []
+
+    def check():
+        calls.append(time.monotonic())
+        return "the supply was cut" if time.monotonic() >= cut_at else None
+
+    with link.abort_when(check, poll_s=0.002):
+        assert link.request("PING", 1.0) == "OK pong"
+        t0 = time.monotonic()
+        with pytest.raises(WaitAborted) as ei:
+            link.request("SLOW", 5.0)
+        assert time.monotonic() - t0 < 0.2
+        with pytest.raises(RuntimeError, match="nest"):
+            with link.abort_when(check):
+                pass
+    e = ei.value
+    assert isinstance(e, LinkSilent) and e.why == "the supply was cut"
+    assert "'SLOW'" in str(e) and "the supply was cut" in str(e) and dev.url in str(e)
+    assert len(calls) >= 5
+    assert link._port.timeout == link.poll_s  # restored
+    with pytest.raises(LinkSilent) as again:
+        link.request("NOPE", 0.1)
+    assert not isinstance(again.value, WaitAborted)
+
+
 def test_link_silent_before_anything_received(device_factory):
     """With nothing received yet, the message says so."""
     dev, link = device_factory({})
@@ -367,6 +399,10 @@ BAD_REPLIES = [
     ("STATUS", lambda a: a.status(), "OK payg=maybe active_until=1 left=0 count=1 invalid=0 locked=0", "payg"),
     ("RTC", lambda a: a.rtc_read(), "OK t=noon", "non-numeric"),
     ("NVM", lambda a: a.nvm_info(), "OK slot=A seq=1 crc=ok writes=many size=4096", "non-integer"),
+    ("METRICS EXPORT", lambda a: a.metrics_export(), "OK ct=application/json rc=x b64=e30=", "non-integer rc="),
+    ("METRICS EXPORT", lambda a: a.metrics_export(), "OK ct=text/plain rc=1 b64=e30=", "unknown content type"),
+    ("METRICS EXPORT", lambda a: a.metrics_export(), "OK ct=application/json rc=1 b64=e3!0", "not base64"),
+    ("METRICS EXPORT", lambda a: a.metrics_export(), "OK ct=application/json b64=e30=", "lacks rc="),
     ("TOKEN 123456789", lambda a: a.enter_token("123456789"), "OK value=1", "lacks result="),
 ]
 
@@ -445,6 +481,7 @@ def test_good_replies_parse(device_factory):
             "RTC": [b"OK t=1700000000.125\n"],
             "NVM": [b"OK slot=B seq=9 crc=bad writes=3 size=4096\n"],
             "PING": [b"OK\n"],
+            "METRICS EXPORT": [b"OK ct=application/cbor rc=7 b64=oWFhAQ==\n"],
         }
     )
     a = ReferenceAdapter(link, reply_timeout_s=1.0)
@@ -459,6 +496,8 @@ def test_good_replies_parse(device_factory):
     assert a.rtc_read() == 1700000000.125
     n = a.nvm_info()
     assert (n.slot, n.seq, n.crc_ok, n.writes) == ("B", 9, False, 3)
+    m = a.metrics_export()
+    assert (m.content_type, m.request_count, m.payload) == ("application/cbor", 7, b"\xa1aa\x01")
     a.ping()
 
 

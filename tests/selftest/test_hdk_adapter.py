@@ -297,12 +297,13 @@ def test_provision_refuses_what_the_hdk_cannot_take(fake_hdk, p, problem):
 def test_capabilities_and_what_the_hdk_cannot_do(fake_hdk):
     dev, hdk = fake_hdk({})
     assert hdk.capabilities == HDK_CAPABILITIES == frozenset({"token", "status"})
-    for cap in ("identity", "rtc", "nvm", "factory_reset", "lockout", "boot_reason", "extended_tokens"):
+    for cap in ("identity", "rtc", "nvm", "factory_reset", "lockout", "boot_reason", "extended_tokens", "metrics_bridge"):
         assert not hdk.offers(cap)
     calls = {
         "identity": hdk.identify, "rtc": hdk.rtc_read, "rtc_set": lambda: hdk.rtc_set(1),
         "nvm": hdk.nvm_info, "factory_reset": lambda: hdk.factory_reset(1.0),
         "extended_tokens": lambda: hdk.enter_token("123456789012"),
+        "metrics_bridge": hdk.metrics_export,
     }
     for cap, call in calls.items():
         with pytest.raises(CapabilityMissing) as ei:

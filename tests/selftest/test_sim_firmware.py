@@ -14,7 +14,7 @@ import re
 import pytest
 
 from bench.openpaygo.tokens import TokenGenerator, TokenKind
-from bench.sim.eeprom import Eeprom
+from bench.sim.eeprom import Eeprom, PowerLost
 from bench.sim.faults import CATALOGUE
 from bench.sim.firmware import MAX_IMPORT_LINE, MAX_LINE, Firmware, FirmwareConfig, Reply
 from bench.sim.nvstate import RecordStore
@@ -514,7 +514,8 @@ FIRMWARE_FAULTS = sorted(n for n, f in CATALOGUE.items() if f.layer == "firmware
 TESTED_FAULTS = {
     "count_not_persisted", "provisioning_not_persisted", "serial_truncated", "key_echoed", "wrong_protocol_major",
     "no_lockout", "lockout_not_persisted", "used_counts_not_persisted", "slow_decode", "leading_zero_dropped",
-    "set_does_not_relock", "add_relocks",
+    "set_does_not_relock", "add_relocks", "metrics_counter_not_persisted", "torn_write_corrupts_state",
+    "state_not_ab_crc",
 }
 
 
@@ -697,3 +698,82 @@ def test_fault_add_relocks(tmp_path, faulty, gen):
     d(f"TOKEN {gen.disable().code}")
     assert fields(d(f"TOKEN {gen.add_days(0).code}"))["result"] == "accepted"
     assert d.status()["payg"] == ("inactive" if faulty else "disabled")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_metrics_counter_not_persisted(tmp_path, faulty):
+    """metrics_counter_not_persisted: the request counter counts on in RAM, but a power cycle
+    brings back the stored one, so the next export repeats a count (and a later save, a token
+    here, stores the stale one too); a good firmware continues from the last export."""
+    d = Device(tmp_path, faults=frozenset({"metrics_counter_not_persisted"} if faulty else ()))
+    d(PROV)
+    assert [fields(d("METRICS EXPORT"))["rc"] for _ in range(2)] == ["1", "2"]
+    d(f"TOKEN {TokenGenerator(KEY, SC, count=1).add_days(1).code}")
+    d.power_cycle()
+    assert fields(d("METRICS EXPORT"))["rc"] == ("1" if faulty else "3")
+
+
+def _cuts_through_one_token(tmp_path, faults) -> tuple[dict, dict, list[tuple[int, str, dict | None]]]:
+    """Provision, accept ADD 1 day, then enter ADD 2 days with the power cut after k pages for
+    every k (the page being written torn in half), each from the same NVM image: the STATUS before
+    (old), after an uncut entry (new), and (k, boot nvm= status, STATUS or None if unprovisioned)."""
+    d = Device(tmp_path, faults=frozenset(faults))
+    d(PROV)
+    g = TokenGenerator(KEY, SC, count=1)
+    d(f"TOKEN {g.add_days(1).code}")
+    old = d.status()
+    code = g.add_days(2).code
+    image = d.store.eeprom.path
+    snapshot = image.read_bytes()
+    results = []
+    for k in range(64):
+        image.write_bytes(snapshot)
+        d.power_cycle()
+        d.store.eeprom.cut_after_pages = k
+        try:
+            d(f"TOKEN {code}")
+            cut = False
+        except PowerLost:
+            cut = True
+        d.store.eeprom.cut_after_pages = None
+        fw = d.power_cycle()
+        line = d("STATUS")
+        state = dict(w.split("=", 1) for w in line.split()[1:]) if line.startswith("OK") else None
+        if not cut:
+            return old, state, results
+        results.append((k, fw.boot_status, state))
+    raise AssertionError("the token's save never completed")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_torn_write_corrupts_state(tmp_path, faulty):
+    """torn_write_corrupts_state: one record overwritten in place; a cut at any page of the
+    save leaves it torn, the CRC fails and the device boots `nvm=corrupt`, unprovisioned. The
+    good firmware boots `nvm=recovered` in the old state at every cut point."""
+    old, new, cuts = _cuts_through_one_token(tmp_path, {"torn_write_corrupts_state"} if faulty else ())
+    assert new != old and len(cuts) >= 4
+    for k, boot, state in cuts:
+        if faulty:
+            assert (boot, state) == ("corrupt", None), k
+        else:
+            assert boot == "recovered" and {**state, "left": "-"} == {**old, "left": "-"}, k
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_state_not_ab_crc(tmp_path, faulty):
+    """state_not_ab_crc: one record overwritten in place and read without its CRC: after a cut
+    the device boots `nvm=ok` in a state that is neither the old nor the new one (the new
+    record's first pages, with the new credit, spliced onto the old count), which would let
+    the token be entered again for more credit. The good firmware only ever has old or new."""
+    old, new, cuts = _cuts_through_one_token(tmp_path, {"state_not_ab_crc"} if faulty else ())
+
+    def same(a, b):
+        return a is not None and b is not None and {**a, "left": "-"} == {**b, "left": "-"}
+
+    garbage = [(k, state) for k, boot, state in cuts if not (same(state, old) or same(state, new))]
+    if faulty:
+        assert garbage, cuts
+        assert any(s and s["count"] == old["count"] and s["active_until"] == new["active_until"] for _, s in garbage)
+        assert all(boot == "ok" for _, boot, _ in cuts)
+    else:
+        assert not garbage

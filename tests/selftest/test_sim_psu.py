@@ -145,6 +145,48 @@ def test_thread_safety_under_concurrent_switching():
     assert errors == []
 
 
+def test_cut_collapses_the_rail_at_once_whatever_the_decay():
+    s = SimulatedSupply(decay_s=100.0)
+    s.set_voltage(1, 5.0)
+    s.set_load(1, lambda v: 0.05)
+    events = []
+    s.subscribe(lambda ch, on: events.append((ch, on, s.voltage(ch))))
+    s.set_output(1, True)
+    s.cut(1)
+    assert not s.output(1) and s.voltage(1) == 0.0 and s.current(1) == 0.0
+    assert events == [(1, True, 5.0), (1, False, 0.0)]  # observers already see the collapse
+    s.cut(1)  # already off: nothing happens
+    assert len(events) == 2
+
+
+def test_nvm_trigger_cuts_after_the_kth_page_and_only_its_channel():
+    s = SimulatedSupply(channels=2, decay_s=100.0)
+    for ch in (1, 2):
+        s.set_voltage(ch, 5.0)
+        s.set_output(ch, True)
+    s.nvm_page_written(1)  # not armed: nothing
+    s.arm_nvm_cut(1, 3)
+    assert s.nvm_cut_pending(1) == 3 and s.nvm_cut_pending(2) == 0
+    s.nvm_page_written(1)
+    s.nvm_page_written(2)  # another channel's DUT does not count
+    s.nvm_page_written(1)
+    assert s.output(1) and s.nvm_cut_pending(1) == 1
+    s.nvm_page_written(1)
+    assert not s.output(1) and s.voltage(1) == 0.0 and s.output(2)
+    assert s.nvm_cut_pending(1) == 0  # fired: not armed any more
+    s.set_output(1, True)
+    s.nvm_page_written(1)
+    assert s.output(1)
+    s.arm_nvm_cut(1, 2)
+    s.arm_nvm_cut(1, 0)  # disarmed
+    s.nvm_page_written(1)
+    s.nvm_page_written(1)
+    assert s.output(1)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError):
+            s.arm_nvm_cut(1, bad)
+
+
 # -- SCPI server ----------------------------------------------------------------------------------
 
 
@@ -327,3 +369,32 @@ def test_close_drops_clients_and_frees_the_port():
     c.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", srv.port), timeout=0.5)
+
+
+def test_sim_nvm_trigger_over_scpi(server, client):
+    """SIM:TRIGger:NVM <k> arms the selected channel (or a channel list); ? reads the writes to
+    go; 0 disarms; a non-integer or a huge count is refused."""
+    sup = server.supply
+    client.send("INST:NSEL 2;VOLT 5;OUTP ON")
+    client.send("SIMulation:TRIGger:NVM 2")
+    assert client.ask("SIM:TRIG:NVM?") == "2"
+    assert client.ask("SIM:TRIG:NVM? (@1,2)") == "0,2"
+    sup.nvm_page_written(2)
+    assert client.ask("sim:trig:nvm?") == "1" and client.ask("OUTP?") == "1"
+    sup.nvm_page_written(2)
+    assert client.ask("OUTP?") == "0" and float(client.ask("MEAS:VOLT?")) == 0.0
+    assert client.ask("SIM:TRIG:NVM?") == "0"
+    client.send("SIM:TRIG:NVM 4,(@1)")
+    assert client.ask("SIM:TRIG:NVM? (@1)") == "4"
+    client.send("SIM:TRIG:NVM 0,(@1)")
+    assert client.ask("SIM:TRIG:NVM? (@1)") == "0"
+    client.send("SIM:TRIG:NVM 2.5")
+    client.send("SIM:TRIG:NVM -1")
+    client.send("SIM:TRIG:NVM 1000001")
+    client.send("SIM:TRIG:NVM")
+    assert client.errors() == [
+        '-104,"Data type error"',
+        '-104,"Data type error"',
+        '-222,"Data out of range"',
+        '-109,"Missing parameter"',
+    ]

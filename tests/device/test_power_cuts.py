@@ -1,0 +1,244 @@
+"""Power cuts during NVM writes (shared/reference/instruments.md §5): the supply is cut inside
+the window in which the DUT stores its token state, over and over, and after every boot the
+state must be one the bench's model allows: the one before the entry or the one after it.
+
+Where the PSU profile has an NVM-write trigger (the virtual rig's simulated PSU), every cut
+point is reached in turn, littlefs style: the same entry is cut after its 1st, 2nd, ... NVM
+page write until one cut comes after the write completed (the state moved on), then the next
+entry. Elsewhere the bench cuts the supply itself at a random delay, seeded, between the start
+of the entry and the time an uncut entry takes (measured first), until the state moves on.
+The cut supply must collapse faster than the write takes: on a real rig, a MOSFET or relay in
+the supply line or a PSU with a fast down-programmer, not a slow decay.
+
+Replay one cut alone with the line a failure prints:
+`pytest tests/device/test_power_cuts.py --power-cut-replay SEED:OP:CUT`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pytest
+
+from bench.dut.errors import DutError
+from fixtures.power import CutPoint
+from fixtures.tokens import status_differences
+
+# The entries cut, in this order, round and round: credit, the invalid streak and a lockout,
+# SET after ADD, DISABLE_PAYG and the re-lock. A third invalid token in a row needs the RTC set
+# past its lockout afterwards (`rtc_set`); without it an ADD is entered instead.
+PATTERN = ("add", "invalid", "add", "set", "invalid", "invalid", "invalid", "disable", "set")
+MAX_PAGES = 256  # an entry still not stored after this many page writes never will be
+LOCK_MARGIN_S = 5
+WINDOW_FACTOR = 1.2  # random cuts fall within 1.2 x the time an uncut entry takes
+
+
+@dataclass
+class Op:
+    number: int
+    kind: str
+    code: str
+
+    def __str__(self) -> str:
+        return f"op {self.number} ({self.kind} {self.code})"
+
+
+class Ops:
+    """The entries to cut: the same tokens in the same order on every run for a given profile
+    (the seed only moves the random cut delays), so a failure replays and a defect that breaks
+    one of these tokens is caught on every run, not on some seeds."""
+
+    def __init__(self, session, tokens, can_skip_lockout: bool) -> None:
+        self.s, self.tokens = session, tokens
+        self.rng = random.Random("power-cut-entries")
+        self.can_skip = can_skip_lockout
+        self.number = 0
+
+    def next(self) -> Op:
+        kind = PATTERN[self.number % len(PATTERN)]
+        self.number += 1
+        value = self.rng.randint(1, 30)  # drawn for every entry, so the sequence never shifts
+        invalid_seed = self.rng.randrange(10**9)
+        model = self.s.model
+        if kind == "invalid" and not self.can_skip and model.lockout.seconds(model.invalid_streak + 1):
+            kind = "add"  # this one would lock entry, and the RTC cannot be set past the lock
+        days = Fraction(value, self.tokens.time_divider)
+        code = {
+            "add": lambda: self.tokens.add_days(days).code,
+            "set": lambda: self.tokens.set_days(days).code,
+            "disable": lambda: self.tokens.disable().code,
+            "invalid": lambda: self.tokens.invalid(seed=invalid_seed),
+        }[kind]()
+        return Op(self.number, kind, code)
+
+
+class Run:
+    """Bookkeeping and the invariants checked after every boot."""
+
+    def __init__(self, session, power, plan, nodeid: str, off_s: float) -> None:
+        self.s, self.power, self.plan, self.nodeid, self.off_s = session, power, plan, nodeid, off_s
+        self.cuts = 0
+        self.old_kept = 0
+        self.new_kept = 0
+        self.recovered = 0
+        self.max_pages = 0
+        self.highest_count = session.model.last_count
+
+    def where(self, op: Op, cut: CutPoint) -> str:
+        return (
+            f"power cut {self.cuts} of {self.plan.cycles} (seed {self.plan.seed}, {op}, cut {cut}); replay it "
+            f"alone: pytest {self.nodeid.split('::')[0]} --power-cut-replay {self.plan.seed}:{op.number}:{cut}"
+        )
+
+    def entry(self, op: Op, cut: CutPoint):
+        """Enter op's code with the cut armed; the models before and after, the prediction and
+        the outcome of the cut. A reply that came before the cut must be the model's."""
+        s = self.s
+        old = s.model.copy()
+        predicted = s.model.enter(op.code, s.now())
+        new = s.model
+        outcome = self.power.cut_during(lambda: s.dut.enter_token(op.code), cut, self.off_s)
+        if outcome.result is not None:
+            s.model = new
+            s.check_outcome(op.code, predicted, outcome.result)
+        return old, new, predicted, outcome
+
+    def after_boot(self, op: Op, cut: CutPoint, old, new, outcome) -> str:
+        """instruments.md §5 after a cut: the device boots, its count never decreases, its state
+        is the model's before or after the entry (so no credit without a token, the lockout
+        kept, nothing garbage), and a token it acknowledged is kept. Returns "old" or "new"."""
+        s = self.s
+        assert outcome.banner, "no boot banner after the supply came back"
+        if "nvm=recovered" in outcome.banner:
+            self.recovered += 1
+        try:
+            status = s.dut.status()
+        except DutError as e:
+            raise AssertionError(f"after the cut the DUT does not report its status ({e}): its state is gone") from None
+        if status.token_count is not None:
+            assert status.token_count >= self.highest_count, (
+                f"the token count went down from {self.highest_count} to {status.token_count}"
+            )
+        now = s.now()
+        as_new = status_differences(status, new, now, streak=True)
+        as_old = status_differences(status, old, now, streak=True)
+        if not as_new:
+            which = "new"
+        elif not as_old:
+            which = "old"
+        else:
+            raise AssertionError(
+                f"after the cut the DUT's state is neither the one before the entry ({'; '.join(as_old)}) "
+                f"nor the one after it ({'; '.join(as_new)}): status {status}"
+            )
+        if outcome.result is not None and outcome.result.result == "accepted":
+            assert which == "new", "the DUT acknowledged the token as accepted, then lost it in the cut"
+        s.model = new if which == "new" else old
+        if status.token_count is not None:
+            self.highest_count = max(self.highest_count, status.token_count)
+        return which
+
+    def cycle(self, op: Op, cut: CutPoint) -> bool | None:
+        """One entry with a cut; True: the state moved on (op done), False: it stayed, None: no
+        cut came (the entry finished first, with fewer page writes than the trigger's)."""
+        old, new, predicted, outcome = self.entry(op, cut)
+        if not outcome.cut:
+            self.s.check_streak()
+            self.max_pages = max(self.max_pages, (cut.after_pages or 1) - 1)
+            return None
+        self.cuts += 1
+        try:
+            which = self.after_boot(op, cut, old, new, outcome)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.where(op, cut)}") from None
+        if which == "new":
+            self.new_kept += 1
+            if cut.after_pages is not None:
+                self.max_pages = max(self.max_pages, cut.after_pages)
+            return True
+        self.old_kept += 1
+        return False
+
+
+@pytest.mark.needs("token", "status")
+def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tokens, power_cycle, rig, measure, power_cut_plan):
+    """instruments.md §5: `dut.power_cut_cycles` power cuts (200 on the virtual rig) inside the
+    NVM write of token entries (ADD, SET, DISABLE_PAYG and invalid ones up to a lockout): after
+    every boot the device answers, its token count never went down, its whole status is the
+    model's state before or after the entry (no credit without a token, the lockout kept, the
+    state never garbage), a token it acknowledged is kept, and once an entry was stored its
+    token is refused as already used. A failure names the seed and the cut point and how to
+    replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new
+    state, boots that recovered a torn record, the most page writes one entry took (trigger)
+    or the cut window (random delays).
+    Catches: torn_write_corrupts_state, state_not_ab_crc, count_not_persisted,
+    provisioning_not_persisted, lockout_not_persisted, no_lockout, reused_token_accepted,
+    set_as_add, set_does_not_relock, backfeed_from_uart (no reboot after a cut),
+    rtc_lost_on_power_loss (the RTC set past a lockout is lost at the next cut), unbounded_jump
+    (on the virtual rig's profile one of the invalid entries matches a count 1200 ahead)."""
+    s, plan = token_session, power_cut_plan
+    can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
+    ops = Ops(s, tokens, can_skip)
+    run = Run(s, power_cycle, plan, request.node.nodeid, rig.dut.power_cut_off_s)
+    trigger = power_cycle.can_cut_on_nvm_write
+    cut_rng = random.Random(f"{plan.seed}/cuts")
+    window_s = None
+    measure("seed", plan.seed)
+    entries = 0
+    failure = None
+    try:
+        while run.cuts < plan.cycles:
+            if s.model.locked_until > s.now() and can_skip:
+                s.advance(s.model.locked_until - s.now() + LOCK_MARGIN_S)
+            op = ops.next()
+            entries += 1
+            replaying = plan.replay_op is not None
+            if replaying and op.number < plan.replay_op:
+                s.expect(op.code)  # replay: the entries before the one cut, uncut
+                continue
+            if not trigger and window_s is None and not replaying:
+                out = s.expect(op.code)  # the first entry, uncut, times the window
+                window_s = max(out.elapsed_s * WINDOW_FACTOR, 0.005)
+                measure("cut_window", window_s, "s")
+                continue
+            k = 1
+            while True:
+                if replaying:
+                    cut = plan.replay_cut
+                elif trigger:
+                    cut = CutPoint(after_pages=k)
+                else:
+                    cut = CutPoint(after_s=round(cut_rng.uniform(0.0, window_s), 6))
+                failure = (op, cut)
+                done = run.cycle(op, cut)
+                if replaying:
+                    break
+                if done is not False:
+                    break
+                if run.cuts >= plan.cycles:
+                    break  # out of cuts with the entry not stored: the state is the old one
+                k += 1
+                assert k <= MAX_PAGES, f"{op} still not stored after {MAX_PAGES} page writes"
+            if done is not False and op.kind != "invalid" and not replaying:
+                # once stored, the token is used: entering it again must be refused
+                again = s.expect(op.code).result
+                assert again == "already_used", f"{op} was {again} when entered again\n{run.where(op, cut)}"
+            if replaying:
+                break
+        failure = None
+        s.check_streak()
+    finally:
+        measure("power_cuts", run.cuts, low=plan.cycles)
+        measure("entries", entries)
+        measure("cuts_old_state_kept", run.old_kept)
+        measure("cuts_new_state_kept", run.new_kept)
+        measure("boots_nvm_recovered", run.recovered)
+        if trigger:
+            measure("max_page_writes_per_entry", run.max_pages)
+        if failure is not None:
+            op, cut = failure
+            measure("failed_at_cut", run.cuts)
+            measure("failed_op", op.number)
+            measure("failed_cut_point", str(cut))

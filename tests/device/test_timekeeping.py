@@ -1,0 +1,93 @@
+"""Timekeeping through power loss (shared/reference/openpaygo.md §2 RTC requirements): the RTC
+must count on, +1 per second, while the device is unpowered (a battery-backed RTC), because the
+credit is an expiry in RTC seconds. The expected advance is the host's own clock
+(time.monotonic), never the device's."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.measure.drift import Sample, edge_between
+
+# The RTC's own drift over the few seconds of the test, allowed on top (a 32 kHz crystal is
+# within +-100 ppm even far off 25 degC; instruments.md §4): microseconds, not a readout step.
+DRIFT_ALLOWANCE_PPM = 500.0
+EDGE_TIMEOUT_S = 3.0  # a 1 s readout rolls over within a second; longer means the RTC stands still
+POLL_EVERY_S = 0.01  # readouts this far apart bracket the rollover within 10 ms plus a round trip
+
+
+def read_rtc(dut) -> Sample:
+    """One RTC readout, timestamped at the midpoint of send and receive (docs/drift.md §1)."""
+    sent = time.monotonic()
+    t = dut.rtc_read()
+    received = time.monotonic()
+    return Sample((sent + received) / 2.0, t, received - sent)
+
+
+def rollover(dut, subsecond: bool) -> tuple[float, float, float]:
+    """A reference point (host s, device s, bound on its host-time error).
+
+    With a 1 s readout: poll back to back until the second rolls over; the rollover lies
+    between the last reading of k-1 and the first of k (bench.measure.drift.edge_between), so
+    device time k is pinned to that bracket instead of to a whole second. With a sub-second
+    readout one reading pins it to its round trip."""
+    first = read_rtc(dut)
+    if subsecond:
+        return first.host_s, first.device_s, first.rtt_s / 2.0
+    deadline = time.monotonic() + EDGE_TIMEOUT_S
+    previous = first
+    while time.monotonic() < deadline:
+        next_at = previous.host_s + POLL_EVERY_S
+        while (wait := next_at - time.monotonic()) > 0:
+            time.sleep(wait)
+        current = read_rtc(dut)
+        edge = edge_between(previous, current)
+        if edge is not None:
+            return edge.host_s, edge.device_s, edge.half_width_s
+        if current.device_s != previous.device_s and current.device_s != previous.device_s + 1:
+            pytest.fail(f"the RTC jumped from {previous.device_s} to {current.device_s} while powered")
+        previous = current
+    pytest.fail(f"the RTC did not roll over within {EDGE_TIMEOUT_S} s while powered (it reads {previous.device_s})")
+
+
+@pytest.mark.needs("rtc")
+def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
+    """openpaygo.md §2: the RTC keeps counting while the device is off (backup battery), so the
+    credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file;
+    2 s on the virtual rig), counted from the confirmed switch-off; its clock must then have
+    advanced by the host time that passed between a rollover seen before the cut and a
+    readout after the boot, within the readout's 1 s (a whole-second readout is up to 1 s
+    behind) plus the bound on each readout's timing (the rollover's bracket and the after
+    readout's half round trip) plus 500 ppm of drift. A clock that restarts from an epoch,
+    stops while unpowered, or jumps fails. Measurements: off time, clock advance, host time,
+    error and the tolerance. Catches: rtc_lost_on_power_loss, rtc_stopped_unpowered,
+    backfeed_from_uart (no power loss at all)."""
+    subsecond = dut.offers("rtc_subsecond")
+    off_s = rig.dut.rtc_off_test_s
+    host0, device0, bound0 = rollover(dut, subsecond)
+    off = power_cycle.off()
+    deadline = off.confirmed_off_at + off_s
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)  # the off time itself: a deadline, not synchronisation
+    switched_on = time.monotonic()
+    power_cycle.on()
+    after = read_rtc(dut)
+
+    host_elapsed = after.host_s - host0
+    advance = after.device_s - device0
+    error = advance - host_elapsed
+    readout = 0.0 if subsecond else 1.0
+    tolerance = readout + bound0 + after.rtt_s / 2.0 + DRIFT_ALLOWANCE_PPM * 1e-6 * host_elapsed
+    measure("off_time", switched_on - off.confirmed_off_at, "s", low=off_s)
+    measure("rtc_advance", advance, "s")
+    measure("host_elapsed", host_elapsed, "s")
+    measure("rtc_error", error, "s", low=-tolerance, high=tolerance)
+    measure("rtc_tolerance", tolerance, "s")
+    assert abs(error) <= tolerance, (
+        f"after {switched_on - off.confirmed_off_at:.2f} s unpowered the DUT's RTC advanced {advance:.3f} s "
+        f"while {host_elapsed:.3f} s passed (error {error:+.3f} s, tolerance {tolerance:.3f} s): "
+        + ("it stopped or lost time while unpowered" if error < 0 else "it jumped ahead")
+        + f" (before: {device0:.0f}, after: {after.device_s:.0f})"
+    )

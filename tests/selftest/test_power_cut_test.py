@@ -1,0 +1,53 @@
+"""The power-cut device test (tests/device/test_power_cuts.py) on its two paths: the PSU's
+NVM-write trigger (the virtual rig's default profile) and random delays cut by the bench (any
+other PSU profile); a failure's replay line reproduces it alone."""
+
+from __future__ import annotations
+
+import re
+
+from tests.selftest.device_suite import run_device_suite
+
+NODE = "tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"
+ONLY = ("-k", "test_state_survives_power_cuts_during_nvm_writes")
+
+
+def random_delay_rig(tmp_path, cycles: int = 40) -> str:
+    """The virtual rig with a PSU profile that has no NVM-write trigger, a rail that collapses
+    at once (as a MOSFET in the supply line would) and slower page writes (a wider window)."""
+    path = tmp_path / "random-cuts.toml"
+    path.write_text(
+        '[station]\nid = "virtual-random-cuts"\n[psu]\nprofile = "keysight-e36"\n'
+        f"[dut]\npower_cut_cycles = {cycles}\n[sim]\npsu_decay_s = 0.0\nnvm_page_write_ms = 2.0\n"
+    )
+    return str(path)
+
+
+def test_trigger_failure_names_a_replay_that_fails_alone(tmp_path):
+    """torn_write_corrupts_state: the trigger path fails at its first cut and prints the replay
+    line; that replay, run alone, fails the same way after one cut, and passes on the good
+    device."""
+    results, output = run_device_suite(tmp_path / "full", faults=["torn_write_corrupts_state"], args=ONLY)
+    assert results[NODE].outcome == "failed", output
+    m = re.search(r"--power-cut-replay (\d+:\d+:p\d+)", results[NODE].message + output)
+    assert m, results[NODE].message
+    replay = ("--power-cut-replay", m.group(1))
+    again, output = run_device_suite(tmp_path / "replay", faults=["torn_write_corrupts_state"], args=ONLY + replay)
+    assert again[NODE].outcome == "failed", output
+    assert "power cut 1 of 1" in again[NODE].message + output
+    good, output = run_device_suite(tmp_path / "good", args=ONLY + replay)
+    assert good[NODE].outcome == "passed", output
+
+
+def test_random_delay_path_passes_the_good_device_and_catches_a_torn_write(tmp_path):
+    """Without the PSU trigger the bench cuts at seeded random delays within the time an uncut
+    entry takes: the good device passes all of them, the firmware that writes in place is
+    caught, with a replay line giving the delay."""
+    rig = random_delay_rig(tmp_path)
+    good, output = run_device_suite(tmp_path / "good", args=ONLY + ("--rig", rig, "--power-cut-seed", "7"))
+    assert good[NODE].outcome == "passed", output
+    bad, output = run_device_suite(
+        tmp_path / "bad", faults=["torn_write_corrupts_state"], args=ONLY + ("--rig", rig, "--power-cut-seed", "7")
+    )
+    assert bad[NODE].outcome == "failed", output
+    assert re.search(r"--power-cut-replay 7:\d+:\d+\.\d+ms", bad[NODE].message + output), bad[NODE].message
