@@ -9,6 +9,7 @@ pytest_plugins = [
     "fixtures.health",
     "fixtures.virtual_rig",
     "fixtures.psu",
+    "fixtures.attachments",
     "fixtures.power",
     "fixtures.dut",
     "fixtures.measure",
@@ -21,11 +22,12 @@ pytest_plugins = [
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("html"):
         from bench.report.html import HtmlReportPlugin, bench_version
+        from fixtures.attachments import ATTACHMENTS_KEY
         from fixtures.dut import LOG_PATH_KEY
         from fixtures.measure import MEASUREMENTS_KEY
         from fixtures.rig import RIG_KEY
 
-        config.pluginmanager.register(HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY), "paygo-html")
+        config.pluginmanager.register(HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY, ATTACHMENTS_KEY), "paygo-html")
         rig = config.stash.get(RIG_KEY, None)
         if rig is not None:
             from pytest_metadata.plugin import metadata_key

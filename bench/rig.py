@@ -32,6 +32,10 @@ KNOWN_PSU_PROFILES = (
 # link.boot_timeout_s: the simulated device boots in about 10 ms, a real one may take seconds.
 DEFAULT_PSU_PROFILE = {True: "paygo-sim", False: "keysight-e36"}
 DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
+# dut.rtc_drift_observe_s / _max_observe_s: the simulated RTC drifts by hundreds of ppm, which a
+# few seconds resolve; a real crystal's few ppm take minutes (docs/drift.md).
+DEFAULT_DRIFT_OBSERVE_S = {True: 6.0, False: 600.0}
+DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 20.0, False: 1800.0}
 VIRTUAL = "virtual"
 RIG_ENV_VAR = "PAYGO_BENCH_RIG"
 DEVICE_LIST_COLUMNS = (
@@ -101,6 +105,9 @@ class DutProfile:
     rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
     power_cut_cycles: int  # power cuts the power-cut test makes
     power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
+    rtc_drift_limit_ppm: float  # the drift test's limit, |drift| <= this (OpenPAYGO: ~6 h/year)
+    rtc_drift_observe_s: float  # how long the drift test polls the RTC first,
+    rtc_drift_max_observe_s: float  # and how long in all when it must measure longer
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
@@ -275,6 +282,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "rtc_off_test_s": _float(2.0, lambda v: 0 < v <= 86400, "seconds, 0 < s <= 86400"),
         "power_cut_cycles": _int(200, 1, 1_000_000, "a number of power cuts"),
         "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
+        "rtc_drift_limit_ppm": _float(685.0, lambda v: 0 < v <= 100000, "ppm, 0 < v <= 100000"),
+        "rtc_drift_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400, "seconds, 1..86400"),
+        "rtc_drift_max_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400,
+                                          "seconds, 1..86400 and >= dut.rtc_drift_observe_s"),
         "hardware_model": _any_str(None),
         "firmware_version": _any_str(None),
         "capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
@@ -288,7 +299,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     },
     "sim": {
         "faults": _strlist(r"\S+", "a list of fault names"),
-        "rtc_drift_ppm": _float(0.0, lambda v: -10000 <= v <= 10000, "ppm, -10000..10000"),
+        "rtc_drift_ppm": _float(250.0, lambda v: -10000 <= v <= 10000, "ppm, -10000..10000"),
         "psu_decay_s": _float(0.3, lambda v: v >= 0, "seconds >= 0"),
         "link": _choice("auto", ("auto", "pty", "socket")),
         "brownout_v": _float(3.0, lambda v: v > 0, "volts > 0"),
@@ -524,6 +535,14 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
             raise RigError(where, f"dut.{name}", f"missing (a real DUT has no default identity); "
                            f"expected {what}, or dut.device_list")
         values[name] = default
+    for name, default in (("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
+                          ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S)):
+        if values[name] is None:
+            values[name] = default[virtual]
+    if values["rtc_drift_max_observe_s"] < values["rtc_drift_observe_s"]:
+        raise RigError(where, "dut.rtc_drift_max_observe_s", f"got {values['rtc_drift_max_observe_s']:g} "
+                       f"with dut.rtc_drift_observe_s {values['rtc_drift_observe_s']:g}; "
+                       "expected seconds >= dut.rtc_drift_observe_s")
     return DutProfile(
         adapter=values["adapter"], serial_number=values["serial_number"], secret_key=values["secret_key"],
         starting_code=values["starting_code"], token_count=values["token_count"],
@@ -532,7 +551,9 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         lockout_free_errors=values["lockout_free_errors"], lockout_first_minutes=values["lockout_first_minutes"],
         lockout_max_minutes=values["lockout_max_minutes"], lockout_max_streak=values["lockout_max_streak"],
         rtc_off_test_s=values["rtc_off_test_s"], power_cut_cycles=values["power_cut_cycles"],
-        power_cut_off_s=values["power_cut_off_s"],
+        power_cut_off_s=values["power_cut_off_s"], rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
+        rtc_drift_observe_s=values["rtc_drift_observe_s"],
+        rtc_drift_max_observe_s=values["rtc_drift_max_observe_s"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
     )
 

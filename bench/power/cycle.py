@@ -47,6 +47,8 @@ class CycleReport:
     off_time_s: float = 0.0
     """Switch-off to switch-on, measured."""
     boot_banner: str | None = None
+    switched_off_at: float = 0.0
+    """time.monotonic() just after the OFF command: off_voltage_trace times count from here."""
 
 
 @dataclass
@@ -59,6 +61,8 @@ class PowerOff:
     """time.monotonic() when the first reply after OFF arrived: instruments process commands in
     order, so by then the output is off. Off times are counted from here, which makes min_off_s
     a guarantee at the instrument, not only on the host's side of the cable."""
+    rail_down_at: float = 0.0
+    """time.monotonic() when the rail was first measured below the off threshold."""
     steps: list[Step] = field(default_factory=list)
     trace: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -92,6 +96,7 @@ def power_off(
         polls += 1
         result.trace.append((now - off_at, volts, amps))
         if volts < off_threshold_v:
+            result.rail_down_at = now
             _step(
                 result.steps,
                 "rail settle",
@@ -159,7 +164,8 @@ def power_cycle(
     steps.extend(on_steps)
     log.info("power cycle on %s: off for %.3f s", psu.resource, off_time)
     return CycleReport(
-        steps=steps, off_voltage_trace=off.trace, off_time_s=off_time, boot_banner=banner
+        steps=steps, off_voltage_trace=off.trace, off_time_s=off_time, boot_banner=banner,
+        switched_off_at=off.switched_off_at,
     )
 
 

@@ -3,6 +3,7 @@ in the self-contained report."""
 
 from __future__ import annotations
 
+import base64
 import html
 import subprocess
 from pathlib import Path
@@ -41,9 +42,10 @@ def measurements_html(items) -> str:
 
 
 class HtmlReportPlugin:
-    def __init__(self, log_key, measurements_key) -> None:
+    def __init__(self, log_key, measurements_key, attachments_key=None) -> None:
         self.log_key = log_key
         self.measurements_key = measurements_key
+        self.attachments_key = attachments_key
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -61,4 +63,23 @@ class HtmlReportPlugin:
         if path is not None and path.exists():
             text = path.read_text(encoding="utf-8", errors="replace")[-MAX_LOG_CHARS:]
             extras.append(pytest_html.extras.text(text, name="serial traffic log"))
+        if self.attachments_key is not None:
+            extras.extend(attachment_extras(item.stash.get(self.attachments_key, []), path))
         report.extras = extras
+
+
+def attachment_extras(attachments, log_path: Path | None) -> list:
+    """PNGs inline (base64, so the report stays one file); other files as links relative to the
+    report, which sits in the run directory above logs/."""
+    import pytest_html
+
+    out = []
+    for att in attachments:
+        if not att.path.exists():
+            continue
+        if att.is_image:
+            out.append(pytest_html.extras.png(base64.b64encode(att.path.read_bytes()).decode("ascii"), name=att.title))
+        else:
+            rel = f"{att.path.parent.name}/{att.path.name}" if att.path.parent.name == "logs" else att.path.name
+            out.append(pytest_html.extras.url(rel, name=f"{att.title}: {rel}"))
+    return out

@@ -7,6 +7,11 @@ runs on through all of it (backup battery), unless a board fault takes the batte
 `rtc_lost_on_power_loss` (no backup battery: the RTC restarts from a fixed epoch at every
 power-on) or `rtc_stopped_unpowered` (a flat backup cell: the oscillator stops while the board
 is unpowered and resumes at power-on from where it stopped).
+
+The brown-out threshold is also the EEPROM's minimum programming voltage: the brown-out reset
+keeps the MCU from writing below it. With `no_brownout_reset` the MCU runs on down to its own
+minimum (60 % of the threshold) and the pages it programs there come out garbled. A restart
+after the supply dipped below the threshold but not near 0 V reports `reset=brownout`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ log = logging.getLogger("bench.sim.board")
 
 IDLE_DRAW_A = 0.045
 HYSTERESIS_V = 0.3
+LOOP_S = 0.002  # how often the board samples its supply when the UART is quiet
+MCU_MIN_FRACTION = 0.6  # no_brownout_reset: the MCU runs down to this fraction of brownout_v
+POR_V = 0.5  # a restart after the supply stayed above this is a brown-out reset, not power-on
 # rtc_lost_on_power_loss: the epoch an RTC without backup starts from (the OpenPAYGO HDK's
 # 2021-01-01, openpaygo.md §7).
 RTC_RESET_EPOCH = 1_609_459_200
@@ -39,7 +47,7 @@ class Board:
         rtc: Rtc,
         config: FirmwareConfig,
         brownout_v: float = 3.0,
-        boot_delay_s: float = 0.01,
+        boot_delay_s: float = 0.005,
         firmware_factory: Callable[..., Firmware] = Firmware,
     ) -> None:
         self.transport = transport
@@ -58,7 +66,17 @@ class Board:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sim-board", daemon=True)
         self.boots = 0
+        self._lowest_v = 0.0  # the lowest supply seen while off (power-on vs brown-out reset)
         store.eeprom.power_ok = self.power_ok
+        store.eeprom.write_ok = lambda: self.supply_voltage() >= self.brownout_v
+
+    @property
+    def reset_v(self) -> float:
+        """Below this supply the MCU is held in reset (its brown-out reset, or without one its
+        own minimum operating voltage)."""
+        if "no_brownout_reset" in self.config.faults:
+            return self.brownout_v * MCU_MIN_FRACTION
+        return self.brownout_v
 
     # -- power ----------------------------------------------------------------------------------
     def power_ok(self) -> bool:
@@ -66,7 +84,7 @@ class Board:
             return True  # the UART adapter's lines keep the MCU alive
         if self._collapsed:
             return False
-        return self.supply_voltage() >= self.brownout_v
+        return self.supply_voltage() >= self.reset_v
 
     def collapse(self) -> None:
         """The supply fell to 0 V at once (a hard cut, not a decay). The brown-out detector trips
@@ -79,7 +97,7 @@ class Board:
         """Current drawn from the PSU at this voltage (the load the PSU simulator measures)."""
         if "backfeed_from_uart" in self.config.faults or self.firmware is None:
             return 0.0
-        return IDLE_DRAW_A if volts >= self.brownout_v else 0.0
+        return IDLE_DRAW_A if volts >= self.reset_v else 0.0
 
     def _update_power(self, now: float) -> None:
         if "backfeed_from_uart" in self.config.faults:
@@ -89,9 +107,14 @@ class Board:
         elif self._collapsed:
             self._collapsed = False
             on = False
+            if self._powered:
+                self._lose_power()
+            self._lowest_v = 0.0  # the rail went to 0 V, however soon it came back
         else:
             v = self.supply_voltage()
-            on = v >= self.brownout_v + HYSTERESIS_V if not self._powered else v >= self.brownout_v
+            on = v >= self.reset_v + HYSTERESIS_V if not self._powered else v >= self.reset_v
+            if not self._powered:
+                self._lowest_v = min(self._lowest_v, v)
         if on and not self._powered:
             self._powered = True
             self._boot_at = now + self.boot_delay_s
@@ -100,15 +123,16 @@ class Board:
 
     def _lose_power(self) -> None:
         self._powered = False
+        self._lowest_v = self.supply_voltage()
         self._boot_at = None
         self.firmware = None  # RAM is gone
         self._rx.clear()
         if "rtc_stopped_unpowered" in self.config.faults:
             self.rtc.stop()  # the backup cell is flat: the 32 kHz oscillator stops with the supply
-        log.info("supply below %.2f V: device off", self.brownout_v)
+        log.info("supply below %.2f V: device off", self.reset_v)
 
     def _boot(self, reason: str) -> None:
-        if reason == "power":
+        if reason in ("power", "brownout"):
             if "rtc_stopped_unpowered" in self.config.faults:
                 self.rtc.start()  # it resumes from where it stopped
             if "rtc_lost_on_power_loss" in self.config.faults:
@@ -128,8 +152,11 @@ class Board:
             self._update_power(now)
             if self._boot_at is not None and now >= self._boot_at:
                 self._boot_at = None
-                self._boot("power")
-            data = self.transport.read(0.005)
+                self._boot("brownout" if self._lowest_v > POR_V else "power")
+            if self.firmware is not None:
+                self._tick()
+            wait = LOOP_S if self._boot_at is None else min(LOOP_S, max(0.0, self._boot_at - now))
+            data = self.transport.read(wait)
             if not data or self.firmware is None:
                 continue  # an unpowered UART receives nothing
             self._rx.extend(data)
@@ -140,6 +167,20 @@ class Board:
             if len(self._rx) > MAX_IMPORT_LINE:
                 self._rx.clear()
                 self._send(f"ERR 400 line longer than {MAX_IMPORT_LINE} bytes")
+
+    def _tick(self) -> None:
+        """The firmware's background work (Metrics sampling and sessions) on this thread, once per
+        loop pass: its state and NVM keep one writer, and its event lines go out on the UART."""
+        tick = getattr(self.firmware, "tick", None)
+        if tick is None:
+            return
+        try:
+            lines = tick()
+        except PowerLost:
+            self._lose_power()
+            return
+        for line in lines:
+            self._send(line)
 
     def _serve(self, raw: bytes) -> None:
         raw = raw.rstrip(b"\r")

@@ -20,6 +20,20 @@ class Fault:
 
 _T = "tests/device/"
 
+# Every test that checks token state after a power loss: a device that forgets its state when
+# unpowered (or never loses power) fails all of them.
+_STATE_KEPT_THROUGH_POWER_LOSS = (
+    _T + "test_persistence.py::test_token_state_survives_power_cycle",
+    _T + "test_persistence.py::test_used_counts_survive_power_cycle",
+    _T + "test_lockout.py::test_lockout_survives_power_cycle",
+    _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
+    _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
+    _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
+    _T + "test_nvm_persistence.py::test_request_counter_persists",
+    _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
+    _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",
+)
+
 CATALOGUE: dict[str, Fault] = {
     f.name: f
     for f in (
@@ -38,7 +52,8 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_token_windows.py::test_extended_tokens",
              _T + "test_lockout.py::test_already_used_neither_counts_nor_resets",
              _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
-             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
+             _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
         ),
         Fault(
             "accepts_starting_code",
@@ -53,29 +68,14 @@ CATALOGUE: dict[str, Fault] = {
             "firmware",
             "the token count and used-count mask are kept in RAM only: after a power cycle the "
             "device has forgotten which tokens it accepted",
-            (_T + "test_persistence.py::test_token_state_survives_power_cycle",
-             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle",
-             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
-             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
-             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
-             _T + "test_nvm_persistence.py::test_request_counter_persists",
-             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+            _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "provisioning_not_persisted",
             "firmware",
             "factory data (serial, key, starting code) is never committed to NVM: the device comes "
             "back unprovisioned after a power cycle",
-            (_T + "test_persistence.py::test_provisioning_survives_power_cycle",
-             _T + "test_persistence.py::test_token_state_survives_power_cycle",
-             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle",
-             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
-             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
-             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
-             _T + "test_nvm_persistence.py::test_request_counter_persists",
-             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+            (_T + "test_persistence.py::test_provisioning_survives_power_cycle",) + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "serial_truncated",
@@ -104,15 +104,7 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
              _T + "test_power.py::test_power_cycle_reboots_device",
              _T + "test_power.py::test_power_cycle_reports_power_on_reset",
-             _T + "test_persistence.py::test_provisioning_survives_power_cycle",
-             _T + "test_persistence.py::test_token_state_survives_power_cycle",
-             _T + "test_persistence.py::test_used_counts_survive_power_cycle",
-             _T + "test_lockout.py::test_lockout_survives_power_cycle",
-             _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
-             _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started",
-             _T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled",
-             _T + "test_nvm_persistence.py::test_request_counter_persists",
-             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+             _T + "test_persistence.py::test_provisioning_survives_power_cycle") + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "u2d_accepted",
@@ -211,7 +203,8 @@ CATALOGUE: dict[str, Fault] = {
             (_T + "test_token_procedure.py::test_full_procedure",
              _T + "test_token_windows.py::test_counter_sync_window_edges",
              _T + "test_token_windows.py::test_leading_zero_token",
-             _T + "test_token_windows.py::test_disable_then_set_relocks"),
+             _T + "test_token_windows.py::test_disable_then_set_relocks",
+             _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
         ),
         Fault(
             "set_does_not_relock",
@@ -239,7 +232,8 @@ CATALOGUE: dict[str, Fault] = {
             (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
              _T + "test_lockout.py::test_lockout_survives_power_cycle",
              _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
-             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
+             _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
         ),
         Fault(
             "rtc_stopped_unpowered",
@@ -271,6 +265,22 @@ CATALOGUE: dict[str, Fault] = {
             "spliced onto the old one's rest: e.g. the new credit with the old count) or, when "
             "they do not parse, boots in factory state",
             (_T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",),
+        ),
+        Fault(
+            "no_brownout_reset",
+            "board",
+            "the brown-out reset is disabled (or set below the EEPROM's minimum write voltage): on a "
+            "slow supply ramp the MCU keeps running and answering below the threshold, down to 60 % "
+            "of it, and the NVM pages it programs there come out garbled",
+            (_T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",),
+        ),
+        Fault(
+            "rtc_drift_beyond_limit",
+            "board",
+            "the 32 kHz crystal's load capacitors are wrong (or the RTC is clocked from the internal "
+            "RC oscillator): the RTC runs +2000 ppm fast on top of the configured drift, about 17 h "
+            "a year, far beyond OpenPAYGO's ~6 h (openpaygo.md §2)",
+            (_T + "test_rtc_drift.py::test_rtc_drift_within_limit",),
         ),
     )
 }

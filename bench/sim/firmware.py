@@ -11,9 +11,14 @@ import base64
 import binascii
 import json
 import re
+import time
 from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 from bench.openpaygo.tokens import TokenKind
+from bench.sim.metrics_device_format import device_format
+from bench.sim.metrics_payload import ReplyRefused, compact_json
+from bench.sim.metrics_session import MetricsSession, MetricsSettings, NothingPending, valid_base_url
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.token_decoder import MAX_TOKEN_JUMP, TokenState, apply_time, decode
@@ -43,6 +48,30 @@ class FirmwareConfig:
     lockout_free_errors: int = 2  # reference firmware: two free errors, then 2^(n-2) minutes
     lockout_max_minutes: int = 512
     invalid_streak_cap: int = 11
+    # OpenPAYGO Metrics reporting (docs/protocol.md "Metrics sessions"): the build's settings.
+    # `METRICS CONFIG` changes mode, period, sample and encoding until the next boot; the base
+    # URL, data format id and auth method are provisioning data in NVM (PROV, METRICS CONFIG).
+    metrics_mode: str = "off"  # off | direct (HTTP POST to <url>/dd) | bridge (METRICS EXPORT/IMPORT)
+    metrics_period_s: float = 3600.0  # a session every period (seconds of the MCU's tick)
+    metrics_sample_s: int = 60  # a historical row every sample_s; also the data format's interval
+    metrics_encoding: str = "json"  # json | cbor
+    metrics_buffer_rows: int = 256  # rows held in RAM, the request in flight included
+    metrics_request_rows: int = 64  # rows per request at most
+    metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
+
+    def __post_init__(self) -> None:
+        self.metrics_settings()  # ValueError for a bad combination, at build time
+
+    def metrics_settings(self) -> MetricsSettings:
+        return MetricsSettings(
+            mode=self.metrics_mode,
+            period_s=self.metrics_period_s,
+            sample_s=self.metrics_sample_s,
+            encoding=self.metrics_encoding,
+            buffer_rows=self.metrics_buffer_rows,
+            request_rows=self.metrics_request_rows,
+            reply_timeout_s=self.metrics_reply_timeout_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +93,8 @@ class CommandError(Exception):
 
 
 class Firmware:
-    def __init__(self, store: RecordStore, rtc: Rtc, config: FirmwareConfig, reset_reason: str) -> None:
+    def __init__(self, store: RecordStore, rtc: Rtc, config: FirmwareConfig, reset_reason: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.rtc = rtc
         self.config = config
@@ -76,6 +106,9 @@ class Firmware:
         self._nvm_at_boot = replace(loaded.state)  # what a RAM-only defect falls back to
         self._writes_at_boot = store.eeprom.pages_written
         self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
+        # Metrics sessions (RAM: rows and the request in flight are lost with the supply)
+        self.metrics = MetricsSession(_MetricsPort(self), config.metrics_settings(),
+                                      device_format(config.metrics_sample_s), clock)
 
     # -- boot ---------------------------------------------------------------------------------
     def _load(self) -> LoadResult:
@@ -100,7 +133,17 @@ class Firmware:
             caps.insert(3, "rtc_subsecond")
         if self.config.extended_tokens:
             caps.append("extended_tokens")
+        if self.config.metrics_mode != "off":
+            caps.append("metrics_report")
         return caps
+
+    # -- main loop ----------------------------------------------------------------------------
+    def tick(self) -> list[str]:
+        """Background work between requests (Metrics sampling and sessions), run by the board on
+        its thread; the unsolicited lines to send. PowerLost from an NVM write propagates."""
+        if not self.state.provisioned:
+            return []
+        return self.metrics.tick()
 
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
@@ -218,15 +261,17 @@ class Firmware:
         if len(args) != 1 or not args[0].isdigit() or not args[0].isascii():
             raise CommandError(400, "TOKEN takes one argument of digits")
         code = args[0]
-        lengths = {15, 20} if self.state.restricted else {9, 12}
-        if not self.config.extended_tokens:
-            lengths = {min(lengths)}
+        lengths = self._token_lengths()
         if len(code) not in lengths:
             raise CommandError(400, f"a token has {' or '.join(map(str, sorted(lengths)))} digits")
         self._decode_steps = 0
         body = self.enter_token(code)
         delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if "slow_decode" in self.faults else 0.0
         return Reply(body, delay_s=delay)
+
+    def _token_lengths(self) -> set[int]:
+        lengths = {15, 20} if self.state.restricted else {9, 12}
+        return lengths if self.config.extended_tokens else {min(lengths)}
 
     def enter_token(self, code: str) -> str:
         """Decode and apply one token; the reply body (without ERR handling)."""
@@ -329,8 +374,95 @@ class Firmware:
         raise CommandError(400, "usage: NVM | NVM ERASE")
 
     def _metrics(self, args: list[str]) -> Reply:
-        """A minimal bridge: the full OpenPAYGO Metrics payload (formats, auth) is issue #6."""
+        """METRICS FORMAT | CONFIG | STATUS | REPORT | EXPORT | IMPORT (docs/protocol.md "Metrics
+        bridge" and "Metrics sessions"). With metrics off, EXPORT and IMPORT keep protocol 1.0's
+        minimal bridge (below); otherwise they carry the session's real request and reply."""
+        sub = args[0] if args else ""
+        if sub == "FORMAT" and len(args) == 1:  # compiled in: no provisioning needed
+            fmt = compact_json(self.metrics.format).encode()
+            return Reply(f"OK id={self.state.data_format_id} interval={self.config.metrics_sample_s} "
+                         f"b64={base64.b64encode(fmt).decode()}")
         self._require_provisioned()
+        if sub == "CONFIG":
+            return self._metrics_config(args[1:])
+        if sub == "STATUS" and len(args) == 1:
+            fields = {**self.metrics.status(), "rc": self.state.metrics_rc}
+            return Reply("OK " + " ".join(f"{k}={v}" for k, v in fields.items()))
+        if sub == "REPORT" and len(args) == 1:
+            if self.metrics.settings.mode == "off":
+                raise CommandError(409, "metrics are off (METRICS CONFIG mode=direct|bridge)")
+            self.metrics.report_now()
+            return Reply("OK")
+        if self.metrics.settings.mode == "off":
+            return self._metrics_minimal(args)
+        if args == ["EXPORT"]:
+            inf, wait_s = self.metrics.export()
+            req = inf.request
+            return Reply(f"OK ct={req.content_type} rc={req.rc} b64={base64.b64encode(req.body).decode()}",
+                         delay_s=wait_s)
+        if len(args) in (2, 3) and args[0] == "IMPORT" and args[1].startswith("b64="):
+            kv = _parse_kv(args[2:])
+            if set(kv) - {"ct"}:
+                raise CommandError(400, "usage: METRICS IMPORT b64=<reply> [ct=<content type>]")
+            try:
+                body = base64.b64decode(args[1][4:], validate=True)
+            except (binascii.Error, ValueError):
+                raise CommandError(400, "IMPORT b64= is not base64") from None
+            try:
+                done = self.metrics.import_reply(body, kv.get("ct"))
+            except NothingPending:
+                raise CommandError(409, "no exported request awaits a reply") from None
+            except ReplyRefused as e:
+                raise CommandError(422, f"reply refused: {e.reason}: {e.detail}") from None
+            return Reply(f"OK tokens={done.tokens_accepted}/{done.tokens_received} rc={done.rc} rows={done.rows}")
+        raise CommandError(400, "usage: METRICS EXPORT | METRICS IMPORT b64=<reply> | METRICS CONFIG ... | "
+                           "METRICS STATUS | METRICS REPORT | METRICS FORMAT")
+
+    def _metrics_config(self, args: list[str]) -> Reply:
+        """METRICS CONFIG [mode=] [period=] [sample=] [enc=] [url=] [df=] [auth=]: url, df and
+        auth are written to NVM (as PROV's); the others last until the next boot."""
+        kv = _parse_kv(args)
+        unknown = set(kv) - {"mode", "period", "sample", "enc", "url", "df", "auth"}
+        if unknown:
+            raise CommandError(400, f"unknown argument {sorted(unknown)[0]}=")
+        settings = self.metrics.settings
+        changes: dict[str, Any] = {}
+        if "mode" in kv:
+            changes["mode"] = kv["mode"]
+        if "period" in kv:
+            if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,3})?", kv["period"]):
+                raise CommandError(400, "period= must be seconds, e.g. 3600 or 0.5")
+            changes["period_s"] = float(kv["period"])
+        if "sample" in kv:
+            changes["sample_s"] = _int_arg(kv, "sample", 1, 86400)
+        if "enc" in kv:
+            changes["encoding"] = kv["enc"]
+        try:
+            settings = replace(settings, **changes)
+        except ValueError as e:
+            raise CommandError(400, str(e)) from None
+        state = self.state
+        if "url" in kv and kv["url"] and not valid_base_url(kv["url"]):
+            raise CommandError(400, "url= must be http(s)://host[:port][/path], at most 200 characters")
+        auth = kv.get("auth", state.auth)
+        if auth not in _AUTH:
+            raise CommandError(400, f"auth= must be one of {','.join(sorted(_AUTH))}")
+        new_state = replace(state, metrics_url=kv.get("url", state.metrics_url),
+                            data_format_id=_int_arg(kv, "df", 0, 2**31 - 1, default=state.data_format_id),
+                            auth=auth)
+        if new_state != state:
+            self.state = new_state
+            self._persist()
+        self.metrics.configure(settings)
+        st = self.state
+        url = st.metrics_url if valid_base_url(st.metrics_url) else ("-" if not st.metrics_url else "?")
+        return Reply(f"OK mode={settings.mode} period={settings.period_s:g} sample={settings.sample_s} "
+                     f"enc={settings.encoding} auth={st.auth} df={st.data_format_id} url={url}")
+
+    def _metrics_minimal(self, args: list[str]) -> Reply:
+        """Metrics off: protocol 1.0's minimal bridge. EXPORT gives a simple-form request with the
+        token count only (no format, time or signature: nothing is configured), rc incremented
+        and stored; IMPORT applies a reply's tkl tokens, whatever else it holds."""
         if args == ["EXPORT"]:
             self.state = replace(self.state, metrics_rc=self.state.metrics_rc + 1)
             self._persist()
@@ -360,6 +492,88 @@ class Firmware:
                     accepted += 1
             return Reply(f"OK tokens={accepted}/{len(tokens)}")
         raise CommandError(400, "usage: METRICS EXPORT | METRICS IMPORT b64=<reply>")
+
+
+class _MetricsPort:
+    """The firmware as the Metrics session sees it (bench.sim.metrics_session.DevicePort)."""
+
+    def __init__(self, fw: Firmware) -> None:
+        self.fw = fw
+
+    @property
+    def serial(self) -> str:
+        return self.fw.state.serial
+
+    @property
+    def key_hex(self) -> str:
+        return self.fw.state.key_hex
+
+    @property
+    def auth(self) -> str:
+        return self.fw.state.auth
+
+    @property
+    def data_format_id(self) -> int:
+        return self.fw.state.data_format_id
+
+    @property
+    def base_url(self) -> str:
+        return self.fw.state.metrics_url
+
+    def rtc_now(self) -> float:
+        return self.fw.rtc.now()
+
+    def next_request_count(self) -> int:
+        fw = self.fw
+        fw.state = replace(fw.state, metrics_rc=fw.state.metrics_rc + 1)
+        fw._persist()
+        return fw.state.metrics_rc
+
+    def current_data(self) -> dict[str, Any]:
+        st = self.fw.state
+        return {
+            "token_count": st.last_count,
+            "firmware_version": FIRMWARE_VERSION,
+            "tampered": False,  # the simulated enclosure has no switch, and is never opened
+            "payg_active_until": st.active_until,
+            "payg_disabled": st.payg_disabled,
+        }
+
+    def load_on(self) -> bool:
+        st = self.fw.state
+        return st.payg_disabled or st.active_until > self.fw._now()
+
+    def enter_tokens(self, codes: list[str]) -> int:
+        """Enter the reply's tokens in increasing count (found by a dry-run decode; those that do
+        not decode keep their place after the others), each as if typed. Codes of a length the
+        keypad does not take are skipped."""
+        fw = self.fw
+        st = fw.state
+        lengths = fw._token_lengths()
+        usable = [c for c in codes if c.isdigit() and c.isascii() and len(c) in lengths]
+        key = bytes.fromhex(st.key_hex)
+
+        def count_of(item: tuple[int, str]) -> tuple[float, int]:
+            index, code = item
+            result, _ = decode(code, key, st.starting_code, TokenState(st.last_count, st.used_mask),
+                               restricted_digits=st.restricted, extended=len(code) in (12, 20), faults=fw.faults)
+            return (result.count if result.outcome == "accepted" and result.count is not None else float("inf"), index)
+
+        accepted = 0
+        for _, code in sorted(enumerate(usable), key=count_of):
+            if fw.enter_token(code).startswith("OK result=accepted"):
+                accepted += 1
+        return accepted
+
+    def follow(self, base_url: str | None, data_format_id: int | None) -> None:
+        fw = self.fw
+        changes: dict[str, Any] = {}
+        if base_url is not None:
+            changes["metrics_url"] = base_url
+        if data_format_id is not None:
+            changes["data_format_id"] = data_format_id
+        fw.state = replace(fw.state, **changes)
+        fw._persist()
 
 
 def _slow_decode_steps(count: int | None, last: int) -> int:

@@ -39,7 +39,7 @@ class SimOptions:
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 1.0
     channel: int = 1
-    boot_delay_s: float = 0.01  # supply up to boot banner; short, so that power-cut runs stay fast
+    boot_delay_s: float = 0.005  # supply up to boot banner; short, so that power-cut runs stay fast
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
     extended_tokens: bool = True
@@ -53,6 +53,9 @@ class SimOptions:
             raise ValueError(f"unknown simulator option(s): {', '.join(sorted(unknown))}")
         return cls(**data)
 
+
+# rtc_drift_beyond_limit: what a mis-loaded crystal or an RC-clocked RTC adds to the drift, ppm.
+RTC_FAULT_DRIFT_PPM = 2000.0
 
 # The firmware the board runs, by the name of the host adapter that speaks its protocol.
 FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
@@ -74,7 +77,8 @@ class VirtualRig:
             self.transport,
             lambda: self.supply.voltage(opts.channel),
             RecordStore(eeprom),
-            Rtc(start=time.time(), drift_ppm=opts.rtc_drift_ppm),
+            Rtc(start=time.time(), drift_ppm=opts.rtc_drift_ppm
+                + (RTC_FAULT_DRIFT_PPM if "rtc_drift_beyond_limit" in opts.faults else 0.0)),
             FirmwareConfig(
                 faults=frozenset(opts.faults),
                 rtc_subsecond=opts.rtc_subsecond,

@@ -23,14 +23,14 @@ from fractions import Fraction
 import pytest
 
 from bench.dut.errors import DutError
-from fixtures.power import CutPoint
+from bench.power.control import CutPoint
 from fixtures.tokens import status_differences
 
 # The entries cut, in this order, round and round: credit, the invalid streak and a lockout,
 # SET after ADD, DISABLE_PAYG and the re-lock. A third invalid token in a row needs the RTC set
 # past its lockout afterwards (`rtc_set`); without it an ADD is entered instead.
 PATTERN = ("add", "invalid", "add", "set", "invalid", "invalid", "invalid", "disable", "set")
-MAX_PAGES = 256  # an entry still not stored after this many page writes never will be
+MAX_ATTEMPTS = 256  # an entry still not stored after this many cut entries never will be
 LOCK_MARGIN_S = 5
 WINDOW_FACTOR = 1.2  # random cuts fall within 1.2 x the time an uncut entry takes
 
@@ -190,6 +190,7 @@ def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tok
     failure = None
     try:
         while run.cuts < plan.cycles:
+            failure = None
             if s.model.locked_until > s.now() and can_skip:
                 s.advance(s.model.locked_until - s.now() + LOCK_MARGIN_S)
             op = ops.next()
@@ -220,7 +221,7 @@ def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tok
                 if run.cuts >= plan.cycles:
                     break  # out of cuts with the entry not stored: the state is the old one
                 k += 1
-                assert k <= MAX_PAGES, f"{op} still not stored after {MAX_PAGES} page writes"
+                assert k <= MAX_ATTEMPTS, f"{op} still not stored after {MAX_ATTEMPTS} cut entries\n{run.where(op, cut)}"
             if done is not False and op.kind != "invalid" and not replaying:
                 # once stored, the token is used: entering it again must be refused
                 again = s.expect(op.code).result

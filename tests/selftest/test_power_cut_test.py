@@ -4,7 +4,9 @@ other PSU profile); a failure's replay line reproduces it alone."""
 
 from __future__ import annotations
 
+import csv
 import re
+import xml.etree.ElementTree as ET
 
 from tests.selftest.device_suite import run_device_suite
 
@@ -46,8 +48,30 @@ def test_random_delay_path_passes_the_good_device_and_catches_a_torn_write(tmp_p
     rig = random_delay_rig(tmp_path)
     good, output = run_device_suite(tmp_path / "good", args=ONLY + ("--rig", rig, "--power-cut-seed", "7"))
     assert good[NODE].outcome == "passed", output
+    assert_telemetry(tmp_path / "good")
     bad, output = run_device_suite(
         tmp_path / "bad", faults=["torn_write_corrupts_state"], args=ONLY + ("--rig", rig, "--power-cut-seed", "7")
     )
     assert bad[NODE].outcome == "failed", output
     assert re.search(r"--power-cut-replay 7:\d+:\d+\.\d+ms", bad[NODE].message + output), bad[NODE].message
+
+
+def assert_telemetry(out_dir) -> None:
+    """The run recorded the PSU's readings: summary measurements in the JUnit properties, and a
+    trace next to the test's traffic log with a reading after every boot (the simulated board
+    draws 45 mA running, nothing while the rail is cut)."""
+    props = {
+        p.get("name"): p.get("value")
+        for case in ET.parse(out_dir / "junit.xml").getroot().iter("testcase")
+        for p in case.iter("property")
+    }
+    for name in ("telemetry_samples", "supply_voltage_min", "supply_voltage_max", "supply_current_running"):
+        assert f"measurement:{name}" in props, sorted(props)
+    assert props["measurement:supply_current_running"].startswith("0.045 A")
+    (trace,) = (out_dir / "run" / "logs").glob("*power_cuts*.power.csv")
+    rows = list(csv.DictReader(trace.open()))
+    booted = [r for r in rows if r["label"] == "booted"]
+    assert len(booted) >= 40 and all(float(r["amps"]) > 0.04 for r in booted)
+    assert any(r["label"] == "cut" and float(r["volts"]) == 0.0 and float(r["amps"]) == 0.0 for r in rows)
+    log = next((out_dir / "run" / "logs").glob("*power_cuts*.log")).read_text()
+    assert "power: telemetry booted: 12.000 V 45.00 mA" in log

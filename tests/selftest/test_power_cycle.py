@@ -126,6 +126,9 @@ def test_hold_device_off_then_power_on(rig_factory):
     rig = rig_factory(decay_s=0.05)
     off = power_off(rig.psu, settle_timeout_s=1.0, poll_interval_s=0.01)
     assert [s.name for s in off.steps] == ["output off", "rail settle"]
+    # the rail went down at the last read, after the OFF was confirmed (cut off times count from it)
+    assert off.switched_off_at <= off.confirmed_off_at <= off.rail_down_at
+    assert abs(off.rail_down_at - (off.switched_off_at + off.trace[-1][0])) < 1e-6 and off.trace[-1][1] < 0.5
     time.sleep(0.1)  # the test holds the device off as long as it likes
     assert not rig.powered.is_set() and rig.supply.voltage(1) == 0.0
     steps, banner = power_on(rig.psu, wait_boot=rig.wait_boot, boot_timeout_s=1.0)

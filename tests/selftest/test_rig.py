@@ -163,6 +163,11 @@ def test_a_bool_is_not_an_integer_but_an_integer_is_a_float():
     ("dut", "token_count = 65536", "dut.token_count"),
     ("dut", "time_divider = 0", "dut.time_divider"),
     ("dut", 'capabilities = ["rtc", "Bad-Name"]', "dut.capabilities"),
+    ("dut", "rtc_drift_limit_ppm = 0", "dut.rtc_drift_limit_ppm"),
+    ("dut", "rtc_drift_limit_ppm = 100001", "dut.rtc_drift_limit_ppm"),
+    ("dut", "rtc_drift_observe_s = 0.5", "dut.rtc_drift_observe_s"),
+    ("dut", "rtc_drift_observe_s = 86401", "dut.rtc_drift_observe_s"),
+    ("dut", "rtc_drift_max_observe_s = 0", "dut.rtc_drift_max_observe_s"),
     ("server", "port = 70000", "server.port"),
     ("server", 'base_path = "api"', "server.base_path"),
     ("sim", "faults = [1]", "sim.faults"),
@@ -219,6 +224,23 @@ def test_real_rig_loads():
     rig = load(REAL + f'secret_key = "{KEY.upper()}"\n')
     assert not rig.virtual and rig.dut.secret_key.reveal() == KEY  # normalised to lower case
     assert rig.dut.token_count == 1 and rig.dut.capabilities == frozenset()
+
+
+def test_rtc_drift_keys_default_by_rig_kind():
+    """A real rig measures drift for 10 min (up to 30); the simulator's large drift takes seconds."""
+    real = load(REAL + f'secret_key = "{KEY}"\n').dut
+    assert (real.rtc_drift_limit_ppm, real.rtc_drift_observe_s, real.rtc_drift_max_observe_s) == (685.0, 600.0, 1800.0)
+    virtual = virtual_rig()
+    assert (virtual.dut.rtc_drift_observe_s, virtual.dut.rtc_drift_max_observe_s) == (6.0, 20.0)
+    assert virtual.sim.rtc_drift_ppm == 250.0 and virtual.dut.rtc_drift_limit_ppm == 685.0
+
+
+def test_rtc_drift_max_observe_must_cover_observe():
+    message = error(REAL + f'secret_key = "{KEY}"\nrtc_drift_observe_s = 3600\n')
+    assert message == ("lab.toml: dut.rtc_drift_max_observe_s: got 1800 with dut.rtc_drift_observe_s 3600; "
+                       "expected seconds >= dut.rtc_drift_observe_s")
+    rig = load(REAL + f'secret_key = "{KEY}"\nrtc_drift_observe_s = 60\nrtc_drift_max_observe_s = 60\n')
+    assert (rig.dut.rtc_drift_observe_s, rig.dut.rtc_drift_max_observe_s) == (60.0, 60.0)
 
 
 # --- secrets ---------------------------------------------------------------------------------------

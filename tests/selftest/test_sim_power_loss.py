@@ -172,3 +172,52 @@ def test_a_cut_after_the_last_page_keeps_the_new_state_and_loses_the_reply(sim_r
         raise AssertionError(f"no cut at {k} pages and the token was never stored")
     assert pages >= 4, "the record should span several pages"
     assert r.dut.enter_token(token.code).result == "already_used"
+
+
+# -- brown-out ----------------------------------------------------------------------------------
+
+
+def settle(seconds: float = 0.02) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+def test_supply_dip_below_the_threshold_resets_the_board_as_a_brown_out(sim_rig):
+    """The good board (threshold 3.0 V): at 2.4 V it is held in reset and answers nothing; back
+    at 12 V it boots with reset=brownout (the supply never reached 0 V), its NVM intact."""
+    r = sim_rig()
+    gen = provisioned(r)
+    r.supply.set_voltage(1, 2.4)
+    settle()
+    deadline = time.monotonic() + 0.2
+    with pytest.raises(WaitAborted), r.link.abort_when(lambda: "down" if time.monotonic() > deadline else None):
+        r.dut.enter_token(gen.add_days(1).code)
+    r.link.drain()
+    since = time.monotonic()
+    r.supply.set_voltage(1, 12.0)
+    banner = r.dut.wait_boot(2.0, since=since)
+    assert (banner.fields["reset"], banner.fields["nvm"]) == ("brownout", "ok")
+    assert r.dut.status().token_count == 1
+
+
+def test_fault_no_brownout_reset_runs_and_garbles_its_writes_below_the_threshold(sim_rig):
+    """no_brownout_reset: at 2.4 V the MCU still runs and accepts a token, but the EEPROM
+    programs garbage there: after the next power-on the record it wrote fails its CRC and the
+    device is back before the token it acknowledged; at 1.5 V (under 60 % of 3.0 V) it stops."""
+    r = sim_rig(faults=["no_brownout_reset"])
+    gen = provisioned(r)
+    token = gen.add_days(1)
+    r.supply.set_voltage(1, 2.4)
+    settle()
+    out = r.dut.enter_token(token.code)
+    assert (out.result, out.count) == ("accepted", token.count)
+    r.supply.set_voltage(1, 1.5)
+    settle()
+    r.link.drain()
+    since = time.monotonic()
+    r.supply.set_voltage(1, 12.0)
+    banner = r.dut.wait_boot(2.0, since=since)
+    assert (banner.fields["reset"], banner.fields["nvm"]) == ("brownout", "recovered")
+    assert r.dut.status().token_count == 1  # the acknowledged token is gone
+    assert r.dut.enter_token(token.code).result == "accepted"

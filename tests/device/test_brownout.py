@@ -1,0 +1,143 @@
+"""Brown-out (shared/reference/instruments.md §5.2): a slow ramp of the supply down through the
+device's brown-out threshold and back up, in VOLT steps. The bench does not know the threshold:
+it finds where the device stops answering and where it boots again, and holds the device to
+the model: every answer on the way down is the model's, nothing is lost, and it comes back
+cleanly (a fresh boot banner, the whole state the model's)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.dut.errors import DutError, LinkSilent
+from fixtures.tokens import status_differences
+
+STEPS = 40  # from the rig's supply voltage to 0 V: 0.3 V a step at 12 V
+DWELL_S = 0.02  # at each step before the device is asked anything
+BELOW = 3  # steps further down once the device has gone silent, then back up
+SILENCE_FACTOR = 10.0  # silent once no answer came in 10x the time an answer took at full voltage
+MIN_SILENCE_S = 0.5
+# With `rtc_set`, the RTC is first moved this far from wherever it was, so that a clock that
+# restarts from its epoch at the reset shows as an hour lost, not as a second or two.
+RTC_JUMP_S = 3600
+
+
+def wait_until(deadline: float) -> None:
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+@pytest.mark.needs("token", "status")
+def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, measure):
+    """instruments.md §5.2 (slow ramps through the BOR threshold; IEC 61000-4-29 criterion:
+    no loss of data): the supply is stepped down from `psu.voltage` in 40 steps; at each step
+    the device is given a token, and every answer must be the model's. Once it stays silent
+    (10x an answer's time at full voltage, at least 0.5 s) it is stepped 3 steps lower and back
+    up, and must boot exactly once on the way up (a `! BOOT` banner, `reset=brownout` or
+    `power` where the DUT reports it) with the whole state the model's: every token it
+    acknowledged kept, the one it did not answer either applied or not, and the tokens entered
+    already used. With `rtc_set` the RTC is first set an hour ahead, so a clock reset by the
+    brown-out shows.
+    Measurements: the lowest voltage answered, the first silent one, the boot voltage; the
+    supply's voltage and current at every step (telemetry).
+    Catches: no_brownout_reset, count_not_persisted, provisioning_not_persisted,
+    reused_token_accepted, backfeed_from_uart (it never goes down), leading_zero_dropped (on the
+    virtual rig's profile one of the ramp's tokens starts with 0), rtc_lost_on_power_loss (the
+    hour set ahead is lost)."""
+    s = token_session
+    psu, link = power_cycle.psu, power_cycle.link
+    if s.dut.offers("rtc") and s.dut.offers("rtc_set"):
+        s.advance(RTC_JUMP_S)
+    nominal = rig.psu.voltage
+    volts = [round(nominal * i / STEPS, 4) for i in range(STEPS, -1, -1)]
+    first = tokens.add_days(1)
+    answered = [first]
+    reply_s = s.expect(first).elapsed_s
+    silence_s = min(max(MIN_SILENCE_S, SILENCE_FACTOR * reply_s), rig.link.reply_timeout_s)
+    s.check_streak()
+    last_answer_v = first_silent_v = boot_v = None
+    unanswered = None  # (model without, model with) the token the device did not answer
+    banner = None
+    try:
+        silent_at = None
+        for n in range(1, STEPS + 1):
+            psu.set_voltage(volts[n])
+            wait_until(time.monotonic() + DWELL_S)
+            power_cycle.sample(f"ramp down {volts[n]:g} V")
+            token = tokens.add_days(1)
+            old = s.model.copy()
+            predicted = s.model.enter(token.code, s.now())
+            deadline = time.monotonic() + silence_s
+
+            def down() -> str | None:
+                return "no answer: the device is down" if time.monotonic() >= deadline else None
+
+            try:
+                with link.abort_when(down):
+                    out = s.dut.enter_token(token.code)
+            except LinkSilent:
+                silent_at, first_silent_v, unanswered = n, volts[n], (old, s.model)
+                break
+            s.check_outcome(token.code, predicted, out)  # an answer on the way down is the model's
+            answered.append(token)
+            last_answer_v = volts[n]
+        assert silent_at is not None, (
+            f"the device still answered at {volts[-1]} V: the supply never took it down"
+        )
+        lowest = min(silent_at + BELOW, STEPS)
+        for n in range(silent_at + 1, lowest + 1):
+            psu.set_voltage(volts[n])
+            wait_until(time.monotonic() + DWELL_S)
+            power_cycle.sample(f"ramp down {volts[n]:g} V")
+        link.drain()
+        since = time.monotonic()
+        for n in range(lowest - 1, -1, -1):
+            psu.set_voltage(volts[n])
+            try:
+                banner = s.dut.wait_boot(DWELL_S, since=since)
+            except LinkSilent:
+                power_cycle.sample(f"ramp up {volts[n]:g} V")
+                continue
+            boot_v = volts[n]
+            power_cycle.sample(f"ramp up {volts[n]:g} V (booted)")
+            break
+        if banner is None:
+            banner = s.dut.wait_boot(rig.link.boot_timeout_s, since=since)
+    finally:
+        psu.set_voltage(nominal)  # whatever happened, the next test gets its supply back
+        measure("ramp_step", nominal / STEPS, "V")
+        for name, value in (
+            ("last_answer_voltage", last_answer_v),
+            ("first_silent_voltage", first_silent_v),
+            ("boot_voltage", boot_v),
+        ):
+            if value is not None:  # not reached: no value rather than a made-up one
+                measure(name, value, "V")
+
+    if s.dut.offers("boot_reason"):
+        assert banner.fields.get("reset") in ("brownout", "power"), (
+            f"after the brown-out the DUT reports {banner.line!r}"
+        )
+    try:
+        status = s.dut.status()
+    except DutError as e:
+        raise AssertionError(
+            f"after the brown-out the DUT does not report its status ({e}): its state is gone"
+        ) from None
+    again = [line for t, line in link.events if line.startswith("! BOOT") and t > banner.at]
+    assert not again, f"the device booted more than once after the brown-out: {banner.line!r}, then {again}"
+    without, with_ = unanswered
+    now = s.now()
+    as_with = status_differences(status, with_, now, streak=True)
+    as_without = status_differences(status, without, now, streak=True)
+    assert not as_with or not as_without, (
+        f"after the brown-out the state is not the model's: without the unanswered token "
+        f"({'; '.join(as_without)}), with it ({'; '.join(as_with)}); status {status}"
+    )
+    s.model = with_ if not as_with else without
+    for token in (answered[0], answered[-1]):
+        again_out = s.expect(token).result
+        assert again_out == "already_used", f"ADD at count {token.count} was {again_out} after the brown-out"
+    if s.dut.offers("nvm"):
+        assert s.dut.nvm_info().crc_ok, "after the brown-out the NVM record is not valid"

@@ -1,0 +1,179 @@
+"""RTC drift (shared/reference/openpaygo.md §2: the RTC must drift less than about 6 h in 12
+months, 685 ppm): the credit is an expiry in RTC seconds, so a fast clock eats credit and a
+slow one gives it away. Measured over the UART against the host's monotonic clock, with the
+method and verdict of docs/drift.md: least squares over the second rollovers, a Student-t
+interval, and only an interval wholly inside the limit passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from bench.measure.drift import DriftResult, Edge, Sample, Verdict, estimate_drift, find_edges, judge
+from bench.measure.host_clock import HostClock, host_clock_state
+from bench.measure.rtc_readout import host_now, measure_drift
+from bench.report.plots import drift_residual_plot
+
+# The polling's prior on the drift: an RTC clocked from an uncalibrated RC oscillator is off by
+# up to 2 %; a wider prior costs only a wider window for the second rollover.
+MAX_PPM_PRIOR = 20000.0
+# needed_span_s is a planning figure (it assumes the estimate and scatter stay as they are):
+# measure a little beyond it, and never in steps shorter than a couple of rollovers.
+EXTEND_FACTOR = 1.2
+MIN_EXTENSION_S = 2.0
+STEERED_PPM = 0.01  # a change in the host's frequency correction worth a note in the log
+
+
+def fitted_points(samples: Sequence[Sample]) -> list[Edge] | list[Sample]:
+    """What estimate_drift fits: the rollover edges of a 1 s readout, else the samples themselves."""
+    if all(float(s.device_s).is_integer() for s in samples):
+        return find_edges(samples)
+    return sorted(samples, key=lambda s: s.host_s)
+
+
+def fit(samples: Sequence[Sample], limit_ppm: float) -> tuple[DriftResult | None, Verdict | None]:
+    """The fit and its verdict, or (None, None) when there are too few points to fit."""
+    try:
+        result = estimate_drift(samples)
+    except ValueError:
+        return None, None
+    return result, judge(result, limit_ppm)
+
+
+def host_clock_note(log, when: str, state: HostClock | None) -> None:
+    log.note(f"rtc drift: {when}: " + (state.describe() if state else "host clock state not available on this OS"))
+
+
+def record_host_clock(log, measure, before: HostClock | None, after: HostClock | None) -> None:
+    """The host clock as measurements, and a note where it weakens the result (docs/drift.md)."""
+    if before is None:
+        return
+    measure("host_clock_freq_ppm", before.freq_ppm, "ppm")
+    measure("host_clock_synchronised", int(before.synchronised and (after is None or after.synchronised)))
+    if not before.synchronised:
+        log.note("rtc drift: the host clock is not synchronised: the drift is relative to an "
+                 "undisciplined oscillator, which may be tens of ppm off")
+    if after is not None:
+        change = after.freq_ppm - before.freq_ppm
+        measure("host_clock_freq_change", change, "ppm")
+        if abs(change) >= STEERED_PPM:
+            log.note(f"rtc drift: the host clock's frequency correction changed by {change:+.3f} ppm during "
+                     "the measurement: it was being steered (look for a trend in the residuals)")
+
+
+def poll_until_settled(dut, log, limit: float, observe_s: float, budget_s: float, rng: random.Random,
+                       subsecond: bool) -> tuple[list[Sample], DriftResult | None, Verdict | None, float]:
+    """Poll for observe_s and judge; while inconclusive, poll on (budget_s in all) and judge again.
+
+    Returns the samples, the last fit and verdict (None, None if too few points) and the time polled.
+    """
+    started = host_now()
+    samples = measure_drift(dut, observe_s, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
+    result, verdict = fit(samples, limit)
+    while verdict is not None and verdict.outcome == "INCONCLUSIVE" and verdict.needed_span_s is not None:
+        left = budget_s - (host_now() - started)
+        if left < 1.0:
+            break
+        more = min(max(verdict.needed_span_s - result.span_s, 0.0) * EXTEND_FACTOR + MIN_EXTENSION_S, left)
+        log.note(f"rtc drift: {verdict.reason}; polling {more:.1f} s more")
+        samples += measure_drift(dut, more, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
+        result, verdict = fit(samples, limit)
+    return samples, result, verdict, host_now() - started
+
+
+def write_samples(path: Path, samples: Sequence[Sample]) -> Path:
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(("host_s", "device_s", "rtt_s"))
+        for s in samples:
+            out.writerow((f"{s.host_s:.9f}", repr(s.device_s), f"{s.rtt_s:.9f}"))
+    return path
+
+
+def write_points(path: Path, points: Sequence[Edge] | Sequence[Sample], result: DriftResult) -> Path:
+    """The points the line was fitted to, each with its residual (observed - fitted host time)."""
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        edges = bool(points) and isinstance(points[0], Edge)
+        out.writerow(("host_s", "device_s", "half_width_s", "bracket_s", "residual_s") if edges
+                     else ("host_s", "device_s", "rtt_s", "residual_s"))
+        for p, (_, r) in zip(points, result.residuals):
+            extra = (p.half_width_s, p.bracket_s) if edges else (p.rtt_s,)
+            out.writerow((f"{p.host_s:.9f}", repr(p.device_s), *(f"{x:.9f}" for x in extra), f"{r:.9f}"))
+    return path
+
+
+def attach_fit(attach, points: Sequence[Edge] | Sequence[Sample], result: DriftResult, verdict: Verdict) -> None:
+    """The fitted points with their residuals (CSV) and, unless --no-plots, the residual plot."""
+    edges = bool(points) and isinstance(points[0], Edge)
+    attach(write_points(attach.path("drift-points.csv"), points, result),
+           "RTC drift fit: " + ("rollover edges" if edges else "samples") + " with residuals (CSV)")
+    if not attach.plots:
+        return
+    title = (f"RTC drift {result.ppm:+.1f} ppm, 95 % [{result.ci_low_ppm:+.1f}, {result.ci_high_ppm:+.1f}] "
+             f"vs ±{verdict.limit_ppm:g}: {verdict.outcome} ({result.n} {'edges' if edges else 'samples'}, "
+             f"{result.span_s:.0f} s)")
+    bounds = [p.half_width_s for p in points] if edges else None  # each edge's hard bound
+    attach(drift_residual_plot(attach.path("drift.png"), result.residuals, title, bounds),
+           "RTC drift fit residuals (a trend, not scatter, means temperature or a correction cycle)")
+
+
+@pytest.mark.needs("rtc")
+def test_rtc_drift_within_limit(dut, rig, measure, attach):
+    """openpaygo.md §2: the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
+    year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`
+    (6 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
+    send and receive on the host's monotonic clock: a 1 s readout densely around each predicted
+    rollover (a seeded random dither, logged), a sub-second one every 50 ms. The drift is the
+    least-squares slope over the rollover edges (or the samples) with a 95 % Student-t interval,
+    judged by the whole interval: PASS inside ±limit, FAIL wholly outside; an interval that
+    straddles the limit is measured on (up to `dut.rtc_drift_max_observe_s` in all) and, if still
+    inconclusive, fails with the time it would need. The host clock's state (synchronised,
+    frequency correction) is logged before and after. Measurements: `rtc_drift` (limits
+    ±limit), `rtc_drift_ci_low`, `rtc_drift_ci_high`, `rtc_drift_half_width`, `rtc_drift_edges`,
+    `rtc_drift_span`, `rtc_drift_residual_sd`, and the host clock's; evidence: the raw samples,
+    the fitted points with their residuals and a residual plot. Catches: rtc_drift_beyond_limit."""
+    log = dut.link.log
+    limit = rig.dut.rtc_drift_limit_ppm
+    observe_s, budget_s = rig.dut.rtc_drift_observe_s, rig.dut.rtc_drift_max_observe_s
+    subsecond = dut.offers("rtc_subsecond")
+    seed = random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    log.note(f"rtc drift: limit +-{limit:g} ppm, observing {observe_s:g} s (up to {budget_s:g} s), "
+             f"{'sub-second' if subsecond else '1 s'} readout, polling dither seed {seed}")
+    before = host_clock_state()
+    host_clock_note(log, "before", before)
+    samples, result, verdict, polled_s = poll_until_settled(dut, log, limit, observe_s, budget_s, rng, subsecond)
+    after = host_clock_state()
+    host_clock_note(log, "after", after)
+    record_host_clock(log, measure, before, after)
+
+    attach(write_samples(attach.path("drift.csv"), samples), "RTC readouts: host time, device time, round trip (CSV)")
+    points = fitted_points(samples)
+    if result is None:
+        pytest.fail(f"RTC drift: only {len(points)} point(s) to fit after {polled_s:.1f} s of polling "
+                    f"({len(samples)} readouts, last {samples[-1].device_s!r}): the RTC stands still or jumps, "
+                    "or its rollovers could not be bracketed within 50 ms (a stalled host or a slow link)")
+
+    log.note(f"rtc drift: {verdict.outcome}: {verdict.reason} ({result.method}, n={result.n}, "
+             f"span {result.span_s:.1f} s, residual sd {result.residual_sd_s * 1e3:.3f} ms)")
+    measure("rtc_drift", result.ppm, "ppm", low=-limit, high=limit)
+    measure("rtc_drift_ci_low", result.ci_low_ppm, "ppm")
+    measure("rtc_drift_ci_high", result.ci_high_ppm, "ppm")
+    measure("rtc_drift_half_width", result.half_width_ppm, "ppm")
+    measure("rtc_drift_edges", result.n)
+    measure("rtc_drift_span", result.span_s, "s")
+    measure("rtc_drift_residual_sd", result.residual_sd_s, "s")
+    attach_fit(attach, points, result, verdict)
+
+    if verdict.outcome == "FAIL":
+        pytest.fail(f"RTC drift beyond the limit: {verdict.reason}")
+    assert verdict.outcome == "PASS", (
+        f"RTC drift not settled within dut.rtc_drift_max_observe_s = {budget_s:g} s "
+        f"(polled {polled_s:.0f} s): {verdict.reason}"
+    )
