@@ -15,6 +15,7 @@ pytest_plugins = [
     "fixtures.measure",
     "fixtures.tokens",
     "fixtures.metrics_server",
+    "fixtures.metrics_device",
 ]
 
 

@@ -35,8 +35,11 @@ DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
 # dut.rtc_drift_observe_s / _max_observe_s: the simulated RTC drifts by hundreds of ppm, which a
 # few seconds resolve; a real crystal's few ppm take minutes (docs/drift.md).
 DEFAULT_DRIFT_OBSERVE_S = {True: 6.0, False: 600.0}
-DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 20.0, False: 1800.0}
+DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
 VIRTUAL = "virtual"
+# OpenPAYGO Metrics payload auth methods (openpaygo.md §6 Security); "none" is not one a bench
+# qualifies a device with.
+METRICS_AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 RIG_ENV_VAR = "PAYGO_BENCH_RIG"
 DEVICE_LIST_COLUMNS = (
     "Serial Number", "Starting Code", "Key", "Count", "Time Divider",
@@ -108,6 +111,9 @@ class DutProfile:
     rtc_drift_limit_ppm: float  # the drift test's limit, |drift| <= this (OpenPAYGO: ~6 h/year)
     rtc_drift_observe_s: float  # how long the drift test polls the RTC first,
     rtc_drift_max_observe_s: float  # and how long in all when it must measure longer
+    metrics_auth: str  # the OpenPAYGO Metrics payload auth the bench configures (sa|ta|ca|da|ra)
+    metrics_period_s: float  # the product's Metrics session period (the data budget's sessions a month)
+    metrics_budget_bytes_per_month: int  # the data budget's limit: bytes on the wire a month
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
@@ -129,6 +135,11 @@ class SimConfig:
     brownout_v: float
     nvm_page_write_ms: float
     rtc_subsecond: bool
+    metrics_mode: str  # the simulated firmware build's Metrics sessions: off | direct | bridge
+    metrics_period_s: float  # a session every this many seconds
+    metrics_sample_s: int  # a historical row every this many seconds
+    metrics_encoding: str  # json | cbor
+    metrics_reply_timeout_s: float  # direct mode: a session with no reply within this failed
 
 
 @dataclass(frozen=True)
@@ -286,6 +297,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "rtc_drift_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400, "seconds, 1..86400"),
         "rtc_drift_max_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400,
                                           "seconds, 1..86400 and >= dut.rtc_drift_observe_s"),
+        "metrics_auth": _choice("ra", METRICS_AUTH_METHODS),
+        "metrics_period_s": _float(3600.0, lambda v: 1 <= v <= 31 * 86400, "seconds, 1..2678400"),
+        "metrics_budget_bytes_per_month": _int(750_000, 1, 10**12, "bytes"),
         "hardware_model": _any_str(None),
         "firmware_version": _any_str(None),
         "capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
@@ -305,6 +319,11 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "brownout_v": _float(3.0, lambda v: v > 0, "volts > 0"),
         "nvm_page_write_ms": _float(1.0, lambda v: v >= 0, "milliseconds >= 0"),
         "rtc_subsecond": _bool(False),
+        "metrics_mode": _choice("direct", ("off", "direct", "bridge")),
+        "metrics_period_s": _float(1.0, lambda v: 0.05 <= v <= 604800, "seconds, 0.05..604800"),
+        "metrics_sample_s": _int(1, 1, 86400, "whole seconds"),
+        "metrics_encoding": _choice("json", ("json", "cbor")),
+        "metrics_reply_timeout_s": _float(1.0, lambda v: 0.05 <= v <= 600, "seconds, 0.05..600"),
     },
 }
 _SECTIONS = tuple(_SCHEMA)
@@ -554,6 +573,8 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         power_cut_off_s=values["power_cut_off_s"], rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
         rtc_drift_observe_s=values["rtc_drift_observe_s"],
         rtc_drift_max_observe_s=values["rtc_drift_max_observe_s"],
+        metrics_auth=values["metrics_auth"], metrics_period_s=values["metrics_period_s"],
+        metrics_budget_bytes_per_month=values["metrics_budget_bytes_per_month"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
     )
 

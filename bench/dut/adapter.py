@@ -85,6 +85,59 @@ class MetricsExport:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The device's Metrics settings as `METRICS CONFIG` reports them (protocol.md §Metrics sessions)."""
+
+    mode: str  # off | direct | bridge
+    period_s: float  # a session every period
+    sample_s: int  # a historical row every sample_s
+    encoding: str  # json | cbor
+    auth: str  # none | sa | ta | ca | da | ra
+    data_format_id: int  # 0: none yet (the device embeds its format)
+    url: str | None  # the base URL; None: none set ("-"); "?" if the device holds one it cannot use
+
+
+@dataclass(frozen=True)
+class MetricsStatus:
+    """`METRICS STATUS`: the device's own account of its sessions since boot. Informative: tests
+    judge what reached the server, not what the device says it sent."""
+
+    mode: str
+    request_count: int  # the last rc, from NVM
+    rows: int  # rows buffered (the request in flight included)
+    inflight: int | None  # rc of the request awaiting a reply
+    requests: int
+    answered: int
+    failed: int
+    sent_rows: int
+    dropped: int
+    tokens: int  # tokens from replies that were accepted
+    last: str | None  # ok | the last failure reason | None (no session yet)
+    active_until: int | None  # the last `auts` received
+    seconds_left: int | None  # the last `asl` received
+    reply_at: int | None  # the RTC second they came
+
+
+@dataclass(frozen=True)
+class MetricsFormat:
+    """`METRICS FORMAT`: the device's compiled-in OpenPAYGO Data Format object."""
+
+    data_format_id: int  # the id the device holds (0: none)
+    interval: int  # its historical_data_interval, s
+    data_format: dict  # the Data Format object as the device sent it (decoded JSON)
+
+
+@dataclass(frozen=True)
+class MetricsImported:
+    """What the device did with a relayed Metrics reply (`METRICS IMPORT`)."""
+
+    tokens_accepted: int
+    tokens_received: int
+    request_count: int | None = None  # the request it answered (None: protocol 1.0 minimal bridge)
+    rows_cleared: int | None = None
+
+
 class CapabilityMissing(Exception):
     def __init__(self, capability: str, adapter: str) -> None:
         super().__init__(f"the {adapter} adapter/DUT does not offer '{capability}'")
@@ -148,3 +201,28 @@ class DeviceAdapter(ABC):
     def metrics_export(self) -> MetricsExport:
         """The device's next Metrics request, its request counter advanced (metrics_bridge)."""
         raise CapabilityMissing("metrics_bridge", self.name)
+
+    def metrics_import(self, body: bytes, content_type: str | None = None) -> MetricsImported:
+        """Hand the device the server's reply to its exported request (metrics_bridge)."""
+        raise CapabilityMissing("metrics_bridge", self.name)
+
+    def metrics_configure(self, url: str, data_format_id: int, auth: str, mode: str | None = None,
+                          period_s: float | None = None) -> MetricsConfig:
+        """Set the device's Metrics base URL, data format id and payload auth (kept in NVM), and
+        optionally its mode and session period (until the next boot) (metrics_report)."""
+        raise CapabilityMissing("metrics_report", self.name)
+
+    def metrics_config(self) -> MetricsConfig:
+        """The device's Metrics settings, unchanged (metrics_report)."""
+        raise CapabilityMissing("metrics_report", self.name)
+
+    def metrics_status(self) -> MetricsStatus:
+        raise CapabilityMissing("metrics_report", self.name)
+
+    def metrics_report_now(self) -> None:
+        """Start a Metrics session now (at the next RTC second at the latest) (metrics_report)."""
+        raise CapabilityMissing("metrics_report", self.name)
+
+    def metrics_format(self) -> MetricsFormat:
+        """The device's compiled-in data format, for the bench to register (metrics_report)."""
+        raise CapabilityMissing("metrics_report", self.name)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 import time
 
 from bench.dut.adapter import (
@@ -15,7 +17,11 @@ from bench.dut.adapter import (
     DeviceAdapter,
     DeviceStatus,
     Identity,
+    MetricsConfig,
     MetricsExport,
+    MetricsFormat,
+    MetricsImported,
+    MetricsStatus,
     NvmInfo,
     Provisioning,
     TokenOutcome,
@@ -25,9 +31,18 @@ from bench.dut.link import SerialLink
 
 PROTOCOL_MAJOR = 1
 ALL_CAPABILITIES = frozenset(
-    {"token", "status", "rtc", "rtc_subsecond", "rtc_set", "nvm", "factory_reset", "metrics_bridge", "extended_tokens"}
+    {"token", "status", "rtc", "rtc_subsecond", "rtc_set", "nvm", "factory_reset", "metrics_bridge", "metrics_report",
+     "extended_tokens"}
 )
 TOKEN_KINDS = {"ADD_TIME", "SET_TIME", "DISABLE_PAYG", "COUNTER_SYNC"}
+METRICS_MODES = ("off", "direct", "bridge")
+METRICS_AUTH = ("none", "sa", "ta", "ca", "da", "ra")
+METRICS_CONTENT_TYPES = ("application/json", "application/cbor")
+MAX_LINE = 1024
+MAX_METRICS_LINE = 8192  # METRICS IMPORT and the reply to METRICS EXPORT (protocol.md §Framing)
+_URL = re.compile(r"https?://[^\s=]{1,192}")
+# METRICS EXPORT may wait for the RTC's next second before it answers (protocol.md §Metrics bridge)
+EXPORT_EXTRA_S = 1.5
 
 
 def parse_fields(line: str) -> dict[str, str]:
@@ -67,11 +82,44 @@ class _Reply:
         except ValueError:
             raise self.error(f"has a non-integer {key}=") from None
 
+    def optional_int(self, key: str, none: str = "-") -> int | None:
+        """An integer field that may be `none` ("-": not known yet)."""
+        self.require(key)
+        return None if self.fields[key] == none else self.int(key)
+
+    def number(self, key: str) -> float:
+        self.require(key)
+        try:
+            value = float(self.fields[key])
+        except ValueError:
+            raise self.error(f"has a non-numeric {key}=") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise self.error(f"has a non-finite {key}=")
+        return value
+
+    def b64(self, key: str) -> bytes:
+        self.require(key)
+        try:
+            return base64.b64decode(self.fields[key], validate=True)
+        except (binascii.Error, ValueError):
+            raise self.error(f"has a {key}= that is not base64") from None
+
+    def ratio(self, key: str) -> tuple[int, int]:
+        """`a/b` of whole numbers."""
+        self.require(key)
+        a, sep, b = self.fields[key].partition("/")
+        if not sep or not a.isdigit() or not b.isdigit():
+            raise self.error(f"has a {key}= that is not <n>/<n>")
+        return int(a), int(b)
+
     def choice(self, key: str, allowed, what: str) -> str:
         self.require(key)
         if self.fields[key] not in allowed:
             raise self.error(f"has an unknown {what}")
         return self.fields[key]
+
+
+_CONFIG_FIELDS = ("mode", "period", "sample", "enc", "auth", "df", "url")
 
 
 class ReferenceAdapter(DeviceAdapter):
@@ -184,13 +232,83 @@ class ReferenceAdapter(DeviceAdapter):
         return NvmInfo(r["slot"], r.int("seq"), r["crc"] == "ok", r.int("writes"), r.int("size"))
 
     def metrics_export(self) -> MetricsExport:
-        r = self._call("METRICS EXPORT", ("ct", "rc", "b64"))
-        content_type = r.choice("ct", ("application/json", "application/cbor"), "content type")
+        r = self._call("METRICS EXPORT", ("ct", "rc", "b64"), timeout_s=self.reply_timeout_s + EXPORT_EXTRA_S)
+        content_type = r.choice("ct", METRICS_CONTENT_TYPES, "content type")
+        return MetricsExport(content_type, r.int("rc"), r.b64("b64"))
+
+    def metrics_import(self, body: bytes, content_type: str | None = None) -> MetricsImported:
+        request = f"METRICS IMPORT b64={base64.b64encode(body).decode()}"
+        if content_type is not None:
+            ct = content_type.split(";")[0].strip().lower()
+            if not ct or any(c.isspace() or c == "=" for c in ct) or not ct.isascii():
+                raise ValueError(f"content type {content_type!r} cannot be sent in a METRICS IMPORT line")
+            request += f" ct={ct}"
+        if len(request) > MAX_METRICS_LINE:
+            raise ValueError(f"a reply of {len(body)} bytes does not fit a {MAX_METRICS_LINE}-byte METRICS IMPORT line")
+        r = self._call(request, ("tokens",))
+        accepted, received = r.ratio("tokens")
+        return MetricsImported(accepted, received,
+                               r.int("rc") if "rc" in r else None, r.int("rows") if "rows" in r else None)
+
+    def metrics_configure(self, url: str, data_format_id: int, auth: str, mode: str | None = None,
+                          period_s: float | None = None) -> MetricsConfig:
+        if url and not _URL.fullmatch(url):
+            raise ValueError(f"Metrics base URL {url!r}: expected http(s)://host[:port][/path] without spaces "
+                             "or '=', at most 200 characters")
+        if auth not in METRICS_AUTH:
+            raise ValueError(f"Metrics auth {auth!r}: expected one of {', '.join(METRICS_AUTH)}")
+        if not isinstance(data_format_id, int) or not 0 <= data_format_id < 2**31:
+            raise ValueError(f"data format id {data_format_id!r}: expected 0..2147483647")
+        request = f"METRICS CONFIG url={url} df={data_format_id} auth={auth}"
+        if mode is not None:
+            if mode not in METRICS_MODES:
+                raise ValueError(f"Metrics mode {mode!r}: expected one of {', '.join(METRICS_MODES)}")
+            request += f" mode={mode}"
+        if period_s is not None:
+            if not 0.05 <= period_s <= 9_999_999:
+                raise ValueError(f"Metrics period {period_s!r} s: expected 0.05..9999999 s")
+            request += " period=" + f"{period_s:.3f}".rstrip("0").rstrip(".")
+        return self._metrics_config_reply(self._call(request, _CONFIG_FIELDS))
+
+    def metrics_config(self) -> MetricsConfig:
+        return self._metrics_config_reply(self._call("METRICS CONFIG", _CONFIG_FIELDS))
+
+    def _metrics_config_reply(self, r: "_Reply") -> MetricsConfig:
+        return MetricsConfig(
+            mode=r.choice("mode", METRICS_MODES, "Metrics mode"),
+            period_s=r.number("period"),
+            sample_s=r.int("sample"),
+            encoding=r.choice("enc", ("json", "cbor"), "Metrics encoding"),
+            auth=r.choice("auth", METRICS_AUTH, "Metrics auth method"),
+            data_format_id=r.int("df"),
+            url=None if r["url"] == "-" else r["url"],
+        )
+
+    def metrics_status(self) -> MetricsStatus:
+        r = self._call("METRICS STATUS", ("mode", "rc", "rows", "inflight", "requests", "answered", "failed",
+                                          "sent_rows", "dropped", "tokens", "last", "auts", "asl", "reply_at"))
+        return MetricsStatus(
+            mode=r.choice("mode", METRICS_MODES, "Metrics mode"),
+            request_count=r.int("rc"), rows=r.int("rows"), inflight=r.optional_int("inflight"),
+            requests=r.int("requests"), answered=r.int("answered"), failed=r.int("failed"),
+            sent_rows=r.int("sent_rows"), dropped=r.int("dropped"), tokens=r.int("tokens"),
+            last=None if r["last"] == "-" else r["last"],
+            active_until=r.optional_int("auts"), seconds_left=r.optional_int("asl"),
+            reply_at=r.optional_int("reply_at"),
+        )
+
+    def metrics_report_now(self) -> None:
+        self._call("METRICS REPORT")
+
+    def metrics_format(self) -> MetricsFormat:
+        r = self._call("METRICS FORMAT", ("id", "interval", "b64"))
         try:
-            payload = base64.b64decode(r["b64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise r.error("has a b64= that is not base64") from None
-        return MetricsExport(content_type, r.int("rc"), payload)
+            fmt = json.loads(r.b64("b64"))
+        except (UnicodeDecodeError, ValueError):
+            raise r.error("has a b64= that is not base64 of JSON") from None
+        if not isinstance(fmt, dict):
+            raise r.error("has a b64= whose JSON is not an object (a Data Format object)")
+        return MetricsFormat(r.int("id"), r.int("interval"), fmt)
 
     def factory_reset(self, boot_timeout_s: float) -> Banner:
         since = time.monotonic()

@@ -69,8 +69,9 @@ class HtmlReportPlugin:
 
 
 def attachment_extras(attachments, log_path: Path | None) -> list:
-    """PNGs inline (base64, so the report stays one file); other files as links relative to the
-    report, which sits in the run directory above logs/."""
+    """PNGs inline (base64, so the report stays one file), HTML fragments (tables the bench wrote,
+    escaped there) inline; other files as links relative to the report, which sits in the run
+    directory above logs/."""
     import pytest_html
 
     out = []
@@ -79,6 +80,9 @@ def attachment_extras(attachments, log_path: Path | None) -> list:
             continue
         if att.is_image:
             out.append(pytest_html.extras.png(base64.b64encode(att.path.read_bytes()).decode("ascii"), name=att.title))
+        elif getattr(att, "is_html_fragment", False):
+            text = att.path.read_text(encoding="utf-8", errors="replace")
+            out.append(pytest_html.extras.html(f"<div><b>{html.escape(att.title)}</b>{text}</div>"))
         else:
             rel = f"{att.path.parent.name}/{att.path.name}" if att.path.parent.name == "logs" else att.path.name
             out.append(pytest_html.extras.url(rel, name=f"{att.title}: {rel}"))

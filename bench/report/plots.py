@@ -1,4 +1,5 @@
-"""PNG plots for the report: the RTC drift fit's residuals and a PSU telemetry trace.
+"""PNG plots for the report: the RTC drift fit's residuals, a PSU telemetry trace and the
+historical series a device reported over OpenPAYGO Metrics.
 
 matplotlib with the Agg backend (no display needed on a headless rig); imported on first use so
 that a suite which draws nothing does not pay for it.
@@ -7,7 +8,7 @@ that a suite which draws nothing does not pay for it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
 def _pyplot():
@@ -70,5 +71,64 @@ def supply_trace_plot(path: Path, rows: Sequence[tuple[float, str, float, float]
         ai.set_xlabel("time since first reading (s)")
         av.set_title(title, fontsize=9)
         return _save(fig, (av, ai), path)
+    finally:
+        plt.close(fig)
+
+
+MAX_METRICS_AXES = 4
+
+
+def _metrics_groups(names: Sequence[str], units: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    """Variables grouped by unit (or, without one, by what the name says: voltage, current),
+    the first groups each on its own axis, the rest together on the last one."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        unit = units.get(name.rsplit("/", 1)[-1]) or units.get(name)
+        if not unit:
+            base = name.rsplit("/", 1)[-1]
+            unit = "V" if "voltage" in base else "A" if "current" in base else ""
+        groups.setdefault(unit, []).append(name)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0] == "", kv[0]))
+    if len(ordered) > MAX_METRICS_AXES:
+        rest = [n for _, ns in ordered[MAX_METRICS_AXES - 1:] for n in ns]
+        ordered = ordered[:MAX_METRICS_AXES - 1] + [("various", rest)]
+    return ordered
+
+
+def _time_axis(span_s: float) -> tuple[float, str]:
+    """Seconds per x unit and its name: a virtual rig's minute of rows in seconds, a product's
+    day in hours."""
+    if span_s < 180.0:
+        return 1.0, "seconds"
+    if span_s < 3 * 3600.0:
+        return 60.0, "minutes"
+    return 3600.0, "hours"
+
+
+def metrics_series_plot(path: Path, series: Mapping[str, Sequence[tuple[float, float]]], title: str,
+                        units: Mapping[str, str] | None = None) -> Path:
+    """Historical Metrics series (variable -> (UNIX time, value)) on stacked axes sharing time,
+    one axis per unit (`units`: variable -> unit, e.g. from the data format; without it, names
+    with "voltage" go to V and "current" to A), time since the first row on the x axis."""
+    plt = _pyplot()
+    groups = _metrics_groups(sorted(series), units or {})
+    n = max(1, len(groups))
+    fig, axes = plt.subplots(n, 1, sharex=True, figsize=(7.0, 1.2 + 1.6 * n), dpi=100, squeeze=False)
+    axes = [row[0] for row in axes]
+    try:
+        points = [p for name in series for p in series[name]]
+        t0 = min((t for t, _ in points), default=0.0)
+        span = max((t for t, _ in points), default=0.0) - t0
+        scale, unit_name = _time_axis(span)
+        for ax, (unit, names) in zip(axes, groups):
+            for name in names:
+                rows = series[name]
+                ax.plot([(t - t0) / scale for t, _ in rows], [v for _, v in rows], marker=".", ms=3, lw=0.8,
+                        label=name)
+            ax.set_ylabel(unit or "value")
+            ax.legend(fontsize=7, loc="best")
+        axes[0].set_title(title, fontsize=9)
+        axes[-1].set_xlabel(f"{unit_name} since the first row")
+        return _save(fig, axes, path)
     finally:
         plt.close(fig)

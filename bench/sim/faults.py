@@ -34,6 +34,18 @@ _STATE_KEPT_THROUGH_POWER_LOSS = (
     _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",
 )
 
+_M = _T + "test_metrics.py::test_metrics_"
+# Every Metrics test that needs the server to accept the device's sessions.
+_METRICS_SERVED = (
+    _M + "payload_conforms",
+    _M + "auth_verifies",
+    _M + "rows_survive_server_faults",
+    _M + "tokens_applied",
+    _M + "data_budget",
+)
+_METRICS_ACROSS_POWER_CYCLES = _M + "counter_and_time_increase_across_power_cycles"
+_METRICS_ALL = _METRICS_SERVED + (_METRICS_ACROSS_POWER_CYCLES,)
+
 CATALOGUE: dict[str, Fault] = {
     f.name: f
     for f in (
@@ -75,13 +87,15 @@ CATALOGUE: dict[str, Fault] = {
             "firmware",
             "factory data (serial, key, starting code) is never committed to NVM: the device comes "
             "back unprovisioned after a power cycle",
-            (_T + "test_persistence.py::test_provisioning_survives_power_cycle",) + _STATE_KEPT_THROUGH_POWER_LOSS,
+            (_T + "test_persistence.py::test_provisioning_survives_power_cycle", _METRICS_ACROSS_POWER_CYCLES)
+            + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "serial_truncated",
             "firmware",
-            "the serial number is stored in an 8-byte buffer: longer serials are cut",
-            (_T + "test_identity.py::test_provisioning_round_trip",),
+            "the serial number is stored in an 8-byte buffer: longer serials are cut (its Metrics "
+            "requests then name a device the server does not know)",
+            (_T + "test_identity.py::test_provisioning_round_trip",) + _METRICS_SERVED,
         ),
         Fault(
             "key_echoed",
@@ -104,7 +118,8 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
              _T + "test_power.py::test_power_cycle_reboots_device",
              _T + "test_power.py::test_power_cycle_reports_power_on_reset",
-             _T + "test_persistence.py::test_provisioning_survives_power_cycle") + _STATE_KEPT_THROUGH_POWER_LOSS,
+             _T + "test_persistence.py::test_provisioning_survives_power_cycle",
+             _METRICS_ACROSS_POWER_CYCLES) + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "u2d_accepted",
@@ -233,7 +248,8 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_lockout.py::test_lockout_survives_power_cycle",
              _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
              _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
-             _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
+             _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",
+             _METRICS_ACROSS_POWER_CYCLES),
         ),
         Fault(
             "rtc_stopped_unpowered",
@@ -247,7 +263,49 @@ CATALOGUE: dict[str, Fault] = {
             "firmware",
             "the Metrics request counter is kept in RAM only: after a power cycle it restarts from "
             "the stored value and repeats counts the server has already seen",
-            (_T + "test_nvm_persistence.py::test_request_counter_persists",),
+            (_T + "test_nvm_persistence.py::test_request_counter_persists", _METRICS_ACROSS_POWER_CYCLES),
+        ),
+        Fault(
+            "metrics_wrong_short_key",
+            "firmware",
+            "the Metrics request carries the request counter under a misspelt short key ('rqc' for "
+            "'rc'): the server refuses every session with 422 and the device's data never arrives",
+            _METRICS_ALL,
+        ),
+        Fault(
+            "metrics_unsigned",
+            "firmware",
+            "the device is configured for signed requests but sends them without 'ra' / 'da': the "
+            "server refuses each one with 403",
+            _METRICS_SERVED,
+        ),
+        Fault(
+            "metrics_mis_signed",
+            "firmware",
+            "the signature is computed before the last historical row is appended (over a payload "
+            "that is not the one sent): the server's check fails and answers 403",
+            _METRICS_SERVED,
+        ),
+        Fault(
+            "metrics_data_dropped_before_reply",
+            "firmware",
+            "the historical buffer is cleared as soon as the request is sent, not when the reply "
+            "arrives (openpaygo.md §6): a refused or lost request loses its rows",
+            (_T + "test_metrics.py::test_metrics_rows_survive_server_faults",),
+        ),
+        Fault(
+            "metrics_rows_duplicated_on_retry",
+            "firmware",
+            "after a failed session the retry resends the unanswered rows and appends them to the "
+            "buffer again: the server receives the same rows twice once it is back",
+            (_T + "test_metrics.py::test_metrics_rows_survive_server_faults",),
+        ),
+        Fault(
+            "metrics_tokens_not_applied",
+            "firmware",
+            "tokens delivered in a Metrics reply ('tkl') are acknowledged but never entered: the "
+            "device's count and credit stay behind the server's target",
+            (_T + "test_metrics.py::test_metrics_tokens_applied",),
         ),
         Fault(
             "torn_write_corrupts_state",

@@ -142,10 +142,17 @@ class Request:
 
 def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: int | None,
                   data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], data_format: Mapping[str, Any],
-                  df: int, encoding: str = "json") -> Request:
+                  df: int, encoding: str = "json", faults: frozenset[str] = frozenset()) -> Request:
     """The condensed request. `data` and each row map variable names to values (rows with an
     absolute `timestamp`); `df` 0 embeds `data_format` (dfo) instead of naming it. `auth` is
-    one of sa/ta/ca/da/ra, or "none" for an unsigned request."""
+    one of sa/ta/ca/da/ra, or "none" for an unsigned request.
+
+    `faults` (bench/sim/faults.py) that live here:
+    - metrics_wrong_short_key: the key table spells request_count's short key `rqc`, not `rc`
+      (the signature still covers the count, as the firmware believes it sent it);
+    - metrics_unsigned: auth compiled out (a debug build): no `a`, whatever `auth` says;
+    - metrics_mis_signed: the signature is finished before the newest row is appended to `hd`,
+      so it covers every row but the last (da and ra fail whenever a request carries rows)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding {encoding!r}; one of {', '.join(ENCODINGS)}")
     payload: dict[str, Any] = {"sn": serial}
@@ -156,14 +163,15 @@ def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: i
     if ts is not None:
         payload["ts"] = ts
     if rc is not None:
-        payload["rc"] = rc
+        payload["rqc" if "metrics_wrong_short_key" in faults else "rc"] = rc
     d = condense(data, data_format["data_order"])
     payload["d"] = d
     hd = condense_rows(rows, data_format["historical_data_order"], data_format.get("historical_data_interval"))
     if hd:
         payload["hd"] = hd
-    if auth != "none":
-        payload["a"] = sign_request(auth, key_hex, serial, ts=ts, rc=rc, data=d, historical=hd or None)
+    if auth != "none" and "metrics_unsigned" not in faults:
+        signed_hd = hd[:-1] if "metrics_mis_signed" in faults else hd
+        payload["a"] = sign_request(auth, key_hex, serial, ts=ts, rc=rc, data=d, historical=signed_hd or None)
     body = compact_json(payload).encode("ascii") if encoding == "json" else cbor2.dumps(payload)
     return Request(body, ENCODINGS[encoding], payload, ts, rc, len(hd))
 

@@ -48,6 +48,14 @@ What the device does with a valid reply:
 Events (unsolicited, `! EVT <name> key=value ...`, docs/protocol.md "Metrics sessions"):
 `metrics_sent` (direct: a POST started), `metrics_pending` (bridge: a request awaits
 `METRICS EXPORT`), `metrics_done`, `metrics_failed`, `metrics_skipped`, `metrics_settings`.
+
+Defects (`faults`, bench/sim/faults.py; the firmware passes its own) that live in this module:
+- metrics_data_dropped_before_reply: the rows leave the buffer when the request is made, not
+  when its reply comes, so a failed session loses them;
+- metrics_rows_duplicated_on_retry: a failed request's rows are copied into a retry slot that
+  the next session sends (its reply clears the slot only), but they were never taken out of the
+  buffer either: they go again in the request after the retry.
+Those of the payload itself (wrong short key, unsigned, mis-signed) are build_request's.
 """
 
 from __future__ import annotations
@@ -249,6 +257,7 @@ class InFlight:
     started: float  # clock()
     deadline: float | None = None  # http: the device gives up then
     exported: bool = False  # bridge: handed over by METRICS EXPORT
+    retry: bool = False  # metrics_rows_duplicated_on_retry: it carries the retry slot's rows
 
 
 class NothingPending(Exception):
@@ -282,8 +291,10 @@ class Counters:
 class MetricsSession:
     def __init__(self, port: DevicePort, settings: MetricsSettings, data_format: Mapping[str, Any],
                  clock: Callable[[], float] = time.monotonic,
-                 sampler: Callable[[float, bool], metrics_sensors.Reading] = metrics_sensors.sample) -> None:
+                 sampler: Callable[[float, bool], metrics_sensors.Reading] = metrics_sensors.sample,
+                 *, faults: frozenset[str] = frozenset()) -> None:
         self.port = port
+        self.faults = frozenset(faults)
         self.settings = settings
         self.format = dict(data_format)
         self.clock = clock
@@ -300,6 +311,7 @@ class MetricsSession:
         self._next_session = 0.0
         self._last_sample_t: int | None = None
         self.last_ts = int(port.rtc_now())  # this second may already have carried a request
+        self._retry_rows: list[Row] | None = None  # metrics_rows_duplicated_on_retry's slot
 
     # -- configuration --------------------------------------------------------------------------
     def configure(self, settings: MetricsSettings) -> None:
@@ -415,6 +427,9 @@ class MetricsSession:
     def _new_request(self, now: float, via: str, ts: int) -> InFlight:
         s = self.settings
         rows = self.buffer.oldest(s.request_rows)
+        retry = self._retry_rows is not None
+        if retry:
+            rows = self._retry_rows[: s.request_rows]
         data = {**self.port.current_data(), "rows_dropped": self.buffer.dropped,
                 "active_until_timestamp_requested": True}
         rc = self.port.next_request_count()  # in NVM before anything leaves
@@ -422,7 +437,7 @@ class MetricsSession:
             request = build_request(
                 serial=self.port.serial, key_hex=self.port.key_hex, auth=self.port.auth, ts=ts, rc=rc,
                 data=data, rows=[r.values for r in rows], data_format=self.format,
-                df=self.port.data_format_id, encoding=s.encoding)
+                df=self.port.data_format_id, encoding=s.encoding, faults=self.faults)
             if len(request.body) <= s.max_body_bytes or not rows:
                 break
             rows = rows[: max(0, min(len(rows) - 1, len(rows) * s.max_body_bytes // len(request.body) - 1))]
@@ -430,12 +445,21 @@ class MetricsSession:
         self._seq += 1
         self.counters.requests += 1
         self.counters.last_rc = rc
+        if retry:
+            self.buffer.protected_id = 0  # the slot's rows: the buffer is not told about them
+            self.inflight = InFlight(self._seq, request, 0, via, now, retry=True)
+            return self.inflight
         self.buffer.protected_id = rows[-1].id if rows else 0
         self.inflight = InFlight(self._seq, request, self.buffer.protected_id, via, now)
+        if "metrics_data_dropped_before_reply" in self.faults:
+            self.buffer.ack(self.buffer.protected_id)  # cleared on sending, not on the reply
         return self.inflight
 
     def _fail(self, reason: str) -> None:
         inf = self.inflight
+        if (inf is not None and not inf.retry and inf.last_row_id
+                and "metrics_rows_duplicated_on_retry" in self.faults):
+            self._retry_rows = [r for r in self.buffer.rows if r.id <= inf.last_row_id]  # and left there
         self.inflight = None
         self.buffer.protected_id = 0
         self.counters.failed += 1
@@ -450,6 +474,11 @@ class MetricsSession:
         reply = parse_reply(decode_reply(body, content_type), serial=self.port.serial, key_hex=self.port.key_hex,
                             ts=inf.request.ts, rc=inf.request.rc)
         cleared = self.buffer.ack(inf.last_row_id)
+        if inf.retry:
+            cleared = inf.request.rows
+            self._retry_rows = (self._retry_rows or [])[cleared:] or None
+        elif "metrics_data_dropped_before_reply" in self.faults:
+            cleared = inf.request.rows  # already gone from the buffer when it was sent
         self.inflight = None
         self.buffer.protected_id = 0
         c = self.counters

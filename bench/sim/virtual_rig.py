@@ -43,6 +43,12 @@ class SimOptions:
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
     extended_tokens: bool = True
+    # the firmware build's OpenPAYGO Metrics sessions (FirmwareConfig.metrics_*; off: none)
+    metrics_mode: str = "off"
+    metrics_period_s: float = 3600.0
+    metrics_sample_s: int = 60
+    metrics_encoding: str = "json"
+    metrics_reply_timeout_s: float = 10.0
 
     @classmethod
     def from_json(cls, text: str) -> "SimOptions":
@@ -83,6 +89,11 @@ class VirtualRig:
                 faults=frozenset(opts.faults),
                 rtc_subsecond=opts.rtc_subsecond,
                 extended_tokens=opts.extended_tokens,
+                metrics_mode=opts.metrics_mode,
+                metrics_period_s=opts.metrics_period_s,
+                metrics_sample_s=opts.metrics_sample_s,
+                metrics_encoding=opts.metrics_encoding,
+                metrics_reply_timeout_s=opts.metrics_reply_timeout_s,
             ),
             brownout_v=opts.brownout_v,
             boot_delay_s=opts.boot_delay_s,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
+
+import pytest
 
 from bench.report.junit import CaseResult, read_junit
 
@@ -28,3 +34,43 @@ def run_device_suite(
     if not junit.exists():
         raise AssertionError(f"the device suite did not run (exit {proc.returncode}):\n{output}")
     return read_junit(junit), output
+
+
+# -- the fault-detection runs (tests/selftest/test_fault_detection.py) -----------------------
+
+DETECTION_MODULE = "tests/selftest/test_fault_detection.py"
+GOOD = "good"  # the run without a fault
+# The runs mostly wait on the simulated device (a 2-core machine stays under one core busy with
+# 6 of them), so more workers finish sooner; a slower machine can lower it.
+JOBS = max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", "6")))
+# Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
+RUN_FIRST = ("slow_decode", "backfeed_from_uart")
+
+
+@dataclass
+class DetectionRuns:
+    pool: ThreadPoolExecutor
+    futures: dict[str, Future]
+
+
+DETECTION_RUNS_KEY = pytest.StashKey[DetectionRuns]()
+
+
+def selected_faults(items: Iterable[pytest.Item]) -> set[str]:
+    """The faults whose detection test the session selected."""
+    return {
+        item.callspec.params["fault"]
+        for item in items
+        if item.nodeid.startswith(DETECTION_MODULE) and "fault" in getattr(getattr(item, "callspec", None), "params", {})
+    }
+
+
+def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path]) -> DetectionRuns:
+    """Submit one device-suite run per fault plus the good device (longest first); they run in
+    the background until their results are asked for."""
+    first = [f for f in RUN_FIRST if f in faults]
+    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="device-suite")
+    futures: dict[str, Future] = {}
+    for name in first + [GOOD] + sorted(faults - set(first)):
+        futures[name] = pool.submit(run_device_suite, mkdir(name), faults=[] if name == GOOD else [name])
+    return DetectionRuns(pool, futures)

@@ -6,42 +6,31 @@ with that one defect switched on; exactly the tests the catalogue names must fai
 other test must pass as it does on the good device.
 
 The suite runs are independent (each has its own virtual rig) and mostly wait on the simulated
-device, so they run side by side: all the runs this session selected start at once on a pool
-of PAYGO_SELFTEST_JOBS workers (default 4), the longest first, and each test waits for its own.
+device, so they run side by side: all the runs this session selected start as soon as pytest has
+collected (while the other self-tests run) on a pool of PAYGO_SELFTEST_JOBS workers
+(tests/selftest/device_suite.py), the longest first, and each test here waits for its own.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import pytest
 
 from bench.sim.faults import CATALOGUE
-from tests.selftest.device_suite import run_device_suite
-
-JOBS = max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", "4")))
-# Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
-RUN_FIRST = ("slow_decode", "backfeed_from_uart")
-GOOD = "good"
+from tests.selftest.device_suite import DETECTION_RUNS_KEY, GOOD, selected_faults, start_detection_runs
 
 
 @pytest.fixture(scope="module")
 def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Future]:
-    """One device-suite run per fault the session selected, plus the good device, started now."""
-    selected = {
-        item.callspec.params["fault"]
-        for item in request.session.items
-        if item.module is request.module and "fault" in getattr(getattr(item, "callspec", None), "params", {})
-    }
-    first = [f for f in RUN_FIRST if f in selected]
-    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="device-suite")
-    runs: dict[str, Future] = {}
-    for name in first + [GOOD] + sorted(selected - set(first)):
-        faults = [] if name == GOOD else [name]
-        runs[name] = pool.submit(run_device_suite, tmp_path_factory.mktemp(name), faults=faults)
-    yield runs
-    pool.shutdown(wait=True, cancel_futures=True)
+    """One device-suite run per fault the session selected, plus the good device: started when
+    collection finished (tests/selftest/conftest.py), or now if they were not."""
+    runs = request.config.stash.get(DETECTION_RUNS_KEY, None)
+    if runs is None:
+        names = selected_faults(request.session.items)
+        runs = start_detection_runs(names, tmp_path_factory.mktemp)
+    yield runs.futures
+    runs.pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture(scope="module")

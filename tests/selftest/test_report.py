@@ -8,6 +8,7 @@ import html
 import json
 import re
 
+from bench.rig import VIRTUAL_DUT_KEY
 from tests.selftest.device_suite import run_device_suite
 
 SELECTED = "brownout or keeps_time"
@@ -57,3 +58,39 @@ def test_no_plots_option_attaches_data_only(tmp_path):
     logs = out / "logs"
     assert list(logs.glob("*.power.csv")), sorted(p.name for p in logs.iterdir())
     assert not list(logs.glob("*.png")), sorted(p.name for p in logs.glob("*.png"))
+
+
+def test_report_shows_the_captured_metrics(tmp_path):
+    """A Metrics test's report entry carries what reached the server: the requests as a table
+    (one row per stored request, tokens answered included), their CSV linked, the historical
+    series as an inline plot; the device's key appears nowhere in the page."""
+    out = tmp_path / "run"
+    report = out / "report.html"
+    results, output = run_device_suite(
+        tmp_path, args=("--report-dir", str(out), "-k", "metrics_tokens_applied", f"--html={report}",
+                        "--self-contained-html"),
+        plots=True,
+    )
+    assert list(results) == ["tests/device/test_metrics.py::test_metrics_tokens_applied"], output
+    assert all(r.outcome == "passed" for r in results.values()), output
+    (nodeid, runs), = report_tests(report).items()
+    extras = [e for r in runs for e in r.get("extras", [])]
+    tables = [e["content"] for e in extras if e.get("format_type") == "html" and "metrics-requests" in e["content"]]
+    assert len(tables) == 1, f"{nodeid}: extras {[(e.get('name'), e.get('format_type')) for e in extras]}"
+    csv_links = [e["content"] for e in extras if e.get("format_type") == "url" and e["content"].endswith(".csv")
+                 and "metrics-requests" in e["content"]]
+    assert len(csv_links) == 1, csv_links
+    lines = (report.parent / csv_links[0]).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,received_at,method,route,kind,status,verdict"), lines[0]
+    assert len(lines) >= 3, f"the test waits for at least two sessions: {lines}"
+    # every stored request is a row of the table, and the tokens the server answered are shown
+    assert tables[0].count("<tr>") == len(lines), (tables[0][:500], len(lines))
+    tokens = {row.rsplit(",", 1)[1] for row in lines[1:]} - {""}
+    assert tokens, f"no request in the CSV carries the tokens the test was served: {lines}"
+    assert all(t in tables[0] for t in tokens), tokens
+    images = [e for e in extras if e.get("format_type") == "image"]
+    assert any("Historical data" in (e.get("name") or "") for e in images), [e.get("name") for e in images]
+    key = VIRTUAL_DUT_KEY
+    assert key not in report.read_text(encoding="utf-8")
+    assert not any(key in p.read_text(encoding="utf-8", errors="replace") for p in (out / "logs").iterdir()
+                   if p.suffix in (".log", ".csv", ".html"))

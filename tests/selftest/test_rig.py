@@ -174,6 +174,17 @@ def test_a_bool_is_not_an_integer_but_an_integer_is_a_float():
     ("sim", "rtc_drift_ppm = 20000", "sim.rtc_drift_ppm"),
     ("sim", 'link = "usb"', "sim.link"),
     ("sim", "brownout_v = 0", "sim.brownout_v"),
+    ("sim", 'metrics_mode = "wifi"', "sim.metrics_mode"),
+    ("sim", "metrics_period_s = 0.01", "sim.metrics_period_s"),
+    ("sim", "metrics_sample_s = 1.5", "sim.metrics_sample_s"),
+    ("sim", "metrics_sample_s = 0", "sim.metrics_sample_s"),
+    ("sim", 'metrics_encoding = "xml"', "sim.metrics_encoding"),
+    ("sim", "metrics_reply_timeout_s = 0", "sim.metrics_reply_timeout_s"),
+    ("dut", 'metrics_auth = "none"', "dut.metrics_auth"),
+    ("dut", 'metrics_auth = "RA"', "dut.metrics_auth"),
+    ("dut", "metrics_period_s = 0.5", "dut.metrics_period_s"),
+    ("dut", "metrics_budget_bytes_per_month = 0", "dut.metrics_budget_bytes_per_month"),
+    ("dut", "metrics_budget_bytes_per_month = 1.5", "dut.metrics_budget_bytes_per_month"),
 ])
 def test_out_of_range_values_are_named(section, line, key):
     message = error(f'[station]\nid = "x"\n[{section}]\n{line}\n')
@@ -231,8 +242,36 @@ def test_rtc_drift_keys_default_by_rig_kind():
     real = load(REAL + f'secret_key = "{KEY}"\n').dut
     assert (real.rtc_drift_limit_ppm, real.rtc_drift_observe_s, real.rtc_drift_max_observe_s) == (685.0, 600.0, 1800.0)
     virtual = virtual_rig()
-    assert (virtual.dut.rtc_drift_observe_s, virtual.dut.rtc_drift_max_observe_s) == (6.0, 20.0)
+    assert (virtual.dut.rtc_drift_observe_s, virtual.dut.rtc_drift_max_observe_s) == (6.0, 45.0)
     assert virtual.sim.rtc_drift_ppm == 250.0 and virtual.dut.rtc_drift_limit_ppm == 685.0
+
+
+def test_metrics_keys_default_and_reach_the_simulator():
+    """[sim] metrics_*: the simulated firmware build's Metrics sessions (the virtual rig reports
+    directly every second, so the Metrics tests take seconds); [dut] metrics_*: what the bench
+    configures and judges on any DUT (payload auth, the product's period, the monthly budget)."""
+    from bench.sim.virtual_rig import SimOptions
+    from fixtures.virtual_rig import sim_options
+
+    rig = virtual_rig()
+    assert (rig.sim.metrics_mode, rig.sim.metrics_period_s, rig.sim.metrics_sample_s, rig.sim.metrics_encoding,
+            rig.sim.metrics_reply_timeout_s) == ("direct", 1.0, 1, "json", 1.0)
+    assert (rig.dut.metrics_auth, rig.dut.metrics_period_s, rig.dut.metrics_budget_bytes_per_month) == ("ra", 3600.0, 750_000)
+    real = load(REAL + f'secret_key = "{KEY}"\nmetrics_auth = "ca"\nmetrics_period_s = 86400\n'
+                "metrics_budget_bytes_per_month = 100000\n").dut
+    assert (real.metrics_auth, real.metrics_period_s, real.metrics_budget_bytes_per_month) == ("ca", 86400.0, 100_000)
+    bridge = virtual_rig(metrics_mode="bridge", metrics_encoding="cbor", metrics_period_s=0.5, metrics_sample_s=2)
+    opts = SimOptions(**sim_options(bridge, "/tmp/unused"))
+    assert (opts.metrics_mode, opts.metrics_encoding, opts.metrics_period_s, opts.metrics_sample_s,
+            opts.metrics_reply_timeout_s) == ("bridge", "cbor", 0.5, 2, 1.0)
+    assert load_rig(DOCS / "virtual-bridge.toml").sim == dataclasses.replace(virtual_rig().sim, metrics_mode="bridge")
+    assert error('[station]\nid = "x"\n[sim]\nmetrics_mode = "wifi"\n') == (
+        'lab.toml: sim.metrics_mode: got \'wifi\' (string); expected one of "off", "direct", "bridge"')
+
+
+def test_hdk_virtual_rig_still_loads():
+    rig = load_rig(DOCS / "hdk-virtual.toml")
+    assert rig.dut.adapter == "hdk" and rig.dut.metrics_auth == "ra"
 
 
 def test_rtc_drift_max_observe_must_cover_observe():

@@ -1,0 +1,328 @@
+"""OpenPAYGO Metrics as the device reports it (docs/protocol.md "Metrics sessions", openpaygo.md
+§6): the DUT, factory-fresh and provisioned with the rig's profile, reports to the bench's
+Metrics server through a fault-injecting proxy (`metrics_dut`, fixtures/metrics_device.py), by
+itself over HTTP (direct mode) or relayed over its UART by the bench (bridge mode). What is judged
+is what reached the server, read by the bench's own codec, and what the bench's token model
+predicts; the device's own account (`METRICS STATUS`) is never taken for the truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics_keys import REQUEST_LONG_TO_SHORT
+from bench.openpaygo.metrics_wire import decode, encoding_of
+from bench.server.fault_proxy import ProxiedExchange, ProxyMode
+from bench.server.store import StoredRequest
+from fixtures.tokens import TokenSession, model_for_profile
+
+# Metrics sessions start from a factory-fresh device (provisioned_dut): a known token state.
+needs_metrics = pytest.mark.needs("factory_reset", "metrics_report")
+
+SHORT_KEYS = frozenset(REQUEST_LONG_TO_SHORT.values())  # sn d hd ts rc dct a df dfo acc
+SERVER_FAULTS = (ProxyMode.REFUSE, ProxyMode.HTTP_ERROR, ProxyMode.STALL, ProxyMode.DROP_BEFORE, ProxyMode.DROP_AFTER)
+MONTH_S = 30 * 86400  # the data budget's month
+BUDGET_SESSIONS = 3
+TOKEN_DAYS = 3
+
+
+def session_timeout(m, sessions: int) -> float:
+    """Long enough for `sessions` sessions, a failed one's reply timeout and some slack."""
+    return sessions * m.period_s + m.reply_timeout_s + 3.0
+
+
+def label(stored: StoredRequest, wire: dict | None = None) -> str:
+    """How a failure names a stored request: its rc (as sent) and the server's row id."""
+    rc = wire.get("rc", wire.get("request_count", "?")) if isinstance(wire, dict) else "?"
+    return f"request rc={rc} (server row {stored.id}, {stored.received_at})"
+
+
+def wire_object(stored: StoredRequest) -> dict:
+    """The request body as sent, decoded (JSON or CBOR by its Content-Type)."""
+    try:
+        value = decode(stored.body, encoding_of(stored.content_type))
+    except MetricsError as e:
+        raise AssertionError(f"server row {stored.id}: the body does not decode as {stored.content_type}: "
+                             f"{e.where}: {e.message}") from None
+    assert isinstance(value, dict), f"server row {stored.id}: the body is a {type(value).__name__}, not an object"
+    return value
+
+
+def row_times(m, stored: StoredRequest) -> list[int]:
+    req = m.parse(stored)
+    return [int(row["timestamp"]) for row in req.historical_data or ()]
+
+
+def rc_ts(stored: StoredRequest) -> tuple[Any, Any]:
+    wire = wire_object(stored)
+    return wire.get("rc"), wire.get("ts")
+
+
+@needs_metrics
+def test_metrics_payload_conforms(metrics_dut, rig):
+    """Every request the DUT stored at the server is a well-formed condensed OpenPAYGO Metrics
+    request: it parses with the bench's codec against the data format the DUT registered
+    (`METRICS FORMAT`), its top-level keys are all the spec's short keys (an unknown one fails,
+    named), it names that format by id, the values have the types the format declares, the rows
+    are in time order at whole multiples of the format's interval (within a request and from one
+    request to the next) and not after the request's `ts`, and `d` carries `token_count` equal to the model's count and the DUT's `STATUS` count.
+    Method: two sessions on a server that answers every request.
+    Catches: metrics_wrong_short_key; metrics_unsigned, metrics_mis_signed, serial_truncated
+    (refused by the server)."""
+    m = metrics_dut
+    m.wait_sessions(2, session_timeout(m, 2))
+    status = m.dut.status()
+    model_count = model_for_profile(rig).last_count
+    fmt = m.data_format
+    interval = fmt.historical_data_interval
+    assert interval == m.device_format.interval, (
+        f"the DUT's METRICS FORMAT says interval={m.device_format.interval} but its Data Format object "
+        f"has historical_data_interval {interval!r}")
+    assert status.token_count == model_count, (
+        f"the DUT's STATUS count is {status.token_count}, the model's {model_count} (no token was entered)")
+    last_row: tuple[int, str] | None = None
+    for stored in m.requests():
+        wire = wire_object(stored)
+        where = label(stored, wire)
+        unknown = sorted(set(wire) - SHORT_KEYS)
+        assert not unknown, (
+            f"{where}: top-level key(s) {', '.join(map(repr, unknown))} are not Metrics v1.0 short keys "
+            f"({' '.join(sorted(SHORT_KEYS))})")
+        try:
+            req = m.parse(stored)
+        except MetricsError as e:
+            raise AssertionError(f"{where}: the bench's codec refuses it at {e.where}: {e.message}") from None
+        assert req.data_format_id == m.data_format_id and not req.embedded_format, (
+            f"{where}: names data format {req.data_format_id!r} (embedded: {req.embedded_format}), not the "
+            f"registered {m.data_format_id}")
+        for name in list(req.data or {}) + [k for row in req.historical_data or () for k in row]:
+            assert name == "timestamp" or name in fmt.variables, (
+                f"{where}: variable {name!r} is not declared in the registered data format")
+        assert req.token_count == model_count, (
+            f"{where}: d carries token_count {req.token_count!r}; the model's count is {model_count} and the "
+            f"DUT's STATUS says {status.token_count}")
+        times = [int(row["timestamp"]) for row in req.historical_data or ()]
+        for earlier, later in zip(times, times[1:]):
+            step = later - earlier
+            assert step > 0 and step % interval == 0, (
+                f"{where}: row at {later} follows the row at {earlier}: rows must go forward in whole "
+                f"multiples of the format's interval ({interval} s)")
+        assert not times or req.timestamp is None or times[-1] <= req.timestamp, (
+            f"{where}: its newest row ({times[-1]}) is after the request's ts ({req.timestamp})")
+        if times and last_row is not None:  # every session was answered: the rows carry on
+            prev_t, prev_where = last_row
+            assert times[0] > prev_t and (times[0] - prev_t) % interval == 0, (
+                f"{where}: its first row ({times[0]}) does not follow the last row of {prev_where} ({prev_t}) "
+                f"at a whole multiple of the interval ({interval} s)")
+        if times:
+            last_row = (times[-1], where)
+        assert stored.verdict == "accepted", (
+            f"{where}: the server refused it: {stored.error_code} at {stored.error_where}: {stored.error_message}")
+
+
+@needs_metrics
+def test_metrics_auth_verifies(metrics_dut, rig):
+    """Every request carries a payload signature `a` with the rig's method (`dut.metrics_auth`)
+    that the server verified the way openpaygo's reference does (the stored verdict and method;
+    a signature the server accepts only through one of its tolerances fails, named).
+    Method: two sessions on a server that requires payload auth.
+    Catches: metrics_unsigned, metrics_mis_signed; metrics_wrong_short_key, serial_truncated (refused
+    before the signature counts)."""
+    m = metrics_dut
+    m.wait_sessions(2, session_timeout(m, 2))
+    method = rig.dut.metrics_auth
+    for stored in m.requests():
+        wire = wire_object(stored)
+        where = label(stored, wire)
+        a = wire.get("a")
+        assert isinstance(a, str) and a, f"{where}: carries no payload signature a (the rig's method is {method})"
+        assert a[:2] == method, f"{where}: signed {a[:2]!r}, the rig configured the DUT for {method!r}"
+        auth_error = (stored.error_code or "").startswith("auth_")
+        assert stored.verdict == "accepted", (
+            f"{where}: " + ("the server did not verify its signature" if auth_error else
+                            "the server refused it, so its signature was not accepted")
+            + f": {stored.error_code} at {stored.error_where}: {stored.error_message}")
+        verified = (stored.auth or "").split("+")[0]
+        assert verified == method, (
+            f"{where}: the server verified it as {verified!r}; expected {method!r} as openpaygo computes it "
+            "(a tolerance was needed: the reference would refuse it)")
+
+
+@needs_metrics
+def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, power_cycle):
+    """The request counter `rc` and the timestamp `ts` strictly increase from each request to the
+    next, across a power cycle too: rc is incremented and stored in NVM before a request leaves
+    (on request, not on response), and a restarted device must not reuse a counter or a second
+    the server has seen (it would take the request for a replay).
+    Method: two sessions, a power cycle (the Metrics settings sent again: the build's period is
+    back), one more session; every stored request's rc and ts, in the order the server stored them.
+    Catches: metrics_counter_not_persisted, rtc_lost_on_power_loss (ts goes back),
+    provisioning_not_persisted and backfeed_from_uart (no sessions after the cycle),
+    metrics_wrong_short_key (no rc)."""
+    m = metrics_dut
+    m.wait_sessions(2, session_timeout(m, 2))
+    cycled_after = max(r.id for r in m.requests())
+    power_cycle()
+    m.configure()
+    m.wait_sessions(1, session_timeout(m, 1))
+    previous: tuple[Any, Any, StoredRequest] | None = None
+    for stored in m.requests():
+        rc, ts = rc_ts(stored)
+        where = label(stored, {"rc": rc})
+        assert isinstance(rc, int) and not isinstance(rc, bool), f"{where}: rc is {rc!r}, not a whole number"
+        assert isinstance(ts, (int, float)) and not isinstance(ts, bool), f"{where}: ts is {ts!r}, not a number"
+        if previous is not None:
+            prc, pts, pstored = previous
+            across = " across the power cycle" if pstored.id <= cycled_after < stored.id else ""
+            assert rc > prc, f"{where}: rc {rc} follows rc {prc}{across}: the request counter must go up"
+            assert ts > pts, f"{where}: ts {ts} follows ts {pts} (rc {prc}){across}: the timestamp must go up"
+        previous = (rc, ts, stored)
+
+
+def _exchange_after(m, start: int, want) -> ProxiedExchange | None:
+    return next((e for e in m.device_exchanges()[start:] if want(e)), None)
+
+
+@needs_metrics
+def test_metrics_rows_survive_server_faults(metrics_dut, rig):
+    """No row is lost and none is delivered twice when the server or the network fails
+    (Metrics v1.0 asynchronous flow: rows are cleared only once a reply arrives). For each of a
+    connection reset (`refuse`), an HTTP 503, a server that answers after the DUT's reply timeout
+    (`stall`), a connection dropped before the server got the request and one dropped after the
+    server stored it (`drop_after`): one session fails, then the server is back. Afterwards every
+    row time from the first stored row to the last is at the server (no gap at the sample
+    interval over all accepted requests; a clock running fast within the drift limit may skip one
+    second, so single missing rows up to the drift's share are tolerated), and no row time is in
+    two requests whose reply was delivered (`drop_after` legitimately makes the DUT send its rows
+    again: the server stored them but the DUT never had the reply).
+    Catches: metrics_data_dropped_before_reply, metrics_rows_duplicated_on_retry; metrics_unsigned,
+    metrics_mis_signed, metrics_wrong_short_key, serial_truncated (every request refused)."""
+    m = metrics_dut
+    m.wait_sessions(1, session_timeout(m, 1))
+    for mode in SERVER_FAULTS:
+        start = len(m.device_exchanges())
+        m.proxy.set_mode(mode, count=1)
+        faulted = m.wait_until(lambda: _exchange_after(m, start, lambda e: e.mode is mode),
+                               session_timeout(m, 1), f"a Metrics session meeting the server fault {mode.value}")
+        index = m.device_exchanges().index(faulted)
+        m.wait_until(lambda: _exchange_after(m, index + 1, lambda e: e.mode is ProxyMode.PASS and e.delivered),
+                     session_timeout(m, 2), f"a delivered session after the server fault {mode.value}")
+
+    stored = m.requests()
+    forwarded = [e for e in m.device_exchanges() if e.forwarded]
+    assert len(forwarded) == len(stored), (
+        f"the proxy forwarded {len(forwarded)} device-data requests but the server stored {len(stored)}")
+    interval = int(m.data_format.historical_data_interval)
+    at_server: dict[int, list[str]] = defaultdict(list)
+    delivered_rows: dict[int, list[str]] = defaultdict(list)
+    for s, ex in zip(stored, forwarded):
+        if s.verdict != "accepted":
+            continue
+        name = label(s, wire_object(s)) + f" ({ex.mode.value}{', reply delivered' if ex.delivered else ', reply lost'})"
+        for t in row_times(m, s):
+            at_server[t].append(name)
+            if ex.delivered:
+                delivered_rows[t].append(name)
+    assert at_server, f"no rows reached the server; {m.recent()}"
+    first, last = min(at_server), max(at_server)
+    missing = [t for t in range(first, last + 1, interval) if t not in at_server]
+    runs = _runs(missing, interval)
+    drift_skips = math.ceil((last - first) * rig.dut.rtc_drift_limit_ppm / 1e6)
+    lost = [r for r in runs if len(r) > 1]
+    assert not lost and len(runs) <= drift_skips, (
+        f"rows missing at the server between {first} and {last} (sample interval {interval} s): "
+        + ", ".join(f"{r[0]}..{r[-1]} ({len(r)} rows)" for r in runs)
+        + f"; at most {drift_skips} single skipped second(s) are explained by RTC drift "
+        f"(±{rig.dut.rtc_drift_limit_ppm:g} ppm over {last - first} s); {m.recent()}")
+    twice = {t: names for t, names in delivered_rows.items() if len(names) > 1}
+    assert not twice, "rows delivered in more than one answered request: " + "; ".join(
+        f"{t} in {' and '.join(names)}" for t, names in sorted(twice.items())[:5])
+
+
+def _runs(times: list[int], step: int) -> list[list[int]]:
+    """Consecutive runs of missing row times."""
+    out: list[list[int]] = []
+    for t in times:
+        if out and t - out[-1][-1] == step:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def _reply_tokens(stored: StoredRequest) -> list:
+    if stored.verdict != "accepted" or not stored.reply:
+        return []
+    reply = decode(stored.reply, encoding_of(stored.reply_content_type))
+    tokens = reply.get("tkl", reply.get("token_list", [])) if isinstance(reply, dict) else []
+    return tokens if isinstance(tokens, list) else []
+
+
+@needs_metrics
+def test_metrics_tokens_applied(metrics_dut, rig):
+    """Tokens in a Metrics reply (`tkl`) are entered as if typed: once the server is told to
+    bring the DUT to TOKEN_DAYS days of credit (registry `set_target`), its reply carries the
+    token(s) that do it, and after the next session the DUT's STATUS (count, PAYG state, credit)
+    is what the bench's model predicts for exactly those tokens entered when the reply came.
+    Method: one session, the target set, sessions until a reply with tokens was delivered and
+    one more.
+    Catches: metrics_tokens_not_applied; metrics_unsigned, metrics_mis_signed, metrics_wrong_short_key,
+    serial_truncated (every request refused)."""
+    m = metrics_dut
+    session = TokenSession(m.dut, model_for_profile(rig))
+    m.wait_sessions(1, session_timeout(m, 1))
+    serial = rig.dut.serial_number
+    m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
+
+    def with_tokens() -> StoredRequest | None:
+        stored = m.requests()
+        forwarded = [e for e in m.device_exchanges() if e.forwarded]
+        return next((s for s, e in zip(stored, forwarded) if e.delivered and _reply_tokens(s)), None)
+
+    carried = m.wait_until(with_tokens, session_timeout(m, 2), "a delivered Metrics reply carrying tokens")
+    entered_at = session.now()
+    issued = m.server.registry.state(serial).last_tokens
+    sent = [str(t).zfill(9) if isinstance(t, int) else str(t) for t in _reply_tokens(carried)]
+    assert sent == [t.code for t in issued], (
+        f"the reply to {label(carried, wire_object(carried))} carried {sent}, the server issued "
+        f"{[t.code for t in issued]}")
+    for token in issued:
+        predicted = session.model.enter(token.code, entered_at)
+        assert predicted.accepted, (
+            f"the model refuses the server's token {token.code} (count {token.count}): {predicted.outcome}")
+    m.wait_sessions(1, session_timeout(m, 1))
+    session.check_status()
+
+
+@needs_metrics
+def test_metrics_data_budget(metrics_dut, rig, measure):
+    """A session's cost on the wire (HTTP request and response, headers included, as the proxy
+    counted them; TCP/IP and TLS not counted) over BUDGET_SESSIONS sessions, times the sessions a
+    30-day month has at the product's period (`dut.metrics_period_s`), within the month's budget
+    (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, openpaygo.md
+    §6). The virtual rig's sessions each carry the rows of its 1-second period; a real device's
+    are measured as it sends them.
+    Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month.
+    Catches: a device sending more than its budget allows; metrics_unsigned, metrics_mis_signed,
+    metrics_wrong_short_key, serial_truncated (every request refused: no answered session)."""
+    m = metrics_dut
+    start = len(m.device_exchanges())
+
+    def answered() -> list[ProxiedExchange] | None:
+        done = [e for e in m.device_exchanges()[start:] if e.delivered and e.status in (200, 201)]
+        return done if len(done) >= BUDGET_SESSIONS else None
+
+    sessions = m.wait_until(answered, session_timeout(m, BUDGET_SESSIONS), f"{BUDGET_SESSIONS} answered sessions")
+    per_session = sum(e.request_bytes + e.response_bytes for e in sessions) / len(sessions)
+    per_month = MONTH_S / rig.dut.metrics_period_s
+    assert per_session > 0, f"the proxy counted no bytes for {len(sessions)} answered sessions"
+    measure("metrics_bytes_per_session", round(per_session, 1), "B")
+    measure("metrics_sessions_per_month", round(per_month, 1), "")
+    measure("metrics_bytes_per_month", round(per_session * per_month), "B",
+            high=rig.dut.metrics_budget_bytes_per_month)
