@@ -3,7 +3,9 @@ its replies back (docs/protocol.md "Metrics bridge" and "Metrics sessions", brid
 
 A device without a network link announces each request with `! EVT metrics_pending rc=<n> ...`;
 the relay takes it (`METRICS EXPORT`), POSTs the body to `<base URL>/dd` with the device's content
-type, and hands the answer back (`METRICS IMPORT`). When the POST fails (refused, reset, timed
+type, and hands the answer back (`METRICS IMPORT`). The base URL is the one the bench configured
+the device with, until the device reports a new one from a reply (`! EVT metrics_settings
+base_url=...`): from then on the relay POSTs there. When the POST fails (refused, reset, timed
 out, an HTTP status other than 200/201) it imports nothing: the device's own rules apply (the
 next session counts the request as `no_reply` and sends its rows again).
 
@@ -32,6 +34,7 @@ from bench.dut.link import SerialLink
 
 METRICS_EVENT = "! EVT metrics_"
 PENDING = "! EVT metrics_pending"
+SETTINGS = "! EVT metrics_settings"
 HTTP_OK = (200, 201)
 MAX_REPLY_BYTES = 65536
 # How long one blocking read of the link lasts inside a pump: short, so a pump ends close to its
@@ -131,8 +134,26 @@ class MetricsRelay:
             held.append((t, line))
             return
         self.events.append((t, line))
+        if line.startswith(SETTINGS) and self.bridging:
+            self._follow(line)
         if line.startswith(PENDING) and self.bridging and t > self._last_export_at:
             self.relay_once()
+
+    def _follow(self, line: str) -> None:
+        """The device took a new base URL from a reply (`st.base_url`): a bridge carries its
+        requests where the device now reports, as a modem would. A URL the relay cannot POST to
+        (not plain HTTP) is noted and the old one kept."""
+        fields = dict(part.split("=", 1) for part in line.split()[3:] if "=" in part)
+        url = fields.get("base_url")
+        if not url or url == self.server_url:
+            return
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            self.link.log.note(f"metrics relay: the device now reports to {url!r}, which the relay cannot "
+                               f"POST to (plain HTTP only); still relaying to {self.server_url}")
+            return
+        self.link.log.note(f"metrics relay: the device now reports to {url} (was {self.server_url})")
+        self.server_url = url
 
     def relay_once(self) -> RelayedExchange:
         """Export the device's request, POST it, import the answer (if there is a usable one)."""

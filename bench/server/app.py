@@ -70,6 +70,11 @@ class MetricsServer:
                  clock: Callable[[], float] = time.time) -> None:
         self.config, self.store, self.registry, self.clock = config, store, registry, clock
 
+    def announce_base_url(self, url: str | None) -> None:
+        """From now on every reply carries settings.base_url = url (None: no settings): a server
+        migration while devices are reporting (`--announce-base-url` sets it from the start)."""
+        self.config = replace(self.config, announce_base_url=url or None)
+
     # -- plumbing ------------------------------------------------------------------------------
     def secrets(self) -> tuple:
         return self.registry.secrets() + self.config.secrets()

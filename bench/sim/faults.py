@@ -42,6 +42,8 @@ _METRICS_SERVED = (
     _M + "rows_survive_server_faults",
     _M + "tokens_applied",
     _M + "data_budget",
+    _M + "follows_base_url",
+    _M + "active_until_honoured",
 )
 _METRICS_ACROSS_POWER_CYCLES = _M + "counter_and_time_increase_across_power_cycles"
 _METRICS_ALL = _METRICS_SERVED + (_METRICS_ACROSS_POWER_CYCLES,)
@@ -87,8 +89,8 @@ CATALOGUE: dict[str, Fault] = {
             "firmware",
             "factory data (serial, key, starting code) is never committed to NVM: the device comes "
             "back unprovisioned after a power cycle",
-            (_T + "test_persistence.py::test_provisioning_survives_power_cycle", _METRICS_ACROSS_POWER_CYCLES)
-            + _STATE_KEPT_THROUGH_POWER_LOSS,
+            (_T + "test_persistence.py::test_provisioning_survives_power_cycle", _METRICS_ACROSS_POWER_CYCLES,
+             _M + "follows_base_url") + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "serial_truncated",
@@ -119,7 +121,7 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_power.py::test_power_cycle_reboots_device",
              _T + "test_power.py::test_power_cycle_reports_power_on_reset",
              _T + "test_persistence.py::test_provisioning_survives_power_cycle",
-             _METRICS_ACROSS_POWER_CYCLES) + _STATE_KEPT_THROUGH_POWER_LOSS,
+             _METRICS_ACROSS_POWER_CYCLES, _M + "follows_base_url") + _STATE_KEPT_THROUGH_POWER_LOSS,
         ),
         Fault(
             "u2d_accepted",
@@ -301,11 +303,25 @@ CATALOGUE: dict[str, Fault] = {
             (_T + "test_metrics.py::test_metrics_rows_survive_server_faults",),
         ),
         Fault(
+            "metrics_auts_ignored",
+            "firmware",
+            "the device asks for its active-until time in every Metrics request (autsr) but drops "
+            "the server's answer: it never holds the time the server sold",
+            (_M + "active_until_honoured",),
+        ),
+        Fault(
+            "metrics_base_url_not_followed",
+            "firmware",
+            "a reply's settings.base_url is checked and then dropped: after a server migration the "
+            "device keeps reporting to the old server (its data format id is still followed)",
+            (_M + "follows_base_url",),
+        ),
+        Fault(
             "metrics_tokens_not_applied",
             "firmware",
             "tokens delivered in a Metrics reply ('tkl') are acknowledged but never entered: the "
             "device's count and credit stay behind the server's target",
-            (_T + "test_metrics.py::test_metrics_tokens_applied",),
+            (_T + "test_metrics.py::test_metrics_tokens_applied", _M + "active_until_honoured"),
         ),
         Fault(
             "torn_write_corrupts_state",

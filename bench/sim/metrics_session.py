@@ -54,7 +54,12 @@ Defects (`faults`, bench/sim/faults.py; the firmware passes its own) that live i
   when its reply comes, so a failed session loses them;
 - metrics_rows_duplicated_on_retry: a failed request's rows are copied into a retry slot that
   the next session sends (its reply clears the slot only), but they were never taken out of the
-  buffer either: they go again in the request after the retry.
+  buffer either: they go again in the request after the retry;
+- metrics_auts_ignored: the device asks for `auts` (autsr) but drops the answer: it never
+  holds the time the server sold (`METRICS STATUS` shows none);
+- metrics_base_url_not_followed: a reply's `st.base_url` is checked and then dropped (the
+  data format id is still followed): after a server migration the device reports to the old
+  server for ever.
 Those of the payload itself (wrong short key, unsigned, mis-signed) are build_request's.
 """
 
@@ -485,7 +490,8 @@ class MetricsSession:
         c.answered += 1
         c.rows_sent += cleared
         c.last = "ok"
-        if reply.active_until_timestamp is not None or reply.active_seconds_left is not None:
+        if ((reply.active_until_timestamp is not None or reply.active_seconds_left is not None)
+                and "metrics_auts_ignored" not in self.faults):
             c.auts, c.asl = reply.active_until_timestamp, reply.active_seconds_left
             c.reply_at = int(self.port.rtc_now())
         accepted = self.port.enter_tokens(list(reply.tokens)) if reply.tokens else 0
@@ -500,6 +506,10 @@ class MetricsSession:
         url = settings.get("base_url")
         df = settings.get("data_format_id")
         new_url = url if valid_base_url(url) and url != self.port.base_url else None
+        if "metrics_base_url_not_followed" in self.faults:
+            new_url = None  # parsed, signature checked, then dropped
+        if "metrics_base_url_not_followed" in self.faults:
+            new_url = None  # parsed, signature checked, then dropped
         new_df = df if (isinstance(df, int) and not isinstance(df, bool) and 0 < df < 2**31
                         and df != self.port.data_format_id) else None
         if new_url is None and new_df is None:

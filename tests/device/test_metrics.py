@@ -18,7 +18,7 @@ import pytest
 from bench.openpaygo.metrics_errors import MetricsError
 from bench.openpaygo.metrics_keys import REQUEST_LONG_TO_SHORT
 from bench.openpaygo.metrics_wire import decode, encoding_of
-from bench.server.fault_proxy import ProxiedExchange, ProxyMode
+from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
 from bench.server.store import StoredRequest
 from fixtures.tokens import TokenSession, model_for_profile
 
@@ -298,6 +298,103 @@ def test_metrics_tokens_applied(metrics_dut, rig):
             f"the model refuses the server's token {token.code} (count {token.count}): {predicted.outcome}")
     m.wait_sessions(1, session_timeout(m, 1))
     session.check_status()
+
+
+REPLY_FIELDS = (("auts", "active_until_timestamp", "active_until"), ("asl", "active_seconds_left", "seconds_left"))
+CLOCK_SLACK_S = 5  # the device's clock against the host's, and a session in between
+
+
+def _delivered_replies(m) -> list[tuple[StoredRequest, dict]]:
+    """(request, decoded reply) for every accepted request whose reply reached the DUT."""
+    forwarded = [e for e in m.device_exchanges() if e.forwarded]
+    out = []
+    for s, ex in zip(m.requests(), forwarded):
+        if ex.delivered and s.verdict == "accepted" and s.reply:
+            reply = decode(s.reply, encoding_of(s.reply_content_type))
+            out.append((s, reply if isinstance(reply, dict) else {}))
+    return out
+
+
+@needs_metrics
+def test_metrics_active_until_honoured(metrics_dut, rig, request):
+    """A DUT that asks for `auts` / `asl` (`autsr` / `aslr` in its data) holds what the server
+    last answered (`METRICS STATUS`), and that agrees with the credit the DUT runs on: once the
+    server brought it to TOKEN_DAYS days of credit, the DUT's own end of credit (host time +
+    its seconds left) is the server's `auts`, not before it (it would lock early) and less than
+    one token step (a day / time divider) after it (the server rounds a remainder up).
+    Method: as test_metrics_tokens_applied, then one more session; the replies as stored.
+    Not covered when the DUT asks for neither.
+    Catches: metrics_auts_ignored; metrics_tokens_not_applied (the credit disagrees with auts);
+    every defect that gets the DUT's sessions refused."""
+    m = metrics_dut
+    first = m.wait_sessions(1, session_timeout(m, 1))
+    asked = [(short, name, attr) for short, name, attr in REPLY_FIELDS
+             if getattr(m.parse(first[0]), f"wants_{'active_until' if short == 'auts' else 'seconds_left'}")]
+    if not asked:
+        m.not_covered(request, "the DUT asks for neither auts nor asl (no autsr / aslr in its Metrics data)")
+    serial = rig.dut.serial_number
+    m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
+    m.wait_until(lambda: any(_reply_tokens(s) for s, _ in _delivered_replies(m)), session_timeout(m, 2),
+                 "a delivered Metrics reply carrying tokens")
+    m.wait_sessions(1, session_timeout(m, 1))
+    status = m.dut.metrics_status()
+    credit = m.dut.status()
+    host_now = datetime.now(timezone.utc).timestamp()
+    replies = _delivered_replies(m)
+    for short, name, attr in asked:
+        answered = [(s, r.get(short, r.get(name))) for s, r in replies if r.get(short, r.get(name)) is not None]
+        assert answered, f"the DUT asked for {short} but no delivered reply carried it; {m.recent()}"
+        recent = [v for _, v in answered[-2:]]  # a session may have ended since the status was read
+        held = getattr(status, attr)
+        assert held in recent, (
+            f"METRICS STATUS holds {short}={held!r}; the server's last delivered replies said {recent} "
+            f"({label(answered[-1][0], wire_object(answered[-1][0]))})")
+    auts = next((r.get("auts", r.get("active_until_timestamp")) for _, r in reversed(replies)
+                 if r.get("auts", r.get("active_until_timestamp")) is not None), None)
+    if auts is None:  # asl only: the server's target is now + asl
+        auts = host_now + next(r.get("asl", r.get("active_seconds_left")) for _, r in reversed(replies))
+    device_until = host_now + credit.seconds_left
+    step = 86400 / rig.dut.time_divider
+    assert auts - CLOCK_SLACK_S <= device_until < auts + step + CLOCK_SLACK_S, (
+        f"the DUT's credit ends at {device_until:.0f} (host time + {credit.seconds_left} s left), the server's "
+        f"auts is {auts}: the DUT {'locks before' if device_until < auts else 'runs past'} the time the server "
+        f"sold (allowed: up to one token step, {step:g} s, after it)")
+
+
+@needs_metrics
+def test_metrics_follows_base_url(metrics_dut, power_cycle):
+    """A reply's `st.base_url` moves the device (Metrics v1.0 Response object, a server
+    migration): once the server announces a new base URL, the next sessions arrive there and
+    none at the old one any more, and the device keeps the new URL through a power cycle (it is
+    in NVM, like the one the bench configured).
+    Method: one session through the bench's proxy; the server then announces a second proxy in
+    front of it (a new host:port); the first delivered session there, two more, none meanwhile
+    at the old one; `METRICS CONFIG` names the new URL before and after a power cycle. In bridge
+    mode the bench relays where the device says it now reports (`metrics_settings`).
+    Catches: metrics_base_url_not_followed; every defect that gets the device's sessions refused
+    (no reply, no settings)."""
+    m = metrics_dut
+    m.wait_sessions(1, session_timeout(m, 1))
+    with FaultProxy(m.server.url, stall_s=m.proxy.stall_s) as moved:
+        m.server.announce_base_url(moved.base_url)
+
+        def delivered_there() -> list[ProxiedExchange]:
+            return [e for e in moved.exchanges() if e.path.rstrip("/").endswith("/dd") and e.delivered]
+
+        m.wait_until(delivered_there, session_timeout(m, 2),
+                     f"a Metrics session at the announced base URL {moved.base_url} (old: {m.proxy.base_url})")
+        at_old = len(m.device_exchanges())
+        m.wait_until(lambda: len(delivered_there()) >= 3, session_timeout(m, 2),
+                     f"two more sessions at the announced base URL {moved.base_url}")
+        late = m.device_exchanges()[at_old:]
+        assert not late, (f"{len(late)} session(s) still reached the old base URL {m.proxy.base_url} after the "
+                          f"device had moved to {moved.base_url}; {m.recent()}")
+        url = m.dut.metrics_config().url
+        assert url == moved.base_url, f"METRICS CONFIG names {url!r}, not the announced {moved.base_url!r}"
+        power_cycle()
+        url = m.dut.metrics_config().url
+        assert url == moved.base_url, (f"after a power cycle METRICS CONFIG names {url!r}, not the announced "
+                                       f"{moved.base_url!r}: the followed URL was not kept in NVM")
 
 
 @needs_metrics

@@ -40,9 +40,10 @@ def run_device_suite(
 
 DETECTION_MODULE = "tests/selftest/test_fault_detection.py"
 GOOD = "good"  # the run without a fault
-# The runs mostly wait on the simulated device (a 2-core machine stays under one core busy with
-# 6 of them), so more workers finish sooner; a slower machine can lower it.
-JOBS = max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", "6")))
+# The runs mostly wait on the simulated device (a 2-core machine stayed about half a core busy
+# with 6 of them beside the other self-tests), so more workers finish sooner; each run takes
+# ~100 MB. A slower machine can lower it.
+JOBS = max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", "10")))
 # Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
 RUN_FIRST = ("slow_decode", "backfeed_from_uart")
 

@@ -183,6 +183,25 @@ def test_settings_base_url_is_announced_and_signed(start_metrics_server):
     assert reply.verify(dut.key, request_timestamp=built.payload["ts"], request_count=4)
 
 
+def test_base_url_announced_at_run_time_and_withdrawn(start_metrics_server):
+    """A migration while devices report: replies carry st from the moment it is announced."""
+    server = start_metrics_server()
+    dut = server.registry.get(server.registry.serials()[0])
+    t = int(time.time())
+    reply = decode_reply(server.post("/dd", signed(dut, data={"x": "1"}, request_count=1, timestamp=t).body).body,
+                         "json")
+    assert reply is None or reply.settings is None
+    server.announce_base_url("http://127.0.0.1:1/next")
+    built = signed(dut, data={"x": "1"}, request_count=2, timestamp=t + 1)
+    reply = decode_reply(server.post("/dd", built.body).body, "json")
+    assert reply.settings == {"base_url": "http://127.0.0.1:1/next"}
+    assert reply.verify(dut.key, request_timestamp=built.payload["ts"], request_count=2)
+    server.announce_base_url(None)
+    reply = decode_reply(server.post("/dd", signed(dut, data={"x": "1"}, request_count=3, timestamp=t + 2).body).body,
+                         "json")
+    assert reply is None or reply.settings is None
+
+
 def test_base_path(start_metrics_server):
     server = start_metrics_server(MetricsServerConfig(base_path="/metrics/v1/"))
     dut = server.registry.get(server.registry.serials()[0])

@@ -518,7 +518,8 @@ TESTED_FAULTS = {
     "state_not_ab_crc",
     # the Metrics session defects: tests/selftest/test_sim_metrics_faults.py, against the real server
     "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed", "metrics_data_dropped_before_reply",
-    "metrics_rows_duplicated_on_retry", "metrics_tokens_not_applied",
+    "metrics_rows_duplicated_on_retry", "metrics_tokens_not_applied", "metrics_base_url_not_followed",
+    "metrics_auts_ignored",
 }
 
 

@@ -207,3 +207,40 @@ def test_tokens_not_applied_acknowledges_the_reply_but_the_count_does_not_move(r
     status = good.ok("STATUS")
     assert status["count"] == str(good_server.registry.count(dut.serial_number)) != "1"
     assert status["payg"] == "active"
+
+
+# -- 7. metrics_base_url_not_followed -----------------------------------------------------------
+
+@pytest.mark.parametrize("faulty", [True, False])
+def test_base_url_not_followed_keeps_reporting_to_the_old_server(tmp_path, start_metrics_server, dut, faulty):
+    new = start_metrics_server()
+    old = start_metrics_server(MetricsServerConfig(announce_base_url=new.url))
+    sim = Sim(tmp_path, dut, faults=frozenset({"metrics_base_url_not_followed"} if faulty else ()))
+    sim.provision(old.url)  # df=0: no format to register on either server
+    sim.advance(SAMPLE)
+    assert sim.session()["event"] == "metrics_done"  # the reply (with st.base_url) was taken
+    sim.advance(SAMPLE)
+    assert sim.session()["event"] == "metrics_done"
+    if faulty:
+        assert not any("metrics_settings" in e for e in sim.events)
+        assert (len(accepted(old)), len(accepted(new))) == (2, 0)
+        assert sim.ok("METRICS CONFIG")["url"] == old.url
+    else:
+        assert f"! EVT metrics_settings base_url={new.url}" in sim.events
+        assert (len(accepted(old)), len(accepted(new))) == (1, 1)
+        assert sim.ok("METRICS CONFIG")["url"] == new.url
+
+
+# -- 8. metrics_auts_ignored --------------------------------------------------------------------
+
+@pytest.mark.parametrize("faulty", [True, False])
+def test_auts_ignored_asks_for_it_but_never_holds_it(rig_for, dut, faulty):
+    sim, server, _ = rig_for(("metrics_auts_ignored",) if faulty else ())
+    sim.advance(2 * SAMPLE)
+    done, tkl = _credit_three_days(sim, server, dut)
+    assert done["event"] == "metrics_done" and len(tkl) == 1
+    assert accepted(server)[-1].simple["data"]["active_until_timestamp_requested"] in (True, 1)  # asked either way
+    reply = json.loads(accepted(server)[-1].reply)
+    assert reply["auts"] > 0
+    assert sim.status()["auts"] == ("-" if faulty else str(reply["auts"]))
+    assert sim.ok("STATUS")["payg"] == "active"  # the tokens were applied either way
