@@ -16,6 +16,7 @@ pytest_plugins = [
     "fixtures.tokens",
     "fixtures.metrics_server",
     "fixtures.metrics_device",
+    "fixtures.record",
 ]
 
 

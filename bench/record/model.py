@@ -1,0 +1,229 @@
+"""The run record as typed dataclasses: what a lab keeps of one DUT run, turned into the JSON
+that docs/record.md describes (and bench.record.schema checks) by `RunRecord.to_dict()`.
+
+Times are UTC datetimes here and ISO 8601 strings with a `Z` in the JSON; durations come from
+time.monotonic() so a clock step during a run cannot make them negative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.record.schema import SCHEMA_ID, SCHEMA_VERSION
+
+RUN_STATUSES = ("running", "passed", "failed", "interrupted", "error")
+TEST_OUTCOMES = ("passed", "failed", "error", "skipped", "not covered", "interrupted")
+MEASUREMENT_OUTCOMES = ("PASS", "FAIL")
+MAX_REASON_CHARS = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_utc(when: datetime) -> str:
+    """2026-12-05T22:50:59.123Z: UTC, millisecond resolution, `Z` rather than +00:00."""
+    if when.tzinfo is None:
+        raise ValueError("a recorded time must be timezone-aware")
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def one_line(text: str | None) -> str | None:
+    """The first non-empty line, trimmed: a reason, not a traceback."""
+    if not text:
+        return None
+    for line in str(text).splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 3] + "..."
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    """A file of the run, named relative to the run directory, with the hash that ties the record
+    to its exact bytes."""
+
+    path: str  # POSIX-style, relative to the run directory when inside it
+    title: str
+    sha256: str
+    size: int  # bytes
+
+    @classmethod
+    def of_file(cls, path: Path, run_dir: Path, title: str) -> "AttachmentRecord":
+        try:
+            name = path.resolve().relative_to(run_dir.resolve()).as_posix()
+        except ValueError:  # outside the run directory (an explicit --junitxml elsewhere): absolute
+            name = path.resolve().as_posix()
+        return cls(name, title, sha256_file(path), path.stat().st_size)
+
+
+@dataclass(frozen=True)
+class MeasurementRecord:
+    name: str
+    value: float | int | str | bool | None  # NaN / ±inf are recorded as "nan" / "inf" / "-inf"
+    unit: str
+    low: float | None
+    high: float | None
+    expected: str | float | int | bool | None  # for a measurement compared with one value
+    limits: str  # the limits as people read them, e.g. "[-50, 50] ppm"
+    outcome: str  # PASS | FAIL
+    doc: str = ""
+
+    @classmethod
+    def of(cls, m: Any) -> "MeasurementRecord":
+        """From a bench.measure.measurement.Measurement (duck-typed: the record does not need it)."""
+        d = m.as_dict()
+        return cls(d["name"], _json_value(d["value"]), d["unit"], _json_value(d["low"]), _json_value(d["high"]),
+                   _json_value(d["expected"]), m.limits_text(), d["outcome"], getattr(m, "doc", "") or "")
+
+
+def _json_value(value: Any) -> Any:
+    """JSON has no NaN or infinity: record them as text rather than emit invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+@dataclass
+class TestRecord:
+    __test__ = False  # a record, not a pytest test class
+
+    nodeid: str
+    outcome: str  # one of TEST_OUTCOMES
+    reason: str | None  # one line: why it failed, errored or was skipped; None when it passed
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float  # setup + call + teardown, as JUnit's time
+    measurements: list[MeasurementRecord] = field(default_factory=list)
+    attachments: list[AttachmentRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DutIdentity:
+    """What the DUT said about itself; `source` says where it was read ("ID" reply or boot banner)."""
+
+    source: str  # ID | boot banner
+    model: str | None
+    firmware: str | None
+    protocol: str | None
+    serial_number: str | None  # None: not reported, or not provisioned
+    capabilities: list[str] | None = None
+
+
+@dataclass
+class DutRecord:
+    adapter: str  # the protocol adapter the rig names (reference, hdk, ...)
+    profile_serial: str  # the serial number the rig's DUT profile provisions
+    hardware_model: str  # pinned in the rig file ("" when not pinned)
+    firmware_version: str
+    identity: DutIdentity | None = None
+
+
+@dataclass(frozen=True)
+class InstrumentRecord:
+    role: str  # psu
+    resource: str
+    profile: str
+    channel: int
+    idn: str | None  # the instrument's *IDN? reply, when it was asked
+
+
+@dataclass(frozen=True)
+class StationRecord:
+    id: str
+    location: str
+    host: str
+    operator: str
+    rig_file: str | None  # None: the built-in virtual rig
+    rig_sha256: str | None
+    virtual: bool
+    sim_faults: list[str]
+
+
+@dataclass(frozen=True)
+class Counts:
+    collected: int
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+    not_covered: int = 0
+    interrupted: int = 0
+
+    @classmethod
+    def of(cls, tests: list[TestRecord], collected: int) -> "Counts":
+        n = {o: sum(t.outcome == o for t in tests) for o in TEST_OUTCOMES}
+        return cls(collected, n["passed"], n["failed"], n["error"], n["skipped"], n["not covered"], n["interrupted"])
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str  # one of RUN_STATUSES
+    started_at: datetime
+    bench_version: str
+    python_version: str
+    pytest_version: str
+    station: StationRecord
+    dut: DutRecord
+    status_reason: str | None = None
+    exit_status: int | None = None  # pytest's exit code; None while running
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_s: float | None = None
+    collected: int = 0
+    instruments: list[InstrumentRecord] = field(default_factory=list)
+    tests: list[TestRecord] = field(default_factory=list)
+    attachments: list[AttachmentRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON document (schema docs/record.md), keys in a stable, readable order."""
+        return {
+            "schema": SCHEMA_ID,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "exit_status": self.exit_status,
+            "started_at": iso_utc(self.started_at),
+            "ended_at": iso_utc(self.ended_at) if self.ended_at else None,
+            "updated_at": iso_utc(self.updated_at or utc_now()),
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "bench": {"version": self.bench_version, "python": self.python_version, "pytest": self.pytest_version},
+            "station": _plain(self.station),
+            "dut": _plain(self.dut),
+            "instruments": [_plain(i) for i in self.instruments],
+            "counts": _plain(Counts.of(self.tests, self.collected)),
+            "tests": [_plain(t) for t in self.tests],
+            "attachments": [_plain(a) for a in self.attachments],
+        }
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses to dicts, datetimes to ISO UTC strings, floats rounded to what was measured."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, datetime):
+        return iso_utc(obj)
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj

@@ -1,0 +1,181 @@
+"""The record's JSON Schema (draft 2020-12): the contract with whoever reads record.json (a lab's
+LIMS, certification tooling). docs/record.schema.json is a copy of SCHEMA for people and other
+languages; a self-test keeps the two identical. docs/record.md documents every field.
+
+Versioning (semver of the schema, not of the bench): an additive change (a new optional field, a
+new enum value a reader can ignore) bumps the minor; removing or changing the meaning of a field
+bumps the major. Objects allow unknown properties so a 1.x reader accepts any later 1.y record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_ID = "paygo-bench/record"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "record.schema.json"
+
+_UTC = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$", "format": "date-time"}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_OPT_STR = {"type": ["string", "null"]}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+
+SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://paygo-bench.invalid/schemas/record-1.json",
+    "title": "paygo-bench run record",
+    "description": "One DUT run on one station: identity, every test's outcome, every measurement, "
+                   "every file by hash. Documented in docs/record.md.",
+    "type": "object",
+    "required": [
+        "schema", "schema_version", "run_id", "status", "status_reason", "exit_status", "started_at",
+        "ended_at", "updated_at", "duration_s", "bench", "station", "dut", "instruments", "counts", "tests",
+        "attachments",
+    ],
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "schema_version": {"type": "string", "pattern": r"^1\.\d+$"},
+        "run_id": {"type": "string", "minLength": 1},
+        "status": {"enum": ["running", "passed", "failed", "interrupted", "error"]},
+        "status_reason": _OPT_STR,
+        "exit_status": {"type": ["integer", "null"]},
+        "started_at": _UTC,
+        "ended_at": {"anyOf": [_UTC, {"type": "null"}]},
+        "updated_at": _UTC,
+        "duration_s": {"type": ["number", "null"], "minimum": 0},
+        "bench": {
+            "type": "object",
+            "required": ["version", "python", "pytest"],
+            "properties": {
+                "version": {"type": "string", "minLength": 1},
+                "python": {"type": "string"},
+                "pytest": {"type": "string"},
+            },
+        },
+        "station": {"$ref": "#/$defs/station"},
+        "dut": {"$ref": "#/$defs/dut"},
+        "instruments": {"type": "array", "items": {"$ref": "#/$defs/instrument"}},
+        "counts": {"$ref": "#/$defs/counts"},
+        "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}},
+        "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
+    },
+    "allOf": [
+        {   # a finished run has an end, an exit status and a duration; a running one has none yet
+            "if": {"properties": {"status": {"const": "running"}}},
+            "then": {"properties": {"ended_at": {"type": "null"}, "exit_status": {"type": "null"}}},
+            "else": {"properties": {"ended_at": _UTC, "exit_status": {"type": "integer"},
+                                    "duration_s": {"type": "number"}}},
+        },
+    ],
+    "$defs": {
+        "station": {
+            "type": "object",
+            "required": ["id", "location", "host", "operator", "rig_file", "rig_sha256", "virtual", "sim_faults"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1},
+                "location": {"type": "string"},
+                "host": {"type": "string"},
+                "operator": {"type": "string"},
+                "rig_file": _OPT_STR,
+                "rig_sha256": {"anyOf": [_SHA256, {"type": "null"}]},
+                "virtual": {"type": "boolean"},
+                "sim_faults": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "identity": {
+            "type": "object",
+            "required": ["source", "model", "firmware", "protocol", "serial_number"],
+            "properties": {
+                "source": {"enum": ["ID", "boot banner"]},
+                "model": _OPT_STR,
+                "firmware": _OPT_STR,
+                "protocol": _OPT_STR,
+                "serial_number": _OPT_STR,
+                "capabilities": {"type": ["array", "null"], "items": {"type": "string"}},
+            },
+        },
+        "dut": {
+            "type": "object",
+            "required": ["adapter", "profile_serial", "hardware_model", "firmware_version", "identity"],
+            "properties": {
+                "adapter": {"type": "string"},
+                "profile_serial": {"type": "string"},
+                "hardware_model": {"type": "string"},
+                "firmware_version": {"type": "string"},
+                "identity": {"anyOf": [{"$ref": "#/$defs/identity"}, {"type": "null"}]},
+            },
+        },
+        "instrument": {
+            "type": "object",
+            "required": ["role", "resource", "profile", "channel", "idn"],
+            "properties": {
+                "role": {"type": "string"},
+                "resource": {"type": "string"},
+                "profile": {"type": "string"},
+                "channel": {"type": "integer"},
+                "idn": _OPT_STR,
+            },
+        },
+        "counts": {
+            "type": "object",
+            "required": ["collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted"],
+            "properties": {k: {"type": "integer", "minimum": 0} for k in (
+                "collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted")},
+        },
+        "measurement": {
+            "type": "object",
+            "required": ["name", "value", "unit", "low", "high", "expected", "limits", "outcome"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "value": {"type": ["number", "string", "boolean", "null"]},
+                "unit": {"type": "string"},
+                "low": _NUM_OR_NULL,
+                "high": _NUM_OR_NULL,
+                "expected": {"type": ["string", "number", "boolean", "null"]},
+                "limits": {"type": "string"},
+                "outcome": {"enum": ["PASS", "FAIL"]},
+                "doc": {"type": "string"},
+            },
+        },
+        "attachment": {
+            "type": "object",
+            "required": ["path", "title", "sha256", "size"],
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "title": {"type": "string"},
+                "sha256": _SHA256,
+                "size": {"type": "integer", "minimum": 0},
+            },
+        },
+        "test": {
+            "type": "object",
+            "required": ["nodeid", "outcome", "reason", "started_at", "ended_at", "duration_s", "measurements",
+                         "attachments"],
+            "properties": {
+                "nodeid": {"type": "string", "minLength": 1},
+                "outcome": {"enum": ["passed", "failed", "error", "skipped", "not covered", "interrupted"]},
+                "reason": _OPT_STR,
+                "started_at": _UTC,
+                "ended_at": _UTC,
+                "duration_s": {"type": "number", "minimum": 0},
+                "measurements": {"type": "array", "items": {"$ref": "#/$defs/measurement"}},
+                "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
+            },
+            "if": {"properties": {"outcome": {"enum": ["failed", "error", "skipped", "not covered"]}}},
+            "then": {"properties": {"reason": {"type": "string", "minLength": 1}}},
+        },
+    },
+}
+
+
+def schema_json() -> str:
+    """The text of docs/record.schema.json (what the self-test compares the file with)."""
+    return json.dumps(SCHEMA, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_schema_file() -> Path:
+    """Regenerate docs/record.schema.json after changing SCHEMA:
+    python -c "from bench.record.schema import write_schema_file; write_schema_file()"."""
+    SCHEMA_FILE.write_text(schema_json(), encoding="utf-8", newline="\n")
+    return SCHEMA_FILE

@@ -1,0 +1,316 @@
+"""record.json, one per DUT run (docs/record.md): valid against its schema however the run ends
+(passed, failed, Ctrl-C, killed), in agreement with the JUnit XML, its files tied by SHA-256, its
+times in UTC, and never holding a device key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.record.model import (
+    DutRecord,
+    MeasurementRecord,
+    RunRecord,
+    StationRecord,
+    TestRecord,
+    utc_now,
+)
+from bench.record.schema import SCHEMA, SCHEMA_FILE, SCHEMA_VERSION, schema_json
+from bench.record.writer import RECORD_NAME, write_json_atomic, write_record
+from bench.report.html import bench_version
+from bench.rig import VIRTUAL_DUT_KEY
+from bench.measure.measurement import Measurement
+from tests.selftest.device_suite import ROOT, run_device_suite
+
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+JUNIT_OUTCOME = {"passed": "passed", "failed": "failed", "error": "error", "skipped": "skipped",
+                 "not covered": "skipped"}
+POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (SIGINT/SIGKILL to a child)")
+
+
+def assert_valid(doc: dict) -> None:
+    errors = sorted(VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    assert not errors, "record.json does not match its schema:\n" + "\n".join(
+        f"  {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10])
+
+
+def load_record(run_dir: Path) -> dict:
+    doc = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
+    assert_valid(doc)
+    return doc
+
+
+def utc(text: str) -> datetime:
+    assert text.endswith("Z"), f"{text!r} is not marked UTC"
+    when = datetime.fromisoformat(text)
+    assert when.utcoffset() == timedelta(0), text
+    return when
+
+
+# -- a whole run, checked against its JUnit XML ---------------------------------------------------
+
+def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
+    before = datetime.now(timezone.utc)
+    results, output = run_device_suite(tmp_path, args=("--report-dir", str(tmp_path), "-k", "identity or keeps_time"))
+    after = datetime.now(timezone.utc)
+    rec = load_record(tmp_path)
+    assert rec["status"] == "passed" and rec["exit_status"] == 0 and rec["status_reason"] is None, output
+    assert rec["schema_version"] == SCHEMA_VERSION and rec["run_id"] == tmp_path.name
+    assert rec["bench"]["version"] == bench_version()
+    assert rec["station"]["id"] == "virtual" and rec["station"]["virtual"] is True
+    assert rec["dut"]["profile_serial"] == "SIM000001" and rec["dut"]["identity"]["model"], rec["dut"]
+    assert rec["instruments"][0]["idn"], rec["instruments"]
+
+    # the same tests with the same outcomes as junit.xml, and counts that add up
+    assert {t["nodeid"]: JUNIT_OUTCOME[t["outcome"]] for t in rec["tests"]} == {
+        n: r.outcome for n, r in results.items()}
+    assert len(rec["tests"]) == rec["counts"]["collected"] == rec["counts"]["passed"] == len(results) >= 3
+
+    # every measurement has its value, unit, limits and outcome
+    measurements = [m for t in rec["tests"] for m in t["measurements"]]
+    limited = [m for m in measurements if m["low"] is not None or m["high"] is not None]
+    assert limited, f"no measurement with limits recorded: {measurements}"
+    for m in limited:
+        assert isinstance(m["value"], (int, float)) and m["unit"] and m["limits"] != "(no limit)", m
+        assert m["outcome"] == "PASS", m
+
+    # every file named exists with the recorded hash; the serial logs and junit.xml are among them
+    files = [a for t in rec["tests"] for a in t["attachments"]] + rec["attachments"]
+    for a in files:
+        data = (tmp_path / a["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == a["sha256"] and len(data) == a["size"], a["path"]
+    assert all(any(a["title"] == "serial traffic log" for a in t["attachments"]) for t in rec["tests"])
+    assert any(a["path"] == "junit.xml" for a in rec["attachments"]), [a["path"] for a in rec["attachments"]]
+    assert not any(a["path"] == RECORD_NAME for a in files)
+
+    # times: UTC, inside the run, in order
+    start, end = utc(rec["started_at"]), utc(rec["ended_at"])
+    assert before - timedelta(seconds=1) <= start <= end <= after + timedelta(seconds=1), (start, end)
+    assert rec["duration_s"] >= sum(t["duration_s"] for t in rec["tests"]) * 0.9
+    for t in rec["tests"]:
+        assert start <= utc(t["started_at"]) <= utc(t["ended_at"]) <= end, t["nodeid"]
+    assert VIRTUAL_DUT_KEY.lower() not in (tmp_path / RECORD_NAME).read_text(encoding="utf-8").lower()
+
+
+def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
+    results, output = run_device_suite(
+        tmp_path, faults=["count_not_persisted"], args=("--report-dir", str(tmp_path), "-k", "persistence"))
+    rec = load_record(tmp_path)
+    failed = {n: r for n, r in results.items() if r.outcome == "failed"}
+    assert failed, output
+    assert rec["status"] == "failed" and rec["exit_status"] == 1, rec["status"]
+    assert rec["station"]["sim_faults"] == ["count_not_persisted"]
+    by_id = {t["nodeid"]: t for t in rec["tests"]}
+    assert {n for n, t in by_id.items() if t["outcome"] == "failed"} == set(failed)
+    for nodeid, result in failed.items():
+        reason = by_id[nodeid]["reason"]
+        assert reason and "\n" not in reason and "Traceback" not in reason, reason
+        assert reason == result.message.splitlines()[0].strip(), (reason, result.message)
+    assert rec["counts"]["failed"] == len(failed) and f"{len(failed)} failed" in rec["status_reason"]
+
+
+def test_not_covered_checks_are_recorded_as_such(tmp_path):
+    """On the HDK adapter the identity checks cannot be made: 'not covered', never 'passed'."""
+    results, output = run_device_suite(
+        tmp_path, args=("--report-dir", str(tmp_path), "--rig", "docs/rigs/hdk-virtual.toml", "-k", "test_identity"))
+    rec = load_record(tmp_path)
+    assert results and all(r.outcome == "skipped" for r in results.values()), output
+    assert {t["outcome"] for t in rec["tests"]} == {"not covered"}, rec["tests"]
+    assert all(t["reason"].startswith("not covered: the hdk adapter") for t in rec["tests"]), rec["tests"]
+    rig_file = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
+    assert rec["station"]["rig_sha256"] == hashlib.sha256(rig_file.read_bytes()).hexdigest()
+
+
+def test_the_identity_the_dut_reported_is_recorded(tmp_path):
+    """Bring-up reads the DUT's ID (fixtures/dut.py); the record carries it in place of the boot
+    banner's partial account, with the capabilities the DUT declared."""
+    run_dir = tmp_path / "run"
+    proc = start_suite(run_dir, "-k", "provisioning_round_trip")
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    ident = load_record(run_dir)["dut"]["identity"]
+    assert ident["source"] == "ID", ident
+    assert ident["model"] == "PAYGO-SIM" and "token" in ident["capabilities"], ident
+    assert ident["serial_number"] in (None, "SIM000001"), ident  # None: factory-blank at bring-up
+
+
+# -- runs that do not end normally ----------------------------------------------------------------
+
+def start_suite(run_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider", "--no-plots",
+           "--report-dir", str(run_dir), f"--junitxml={run_dir / 'junit.xml'}", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def wait_for_tests_done(proc: subprocess.Popen, run_dir: Path, n: int, timeout_s: float = 20.0) -> dict:
+    """Poll record.json (readable at any moment: it is replaced atomically) until n tests are in."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the suite ended before it could be stopped:\n{proc.stdout.read()}"
+        try:
+            doc = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            doc = None
+        if doc is not None:
+            assert_valid(doc)  # every intermediate state is a valid record
+            if len(doc["tests"]) >= n:
+                return doc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {n} tests recorded within {timeout_s} s")
+
+
+@POSIX_ONLY
+def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
+    # two quick identity tests, then the RTC test that holds the DUT off for ~2 s: stopped there
+    proc = start_suite(tmp_path, "-k", "identity or keeps_time")
+    try:
+        running = wait_for_tests_done(proc, tmp_path, 2)
+        assert running["status"] == "running" and running["ended_at"] is None
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rec = load_record(tmp_path)
+    assert rec["status"] == "interrupted" and rec["exit_status"] == 2, (rec["status"], output)
+    assert "KeyboardInterrupt" in rec["status_reason"], rec["status_reason"]
+    assert utc(rec["ended_at"]) >= utc(rec["started_at"])
+    stopped = [t for t in rec["tests"] if t["outcome"] == "interrupted"]
+    assert [t["nodeid"] for t in stopped] == ["tests/device/test_timekeeping.py::test_rtc_keeps_time_while_unpowered"], (
+        rec["tests"], output)
+    assert "KeyboardInterrupt" in stopped[0]["reason"] and rec["counts"]["interrupted"] == 1
+    assert rec["counts"]["passed"] == 2 and rec["counts"]["collected"] == 3
+
+
+def test_a_crash_inside_pytest_leaves_a_valid_record_marked_error(tmp_path):
+    """A bug in a plugin (pytest's INTERNALERROR) ends the run mid-test: the record says error, why,
+    and which test was running."""
+    (tmp_path / "crashing_plugin.py").write_text(
+        "def pytest_runtest_logreport(report):\n"
+        "    if report.when == 'call':\n"
+        "        raise RuntimeError('a plugin crashed')\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = start_suite(run_dir, "-p", "crashing_plugin", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                       "-k", "test_identity", env=env)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, output
+    rec = load_record(run_dir)
+    assert rec["status"] == "error" and rec["exit_status"] == 3, rec["status"]
+    assert "a plugin crashed" in rec["status_reason"], rec["status_reason"]
+    assert [(t["nodeid"], t["outcome"]) for t in rec["tests"]] == [
+        ("tests/device/test_identity.py::test_identity", "interrupted")], rec["tests"]
+
+
+@POSIX_ONLY
+def test_a_killed_run_leaves_its_last_valid_record(tmp_path):
+    proc = start_suite(tmp_path, "-k", "identity or keeps_time")
+    try:
+        running = wait_for_tests_done(proc, tmp_path, 1)
+        proc.kill()  # SIGKILL: no hook runs, no handler, nothing flushed
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rec = load_record(tmp_path)
+    assert rec["status"] == "running" and rec["exit_status"] is None and rec["ended_at"] is None
+    assert len(rec["tests"]) >= len(running["tests"]) >= 1
+    assert rec["tests"][0]["outcome"] == "passed" and rec["tests"][0]["attachments"]
+
+
+# -- the writer and the schema --------------------------------------------------------------------
+
+def test_a_failing_serialisation_leaves_the_previous_record_intact(tmp_path):
+    path = tmp_path / RECORD_NAME
+    write_json_atomic(path, {"status": "running", "n": 1})
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"status": "running", "value": math.nan})  # JSON has no NaN
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"status": "running", "value": object()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME], "a temporary file was left behind"
+
+
+def test_a_failing_rename_leaves_the_previous_record_intact(tmp_path, monkeypatch):
+    path = tmp_path / RECORD_NAME
+    write_json_atomic(path, {"n": 1})
+    before = path.read_bytes()
+
+    def refuse(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"n": 2, "padding": "x" * 100_000})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME]
+
+
+def small_record(**changes) -> RunRecord:
+    now = utc_now()
+    rec = RunRecord(
+        run_id="20261205T000000Z-virtual", status="running", started_at=now, bench_version="0.1.0",
+        python_version="3.11.7", pytest_version="9.0.0",
+        station=StationRecord("virtual", "", "host", "ana", None, None, True, []),
+        dut=DutRecord("reference", "SIM000001", "", ""),
+    )
+    for k, v in changes.items():
+        setattr(rec, k, v)
+    return rec
+
+
+def test_a_record_never_holds_the_device_key(tmp_path):
+    """Even where a reason quotes a DUT that echoed its key, the written record masks it."""
+    key = VIRTUAL_DUT_KEY
+    rec = small_record(tests=[TestRecord(
+        "tests/device/test_x.py::test_y", "failed", f"AssertionError: reply 'OK key={key.upper()}'",
+        utc_now(), utc_now(), 0.1, [MeasurementRecord.of(Measurement("drift", math.nan, "ppm", -50, 50))])])
+    path = write_record(tmp_path, rec, secrets=[key])
+    text = path.read_text(encoding="utf-8")
+    assert key.lower() not in text.lower() and "key=***" in text
+    doc = json.loads(text)
+    assert_valid(doc)
+    assert doc["tests"][0]["measurements"][0]["value"] == "nan"  # recorded, as text: JSON has no NaN
+    assert doc["tests"][0]["measurements"][0]["outcome"] == "FAIL"
+
+
+def test_the_schema_refuses_what_a_record_must_not_be():
+    good = json.loads(json.dumps(small_record().to_dict()))
+    assert_valid(good)
+    bad_cases = {
+        "running but ended": {**good, "ended_at": good["started_at"]},
+        "finished without an end": {**good, "status": "passed", "exit_status": 0},
+        "local time": {**good, "started_at": good["started_at"].replace("Z", "+02:00")},
+        "unknown status": {**good, "status": "crashed"},
+        "failed test without a reason": {**good, "tests": [{
+            "nodeid": "t::x", "outcome": "failed", "reason": None, "started_at": good["started_at"],
+            "ended_at": good["started_at"], "duration_s": 0, "measurements": [], "attachments": []}]},
+    }
+    for name, doc in bad_cases.items():
+        assert list(VALIDATOR.iter_errors(doc)), f"the schema accepts a record that is {name}"
+    assert_valid({**good, "a_field_from_1_1": True})  # readers of 1.0 must accept later 1.x
+
+
+def test_the_schema_file_in_docs_is_the_schema_in_code():
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_json(), (
+        "docs/record.schema.json is stale: regenerate it with "
+        "python -c \"from bench.record.schema import write_schema_file; write_schema_file()\"")
+    doc = (ROOT / "docs" / "record.md").read_text(encoding="utf-8")
+    assert f"`{SCHEMA_VERSION}`" in doc, "docs/record.md does not name the current schema version"
+    for name in SCHEMA["required"]:
+        assert f"`{name}`" in doc, f"docs/record.md does not document {name}"
