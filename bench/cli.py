@@ -11,11 +11,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RUN_EXAMPLES = """examples:
-  paygo-bench run                               # the device suite on the virtual rig
+  paygo-bench run                               # the full device suite on the virtual rig
   paygo-bench run --rig lab.toml --operator ana # on a real station
+  paygo-bench run --suite quick                 # the OpenPAYGO quick test and the essentials
+  paygo-bench run --rig lab.toml --suite soak   # 10x the power cuts and drift observation
   paygo-bench run -k tokens                     # only the token tests
   paygo-bench run --sim-fault count_not_persisted  # watch the bench catch a defect
+  paygo-bench run -- --power-cut-seed 42        # anything after -- goes to pytest
+
+exit status: 0 the device passed every test it was given; 1 it failed one (or a test errored);
+2 interrupted; 3-5 the bench could not run (internal error, usage error, no tests selected)
 """
+
+# What each suite adds to the pytest command line (docs/tests.md "Suites").
+SUITES = {
+    "quick": ["-m", "quick"],  # tests marked quick: minutes on a real rig
+    "full": [],  # every device test
+    "soak": ["--soak-factor", "10"],  # every test, endurance settings x10 (fixtures/rig.py)
+}
 
 SIM_EXAMPLES = """examples:
   paygo-bench sim                               # prints the serial port and VISA resource
@@ -65,9 +78,12 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
         "-o", "junit_family=xunit2",
-        "-rs",
+        "-rfEs",
         "--tb=short",
+        "-v",  # one line per test as it finishes, with [done/total]: the progress
+        "-o", "console_output_style=count",
     ]
+    pytest_args += SUITES[args.suite]
     if args.rig:
         pytest_args += ["--rig", args.rig]
     if args.operator:
@@ -76,10 +92,26 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         pytest_args += ["-k", args.k]
     for fault in args.sim_fault:
         pytest_args += ["--sim-fault", fault]
-    print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}")
-    code = pytest.main(pytest_args + extra)
+    print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, "
+          f"{args.suite} suite")
+    code = int(pytest.main(pytest_args + extra))
     print(f"paygo-bench: report {run_dir / 'report.html'}")
-    return int(code)
+    print(f"paygo-bench: record {run_dir / 'record.json'}")
+    print(f"paygo-bench: {verdict_line(run_dir / 'record.json', code)}")
+    return code
+
+
+def verdict_line(record_path: Path, code: int) -> str:
+    """What the run concluded about the device, from its record (pytest's code if it has none)."""
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        status, counts, reason = record["status"], record["counts"], record.get("status_reason")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable record; pytest exit status {code}"
+    tally = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in ("passed", "failed", "error", "not_covered", "skipped")
+                      if counts.get(k))
+    word = {"passed": "DEVICE PASSED", "failed": "DEVICE FAILED"}.get(status, f"RUN {status.upper()}")
+    return f"{word} ({tally or 'no tests'})" + (f": {reason}" if reason and status != "passed" else "")
 
 
 def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:
@@ -143,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
     run.add_argument("--operator", default="", help="operator name for the record")
+    run.add_argument("--suite", choices=tuple(SUITES), default="full",
+                     help="quick: the tests marked quick; full: every device test (default); soak: every "
+                     "test with 10x the power cuts and drift observation")
     run.add_argument("-k", help="only tests matching this pytest -k expression")
     run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
     run.add_argument("--sim-fault", action="append", default=[], metavar="NAME",

@@ -9,6 +9,7 @@ from fixtures.dut import provisioning_for
 
 
 @pytest.mark.needs("identity")
+@pytest.mark.quick
 def test_identity(dut, rig, rig_up):
     """Protocol §Identity: the DUT names its model and firmware and speaks a compatible protocol
     major version; the boot banner agrees with ID; a pinned model/firmware (rig file) matches.
@@ -31,6 +32,7 @@ def test_identity(dut, rig, rig_up):
 
 
 @pytest.mark.needs("factory_reset", "identity")
+@pytest.mark.quick
 def test_provisioning_round_trip(dut, rig, traffic_log):
     """Protocol §Provisioning: a factory-fresh DUT takes the profile's serial, key and starting
     code; it reads the serial back exactly and never sends the key back, in any reply.

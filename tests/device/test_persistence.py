@@ -18,6 +18,7 @@ def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
     )
 
 
+@pytest.mark.quick
 def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2–3e: the token count, the used counts and the credit survive a power cycle,
     so an accepted token stays used. Catches: count_not_persisted, provisioning_not_persisted,

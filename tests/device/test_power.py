@@ -7,6 +7,7 @@ import pytest
 from bench.dut.errors import LinkSilent
 
 
+@pytest.mark.quick
 def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
     """Design §The picture: switching the PSU output off powers the DUT down: it stops answering,
     and the bench reports that clearly (naming the port). Catches: backfeed_from_uart."""
@@ -19,6 +20,7 @@ def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
     dut.ping()
 
 
+@pytest.mark.quick
 def test_power_cycle_reboots_device(dut, power_cycle, rig, measure):
     """Power-cycle procedure (README, docs/power.md): off, rail below the threshold, minimum off
     time, on, boot banner; the DUT draws current from the PSU while it runs.

@@ -21,6 +21,7 @@ def assert_unchanged(before, after, what: str) -> None:
     )
 
 
+@pytest.mark.quick
 def test_quick_test_scenario_1(token_session, tokens):
     """Quick test "scenario 1" (openpaygo.md §3a), for the DUT's profile: on the published test
     device these are exactly the published tokens. Step 2's "invalid" token is the starting code,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.quick
 def test_valid_token_accepted(token_session, tokens):
     """Quick test §3a step 3: a valid ADD token adds its days; the count moves to the token's."""
     token_session.check_status()
@@ -11,6 +14,7 @@ def test_valid_token_accepted(token_session, tokens):
     token_session.check_status()
 
 
+@pytest.mark.quick
 def test_invalid_tokens_refused(token_session, tokens, rig):
     """Quick test §3a step 2 and G1: an invalid token is refused and changes nothing. The quick
     test's "invalid" token is the starting code itself, which matches at count 0: it must be
@@ -25,6 +29,7 @@ def test_invalid_tokens_refused(token_session, tokens, rig):
     assert (after.token_count, after.active_until, after.payg) == (before.token_count, before.active_until, before.payg)
 
 
+@pytest.mark.quick
 def test_reused_token_refused(token_session, tokens):
     """Quick test §3a step 4, G4A: re-entering an accepted token is refused as already used and
     changes nothing. Catches: reused_token_accepted."""
