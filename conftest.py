@@ -29,7 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from fixtures.measure import MEASUREMENTS_KEY
         from fixtures.rig import RIG_KEY
 
-        config.pluginmanager.register(HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY, ATTACHMENTS_KEY), "paygo-html")
+        config.pluginmanager.register(
+            HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY, ATTACHMENTS_KEY, header=_run_header), "paygo-html")
         rig = config.stash.get(RIG_KEY, None)
         if rig is not None:
             from pytest_metadata.plugin import metadata_key
@@ -42,3 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
             md["DUT profile serial"] = rig.dut.serial_number
             if rig.virtual and rig.sim.faults:
                 md["Simulator faults"] = ", ".join(rig.sim.faults)
+
+
+def _run_header(config: pytest.Config) -> str:
+    """The report's header from the run record (fixtures/record.py) and the not-covered list."""
+    from bench.report.header import run_header_html
+    from fixtures.dut import NOT_COVERED_KEY
+    from fixtures.record import RECORDER_KEY
+    from fixtures.rig import RIG_KEY
+
+    recorder = config.stash.get(RECORDER_KEY, None)
+    if recorder is None:
+        return ""
+    rig = config.stash.get(RIG_KEY, None)
+    return run_header_html(recorder.record, config.stash.get(NOT_COVERED_KEY, []),
+                           rig.secrets() if rig is not None else ())

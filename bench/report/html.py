@@ -42,10 +42,17 @@ def measurements_html(items) -> str:
 
 
 class HtmlReportPlugin:
-    def __init__(self, log_key, measurements_key, attachments_key=None) -> None:
+    def __init__(self, log_key, measurements_key, attachments_key=None, header=None) -> None:
         self.log_key = log_key
         self.measurements_key = measurements_key
         self.attachments_key = attachments_key
+        self.header = header  # config -> HTML for the top of the report (bench/report/header.py), or None
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
+        if self.header is not None:
+            text = self.header(session.config)
+            if text:
+                prefix.append(text)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):

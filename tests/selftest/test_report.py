@@ -9,7 +9,7 @@ import json
 import re
 
 from bench.rig import VIRTUAL_DUT_KEY
-from tests.selftest.device_suite import run_device_suite
+from tests.selftest.device_suite import ROOT, run_device_suite
 
 SELECTED = "brownout or keeps_time"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,3 +94,44 @@ def test_report_shows_the_captured_metrics(tmp_path):
     assert key not in report.read_text(encoding="utf-8")
     assert not any(key in p.read_text(encoding="utf-8", errors="replace") for p in (out / "logs").iterdir()
                    if p.suffix in (".log", ".csv", ".html"))
+
+
+def header_text(report) -> str:
+    """The report's run header (bench/report/header.py), tags stripped."""
+    text = report.read_text(encoding="utf-8")
+    start = text.find("<h2>Run</h2>")
+    assert start >= 0, f"{report}: no run header"
+    end = text.find("</ul>", start) if "paygo-not-covered" in text else text.find("</table>", start)
+    return html.unescape(re.sub(r"<[^>]+>", " ", text[start:end]))
+
+
+def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
+    out = tmp_path / "run"
+    report = out / "report.html"
+    results, output = run_device_suite(
+        tmp_path, args=("--report-dir", str(out), "-k", "test_identity", f"--html={report}", "--self-contained-html",
+                        "--operator", "ana"))
+    assert results and all(r.outcome == "passed" for r in results.values()), output
+    head = " ".join(header_text(report).split())
+    assert "DUT model (from its ID) PAYGO-SIM" in head and "DUT firmware (from its ID) 1.0.0" in head, head
+    assert "operator ana" in head and "station virtual" in head, head
+    assert "psu *IDN? PAYGO-BENCH,SIM-PSU3" in head, head
+    assert "bench version 0.1.0" in head and "Not covered" not in head, head
+    assert VIRTUAL_DUT_KEY not in report.read_text(encoding="utf-8")
+
+
+def test_report_lists_the_tests_the_dut_could_not_be_given(tmp_path):
+    out = tmp_path / "run"
+    report = out / "report.html"
+    rig = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
+    results, output = run_device_suite(
+        tmp_path, args=("--rig", str(rig), "--report-dir", str(out), "-k", "identity", f"--html={report}",
+                        "--self-contained-html"))
+    skipped = sorted(n for n, r in results.items() if r.outcome == "skipped")
+    assert skipped == ["tests/device/test_identity.py::test_identity",
+                       "tests/device/test_identity.py::test_provisioning_round_trip"], output
+    head = " ".join(header_text(report).split())
+    assert "Not covered (2)" in head, head
+    for nodeid in skipped:
+        assert nodeid in head, head
+    assert "does not offer 'identity'" in head and "rig file SHA-256" in head, head
