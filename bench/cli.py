@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")
     serve.set_defaults(func=cmd_serve)
+
+    from bench.history.command import add_parser as add_history_parser
+
+    add_history_parser(sub)
     return parser
 
 

@@ -1,0 +1,140 @@
+"""`paygo-bench history`: index the runs under reports/, list them with their key measurements,
+say what newly fails, what was fixed and what is flaky, and draw the trend (docs/history.md).
+
+`add_parser(subparsers)` adds the subcommand to bench/cli.py's parser; `main(argv)` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXAMPLES = """examples:
+  paygo-bench history                             # the last 20 runs under reports/
+  paygo-bench history --station lab-3 --last 60   # one station's last 60 nights
+  paygo-bench history --rig lab.toml              # runs made with exactly this rig file
+  paygo-bench history --measure rtc_drift --measure 'G8*_decode_time' --measure boot_time
+  paygo-bench history --plot rtc_drift            # trend of the drift only
+"""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reports", metavar="DIR", help="the reports directory (default: reports/ of the checkout)")
+    p.add_argument("--rig", metavar="FILE", help="only runs made with this exact rig file (same SHA-256)")
+    p.add_argument("--station", metavar="ID", help="only runs of this station id (any version of its rig file)")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="show the last N runs (default 20)")
+    p.add_argument("--measure", action="append", metavar="NAME",
+                   help="a key measurement column (a name or a glob, e.g. 'G8*_decode_time'; repeatable; "
+                        "default rtc_drift and G8*_decode_time)")
+    p.add_argument("--plot", action="append", metavar="NAME",
+                   help="a measurement to plot (repeatable; default: the key measurements)")
+    p.add_argument("--no-plot", action="store_true", help="write neither trend.png nor index.html")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("history", help="list past runs, new failures, flaky tests and trends",
+                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    p.set_defaults(func=lambda args, extra=None: run(args))
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paygo-bench history", description=__doc__.splitlines()[0],
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _default_reports() -> Path:
+    try:
+        from bench.cli import repo_root
+
+        return repo_root() / "reports"
+    except SystemExit:  # not in a checkout
+        return Path("reports")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.history.analysis import DEFAULT_MEASUREMENTS, column_units, flaky_tests, latest_changes, trend
+    from bench.history.index import INDEX_NAME, HistoryIndex, HistoryIndexError, RunFilter
+    from bench.history.view import HistoryView, text_report
+
+    reports = Path(args.reports) if args.reports else _default_reports()
+    if args.last < 1:
+        print("paygo-bench history: --last must be at least 1", file=sys.stderr)
+        return 2
+    rig_sha = None
+    if args.rig:
+        try:
+            rig_sha = hashlib.sha256(Path(args.rig).read_bytes()).hexdigest()
+        except OSError as e:
+            print(f"paygo-bench history: --rig {args.rig}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    if not reports.is_dir():
+        print(f"no runs: {reports} does not exist")
+        return 0
+    try:
+        index = HistoryIndex(reports / INDEX_NAME)
+    except HistoryIndexError as e:
+        print(f"paygo-bench history: {e}", file=sys.stderr)
+        return 2
+    with index:
+        update = index.update(reports, shown_as=str(args.reports) if args.reports else None)
+        for skip in update.skipped:
+            print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
+        print(f"index {reports / INDEX_NAME}: {len(update.indexed)} new or updated, {update.unchanged} unchanged"
+              + (f", {len(update.removed)} removed" if update.removed else "")
+              + (f", {len(update.skipped)} skipped" if update.skipped else ""))
+        rows = index.runs(RunFilter(args.station, rig_sha))
+        if not rows:
+            what = " ".join(f for f in (f"--station {args.station}" if args.station else "",
+                                        f"--rig {args.rig}" if args.rig else "") if f)
+            print(f"no runs{' matching ' + what if what else ''} in {reports}")
+            return 0
+        window = rows[-args.last:]
+        # each station/rig's newest run in the window, and the run before it (perhaps outside it)
+        wanted = {r.run_id: r for r in window}
+        for members in _groups(rows).values():
+            newest = [r for r in members if r.run_id in wanted]
+            if newest:
+                i = members.index(newest[-1])
+                if i > 0:
+                    wanted.setdefault(members[i - 1].run_id, members[i - 1])
+        loaded = {run_id: index.load(r) for run_id, r in wanted.items()}
+    shown = [loaded[r.run_id] for r in window]
+    measures = tuple(args.measure or DEFAULT_MEASUREMENTS)
+    latest_ids = {r.run_id for r in window}
+    changes = [c for c in latest_changes(loaded.values()) if c.run_id in latest_ids]
+    view = HistoryView(tuple(shown), measures, column_units(shown, measures), tuple(changes),
+                       tuple(flaky_tests(shown)), len(rows))
+    print(text_report(view))
+    if not args.no_plot:
+        print(_write_plot_and_page(view, tuple(args.plot or measures), reports / "history", trend))
+    return 0
+
+
+def _groups(rows) -> dict:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r.group, []).append(r)
+    return groups
+
+
+def _write_plot_and_page(view, plot_specs, out_dir: Path, trend) -> str:
+    from bench.history.page import render
+    from bench.history.trend_plot import trend_plot
+    from bench.record.writer import write_text_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = trend_plot(out_dir / "trend.png", trend(view.runs, plot_specs), "trend: " + ", ".join(plot_specs))
+    page = out_dir / "index.html"
+    write_text_atomic(page, render(view, png))
+    return f"\ntrend plot: {png}\npage: {page}"

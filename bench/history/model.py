@@ -1,0 +1,77 @@
+"""What the history keeps of one run: plain frozen dataclasses, so the analysis is pure functions
+on plain data and the SQLite index is only a cache of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+FAILING = ("failed", "error")  # the check failed, or its setup/teardown did
+PASSING = ("passed",)
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    nodeid: str
+    name: str
+    value: float | None  # None: not a finite number (see value_text)
+    value_text: str | None  # what was recorded when it is not a finite number ("nan", "True", a string)
+    unit: str
+    low: float | None
+    high: float | None
+    outcome: str  # PASS | FAIL
+
+
+@dataclass(frozen=True)
+class TestRow:
+    __test__ = False  # a row, not a pytest test class
+
+    nodeid: str
+    outcome: str  # passed, failed, error, skipped, not covered, interrupted
+    reason: str | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    record_path: str  # relative to the reports directory, "/"-separated
+    record_sha256: str
+    station: str
+    rig_file: str | None
+    rig_sha256: str | None  # None: the built-in virtual rig
+    sim_faults: tuple[str, ...]
+    operator: str
+    status: str
+    status_reason: str | None
+    started_at: datetime  # UTC
+    ended_at: datetime | None
+    bench_version: str
+    dut_serial: str
+    dut_model: str
+    dut_firmware: str
+    collected: int = 0
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+    not_covered: int = 0
+    interrupted: int = 0
+
+    @property
+    def group(self) -> tuple[str, str | None]:
+        """Runs compared with each other: the same station on the same rig file."""
+        return (self.station, self.rig_sha256)
+
+    @property
+    def setup(self) -> tuple:
+        """Everything whose change can explain a different outcome: rig file, bench, DUT, faults."""
+        return (self.station, self.rig_sha256, self.bench_version, self.dut_serial, self.dut_model,
+                self.dut_firmware, self.sim_faults)
+
+
+@dataclass(frozen=True)
+class RunData:
+    run: RunRow
+    tests: tuple[TestRow, ...] = ()  # in run order; a nodeid may repeat (a rerun inside the run)
+    measurements: tuple[MeasurementRow, ...] = ()

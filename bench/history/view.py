@@ -1,0 +1,84 @@
+"""What `paygo-bench history` shows, gathered once and rendered as text (here) or HTML (page.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from bench.history.analysis import FlakyTest, KeyValue, RunChanges, key_value
+from bench.history.model import RunData, RunRow
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    runs: tuple[RunData, ...]  # the window, oldest first
+    measures: tuple[str, ...]  # key measurement names (globs allowed)
+    units: dict[str, str]
+    changes: tuple[RunChanges, ...]  # each station/rig's newest run against its previous run
+    flaky: tuple[FlakyTest, ...]
+    total_runs: int  # matching runs before --last
+
+
+def format_value(kv: KeyValue | None) -> str:
+    """4 significant digits; `!` marks a value outside its limits."""
+    if kv is None:
+        return "-"
+    text = f"{kv.value:.4g}" if kv.value is not None else (kv.text or "null")
+    return text + ("!" if kv.outcome == "FAIL" else "")
+
+
+def column_title(spec: str, units: dict[str, str]) -> str:
+    unit = units.get(spec)
+    return f"{spec} ({unit})" if unit else spec
+
+
+def started(run: RunRow) -> str:
+    return run.started_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rig_label(run: RunRow) -> str:
+    rig = f"rig {run.rig_sha256[:12]}" if run.rig_sha256 else "built-in rig"
+    return f"station {run.station}, {rig}"
+
+
+def table_rows(view: HistoryView) -> tuple[list[str], list[list[str]]]:
+    header = ["run id", "started (UTC)", "status", "pass", "fail", "error", "n/c"]
+    header += [column_title(s, view.units) for s in view.measures]
+    rows = []
+    for data in view.runs:
+        r = data.run
+        rows.append([r.run_id, started(r), r.status, str(r.passed), str(r.failed), str(r.error), str(r.not_covered)]
+                    + [format_value(key_value(data.measurements, s)) for s in view.measures])
+    return header, rows
+
+
+def text_report(view: HistoryView) -> str:
+    header, rows = table_rows(view)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    numeric = set(range(3, len(header)))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(header)] + [line(r) for r in rows]
+    shown = len(view.runs)
+    out.append(f"{shown} run{'s' * (shown != 1)}" + (f" (last {shown} of {view.total_runs})" if shown < view.total_runs else "")
+               + "; ! = outside its limits; n/c = not covered")
+    by_id = {d.run.run_id: d.run for d in view.runs}
+    for ch in view.changes:
+        run = by_id.get(ch.run_id)
+        where = f" ({rig_label(run)})" if run else ""
+        out.append("")
+        if ch.previous_id is None:
+            out.append(f"{ch.run_id}{where}: the first run, nothing to compare with")
+            continue
+        out.append(f"new failures in {ch.run_id} since {ch.previous_id}{where}: {len(ch.new_failures) or 'none'}")
+        out += [f"  {c.nodeid} ({c.before} -> {c.now}): {c.reason or ''}".rstrip(": ") for c in ch.new_failures]
+        out.append(f"fixed in {ch.run_id}: {len(ch.fixed) or 'none'}")
+        out += [f"  {c.nodeid} ({c.before} -> {c.now})" for c in ch.fixed]
+    out.append("")
+    out.append(f"flaky (failed, then passed on a rerun with no rig, bench or DUT change): {len(view.flaky) or 'none'}")
+    for f in view.flaky:
+        runs = ", ".join(f"{x.failed_in} -> {x.passed_in}" for x in f.flips)
+        out.append(f"  {f.nodeid}: {len(f.flips)}x ({runs})")
+    return "\n".join(out)
