@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.history.command import add_parser as add_history_parser
 
     add_history_parser(sub)
+
+    from bench.detection.command import add_parser as add_selftest_parser
+
+    add_selftest_parser(sub)
     return parser
 
 

@@ -117,6 +117,7 @@ class DutProfile:
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
+    spec: Path | None = None  # the product's test spec (docs/spec.md); None: docs/specs/<adapter>.toml
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "hardware_model": _any_str(None),
         "firmware_version": _any_str(None),
         "capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
+        "spec": _Field("str", None, lambda v: bool(v.strip()), "a test spec file path (TOML, docs/spec.md)"),
         "device_list": _Field("str", None, lambda v: bool(v.strip()), "a CSV file path"),
         "device_serial": _str(None, r"[A-Za-z0-9_-]{1,32}", "a Serial Number of the device list"),
     },
@@ -576,6 +578,7 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         metrics_auth=values["metrics_auth"], metrics_period_s=values["metrics_period_s"],
         metrics_budget_bytes_per_month=values["metrics_budget_bytes_per_month"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
+        spec=_relative(base, values["spec"]) if values.get("spec") else None,
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.measure.spec import SpecError, TestSpec, is_marginal
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -19,6 +21,17 @@ class Measurement:
     high: float | None = None
     expected: str | bool | None = None  # for non-numeric measurements
     doc: str = ""
+    marginal_band: float = 0.0  # the spec's marginal fraction (bench/measure/spec.py)
+    spec_entry: str | None = None  # the spec entry that set the limits, None without a spec
+
+    @property
+    def marginal(self) -> bool:
+        """Passes, but inside the spec's band next to a limit: worth a look before it fails."""
+        return self.outcome == "PASS" and is_marginal(self.value, self.low, self.high, self.marginal_band)
+
+    @property
+    def verdict(self) -> str:
+        return "PASS (marginal)" if self.marginal else self.outcome
 
     @property
     def outcome(self) -> str:
@@ -60,14 +73,17 @@ class Measurement:
             "high": self.high,
             "expected": self.expected,
             "outcome": self.outcome,
+            "marginal": self.marginal,
+            "spec_entry": self.spec_entry,
         }
 
 
 @dataclass
 class Measurements:
-    """All measurements one test made, in order."""
+    """All measurements one test made, in order; with a spec, each judged by the spec's limits."""
 
     items: list[Measurement] = field(default_factory=list)
+    spec: TestSpec | None = None
 
     def __call__(
         self,
@@ -79,7 +95,15 @@ class Measurements:
         expected=None,
         doc: str = "",
     ) -> Measurement:
-        m = Measurement(name, value, unit, low, high, expected, doc)
+        band, entry = 0.0, None
+        if self.spec is not None:
+            applied = self.spec.apply(name, unit, low, high)
+            if expected is not None and applied.entry.mode == "spec":
+                raise SpecError(str(self.spec.path), applied.entry.pattern,
+                                f"limits for {name}, which the test compares with one value ({expected!r}); "
+                                "expected limits = \"test\"")
+            low, high, band, entry = applied.low, applied.high, applied.marginal, applied.entry.pattern
+        m = Measurement(name, value, unit, low, high, expected, doc, band, entry)
         self.items.append(m)
         return m
 

@@ -83,13 +83,16 @@ class MeasurementRecord:
     limits: str  # the limits as people read them, e.g. "[-50, 50] ppm"
     outcome: str  # PASS | FAIL
     doc: str = ""
+    marginal: bool = False  # a PASS inside the test spec's band next to a limit
+    spec_entry: str | None = None  # the test spec entry that judged it (None: no spec)
 
     @classmethod
     def of(cls, m: Any) -> "MeasurementRecord":
         """From a bench.measure.measurement.Measurement (duck-typed: the record does not need it)."""
         d = m.as_dict()
         return cls(d["name"], _json_value(d["value"]), d["unit"], _json_value(d["low"]), _json_value(d["high"]),
-                   _json_value(d["expected"]), m.limits_text(), d["outcome"], getattr(m, "doc", "") or "")
+                   _json_value(d["expected"]), m.limits_text(), d["outcome"], getattr(m, "doc", "") or "",
+                   bool(d.get("marginal", False)), d.get("spec_entry"))
 
 
 def _json_value(value: Any) -> Any:
@@ -173,6 +176,16 @@ class Counts:
         return cls(collected, n["passed"], n["failed"], n["error"], n["skipped"], n["not covered"], n["interrupted"])
 
 
+@dataclass(frozen=True)
+class SpecRecord:
+    """The test spec that judged the run's measurements (docs/spec.md)."""
+
+    path: str
+    product: str
+    version: str
+    sha256: str
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -190,6 +203,7 @@ class RunRecord:
     duration_s: float | None = None
     collected: int = 0
     instruments: list[InstrumentRecord] = field(default_factory=list)
+    spec: SpecRecord | None = None
     tests: list[TestRecord] = field(default_factory=list)
     attachments: list[AttachmentRecord] = field(default_factory=list)
 
@@ -210,6 +224,7 @@ class RunRecord:
             "station": _plain(self.station),
             "dut": _plain(self.dut),
             "instruments": [_plain(i) for i in self.instruments],
+            "spec": _plain(self.spec) if self.spec is not None else None,
             "counts": _plain(Counts.of(self.tests, self.collected)),
             "tests": [_plain(t) for t in self.tests],
             "attachments": [_plain(a) for a in self.attachments],

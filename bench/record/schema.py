@@ -56,6 +56,13 @@ SCHEMA: dict = {
         "station": {"$ref": "#/$defs/station"},
         "dut": {"$ref": "#/$defs/dut"},
         "instruments": {"type": "array", "items": {"$ref": "#/$defs/instrument"}},
+        "spec": {
+            "description": "the test spec that judged the measurements (docs/spec.md); null: the tests' own limits",
+            "type": ["object", "null"],
+            "required": ["path", "product", "version", "sha256"],
+            "properties": {"path": {"type": "string"}, "product": {"type": "string"},
+                           "version": {"type": "string"}, "sha256": _SHA256},
+        },
         "counts": {"$ref": "#/$defs/counts"},
         "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}},
         "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
@@ -136,6 +143,8 @@ SCHEMA: dict = {
                 "limits": {"type": "string"},
                 "outcome": {"enum": ["PASS", "FAIL"]},
                 "doc": {"type": "string"},
+                "marginal": {"type": "boolean", "description": "a PASS inside the test spec's marginal band"},
+                "spec_entry": {"type": ["string", "null"], "description": "the test spec entry that judged it"},
             },
         },
         "attachment": {

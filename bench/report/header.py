@@ -43,6 +43,8 @@ def run_header_html(record: RunRecord, not_covered: Sequence[tuple[str, str]] = 
         _row("rig file", s.rig_file or "built-in virtual rig"),
         _row("rig file SHA-256", s.rig_sha256),
         _row("bench version", record.bench_version),
+        _row("test spec", f"{record.spec.path} ({record.spec.product}, version {record.spec.version or '-'})"
+             if record.spec is not None else "none: each test's own limits"),
         _row("run id", record.run_id),
         _row("started (UTC)", record.started_at.strftime("%Y-%m-%d %H:%M:%S")),
     ]

@@ -28,11 +28,17 @@ def bench_version() -> str:
     return f"{__version__}+{commit}" if commit else __version__
 
 
+def _colour(m) -> str:
+    if m.outcome != "PASS":
+        return "red"
+    return "darkorange" if getattr(m, "marginal", False) else "green"
+
+
 def measurements_html(items) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(m.name)}</td><td>{html.escape(m.value_text())}</td>"
         f"<td>{html.escape(m.limits_text())}</td>"
-        f"<td style='color:{'green' if m.outcome == 'PASS' else 'red'}'>{m.outcome}</td></tr>"
+        f"<td style='color:{_colour(m)}'>{html.escape(getattr(m, 'verdict', m.outcome))}</td></tr>"
         for m in items
     )
     return (

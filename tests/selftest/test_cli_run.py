@@ -55,7 +55,7 @@ def test_a_bad_rig_file_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "bad.toml" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "sim", "serve", "history"])
+@pytest.mark.parametrize("command", ["run", "sim", "serve", "history", "selftest"])
 def test_every_command_help_shows_examples(command, capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([command, "--help"])

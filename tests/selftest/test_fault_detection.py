@@ -8,7 +8,8 @@ other test must pass as it does on the good device.
 The suite runs are independent (each has its own virtual rig) and mostly wait on the simulated
 device, so they run side by side: all the runs this session selected start as soon as pytest has
 collected (while the other self-tests run) on a pool of PAYGO_SELFTEST_JOBS workers
-(tests/selftest/device_suite.py), the longest first, and each test here waits for its own.
+(bench/detection/runner.py), the longest first, and each test here waits for its own. The same
+runs and judgement, for every fault at once and written as a matrix: `paygo-bench selftest`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row
 from bench.sim.faults import CATALOGUE
 from tests.selftest.device_suite import DETECTION_RUNS_KEY, GOOD, selected_faults, start_detection_runs
 
@@ -55,12 +57,15 @@ def test_every_catalogued_check_exists(good_run):
 @pytest.mark.parametrize("fault", sorted(CATALOGUE))
 def test_fault_is_caught_by_exactly_its_checks(fault, good_run, suite_runs):
     results, output = suite_runs[fault].result()
+    expected = CATALOGUE[fault].caught_by
+    row = fault_row(CATALOGUE[fault], SuiteRun(results), [*results, *expected])
     failed = {n for n, r in results.items() if r.outcome in ("failed", "error")}
-    expected = set(CATALOGUE[fault].caught_by)
-    assert failed == expected, (
-        f"fault {fault}: expected exactly {sorted(expected)} to fail, got {sorted(failed)} failing\n"
-        + "\n".join(f"  {n}: {r.outcome} {r.message[:200]}" for n, r in sorted(results.items()) if r.outcome != "passed")
+    assert failed == set(expected), (
+        f"fault {fault}: {row.verdict}: expected exactly {sorted(expected)} to fail, got {sorted(failed)} failing\n"
+        + "\n".join(f"  {n}: {c.state} ({results[n].outcome if n in results else 'not collected'}) {c.message[:200]}"
+                    for n, c in sorted(row.cells.items()) if c.state not in (CAUGHT, PASSED))
         + f"\n{output}"
     )
     others = {n: r.outcome for n, r in results.items() if n not in expected and r.outcome != "passed"}
-    assert not others, f"fault {fault}: other tests did not pass: {others}"
+    assert not others, f"fault {fault}: {row.verdict}: other tests did not pass: {others}"
+    assert row.exact, f"fault {fault}: {row.verdict}"

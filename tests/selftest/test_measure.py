@@ -92,6 +92,8 @@ def test_as_dict():
         "high": 5.0,
         "expected": None,
         "outcome": "FAIL",
+        "marginal": False,
+        "spec_entry": None,
     }
 
 

@@ -1,0 +1,157 @@
+"""`paygo-bench selftest`: run the device suite against every defect in the fault catalogue and
+the good device several times, and write the detection matrix (Markdown and HTML).
+
+Exit 0 only if every fault is caught exactly and every good run passed in full; 1 otherwise;
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary
+from bench.detection.render import RunInfo, html_page, markdown, summary_line
+from bench.detection.runner import (
+    DEFAULT_JOBS, RunSpec, SuiteDidNotRun, find_root, jobs_from_env, plan_runs, start_runs)
+
+EXAMPLES = """examples:
+  paygo-bench selftest                          # every fault, 20 good runs: reports/selftest-<stamp>/
+  paygo-bench selftest --docs                   # also write docs/detection-matrix.md
+  paygo-bench selftest --fault key_echoed --good-runs 2 -k identity   # a quick subset
+"""
+MATRIX_MD = "detection-matrix.md"
+MATRIX_HTML = "detection-matrix.html"
+
+
+def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--jobs", type=int, default=jobs_from_env(),
+                        help=f"suite runs side by side (default $PAYGO_SELFTEST_JOBS or {DEFAULT_JOBS})")
+    parser.add_argument("--good-runs", type=int, default=20, help="full runs the good device must pass (default 20)")
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME",
+                        help="only this fault (repeatable; default every fault in the catalogue)")
+    parser.add_argument("--out", help="write here (default reports/selftest-<UTC stamp>/)")
+    parser.add_argument("--docs", action="store_true", help=f"also write docs/{MATRIX_MD}")
+    parser.add_argument("-k", help="restrict every suite run to this pytest -k expression (a quick check)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one suite run may take (default 900)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `selftest` on the paygo-bench command's subparsers."""
+    return configure(subparsers.add_parser(
+        "selftest", help="run the suite against every simulated defect and write the detection matrix",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def _usage_error(message: str) -> int:
+    print(f"paygo-bench selftest: {message}", file=sys.stderr)
+    return 2
+
+
+def _collect(future) -> SuiteRun:
+    """A run's results, or the reason it left none (a crashed or stuck run is a failure, not a
+    crash of the whole matrix)."""
+    try:
+        results, _ = future.result()
+        return SuiteRun(results)
+    except SuiteDidNotRun as e:
+        return SuiteRun({}, str(e))
+    except Exception as e:  # a timeout or an OS error: recorded in the matrix, not raised
+        return SuiteRun({}, f"{type(e).__name__}: {e}")
+
+
+def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
+    if spec.faults:
+        row = fault_row(catalogue[spec.key], suite, [*suite.results, *catalogue[spec.key].caught_by])
+        caught = row.count("caught")
+        return f"fault {spec.key}: {row.verdict} ({caught} test{'s' * (caught != 1)})"
+    g = good_summary([suite])
+    return f"{spec.key} run: " + ("passed" if g.ok else f"FAILED {g.problems.get(1, '')[:200]}") + \
+        f" ({len(suite.results)} tests)"
+
+
+def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
+    from bench.report.html import bench_version
+    from bench.sim.faults import CATALOGUE
+
+    unknown = [f for f in args.fault if f not in CATALOGUE]
+    if unknown:
+        return _usage_error(f"unknown fault(s) {', '.join(unknown)}; the catalogue has {', '.join(CATALOGUE)}")
+    if args.jobs < 1 or args.good_runs < 0 or args.timeout <= 0:
+        return _usage_error("--jobs must be at least 1, --good-runs at least 0, --timeout positive")
+    try:
+        root = find_root()
+    except FileNotFoundError as e:
+        return _usage_error(str(e))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out).resolve() if args.out else root / "reports" / f"selftest-{stamp}"
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    suite_args = (*(("-k", args.k) if args.k else ()), *(extra or ()))
+    faults = list(dict.fromkeys(args.fault)) or list(CATALOGUE)
+    specs = plan_runs(faults, args.good_runs, numbered=True)
+
+    def mkdir(key: str) -> Path:
+        path = runs_dir / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s), {args.jobs} at a time; "
+          f"writing {out}", flush=True)
+    started = time.monotonic()
+    runs = start_runs(specs, mkdir, args.jobs, args=suite_args, timeout_s=args.timeout, root=root)
+    by_future = {runs.futures[s.key]: s for s in specs}
+    suites: dict[str, SuiteRun] = {}
+    try:
+        for done, future in enumerate(as_completed(by_future), 1):
+            spec = by_future[future]
+            suites[spec.key] = suite = _collect(future)
+            if suite.error:
+                (runs_dir / spec.key / "error.txt").write_text(suite.error, encoding="utf-8")
+            print(f"[{done}/{len(specs)}] {_progress(spec, suite, CATALOGUE)}", flush=True)
+    except KeyboardInterrupt:
+        runs.pool.shutdown(wait=False, cancel_futures=True)
+        print("paygo-bench selftest: interrupted; no matrix written", file=sys.stderr)
+        return 130
+    runs.pool.shutdown(wait=True)
+    duration = time.monotonic() - started
+
+    matrix = build_matrix({s.key: suites[s.key] for s in specs if s.faults}, CATALOGUE,
+                          [suites[s.key] for s in specs if not s.faults])
+    info = RunInfo(datetime.now(timezone.utc), bench_version(), duration, suite_args)
+    md = markdown(matrix, info)
+    (out / MATRIX_MD).write_text(md, encoding="utf-8")
+    (out / MATRIX_HTML).write_text(html_page(matrix, info), encoding="utf-8")
+    print(f"paygo-bench selftest: {summary_line(matrix)}")
+    print(f"paygo-bench selftest: matrix {out / MATRIX_MD} and {out / MATRIX_HTML}")
+    if args.docs:
+        (root / "docs" / MATRIX_MD).write_text(md, encoding="utf-8")
+        print(f"paygo-bench selftest: matrix {root / 'docs' / MATRIX_MD}")
+    return 0 if matrix.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run without the paygo-bench console script (`python -m bench.detection.command`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after -- goes to every child pytest untouched
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    parser = configure(argparse.ArgumentParser(
+        prog="paygo-bench selftest", description=__doc__.splitlines()[0],
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse's usage error (2) or --help (0)
+        return int(e.code or 0)
+    return args.func(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

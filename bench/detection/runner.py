@@ -1,0 +1,120 @@
+"""Run the device suite in a child pytest against a virtual rig and read back what happened.
+
+A child process per run, because each run needs its own virtual rig and its own pytest session;
+the runs mostly wait on the simulated device, so a thread pool runs many side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from bench.report.junit import CaseResult, read_junit
+
+
+class SuiteDidNotRun(AssertionError):
+    """The child pytest left no JUnit file (it crashed before running tests).
+
+    An AssertionError so a self-test that calls the runner fails (not errors) on it."""
+
+
+def find_root() -> Path:
+    """The checkout holding tests/device (the suite ships with the repository, not the wheel)."""
+    here = Path(__file__).resolve().parents[2]
+    for candidate in (here, Path.cwd()):
+        if (candidate / "tests" / "device").is_dir() and (candidate / "conftest.py").is_file():
+            return candidate
+    raise FileNotFoundError("cannot find tests/device; run from a paygo-bench checkout")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = "good"  # the run without a fault
+# The runs mostly wait on the simulated device (a 2-core machine stayed about half a core busy
+# with 6 of them beside the other self-tests), so more workers finish sooner; each run takes
+# ~100 MB. A slower machine can lower it.
+DEFAULT_JOBS = 10
+# Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
+RUN_FIRST = ("slow_decode", "backfeed_from_uart")
+
+
+def jobs_from_env() -> int:
+    """PAYGO_SELFTEST_JOBS, else DEFAULT_JOBS (at least 1)."""
+    try:
+        return max(1, int(os.environ.get("PAYGO_SELFTEST_JOBS", str(DEFAULT_JOBS))))
+    except ValueError:
+        return DEFAULT_JOBS
+
+
+def run_device_suite(
+    out_dir: Path, faults: Iterable[str] = (), args: Sequence[str] = (), timeout_s: float = 600,
+    plots: bool = False, root: Path | None = None,
+) -> tuple[dict[str, CaseResult], str]:
+    """plots=False by default: the self-tests judge outcomes, and drawing every PNG of every
+    suite run would cost them time, not evidence (the report tests turn them on)."""
+    root = root or ROOT
+    out_dir = Path(out_dir).resolve()  # the child runs in the checkout, not in our cwd
+    junit = out_dir / "junit.xml"
+    cmd = [
+        sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
+        *(() if plots else ("--no-plots",)),
+        "--report-dir", str(out_dir / "run"), f"--junitxml={junit}", "-o", "junit_family=xunit2",
+        *[a for f in faults for a in ("--sim-fault", f)], *args,
+    ]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s)
+    output = proc.stdout[-12000:] + proc.stderr[-2000:]
+    if not junit.exists():
+        raise SuiteDidNotRun(f"the device suite did not run (exit {proc.returncode}):\n{output}")
+    return read_junit(junit), output
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One device-suite run: its key (a fault name, GOOD, or good-NN) and the faults switched on."""
+
+    key: str
+    faults: tuple[str, ...]
+
+
+@dataclass
+class DetectionRuns:
+    pool: ThreadPoolExecutor
+    futures: dict[str, Future]
+
+
+def good_key(index: int, numbered: bool) -> str:
+    """GOOD for the self-test's single good run; good-01..good-NN when runs are counted."""
+    return f"{GOOD}-{index:02d}" if numbered else GOOD
+
+
+def plan_runs(faults: Iterable[str], good_runs: int = 1, numbered: bool = False) -> list[RunSpec]:
+    """The longest runs first, so the pool's tail is short; then the good runs, then the rest."""
+    faults = set(faults)
+    first = [f for f in RUN_FIRST if f in faults]
+    numbered = numbered or good_runs > 1
+    goods = [RunSpec(good_key(i, numbered), ()) for i in range(1, good_runs + 1)]
+    return [RunSpec(f, (f,)) for f in first] + goods + [RunSpec(f, (f,)) for f in sorted(faults - set(first))]
+
+
+def start_runs(
+    specs: Sequence[RunSpec], mkdir: Callable[[str], Path], jobs: int, args: Sequence[str] = (),
+    timeout_s: float = 600, root: Path | None = None,
+) -> DetectionRuns:
+    """Submit every run to a pool of `jobs` workers; they run in the background until their
+    results are asked for (or the pool is shut down)."""
+    pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
+    futures: dict[str, Future] = {}
+    for spec in specs:
+        futures[spec.key] = pool.submit(
+            run_device_suite, mkdir(spec.key), faults=spec.faults, args=args, timeout_s=timeout_s, root=root)
+    return DetectionRuns(pool, futures)
+
+
+def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: int | None = None) -> DetectionRuns:
+    """One run per fault plus one good device (the fault-detection self-test's runs)."""
+    return start_runs(plan_runs(faults, 1), mkdir, jobs or jobs_from_env())
