@@ -116,3 +116,17 @@ def test_a_missing_spec_file_stops_the_run_in_one_line(tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert f"test spec: {tmp_path / 'nowhere.toml'}: file: cannot be read" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_measurement_named_in_the_device_suite_has_a_reference_entry():
+    """Names recorded only on rare paths (a failure, the random-delay cuts) are covered too: the
+    virtual rig's full run does not reach them."""
+    import re
+
+    spec = load_spec(REFERENCE)
+    names = set()
+    for path in list((ROOT / "tests" / "device").glob("*.py")) + list((ROOT / "fixtures").glob("*.py")):
+        names |= set(re.findall(r"""measure\(\s*"([A-Za-z0-9_]+)\"""", path.read_text(encoding="utf-8")))
+    assert len(names) > 30, names
+    missing = sorted(n for n in names if spec.entry(n) is None)
+    assert not missing, f"{REFERENCE}: no entry for {missing}"
