@@ -46,12 +46,13 @@ SERVE_EXAMPLES = """examples:
 
 
 def repo_root() -> Path:
-    """The checkout holding tests/device (the suite ships with the repository, not the wheel)."""
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here, Path.cwd()):
-        if (candidate / "tests" / "device").is_dir() and (candidate / "conftest.py").is_file():
-            return candidate
-    raise SystemExit("paygo-bench: cannot find tests/device; run from a paygo-bench checkout")
+    """The checkout holding tests/device (bench.detection.runner.find_root), or exit saying so."""
+    from bench.detection.runner import find_root
+
+    try:
+        return find_root()
+    except FileNotFoundError as e:
+        raise SystemExit(f"paygo-bench: {e}") from None
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -80,16 +80,19 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[in
         conn.close()
 
 
+def _plain_http(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "http" and bool(parts.hostname)
+
+
 class MetricsRelay:
     """Reads a device's Metrics events and, in bridge mode (`server_url` given), relays its
     requests to `server_url` (the module docstring)."""
 
     def __init__(self, adapter: DeviceAdapter, link: SerialLink, server_url: str | None,
                  http_timeout_s: float = 1.0) -> None:
-        if server_url is not None:
-            parts = urllib.parse.urlsplit(server_url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise ValueError(f"the relay POSTs over plain HTTP; got {server_url!r}")
+        if server_url is not None and not _plain_http(server_url):
+            raise ValueError(f"the relay POSTs over plain HTTP; got {server_url!r}")
         self.adapter = adapter
         self.link = link
         self.server_url = server_url
@@ -147,8 +150,7 @@ class MetricsRelay:
         url = fields.get("base_url")
         if not url or url == self.server_url:
             return
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
+        if not _plain_http(url):
             self.link.log.note(f"metrics relay: the device now reports to {url!r}, which the relay cannot "
                                f"POST to (plain HTTP only); still relaying to {self.server_url}")
             return

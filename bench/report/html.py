@@ -31,14 +31,14 @@ def bench_version() -> str:
 def _colour(m) -> str:
     if m.outcome != "PASS":
         return "red"
-    return "darkorange" if getattr(m, "marginal", False) else "green"
+    return "darkorange" if m.marginal else "green"
 
 
 def measurements_html(items) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(m.name)}</td><td>{html.escape(m.value_text())}</td>"
         f"<td>{html.escape(m.limits_text())}</td>"
-        f"<td style='color:{_colour(m)}'>{html.escape(getattr(m, 'verdict', m.outcome))}</td></tr>"
+        f"<td style='color:{_colour(m)}'>{html.escape(m.verdict)}</td></tr>"
         for m in items
     )
     return (
@@ -93,7 +93,7 @@ def attachment_extras(attachments, log_path: Path | None) -> list:
             continue
         if att.is_image:
             out.append(pytest_html.extras.png(base64.b64encode(att.path.read_bytes()).decode("ascii"), name=att.title))
-        elif getattr(att, "is_html_fragment", False):
+        elif att.is_html_fragment:
             text = att.path.read_text(encoding="utf-8", errors="replace")
             out.append(pytest_html.extras.html(f"<div><b>{html.escape(att.title)}</b>{text}</div>"))
         else:

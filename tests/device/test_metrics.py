@@ -20,6 +20,7 @@ from bench.openpaygo.metrics_keys import REQUEST_LONG_TO_SHORT
 from bench.openpaygo.metrics_wire import decode, encoding_of
 from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
 from bench.server.store import StoredRequest
+from fixtures.dut import skip_not_covered
 from fixtures.tokens import TokenSession, model_for_profile
 
 # Metrics sessions start from a factory-fresh device (provisioned_dut): a known token state.
@@ -221,7 +222,7 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     interval = int(m.data_format.historical_data_interval)
     at_server: dict[int, list[str]] = defaultdict(list)
     delivered_rows: dict[int, list[str]] = defaultdict(list)
-    for s, ex in zip(stored, forwarded):
+    for s, ex in m.exchanged():
         if s.verdict != "accepted":
             continue
         name = label(s, wire_object(s)) + f" ({ex.mode.value}{', reply delivered' if ex.delivered else ', reply lost'})"
@@ -281,9 +282,7 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
 
     def with_tokens() -> StoredRequest | None:
-        stored = m.requests()
-        forwarded = [e for e in m.device_exchanges() if e.forwarded]
-        return next((s for s, e in zip(stored, forwarded) if e.delivered and _reply_tokens(s)), None)
+        return next((s for s, e in m.exchanged() if e.delivered and _reply_tokens(s)), None)
 
     carried = m.wait_until(with_tokens, session_timeout(m, 2), "a delivered Metrics reply carrying tokens")
     entered_at = session.now()
@@ -300,15 +299,16 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     session.check_status()
 
 
-REPLY_FIELDS = (("auts", "active_until_timestamp", "active_until"), ("asl", "active_seconds_left", "seconds_left"))
+# (short key, long key, MetricsStatus field, MetricsRequest property saying the DUT asked for it)
+REPLY_FIELDS = (("auts", "active_until_timestamp", "active_until", "wants_active_until"),
+                ("asl", "active_seconds_left", "seconds_left", "wants_seconds_left"))
 CLOCK_SLACK_S = 5  # the device's clock against the host's, and a session in between
 
 
 def _delivered_replies(m) -> list[tuple[StoredRequest, dict]]:
     """(request, decoded reply) for every accepted request whose reply reached the DUT."""
-    forwarded = [e for e in m.device_exchanges() if e.forwarded]
     out = []
-    for s, ex in zip(m.requests(), forwarded):
+    for s, ex in m.exchanged():
         if ex.delivered and s.verdict == "accepted" and s.reply:
             reply = decode(s.reply, encoding_of(s.reply_content_type))
             out.append((s, reply if isinstance(reply, dict) else {}))
@@ -328,10 +328,9 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
     every defect that gets the DUT's sessions refused."""
     m = metrics_dut
     first = m.wait_sessions(1, session_timeout(m, 1))
-    asked = [(short, name, attr) for short, name, attr in REPLY_FIELDS
-             if getattr(m.parse(first[0]), f"wants_{'active_until' if short == 'auts' else 'seconds_left'}")]
+    asked = [(short, name, attr) for short, name, attr, wants in REPLY_FIELDS if getattr(m.parse(first[0]), wants)]
     if not asked:
-        m.not_covered(request, "the DUT asks for neither auts nor asl (no autsr / aslr in its Metrics data)")
+        skip_not_covered(request, "the DUT asks for neither auts nor asl (no autsr / aslr in its Metrics data)")
     serial = rig.dut.serial_number
     m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
     m.wait_until(lambda: any(_reply_tokens(s) for s, _ in _delivered_replies(m)), session_timeout(m, 2),
