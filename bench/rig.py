@@ -36,6 +36,10 @@ DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
 # few seconds resolve; a real crystal's few ppm take minutes (docs/drift.md).
 DEFAULT_DRIFT_OBSERVE_S = {True: 6.0, False: 600.0}
 DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
+# dut.lockout_wait_budget_s: how long, in all, a run may wait out lockouts on the real clock when
+# the DUT's RTC cannot be set forward (no `rtc_set`): a real rig climbs the schedule for half an
+# hour; the virtual rig's test builds lock for seconds (dut.lockout_unit_s).
+DEFAULT_LOCKOUT_WAIT_BUDGET_S = {True: 60.0, False: 1800.0}
 VIRTUAL = "virtual"
 # OpenPAYGO Metrics payload auth methods (openpaygo.md §6 Security); "none" is not one a bench
 # qualifies a device with.
@@ -105,6 +109,8 @@ class DutProfile:
     lockout_first_minutes: int  # the first lock, doubling per further error,
     lockout_max_minutes: int  # up to this cap,
     lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)
+    lockout_unit_s: float  # the schedule's "minute" in seconds (60; a test build may shorten it)
+    lockout_wait_budget_s: float  # real-clock lockout waiting a run may spend (no rtc_set)
     rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
     power_cut_cycles: int  # power cuts the power-cut test makes
     power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
@@ -118,6 +124,8 @@ class DutProfile:
     firmware_version: str
     capabilities: frozenset[str]
     spec: Path | None = None  # the product's test spec (docs/spec.md); None: docs/specs/<adapter>.toml
+    suite: str | None = None  # the suite profile this product is qualified against (None: "full")
+    ledger: Path | None = None  # the device ledger (SQLite); None: the bench's default place
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,10 @@ class SimConfig:
     metrics_sample_s: int  # a historical row every this many seconds
     metrics_encoding: str  # json | cbor
     metrics_reply_timeout_s: float  # direct mode: a session with no reply within this failed
+    hide_capabilities: tuple[str, ...]  # capabilities the simulated firmware is built without
+    lockout_unit_s: float  # the simulated build's lockout "minute", s
+    hdk_fixed: bool  # the HDK firmware with its documented defects fixed (hdk adapter only)
+    state_dir: str  # where the simulated device keeps NVM and RTC between runs ("" = a fresh device)
 
 
 @dataclass(frozen=True)
@@ -291,6 +303,8 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "lockout_first_minutes": _int(2, 1, 10080, "minutes"),
         "lockout_max_minutes": _int(512, 1, 100000, "minutes"),
         "lockout_max_streak": _int(11, 1, 1000, "a number of errors"),
+        "lockout_unit_s": _float(60.0, lambda v: 0 < v <= 3600, "seconds, 0 < s <= 3600"),
+        "lockout_wait_budget_s": _Field("float", None, lambda v: 0 <= v <= 7 * 86400, "seconds, 0..604800"),
         "rtc_off_test_s": _float(2.0, lambda v: 0 < v <= 86400, "seconds, 0 < s <= 86400"),
         "power_cut_cycles": _int(200, 1, 1_000_000, "a number of power cuts"),
         "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
@@ -307,6 +321,8 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "spec": _Field("str", None, lambda v: bool(v.strip()), "a test spec file path (TOML, docs/spec.md)"),
         "device_list": _Field("str", None, lambda v: bool(v.strip()), "a CSV file path"),
         "device_serial": _str(None, r"[A-Za-z0-9_-]{1,32}", "a Serial Number of the device list"),
+        "suite": _str(None, r"[a-z0-9_-]{1,32}", "a suite profile name (docs/tests.md, Suites)"),
+        "ledger": _Field("str", None, lambda v: bool(v.strip()), "a file path (SQLite)"),
     },
     "server": {
         "host": _str("127.0.0.1", r"[^\s/]+", "a host name or IP address"),
@@ -326,6 +342,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "metrics_sample_s": _int(1, 1, 86400, "whole seconds"),
         "metrics_encoding": _choice("json", ("json", "cbor")),
         "metrics_reply_timeout_s": _float(1.0, lambda v: 0.05 <= v <= 600, "seconds, 0.05..600"),
+        "hide_capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
+        "lockout_unit_s": _float(60.0, lambda v: 0 < v <= 3600, "seconds, 0 < s <= 3600"),
+        "hdk_fixed": _bool(False),
+        "state_dir": _any_str(""),
     },
 }
 _SECTIONS = tuple(_SCHEMA)
@@ -557,7 +577,8 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
                            f"expected {what}, or dut.device_list")
         values[name] = default
     for name, default in (("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
-                          ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S)):
+                          ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
+                          ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S)):
         if values[name] is None:
             values[name] = default[virtual]
     if values["rtc_drift_max_observe_s"] < values["rtc_drift_observe_s"]:
@@ -571,6 +592,7 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         extended_tokens=values["extended_tokens"], hardware_model=values["hardware_model"],
         lockout_free_errors=values["lockout_free_errors"], lockout_first_minutes=values["lockout_first_minutes"],
         lockout_max_minutes=values["lockout_max_minutes"], lockout_max_streak=values["lockout_max_streak"],
+        lockout_unit_s=values["lockout_unit_s"], lockout_wait_budget_s=values["lockout_wait_budget_s"],
         rtc_off_test_s=values["rtc_off_test_s"], power_cut_cycles=values["power_cut_cycles"],
         power_cut_off_s=values["power_cut_off_s"], rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
         rtc_drift_observe_s=values["rtc_drift_observe_s"],
@@ -579,6 +601,8 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         metrics_budget_bytes_per_month=values["metrics_budget_bytes_per_month"],
         firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
         spec=_relative(base, values["spec"]) if values.get("spec") else None,
+        suite=values["suite"],
+        ledger=_relative(base, values["ledger"]) if values.get("ledger") else None,
     )
 
 
@@ -627,7 +651,7 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
         link=LinkConfig(**link), psu=PsuConfig(**psu),
         dut=_dut_profile(where, given["dut"], base, env, virtual),
         server=ServerConfig(**_with_defaults("server", given["server"])),
-        sim=SimConfig(**sim),
+        sim=SimConfig(**{**sim, "state_dir": str(_relative(base, sim["state_dir"])) if sim["state_dir"] else ""}),
     )
 
 

@@ -60,6 +60,7 @@ class LockoutSchedule:
     first_minutes: int = 2
     max_minutes: int | None = 512
     max_streak: int | None = 11  # the reference C stops counting at 11 (§2)
+    unit_s: float = 60.0  # a "minute" of the schedule: 60 s, unless a test build shortens it
 
     def seconds(self, streak: int) -> int:
         if streak <= self.free_errors:
@@ -67,7 +68,7 @@ class LockoutSchedule:
         minutes = self.first_minutes * 2 ** (streak - self.free_errors - 1)
         if self.max_minutes is not None:
             minutes = min(minutes, self.max_minutes)
-        return 60 * minutes
+        return math.ceil(self.unit_s * minutes)
 
 
 # Reference C / HDK: errors 1-2 free, error n>=3 locks 2^(n-2) min, capped at 512 min (§2).
