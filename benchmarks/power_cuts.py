@@ -51,10 +51,10 @@ from bench.power.driver import Psu  # noqa: E402
 from bench.rig import virtual_rig  # noqa: E402
 from bench.sim.launcher import start_virtual_rig  # noqa: E402
 from bench.sim.virtual_rig import SimOptions  # noqa: E402  (only to print its boot delay)
-from fixtures.dut import provisioning_for  # noqa: E402
+from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
 from bench.power.control import CutPlan, PowerControl  # noqa: E402
 from fixtures.psu import apply_safe_state  # noqa: E402
-from fixtures.tokens import TokenSession, generator_for, model_for_profile  # noqa: E402
+from bench.station.token_session import TokenSession  # noqa: E402
 from fixtures.virtual_rig import sim_options  # noqa: E402
 from tests.device import test_power_cuts  # noqa: E402
 
@@ -108,7 +108,7 @@ class TimedPowerControl(PowerControl):
 def provision(adapter, power, rig) -> None:
     """What the provisioned_dut fixture does: factory reset, provision with the rig's profile."""
     adapter.factory_reset(rig.link.boot_timeout_s)
-    adapter.provision(provisioning_for(rig))
+    adapter.provision(provisioning_for(rig.dut))
     if adapter.restart_after_provision:
         power.cycle()
 
@@ -175,7 +175,7 @@ def main() -> None:
             for cap in ("token", "status"):
                 if not adapter.offers(cap):
                     raise SystemExit(f"the DUT lacks {cap!r}: the power-cut test cannot run")
-            session = TokenSession(adapter, model_for_profile(rig))
+            session = TokenSession(adapter, model_for(rig.dut))
             power.trace = []
             adapter.entries.clear()
             adapter.statuses.clear()
@@ -184,7 +184,7 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 test_power_cuts.test_state_survives_power_cuts_during_nvm_writes(
-                    SimpleNamespace(node=SimpleNamespace(nodeid=NODEID)), session, generator_for(rig), power, rig,
+                    SimpleNamespace(node=SimpleNamespace(nodeid=NODEID)), session, generator_for(rig.dut), power, rig,
                     measure, plan,
                 )
             except AssertionError as e:  # a broken bench or simulator: its times would mean nothing

@@ -152,6 +152,9 @@ class DeviceAdapter(ABC):
     # The device applies a provisioning only after a restart (the HDK says "RESTART DEVICE."):
     # whoever provisions must power-cycle it before using it.
     restart_after_provision: bool = False
+    # The protocol can say a token was refused because entry is locked (the reference protocol's
+    # `result=locked`). The HDK's cannot: a locked entry there is answered like an invalid one.
+    reports_locked: bool = True
 
     @property
     @abstractmethod

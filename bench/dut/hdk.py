@@ -73,6 +73,7 @@ def printed_key(key_hex: str) -> str:
 class HdkAdapter(DeviceAdapter):
     name = "hdk"
     restart_after_provision = True
+    reports_locked = False  # #TOKEN has no LOCKED answer: a corrected HDK answers INVALID while locked
 
     def __init__(
         self,

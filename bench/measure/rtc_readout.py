@@ -25,6 +25,27 @@ class RtcReader(Protocol):
     def rtc_read(self) -> float: ...
 
 
+class CreditRanOut(AssertionError):
+    """The credit countdown read as a clock stopped counting: PAYG is no longer active."""
+
+
+class CreditCountdown:
+    """A DUT with no clock command still shows its clock through its credit: while PAYG is active
+    the seconds left fall by one every device second, so -(seconds left) is a 1 s readout of the
+    device's clock (its steps are rollover edges like an RTC's), and host time + seconds left is
+    the credit's end on the host's clock. Reads the DUT's status (anything with `status()`)."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+
+    def rtc_read(self) -> float:
+        status = self.dut.status()
+        if status.payg != "active":
+            raise CreditRanOut(f"the credit countdown stopped: the DUT reports PAYG {status.payg}"
+                               + ("" if status.payg == "disabled" else f" with {status.seconds_left} s left"))
+        return float(-status.seconds_left)
+
+
 def host_now() -> float:
     """The host's monotonic clock in seconds, from monotonic_ns (no float rounding of the count)."""
     return time.monotonic_ns() * NS

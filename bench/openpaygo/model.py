@@ -118,6 +118,8 @@ class DeviceModel:
         extended: bool = False,
         active_until: int = 0,
         payg_disabled: bool = False,
+        invalid_streak: int = 0,
+        locked_until: int = 0,
         lockout: LockoutSchedule = REFERENCE_LOCKOUT,
     ) -> None:
         key = secret_key if isinstance(secret_key, bytes) else bytes.fromhex(key_hex_of(secret_key))
@@ -139,8 +141,8 @@ class DeviceModel:
         self.used: set[int] = {c for c in used if count - MAX_UNUSED_OLDER_TOKENS <= c <= count} | {count}
         self.active_until = active_until
         self.payg_disabled = payg_disabled
-        self.invalid_streak = 0
-        self.locked_until = 0
+        self.invalid_streak = invalid_streak
+        self.locked_until = locked_until
         self._chains: dict[tuple[bool, int], tuple[list[int], list[int]]] = {}
 
     def __repr__(self) -> str:

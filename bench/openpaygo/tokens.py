@@ -17,6 +17,7 @@ import random
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import openpaygo
 from openpaygo import TokenType
@@ -110,8 +111,11 @@ class TokenGenerator:
         time_divider: int = 1,
         restricted_digits: bool = False,
         extended: bool = False,
+        on_issue: Callable[[Token], None] | None = None,
     ) -> None:
+        """`on_issue` hears of every token handed out or crafted (a ledger keeps them)."""
         self._key = Secret(key_hex_of(secret_key_hex), "token key")
+        self._on_issue = on_issue
         if isinstance(starting_code, bool) or not isinstance(starting_code, int):
             raise TypeError("starting_code must be an int")
         if not 1 <= starting_code <= 999_999_999:
@@ -206,7 +210,12 @@ class TokenGenerator:
         code = str(code).zfill(self.length)
         assert new_count == next_count(kind, self._count), "openpaygo count rule changed"
         self._count = new_count
-        return Token(code, kind, value, new_count, self._days(kind, value))
+        return self._issued(Token(code, kind, value, new_count, self._days(kind, value)))
+
+    def _issued(self, token: Token) -> Token:
+        if self._on_issue is not None:
+            self._on_issue(token)
+        return token
 
     # -- crafted tokens ---------------------------------------------------------------------
     def at_count(self, kind: TokenKind, value: int | None, count: int, *, advance: bool = False) -> Token:
@@ -234,7 +243,7 @@ class TokenGenerator:
         code = self.craft(raw, count)
         if advance:
             self._count = max(self._count, count)
-        return Token(code, kind, value, count, self._days(kind, value))
+        return self._issued(Token(code, kind, value, count, self._days(kind, value)))
 
     def craft(self, raw_value: int, count: int) -> str:
         """The code for any raw value (0..999, reserved ones included) at any count >= 0.

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bench.dut.errors import DutError, LinkSilent
-from fixtures.tokens import status_differences
+from bench.station.token_session import status_differences
 
 STEPS = 40  # from the rig's supply voltage to 0 V: 0.3 V a step at 12 V
 DWELL_S = 0.02  # at each step before the device is asked anything
@@ -66,8 +66,7 @@ def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, 
             wait_until(time.monotonic() + DWELL_S)
             power_cycle.sample(f"ramp down {volts[n]:g} V")
             token = tokens.add_days(1)
-            old = s.model.copy()
-            predicted = s.model.enter(token.code, s.now())
+            entry = s.begin(token)  # written ahead in the ledger: the supply may take the answer
             deadline = time.monotonic() + silence_s
 
             def down() -> str | None:
@@ -77,9 +76,10 @@ def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, 
                 with link.abort_when(down):
                     out = s.dut.enter_token(token.code)
             except LinkSilent:
-                silent_at, first_silent_v, unanswered = n, volts[n], (old, s.model)
+                silent_at, first_silent_v, unanswered = n, volts[n], (entry.before, entry.after)
                 break
-            s.check_outcome(token.code, predicted, out)  # an answer on the way down is the model's
+            s.finish(entry, out)
+            s.check_outcome(token.code, entry.predicted, out)  # an answer on the way down is the model's
             answered.append(token)
             last_answer_v = volts[n]
         assert silent_at is not None, (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.dut.reference import PROTOCOL_MAJOR, parse_fields
-from fixtures.dut import provisioning_for
+from bench.station.profile import provisioning_for
 
 
 @pytest.mark.needs("identity")
@@ -41,7 +41,7 @@ def test_provisioning_round_trip(dut, rig, traffic_log):
     before = dut.identify()
     assert before.serial_number is None, f"after a factory reset the DUT still reports serial {before.serial_number!r}"
     leaks_before = len(traffic_log.leaks)
-    confirmed = dut.provision(provisioning_for(rig))
+    confirmed = dut.provision(provisioning_for(rig.dut))
     after = dut.identify()
     dut.status()
     assert confirmed == rig.dut.serial_number, f"PROV confirmed serial {confirmed!r}, sent {rig.dut.serial_number!r}"

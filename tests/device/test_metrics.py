@@ -1,5 +1,5 @@
 """OpenPAYGO Metrics as the device reports it (docs/protocol.md "Metrics sessions", openpaygo.md
-§6): the DUT, factory-fresh and provisioned with the rig's profile, reports to the bench's
+§6): the DUT, in a token state the bench knows (factory-fresh, or as its ledger holds it), reports to the bench's
 Metrics server through a fault-injecting proxy (`metrics_dut`, fixtures/metrics_device.py), by
 itself over HTTP (direct mode) or relayed over its UART by the bench (bridge mode). What is judged
 is what reached the server, read by the bench's own codec, and what the bench's token model
@@ -21,10 +21,8 @@ from bench.openpaygo.metrics_wire import decode, encoding_of
 from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
 from bench.server.store import StoredRequest
 from fixtures.dut import skip_not_covered
-from fixtures.tokens import TokenSession, model_for_profile
 
-# Metrics sessions start from a factory-fresh device (provisioned_dut): a known token state.
-needs_metrics = pytest.mark.needs("factory_reset", "metrics_report")
+needs_metrics = pytest.mark.needs("metrics_report")
 
 SHORT_KEYS = frozenset(REQUEST_LONG_TO_SHORT.values())  # sn d hd ts rc dct a df dfo acc
 SERVER_FAULTS = (ProxyMode.REFUSE, ProxyMode.HTTP_ERROR, ProxyMode.STALL, ProxyMode.DROP_BEFORE, ProxyMode.DROP_AFTER)
@@ -79,7 +77,7 @@ def test_metrics_payload_conforms(metrics_dut, rig):
     m = metrics_dut
     m.wait_sessions(2, session_timeout(m, 2))
     status = m.dut.status()
-    model_count = model_for_profile(rig).last_count
+    model_count = m.session.model.last_count
     fmt = m.data_format
     interval = fmt.historical_data_interval
     assert interval == m.device_format.interval, (
@@ -276,7 +274,7 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     Catches: metrics_tokens_not_applied; metrics_unsigned, metrics_mis_signed, metrics_wrong_short_key,
     serial_truncated (every request refused)."""
     m = metrics_dut
-    session = TokenSession(m.dut, model_for_profile(rig))
+    session = m.session
     m.wait_sessions(1, session_timeout(m, 1))
     serial = rig.dut.serial_number
     m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
@@ -292,7 +290,7 @@ def test_metrics_tokens_applied(metrics_dut, rig):
         f"the reply to {label(carried, wire_object(carried))} carried {sent}, the server issued "
         f"{[t.code for t in issued]}")
     for token in issued:
-        predicted = session.model.enter(token.code, entered_at)
+        predicted = session.entered_by_dut(token.code, entered_at, "from a Metrics reply")
         assert predicted.accepted, (
             f"the model refuses the server's token {token.code} (count {token.count}): {predicted.outcome}")
     m.wait_sessions(1, session_timeout(m, 1))

@@ -24,7 +24,7 @@ import pytest
 
 from bench.dut.errors import DutError
 from bench.power.control import CutPoint
-from fixtures.tokens import status_differences
+from bench.station.token_session import status_differences
 
 # The entries cut, in this order, round and round: credit, the invalid streak and a lockout,
 # SET after ADD, DISABLE_PAYG and the re-lock. A third invalid token in a row needs the RTC set
@@ -85,6 +85,7 @@ class Run:
         self.recovered = 0
         self.max_pages = 0
         self.highest_count = session.model.last_count
+        self.looked_old: int | None = None  # the op whose last cut left a status like the state before it
 
     def where(self, op: Op, cut: CutPoint) -> str:
         return (
@@ -96,14 +97,17 @@ class Run:
         """Enter op's code with the cut armed; the models before and after, the prediction and
         the outcome of the cut. A reply that came before the cut must be the model's."""
         s = self.s
-        old = s.model.copy()
-        predicted = s.model.enter(op.code, s.now())
-        new = s.model
+        entry = s.begin(op.code)  # written ahead in the ledger: the cut may leave it unanswered
         outcome = self.power.cut_during(lambda: s.dut.enter_token(op.code), cut, self.off_s)
         if outcome.result is not None:
-            s.model = new
-            s.check_outcome(op.code, predicted, outcome.result)
-        return old, new, predicted, outcome
+            s.finish(entry, outcome.result)
+            problems = s.outcome_differences(op.code, entry.predicted, outcome.result)
+            if problems and self.looked_old == op.number and outcome.result.result == "already_used":
+                problems.append("an earlier cut of this entry left a status like the state before it, yet the token "
+                                "had been stored: the DUT kept the token but lost what it gave (credit, PAYG state), "
+                                "so its state after that cut was neither the one before the entry nor the one after")
+            assert not problems, "; ".join(problems) + f"\n{self.where(op, cut)}"
+        return entry.before, entry.after, entry.predicted, outcome
 
     def after_boot(self, op: Op, cut: CutPoint, old, new, outcome) -> str:
         """instruments.md §5 after a cut: the device boots, its count never decreases, its state
@@ -159,6 +163,7 @@ class Run:
                 self.max_pages = max(self.max_pages, cut.after_pages)
             return True
         self.old_kept += 1
+        self.looked_old = op.number
         return False
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from bench.measure.drift import DriftResult, Edge, Sample, Verdict, estimate_drift, find_edges, judge
 from bench.measure.host_clock import HostClock, host_clock_state
-from bench.measure.rtc_readout import host_now, measure_drift
+from bench.measure.rtc_readout import CreditCountdown, host_now, measure_drift
 from bench.report.plots import drift_residual_plot
 
 # The polling's prior on the drift: an RTC clocked from an uncalibrated RC oscillator is off by
@@ -123,8 +123,20 @@ def attach_fit(attach, points: Sequence[Edge] | Sequence[Sample], result: DriftR
            "RTC drift fit residuals (a trend, not scatter, means temperature or a correction cycle)")
 
 
-@pytest.mark.needs("rtc")
-def test_rtc_drift_within_limit(dut, rig, measure, attach):
+def clock_source(dut, request: pytest.FixtureRequest):
+    """What the drift is read from: the RTC (`rtc`), else the credit countdown, which counts
+    device seconds as well: SET 1 day first (more than any observation), its seconds left read as
+    a 1 s clock. (source name, reader, sub-second readout?)"""
+    if dut.offers("rtc"):
+        return "RTC", dut, dut.offers("rtc_subsecond")
+    session = request.getfixturevalue("token_session")
+    tokens = request.getfixturevalue("tokens")
+    assert session.expect(tokens.set_days(1)).result == "accepted"
+    session.check_status("after SET 1 day, before the drift is read from the credit countdown")
+    return "credit countdown", CreditCountdown(dut), False
+
+
+def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     """openpaygo.md §2: the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
     year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`
     (6 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
@@ -137,18 +149,20 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach):
     frequency correction) is logged before and after. Measurements: `rtc_drift` (limits
     ±limit), `rtc_drift_ci_low`, `rtc_drift_ci_high`, `rtc_drift_half_width`, `rtc_drift_edges`,
     `rtc_drift_span`, `rtc_drift_residual_sd`, and the host clock's; evidence: the raw samples,
-    the fitted points with their residuals and a residual plot. Catches: rtc_drift_beyond_limit."""
+    the fitted points with their residuals and a residual plot. Without an RTC command the device
+    clock is read from the credit countdown (a SET of 1 day first; its seconds left step once a
+    device second, docs/drift.md), the same way. Catches: rtc_drift_beyond_limit."""
     log = dut.link.log
     limit = rig.dut.rtc_drift_limit_ppm
     observe_s, budget_s = rig.dut.rtc_drift_observe_s, rig.dut.rtc_drift_max_observe_s
-    subsecond = dut.offers("rtc_subsecond")
+    source, reader, subsecond = clock_source(dut, request)
     seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
-    log.note(f"rtc drift: limit +-{limit:g} ppm, observing {observe_s:g} s (up to {budget_s:g} s), "
+    log.note(f"rtc drift: read from the {source}; limit +-{limit:g} ppm, observing {observe_s:g} s (up to {budget_s:g} s), "
              f"{'sub-second' if subsecond else '1 s'} readout, polling dither seed {seed}")
     before = host_clock_state()
     host_clock_note(log, "before", before)
-    samples, result, verdict, polled_s = poll_until_settled(dut, log, limit, observe_s, budget_s, rng, subsecond)
+    samples, result, verdict, polled_s = poll_until_settled(reader, log, limit, observe_s, budget_s, rng, subsecond)
     after = host_clock_state()
     host_clock_note(log, "after", after)
     record_host_clock(log, measure, before, after)

@@ -1,6 +1,8 @@
-"""Timekeeping through power loss (shared/reference/openpaygo.md §2 RTC requirements): the RTC
-must count on, +1 per second, while the device is unpowered (a battery-backed RTC), because the
-credit is an expiry in RTC seconds. The expected advance is the host's own clock
+"""Timekeeping through power loss (docs/tokens.md "Clock and credit"): the RTC must count on, +1
+per second, while the device is unpowered (a battery-backed RTC), because the credit is an
+expiry in RTC seconds. Measured two ways: the RTC itself (capability `rtc`), and the credit's
+end on the host's clock (host time + seconds left), which needs nothing but token entry and a
+status readout, and is what a customer pays for. The expected advance is the host's own clock
 (time.monotonic), never the device's."""
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 import pytest
 
 from bench.measure.drift import edge_between
-from bench.measure.rtc_readout import read_rtc
+from bench.measure.rtc_readout import CreditCountdown, CreditRanOut, read_rtc
 
 # The RTC's own drift over the few seconds of the test, allowed on top (a 32 kHz crystal is
 # within +-100 ppm even far off 25 degC; instruments.md §4): microseconds, not a readout step.
@@ -20,7 +22,7 @@ POLL_EVERY_S = 0.01  # readouts this far apart bracket the rollover within 10 ms
 MAX_BRACKET_S = 0.25  # a rollover bracketed more loosely (a stalled host) waits for the next one
 
 
-def rollover(dut, subsecond: bool) -> tuple[float, float, float]:
+def rollover(dut, subsecond: bool) -> tuple[float, float, float]:  # dut: anything with rtc_read()
     """A reference point (host s, device s, bound on its host-time error).
 
     With a 1 s readout: poll back to back until the second rolls over; the rollover lies
@@ -41,7 +43,19 @@ def rollover(dut, subsecond: bool) -> tuple[float, float, float]:
         if edge is not None:
             return edge.host_s, edge.device_s, edge.half_width_s
         previous = current
-    pytest.fail(f"the RTC did not roll over within {EDGE_TIMEOUT_S} s while powered (it reads {previous.device_s})")
+    pytest.fail(f"the DUT's clock did not step within {EDGE_TIMEOUT_S} s while powered (it reads {previous.device_s})")
+
+
+def hold_off(power_cycle, off_s: float) -> float:
+    """Switch off, hold the DUT unpowered for off_s from the confirmed switch-off, switch on (a
+    boot banner awaited); the time it was off, s."""
+    off = power_cycle.off()
+    deadline = off.confirmed_off_at + off_s
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)  # the off time itself: a deadline, not synchronisation
+    switched_on = time.monotonic()
+    power_cycle.on()
+    return switched_on - off.confirmed_off_at
 
 
 @pytest.mark.needs("rtc")
@@ -59,12 +73,7 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     subsecond = dut.offers("rtc_subsecond")
     off_s = rig.dut.rtc_off_test_s
     host0, device0, bound0 = rollover(dut, subsecond)
-    off = power_cycle.off()
-    deadline = off.confirmed_off_at + off_s
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(left)  # the off time itself: a deadline, not synchronisation
-    switched_on = time.monotonic()
-    power_cycle.on()
+    off_time = hold_off(power_cycle, off_s)
     after = read_rtc(dut)
 
     host_elapsed = after.host_s - host0
@@ -72,14 +81,52 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     error = advance - host_elapsed
     readout = 0.0 if subsecond else 1.0
     tolerance = readout + bound0 + after.rtt_s / 2.0 + DRIFT_ALLOWANCE_PPM * 1e-6 * host_elapsed
-    measure("off_time", switched_on - off.confirmed_off_at, "s", low=off_s)
+    measure("off_time", off_time, "s", low=off_s)
     measure("rtc_advance", advance, "s")
     measure("host_elapsed", host_elapsed, "s")
     measure("rtc_error", error, "s", low=-tolerance, high=tolerance)
     measure("rtc_tolerance", tolerance, "s")
     assert abs(error) <= tolerance, (
-        f"after {switched_on - off.confirmed_off_at:.2f} s unpowered the DUT's RTC advanced {advance:.3f} s "
+        f"after {off_time:.2f} s unpowered the DUT's RTC advanced {advance:.3f} s "
         f"while {host_elapsed:.3f} s passed (error {error:+.3f} s, tolerance {tolerance:.3f} s): "
         + ("it stopped or lost time while unpowered" if error < 0 else "it jumped ahead")
         + f" (before: {device0:.0f}, after: {after.device_s:.0f})"
     )
+
+
+def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, rig, measure):
+    """Credit is an end time on the DUT's clock (docs/tokens.md "Clock and credit"): it must not
+    move while the DUT is unpowered. A SET of 1 day gives known credit; its end on the host's
+    clock (host time at a step of the seconds-left countdown + the seconds left then) is pinned
+    before the cut; the DUT is held unpowered for `dut.rtc_off_test_s` from the confirmed
+    switch-off; after the boot the end is read again: it must be where it was, within the 1 s
+    readout, the step's bracket, half the readout's round trip and 500 ppm of drift. A device
+    whose credit runs on its uptime (counted down only while powered), whose clock restarts at
+    boot, or that keeps no credit through power loss, fails. Needs only token entry and status.
+    Measurements: off_time, credit_end_shift (limits ± the tolerance), credit_end_tolerance.
+    Catches: credit_runs_on_uptime, rtc_lost_on_power_loss, rtc_stopped_unpowered,
+    backfeed_from_uart (no power loss at all)."""
+    s = token_session
+    assert s.expect(tokens.set_days(1)).result == "accepted"
+    s.check_status("after SET 1 day")
+    countdown = CreditCountdown(s.dut)
+    host0, device0, bound0 = rollover(countdown, subsecond=False)
+    end0 = host0 - device0  # the credit's end on the host's clock: host time + seconds left
+    off_time = hold_off(power_cycle, rig.dut.rtc_off_test_s)
+    try:
+        after = read_rtc(countdown)
+    except CreditRanOut as e:
+        raise AssertionError(f"after {off_time:.2f} s unpowered the DUT's credit is gone ({e}); before the cut "
+                             f"it had {-device0:.0f} s left: it keeps no credit through power loss") from None
+    shift = (after.host_s - after.device_s) - end0
+    tolerance = 1.0 + bound0 + after.rtt_s / 2.0 + DRIFT_ALLOWANCE_PPM * 1e-6 * (after.host_s - host0)
+    measure("off_time", off_time, "s", low=rig.dut.rtc_off_test_s)
+    measure("credit_end_shift", shift, "s", low=-tolerance, high=tolerance)
+    measure("credit_end_tolerance", tolerance, "s")
+    assert abs(shift) <= tolerance, (
+        f"after {off_time:.2f} s unpowered the DUT's credit ends {shift:+.2f} s "
+        f"{'later' if shift > 0 else 'earlier'} on the host's clock than before the cut (tolerance {tolerance:.2f} s): "
+        + ("its credit did not run down while it was off (its clock stopped or restarted, or the credit counts only "
+           "while powered)" if shift > 0 else "its clock jumped ahead")
+    )
+    s.check_status("after the power cycle")
