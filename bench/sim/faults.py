@@ -24,6 +24,7 @@ _T = "tests/device/"
 # unpowered (or never loses power) fails all of them.
 _STATE_KEPT_THROUGH_POWER_LOSS = (
     _T + "test_persistence.py::test_token_state_survives_power_cycle",
+    _T + "test_timekeeping.py::test_credit_end_holds_while_unpowered",
     _T + "test_persistence.py::test_used_counts_survive_power_cycle",
     _T + "test_lockout.py::test_lockout_survives_power_cycle",
     _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
@@ -65,6 +66,7 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_token_windows.py::test_restricted_digit_tokens",
              _T + "test_token_windows.py::test_extended_tokens",
              _T + "test_lockout.py::test_already_used_neither_counts_nor_resets",
+             _T + "test_lockout.py::test_valid_token_resets_streak",
              _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
              _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
              _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
@@ -146,6 +148,8 @@ CATALOGUE: dict[str, Fault] = {
              _T + "test_token_windows.py::test_restricted_digit_tokens",
              _T + "test_token_windows.py::test_extended_tokens",
              _T + "test_token_windows.py::test_disable_then_set_relocks",
+             _T + "test_token_windows.py::test_older_add_window_edges",
+             _T + "test_timekeeping.py::test_credit_end_holds_while_unpowered",
              _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
         ),
         Fault(
@@ -220,6 +224,7 @@ CATALOGUE: dict[str, Fault] = {
             (_T + "test_token_procedure.py::test_full_procedure",
              _T + "test_token_windows.py::test_counter_sync_window_edges",
              _T + "test_token_windows.py::test_leading_zero_token",
+             _T + "test_token_windows.py::test_older_add_window_edges",
              _T + "test_token_windows.py::test_disable_then_set_relocks",
              _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"),
         ),
@@ -247,6 +252,7 @@ CATALOGUE: dict[str, Fault] = {
             "OpenPAYGO HDK) at every power-on, so after a power cut the credit is measured against "
             "the wrong time (openpaygo.md §2: battery-backed RTC)",
             (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
+             _T + "test_timekeeping.py::test_credit_end_holds_while_unpowered",
              _T + "test_lockout.py::test_lockout_survives_power_cycle",
              _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
              _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
@@ -258,7 +264,8 @@ CATALOGUE: dict[str, Fault] = {
             "board",
             "a flat backup cell: the RTC oscillator stops while the board is unpowered and resumes "
             "from where it stopped at power-on, so time spent off is never counted",
-            (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",),
+            (_T + "test_timekeeping.py::test_rtc_keeps_time_while_unpowered",
+             _T + "test_timekeeping.py::test_credit_end_holds_while_unpowered"),
         ),
         Fault(
             "metrics_counter_not_persisted",
