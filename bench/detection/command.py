@@ -14,10 +14,11 @@ from concurrent.futures import as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary
+from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary, no_reset_cell, no_reset_good
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
 from bench.detection.runner import (
-    DEFAULT_JOBS, RunSpec, SuiteDidNotRun, find_root, jobs_from_env, plan_runs, start_runs)
+    DEFAULT_JOBS, NO_RESET, NO_RESET_RIG, RunSpec, SuiteDidNotRun, find_root, jobs_from_env, plan_no_reset_runs,
+    plan_runs, start_runs)
 
 EXAMPLES = """examples:
   paygo-bench selftest                          # every fault, 20 good runs: reports/selftest-<stamp>/
@@ -38,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--docs", action="store_true", help=f"also write docs/{MATRIX_MD}")
     parser.add_argument("-k", help="restrict every suite run to this pytest -k expression (a quick check)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one suite run may take (default 900)")
+    parser.add_argument("--no-reset-rig", default=NO_RESET_RIG, metavar="FILE",
+                        help=f"the rig of the matrix's no-reset column (default {NO_RESET_RIG})")
+    parser.add_argument("--skip-no-reset", action="store_true",
+                        help="leave out the no-reset column (the device without factory reset, from its ledger)")
     parser.set_defaults(func=run)
     return parser
 
@@ -67,6 +72,11 @@ def _collect(future) -> SuiteRun:
 
 
 def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
+    if spec.key.endswith(NO_RESET):
+        if spec.faults:
+            return f"fault {spec.faults[0]} without reset: {no_reset_cell(catalogue[spec.faults[0]], suite).text}"
+        good = no_reset_good(suite)
+        return f"good run without reset: {'passed' if good.ok else 'FAILED ' + good.problems[1][:200]}"
     if spec.faults:
         row = fault_row(catalogue[spec.key], suite, [*suite.results, *catalogue[spec.key].caught_by])
         caught = row.count("caught")
@@ -96,13 +106,17 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     suite_args = (*(("-k", args.k) if args.k else ()), *(extra or ()))
     faults = list(dict.fromkeys(args.fault)) or list(CATALOGUE)
     specs = plan_runs(faults, args.good_runs, numbered=True)
+    if not args.skip_no_reset:
+        column = plan_no_reset_runs(faults, CATALOGUE, args.no_reset_rig)
+        specs = column[:1] + specs + column[1:]  # its good run is among the longest: first
 
     def mkdir(key: str) -> Path:
-        path = runs_dir / key
+        path = runs_dir / key.replace("@", "_")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s), {args.jobs} at a time; "
+    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
+          f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "
           f"writing {out}", flush=True)
     started = time.monotonic()
     runs = start_runs(specs, mkdir, args.jobs, args=suite_args, timeout_s=args.timeout, root=root)
@@ -113,7 +127,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
             spec = by_future[future]
             suites[spec.key] = suite = _collect(future)
             if suite.error:
-                (runs_dir / spec.key / "error.txt").write_text(suite.error, encoding="utf-8")
+                (runs_dir / spec.key.replace("@", "_") / "error.txt").write_text(suite.error, encoding="utf-8")
             print(f"[{done}/{len(specs)}] {_progress(spec, suite, CATALOGUE)}", flush=True)
     except KeyboardInterrupt:
         runs.pool.shutdown(wait=False, cancel_futures=True)
@@ -122,8 +136,12 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     runs.pool.shutdown(wait=True)
     duration = time.monotonic() - started
 
-    matrix = build_matrix({s.key: suites[s.key] for s in specs if s.faults}, CATALOGUE,
-                          [suites[s.key] for s in specs if not s.faults])
+    plain = [s for s in specs if not s.key.endswith(NO_RESET)]
+    column = [s for s in specs if s.key.endswith(NO_RESET)]
+    matrix = build_matrix({s.key: suites[s.key] for s in plain if s.faults}, CATALOGUE,
+                          [suites[s.key] for s in plain if not s.faults],
+                          {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
+                          next((suites[s.key] for s in column if not s.faults), None))
     info = RunInfo(datetime.now(timezone.utc), bench_version(), duration, suite_args)
     md = markdown(matrix, info)
     (out / MATRIX_MD).write_text(md, encoding="utf-8")

@@ -89,10 +89,56 @@ class GoodSummary:
 
 
 @dataclass(frozen=True)
+class NoResetCell:
+    """A fault on the device without factory reset and RTC set (its tests run from the device
+    ledger): caught when a test the catalogue names fails there; n/a when none of them can run
+    on such a device (they need what it lacks)."""
+
+    state: str  # caught | missed | n/a | run failed
+    failed: tuple[str, ...] = ()  # the named tests that failed
+    passed: tuple[str, ...] = ()  # the named tests that ran and passed
+    error: str = ""
+
+    @property
+    def text(self) -> str:
+        if self.state == CAUGHT:
+            return f"caught ({len(self.failed)} of {len(self.failed) + len(self.passed)})"
+        return self.state
+
+
+def no_reset_cell(fault: Fault, run: SuiteRun) -> NoResetCell:
+    if run.error:
+        return NoResetCell("run failed", error=run.error)
+    outcomes = {t: run.results[t].outcome for t in fault.caught_by if t in run.results}
+    failed = tuple(t for t, o in outcomes.items() if o in _FAILED)
+    passed = tuple(t for t, o in outcomes.items() if o == "passed")
+    if failed:
+        return NoResetCell(CAUGHT, failed, passed)
+    return NoResetCell(MISSED if passed else "n/a", failed, passed)
+
+
+def no_reset_good(run: SuiteRun) -> GoodSummary:
+    """The good device without factory reset: every test that can run there passes (those that
+    need a factory reset are not covered, which is no failure)."""
+    failed = {n: r.outcome for n, r in run.results.items() if r.outcome in _FAILED}
+    problem = run.error.splitlines()[0] if run.error else ("no tests ran" if not run.results else
+                                                          ", ".join(f"{n}: {o}" for n, o in sorted(failed.items())))
+    ok = not problem
+    return GoodSummary(1, (ok,), {} if ok else {1: problem})
+
+
+@dataclass(frozen=True)
 class Matrix:
     tests: tuple[str, ...]  # the columns, grouped by file
     rows: tuple[FaultRow, ...]
     good: GoodSummary
+    no_reset: Mapping[str, NoResetCell] = field(default_factory=dict)  # fault -> the no-reset column
+    no_reset_good: GoodSummary | None = None
+
+    @property
+    def no_reset_ok(self) -> bool:
+        return all(c.state in (CAUGHT, "n/a") for c in self.no_reset.values()) and (
+            self.no_reset_good is None or self.no_reset_good.ok)
 
     @property
     def caught_exactly(self) -> int:
@@ -104,8 +150,9 @@ class Matrix:
 
     @property
     def ok(self) -> bool:
-        """Every fault caught exactly and every good run a full pass."""
-        return self.caught_exactly == len(self.rows) and (self.good.ok or self.good.total == 0)
+        """Every fault caught exactly and every good run a full pass; in the no-reset column every
+        fault that applies caught and the good device passing."""
+        return self.caught_exactly == len(self.rows) and (self.good.ok or self.good.total == 0) and self.no_reset_ok
 
 
 def cell(result: CaseResult | None, expected: bool) -> Cell:
@@ -154,9 +201,11 @@ def good_summary(runs: Sequence[SuiteRun]) -> GoodSummary:
 
 
 def build_matrix(
-    fault_runs: Mapping[str, SuiteRun], catalogue: Mapping[str, Fault], good_runs: Sequence[SuiteRun] = ()
+    fault_runs: Mapping[str, SuiteRun], catalogue: Mapping[str, Fault], good_runs: Sequence[SuiteRun] = (),
+    no_reset_runs: Mapping[str, SuiteRun] | None = None, no_reset_good_run: SuiteRun | None = None,
 ) -> Matrix:
-    """One row per fault in fault_runs (catalogue order), judged against its catalogue entry."""
+    """One row per fault in fault_runs (catalogue order), judged against its catalogue entry;
+    with the no-reset column's runs (by fault) where they were made."""
     names = [n for n in catalogue if n in fault_runs]
     unknown = set(fault_runs) - set(catalogue)
     if unknown:
@@ -164,4 +213,6 @@ def build_matrix(
     expected = [t for n in names for t in catalogue[n].caught_by]
     tests = columns([*fault_runs.values(), *good_runs], expected)
     rows = tuple(fault_row(catalogue[n], fault_runs[n], tests) for n in names)
-    return Matrix(tests, rows, good_summary(good_runs))
+    column = {n: no_reset_cell(catalogue[n], run) for n, run in (no_reset_runs or {}).items()}
+    return Matrix(tests, rows, good_summary(good_runs), column,
+                  no_reset_good(no_reset_good_run) if no_reset_good_run is not None else None)

@@ -53,15 +53,16 @@ def jobs_from_env() -> int:
 
 def run_device_suite(
     out_dir: Path, faults: Iterable[str] = (), args: Sequence[str] = (), timeout_s: float = 600,
-    plots: bool = False, root: Path | None = None,
+    plots: bool = False, root: Path | None = None, paths: Sequence[str] = ("tests/device",),
 ) -> tuple[dict[str, CaseResult], str]:
     """plots=False by default: the self-tests judge outcomes, and drawing every PNG of every
-    suite run would cost them time, not evidence (the report tests turn them on)."""
+    suite run would cost them time, not evidence (the report tests turn them on). `paths`: the
+    whole device suite, or some of its tests by node id."""
     root = root or ROOT
     out_dir = Path(out_dir).resolve()  # the child runs in the checkout, not in our cwd
     junit = out_dir / "junit.xml"
     cmd = [
-        sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
         *(() if plots else ("--no-plots",)),
         "--report-dir", str(out_dir / "run"), f"--junitxml={junit}", "-o", "junit_family=xunit2",
         *[a for f in faults for a in ("--sim-fault", f)], *args,
@@ -73,12 +74,21 @@ def run_device_suite(
     return read_junit(junit), output
 
 
+# The same catalogue on a device built without factory reset and RTC set, judged from its device
+# ledger (docs/ledger.md): a column of the matrix. Its runs are keyed <fault>@no-reset.
+NO_RESET = "@no-reset"
+NO_RESET_RIG = "docs/rigs/no-reset-virtual.toml"
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One device-suite run: its key (a fault name, GOOD, or good-NN) and the faults switched on."""
+    """One device-suite run: its key (a fault name, GOOD, or good-NN, with NO_RESET for the
+    no-reset column), the faults switched on, extra pytest arguments and the tests to run."""
 
     key: str
     faults: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ("tests/device",)
 
 
 @dataclass
@@ -101,6 +111,15 @@ def plan_runs(faults: Iterable[str], good_runs: int = 1, numbered: bool = False)
     return [RunSpec(f, (f,)) for f in first] + goods + [RunSpec(f, (f,)) for f in sorted(faults - set(first))]
 
 
+def plan_no_reset_runs(faults: Iterable[str], catalogue, rig: str = NO_RESET_RIG) -> list[RunSpec]:
+    """The no-reset column: the good device's whole suite once, then each fault on the tests the
+    catalogue names for it (only those: a fault there is caught when one of them fails)."""
+    specs = [RunSpec(GOOD + NO_RESET, (), ("--rig", rig))]
+    for f in sorted(set(faults)):
+        specs.append(RunSpec(f + NO_RESET, (f,), ("--rig", rig), tuple(catalogue[f].caught_by)))
+    return specs
+
+
 def start_runs(
     specs: Sequence[RunSpec], mkdir: Callable[[str], Path], jobs: int, args: Sequence[str] = (),
     timeout_s: float = 600, root: Path | None = None,
@@ -111,10 +130,17 @@ def start_runs(
     futures: dict[str, Future] = {}
     for spec in specs:
         futures[spec.key] = pool.submit(
-            run_device_suite, mkdir(spec.key), faults=spec.faults, args=args, timeout_s=timeout_s, root=root)
+            run_device_suite, mkdir(spec.key), faults=spec.faults, args=(*spec.args, *args), timeout_s=timeout_s,
+            root=root, paths=spec.paths)
     return DetectionRuns(pool, futures)
 
 
-def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: int | None = None) -> DetectionRuns:
-    """One run per fault plus one good device (the fault-detection self-test's runs)."""
-    return start_runs(plan_runs(faults, 1), mkdir, jobs or jobs_from_env())
+def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: int | None = None,
+                         no_reset: Iterable[str] | None = None) -> DetectionRuns:
+    """One run per fault plus one good device (the fault-detection self-test's runs), and the
+    no-reset column's good run and runs for the faults in `no_reset` (None: no column)."""
+    from bench.sim.faults import CATALOGUE
+
+    column = plan_no_reset_runs(no_reset, CATALOGUE) if no_reset is not None else []
+    specs = column[:1] + plan_runs(faults, 1) + column[1:]  # its good run is the longest: first
+    return start_runs(specs, lambda key: mkdir(key.replace("@", "_")), jobs or jobs_from_env())

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.selftest.device_suite import DETECTION_MODULE, DETECTION_RUNS_KEY, selected_faults, start_detection_runs
+from tests.selftest.device_suite import (
+    DETECTION_MODULE, DETECTION_RUNS_KEY, no_reset_selection, selected_faults, start_detection_runs)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -13,7 +14,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     factory = session.config._tmp_path_factory  # the tmp_path_factory fixture's object (no fixture yet)
     session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
-        selected_faults(session.items), lambda name: factory.mktemp(name))
+        selected_faults(session.items), lambda name: factory.mktemp(name),
+        no_reset=no_reset_selection(session.items))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -18,9 +18,14 @@ from concurrent.futures import Future
 
 import pytest
 
-from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row
+from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row, no_reset_cell
 from bench.sim.faults import CATALOGUE
-from tests.selftest.device_suite import DETECTION_RUNS_KEY, GOOD, selected_faults, start_detection_runs
+from tests.selftest.device_suite import (
+    DETECTION_RUNS_KEY, GOOD, NO_RESET, no_reset_selection, selected_faults, start_detection_runs)
+
+# Faults no test can show on a device without factory reset: their only tests provision the DUT
+# themselves (another time divider; the provisioning reply).
+NOT_APPLICABLE_WITHOUT_RESET = {"time_divider_ignored", "key_echoed"}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +34,9 @@ def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Fu
     collection finished (tests/selftest/conftest.py), or now if they were not."""
     runs = request.config.stash.get(DETECTION_RUNS_KEY, None)
     if runs is None:
-        names = selected_faults(request.session.items)
-        runs = start_detection_runs(names, tmp_path_factory.mktemp)
+        items = request.session.items
+        runs = start_detection_runs(selected_faults(items), lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
+                                    no_reset=no_reset_selection(items))
     yield runs.futures
     runs.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -69,3 +75,30 @@ def test_fault_is_caught_by_exactly_its_checks(fault, good_run, suite_runs):
     others = {n: r.outcome for n, r in results.items() if n not in expected and r.outcome != "passed"}
     assert not others, f"fault {fault}: {row.verdict}: other tests did not pass: {others}"
     assert row.exact, f"fault {fault}: {row.verdict}"
+
+
+@pytest.mark.parametrize("fault", sorted(CATALOGUE))
+def test_fault_is_caught_without_factory_reset(fault, suite_runs):
+    """The no-reset column (docs/ledger.md): on the reference device built without factory reset
+    and RTC set, its tests running from the device ledger, the tests the catalogue names for the
+    fault are run with the fault on; at least one of them must fail. Faults whose tests cannot run
+    on such a device are listed as not applicable, and no other."""
+    results, output = suite_runs[fault + NO_RESET].result()
+    cell = no_reset_cell(CATALOGUE[fault], SuiteRun(results))
+    if fault in NOT_APPLICABLE_WITHOUT_RESET:
+        assert cell.state == "n/a", f"fault {fault} without factory reset: {cell.text} (expected n/a)\n{output}"
+        return
+    assert cell.state == CAUGHT, (
+        f"fault {fault} without factory reset: {cell.text}: none of {sorted(CATALOGUE[fault].caught_by)} failed "
+        f"({ {n: r.outcome for n, r in results.items()} })\n{output}")
+
+
+def test_good_device_passes_without_factory_reset(suite_runs):
+    """The good device without factory reset: every test that can run passes; the ones that need a
+    factory reset are not covered, and nothing else is skipped."""
+    results, output = suite_runs[GOOD + NO_RESET].result()
+    bad = {n: r.outcome for n, r in results.items() if r.outcome not in ("passed", "skipped")}
+    assert results and not bad, f"{bad}\n{output}"
+    skipped = {n: r.message for n, r in results.items() if r.outcome == "skipped"}
+    assert all("'factory_reset'" in m for m in skipped.values()), skipped
+    assert len(results) - len(skipped) >= 0.9 * len(results), f"{len(skipped)} of {len(results)} not covered"
