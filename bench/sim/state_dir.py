@@ -32,6 +32,9 @@ EEPROM_FILE = "eeprom.bin"
 RTC_FILE = "rtc.json"
 LOCK_FILE = "lock"
 RTC_FORMAT = 1
+# How long a new simulator waits for the directory's lock: the previous one may still be saving
+# and exiting (its bench was stopped a moment ago).
+LOCK_WAIT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,15 @@ class RtcReading:
 
 
 class StateDir:
-    def __init__(self, path: str | Path, eeprom_size: int, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, eeprom_size: int, wall: Callable[[], float] = time.time,
+                 lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = Path(path)
         self.wall = wall
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ValueError(f"simulator state dir {self.path}: cannot create it: {e.strerror}") from None
-        self._lock = self._acquire_lock()
+        self._lock = self._acquire_lock(lock_wait_s)
         image = self.eeprom_path
         if image.exists() and image.stat().st_size != eeprom_size:
             self.close()
@@ -77,16 +81,21 @@ class StateDir:
     def rtc_path(self) -> Path:
         return self.path / RTC_FILE
 
-    def _acquire_lock(self):
+    def _acquire_lock(self, wait_s: float):
         if fcntl is None:
             return None
         handle = open(self.path / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise ValueError(f"simulator state dir {self.path} is in use by another simulator") from None
-        return handle
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return handle
+            except OSError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise ValueError(f"simulator state dir {self.path} is in use by another simulator "
+                                     f"(still after {wait_s:g} s)") from None
+                time.sleep(0.05)
 
     def close(self) -> None:
         if self._lock is not None:

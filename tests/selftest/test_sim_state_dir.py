@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -116,11 +117,13 @@ def test_a_foreign_nvm_image_is_refused_not_erased(tmp_path):
 
 
 def test_one_state_dir_is_one_device_at_a_time(tmp_path):
+    """A second simulator on the directory waits for the first to let go, and gives up with a
+    clear error if it does not."""
     first = StateDir(tmp_path, EEPROM_SIZE)
-    with pytest.raises(ValueError, match="in use by another simulator"):
-        StateDir(tmp_path, EEPROM_SIZE)
-    first.close()
-    StateDir(tmp_path, EEPROM_SIZE).close()
+    with pytest.raises(ValueError, match=r"in use by another simulator \(still after 0.2 s\)"):
+        StateDir(tmp_path, EEPROM_SIZE, lock_wait_s=0.2)
+    threading.Timer(0.2, first.close).start()
+    StateDir(tmp_path, EEPROM_SIZE, lock_wait_s=5.0).close()
 
 
 def test_an_uncreatable_state_dir_is_a_clear_error(tmp_path):
