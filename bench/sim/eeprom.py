@@ -12,10 +12,13 @@ cut after the k-th page write from the outside, as a lab triggers its PSU from s
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Callable
+
+EEPROM_SIZE = 4096  # bytes: a 24C32
 
 
 class PowerLost(Exception):
@@ -26,7 +29,7 @@ class Eeprom:
     def __init__(
         self,
         path: Path,
-        size: int = 4096,
+        size: int = EEPROM_SIZE,
         page_size: int = 32,
         page_write_s: float = 0.001,
         power_ok: Callable[[], bool] = lambda: True,
@@ -43,7 +46,14 @@ class Eeprom:
         self.pages_written = 0
         self._lock = threading.Lock()
         if not self.path.exists() or self.path.stat().st_size != size:
-            self.path.write_bytes(b"\xff" * size)  # erased state
+            self._write_blank()
+
+    def _write_blank(self) -> None:
+        """The erased image, in place at once (a new file renamed over the old): a process killed
+        meanwhile leaves the old image or the new one, never a short file."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(b"\xff" * self.size)
+        os.replace(tmp, self.path)
 
     def read(self, addr: int, length: int) -> bytes:
         self._check_range(addr, length)
@@ -53,7 +63,7 @@ class Eeprom:
 
     def erase(self) -> None:
         with self._lock:
-            self.path.write_bytes(b"\xff" * self.size)
+            self._write_blank()
 
     def write(self, addr: int, data: bytes) -> None:
         """Program data page by page; raise PowerLost (leaving a torn page) if power fails."""
@@ -90,7 +100,9 @@ class Eeprom:
     def _program(f, addr: int, chunk: bytes) -> None:
         f.seek(addr)
         f.write(chunk)
-        f.flush()  # the image file stays valid for the simulator's lifetime; no fsync needed
+        # flushed to the OS at once: a programmed page survives the simulator process being
+        # killed (no fsync: only a host crash could lose it, and that is no device event)
+        f.flush()
 
     @staticmethod
     def _old(f, addr: int, length: int) -> bytes:

@@ -10,18 +10,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from bench.openpaygo.tokens import TokenKind
+from bench.sim.capabilities import missing_command, validate_hidden
 from bench.sim.metrics_device_format import device_format
+from bench.sim.metrics_port import FirmwareMetricsPort
 from bench.sim.metrics_payload import ReplyRefused, compact_json
 from bench.sim.metrics_session import MetricsSession, MetricsSettings, NothingPending, valid_base_url
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.token_decoder import MAX_TOKEN_JUMP, TokenState, apply_time, decode
+from bench.sim.uptime_credit import UptimeCredit
 
 PROTOCOL_VERSION = "1.0"
 MODEL = "PAYGO-SIM"
@@ -45,9 +49,19 @@ class FirmwareConfig:
     faults: frozenset[str] = frozenset()
     rtc_subsecond: bool = False
     extended_tokens: bool = False
-    lockout_free_errors: int = 2  # reference firmware: two free errors, then 2^(n-2) minutes
-    lockout_max_minutes: int = 512
+    # Capabilities the build is made without (bench/sim/capabilities.py): left out of ID's caps=,
+    # their commands unknown. Token entry and status cannot be left out.
+    hide_capabilities: frozenset[str] = frozenset()
+    # The brute-force lockout (the reference C schedule): errors 1-2 free, error n >= 3 locks for
+    # 2^(n-2) units, at most 512, the streak capped at 11. A unit is a minute on a production
+    # build; a test build may shorten it.
+    lockout_free_errors: int = 2
+    lockout_max_units: int = 512
     invalid_streak_cap: int = 11
+    lockout_unit_s: float = 60.0
+    # The HDK firmware with its documented defects corrected (bench/sim/hdk_firmware.py); the
+    # reference firmware has none of them and ignores it.
+    hdk_fixed: bool = False
     # OpenPAYGO Metrics reporting (docs/protocol.md "Metrics sessions"): the build's settings.
     # `METRICS CONFIG` changes mode, period, sample and encoding until the next boot; the base
     # URL, data format id and auth method are provisioning data in NVM (PROV, METRICS CONFIG).
@@ -60,7 +74,28 @@ class FirmwareConfig:
     metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hide_capabilities", validate_hidden(self.hide_capabilities))
+        if not (math.isfinite(self.lockout_unit_s) and self.lockout_unit_s > 0):
+            raise ValueError(f"lockout_unit_s: got {self.lockout_unit_s!r}; expected seconds > 0")
         self.metrics_settings()  # ValueError for a bad combination, at build time
+        hidden = self.hide_capabilities
+        if self.metrics_mode != "off" and "metrics_report" in hidden:
+            raise ValueError(f"hide_capabilities: 'metrics_report' hidden, but metrics_mode is "
+                             f"{self.metrics_mode!r}: a build that reports by itself has it")
+        if self.metrics_mode == "bridge" and "metrics_bridge" in hidden:
+            raise ValueError("hide_capabilities: 'metrics_bridge' hidden, but metrics_mode is 'bridge', "
+                             "which sends its requests through METRICS EXPORT/IMPORT")
+
+    def has(self, capability: str) -> bool:
+        """Whether the build was made with this capability (not hidden)."""
+        return capability not in self.hide_capabilities
+
+    def lockout_s(self, streak: int) -> int:
+        """Seconds of token-entry lockout after the streak-th invalid token in a row (0: free)."""
+        if streak <= self.lockout_free_errors:
+            return 0
+        units = min(2 ** (streak - self.lockout_free_errors), self.lockout_max_units)
+        return math.ceil(units * self.lockout_unit_s)
 
     def metrics_settings(self) -> MetricsSettings:
         return MetricsSettings(
@@ -93,6 +128,8 @@ class CommandError(Exception):
 
 
 class Firmware:
+    firmware_version = FIRMWARE_VERSION
+
     def __init__(self, store: RecordStore, rtc: Rtc, config: FirmwareConfig, reset_reason: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
@@ -106,8 +143,12 @@ class Firmware:
         self._nvm_at_boot = replace(loaded.state)  # what a RAM-only defect falls back to
         self._writes_at_boot = store.eeprom.pages_written
         self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
+        self.credit: UptimeCredit | None = None  # credit_runs_on_uptime: the credit's countdown
+        if "credit_runs_on_uptime" in self.faults:
+            self.credit = UptimeCredit(rtc, clock, loaded.state.active_until)
+            self._refresh_credit()
         # Metrics sessions (RAM: rows and the request in flight are lost with the supply)
-        self.metrics = MetricsSession(_MetricsPort(self), config.metrics_settings(),
+        self.metrics = MetricsSession(FirmwareMetricsPort(self), config.metrics_settings(),
                                       device_format(config.metrics_sample_s), clock, faults=self.faults)
 
     # -- boot ---------------------------------------------------------------------------------
@@ -135,7 +176,10 @@ class Firmware:
             caps.append("extended_tokens")
         if self.config.metrics_mode != "off":
             caps.append("metrics_report")
-        return caps
+        return [c for c in caps if self.config.has(c)]
+
+    def _offers(self, capability: str) -> bool:
+        return capability in self.capabilities()
 
     # -- main loop ----------------------------------------------------------------------------
     def tick(self) -> list[str]:
@@ -143,7 +187,14 @@ class Firmware:
         its thread; the unsolicited lines to send. PowerLost from an NVM write propagates."""
         if not self.state.provisioned:
             return []
+        self._refresh_credit()
         return self.metrics.tick()
+
+    def _refresh_credit(self) -> None:
+        """credit_runs_on_uptime: the credit end is RTC now + the uptime countdown (RAM only)."""
+        if self.credit is not None and self.state.provisioned:
+            self.credit.tick()
+            self.state.active_until = self.credit.end()
 
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
@@ -165,9 +216,13 @@ class Firmware:
                 raise CommandError(400, "empty request")
             if handler is None:
                 raise CommandError(404, f"unknown command '{name[:32]}'")
+            missing = missing_command(words, self.config.hide_capabilities)
+            if missing:  # a build without the capability does not have the command
+                raise CommandError(404, f"unknown command '{missing}'")
             limit = MAX_IMPORT_LINE if name == "METRICS" else MAX_LINE
             if len(line) > limit:
                 raise CommandError(400, f"line longer than {limit} bytes")
+            self._refresh_credit()
             return handler(words[1:])
         except CommandError as e:
             return Reply(f"ERR {e.code} {e.reason}")
@@ -252,6 +307,8 @@ class Firmware:
             locked_until=0,
             metrics_rc=0,
         )
+        if self.credit is not None:
+            self.credit.set_end(0)
         self._persist()
         extra = f" key={self.state.key_hex}" if "key_echoed" in self.faults else ""
         return Reply(f"OK sn={self.state.serial}{extra}")
@@ -271,7 +328,7 @@ class Firmware:
 
     def _token_lengths(self) -> set[int]:
         lengths = {15, 20} if self.state.restricted else {9, 12}
-        return lengths if self.config.extended_tokens else {min(lengths)}
+        return lengths if self._offers("extended_tokens") else {min(lengths)}
 
     def enter_token(self, code: str) -> str:
         """Decode and apply one token; the reply body (without ERR handling)."""
@@ -297,7 +354,7 @@ class Firmware:
         if result.outcome == "accepted":
             divider = 1 if "time_divider_ignored" in self.faults else st.time_divider
             active_until, disabled = apply_time(
-                result.kind, result.value, now, st.active_until, st.payg_disabled, divider
+                result.kind, result.value, now, st.active_until, st.payg_disabled, divider, faults=self.faults
             )
             if "set_does_not_relock" in self.faults and result.kind is TokenKind.SET_TIME:
                 disabled = st.payg_disabled  # the expiry is set, the PAYG-disabled flag left alone
@@ -312,6 +369,8 @@ class Firmware:
                 invalid_streak=0,
                 locked_until=0,
             )
+            if self.credit is not None:
+                self.credit.set_end(self.state.active_until)
             self._persist()
             value = "-" if result.value is None else result.value
             return f"OK result=accepted type={result.kind.name} value={value} count={result.count}"
@@ -320,13 +379,13 @@ class Firmware:
         return "OK result=already_used"
 
     def _invalid_entry(self, now: int) -> str:
-        """Count an invalid token toward the brute-force lockout (openpaygo.md §2)."""
+        """Count an invalid token toward the brute-force lockout (FirmwareConfig.lockout_s)."""
         st = self.state
         streak = min(st.invalid_streak + 1, self.config.invalid_streak_cap)
         locked_until = st.locked_until
-        if streak > self.config.lockout_free_errors and "no_lockout" not in self.faults:
-            minutes = min(2 ** (streak - self.config.lockout_free_errors), self.config.lockout_max_minutes)
-            locked_until = now + 60 * minutes
+        lock_s = self.config.lockout_s(streak)
+        if lock_s and "no_lockout" not in self.faults:
+            locked_until = now + lock_s
         self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
         self._persist()
         return "OK result=invalid"
@@ -349,7 +408,7 @@ class Firmware:
     def _rtc(self, args: list[str]) -> Reply:
         if not args:
             t = self.rtc.now()
-            return Reply(f"OK t={t:.3f}" if self.config.rtc_subsecond else f"OK t={int(t)}")
+            return Reply(f"OK t={t:.3f}" if self._offers("rtc_subsecond") else f"OK t={int(t)}")
         if args[0].upper() == "SET" and len(args) == 2:
             try:
                 t = int(args[1])
@@ -492,90 +551,6 @@ class Firmware:
                     accepted += 1
             return Reply(f"OK tokens={accepted}/{len(tokens)}")
         raise CommandError(400, "usage: METRICS EXPORT | METRICS IMPORT b64=<reply>")
-
-
-class _MetricsPort:
-    """The firmware as the Metrics session sees it (bench.sim.metrics_session.DevicePort)."""
-
-    def __init__(self, fw: Firmware) -> None:
-        self.fw = fw
-
-    @property
-    def serial(self) -> str:
-        return self.fw.state.serial
-
-    @property
-    def key_hex(self) -> str:
-        return self.fw.state.key_hex
-
-    @property
-    def auth(self) -> str:
-        return self.fw.state.auth
-
-    @property
-    def data_format_id(self) -> int:
-        return self.fw.state.data_format_id
-
-    @property
-    def base_url(self) -> str:
-        return self.fw.state.metrics_url
-
-    def rtc_now(self) -> float:
-        return self.fw.rtc.now()
-
-    def next_request_count(self) -> int:
-        fw = self.fw
-        fw.state = replace(fw.state, metrics_rc=fw.state.metrics_rc + 1)
-        fw._persist()
-        return fw.state.metrics_rc
-
-    def current_data(self) -> dict[str, Any]:
-        st = self.fw.state
-        return {
-            "token_count": st.last_count,
-            "firmware_version": FIRMWARE_VERSION,
-            "tampered": False,  # the simulated enclosure has no switch, and is never opened
-            "payg_active_until": st.active_until,
-            "payg_disabled": st.payg_disabled,
-        }
-
-    def load_on(self) -> bool:
-        st = self.fw.state
-        return st.payg_disabled or st.active_until > self.fw._now()
-
-    def enter_tokens(self, codes: list[str]) -> int:
-        """Enter the reply's tokens in increasing count (found by a dry-run decode; those that do
-        not decode keep their place after the others), each as if typed. Codes of a length the
-        keypad does not take are skipped."""
-        fw = self.fw
-        if "metrics_tokens_not_applied" in fw.faults:
-            return 0  # the reply handler parses tkl, but its call into token entry is a stub
-        st = fw.state
-        lengths = fw._token_lengths()
-        usable = [c for c in codes if c.isdigit() and c.isascii() and len(c) in lengths]
-        key = bytes.fromhex(st.key_hex)
-
-        def count_of(item: tuple[int, str]) -> tuple[float, int]:
-            index, code = item
-            result, _ = decode(code, key, st.starting_code, TokenState(st.last_count, st.used_mask),
-                               restricted_digits=st.restricted, extended=len(code) in (12, 20), faults=fw.faults)
-            return (result.count if result.outcome == "accepted" and result.count is not None else float("inf"), index)
-
-        accepted = 0
-        for _, code in sorted(enumerate(usable), key=count_of):
-            if fw.enter_token(code).startswith("OK result=accepted"):
-                accepted += 1
-        return accepted
-
-    def follow(self, base_url: str | None, data_format_id: int | None) -> None:
-        fw = self.fw
-        changes: dict[str, Any] = {}
-        if base_url is not None:
-            changes["metrics_url"] = base_url
-        if data_format_id is not None:
-            changes["data_format_id"] = data_format_id
-        fw.state = replace(fw.state, **changes)
-        fw._persist()
 
 
 def _slow_decode_steps(count: int | None, last: int) -> int:

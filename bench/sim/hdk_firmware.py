@@ -1,4 +1,4 @@
-"""The OpenPAYGO HDK firmware (EnAccess/OpenPAYGO-HDK, openpaygo.md §7) as a simulator firmware:
+"""The OpenPAYGO HDK firmware (EnAccess/OpenPAYGO-HDK) as a simulator firmware:
 its UART protocol with every quirk a host has to live with, so the HDK adapter is tested
 against them on the virtual rig.
 
@@ -22,6 +22,12 @@ What it models, after `openpaygo-hdk.ino`, `factory_setup.cpp`, `openpaygo_token
   and the disabled flag) is lost at the next reboot unless a later token saved it. activeUntil is
   RAM only, the RTC is set to a fixed epoch at every boot (no backup battery), there is no
   lockout (`tokenEntryAllowed` is never called) and the time divider is the build's (1).
+
+`FirmwareConfig.hdk_fixed` builds the same firmware with those defects corrected, same protocol:
+`#TOKEN` checks the lockout (while locked it answers `#TOKEN;INVALID` after the usual red
+blinks, without decoding or counting the token; the invalid streak and the lock end follow the
+reference C schedule in `lockout_unit_s` units and are saved), `activeUntil` is saved with every
+change and loaded at boot, the RTC is battery-backed (not set at boot) and DISABLE_PAYG is saved.
 
 Decoding is the simulator's own (`bench/sim/token_decoder.py`, with its catalogue faults), not
 the HDK's C decoder: where the two differ (the C accepts U2D; it reports the starting code as
@@ -66,13 +72,18 @@ class HdkFirmware:
     ) -> None:
         self.store = store
         self.rtc = rtc
+        self.config = config
         self.faults = config.faults
+        self.fixed = config.hdk_fixed
         self.timing = timing
         self.reset_reason = reset_reason  # the HDK does not report it
-        rtc.set(BOOT_EPOCH)  # hal.cpp setupPeripherals: rtc.setTime()
         nv = store.load().state
+        if self.fixed:  # a backed-up RTC and everything loaded from NVM
+            self.state: NvState = nv
+            return
+        rtc.set(BOOT_EPOCH)  # hal.cpp setupPeripherals: rtc.setTime()
         # RAM: activeUntil starts at 0 whatever was in effect before the restart
-        self.state: NvState = replace(nv, active_until=0, invalid_streak=0, locked_until=0)
+        self.state = replace(nv, active_until=0, invalid_streak=0, locked_until=0)
 
     # -- boot ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -135,6 +146,9 @@ class HdkFirmware:
         number = (scanned or 0) % UINT32  # sscanf %d into a uint32; no match: modelled as 0
         st = self.state
         now = self._now()
+        if self.fixed and st.locked_until > now:  # tokenEntryAllowed() consulted: not decoded, not counted
+            locked = f"INFO: Token entry locked for {st.locked_until - now} s{CRLF}"
+            return self._blinking(f"#TOKEN;INVALID{CRLF}", BLINKS["invalid"], (received, locked))
         result, tstate = decode(
             f"{number:09d}",
             bytes.fromhex(st.key_hex),
@@ -142,6 +156,8 @@ class HdkFirmware:
             TokenState(st.last_count, st.used_mask),
             faults=self.faults,
         )
+        if result.outcome == "invalid" and self.fixed:
+            self._count_invalid(now)
         if result.outcome != "accepted":
             value = -1 if result.outcome == "invalid" else -2
             debug = _token_debug(number, value, st.last_count, st.last_count)
@@ -151,14 +167,25 @@ class HdkFirmware:
         raw = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}.get(kind, result.value)
         active_until, disabled = apply_time(kind, result.value, now, st.active_until, st.payg_disabled, TIME_DIVIDER)
         self.state = replace(
-            st, last_count=tstate.last_count, used_mask=tstate.used_mask, active_until=active_until, payg_disabled=disabled
+            st, last_count=tstate.last_count, used_mask=tstate.used_mask, active_until=active_until,
+            payg_disabled=disabled, invalid_streak=0, locked_until=0,
         )
         debug = _token_debug(number, raw, result.count, tstate.last_count)
-        if kind is TokenKind.DISABLE_PAYG:  # returns before saveActivationData()
+        if kind is TokenKind.DISABLE_PAYG and not self.fixed:  # returns before saveActivationData()
             return self._blinking(f"#TOKEN;PAYG_DISABLED{CRLF}", BLINKS[kind], (received, debug))
         self._save()
+        if kind is TokenKind.DISABLE_PAYG:
+            return self._blinking(f"#TOKEN;PAYG_DISABLED{CRLF}", BLINKS[kind], (received, debug))
         left = (active_until - now) % UINT32
         return self._blinking(f"#TOKEN;VALID;{left}", BLINKS[kind], (received, debug), newline=False)
+
+    def _count_invalid(self, now: int) -> None:
+        """The fixed build: the invalid streak and the lock end, saved (the reference C schedule)."""
+        streak = min(self.state.invalid_streak + 1, self.config.invalid_streak_cap)
+        lock_s = self.config.lockout_s(streak)
+        locked_until = now + lock_s if lock_s else self.state.locked_until
+        self.state = replace(self.state, invalid_streak=streak, locked_until=locked_until)
+        self._save()
 
     def _blinking(self, line: str, blinks: int, before: tuple[str, ...], newline: bool = True) -> Reply:
         return Reply(line, before=before, delay_s=blinks * self.timing.blink_s, newline=newline)
@@ -178,8 +205,12 @@ class HdkFirmware:
         return int(self.rtc.now()) % UINT32
 
     def _save(self) -> None:
-        """What storage.cpp keeps: setup data, lastCount, usedTokens, paygDisabled."""
-        self.store.save(replace(self.state, active_until=0, invalid_streak=0, locked_until=0))
+        """What storage.cpp keeps: setup data, lastCount, usedTokens, paygDisabled; the fixed
+        build also activeUntil, the invalid streak and the lock end."""
+        if self.fixed:
+            self.store.save(self.state)
+        else:
+            self.store.save(replace(self.state, active_until=0, invalid_streak=0, locked_until=0))
 
 
 def _token_debug(number: int, value: int, count: int, max_count: int) -> str:

@@ -3,12 +3,17 @@
 It runs on the host's monotonic clock scaled by (1 + drift), so it keeps counting while the
 device is unpowered (backup battery) and its drift is exact and repeatable. Faults make it
 reset or stop while unpowered, as a missing or flat backup battery would.
+
+Like the RTC peripheral of most MCUs it has a few battery-backed backup registers, kept through
+power loss with the clock (`backup`). `on_set` is told of every setting of the clock, so that a
+device living across simulator runs can save it (bench/sim/state_dir.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 
 class Rtc:
@@ -19,6 +24,9 @@ class Rtc:
         self._base_device = float(start)
         self._base_host = clock()
         self._stopped_at: float | None = None
+        self.drift_ppm = drift_ppm
+        self.backup: dict[str, float] = {}  # backup registers: name -> value
+        self.on_set: Callable[[], None] | None = None
 
     def now(self) -> float:
         """Device seconds, with the full fraction (the firmware decides the readout resolution)."""
@@ -33,6 +41,13 @@ class Rtc:
             self._base_host = self._clock()
             if self._stopped_at is not None:
                 self._stopped_at = float(t)
+        if self.on_set is not None:
+            self.on_set()
+
+    @property
+    def running(self) -> bool:
+        """False while the oscillator is stopped (no backup supply)."""
+        return self._stopped_at is None
 
     def stop(self) -> None:
         """Freeze (oscillator stopped: no backup supply)."""

@@ -243,11 +243,16 @@ def apply_time(
 ) -> tuple[int, bool]:
     """The device logic's time update for an accepted token (§1 Time vs credit, §2 Re-lock):
     ADD extends (from now if expired), SET sets now + days and re-enables PAYG, DISABLE makes
-    PAYG unlimited, SYNC changes nothing. Whole RTC seconds, as the C `AddTime`/`SetTime`."""
+    PAYG unlimited, SYNC changes nothing. Whole RTC seconds, as the C `AddTime`/`SetTime`.
+
+    `add_counts_expired_days`: ADD extends the stored end even when it has passed; only a device
+    that never had credit (end 0) counts from now, so the days spent expired are owed."""
     if "time_divider_ignored" in faults:
         time_divider = 1
     if kind is TokenKind.ADD_TIME:
         seconds = (value or 0) * 86400 // time_divider
+        if "add_counts_expired_days" in faults and active_until != 0:
+            return active_until + seconds, payg_disabled
         return max(active_until, now) + seconds, payg_disabled
     if kind is TokenKind.SET_TIME:
         return now + (value or 0) * 86400 // time_divider, False

@@ -16,16 +16,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.sim.board import Board
-from bench.sim.eeprom import Eeprom
+from bench.sim.eeprom import EEPROM_SIZE, Eeprom
 from bench.sim.faults import validate
 from bench.sim.firmware import Firmware, FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
 from bench.sim.nvstate import RecordStore
 from bench.sim.psu import ScpiServer, SimulatedSupply
-from bench.sim.rtc import Rtc
+from bench.sim.state_dir import StateDir
 from bench.sim.transport import open_transport
 
 
@@ -40,9 +39,15 @@ class SimOptions:
     nvm_page_write_ms: float = 1.0
     channel: int = 1
     boot_delay_s: float = 0.005  # supply up to boot banner; short, so that power-cut runs stay fast
+    # where the device keeps its NVM image and RTC (bench/sim/state_dir.py); "" = a new temp dir
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
     extended_tokens: bool = True
+    # the firmware build (FirmwareConfig): capabilities left out (reference firmware), the
+    # lockout's "minute" in seconds, and the HDK with its documented defects fixed (hdk firmware)
+    hide_capabilities: list[str] = field(default_factory=list)
+    lockout_unit_s: float = 60.0
+    hdk_fixed: bool = False
     # the firmware build's OpenPAYGO Metrics sessions (FirmwareConfig.metrics_*; off: none)
     metrics_mode: str = "off"
     metrics_period_s: float = 3600.0
@@ -67,34 +72,49 @@ RTC_FAULT_DRIFT_PPM = 2000.0
 FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
 
 
+def firmware_config(opts: SimOptions) -> FirmwareConfig:
+    """The firmware build the options describe; ValueError naming the option that does not fit."""
+    validate(opts.faults)
+    if opts.firmware not in FIRMWARES:
+        raise ValueError(f"unknown simulator firmware {opts.firmware!r}; known: {', '.join(FIRMWARES)}")
+    if opts.hdk_fixed and opts.firmware != "hdk":
+        raise ValueError(f"hdk_fixed is a build of the HDK firmware, not of the {opts.firmware!r} firmware")
+    if opts.hide_capabilities and opts.firmware != "reference":
+        raise ValueError(f"hide_capabilities applies to the reference firmware; the {opts.firmware!r} "
+                         "firmware's capabilities are fixed by its protocol")
+    return FirmwareConfig(
+        faults=frozenset(opts.faults),
+        rtc_subsecond=opts.rtc_subsecond,
+        extended_tokens=opts.extended_tokens,
+        hide_capabilities=frozenset(opts.hide_capabilities),
+        lockout_unit_s=opts.lockout_unit_s,
+        hdk_fixed=opts.hdk_fixed,
+        metrics_mode=opts.metrics_mode,
+        metrics_period_s=opts.metrics_period_s,
+        metrics_sample_s=opts.metrics_sample_s,
+        metrics_encoding=opts.metrics_encoding,
+        metrics_reply_timeout_s=opts.metrics_reply_timeout_s,
+    )
+
+
 class VirtualRig:
     def __init__(self, opts: SimOptions) -> None:
-        validate(opts.faults)
-        if opts.firmware not in FIRMWARES:
-            raise ValueError(f"unknown simulator firmware {opts.firmware!r}; known: {', '.join(FIRMWARES)}")
+        config = firmware_config(opts)
         self.opts = opts
-        state_dir = Path(opts.state_dir or tempfile.mkdtemp(prefix="paygo-sim-"))
-        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state = StateDir(opts.state_dir or tempfile.mkdtemp(prefix="paygo-sim-"), EEPROM_SIZE)
         self.supply = SimulatedSupply(decay_s=opts.psu_decay_s)
         self.scpi = ScpiServer(self.supply)
         self.transport = open_transport(opts.link)
-        eeprom = Eeprom(state_dir / "eeprom.bin", page_write_s=opts.nvm_page_write_ms / 1000)
+        eeprom = Eeprom(self.state.eeprom_path, size=EEPROM_SIZE, page_write_s=opts.nvm_page_write_ms / 1000)
+        drift = opts.rtc_drift_ppm + (RTC_FAULT_DRIFT_PPM if "rtc_drift_beyond_limit" in opts.faults else 0.0)
+        rtc = self.state.restore_rtc(drift, default_start=time.time())
+        rtc.on_set = lambda: self.state.save_rtc(rtc)
         self.board = Board(
             self.transport,
             lambda: self.supply.voltage(opts.channel),
             RecordStore(eeprom),
-            Rtc(start=time.time(), drift_ppm=opts.rtc_drift_ppm
-                + (RTC_FAULT_DRIFT_PPM if "rtc_drift_beyond_limit" in opts.faults else 0.0)),
-            FirmwareConfig(
-                faults=frozenset(opts.faults),
-                rtc_subsecond=opts.rtc_subsecond,
-                extended_tokens=opts.extended_tokens,
-                metrics_mode=opts.metrics_mode,
-                metrics_period_s=opts.metrics_period_s,
-                metrics_sample_s=opts.metrics_sample_s,
-                metrics_encoding=opts.metrics_encoding,
-                metrics_reply_timeout_s=opts.metrics_reply_timeout_s,
-            ),
+            rtc,
+            config,
             brownout_v=opts.brownout_v,
             boot_delay_s=opts.boot_delay_s,
             firmware_factory=FIRMWARES[opts.firmware],
@@ -110,6 +130,7 @@ class VirtualRig:
             self.board.collapse()
 
     def start(self) -> dict:
+        self.state.save_rtc(self.board.rtc)  # from now on a killed simulator still leaves a clock
         self.scpi.start()
         self.board.start()
         return {"port": self.transport.url, "visa": self.scpi.visa_resource, "channel": self.opts.channel}
@@ -118,6 +139,10 @@ class VirtualRig:
         self.board.stop()
         self.scpi.close()
         self.transport.close()
+        if "rtc_stopped_unpowered" in self.opts.faults:
+            self.board.rtc.stop()  # the device is unpowered until the next run: a flat cell stops it
+        self.state.save_rtc(self.board.rtc)
+        self.state.close()
 
 
 def main(argv: list[str] | None = None) -> int:

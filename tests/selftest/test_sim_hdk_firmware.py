@@ -189,3 +189,92 @@ def test_token_read_with_percent_d(configured, gen):
     assert r.line.startswith("#TOKEN;VALID;") and f"Token received: {int(token.code)} |" in r.before[1]
     assert configured("#TOKEN;abc").line == "#TOKEN;INVALID\r"
     assert configured("#TOKEN;123456789012").line == "#TOKEN;INVALID\r"
+
+
+# -- the corrected build (hdk_fixed) ------------------------------------------------------------
+
+
+@pytest.fixture
+def fixed(tmp_path) -> Hdk:
+    h = Hdk(tmp_path, hdk_fixed=True, lockout_unit_s=1.0)
+    h(SETUP)
+    h.restart()
+    return h
+
+
+def past_lock(h: Hdk) -> None:
+    """Move the RTC past the stored lock end, as waiting would."""
+    h.rtc.set(max(h.rtc.now(), h.store.load().state.locked_until) + 1)
+
+
+def test_fixed_locks_entry_on_the_reference_schedule_and_saves_it(fixed, gen):
+    """Errors 1-2 free, error 3 locks 2 units, error 4 (after the lock) 4 units; streak and lock
+    end are in NVM after every invalid token."""
+    for n, lock_s in ((1, 0), (2, 0), (3, 2), (4, 4)):
+        now = int(fixed.rtc.now())
+        assert fixed(f"#TOKEN;{gen.invalid(seed=n)}").line == "#TOKEN;INVALID\r"
+        st = fixed.store.load().state
+        assert st.invalid_streak == n
+        if lock_s:
+            assert st.locked_until - now in (lock_s, lock_s + 1)  # the RTC second may tick meanwhile
+        else:
+            assert st.locked_until <= now
+        past_lock(fixed)
+
+
+def test_fixed_locked_entry_looks_invalid_and_is_neither_decoded_nor_counted(fixed, gen):
+    """While locked a valid token gets #TOKEN;INVALID after the 5 red blinks, with a debug line
+    saying why and no 'Token received' line; the streak stays and the token's count is not
+    used, so once the lock has passed the same token is accepted."""
+    for seed in range(3):
+        fixed(f"#TOKEN;{gen.invalid(seed=seed)}")
+    add = gen.add_days(1)
+    r = fixed(f"#TOKEN;{add.code}")
+    assert (r.line, r.delay_s) == ("#TOKEN;INVALID\r", pytest.approx(5 * TIMING.blink_s))
+    assert r.before[0] == "INFO: Received Command: TOKEN\r"
+    assert r.before[1] in ("INFO: Token entry locked for 2 s\r", "INFO: Token entry locked for 1 s\r")
+    st = fixed.store.load().state
+    assert (st.invalid_streak, st.last_count) == (3, 0)
+    fixed.restart()  # the lock survives a restart
+    assert fixed(f"#TOKEN;{add.code}").line == "#TOKEN;INVALID\r"
+    past_lock(fixed)
+    assert fixed(f"#TOKEN;{add.code}").line == "#TOKEN;VALID;86400"
+    st = fixed.store.load().state
+    assert (st.invalid_streak, st.last_count) == (0, 2)
+
+
+def test_fixed_already_used_neither_counts_nor_ends_the_streak(fixed, gen):
+    add = gen.add_days(1)
+    fixed(f"#TOKEN;{add.code}")
+    fixed(f"#TOKEN;{gen.invalid(seed=1)}")
+    for _ in range(3):
+        assert fixed(f"#TOKEN;{add.code}").line == "#TOKEN;ALREADY_USED\r"
+    assert fixed.store.load().state.invalid_streak == 1
+
+
+def test_fixed_keeps_credit_clock_and_disable_through_a_restart(fixed, gen):
+    """activeUntil is saved and loaded, the RTC is not set at boot (it runs on), DISABLE_PAYG is
+    saved: after a restart the credit is what it was, minus the time that passed."""
+    assert fixed(f"#TOKEN;{gen.add_days(1).code}").line == "#TOKEN;VALID;86400"
+    end = fixed.store.load().state.active_until
+    assert end == int(fixed.rtc.now()) + 86400 or end == int(fixed.rtc.now()) + 86399
+    off_at = fixed.rtc.now()
+    fixed.rtc.set(off_at + 600)  # time passes while it is off
+    fixed.restart()
+    assert fixed.rtc.now() == pytest.approx(off_at + 600, abs=1)  # not set to the fixed epoch
+    left = int(fixed("#STATUS;").line.split(";")[2])
+    assert 86400 - 602 <= left <= 86400 - 599
+    assert fixed(f"#TOKEN;{gen.disable().code}").line == "#TOKEN;PAYG_DISABLED\r"
+    fixed.restart()
+    assert fixed("#STATUS;").line == "#STATUS;PAYG_DISABLED\r"
+
+
+def test_unfixed_ignores_the_lockout_unit_and_keeps_nothing_of_it(configured, gen):
+    """The published build with the same settings as the fixed one's rig: no lock, no streak in
+    NVM, whatever lockout_unit_s says."""
+    h = configured
+    for seed in range(5):
+        assert h(f"#TOKEN;{gen.invalid(seed=seed)}").line == "#TOKEN;INVALID\r"
+    st = h.store.load().state
+    assert (st.invalid_streak, st.locked_until) == (0, 0)
+    assert h(f"#TOKEN;{gen.add_days(1).code}").line.startswith("#TOKEN;VALID;")
