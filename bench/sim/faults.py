@@ -260,6 +260,22 @@ CATALOGUE: dict[str, Fault] = {
              _METRICS_ACROSS_POWER_CYCLES),
         ),
         Fault(
+            "credit_runs_on_uptime",
+            "firmware",
+            "the credit is kept as seconds left, counted down by the firmware's own uptime and saved: "
+            "time spent unpowered is never charged, so each power loss moves the end of credit later "
+            "by the time the device was off (its RTC is fine)",
+            (_T + "test_timekeeping.py::test_credit_end_holds_while_unpowered",
+             _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"),
+        ),
+        Fault(
+            "add_counts_expired_days",
+            "firmware",
+            "an ADD token extends the stored end of credit even when it has passed, instead of counting "
+            "from now: the days a device spent expired are owed to it (G12)",
+            (_T + "test_token_procedure.py::test_g12_days_late_are_not_counted",),
+        ),
+        Fault(
             "rtc_stopped_unpowered",
             "board",
             "a flat backup cell: the RTC oscillator stops while the board is unpowered and resumes "
