@@ -6,6 +6,7 @@ from bench.suites.profiles import (
     RequiredTest,
     SuiteError,
     SuiteProfile,
+    declared_tests,
     expand_required,
     load_profile,
     matches,
@@ -14,6 +15,6 @@ from bench.suites.profiles import (
 )
 
 __all__ = [
-    "DEFAULT_SUITE", "RequiredTest", "SuiteError", "SuiteProfile", "expand_required", "load_profile", "matches",
+    "DEFAULT_SUITE", "RequiredTest", "SuiteError", "SuiteProfile", "declared_tests", "expand_required", "load_profile", "matches",
     "parse_profile", "profile_names",
 ]

@@ -6,18 +6,20 @@ test its profile requires ran and passed (bench/record/verdict.py); selecting fe
 -k, or a DUT that lacks a capability, makes it INCOMPLETE instead.
 
 Required tests are patterns relative to the device suite, `file.py::test_name`, with fnmatch
-globs (`test_lockout.py::*`; `"*"` is every test the run collected from the suite). A
-parametrised test `file.py::test_x[a]` is matched by `file.py::test_x` as well.
+globs (`test_lockout.py::*`; `"*"` is every test of the suite). A parametrised test
+`file.py::test_x[a]` is matched by `file.py::test_x` as well.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, Sequence
 
 DEFAULT_SUITE = "full"
@@ -120,10 +122,28 @@ def matches(pattern: str, test_id: str) -> bool:
     return fnmatchcase(test_id, pattern) or fnmatchcase(base, pattern)
 
 
-def expand_required(patterns: Sequence[str], test_ids: Sequence[str]) -> list[RequiredTest]:
+def declared_tests(suite_dir: Path) -> list[str]:
+    """The test functions the device suite's files define (top level, `file.py::test_name`), read
+    without importing them: what a run that collected only part of the suite left out."""
+    found = []
+    for path in sorted(suite_dir.rglob("test_*.py")):
+        rel = path.relative_to(suite_dir).as_posix()
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):  # pytest reports it when it collects the file
+            continue
+        found += [f"{rel}::{node.name}" for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")]
+    return found
+
+
+def expand_required(patterns: Sequence[str], test_ids: Sequence[str], uncollected: Sequence[str] = ()) -> list[RequiredTest]:
     """The required tests among `test_ids` (the device tests collected, before any deselection),
-    each once, in collection order; then every pattern that matched none, as not collected (a
-    required test the suite does not have is missing, never silently dropped)."""
+    each once, in collection order; then those among `uncollected` (tests of the suite the run did
+    not collect), and every pattern that matched neither, as not collected: a required test the
+    run does not have is missing, never silently out of scope."""
     hit = [t for t in test_ids if any(matches(p, t) for p in patterns)]
-    unmatched = [p for p in patterns if not any(matches(p, t) for t in test_ids)]
-    return [RequiredTest(t, True) for t in dict.fromkeys(hit)] + [RequiredTest(p, False) for p in unmatched]
+    missed = [t for t in uncollected if any(matches(p, t) for p in patterns)]
+    unmatched = [p for p in patterns if not any(matches(p, t) for t in [*test_ids, *uncollected])]
+    return ([RequiredTest(t, True) for t in dict.fromkeys(hit)]
+            + [RequiredTest(t, False) for t in dict.fromkeys(missed + unmatched)])

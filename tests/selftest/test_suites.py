@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.suites import (
-    RequiredTest, SuiteError, expand_required, load_profile, matches, parse_profile, profile_names)
+    RequiredTest, SuiteError, declared_tests, expand_required, load_profile, matches, parse_profile, profile_names)
 from tests.selftest.device_suite import ROOT
 
 DEVICE = ROOT / "tests" / "device"
@@ -77,6 +77,10 @@ def test_expansion_keeps_collection_order_and_reports_unmatched_patterns():
                    RequiredTest("b.py::test_3[x]", True), RequiredTest("b.py::test_3[y]", True),
                    RequiredTest("c.py::test_9", False)]
     assert [r.test_id for r in expand_required(["*"], ids)] == ids
+    # tests of the suite the run did not collect (a narrower path) are required too, as not collected
+    got = expand_required(["*"], ids[:2], uncollected=["b.py::test_3", "c.py::test_9"])
+    assert got == [RequiredTest("a.py::test_1", True), RequiredTest("a.py::test_2", True),
+                   RequiredTest("b.py::test_3", False), RequiredTest("c.py::test_9", False)]
 
 
 GOOD = b'name = "mine"\ntitle = "Mine"\nrequired = ["test_tokens.py::*"]\n'
@@ -119,6 +123,11 @@ def test_the_tests_doc_lists_every_profile():
 
 # -- the plugin, as pytest runs it ---------------------------------------------------------------
 
+def collected(*args: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    run = tmp_path / "run"
+    proc = pytest_run(*args, "--collect-only", "-q", "--report-dir", str(run))
+    return proc, json.loads((run / "record.json").read_text(encoding="utf-8"))
+
 def pytest_run(*args: str, plugin_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = None
     if plugin_dir is not None:
@@ -159,6 +168,22 @@ def test_the_rig_files_suite_selects_and_the_option_overrides_it(tmp_path):
                       "--report-dir", str(run))
     suite = json.loads((run / "record.json").read_text(encoding="utf-8"))["suite"]
     assert suite["name"] == "token" and "deselected" not in proc.stdout, proc.stdout
+
+
+def test_the_tests_read_from_the_suite_files_are_the_tests_pytest_collects(tmp_path):
+    """What a path-narrowed run left out is found by reading the files: it must be what pytest finds."""
+    proc, _ = collected("tests/device", tmp_path=tmp_path)
+    ids = [line.removeprefix("tests/device/") for line in proc.stdout.splitlines() if line.startswith("tests/device/")]
+    assert len(ids) >= 45 and sorted(declared_tests(DEVICE)) == sorted(ids)
+
+
+def test_a_run_narrowed_to_one_file_still_requires_the_whole_suite(tmp_path):
+    proc, rec = collected("tests/device/test_tokens.py", tmp_path=tmp_path)
+    suite = rec["suite"]
+    assert suite["name"] == "full" and suite["required"] == len(declared_tests(DEVICE)), suite
+    why = {m["nodeid"]: m["why"] for m in suite["missing"]}
+    assert why["tests/device/test_lockout.py::test_lockout_schedule"] == "not collected"
+    assert why["tests/device/test_tokens.py::test_valid_token_accepted"] == "not run"  # --collect-only
 
 
 PROBE = """
