@@ -128,6 +128,8 @@ def run_verdict(record_path: Path, code: int, stale: bool = False) -> tuple[str,
         verdict, reason = doc["verdict"], doc["verdict_reason"]
         if verdict not in VERDICTS or not isinstance(reason, str):
             raise ValueError(f"no verdict (status {doc.get('status')!r})")
+        if doc.get("exit_status") != code:  # the record's last write did not reach the disk
+            raise ValueError(f"it says {verdict} (exit status {doc.get('exit_status')}), pytest ended with {code}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         if code == 2:
             return INCOMPLETE, f"{INCOMPLETE}: interrupted before the run began (no record: {one_line(str(e))})"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import build_parser
+from bench.cli import build_parser, run_verdict
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
 from bench.sim.launcher import start_virtual_rig
@@ -186,6 +186,20 @@ def test_command_line_usage_errors_exit_4(args):
     proc = paygo_bench(*args)
     assert proc.returncode == USAGE_EXIT == 4, proc.stderr
     assert "usage: paygo-bench" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_path):
+    record = tmp_path / "record.json"
+    assert run_verdict(record, 4)[0] == "BENCH ERROR"  # pytest refused to start: no record
+    assert run_verdict(record, 2)[0] == "INCOMPLETE"  # Ctrl-C before the session began
+    record.write_text(json.dumps({"verdict": "PASSED", "verdict_reason": "7 of 7", "exit_status": 0}), encoding="utf-8")
+    assert run_verdict(record, 0) == ("PASSED", "PASSED: 7 of 7")
+    verdict, line = run_verdict(record, 0, stale=True)  # left by an earlier run in the same directory
+    assert verdict == "BENCH ERROR" and "not written by this run" in line
+    verdict, line = run_verdict(record, 3)  # its last write failed: pytest ended otherwise
+    assert verdict == "BENCH ERROR" and "it says PASSED (exit status 0), pytest ended with 3" in line
+    record.write_text(json.dumps({"verdict": None, "verdict_reason": None, "status": "running"}), encoding="utf-8")
+    assert "no verdict (status 'running')" in run_verdict(record, 0)[1]
 
 
 # -- help --------------------------------------------------------------------------------------------
