@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytest_plugins = [
+    "fixtures.suite",
     "fixtures.rig",
     "fixtures.health",
     "fixtures.virtual_rig",
@@ -30,7 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from fixtures.rig import RIG_KEY
 
         config.pluginmanager.register(
-            HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY, ATTACHMENTS_KEY, header=_run_header), "paygo-html")
+            HtmlReportPlugin(LOG_PATH_KEY, MEASUREMENTS_KEY, ATTACHMENTS_KEY, header=_run_header, title=_run_title),
+            "paygo-html")
         rig = config.stash.get(RIG_KEY, None)
         if rig is not None:
             from pytest_metadata.plugin import metadata_key
@@ -43,6 +45,17 @@ def pytest_configure(config: pytest.Config) -> None:
             md["DUT profile serial"] = rig.dut.serial_number
             if rig.virtual and rig.sim.faults:
                 md["Simulator faults"] = ", ".join(rig.sim.faults)
+
+
+def _run_title(config: pytest.Config) -> str:
+    """The page title: the verdict, the DUT, the station and the coverage (fixtures/record.py)."""
+    from bench.report.header import title_text
+    from fixtures.record import RECORDER_KEY
+
+    recorder = config.stash.get(RECORDER_KEY, None)
+    if recorder is None or not recorder.active:
+        return ""
+    return title_text(recorder.record, recorder.rig.secrets())
 
 
 def _run_header(config: pytest.Config) -> str:

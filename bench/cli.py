@@ -10,25 +10,25 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.record.verdict import EXIT_CODES, USAGE_EXIT
+
 RUN_EXAMPLES = """examples:
   paygo-bench run                               # the full device suite on the virtual rig
   paygo-bench run --rig lab.toml --operator ana # on a real station
   paygo-bench run --suite quick                 # the OpenPAYGO quick test and the essentials
+  paygo-bench run --suite token                 # OpenPAYGO Token certification
   paygo-bench run --rig lab.toml --suite soak   # 10x the power cuts and drift observation
-  paygo-bench run -k tokens                     # only the token tests
+  paygo-bench run -k tokens                     # only the token tests (INCOMPLETE: not all required ran)
   paygo-bench run --sim-fault count_not_persisted  # watch the bench catch a defect
   paygo-bench run -- --power-cut-seed 42        # anything after -- goes to pytest
 
-exit status: 0 the device passed every test it was given; 1 it failed one (or a test errored);
-2 interrupted; 3-5 the bench could not run (internal error, usage error, no tests selected)
+exit status (the verdict, also the last line printed):
+  0  PASSED       every test the suite profile requires ran and passed
+  1  FAILED       the device failed a test (or a test errored)
+  2  INCOMPLETE   a required test did not run and pass, nothing ran, or the run was interrupted
+  3  BENCH ERROR  the rig or the bench broke (port missing, PSU silent, bad rig file): the device is not judged
+  4  usage error  the paygo-bench command line was wrong
 """
-
-# What each suite adds to the pytest command line (docs/tests.md "Suites").
-SUITES = {
-    "quick": ["-m", "quick"],  # tests marked quick: minutes on a real rig
-    "full": [],  # every device test
-    "soak": ["--soak-factor", "10"],  # every test, endurance settings x10 (fixtures/rig.py)
-}
 
 SIM_EXAMPLES = """examples:
   paygo-bench sim                               # prints the serial port and VISA resource
@@ -58,18 +58,25 @@ def repo_root() -> Path:
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    from bench.record.verdict import BENCH_ERROR
     from bench.rig import RigError, resolve_rig
+    from bench.suites import DEFAULT_SUITE, SuiteError, load_profile
 
     try:
         rig = resolve_rig(args.rig)
-    except RigError as e:
-        print(f"paygo-bench: {e}", file=sys.stderr)
-        return 2
+        suite = args.suite or rig.dut.suite or DEFAULT_SUITE
+        if not args.suite and rig.dut.suite:
+            load_profile(rig.dut.suite, f"{rig.source}: dut.suite")
+    except (RigError, SuiteError) as e:
+        print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
+        return EXIT_CODES[BENCH_ERROR]
     root = repo_root()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.station.id)}"
     run_dir = Path(args.report_dir) if args.report_dir else root / "reports" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    record = run_dir / "record.json"
+    before = _stamp(record)
     pytest_args = [
         str(root / "tests" / "device"),
         "--rootdir", str(root),
@@ -84,35 +91,51 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         "-v",  # one line per test as it finishes, with [done/total]: the progress
         "-o", "console_output_style=count",
     ]
-    pytest_args += SUITES[args.suite]
-    if args.rig:
-        pytest_args += ["--rig", args.rig]
-    if args.operator:
-        pytest_args += ["--operator", args.operator]
-    if args.k:
-        pytest_args += ["-k", args.k]
+    for option, value in (("--suite", args.suite), ("--rig", args.rig), ("--operator", args.operator), ("-k", args.k)):
+        if value:
+            pytest_args += [option, value]
     for fault in args.sim_fault:
         pytest_args += ["--sim-fault", fault]
     print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, "
-          f"{args.suite} suite")
+          f"suite {suite}")
     code = int(pytest.main(pytest_args + extra))
+    verdict, line = run_verdict(record, code, stale=_stamp(record) == before)
     print(f"paygo-bench: report {run_dir / 'report.html'}")
-    print(f"paygo-bench: record {run_dir / 'record.json'}")
-    print(f"paygo-bench: {verdict_line(run_dir / 'record.json', code)}")
-    return code
+    print(f"paygo-bench: record {record}")
+    print(f"paygo-bench: {line}")
+    return EXIT_CODES[verdict]
 
 
-def verdict_line(record_path: Path, code: int) -> str:
-    """What the run concluded about the device, from its record (pytest's code if it has none)."""
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        status, counts, reason = record["status"], record["counts"], record.get("status_reason")
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"no readable record; pytest exit status {code}"
-    tally = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in ("passed", "failed", "error", "not_covered", "skipped")
-                      if counts.get(k))
-    word = {"passed": "DEVICE PASSED", "failed": "DEVICE FAILED"}.get(status, f"RUN {status.upper()}")
-    return f"{word} ({tally or 'no tests'})" + (f": {reason}" if reason and status != "passed" else "")
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def run_verdict(record_path: Path, code: int, stale: bool = False) -> tuple[str, str]:
+    """The verdict of the run and its line, from its record; without one (pytest did not start
+    the session, or left no verdict) the bench could not judge the device: BENCH ERROR, or
+    INCOMPLETE when it was interrupted before it began."""
+    from bench.record.model import one_line
+    from bench.record.verdict import BENCH_ERROR, INCOMPLETE, VERDICTS
+
+    try:
+        if stale:
+            raise ValueError("not written by this run")
+        doc = json.loads(record_path.read_text(encoding="utf-8"))
+        verdict, reason = doc["verdict"], doc["verdict_reason"]
+        if verdict not in VERDICTS or not isinstance(reason, str):
+            raise ValueError(f"no verdict (status {doc.get('status')!r})")
+        if doc.get("exit_status") != code:  # the record's last write did not reach the disk
+            raise ValueError(f"it says {verdict} (exit status {doc.get('exit_status')}), pytest ended with {code}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if code == 2:
+            return INCOMPLETE, f"{INCOMPLETE}: interrupted before the run began (no record: {one_line(str(e))})"
+        return BENCH_ERROR, (f"{BENCH_ERROR}: the run left no verdict in {record_path} "
+                             f"({one_line(str(e))}; pytest exit status {code}: see its output above)")
+    return verdict, f"{verdict}: {one_line(reason)}"
 
 
 def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:
@@ -168,17 +191,35 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _exit_4_on_usage_error(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse exits 2 on a usage error; for paygo-bench and its run command 2 is the INCOMPLETE
+    verdict, so their usage errors exit 4."""
+
+    def error(message: str):
+        parser.print_usage(sys.stderr)
+        parser.exit(USAGE_EXIT, f"{parser.prog}: error: {message}\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices.")
+    from bench.suites import profile_names
+
+    parser = _exit_4_on_usage_error(argparse.ArgumentParser(
+        prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices."))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the device suite and write reports/<run-id>/",
-                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = _exit_4_on_usage_error(sub.add_parser(
+        "run", help="run the device suite, write reports/<run-id>/, and say PASSED, FAILED, INCOMPLETE or BENCH ERROR",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
     run.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
     run.add_argument("--operator", default="", help="operator name for the record")
-    run.add_argument("--suite", choices=tuple(SUITES), default="full",
-                     help="quick: the tests marked quick; full: every device test (default); soak: every "
-                     "test with 10x the power cuts and drift observation")
+    run.add_argument("--suite", choices=profile_names(), default=None,
+                     help="the suite profile (bench/suites, docs/tests.md): which device tests run and which must "
+                     "pass for PASSED; default: the rig's dut.suite, else full. quick: the tests marked quick; "
+                     "full: every device test; soak: every test with 10x the power cuts and drift observation; "
+                     "token: OpenPAYGO Token certification")
     run.add_argument("-k", help="only tests matching this pytest -k expression")
     run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
     run.add_argument("--sim-fault", action="append", default=[], metavar="NAME",
@@ -217,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.detection.command import add_parser as add_selftest_parser
 
     add_selftest_parser(sub)
+    for command in sub.choices.values():  # for an unrecognised argument, each command's own usage error
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -226,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:  # everything after -- goes to pytest untouched
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.func(args, extra)
 
 

@@ -44,19 +44,21 @@ class TestChange:
 
 @dataclass(frozen=True)
 class RunChanges:
-    """A run against the run before it of the same station and rig file."""
+    """A run against the last earlier run of the same station, rig file and suite that was given
+    the same tests (previous_id None: there is none; `earlier` says whether the group had any)."""
 
     run_id: str
     previous_id: str | None
     new_failures: tuple[TestChange, ...]
     fixed: tuple[TestChange, ...]
+    earlier: int = 0  # earlier runs of the same station, rig file and suite, comparable or not
 
 
-def compare(previous: RunData | None, run: RunData) -> RunChanges:
+def compare(previous: RunData | None, run: RunData, earlier: int = 0) -> RunChanges:
     """New failures: failed/error now, passed in the previous run. Fixed: the opposite. A test the
     previous run did not run (or skipped) is neither."""
     if previous is None:
-        return RunChanges(run.run.run_id, None, (), ())
+        return RunChanges(run.run.run_id, None, (), (), earlier)
     before, now = final_outcomes(previous), final_outcomes(run)
     new, fixed = [], []
     for nodeid, outcome in now.items():
@@ -65,11 +67,11 @@ def compare(previous: RunData | None, run: RunData) -> RunChanges:
             new.append(TestChange(nodeid, was, outcome, _reason(run, nodeid)))
         elif outcome in PASSING and was in FAILING:
             fixed.append(TestChange(nodeid, was, outcome, None))
-    return RunChanges(run.run.run_id, previous.run.run_id, tuple(new), tuple(fixed))
+    return RunChanges(run.run.run_id, previous.run.run_id, tuple(new), tuple(fixed), earlier)
 
 
 def by_group(runs: Iterable[RunData]) -> dict[tuple, list[RunData]]:
-    """Runs of the same station and rig file, oldest first."""
+    """Runs of the same station, rig file and suite, oldest first."""
     groups: dict[tuple, list[RunData]] = defaultdict(list)
     for run in runs:
         groups[run.run.group].append(run)
@@ -78,11 +80,20 @@ def by_group(runs: Iterable[RunData]) -> dict[tuple, list[RunData]]:
     return dict(groups)
 
 
+def comparable(members: Sequence, run) -> object | None:
+    """The last of `members` (one group, oldest first, RunRow or RunData) before `run` that was
+    given the same tests; None when none was."""
+    row = getattr(run, "run", run)
+    i = next(k for k, m in enumerate(members) if getattr(m, "run", m).run_id == row.run_id)
+    return next((m for m in reversed(members[:i]) if getattr(m, "run", m).tests_sha256 == row.tests_sha256), None)
+
+
 def latest_changes(runs: Iterable[RunData]) -> list[RunChanges]:
-    """For each station/rig, its newest run against the one before it."""
+    """For each station/rig/suite, its newest run against the last earlier one given the same tests."""
     out = []
     for members in by_group(runs).values():
-        out.append(compare(members[-2] if len(members) > 1 else None, members[-1]))
+        newest = members[-1]
+        out.append(compare(comparable(members, newest), newest, len(members) - 1))
     return out
 
 

@@ -1,5 +1,6 @@
-"""`paygo-bench history`: index the runs under reports/, list them with their key measurements,
-say what newly fails, what was fixed and what is flaky, and draw the trend (docs/history.md).
+"""`paygo-bench history`: index the runs under reports/, list them with their verdicts and key
+measurements, say what newly fails and what was fixed since the last comparable run, what is
+flaky, and draw the trend (docs/history.md).
 
 `add_parser(subparsers)` adds the subcommand to bench/cli.py's parser; `main(argv)` runs it alone.
 """
@@ -63,7 +64,7 @@ def _default_reports() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.history.analysis import DEFAULT_MEASUREMENTS, column_units, flaky_tests, latest_changes, trend
+    from bench.history.analysis import DEFAULT_MEASUREMENTS, column_units, comparable, compare, flaky_tests, trend
     from bench.history.index import INDEX_NAME, HistoryIndex, HistoryIndexError, RunFilter
     from bench.history.view import HistoryView, text_report
 
@@ -100,19 +101,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"no runs{' matching ' + what if what else ''} in {reports}")
             return 0
         window = rows[-args.last:]
-        # each station/rig's newest run in the window, and the run before it (perhaps outside it)
+        # each station/rig/suite's newest run in the window, and the last earlier run given the
+        # same tests (perhaps outside the window)
         wanted = {r.run_id: r for r in window}
+        pairs = []
         for members in _groups(rows).values():
             newest = [r for r in members if r.run_id in wanted]
             if newest:
-                i = members.index(newest[-1])
-                if i > 0:
-                    wanted.setdefault(members[i - 1].run_id, members[i - 1])
+                previous = comparable(members, newest[-1])
+                pairs.append((newest[-1], previous, members.index(newest[-1])))
+                if previous is not None:
+                    wanted.setdefault(previous.run_id, previous)
         loaded = {run_id: index.load(r) for run_id, r in wanted.items()}
     shown = [loaded[r.run_id] for r in window]
     measures = tuple(args.measure or DEFAULT_MEASUREMENTS)
-    latest_ids = {r.run_id for r in window}
-    changes = [c for c in latest_changes(loaded.values()) if c.run_id in latest_ids]
+    changes = [compare(loaded[p.run_id] if p is not None else None, loaded[n.run_id], k) for n, p, k in pairs]
     view = HistoryView(tuple(shown), measures, column_units(shown, measures), tuple(changes),
                        tuple(flaky_tests(shown)), len(rows))
     print(text_report(view))

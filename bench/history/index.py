@@ -22,13 +22,14 @@ from bench.record.model import iso_utc
 from bench.record.writer import RECORD_NAME
 
 INDEX_NAME = "history.sqlite"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: verdict, suite and the tests hash per run
 
 _SCHEMA = """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, record_path TEXT NOT NULL UNIQUE, record_sha256 TEXT NOT NULL,
     station TEXT NOT NULL, rig_file TEXT, rig_sha256 TEXT, sim_faults TEXT NOT NULL, operator TEXT NOT NULL,
-    status TEXT NOT NULL, status_reason TEXT, started_at TEXT NOT NULL, ended_at TEXT,
+    status TEXT NOT NULL, status_reason TEXT, verdict TEXT, verdict_reason TEXT, suite TEXT,
+    suite_required INTEGER, suite_covered INTEGER, tests_sha256 TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
     bench_version TEXT NOT NULL, dut_serial TEXT NOT NULL, dut_model TEXT NOT NULL, dut_firmware TEXT NOT NULL,
     collected INTEGER NOT NULL, passed INTEGER NOT NULL, failed INTEGER NOT NULL, error INTEGER NOT NULL,
     skipped INTEGER NOT NULL, not_covered INTEGER NOT NULL, interrupted INTEGER NOT NULL
@@ -45,7 +46,8 @@ CREATE TABLE measurements (
 CREATE INDEX measurements_name ON measurements (name);
 """
 _RUN_COLUMNS = ("run_id", "record_path", "record_sha256", "station", "rig_file", "rig_sha256", "sim_faults",
-                "operator", "status", "status_reason", "started_at", "ended_at", "bench_version", "dut_serial",
+                "operator", "status", "status_reason", "verdict", "verdict_reason", "suite", "suite_required",
+                "suite_covered", "tests_sha256", "started_at", "ended_at", "bench_version", "dut_serial",
                 "dut_model", "dut_firmware", "collected", "passed", "failed", "error", "skipped", "not_covered",
                 "interrupted")
 

@@ -8,6 +8,10 @@ from datetime import datetime
 
 FAILING = ("failed", "error")  # the check failed, or its setup/teardown did
 PASSING = ("passed",)
+# A 1.x record's status, as the verdict it stood for (1.x had no suite profiles: a pass then meant
+# only that nothing failed).
+V1_VERDICTS = {"passed": "PASSED", "failed": "FAILED", "interrupted": "INCOMPLETE", "error": "BENCH ERROR"}
+V1_LIFECYCLE = {"running": "running", "interrupted": "interrupted"}  # every other status: finished
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,14 @@ class RunRow:
     rig_sha256: str | None  # None: the built-in virtual rig
     sim_faults: tuple[str, ...]
     operator: str
-    status: str
+    status: str  # the run's lifecycle: running, finished, interrupted
     status_reason: str | None
+    verdict: str | None  # PASSED, FAILED, INCOMPLETE, BENCH ERROR; None while running (or killed)
+    verdict_reason: str | None
+    suite: str | None  # the suite profile's name; None for a 1.x record (before suite profiles)
+    suite_required: int | None  # how many tests the profile required, and how many ran and passed
+    suite_covered: int | None
+    tests_sha256: str  # SHA-256 of the sorted node ids in the record: runs given the same tests share it
     started_at: datetime  # UTC
     ended_at: datetime | None
     bench_version: str
@@ -59,9 +69,9 @@ class RunRow:
     interrupted: int = 0
 
     @property
-    def group(self) -> tuple[str, str | None]:
-        """Runs compared with each other: the same station on the same rig file."""
-        return (self.station, self.rig_sha256)
+    def group(self) -> tuple[str, str | None, str | None]:
+        """Runs compared with each other: the same station, rig file and suite profile."""
+        return (self.station, self.rig_sha256, self.suite)
 
     @property
     def setup(self) -> tuple:

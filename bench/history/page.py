@@ -9,34 +9,37 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from bench.history.view import HistoryView, rig_label, table_rows
+from bench.history.view import NUMERIC_FROM, HistoryView, no_comparison, rig_label, table_rows
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px}td.n{text-align:right;font-family:monospace}
-tr.failed td,tr.error td{background:#fde8e8}tr.running td,tr.interrupted td{background:#fff6dc}
+tr.failed td{background:#fde8e8}tr.incomplete td,tr.running td{background:#fff6dc}
+tr.bench-error td{background:#eceff1}td.verdict{font-weight:bold}
 .fail{color:#b00;font-weight:bold}code{font-size:12px}img{max-width:100%}"""
 
 
 def render(view: HistoryView, png: Path | None) -> str:
     header, rows = table_rows(view)
-    reasons = {d.run.run_id: d.run.status_reason or "" for d in view.runs}
+    reasons = {d.run.run_id: d.run.verdict_reason or d.run.status_reason or "" for d in view.runs}
     body = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            cls = "n" + (" fail" if cell.endswith("!") else "") if i >= 3 else ""
+            cls = "n" + (" fail" if cell.endswith("!") else "") if i >= NUMERIC_FROM else ("verdict" if i == 2 else "")
             title = f' title="{escape(reasons[row[0]])}"' if i == 2 and reasons[row[0]] else ""
             cells.append(f'<td class="{cls}"{title}>{escape(cell)}</td>')
-        body.append(f'<tr class="{escape(row[2])}">' + "".join(cells) + "</tr>")
+        body.append(f'<tr class="{escape(row[2].lower().replace(" ", "-"))}">' + "".join(cells) + "</tr>")
     body.append("</table>")
-    body.append(f"<p>{len(view.runs)} of {view.total_runs} runs; <span class=fail>!</span> = outside its limits; "
+    body.append(f"<p>{len(view.runs)} of {view.total_runs} runs; required = of the suite's required tests, how many "
+                "ran and passed (the verdict's reason on hover); <span class=fail>!</span> = outside its limits; "
                 "n/c = not covered.</p>")
     by_id = {d.run.run_id: d.run for d in view.runs}
     for ch in view.changes:
         where = escape(rig_label(by_id[ch.run_id])) if ch.run_id in by_id else ""
         body.append(f"<h2>{escape(ch.run_id)} <small>({where})</small></h2>")
         if ch.previous_id is None:
-            body.append("<p>The first run: nothing to compare with.</p>")
+            text = no_comparison(ch)
+            body.append(f"<p>{escape(text[:1].upper() + text[1:])}.</p>")
             continue
         body.append(f"<h3>New failures since {escape(ch.previous_id)}</h3>")
         body.append(_list([f"<code>{escape(c.nodeid)}</code> ({escape(c.before)} → {escape(c.now)}): "

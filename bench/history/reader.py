@@ -1,21 +1,23 @@
 """Read one record.json into the history's rows, or say in one line why it cannot be read.
 
 A record is checked before anything is taken from it (docs/record.md, Versioning): its `schema`
-and the major of `schema_version` first, then the JSON Schema when jsonschema is installed (a
-test extra), and always the fields the history uses, each with an error naming it.
+and the major of `schema_version` first, then the JSON Schema of that major when jsonschema is
+installed (a test extra), and always the fields the history uses, each with an error naming it.
+Records of 1.x (before verdicts) are read too: their status becomes the verdict it stood for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
-from bench.record.schema import SCHEMA, SCHEMA_ID
+from bench.history.model import V1_LIFECYCLE, V1_VERDICTS, MeasurementRow, RunData, RunRow, TestRow
+from bench.record.schema import SCHEMA, SCHEMA_ID, schema_v1
 
-READS_MAJOR = "1"
+READS_MAJORS = ("1", "2")
 
 
 class RecordSkipped(Exception):
@@ -32,21 +34,23 @@ def parse_record(data: bytes, record_path: str, sha256: str) -> RunData:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
         raise RecordSkipped(f"not a paygo-bench record (no \"schema\": \"{SCHEMA_ID}\")")
     version = str(doc.get("schema_version", ""))
-    if version.split(".")[0] != READS_MAJOR:
-        raise RecordSkipped(f"schema_version {version or '(none)'}: this bench reads {READS_MAJOR}.x records")
-    _validate(doc)
+    major = version.split(".")[0]
+    if major not in READS_MAJORS:
+        raise RecordSkipped(f"schema_version {version or '(none)'}: this bench reads "
+                            f"{' and '.join(m + '.x' for m in READS_MAJORS)} records")
+    _validate(doc, SCHEMA if major == "2" else schema_v1())
     try:
-        return _rows(doc, record_path, sha256)
+        return _rows(doc, record_path, sha256, major)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise RecordSkipped(f"unreadable field: {type(e).__name__}: {e}") from None
 
 
-def _validate(doc: dict) -> None:
+def _validate(doc: dict, schema: dict) -> None:
     try:
         import jsonschema
     except ImportError:  # not an install dependency: the field checks in _rows still apply
         return
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -69,14 +73,33 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _rows(doc: dict, record_path: str, sha256: str) -> RunData:
+def _outcome_fields(doc: dict, major: str) -> dict[str, Any]:
+    """Lifecycle, verdict and suite: as a 2.x record says them, or as a 1.x status stood for them."""
+    if major == "1":
+        status = str(doc["status"])
+        return {"status": V1_LIFECYCLE.get(status, "finished"), "status_reason": doc.get("status_reason"),
+                "verdict": V1_VERDICTS.get(status), "verdict_reason": doc.get("status_reason"),
+                "suite": None, "suite_required": None, "suite_covered": None}
+    suite = doc["suite"]
+    return {"status": str(doc["status"]), "status_reason": doc.get("status_reason"),
+            "verdict": doc.get("verdict"), "verdict_reason": doc.get("verdict_reason"),
+            "suite": str(suite["name"]), "suite_required": int(suite["required"]),
+            "suite_covered": int(suite["covered"])}
+
+
+def hash_of_tests(nodeids: Any) -> str:
+    """One hash for the set of tests a run was given: runs that share it ran the same tests."""
+    return hashlib.sha256("\n".join(sorted(set(nodeids))).encode("utf-8")).hexdigest()
+
+
+def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData:
     station, dut, counts = doc["station"], doc["dut"], doc["counts"]
     ident = dut.get("identity") or {}
     run = RunRow(
         run_id=str(doc["run_id"]), record_path=record_path, record_sha256=sha256,
         station=str(station["id"]), rig_file=station.get("rig_file"), rig_sha256=station.get("rig_sha256") or None,
         sim_faults=tuple(str(f) for f in station.get("sim_faults") or ()), operator=str(station.get("operator") or ""),
-        status=str(doc["status"]), status_reason=doc.get("status_reason"),
+        **_outcome_fields(doc, major), tests_sha256=hash_of_tests(str(t["nodeid"]) for t in doc["tests"]),
         started_at=_time(doc["started_at"]), ended_at=_time(doc["ended_at"]) if doc.get("ended_at") else None,
         bench_version=str(doc["bench"]["version"]),
         dut_serial=str(ident.get("serial_number") or dut.get("profile_serial") or ""),

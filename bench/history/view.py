@@ -14,7 +14,7 @@ class HistoryView:
     runs: tuple[RunData, ...]  # the window, oldest first
     measures: tuple[str, ...]  # key measurement names (globs allowed)
     units: dict[str, str]
-    changes: tuple[RunChanges, ...]  # each station/rig's newest run against its previous run
+    changes: tuple[RunChanges, ...]  # each station/rig/suite's newest run against its last comparable run
     flaky: tuple[FlakyTest, ...]
     total_runs: int  # matching runs before --last
 
@@ -38,24 +38,45 @@ def started(run: RunRow) -> str:
 
 def rig_label(run: RunRow) -> str:
     rig = f"rig {run.rig_sha256[:12]}" if run.rig_sha256 else "built-in rig"
-    return f"station {run.station}, {rig}"
+    return f"station {run.station}, {rig}, suite {run.suite or 'unknown'}"
+
+
+def verdict_text(run: RunRow) -> str:
+    """The verdict; a run with none is still running, or was killed (its record says running)."""
+    return run.verdict or run.status
+
+
+def coverage_text(run: RunRow) -> str:
+    """n/m: of the tests the suite profile required, how many ran and passed ("-": a 1.x record)."""
+    return "-" if run.suite_required is None else f"{run.suite_covered}/{run.suite_required}"
+
+
+NUMERIC_FROM = 4  # the first column aligned right
 
 
 def table_rows(view: HistoryView) -> tuple[list[str], list[list[str]]]:
-    header = ["run id", "started (UTC)", "status", "pass", "fail", "error", "n/c"]
+    header = ["run id", "started (UTC)", "verdict", "suite", "required", "pass", "fail", "error", "n/c"]
     header += [column_title(s, view.units) for s in view.measures]
     rows = []
     for data in view.runs:
         r = data.run
-        rows.append([r.run_id, started(r), r.status, str(r.passed), str(r.failed), str(r.error), str(r.not_covered)]
+        rows.append([r.run_id, started(r), verdict_text(r), r.suite or "-", coverage_text(r), str(r.passed),
+                     str(r.failed), str(r.error), str(r.not_covered)]
                     + [format_value(key_value(data.measurements, s)) for s in view.measures])
     return header, rows
+
+
+def no_comparison(ch: RunChanges) -> str:
+    if ch.earlier == 0:
+        return "the first run of this station, rig file and suite: nothing to compare with"
+    return (f"none of the {ch.earlier} earlier run{'s' * (ch.earlier != 1)} of this station, rig file and suite "
+            "was given the same tests: nothing to compare with")
 
 
 def text_report(view: HistoryView) -> str:
     header, rows = table_rows(view)
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    numeric = set(range(3, len(header)))
+    numeric = set(range(NUMERIC_FROM, len(header)))
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -63,14 +84,15 @@ def text_report(view: HistoryView) -> str:
     out = [line(header)] + [line(r) for r in rows]
     shown = len(view.runs)
     out.append(f"{shown} run{'s' * (shown != 1)}" + (f" (last {shown} of {view.total_runs})" if shown < view.total_runs else "")
-               + "; ! = outside its limits; n/c = not covered")
+               + "; required = of the suite's required tests, how many ran and passed; ! = outside its limits; "
+               "n/c = not covered")
     by_id = {d.run.run_id: d.run for d in view.runs}
     for ch in view.changes:
         run = by_id.get(ch.run_id)
         where = f" ({rig_label(run)})" if run else ""
         out.append("")
         if ch.previous_id is None:
-            out.append(f"{ch.run_id}{where}: the first run, nothing to compare with")
+            out.append(f"{ch.run_id}{where}: {no_comparison(ch)}")
             continue
         out.append(f"new failures in {ch.run_id} since {ch.previous_id}{where}: {len(ch.new_failures) or 'none'}")
         out += [f"  {c.nodeid} ({c.before} -> {c.now}): {c.reason or ''}".rstrip(": ") for c in ch.new_failures]

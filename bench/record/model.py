@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.record.schema import SCHEMA_ID, SCHEMA_VERSION
+from bench.record.verdict import Coverage
 
-RUN_STATUSES = ("running", "passed", "failed", "interrupted", "error")
+RUN_STATUSES = ("running", "finished", "interrupted")  # the run's lifecycle; the verdict says what it found
 TEST_OUTCOMES = ("passed", "failed", "error", "skipped", "not covered", "interrupted")
 MEASUREMENT_OUTCOMES = ("PASS", "FAIL")
 MAX_REASON_CHARS = 500
@@ -196,8 +197,11 @@ class RunRecord:
     pytest_version: str
     station: StationRecord
     dut: DutRecord
-    status_reason: str | None = None
-    exit_status: int | None = None  # pytest's exit code; None while running
+    status_reason: str | None = None  # why the run was interrupted
+    verdict: str | None = None  # bench.record.verdict.VERDICTS; None while running
+    verdict_reason: str | None = None
+    suite: Coverage = field(default_factory=lambda: Coverage("full", "", 0, 0))
+    exit_status: int | None = None  # the exit code the run ended with (the verdict's); None while running
     ended_at: datetime | None = None
     updated_at: datetime | None = None
     duration_s: float | None = None
@@ -213,6 +217,9 @@ class RunRecord:
             "schema": SCHEMA_ID,
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
+            "verdict": self.verdict,
+            "verdict_reason": self.verdict_reason,
+            "suite": _plain(self.suite),
             "status": self.status,
             "status_reason": self.status_reason,
             "exit_status": self.exit_status,

@@ -4,15 +4,24 @@ languages; a self-test keeps the two identical. docs/record.md documents every f
 
 Versioning (semver of the schema, not of the bench): an additive change (a new optional field, a
 new enum value a reader can ignore) bumps the minor; removing or changing the meaning of a field
-bumps the major. Objects allow unknown properties so a 1.x reader accepts any later 1.y record.
+bumps the major. Objects allow unknown properties so a 2.x reader accepts any later 2.y record.
+
+2.0 (from 1.0): the run's verdict (`verdict`, `verdict_reason`) and its suite profile's coverage
+(`suite`) are new; `status` is now the lifecycle only (running, finished, interrupted) and
+`exit_status` the bench's code for the verdict. The 1.0 schema is kept, frozen, as
+record-1.schema.json in this package, for readers of old records (bench/history).
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
-SCHEMA_VERSION = "1.0"
+from bench.record.verdict import EXIT_CODES, VERDICTS
+
+SCHEMA_VERSION = "2.0"
 SCHEMA_ID = "paygo-bench/record"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "record.schema.json"
 
@@ -23,21 +32,25 @@ _NUM_OR_NULL = {"type": ["number", "null"]}
 
 SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://paygo-bench.invalid/schemas/record-1.json",
+    "$id": "https://paygo-bench.invalid/schemas/record-2.json",
     "title": "paygo-bench run record",
     "description": "One DUT run on one station: identity, every test's outcome, every measurement, "
                    "every file by hash. Documented in docs/record.md.",
     "type": "object",
     "required": [
-        "schema", "schema_version", "run_id", "status", "status_reason", "exit_status", "started_at",
+        "schema", "schema_version", "run_id", "verdict", "verdict_reason", "suite", "status", "status_reason",
+        "exit_status", "started_at",
         "ended_at", "updated_at", "duration_s", "bench", "station", "dut", "instruments", "counts", "tests",
         "attachments",
     ],
     "properties": {
         "schema": {"const": SCHEMA_ID},
-        "schema_version": {"type": "string", "pattern": r"^1\.\d+$"},
+        "schema_version": {"type": "string", "pattern": r"^2\.\d+$"},
         "run_id": {"type": "string", "minLength": 1},
-        "status": {"enum": ["running", "passed", "failed", "interrupted", "error"]},
+        "verdict": {"enum": [*VERDICTS, None]},
+        "verdict_reason": _OPT_STR,
+        "suite": {"$ref": "#/$defs/suite"},
+        "status": {"enum": ["running", "finished", "interrupted"]},
         "status_reason": _OPT_STR,
         "exit_status": {"type": ["integer", "null"]},
         "started_at": _UTC,
@@ -68,14 +81,35 @@ SCHEMA: dict = {
         "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
     },
     "allOf": [
-        {   # a finished run has an end, an exit status and a duration; a running one has none yet
+        {   # an ended run has an end, a verdict, an exit status and a duration; a running one none yet
             "if": {"properties": {"status": {"const": "running"}}},
-            "then": {"properties": {"ended_at": {"type": "null"}, "exit_status": {"type": "null"}}},
+            "then": {"properties": {"ended_at": {"type": "null"}, "exit_status": {"type": "null"},
+                                    "verdict": {"type": "null"}, "verdict_reason": {"type": "null"}}},
             "else": {"properties": {"ended_at": _UTC, "exit_status": {"type": "integer"},
-                                    "duration_s": {"type": "number"}}},
+                                    "duration_s": {"type": "number"}, "verdict": {"enum": list(VERDICTS)},
+                                    "verdict_reason": {"type": "string", "minLength": 1}}},
         },
+        *({   # each verdict has its own exit code
+            "if": {"properties": {"verdict": {"const": verdict}}, "required": ["verdict"]},
+            "then": {"properties": {"exit_status": {"const": code}}},
+        } for verdict, code in EXIT_CODES.items()),
     ],
     "$defs": {
+        "suite": {
+            "description": "the suite profile (bench/suites) and how many of its required tests ran and passed",
+            "type": "object",
+            "required": ["name", "title", "required", "covered", "missing"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "title": {"type": "string"},
+                "required": {"type": "integer", "minimum": 0},
+                "covered": {"type": "integer", "minimum": 0},
+                "missing": {"type": "array", "items": {
+                    "type": "object", "required": ["nodeid", "why"],
+                    "properties": {"nodeid": {"type": "string", "minLength": 1},
+                                   "why": {"type": "string", "minLength": 1}}}},
+            },
+        },
         "station": {
             "type": "object",
             "required": ["id", "location", "host", "operator", "rig_file", "rig_sha256", "virtual", "sim_faults"],
@@ -176,6 +210,12 @@ SCHEMA: dict = {
         },
     },
 }
+
+
+@cache
+def schema_v1() -> dict:
+    """The 1.0 schema, frozen: what a 1.x record is checked against."""
+    return json.loads(resources.files(__package__).joinpath("record-1.schema.json").read_text(encoding="utf-8"))
 
 
 def schema_json() -> str:

@@ -1,6 +1,8 @@
-"""The report's header: what was tested, where, by whom, with what, as the run record holds it
-(bench/record) -- the DUT as it described itself, not as the rig file says it should be -- and
-the device tests this DUT could not be given (not covered: it lacks the capability)."""
+"""The report's header: the verdict first (what the run found, the DUT, the station and how much
+of the suite profile's required tests it covered), then what was tested, where, by whom, with
+what, as the run record holds it (bench/record) -- the DUT as it described itself, not as the
+rig file says it should be -- then the required tests that did not run and pass, and the device
+tests this DUT could not be given (not covered: it lacks the capability)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,12 @@ import html
 from typing import Iterable, Sequence
 
 from bench.record.model import RunRecord
+from bench.record.verdict import BENCH_ERROR, FAILED, INCOMPLETE, PASSED
 from bench.secret import Secret, mask
+
+VERDICT_COLOURS = {PASSED: "#1a7f37", FAILED: "#cf222e", INCOMPLETE: "#b35900", BENCH_ERROR: "#57606a"}
+RUNNING_COLOUR = "#57606a"
+MAX_MISSING_SHOWN = 100
 
 
 def _row(name: str, value: object) -> str:
@@ -32,10 +39,50 @@ def _dut_rows(record: RunRecord) -> list[str]:
     return rows
 
 
+def dut_serial(record: RunRecord) -> str:
+    """The serial the DUT reported, else the one the rig's profile gives it."""
+    ident = record.dut.identity
+    return (ident.serial_number if ident is not None and ident.serial_number else None) or record.dut.profile_serial
+
+
+def coverage_text(record: RunRecord) -> str:
+    return f"{record.suite.covered} of {record.suite.required} required (suite {record.suite.name})"
+
+
+def title_text(record: RunRecord, secrets: Iterable[Secret | str | None] = ()) -> str:
+    """The page title: verdict, DUT, station and coverage, as a browser tab or a file list shows it."""
+    verdict = record.verdict or "RUNNING"
+    return mask(f"{verdict} - DUT {dut_serial(record)} - station {record.station.id} - {coverage_text(record)}",
+                secrets)
+
+
+def verdict_html(record: RunRecord) -> str:
+    verdict = record.verdict or "RUNNING"
+    colour = VERDICT_COLOURS.get(verdict, RUNNING_COLOUR)
+    reason = record.verdict_reason or "the run has not ended"
+    rows = [_row("verdict", f"{verdict}: {reason}"), _row("DUT serial", dut_serial(record)),
+            _row("station", record.station.id), _row("coverage", f"{coverage_text(record)}: {record.suite.title}")]
+    return (f"<h2 class='paygo-verdict' style='color:#fff;background:{colour};padding:6px 12px;display:inline-block'>"
+            f"{html.escape(verdict)}</h2><table class='paygo-verdict-summary'>{''.join(rows)}</table>")
+
+
+def _missing_html(record: RunRecord) -> str:
+    missing = record.suite.missing
+    if not missing:
+        return ""
+    items = "".join(f"<li><code>{html.escape(m.nodeid)}</code>: {html.escape(m.why)}</li>"
+                    for m in missing[:MAX_MISSING_SHOWN])
+    more = f"<p>... and {len(missing) - MAX_MISSING_SHOWN} more (record.json lists them all)</p>" \
+        if len(missing) > MAX_MISSING_SHOWN else ""
+    return (f"<h2>Required, not passed ({len(missing)})</h2><p>Tests the suite profile "
+            f"<code>{html.escape(record.suite.name)}</code> requires that did not run and pass:</p>"
+            f"<ul class='paygo-missing'>{items}</ul>{more}")
+
+
 def run_header_html(record: RunRecord, not_covered: Sequence[tuple[str, str]] = (),
                     secrets: Iterable[Secret | str | None] = ()) -> str:
-    """A table of the run's identity, then the not-covered list; every text escaped, secrets
-    masked (none belongs here; a DUT that echoes its key in its ID must not leak it)."""
+    """The verdict, a table of the run's identity, then the missing and not-covered lists; every
+    text escaped, secrets masked (none belongs here; a DUT that echoes its key must not leak it)."""
     s = record.station
     rows = _dut_rows(record) + [
         _row("station", f"{s.id}{' (' + s.location + ')' if s.location else ''} on {s.host}"),
@@ -53,7 +100,8 @@ def run_header_html(record: RunRecord, not_covered: Sequence[tuple[str, str]] = 
     for inst in record.instruments:
         rows.append(_row(f"{inst.role} *IDN?", f"{inst.idn or 'not asked'} ({inst.resource}, {inst.profile}, "
                                               f"channel {inst.channel})"))
-    out = "<h2>Run</h2><table class='paygo-run-header'>" + "".join(rows) + "</table>"
+    out = verdict_html(record) + "<h2>Run</h2><table class='paygo-run-header'>" + "".join(rows) + "</table>"
+    out += _missing_html(record)
     if not_covered:
         items = "".join(f"<li><code>{html.escape(n)}</code>: {html.escape(r)}</li>" for n, r in not_covered)
         out += (f"<h2>Not covered ({len(not_covered)})</h2><p>Device tests this DUT could not be given "

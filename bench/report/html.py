@@ -48,13 +48,23 @@ def measurements_html(items) -> str:
 
 
 class HtmlReportPlugin:
-    def __init__(self, log_key, measurements_key, attachments_key=None, header=None) -> None:
+    def __init__(self, log_key, measurements_key, attachments_key=None, header=None, title=None) -> None:
         self.log_key = log_key
         self.measurements_key = measurements_key
         self.attachments_key = attachments_key
         self.header = header  # config -> HTML for the top of the report (bench/report/header.py), or None
+        self.title = title  # config -> the page title (the verdict first), or None
+        self._report = None  # pytest-html's report data, whose title is rendered when the run ends
+
+    def pytest_html_report_title(self, report) -> None:
+        """Asked at session start, before there is a verdict: kept, and titled when the run ends."""
+        self._report = report
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
+        if self.title is not None and self._report is not None:
+            title = self.title(session.config)
+            if title:
+                self._report.title = title
         if self.header is not None:
             text = self.header(session.config)
             if text:

@@ -1,23 +1,37 @@
 """`paygo-bench run`, the main job: wraps pytest, shows progress, says where the evidence is and
-what it concluded, and exits non-zero when the device fails (README, issue 7 "CLI polish")."""
+ends with one honest verdict, PASSED, FAILED, INCOMPLETE or BENCH ERROR, each with its own exit
+code (README, docs/record.md); all through the real command in a subprocess."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from bench.cli import SUITES, build_parser
-from bench.rig import virtual_rig
+from bench.cli import build_parser, run_verdict
+from bench.record.verdict import EXIT_CODES, USAGE_EXIT
+from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
+from bench.sim.launcher import start_virtual_rig
 from fixtures.rig import soaked
+from fixtures.virtual_rig import sim_options
 from tests.selftest.device_suite import ROOT
+
+QUICK_REQUIRED = 7  # bench/suites/quick.toml
 
 
 def paygo_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def record_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
 
 
 def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_path):
@@ -30,11 +44,19 @@ def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_pa
     assert "test_quick_test_scenario_1" in proc.stdout
     assert f"paygo-bench: report {out / 'report.html'}" in lines
     assert f"paygo-bench: record {out / 'record.json'}" in lines
-    assert lines[-1] == "paygo-bench: DEVICE PASSED (9 passed)", lines[-1]
+    verdict = f"paygo-bench: PASSED: {QUICK_REQUIRED} of {QUICK_REQUIRED} required tests ran and passed (suite quick)"
+    assert lines[-1] == verdict, lines[-1]
+    assert lines.count(verdict) == 2, "pytest's own output should end with the verdict too"
     for name in ("report.html", "record.json", "junit.xml"):
         assert (out / name).is_file(), name
-    record = json.loads((out / "record.json").read_text(encoding="utf-8"))
-    assert record["status"] == "passed" and record["station"]["operator"] == "ana"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert (f'<title id="head-title">PASSED - DUT SIM000001 - station virtual - {QUICK_REQUIRED} of {QUICK_REQUIRED} '
+            'required (suite quick)</title>') in page
+    record = record_of(out)
+    assert (record["verdict"], record["status"], record["exit_status"]) == ("PASSED", "finished", 0)
+    assert record["suite"] == {"name": "quick", "title": "Quick check", "required": QUICK_REQUIRED,
+                               "covered": QUICK_REQUIRED, "missing": []}
+    assert record["station"]["operator"] == "ana"
     assert {t["nodeid"] for t in record["tests"]} >= {"tests/device/test_token_procedure.py::test_quick_test_scenario_1"}
 
 
@@ -43,17 +65,144 @@ def test_a_failing_device_exits_1_naming_the_failed_test(tmp_path):
     proc = paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--sim-fault", "count_not_persisted")
     assert proc.returncode == 1, proc.stdout[-3000:]
     last = proc.stdout.splitlines()[-1]
-    assert last.startswith("paygo-bench: DEVICE FAILED (8 passed, 1 failed)"), last
-    assert "test_persistence.py::test_token_state_survives_power_cycle" in last, last
+    assert last.startswith("paygo-bench: FAILED: 1 failed (test_persistence.py::test_token_state_survives_power_cycle: "), last
+    assert record_of(out)["verdict"] == "FAILED" and record_of(out)["exit_status"] == 1
 
 
-def test_a_bad_rig_file_is_one_line_and_exit_2(tmp_path):
+def test_nothing_selected_is_incomplete_exit_2_never_passed(tmp_path):
+    out = tmp_path / "run"
+    proc = paygo_bench("run", "-k", "nomatch", "--report-dir", str(out))
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+    last = proc.stdout.splitlines()[-1]
+    rec = record_of(out)
+    m = rec["suite"]["required"]
+    assert m >= 45 and rec["suite"]["covered"] == 0 and len(rec["suite"]["missing"]) == m, rec["suite"]
+    assert last == f"paygo-bench: INCOMPLETE: no device test ran (all {m} deselected); 0 of {m} required tests ran (suite full)"
+    assert (rec["verdict"], rec["exit_status"], rec["status"]) == ("INCOMPLETE", 2, "finished")
+    assert {x["why"] for x in rec["suite"]["missing"]} == {"deselected (-k, -m or --deselect)"}
+
+
+def test_a_required_test_the_dut_cannot_be_given_is_incomplete_naming_it(tmp_path):
+    """A production-like DUT: tokens and status only (no factory reset), quick suite required."""
+    rig = tmp_path / "token-status.toml"
+    rig.write_text('[station]\nid = "lab-ts"\n[dut]\ncapabilities = ["token", "status"]\nsuite = "quick"\n',
+                   encoding="utf-8")
+    out = tmp_path / "run"
+    proc = paygo_bench("run", "--rig", str(rig), "--report-dir", str(out))
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rec = record_of(out)
+    missing = {x["nodeid"]: x["why"] for x in rec["suite"]["missing"]}
+    assert rec["verdict"] == "INCOMPLETE" and rec["suite"]["name"] == "quick", rec["verdict_reason"]
+    assert "tests/device/test_tokens.py::test_valid_token_accepted" in missing, missing
+    assert all(why.startswith("not covered: ") and "factory_reset" in why for why in missing.values()), missing
+    assert rec["suite"]["covered"] == QUICK_REQUIRED - len(missing) >= 1, rec["suite"]
+    assert not any(t["outcome"] in ("failed", "error") for t in rec["tests"])
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith(f"paygo-bench: INCOMPLETE: {rec['suite']['covered']} of {QUICK_REQUIRED} required tests "
+                           "ran (suite quick); missing: "), last
+    assert "(not covered: " in last and "factory_reset" in last
+
+
+# -- the rig broke: never the device's fault -------------------------------------------------------
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def real_rig_file(path: Path, port: str, psu: str, profile: str = "paygo-sim") -> Path:
+    """A real (not virtual) rig: its port and PSU are whatever the test names."""
+    path.write_text(
+        f'[station]\nid = "lab-broken"\n[link]\nport = "{port}"\nboot_timeout_s = 2.0\n'
+        f'[psu]\nresource = "{psu}"\nprofile = "{profile}"\ntimeout_s = 1.0\n'
+        f'[dut]\nserial_number = "SIM000001"\nstarting_code = 123456789\nsecret_key = "{VIRTUAL_DUT_KEY}"\n'
+        'token_count = 1\ntime_divider = 1\nrestricted_digits = false\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    """The simulated device and PSU, started by hand: a working port and a working PSU to pair
+    with a broken one."""
+    with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
+        proc = start_virtual_rig(sim_options(virtual_rig(), state_dir))
+        try:
+            yield proc
+        finally:
+            proc.stop()
+
+
+def assert_bench_error(proc: subprocess.CompletedProcess, out: Path, names: str) -> dict:
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("paygo-bench: BENCH ERROR: rig broken: ") and names in last, last
+    rec = record_of(out)
+    assert (rec["verdict"], rec["exit_status"]) == ("BENCH ERROR", 3) and names in rec["verdict_reason"]
+    assert not any(t["outcome"] == "failed" for t in rec["tests"]), rec["tests"]  # never blamed on the device
+    assert VIRTUAL_DUT_KEY not in proc.stdout + proc.stderr
+    return rec
+
+
+def test_a_missing_serial_port_is_bench_error_naming_the_port(tmp_path, simulator):
+    rig = real_rig_file(tmp_path / "lab.toml", "/dev/paygo-no-such-port", simulator.visa)  # a PSU that works
+    out = tmp_path / "run"
+    proc = paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+    rec = assert_bench_error(proc, out, "cannot open serial port /dev/paygo-no-such-port")
+    skipped = [t for t in rec["tests"] if t["outcome"] == "skipped"]
+    assert skipped and all(t["reason"].startswith("rig broken: ") for t in skipped), rec["tests"]
+
+
+def test_a_silent_psu_is_bench_error_naming_the_psu(tmp_path, simulator):
+    resource = f"TCPIP0::127.0.0.1::{closed_port()}::SOCKET"
+    rig = real_rig_file(tmp_path / "lab.toml", simulator.port, resource)  # a port that works
+    out = tmp_path / "run"
+    proc = paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+    assert_bench_error(proc, out, f"PSU at {resource}")
+
+
+def test_a_bad_rig_file_is_bench_error_in_one_line_exit_3(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[station]\nid = 3\n", encoding="utf-8")
     proc = paygo_bench("run", "--rig", str(bad))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "bad.toml" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("paygo-bench: BENCH ERROR: ") and "bad.toml: station.id" in err[0], err
+    assert "Traceback" not in proc.stdout + proc.stderr
 
+
+def test_an_unknown_suite_in_the_rig_file_is_bench_error_naming_file_and_key(tmp_path):
+    rig = tmp_path / "lab.toml"
+    rig.write_text('[station]\nid = "lab-1"\n[dut]\nsuite = "certify"\n', encoding="utf-8")
+    proc = paygo_bench("run", "--rig", str(rig))
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == (f"paygo-bench: BENCH ERROR: {rig}: dut.suite: no suite profile 'certify'; "
+                                   "known: full, quick, soak, token"), proc.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "--suite", "nope"], ["run", "--bogus"], ["nope"], []])
+def test_command_line_usage_errors_exit_4(args):
+    proc = paygo_bench(*args)
+    assert proc.returncode == USAGE_EXIT == 4, proc.stderr
+    assert "usage: paygo-bench" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_path):
+    record = tmp_path / "record.json"
+    assert run_verdict(record, 4)[0] == "BENCH ERROR"  # pytest refused to start: no record
+    assert run_verdict(record, 2)[0] == "INCOMPLETE"  # Ctrl-C before the session began
+    record.write_text(json.dumps({"verdict": "PASSED", "verdict_reason": "7 of 7", "exit_status": 0}), encoding="utf-8")
+    assert run_verdict(record, 0) == ("PASSED", "PASSED: 7 of 7")
+    verdict, line = run_verdict(record, 0, stale=True)  # left by an earlier run in the same directory
+    assert verdict == "BENCH ERROR" and "not written by this run" in line
+    verdict, line = run_verdict(record, 3)  # its last write failed: pytest ended otherwise
+    assert verdict == "BENCH ERROR" and "it says PASSED (exit status 0), pytest ended with 3" in line
+    record.write_text(json.dumps({"verdict": None, "verdict_reason": None, "status": "running"}), encoding="utf-8")
+    assert "no verdict (status 'running')" in run_verdict(record, 0)[1]
+
+
+# -- help --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["run", "sim", "serve", "history", "selftest"])
 def test_every_command_help_shows_examples(command, capsys):
@@ -64,10 +213,15 @@ def test_every_command_help_shows_examples(command, capsys):
     assert "examples:" in text and f"paygo-bench {command}" in text.split("examples:", 1)[1]
 
 
-def test_suites_are_what_the_help_says():
-    assert set(SUITES) == {"quick", "full", "soak"}
-    assert SUITES["quick"] == ["-m", "quick"] and SUITES["full"] == []
-    assert SUITES["soak"] == ["--soak-factor", "10"]
+def test_the_run_help_lists_the_exit_codes_the_run_uses(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    text = capsys.readouterr().out
+    codes = text.split("exit status", 1)[1]
+    listed = {m.group(2): int(m.group(1)) for m in re.finditer(
+        r"^  (\d)  (PASSED|FAILED|INCOMPLETE|BENCH ERROR|usage error) ", codes, re.M)}
+    assert listed == {**EXIT_CODES, "usage error": USAGE_EXIT}, listed
+    assert "--suite {full,quick,soak,token}" in text
 
 
 def test_soak_scales_only_the_endurance_settings():

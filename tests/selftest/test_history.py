@@ -1,5 +1,6 @@
 """`paygo-bench history` (bench/history, docs/history.md): the analysis on synthetic runs, the
-SQLite index on records, and three real device-suite runs on the virtual rig end to end."""
+SQLite index on records (2.x, and 1.x from before verdicts), and three real device-suite runs on
+the virtual rig end to end."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from bench.history import command
 from bench.history.analysis import compare, flaky_tests, key_value, latest_changes, trend
 from bench.history.index import INDEX_NAME, INDEX_VERSION, HistoryIndex, HistoryIndexError
 from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
+from bench.history.reader import hash_of_tests
+from bench.history.view import no_comparison
 from tests.selftest.device_suite import run_device_suite
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=timezone.utc)
@@ -23,10 +26,14 @@ B = "tests/device/test_b.py::test_b"
 
 
 def run(n: int, outcomes: dict[str, str] | list[tuple[str, str]], *, station="lab", rig="r1", bench="0.1.0",
-        serial="S1", faults=(), measurements=()) -> RunData:
-    row = RunRow(f"run{n}", f"run{n}/record.json", "0" * 64, station, None, rig, tuple(faults), "", "passed", None,
-                 T0 + timedelta(days=n), None, bench, serial, "M", "1.0")
+        serial="S1", faults=(), measurements=(), suite="full") -> RunData:
     items = outcomes.items() if isinstance(outcomes, dict) else outcomes
+    row = RunRow(
+        run_id=f"run{n}", record_path=f"run{n}/record.json", record_sha256="0" * 64, station=station, rig_file=None,
+        rig_sha256=rig, sim_faults=tuple(faults), operator="", status="finished", status_reason=None,
+        verdict="PASSED", verdict_reason="x", suite=suite, suite_required=1, suite_covered=1,
+        tests_sha256=hash_of_tests(nodeid for nodeid, _ in items), started_at=T0 + timedelta(days=n), ended_at=None,
+        bench_version=bench, dut_serial=serial, dut_model="M", dut_firmware="1.0")
     tests = tuple(TestRow(nodeid, o, None if o == "passed" else f"{o} because", 1.0) for nodeid, o in items)
     return RunData(row, tests, tuple(measurements))
 
@@ -47,12 +54,26 @@ def test_new_failures_and_fixed_compare_with_the_previous_run_only():
     assert compare(None, now).new_failures == ()
 
 
-def test_latest_changes_are_per_station_and_rig():
-    runs = [run(1, {A: "passed"}), run(2, {A: "passed"}, rig="r2"), run(3, {A: "failed"}), run(4, {A: "passed"}, rig="r2")]
+def test_latest_changes_are_per_station_rig_and_suite():
+    runs = [run(1, {A: "passed"}), run(2, {A: "passed"}, rig="r2"), run(3, {A: "failed"}), run(4, {A: "passed"}, rig="r2"),
+            run(5, {A: "passed"}, suite="quick")]
     by_run = {c.run_id: c for c in latest_changes(runs)}
-    assert set(by_run) == {"run3", "run4"}
+    assert set(by_run) == {"run3", "run4", "run5"}
     assert by_run["run3"].previous_id == "run1" and [c.nodeid for c in by_run["run3"].new_failures] == [A]
     assert by_run["run4"].previous_id == "run2" and by_run["run4"].new_failures == ()
+    assert by_run["run5"].previous_id is None and by_run["run5"].earlier == 0  # another suite: not compared
+
+
+def test_a_run_is_compared_with_the_last_earlier_run_given_the_same_tests():
+    runs = [run(1, {A: "passed", B: "passed"}), run(2, {A: "passed"}), run(3, {A: "failed", B: "passed"})]
+    (ch,) = latest_changes(runs)
+    assert ch.previous_id == "run1" and [c.nodeid for c in ch.new_failures] == [A], ch  # run2 ran other tests
+    (ch,) = latest_changes(runs[1:])
+    assert ch.previous_id is None and ch.earlier == 1
+    assert no_comparison(ch) == ("none of the 1 earlier run of this station, rig file and suite was given the same "
+                                 "tests: nothing to compare with")
+    (first,) = latest_changes(runs[:1])
+    assert no_comparison(first) == "the first run of this station, rig file and suite: nothing to compare with"
 
 
 def test_flaky_is_fail_then_pass_with_nothing_changed():
@@ -92,10 +113,15 @@ def test_trend_leaves_gaps_for_runs_without_the_measurement():
 # -- the index, on a record file -----------------------------------------------------------------
 
 def _record(run_id: str, started: str, outcome: str = "passed", drift: float = 12.5) -> dict:
+    passed = outcome == "passed"
     return {
-        "schema": "paygo-bench/record", "schema_version": "1.0", "run_id": run_id,
-        "status": "passed" if outcome == "passed" else "failed", "status_reason": None if outcome == "passed" else "x",
-        "exit_status": 0 if outcome == "passed" else 1, "started_at": started, "ended_at": started,
+        "schema": "paygo-bench/record", "schema_version": "2.0", "run_id": run_id,
+        "verdict": "PASSED" if passed else "FAILED",
+        "verdict_reason": "1 of 1 required tests ran and passed (suite quick)" if passed else f"1 failed ({A}: x)",
+        "suite": {"name": "quick", "title": "Quick check", "required": 1, "covered": int(passed),
+                  "missing": [] if passed else [{"nodeid": A, "why": "failed: AssertionError: x"}]},
+        "status": "finished", "status_reason": None,
+        "exit_status": 0 if passed else 1, "started_at": started, "ended_at": started,
         "updated_at": started, "duration_s": 1.0, "bench": {"version": "0.1.0", "python": "3.11", "pytest": "9"},
         "station": {"id": "virtual", "location": "", "host": "h", "operator": "", "rig_file": None, "rig_sha256": None,
                     "virtual": True, "sim_faults": []},
@@ -110,6 +136,16 @@ def _record(run_id: str, started: str, outcome: str = "passed", drift: float = 1
                                      "expected": None, "limits": "[-685, 685] ppm", "outcome": "PASS", "doc": ""}]}],
         "attachments": [],
     }
+
+
+def _record_v1(run_id: str, started: str, status: str) -> dict:
+    """A record as the bench wrote it before verdicts (schema 1.0)."""
+    doc = _record(run_id, started, "passed" if status == "passed" else "failed")
+    for key in ("verdict", "verdict_reason", "suite"):
+        del doc[key]
+    doc.update(schema_version="1.0", status=status, status_reason=None if status == "passed" else f"{status}: why",
+               exit_status={"passed": 0, "failed": 1, "interrupted": 2, "error": 3}[status])
+    return doc
 
 
 def _write(reports: Path, doc: dict) -> Path:
@@ -161,6 +197,32 @@ def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys):
     assert "good" in out and "\nwrong " not in out
 
 
+@pytest.mark.parametrize("status, verdict", [("passed", "PASSED"), ("failed", "FAILED"), ("interrupted", "INCOMPLETE"),
+                                             ("error", "BENCH ERROR")])
+def test_a_1x_record_is_read_with_the_verdict_its_status_stood_for(tmp_path, capsys, status, verdict):
+    _write(tmp_path, _record_v1("old", "2026-11-30T22:00:00.000Z", status))
+    _write(tmp_path, _record("new", "2026-12-01T22:00:00.000Z"))
+    with HistoryIndex(tmp_path / INDEX_NAME) as index:
+        assert sorted(index.update(tmp_path).indexed) == ["new", "old"]
+        old, new = index.runs()
+    assert (old.verdict, old.suite, old.suite_required) == (verdict, None, None)
+    assert old.status == ("interrupted" if status == "interrupted" else "finished")
+    assert (new.verdict, new.suite, new.suite_covered, new.status) == ("PASSED", "quick", 1, "finished")
+    assert old.group != new.group  # no suite then: not compared with a run of a known suite
+    assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^old .* {verdict} +- +- ", out, re.M), out
+    assert re.search(r"^new .* PASSED +quick +1/1 ", out, re.M), out
+
+
+def test_a_record_of_an_unknown_major_is_skipped_saying_which_it_reads(tmp_path, capsys):
+    doc = _record("future", "2026-12-01T22:00:00.000Z")
+    doc["schema_version"] = "3.0"
+    _write(tmp_path, doc)
+    assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
+    assert "schema_version 3.0: this bench reads 1.x and 2.x records" in capsys.readouterr().err
+
+
 def test_an_empty_reports_directory_says_no_runs(tmp_path, capsys):
     assert command.main(["--reports", str(tmp_path)]) == 0
     assert "no runs" in capsys.readouterr().out
@@ -204,16 +266,16 @@ def three_runs(tmp_path_factory) -> tuple[Path, list[str]]:
     return reports, ids
 
 
-def test_three_runs_show_in_order_with_status_drift_and_the_new_failure(three_runs, capsys):
+def test_three_runs_show_in_order_with_verdict_drift_and_the_new_failure(three_runs, capsys):
     reports, ids = three_runs
     assert command.main(["--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     lines = {i: next(line for line in out.splitlines() if line.startswith(i)) for i in ids}
     assert [out.index(lines[i]) for i in ids] == sorted(out.index(lines[i]) for i in ids)
     drifts = {}
-    for i, status in zip(ids, ("passed", "passed", "failed")):
+    for i, verdict in zip(ids, ("INCOMPLETE", "INCOMPLETE", "FAILED")):  # -k: the full suite was not covered
         cells = lines[i].split()
-        assert status in cells, lines[i]
+        assert cells[3:5] == [verdict, "full"] and re.fullmatch(r"\d/\d\d", cells[5]), lines[i]
         drifts[i] = cells[-2]  # rtc_drift, then G8*_decode_time ("-": not run here)
         assert cells[-1] == "-"
     records = {i: json.loads((reports / i / "record.json").read_text()) for i in ids}

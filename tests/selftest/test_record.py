@@ -1,6 +1,7 @@
 """record.json, one per DUT run (docs/record.md): valid against its schema however the run ends
-(passed, failed, Ctrl-C, killed), in agreement with the JUnit XML, its files tied by SHA-256, its
-times in UTC, and never holding a device key."""
+(finished, failed, Ctrl-C, killed, crashed), with its verdict and the suite's coverage, in
+agreement with the JUnit XML, its files tied by SHA-256, its times in UTC, and never holding a
+device key."""
 
 from __future__ import annotations
 
@@ -65,7 +66,15 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
     results, output = run_device_suite(tmp_path, args=("--report-dir", str(tmp_path), "-k", "identity or keeps_time"))
     after = datetime.now(timezone.utc)
     rec = load_record(tmp_path)
-    assert rec["status"] == "passed" and rec["exit_status"] == 0 and rec["status_reason"] is None, output
+    assert rec["status"] == "finished" and rec["status_reason"] is None, output
+    # every selected test passed, but the full suite requires them all: -k left most out
+    assert rec["verdict"] == "INCOMPLETE" and rec["exit_status"] == 2, rec["verdict_reason"]
+    suite = rec["suite"]
+    assert suite["name"] == "full" and suite["covered"] == len(results) and suite["required"] >= 45, suite
+    assert len(suite["missing"]) == suite["required"] - suite["covered"]
+    assert {m["why"] for m in suite["missing"]} == {"deselected (-k, -m or --deselect)"}, suite["missing"]
+    assert rec["verdict_reason"].startswith(f"{len(results)} of {suite['required']} required tests ran (suite full); "
+                                            "missing: "), rec["verdict_reason"]
     assert rec["schema_version"] == SCHEMA_VERSION and rec["run_id"] == tmp_path.name
     assert rec["bench"]["version"] == bench_version()
     assert rec["station"]["id"] == "virtual" and rec["station"]["virtual"] is True
@@ -109,7 +118,7 @@ def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
     rec = load_record(tmp_path)
     failed = {n: r for n, r in results.items() if r.outcome == "failed"}
     assert failed, output
-    assert rec["status"] == "failed" and rec["exit_status"] == 1, rec["status"]
+    assert rec["verdict"] == "FAILED" and rec["exit_status"] == 1 and rec["status"] == "finished", rec["verdict"]
     assert rec["station"]["sim_faults"] == ["count_not_persisted"]
     by_id = {t["nodeid"]: t for t in rec["tests"]}
     assert {n for n, t in by_id.items() if t["outcome"] == "failed"} == set(failed)
@@ -117,7 +126,7 @@ def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
         reason = by_id[nodeid]["reason"]
         assert reason and "\n" not in reason and "Traceback" not in reason, reason
         assert reason == result.message.splitlines()[0].strip(), (reason, result.message)
-    assert rec["counts"]["failed"] == len(failed) and f"{len(failed)} failed" in rec["status_reason"]
+    assert rec["counts"]["failed"] == len(failed) and rec["verdict_reason"].startswith(f"{len(failed)} failed (")
 
 
 def test_not_covered_checks_are_recorded_as_such(tmp_path):
@@ -128,6 +137,8 @@ def test_not_covered_checks_are_recorded_as_such(tmp_path):
     assert results and all(r.outcome == "skipped" for r in results.values()), output
     assert {t["outcome"] for t in rec["tests"]} == {"not covered"}, rec["tests"]
     assert all(t["reason"].startswith("not covered: the hdk adapter") for t in rec["tests"]), rec["tests"]
+    assert rec["verdict"] == "INCOMPLETE" and rec["exit_status"] == 2  # nothing ran: never PASSED
+    assert rec["verdict_reason"].startswith("no device test ran (every one skipped or not covered)"), rec["verdict_reason"]
     rig_file = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
     assert rec["station"]["rig_sha256"] == hashlib.sha256(rig_file.read_bytes()).hexdigest()
 
@@ -138,8 +149,10 @@ def test_the_identity_the_dut_reported_is_recorded(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_suite(run_dir, "-k", "provisioning_round_trip")
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
-    ident = load_record(run_dir)["dut"]["identity"]
+    assert proc.returncode == 2, output  # INCOMPLETE: one test of the full suite
+    rec = load_record(run_dir)
+    assert rec["tests"][0]["outcome"] == "passed", rec["tests"]
+    ident = rec["dut"]["identity"]
     assert ident["source"] == "ID", ident
     assert ident["model"] == "PAYGO-SIM" and "token" in ident["capabilities"], ident
     assert ident["serial_number"] in (None, "SIM000001"), ident  # None: factory-blank at bring-up
@@ -186,6 +199,8 @@ def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
             proc.wait()
     rec = load_record(tmp_path)
     assert rec["status"] == "interrupted" and rec["exit_status"] == 2, (rec["status"], output)
+    assert rec["verdict"] == "INCOMPLETE" and proc.returncode == 2
+    assert rec["verdict_reason"].startswith("interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of "), rec["verdict_reason"]
     assert "KeyboardInterrupt" in rec["status_reason"], rec["status_reason"]
     assert utc(rec["ended_at"]) >= utc(rec["started_at"])
     stopped = [t for t in rec["tests"] if t["outcome"] == "interrupted"]
@@ -195,9 +210,9 @@ def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
     assert rec["counts"]["passed"] == 2 and rec["counts"]["collected"] == 3
 
 
-def test_a_crash_inside_pytest_leaves_a_valid_record_marked_error(tmp_path):
-    """A bug in a plugin (pytest's INTERNALERROR) ends the run mid-test: the record says error, why,
-    and which test was running."""
+def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(tmp_path):
+    """A bug in a plugin (pytest's INTERNALERROR) ends the run mid-test: the record says BENCH
+    ERROR, why, and which test was running."""
     (tmp_path / "crashing_plugin.py").write_text(
         "def pytest_runtest_logreport(report):\n"
         "    if report.when == 'call':\n"
@@ -209,7 +224,8 @@ def test_a_crash_inside_pytest_leaves_a_valid_record_marked_error(tmp_path):
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 3, output
     rec = load_record(run_dir)
-    assert rec["status"] == "error" and rec["exit_status"] == 3, rec["status"]
+    assert rec["verdict"] == "BENCH ERROR" and rec["exit_status"] == 3 and rec["status"] == "interrupted", rec["verdict"]
+    assert rec["verdict_reason"].startswith("internal error: ") and "a plugin crashed" in rec["verdict_reason"]
     assert "a plugin crashed" in rec["status_reason"], rec["status_reason"]
     assert [(t["nodeid"], t["outcome"]) for t in rec["tests"]] == [
         ("tests/device/test_identity.py::test_identity", "interrupted")], rec["tests"]
@@ -228,8 +244,53 @@ def test_a_killed_run_leaves_its_last_valid_record(tmp_path):
             proc.wait()
     rec = load_record(tmp_path)
     assert rec["status"] == "running" and rec["exit_status"] is None and rec["ended_at"] is None
+    assert rec["verdict"] is None and rec["verdict_reason"] is None
+    # the coverage so far: what the killed run never reached is missing as "not run"
+    assert rec["suite"]["covered"] == sum(t["outcome"] == "passed" for t in rec["tests"])
+    assert "not run" in {m["why"] for m in rec["suite"]["missing"]}
     assert len(rec["tests"]) >= len(running["tests"]) >= 1
     assert rec["tests"][0]["outcome"] == "passed" and rec["tests"][0]["attachments"]
+
+
+def test_collect_only_is_incomplete_never_passed(tmp_path):
+    proc = start_suite(tmp_path, "--collect-only", "-q")
+    output, _ = proc.communicate(timeout=60)
+    rec = load_record(tmp_path)
+    assert proc.returncode == 2 and rec["verdict"] == "INCOMPLETE" and rec["tests"] == [], output
+    assert rec["verdict_reason"] == (f"no device test ran (--collect-only); 0 of {rec['suite']['required']} "
+                                     "required tests ran (suite full)")
+    assert output.rstrip().splitlines()[-1] == f"paygo-bench: INCOMPLETE: {rec['verdict_reason']}"
+
+
+GIVE_UP = """
+import pytest
+
+def pytest_runtest_setup(item):
+    pytest.exit("the virtual rig did not start: no free pseudo-terminal", returncode=3)
+"""
+
+
+def test_the_bench_giving_up_is_bench_error(tmp_path):
+    """What fixtures/virtual_rig.py does when the simulator cannot start: pytest.exit(..., 3)."""
+    (tmp_path / "give_up.py").write_text(GIVE_UP, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = start_suite(run_dir, "-p", "give_up", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                       "-k", "test_identity", env=env)
+    output, _ = proc.communicate(timeout=60)
+    rec = load_record(run_dir)
+    assert proc.returncode == 3 and rec["verdict"] == "BENCH ERROR", output
+    assert rec["verdict_reason"] == "the virtual rig did not start: no free pseudo-terminal"
+    assert rec["status"] == "interrupted"
+
+
+def test_a_record_that_cannot_be_written_is_bench_error(tmp_path):
+    (tmp_path / RECORD_NAME).mkdir()  # the record's place is taken: every write fails
+    proc = start_suite(tmp_path, "-k", "test_identity")
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, output
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("paygo-bench: BENCH ERROR: the record could not be written: ") and RECORD_NAME in last, last
 
 
 # -- the writer and the schema --------------------------------------------------------------------
@@ -292,9 +353,20 @@ def test_a_record_never_holds_the_device_key(tmp_path):
 def test_the_schema_refuses_what_a_record_must_not_be():
     good = json.loads(json.dumps(small_record().to_dict()))
     assert_valid(good)
+    ended = {**good, "status": "finished", "ended_at": good["started_at"], "duration_s": 1.0, "exit_status": 0,
+             "verdict": "PASSED", "verdict_reason": "1 of 1 required tests ran and passed (suite full)"}
+    assert_valid(ended)
     bad_cases = {
         "running but ended": {**good, "ended_at": good["started_at"]},
-        "finished without an end": {**good, "status": "passed", "exit_status": 0},
+        "running with a verdict": {**good, "verdict": "PASSED"},
+        "finished without an end": {**good, "status": "finished", "exit_status": 0},
+        "finished without a verdict": {**ended, "verdict": None},
+        "a verdict without its reason": {**ended, "verdict_reason": None},
+        "PASSED with another exit code": {**ended, "exit_status": 1},
+        "INCOMPLETE exiting 0": {**ended, "verdict": "INCOMPLETE"},
+        "an unknown verdict": {**ended, "verdict": "OK", "exit_status": 0},
+        "a 1.x status": {**ended, "status": "passed"},
+        "a missing test without why": {**ended, "suite": {**ended["suite"], "missing": [{"nodeid": "t::x"}]}},
         "local time": {**good, "started_at": good["started_at"].replace("Z", "+02:00")},
         "unknown status": {**good, "status": "crashed"},
         "failed test without a reason": {**good, "tests": [{
@@ -303,7 +375,7 @@ def test_the_schema_refuses_what_a_record_must_not_be():
     }
     for name, doc in bad_cases.items():
         assert list(VALIDATOR.iter_errors(doc)), f"the schema accepts a record that is {name}"
-    assert_valid({**good, "a_field_from_1_1": True})  # readers of 1.0 must accept later 1.x
+    assert_valid({**good, "a_field_from_2_1": True})  # readers of 2.0 must accept later 2.x
 
 
 def test_the_schema_file_in_docs_is_the_schema_in_code():

@@ -97,12 +97,19 @@ def test_report_shows_the_captured_metrics(tmp_path):
 
 
 def header_text(report) -> str:
-    """The report's run header (bench/report/header.py), tags stripped."""
+    """The report's run header (bench/report/header.py), from its verdict on, tags stripped."""
     text = report.read_text(encoding="utf-8")
-    start = text.find("<h2>Run</h2>")
-    assert start >= 0, f"{report}: no run header"
-    end = text.find("</ul>", start) if "paygo-not-covered" in text else text.find("</table>", start)
+    start = text.find("<h2 class='paygo-verdict'")
+    assert start >= 0 and text.find("<h2>Run</h2>") > start, f"{report}: no run header led by the verdict"
+    last = max(text.find("paygo-not-covered"), text.find("paygo-missing"), text.find("<h2>Run</h2>"))
+    end = text.find("</ul>", last) if last > text.find("<h2>Run</h2>") else text.find("</table>", last)
     return html.unescape(re.sub(r"<[^>]+>", " ", text[start:end]))
+
+
+def page_title(report) -> str:
+    m = re.search(r'<title id="head-title">([^<]*)</title>', report.read_text(encoding="utf-8"))
+    assert m, f"{report}: no title"
+    return html.unescape(m.group(1))
 
 
 def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
@@ -113,6 +120,14 @@ def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
                         "--operator", "ana"))
     assert results and all(r.outcome == "passed" for r in results.values()), output
     head = " ".join(header_text(report).split())
+    # the verdict first: both passed, but the full suite requires every device test
+    n, m = len(results), json.loads((out / "record.json").read_text(encoding="utf-8"))["suite"]["required"]
+    coverage = f"{n} of {m} required (suite full)"
+    assert head.startswith(f"INCOMPLETE verdict INCOMPLETE: {n} of {m} required tests ran (suite full); missing: "), head
+    assert f"DUT serial SIM000001 station virtual coverage {coverage}: Full device suite Run " in head, head
+    assert "background:#b35900" in report.read_text(encoding="utf-8")  # amber
+    assert page_title(report) == f"INCOMPLETE - DUT SIM000001 - station virtual - {coverage}"
+    assert f"Required, not passed ({m - n})" in head and "deselected (-k, -m or --deselect)" in head
     assert "DUT model (from its ID) PAYGO-SIM" in head and "DUT firmware (from its ID) 1.0.0" in head, head
     assert "operator ana" in head and "station virtual" in head, head
     assert "psu *IDN? PAYGO-BENCH,SIM-PSU3" in head, head
@@ -131,7 +146,30 @@ def test_report_lists_the_tests_the_dut_could_not_be_given(tmp_path):
     assert skipped == ["tests/device/test_identity.py::test_identity",
                        "tests/device/test_identity.py::test_provisioning_round_trip"], output
     head = " ".join(header_text(report).split())
+    assert head.startswith("INCOMPLETE verdict INCOMPLETE: no device test ran (every one skipped or not covered)"), head
+    assert page_title(report).startswith("INCOMPLETE - DUT ")
     assert "Not covered (2)" in head, head
     for nodeid in skipped:
         assert nodeid in head, head
     assert "does not offer 'identity'" in head and "rig file SHA-256" in head, head
+
+
+def test_the_header_leads_with_the_verdict_in_its_colour_and_never_shows_a_key():
+    from bench.record.model import DutRecord, RunRecord, StationRecord, utc_now
+    from bench.record.verdict import Coverage, Missing
+    from bench.report.header import VERDICT_COLOURS, run_header_html, title_text
+
+    for verdict, colour in VERDICT_COLOURS.items():
+        rec = RunRecord(
+            run_id="r", status="finished", started_at=utc_now(), bench_version="0.1.0", python_version="3.11",
+            pytest_version="9", station=StationRecord("lab-3", "", "host", "", None, None, False, []),
+            dut=DutRecord("reference", "PG1", "", ""), verdict=verdict,
+            verdict_reason=f"the DUT said key={VIRTUAL_DUT_KEY}",
+            suite=Coverage("token", "OpenPAYGO Token certification", 30, 29,
+                           (Missing("tests/device/test_lockout.py::test_x", "skipped: no rtc_set"),)))
+        page = run_header_html(rec, (), [VIRTUAL_DUT_KEY])
+        assert page.startswith(f"<h2 class='paygo-verdict' style='color:#fff;background:{colour};"), page[:120]
+        assert page.index(f">{verdict}</h2>") < page.index("<h2>Run</h2>") < page.index("Required, not passed (1)")
+        assert "29 of 30 required (suite token): OpenPAYGO Token certification" in page
+        assert VIRTUAL_DUT_KEY not in page and "key=***" in page
+        assert title_text(rec, [VIRTUAL_DUT_KEY]) == f"{verdict} - DUT PG1 - station lab-3 - 29 of 30 required (suite token)"

@@ -1,0 +1,159 @@
+"""The verdict on plain data (bench/record/verdict.py): every precedence case, the coverage of a
+suite profile's required tests, and the one-line reasons a lab reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.record.verdict import (
+    BENCH_ERROR, EXIT_CODES, FAILED, INCOMPLETE, PASSED, USAGE_EXIT, VERDICTS, Coverage, Missing, RequiredState,
+    SessionEnd, TestOutcome, coverage, final_outcomes, judge)
+
+P = "tests/device/"
+A, B, C, D, E = (f"{P}test_{x}.py::test_{x}" for x in "abcde")
+DEVICE = frozenset({A, B, C, D, E})
+ALL_SELECTED = SessionEnd(device_tests=5, device_selected=5, device_ids=DEVICE)
+
+
+def short(nodeid: str) -> str:
+    return nodeid.removeprefix(P)
+
+
+def outcomes(**by_letter: str) -> list[TestOutcome]:
+    nodes = {"a": A, "b": B, "c": C, "d": D, "e": E}
+    return [TestOutcome(nodes[k], o, None if o == "passed" else f"{o}: because {k}") for k, o in by_letter.items()]
+
+
+def cov(tests: list[TestOutcome], required=(A, B), why: dict[str, str] | None = None) -> Coverage:
+    states = [RequiredState(n, (why or {}).get(n)) for n in required]
+    return coverage("quick", "Quick check", states, final_outcomes(tests))
+
+
+def verdict(end: SessionEnd, tests: list[TestOutcome], required=(A, B), why=None):
+    return judge(end, tests, cov(tests, required, why), short)
+
+
+def test_every_verdict_has_its_own_exit_code_and_usage_errors_another():
+    assert set(VERDICTS) == set(EXIT_CODES) == {PASSED, FAILED, INCOMPLETE, BENCH_ERROR}
+    assert [EXIT_CODES[v] for v in (PASSED, FAILED, INCOMPLETE, BENCH_ERROR)] == [0, 1, 2, 3]
+    assert USAGE_EXIT == 4
+
+
+def test_passed_needs_every_required_test_run_and_passed():
+    tests = outcomes(a="passed", b="passed", c="passed")
+    v = verdict(ALL_SELECTED, tests)
+    assert (v.verdict, v.exit_code) == (PASSED, 0)
+    assert v.reason == "2 of 2 required tests ran and passed (suite quick)"
+    assert v.line() == f"PASSED: {v.reason}"
+
+
+def test_passed_still_says_what_did_not_run_outside_the_required_set():
+    v = verdict(ALL_SELECTED, outcomes(a="passed", b="passed", c="not covered", d="skipped", e="not covered"))
+    assert v.verdict == PASSED
+    assert v.reason.endswith("; not required: 2 not covered, 1 skipped"), v.reason
+
+
+@pytest.mark.parametrize("outcome", ["not covered", "skipped"])
+def test_a_required_test_not_run_makes_it_incomplete_naming_it_and_why(outcome):
+    tests = outcomes(a="passed", b=outcome, c="passed")
+    v = verdict(ALL_SELECTED, tests)
+    assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)
+    assert v.reason == f"1 of 2 required tests ran (suite quick); missing: test_b.py::test_b ({outcome}: because b)"
+
+
+def test_missing_tests_are_named_up_to_three_then_counted():
+    tests = outcomes(a="passed", b="skipped", c="skipped", d="skipped", e="skipped")
+    v = verdict(ALL_SELECTED, tests, required=(A, B, C, D, E))
+    assert v.verdict == INCOMPLETE
+    assert v.reason.startswith("1 of 5 required tests ran (suite quick); missing: test_b.py::test_b (skipped: because b), ")
+    assert v.reason.endswith("test_d.py::test_d (skipped: because d) and 1 more"), v.reason
+    assert "\n" not in v.reason
+
+
+def test_coverage_says_why_each_required_test_did_not_count():
+    tests = [TestOutcome(A, "passed"), TestOutcome(B, "not covered", "not covered: the hdk adapter lacks 'identity'"),
+             TestOutcome(C, "error", "setup: boom")]
+    c = cov(tests, required=(A, B, C, D, E, f"{P}test_f.py::test_f"),
+            why={E: "deselected (-k, -m or --deselect)", f"{P}test_f.py::test_f": "not collected"})
+    assert (c.required, c.covered) == (6, 1)
+    assert c.missing == (
+        Missing(B, "not covered: the hdk adapter lacks 'identity'"),  # the reason already says what it was
+        Missing(C, "error: setup: boom"),
+        Missing(D, "not run"),  # selected, but the run never reached it
+        Missing(E, "deselected (-k, -m or --deselect)"),
+        Missing(f"{P}test_f.py::test_f", "not collected"),
+    )
+    assert c.text() == "1 of 6 required (suite quick)"
+
+
+def test_a_rerun_counts_by_its_last_outcome():
+    tests = [TestOutcome(A, "failed", "flaky"), TestOutcome(A, "passed"), TestOutcome(B, "passed")]
+    assert cov(tests).covered == 2
+
+
+def test_a_failed_test_is_failed_naming_the_first_with_its_reason():
+    tests = outcomes(a="passed", b="failed", c="error", d="failed")
+    v = verdict(ALL_SELECTED, tests)
+    assert (v.verdict, v.exit_code) == (FAILED, 1)
+    assert v.reason == "2 failed, 1 error (test_b.py::test_b: failed: because b)"
+
+
+def test_an_error_alone_is_failed():
+    v = verdict(ALL_SELECTED, outcomes(a="passed", b="error"))
+    assert v.verdict == FAILED and v.reason.startswith("1 error (test_b.py::test_b"), v.reason
+
+
+def test_failed_wins_over_incomplete_and_interrupted():
+    end = SessionEnd(interrupted="KeyboardInterrupt", device_tests=5, device_selected=5, device_ids=DEVICE)
+    assert verdict(end, outcomes(a="failed", b="interrupted")).verdict == FAILED
+
+
+@pytest.mark.parametrize("end, says", [
+    (SessionEnd(rig_broken="cannot open serial port /dev/x: gone"), "rig broken: cannot open serial port /dev/x: gone"),
+    (SessionEnd(bench_gave_up="the virtual rig did not start: no pty"), "the virtual rig did not start: no pty"),
+    (SessionEnd(internal_error="RuntimeError: a plugin crashed"), "internal error: RuntimeError: a plugin crashed"),
+    (SessionEnd(usage_error=True), "usage error: pytest refused its arguments"),
+    (SessionEnd(record_error="reports/x/record.json: disk full"),
+     "the record could not be written: reports/x/record.json: disk full"),
+])
+def test_a_broken_rig_or_bench_is_bench_error_never_the_device(end, says):
+    tests = outcomes(a="failed", b="passed")  # a device failure before: still not the device's verdict
+    v = verdict(end, tests)
+    assert (v.verdict, v.exit_code) == (BENCH_ERROR, 3)
+    assert v.reason.startswith(says), v.reason
+    assert v.reason.endswith("; 1 other test failed or errored"), v.reason
+
+
+def test_the_test_that_found_the_rig_broken_is_not_counted_again():
+    broke = "cannot open serial port /dev/x: gone"
+    tests = [TestOutcome(A, "error", f"setup: PortOpenError: {broke}"), TestOutcome(B, "skipped", f"rig broken: {broke}")]
+    v = verdict(SessionEnd(rig_broken=broke), tests)
+    assert v.verdict == BENCH_ERROR and v.reason == f"rig broken: {broke}"
+
+
+def test_the_rig_breaking_wins_over_everything_else():
+    end = SessionEnd(rig_broken="PSU silent", internal_error="x", interrupted="Ctrl-C", record_error="y")
+    assert verdict(end, []).reason == "rig broken: PSU silent"
+
+
+def test_an_interrupted_run_is_incomplete_even_when_all_required_passed():
+    end = SessionEnd(interrupted="KeyboardInterrupt (Ctrl-C or SIGINT)", device_tests=5, device_selected=5,
+                     device_ids=DEVICE)
+    v = verdict(end, outcomes(a="passed", b="passed"))
+    assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)
+    assert v.reason == "interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of 2 required tests ran (suite quick)"
+
+
+@pytest.mark.parametrize("end, tests, why", [
+    (SessionEnd(collect_only=True, device_tests=5, device_selected=5, device_ids=DEVICE), [], "--collect-only"),
+    (SessionEnd(), [], "none collected from the device suite"),
+    (SessionEnd(device_tests=5, device_selected=0, device_ids=DEVICE), [], "all 5 deselected"),
+    (ALL_SELECTED, outcomes(a="not covered", b="skipped"), "every one skipped or not covered"),
+    # tests outside the device suite passing do not qualify a device
+    (SessionEnd(), [TestOutcome("tests/selftest/scenarios/x.py::test_y", "passed")],
+     "none collected from the device suite"),
+])
+def test_a_run_where_no_device_test_ran_is_incomplete_never_passed(end, tests, why):
+    v = verdict(end, tests)
+    assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)
+    assert v.reason == f"no device test ran ({why}); 0 of 2 required tests ran (suite quick)", v.reason
