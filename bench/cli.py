@@ -21,6 +21,7 @@ RUN_EXAMPLES = """examples:
   paygo-bench run -k tokens                     # only the token tests (INCOMPLETE: not all required ran)
   paygo-bench run --sim-fault count_not_persisted  # watch the bench catch a defect
   paygo-bench run -- --power-cut-seed 42        # anything after -- goes to pytest
+  paygo-bench run --rig lab.toml --resync       # a DUT given tokens elsewhere: re-base it from its ledger
 
 exit status (the verdict, also the last line printed):
   0  PASSED       every test the suite profile requires ran and passed
@@ -96,6 +97,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             pytest_args += [option, value]
     for fault in args.sim_fault:
         pytest_args += ["--sim-fault", fault]
+    pytest_args += [flag for flag, on in (("--resync", args.resync), ("--reprovision", args.reprovision)) if on]
     print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, "
           f"suite {suite}")
     code = int(pytest.main(pytest_args + extra))
@@ -224,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
     run.add_argument("--sim-fault", action="append", default=[], metavar="NAME",
                      help="switch on a simulator defect (virtual rig only; repeatable)")
+    run.add_argument("--resync", action="store_true",
+                     help="at bring-up, bring a DUT that reports more than its device ledger holds back to a known "
+                     "state with a counter-sync and a SET token (docs/ledger.md)")
+    run.add_argument("--reprovision", action="store_true",
+                     help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch")
     run.set_defaults(func=cmd_run)
 
     sim = sub.add_parser("sim", help="start the virtual rig and leave it running for a person to poke",
@@ -258,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.detection.command import add_parser as add_selftest_parser
 
     add_selftest_parser(sub)
+
+    from bench.station.command import add_parser as add_ledger_parser
+
+    add_ledger_parser(sub)
     for command in sub.choices.values():  # for an unrecognised argument, each command's own usage error
         command.set_defaults(command_parser=command)
     return parser

@@ -36,12 +36,24 @@ def _when(model_seconds: int, offset_s: int) -> str:
     return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _ranges(counts: list[int]) -> str:
+    """[36, 37, 38, 40] -> "36-38, 40"."""
+    out: list[str] = []
+    for c in counts:
+        if out and int(out[-1].split("-")[-1]) == c - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{c}"
+        else:
+            out.append(str(c))
+    return ", ".join(out) or "none"
+
+
 def describe_state(s: ModelState, offset_s: int) -> str:
+    now = int(datetime.now(timezone.utc).timestamp()) + offset_s  # the model clock (docs/ledger.md)
     used = sorted(c for c in s.used if c != s.last_count)
     credit = ("PAYG disabled" if s.payg_disabled else
-              f"credit until {_when(s.active_until, offset_s)}" if s.active_until else "no credit")
-    lock = f", locked until {_when(s.locked_until, offset_s)}" if s.locked_until else ""
-    return (f"token count {s.last_count}, older counts used {used or 'none'}, {credit}, "
+              f"credit until {_when(s.active_until, offset_s)}" if s.active_until > now else "no credit left")
+    lock = f", token entry locked until {_when(s.locked_until, offset_s)}" if s.locked_until > now else ""
+    return (f"token count {s.last_count}, older counts used {_ranges(used)}, {credit}, "
             f"invalid streak {s.invalid_streak}{lock}")
 
 

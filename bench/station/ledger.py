@@ -190,7 +190,7 @@ class Ledger:
         cur = self.con.execute("SELECT * FROM entries WHERE serial = ? ORDER BY id", (serial,))
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur]
-        return rows[-last:] if last else rows
+        return rows if last is None else rows[len(rows) - last:] if last > 0 else []
 
     def serials(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT serial FROM devices ORDER BY serial")]

@@ -16,10 +16,10 @@ RTC_AHEAD_S = 600  # far beyond the credit tolerance
 def cycle_and_check(session, power_cycle):
     """Status against the model, a power cycle, then the whole status against the model again
     (and the NVM record's CRC where the DUT reports it)."""
-    session.check_streak()
+    session.check_streak("before the power cycle")
     report = power_cycle()
     assert report.boot_banner, "no boot banner after the power cycle"
-    session.check_streak()
+    session.check_streak("after the power cycle")
     dut = session.dut
     if dut.offers("nvm"):
         info = dut.nvm_info()

@@ -27,9 +27,9 @@ def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     first = tokens.add_days(1)
     token_session.expect(first)
     token_session.expect(tokens.add_days(2))
-    before = token_session.check_status()
+    before = token_session.check_status("before the power cycle")
     power_cycle()
-    after = token_session.check_status()
+    after = token_session.check_status("after the power cycle")
     assert after.active_until == before.active_until, "the credit changed across the power cycle"
     out = token_session.expect(first)
     assert out.result == "already_used", f"a token accepted before the power cycle was {out.result} after it"
@@ -46,9 +46,9 @@ def test_used_counts_survive_power_cycle(token_session, tokens, power_cycle):
     oldest, middle, newest = tokens.add_days(1), tokens.add_days(2), tokens.add_days(3)
     assert s.expect(newest).result == "accepted"
     assert s.expect(oldest).result == "accepted"
-    s.check_status()
+    s.check_status("before the power cycle")
     power_cycle()
-    s.check_status()
+    s.check_status("after the power cycle")
     for token in (oldest, newest):
         out = s.expect(token)
         assert out.result == "already_used", f"ADD at count {token.count}: {out.result} after the power cycle"
