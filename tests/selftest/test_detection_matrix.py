@@ -185,7 +185,7 @@ def test_usage_errors_exit_2(argv, tmp_path, capsys):
 
 def test_selftest_on_a_subset_end_to_end(tmp_path, capsys):
     code = command.main(["--fault", "key_echoed", "--fault", "wrong_protocol_major", "--good-runs", "2",
-                         "--jobs", "4", "-k", "identity", "--out", str(tmp_path)])
+                         "--jobs", "4", "-k", "identity", "--skip-no-reset", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
@@ -206,9 +206,36 @@ def test_selftest_judged_against_a_wrong_expectation_exits_1(tmp_path, capsys, m
     wrong = dataclasses.replace(faults.CATALOGUE["key_echoed"],
                                 caught_by=("tests/device/test_identity.py::test_identity",))
     monkeypatch.setattr(faults, "CATALOGUE", {**faults.CATALOGUE, "key_echoed": wrong})
-    code = command.main(["--fault", "key_echoed", "--good-runs", "1", "-k", "identity", "--out", str(tmp_path)])
+    code = command.main(["--fault", "key_echoed", "--good-runs", "1", "-k", "identity", "--skip-no-reset",
+                         "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 1, printed
     md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
     assert "0/1 faults caught exactly; good device: 1/1 consecutive full runs passed" in md
     assert re.search(r"^\| `key_echoed` .*\| 1 missed, 1 unexpected failure \| ✗ \| ! \|$", md, re.M), md
+
+
+def test_selftest_writes_the_no_reset_column(tmp_path, capsys):
+    """The same fault on the device without factory reset (docs/rigs/no-reset-virtual.toml), from
+    its ledger: a column of the matrix, and its good run."""
+    code = command.main(["--fault", "add_relocks", "--good-runs", "1", "--jobs", "4", "-k", "g11b",
+                         "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
+    assert "without factory reset: 1/1 faults that apply caught, good device passed" in md
+    assert re.search(r"^\| `add_relocks` .*\| caught exactly \| caught \(1 of 1\) \|", md, re.M), md
+    assert "## Without factory reset" in md and "without reset" in (tmp_path / command.MATRIX_HTML).read_text()
+    assert "fault add_relocks without reset: caught (1 of 1)" in printed
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "add_relocks", "add_relocks_no-reset", "good-01", "good_no-reset"]
+
+
+def test_the_no_reset_column_judges_caught_missed_and_not_applicable():
+    from bench.detection.matrix import no_reset_cell
+
+    fault = CAT["f_exact"]  # names A only
+    assert no_reset_cell(fault, suite(a="failed")).text == "caught (1 of 1)"
+    assert no_reset_cell(fault, suite(a="passed")).state == MISSED
+    assert no_reset_cell(fault, suite(a="skipped")).state == "n/a"
+    assert no_reset_cell(fault, SuiteRun({}, "the device suite did not run")).state == "run failed"
