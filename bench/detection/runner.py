@@ -122,11 +122,11 @@ def plan_no_reset_runs(faults: Iterable[str], catalogue, rig: str = NO_RESET_RIG
 
 def start_runs(
     specs: Sequence[RunSpec], mkdir: Callable[[str], Path], jobs: int, args: Sequence[str] = (),
-    timeout_s: float = 600, root: Path | None = None,
+    timeout_s: float = 600, root: Path | None = None, pool: ThreadPoolExecutor | None = None,
 ) -> DetectionRuns:
-    """Submit every run to a pool of `jobs` workers; they run in the background until their
-    results are asked for (or the pool is shut down)."""
-    pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
+    """Submit every run to a pool of `jobs` workers (or the given pool); they run in the
+    background until their results are asked for (or the pool is shut down)."""
+    pool = pool or ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
     futures: dict[str, Future] = {}
     for spec in specs:
         futures[spec.key] = pool.submit(
@@ -136,11 +136,11 @@ def start_runs(
 
 
 def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: int | None = None,
-                         no_reset: Iterable[str] | None = None) -> DetectionRuns:
+                         no_reset: Iterable[str] | None = None, pool: ThreadPoolExecutor | None = None) -> DetectionRuns:
     """One run per fault plus one good device (the fault-detection self-test's runs), and the
     no-reset column's good run and runs for the faults in `no_reset` (None: no column)."""
     from bench.sim.faults import CATALOGUE
 
     column = plan_no_reset_runs(no_reset, CATALOGUE) if no_reset is not None else []
     specs = column[:1] + plan_runs(faults, 1) + column[1:]  # its good run is the longest: first
-    return start_runs(specs, lambda key: mkdir(key.replace("@", "_")), jobs or jobs_from_env())
+    return start_runs(specs, lambda key: mkdir(key.replace("@", "_")), jobs or jobs_from_env(), pool=pool)

@@ -79,6 +79,8 @@ class PowerControl:
     def __init__(self, psu, dut, link, rig) -> None:
         self.psu, self.dut, self.link, self.rig = psu, dut, link, rig
         self.trace: list[TelemetrySample] = []  # this test's telemetry (the fixture resets it)
+        self.slowest_cycle_s = 0.0  # the longest off-to-booted this run has seen (bring-up's included)
+        self._off_at: float | None = None
 
     # -- telemetry ----------------------------------------------------------------------------
     def _record(self, sample: TelemetrySample) -> TelemetrySample:
@@ -146,6 +148,7 @@ class PowerControl:
             boot_timeout_s=self.rig.link.boot_timeout_s,
         )
         self._log_steps(report.steps)
+        self.slowest_cycle_s = max(self.slowest_cycle_s, sum(step.duration_s for step in report.steps))
         for rel, volts, amps in report.off_voltage_trace:
             self._record(TelemetrySample(report.switched_off_at + rel, "off", volts, amps))
         self.sample("booted")
@@ -154,6 +157,7 @@ class PowerControl:
     def off(self):
         cfg = self.rig.psu
         self.sample("running")
+        self._off_at = time.monotonic()
         result = power_off(self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s)
         self._log_steps(result.steps)
         self._off_trace(result, "off")
@@ -162,6 +166,9 @@ class PowerControl:
     def on(self) -> str | None:
         steps, banner = power_on(self.psu, wait_boot=self._boot_waiter(), boot_timeout_s=self.rig.link.boot_timeout_s)
         self._log_steps(steps)
+        if self._off_at is not None:  # an off() then this on(): a power cycle held as long as its caller chose
+            self.slowest_cycle_s = max(self.slowest_cycle_s, time.monotonic() - self._off_at)
+            self._off_at = None
         self.sample("booted")
         return banner
 

@@ -1,24 +1,35 @@
-"""Start the fault-detection suite runs as soon as collection is done, so they overlap the other
-self-tests instead of following them (tests/selftest/device_suite.py)."""
+"""Start the long background work as soon as collection is done, so it overlaps the other
+self-tests instead of following them: the background scenarios of the selected modules
+(tests/selftest/background.py), then the fault-detection suite runs (tests/selftest/device_suite.py),
+on one pool of PAYGO_SELFTEST_JOBS workers."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
+from tests.selftest import background
 from tests.selftest.device_suite import (
-    DETECTION_MODULE, DETECTION_RUNS_KEY, no_reset_selection, selected_faults, start_detection_runs)
+    DETECTION_MODULE, DETECTION_RUNS_KEY, JOBS, no_reset_selection, selected_faults, start_detection_runs)
+
+POOL_KEY = pytest.StashKey[ThreadPoolExecutor]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly or not any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
+    if session.config.option.collectonly:
         return
     factory = session.config._tmp_path_factory  # the tmp_path_factory fixture's object (no fixture yet)
-    session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
-        selected_faults(session.items), lambda name: factory.mktemp(name),
-        no_reset=no_reset_selection(session.items))
+    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="selftest-background")
+    session.config.stash[POOL_KEY] = pool
+    session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, factory.mktemp)
+    if any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
+        session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
+            selected_faults(session.items), lambda name: factory.mktemp(name),
+            no_reset=no_reset_selection(session.items), pool=pool)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    runs = session.config.stash.get(DETECTION_RUNS_KEY, None)
-    if runs is not None:  # interrupted before the module ran: do not leave suites running
-        runs.pool.shutdown(wait=False, cancel_futures=True)
+    pool = session.config.stash.get(POOL_KEY, None)
+    if pool is not None:  # interrupted before the tests waited for it all: leave nothing running
+        pool.shutdown(wait=False, cancel_futures=True)

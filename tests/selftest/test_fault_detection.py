@@ -33,10 +33,12 @@ def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Fu
     """One device-suite run per fault the session selected, plus the good device: started when
     collection finished (tests/selftest/conftest.py), or now if they were not."""
     runs = request.config.stash.get(DETECTION_RUNS_KEY, None)
-    if runs is None:
-        items = request.session.items
-        runs = start_detection_runs(selected_faults(items), lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
-                                    no_reset=no_reset_selection(items))
+    if runs is not None:  # on the session's shared pool: the conftest shuts it down
+        yield runs.futures
+        return
+    items = request.session.items
+    runs = start_detection_runs(selected_faults(items), lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
+                                no_reset=no_reset_selection(items))
     yield runs.futures
     runs.pool.shutdown(wait=True, cancel_futures=True)
 

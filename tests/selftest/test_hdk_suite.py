@@ -8,10 +8,9 @@ same firmware with those defects fixed (docs/rigs/hdk-fixed-virtual.toml) passes
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import pytest
-
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT, run_device_suite
 
 RIGS = ROOT / "docs" / "rigs"
@@ -45,14 +44,14 @@ NOT_COVERED = {
 MIN_RUN = 28  # of the 45 tests before the ledger: all but identity, boot reason, Metrics, build options
 
 
-@pytest.fixture(scope="module")
-def hdk_runs(tmp_path_factory):
-    """Both HDK builds, side by side (each mostly waits on the simulated device)."""
-    with ThreadPoolExecutor(2) as pool:
-        runs = {name: pool.submit(run_device_suite, tmp_path_factory.mktemp(name),
-                                  args=("--rig", str(RIGS / f"{name}.toml")))
-                for name in ("hdk-virtual", "hdk-fixed-virtual")}
-        yield {name: f.result() for name, f in runs.items()}
+@background.scenario
+def published_hdk(tmp: Path):
+    return run_device_suite(tmp, args=("--rig", str(RIGS / "hdk-virtual.toml")))
+
+
+@background.scenario
+def fixed_hdk(tmp: Path):
+    return run_device_suite(tmp, args=("--rig", str(RIGS / "hdk-fixed-virtual.toml")))
 
 
 def check_coverage(results, output) -> set[str]:
@@ -68,8 +67,8 @@ def check_coverage(results, output) -> set[str]:
     return ran
 
 
-def test_the_published_hdk_fails_each_documented_defect_and_passes_the_rest(hdk_runs):
-    results, output = hdk_runs["hdk-virtual"]
+def test_the_published_hdk_fails_each_documented_defect_and_passes_the_rest(request):
+    results, output = background.result(request, published_hdk)
     ran = check_coverage(results, output)
     failed = {n for n, r in results.items() if r.outcome in ("failed", "error")}
     assert failed == DOCUMENTED_DEFECTS, (
@@ -83,8 +82,8 @@ def test_the_published_hdk_fails_each_documented_defect_and_passes_the_rest(hdk_
     assert "paygo-bench: FAILED" in output, output[-800:]
 
 
-def test_the_fixed_hdk_passes_every_test_it_can_be_given(hdk_runs):
-    results, output = hdk_runs["hdk-fixed-virtual"]
+def test_the_fixed_hdk_passes_every_test_it_can_be_given(request):
+    results, output = background.result(request, fixed_hdk)
     ran = check_coverage(results, output)
     bad = {n: results[n].message[:300] for n in ran if results[n].outcome != "passed"}
     assert not bad, f"{bad}\n{output}"

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bench.dut.link import SerialLink
 from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
@@ -33,6 +31,7 @@ from bench.station.ledger import Ledger
 from bench.station.profile import generator_for
 from fixtures.virtual_rig import sim_options
 from bench.report.junit import CaseResult, read_junit
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT
 
 SERIAL = "SIM000001"
@@ -82,6 +81,7 @@ def passed(proc: subprocess.CompletedProcess, results: dict[str, CaseResult]) ->
 
 
 def bring_up_line(out: Path) -> str:
+    """What the run's bring-up did with the ledger (its log's last `ledger:` line)."""
     log = (out / "logs" / "bring-up.log").read_text(encoding="utf-8")
     lines = [line for line in log.splitlines() if "-- ledger: " in line]
     assert lines, log[-2000:]
@@ -96,19 +96,25 @@ def ledger_current(tmp: Path):
         led.close()
 
 
-def test_two_sessions_in_a_row_from_the_ledger(tmp_path):
-    rig = no_reset_rig(tmp_path)
-    for name in ("session1", "session2"):
-        proc, results = pytest_run(rig, tmp_path / name)
+@background.scenario
+def two_sessions(tmp: Path) -> dict:
+    rig = no_reset_rig(tmp)
+    return {"tmp": tmp, "sessions": [pytest_run(rig, tmp / name) for name in ("session1", "session2")]}
+
+
+def test_two_sessions_in_a_row_from_the_ledger(request):
+    seen = background.result(request, two_sessions)
+    tmp = seen["tmp"]
+    for proc, results in seen["sessions"]:
         passed(proc, results)
         not_covered = {n: r.message for n, r in results.items() if r.outcome == "skipped"}
         assert set(not_covered) == NEEDS_RESET, (not_covered, proc.stdout[-2000:])
         for nodeid, message in not_covered.items():
             assert "'factory_reset'" in message, (nodeid, message)
         assert len(results) - len(not_covered) >= 0.9 * len(results)
-    assert bring_up_line(tmp_path / "session1").startswith("provisioned a blank device")
-    assert bring_up_line(tmp_path / "session2").startswith("continued from the ledger (epoch 1")
-    current, entries = ledger_current(tmp_path)
+    assert bring_up_line(tmp / "session1").startswith("provisioned a blank device")
+    assert bring_up_line(tmp / "session2").startswith("continued from the ledger (epoch 1")
+    current, entries = ledger_current(tmp)
     assert current.epoch == 1 and current.trusted and current.pending is None
     assert {e["run_id"] for e in entries if e["action"] == "token"} == {"session1", "session2"}
 
@@ -174,37 +180,56 @@ def _enter_behind_the_back(rig_file: Path) -> str:
         sim.stop()
 
 
-def test_killed_mid_entry_then_behind_the_back_then_erased(tmp_path):
-    rig = no_reset_rig(tmp_path)
-    ledger = tmp_path / "ledger.sqlite"
-    passed(*pytest_run(rig, tmp_path / "run1", "-k", "test_tokens"))
+@background.scenario
+def stopped_and_tampered(tmp: Path) -> dict:
+    """A run killed mid-entry and rerun; a token entered behind the bench's back, then --resync;
+    the board erased, then --reprovision. What each step left, for the test to judge."""
+    rig = no_reset_rig(tmp)
+    ledger = tmp / "ledger.sqlite"
+    seen: dict = {"tmp": tmp, "first": pytest_run(rig, tmp / "run1", "-k", "test_tokens")}
+    _kill_mid_entry(rig, tmp / "killed", ledger)
+    seen["after_kill"] = ledger_current(tmp)
+    seen["rerun"] = pytest_run(rig, tmp / "rerun", "-k", SHORT)
+    seen["after_rerun"] = ledger_current(tmp)
+    seen["code"] = _enter_behind_the_back(rig)
+    seen["stopped"] = pytest_run(rig, tmp / "stopped", "-k", "test_tokens")
+    seen["resynced"] = pytest_run(rig, tmp / "resynced", "--resync", "-k", "test_tokens")
+    seen["again"] = pytest_run(rig, tmp / "again", "-k", "test_tokens")
+    shutil.rmtree(tmp / "device")  # an erased board: blank NVM, the ledger still knows it
+    seen["erased"] = pytest_run(rig, tmp / "erased", "-k", "test_tokens")
+    seen["reprovisioned"] = pytest_run(rig, tmp / "reprovisioned", "--reprovision", "-k", "test_tokens")
+    seen["after_reprovision"] = ledger_current(tmp)
+    return seen
 
-    _kill_mid_entry(rig, tmp_path / "killed", ledger)
-    current, _ = ledger_current(tmp_path)
+
+def test_killed_mid_entry_then_behind_the_back_then_erased(request):
+    seen = background.result(request, stopped_and_tampered)
+    tmp = seen["tmp"]
+    passed(*seen["first"])
+
+    current, _ = seen["after_kill"]
     assert current.pending is not None, "the killed run left no pending entry"
-    passed(*pytest_run(rig, tmp_path / "rerun", "-k", SHORT))
-    log = (tmp_path / "rerun" / "logs" / "bring-up.log").read_text(encoding="utf-8")
+    passed(*seen["rerun"])
+    log = (tmp / "rerun" / "logs" / "bring-up.log").read_text(encoding="utf-8")
     assert "has no recorded reply: resolving it" in log, log[-3000:]
-    current, entries = ledger_current(tmp_path)
+    current, entries = seen["after_rerun"]
     assert current.pending is None and current.trusted
     resolved = [e for e in entries if e["reply"] and '"resolved"' in e["reply"]]
     assert resolved and "the DUT had" in resolved[-1]["reply"], resolved  # taken, or not: entered again
 
-    code = _enter_behind_the_back(rig)
-    stopped, results = pytest_run(rig, tmp_path / "stopped", "-k", "test_tokens")
+    stopped, results = seen["stopped"]
     assert stopped.returncode == 3 and not results, stopped.stdout[-3000:]
     line = next(li for li in stopped.stdout.splitlines() if "reports more than the bench ever sent it" in li)
     assert SERIAL in line and "token count" in line and "on the DUT" in line and "in the ledger" in line, line
-    assert "--resync" in line and code not in line
-    passed(*pytest_run(rig, tmp_path / "resynced", "--resync", "-k", "test_tokens"))
-    assert bring_up_line(tmp_path / "resynced").startswith("re-based the device with tokens: --resync")
-    passed(*pytest_run(rig, tmp_path / "again", "-k", "test_tokens"))
-    assert bring_up_line(tmp_path / "again").startswith("continued from the ledger")
+    assert "--resync" in line and seen["code"] not in line
+    passed(*seen["resynced"])
+    assert bring_up_line(tmp / "resynced").startswith("re-based the device with tokens: --resync")
+    passed(*seen["again"])
+    assert bring_up_line(tmp / "again").startswith("continued from the ledger")
 
-    shutil.rmtree(tmp_path / "device")  # an erased board: blank NVM, the ledger still knows it
-    erased, results = pytest_run(rig, tmp_path / "erased", "-k", "test_tokens")
+    erased, results = seen["erased"]
     assert erased.returncode == 3 and not results, erased.stdout[-3000:]
     assert "reflashed or erased" in erased.stdout and "--reprovision" in erased.stdout
-    passed(*pytest_run(rig, tmp_path / "reprovisioned", "--reprovision", "-k", "test_tokens"))
-    current, _ = ledger_current(tmp_path)
+    passed(*seen["reprovisioned"])
+    current, _ = seen["after_reprovision"]
     assert current.epoch == 2 and "re-provisioned" in current.epoch_how
