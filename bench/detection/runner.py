@@ -35,10 +35,10 @@ def find_root() -> Path:
 ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = "good"  # the run without a fault
-# The runs mostly wait on the simulated device (a 2-core machine stayed about half a core busy
-# with 6 of them beside the other self-tests), so more workers finish sooner; each run takes
-# ~100 MB. A slower machine can lower it.
-DEFAULT_JOBS = 10
+# The runs mostly wait on the simulated device (lockouts, sessions, off times): with 10 of them
+# beside the other self-tests a 2-core machine stayed about 0.7 cores busy, so more workers finish
+# sooner: 7 per core, at least 10 (each run takes ~100 MB). A slower machine can lower it.
+DEFAULT_JOBS = max(10, 7 * (os.cpu_count() or 1))
 # Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
 RUN_FIRST = ("slow_decode", "backfeed_from_uart")
 
@@ -126,6 +126,10 @@ def start_runs(
 ) -> DetectionRuns:
     """Submit every run to a pool of `jobs` workers (or the given pool); they run in the
     background until their results are asked for (or the pool is shut down)."""
+    # Many threads starting processes at once: vfork() shares the parent's memory with the child
+    # until it execs, which other running threads can disturb (CPython gh-91401; seen here as
+    # "[Errno 14] Bad address" from exec); fork() is the documented fail-safe.
+    subprocess._USE_VFORK = False  # type: ignore[attr-defined]
     pool = pool or ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
     futures: dict[str, Future] = {}
     for spec in specs:

@@ -5,6 +5,7 @@ on one pool of PAYGO_SELFTEST_JOBS workers."""
 
 from __future__ import annotations
 
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,6 +21,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     factory = session.config._tmp_path_factory  # the tmp_path_factory fixture's object (no fixture yet)
+    subprocess._USE_VFORK = False  # type: ignore[attr-defined]  # threads starting processes: runner.start_runs
     pool = ThreadPoolExecutor(JOBS, thread_name_prefix="selftest-background")
     session.config.stash[POOL_KEY] = pool
     session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, factory.mktemp)
