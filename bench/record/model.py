@@ -188,6 +188,18 @@ class SpecRecord:
 
 
 @dataclass
+class LedgerRecord:
+    """How the run knew the DUT's token state (docs/ledger.md): the ledger file, whether each test
+    factory-reset the DUT (`fresh`) or continued from the ledger (`ledger`), what bring-up did with
+    it, and what bring-up and re-basing found."""
+
+    path: str
+    mode: str  # fresh | ledger
+    bring_up: str
+    findings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunRecord:
     run_id: str
     status: str  # one of RUN_STATUSES
@@ -208,6 +220,7 @@ class RunRecord:
     collected: int = 0
     instruments: list[InstrumentRecord] = field(default_factory=list)
     spec: SpecRecord | None = None
+    ledger: LedgerRecord | None = None
     tests: list[TestRecord] = field(default_factory=list)
     attachments: list[AttachmentRecord] = field(default_factory=list)
 
@@ -232,6 +245,7 @@ class RunRecord:
             "dut": _plain(self.dut),
             "instruments": [_plain(i) for i in self.instruments],
             "spec": _plain(self.spec) if self.spec is not None else None,
+            "ledger": _plain(self.ledger) if self.ledger is not None else None,
             "counts": _plain(Counts.of(self.tests, self.collected)),
             "tests": [_plain(t) for t in self.tests],
             "attachments": [_plain(a) for a in self.attachments],

@@ -76,6 +76,13 @@ SCHEMA: dict = {
             "properties": {"path": {"type": "string"}, "product": {"type": "string"},
                            "version": {"type": "string"}, "sha256": _SHA256},
         },
+        "ledger": {
+            "description": "how the run knew the DUT's token state (docs/ledger.md); null: the rig never came up",
+            "type": ["object", "null"],
+            "required": ["path", "mode", "bring_up", "findings"],
+            "properties": {"path": {"type": "string"}, "mode": {"enum": ["fresh", "ledger"]},
+                           "bring_up": {"type": "string"}, "findings": {"type": "array", "items": {"type": "string"}}},
+        },
         "counts": {"$ref": "#/$defs/counts"},
         "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}},
         "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},

@@ -95,6 +95,11 @@ def run_header_html(record: RunRecord, not_covered: Sequence[tuple[str, str]] = 
         _row("run id", record.run_id),
         _row("started (UTC)", record.started_at.strftime("%Y-%m-%d %H:%M:%S")),
     ]
+    if record.ledger is not None:
+        led = record.ledger
+        how = "each test factory-resets the DUT" if led.mode == "fresh" else f"tests continue from it; {led.bring_up}"
+        rows.append(_row("device ledger", f"{led.path}: {how}"))
+        rows += [_row("ledger finding", finding) for finding in led.findings]
     if s.virtual and s.sim_faults:
         rows.append(_row("simulator faults switched on", ", ".join(s.sim_faults)))
     for inst in record.instruments:

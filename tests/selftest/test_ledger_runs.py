@@ -13,6 +13,7 @@ real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -117,6 +118,9 @@ def test_two_sessions_in_a_row_from_the_ledger(request):
     current, entries = ledger_current(tmp)
     assert current.epoch == 1 and current.trusted and current.pending is None
     assert {e["run_id"] for e in entries if e["action"] == "token"} == {"session1", "session2"}
+    record = json.loads((tmp / "session2" / "record.json").read_text(encoding="utf-8"))["ledger"]
+    assert record["mode"] == "ledger" and record["path"] == str(tmp / "ledger.sqlite"), record
+    assert record["bring_up"].startswith("continued from the ledger (epoch 1"), record
 
 
 def _kill_mid_entry(rig: Path, out: Path, ledger: Path) -> None:
