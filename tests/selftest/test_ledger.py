@@ -141,3 +141,23 @@ def test_two_writers_share_one_file(tmp_path):
     entry = b.begin_token("SN1", "588224011", None, "accepted", FRESH, AFTER, "t")
     assert a.current("SN1").pending.entry_id == entry
     a.close(), b.close()
+
+
+def test_the_ledger_command_shows_state_doubt_and_a_pending_entry(tmp_path, capsys):
+    from bench.cli import main
+
+    path = tmp_path / "ledger.sqlite"
+    led = Ledger(path, "run-1")
+    led.new_epoch(IDENT, "provisioned a blank device", FRESH)
+    led.set_state("SN1", AFTER, trusted=False, why="test_y did not pass", action="doubt", note="x", test="test_y")
+    led.begin_token("SN1", "588224011", None, "accepted", AFTER, AFTER, "test_z")
+    led.close()
+    assert main(["ledger", "--ledger", str(path), "--entries", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "device SN1: epoch 1 (provisioned a blank device" in out
+    assert "token count 2, older counts used 1" in out and "DOUBTFUL: test_y did not pass" in out
+    assert "PENDING: token 588224011" in out and "predicted accepted" in out
+    assert len([line for line in out.splitlines() if line.startswith("    ")]) == 2  # --entries 2
+    assert main(["ledger", "--ledger", str(path), "--serial", "SN9"]) == 1
+    assert main(["ledger", "--ledger", str(tmp_path / "none.sqlite")]) == 1
+    assert "no ledger there" in capsys.readouterr().out
