@@ -105,7 +105,7 @@ def markdown(matrix: Matrix, info: RunInfo) -> str:
         "the catalogue names fail and every other test passes. The good device (no fault) must pass",
         "every run in full.",
         "",
-        "To regenerate (about 8 minutes with 10 parallel runs; `--jobs N` or `PAYGO_SELFTEST_JOBS`):",
+        "To regenerate (about 7 minutes on a 2-core machine, 14 runs side by side; `--jobs N` or `PAYGO_SELFTEST_JOBS`):",
         "",
         "```sh",
         REGENERATE,
