@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -46,16 +47,6 @@ SERVE_EXAMPLES = """examples:
 """
 
 
-def repo_root() -> Path:
-    """The checkout holding tests/device (bench.detection.runner.find_root), or exit saying so."""
-    from bench.detection.runner import find_root
-
-    try:
-        return find_root()
-    except FileNotFoundError as e:
-        raise SystemExit(f"paygo-bench: {e}") from None
-
-
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
@@ -71,17 +62,23 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     except (RigError, SuiteError) as e:
         print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
         return EXIT_CODES[BENCH_ERROR]
-    root = repo_root()
+    from bench.locations import checkout_root, reports_root
+    from bench.suites import DEVICE_SUITE
+
+    root = checkout_root()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.station.id)}"
-    run_dir = Path(args.report_dir) if args.report_dir else root / "reports" / run_id
+    run_dir = Path(args.report_dir) if args.report_dir else reports_root() / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     record = run_dir / "record.json"
     before = _stamp(record)
+    # From a checkout: its settings and node ids (tests/device/...). Installed: the suite in the
+    # package, rooted at itself, and none of the current folder's pytest settings.
+    where = ["--rootdir", str(root), "-c", str(root / "pyproject.toml")] if root is not None else [
+        "--rootdir", str(DEVICE_SUITE), "-c", os.devnull, "-p", "no:cacheprovider"]
     pytest_args = [
-        str(root / "tests" / "device"),
-        "--rootdir", str(root),
-        "-c", str(root / "pyproject.toml"),
+        str(DEVICE_SUITE),
+        *where,
         "--report-dir", str(run_dir),
         f"--html={run_dir / 'report.html'}",
         "--self-contained-html",

@@ -123,7 +123,7 @@ class DutProfile:
     hardware_model: str
     firmware_version: str
     capabilities: frozenset[str]
-    spec: Path | None = None  # the product's test spec (docs/spec.md); None: docs/specs/<adapter>.toml
+    spec: Path | None = None  # the product's test spec (docs/spec.md); None: bench/specs/<adapter>.toml
     suite: str | None = None  # the suite profile this product is qualified against (None: "full")
     ledger: Path | None = None  # the device ledger (SQLite); None: the bench's default place
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from bench.locations import find_root  # noqa: F401  (re-exported: bench.detection.runner.find_root)
 from bench.report.junit import CaseResult, read_junit
 
 
@@ -21,15 +22,6 @@ class SuiteDidNotRun(AssertionError):
     """The child pytest left no JUnit file (it crashed before running tests).
 
     An AssertionError so a self-test that calls the runner fails (not errors) on it."""
-
-
-def find_root() -> Path:
-    """The checkout holding tests/device (the suite ships with the repository, not the wheel)."""
-    here = Path(__file__).resolve().parents[2]
-    for candidate in (here, Path.cwd()):
-        if (candidate / "tests" / "device").is_dir() and (candidate / "conftest.py").is_file():
-            return candidate
-    raise FileNotFoundError("cannot find tests/device; run from a paygo-bench checkout")
 
 
 ROOT = Path(__file__).resolve().parents[2]

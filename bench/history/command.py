@@ -55,12 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_reports() -> Path:
-    try:
-        from bench.cli import repo_root
+    from bench.locations import reports_root
 
-        return repo_root() / "reports"
-    except SystemExit:  # not in a checkout
-        return Path("reports")
+    return reports_root()
 
 
 def run(args: argparse.Namespace) -> int:

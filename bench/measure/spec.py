@@ -1,6 +1,6 @@
 """The product's test spec: the unit and limits of every measurement, in a TOML file a reviewer
 reads without reading code (docs/spec.md), selected by the rig's DUT profile (`dut.spec`, by
-default `docs/specs/<adapter>.toml`).
+default the spec the bench ships for the adapter, `bench/specs/<adapter>.toml`).
 
 Each measurement a device test records is looked up by name (an entry may be a glob such as
 `G8*_decode_time`, the most specific match wins):
@@ -24,6 +24,14 @@ from pathlib import Path
 from typing import Any
 
 LIMIT_MODES = ("spec", "test", "none")
+
+
+def default_spec_path(adapter: str) -> Path | None:
+    """The test spec the bench ships for this adapter (bench/specs/<adapter>.toml), if it has one."""
+    import bench.specs
+
+    path = Path(bench.specs.__file__).resolve().parent / f"{adapter}.toml"
+    return path if path.is_file() else None
 
 
 class SpecError(ValueError):

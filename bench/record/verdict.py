@@ -135,6 +135,11 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
         first = bad[0]
         return Verdict(FAILED, f"{tally} ({short(first.nodeid)}: {first.reason or first.outcome})")
     ran = [t for t in outcomes.values() if t.nodeid in end.device_ids and t.outcome in RAN]
+    own = [t for t in outcomes.values() if t.outcome in RAN]
+    if end.device_tests == 0 and own and not end.interrupted:  # a lab's own tests, with the bench's fixtures
+        extra = _not_required_extras(outcomes.values())
+        return Verdict(PASSED, f"{len(own)} test{'s' * (len(own) != 1)} ran and passed; no device-suite test in this "
+                       "run, so no suite profile applies" + (f"; not run: {extra}" if extra else ""))
     of = f"{cov.covered} of {cov.required} required tests ran (suite {cov.name})"
     if end.interrupted:
         return Verdict(INCOMPLETE, f"interrupted ({end.interrupted}); {of}")

@@ -20,7 +20,7 @@ from bench.openpaygo.metrics_keys import REQUEST_LONG_TO_SHORT
 from bench.openpaygo.metrics_wire import decode, encoding_of
 from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
 from bench.server.store import StoredRequest
-from fixtures.dut import skip_not_covered
+from bench.fixtures.dut import skip_not_covered
 
 needs_metrics = pytest.mark.needs("metrics_report")
 

@@ -10,7 +10,7 @@ import pytest
 
 from bench.openpaygo.model import DAY
 from bench.openpaygo.tokens import full_test_procedure
-from fixtures.tokens import SECONDS_LEFT_TOLERANCE
+from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 
 G8_DECODE_LIMIT_S = 5.0  # §3b G8: "validation should not take more than 5 seconds"
 OPTIONAL_STEPS = {"G11B"}  # §3b/§2 Re-lock: "Optional"; its own test below

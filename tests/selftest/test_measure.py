@@ -113,8 +113,8 @@ def test_measurements_collects_all_and_names_failures():
 
 @pytest.fixture
 def measure_project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.syspathinsert("/work/main")
-    pytester.makeconftest('pytest_plugins = ["fixtures.measure"]\n')
+    pytester.makeini("[pytest]\naddopts = -p no:paygo_bench\n")  # the measure fixture alone, not the whole plugin
+    pytester.makeconftest('pytest_plugins = ["bench.fixtures.measure"]\n')
     pytester.makepyfile(
         test_meas='''
         def test_mixed(measure):

@@ -207,7 +207,7 @@ def test_base_path(start_metrics_server):
     dut = server.registry.get(server.registry.serials()[0])
     assert server.url.endswith("/metrics/v1")
     assert server.post("/dd", signed(dut).body).status == 201
-    from fixtures.metrics_server import http_request
+    from bench.fixtures.metrics_server import http_request
     answer = http_request(server.server.url + "/dd", "POST", signed(dut).body, {"Content-Type": "json"})
     assert answer.status == 404 and error_of(answer) == "not_found"
 

@@ -20,7 +20,7 @@ import pytest
 
 from bench.server.config import MetricsServerConfig
 from bench.server.serve import SPEC_CIPHERS
-from fixtures.metrics_server import http_request
+from bench.fixtures.metrics_server import http_request
 
 ROOT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 30.0

@@ -28,7 +28,7 @@ from bench.sim.launcher import SimStartError, start_virtual_rig
 from bench.sim.rtc import Rtc
 from bench.sim.state_dir import RTC_FILE, RtcReading, StateDir
 from bench.sim.virtual_rig import SimOptions, VirtualRig
-from fixtures.virtual_rig import sim_options
+from bench.fixtures.virtual_rig import sim_options
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"

@@ -15,7 +15,7 @@ from bench.measure.spec import SpecError, is_marginal, load_spec
 from bench.report.html import measurements_html
 from tests.selftest.device_suite import ROOT, run_device_suite
 
-REFERENCE = ROOT / "docs" / "specs" / "reference.toml"
+REFERENCE = ROOT / "bench" / "specs" / "reference.toml"
 HEAD = '[spec]\nproduct = "p"\nversion = "2"\nmarginal = 0.1\n'
 
 

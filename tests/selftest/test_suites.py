@@ -192,7 +192,7 @@ import pytest
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    from fixtures.rig import RIG_KEY
+    from bench.fixtures.rig import RIG_KEY
     print("power_cut_cycles", config.stash[RIG_KEY].dut.power_cut_cycles)
 """
 

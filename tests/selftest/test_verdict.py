@@ -144,14 +144,23 @@ def test_an_interrupted_run_is_incomplete_even_when_all_required_passed():
     assert v.reason == "interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of 2 required tests ran (suite quick)"
 
 
+def test_a_lab_s_own_tests_are_judged_as_themselves_never_as_the_device_suite():
+    """Tests outside the device suite (a lab's own, with the bench's fixtures): no suite profile
+    applies; the verdict says so, and never claims a device-suite coverage."""
+    own = [TestOutcome("mytests/test_lab.py::test_y", "passed"), TestOutcome("mytests/test_lab.py::test_z", "skipped")]
+    v = verdict(SessionEnd(), own)
+    assert (v.verdict, v.exit_code) == (PASSED, 0)
+    assert v.reason == ("1 test ran and passed; no device-suite test in this run, so no suite profile applies; "
+                        "not run: 1 skipped"), v.reason
+    failed = verdict(SessionEnd(), [TestOutcome("mytests/test_lab.py::test_y", "failed", "boom")])
+    assert failed.verdict == FAILED
+
+
 @pytest.mark.parametrize("end, tests, why", [
     (SessionEnd(collect_only=True, device_tests=5, device_selected=5, device_ids=DEVICE), [], "--collect-only"),
     (SessionEnd(), [], "none collected from the device suite"),
     (SessionEnd(device_tests=5, device_selected=0, device_ids=DEVICE), [], "all 5 deselected"),
     (ALL_SELECTED, outcomes(a="not covered", b="skipped"), "every one skipped or not covered"),
-    # tests outside the device suite passing do not qualify a device
-    (SessionEnd(), [TestOutcome("tests/selftest/scenarios/x.py::test_y", "passed")],
-     "none collected from the device suite"),
 ])
 def test_a_run_where_no_device_test_ran_is_incomplete_never_passed(end, tests, why):
     v = verdict(end, tests)
