@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from bench.report.junit import CaseResult
-from bench.sim.faults import Fault
+from bench.detection.catalogue import Fault
 
 CAUGHT = "caught"  # failed, and the catalogue names it
 MISSED = "missed"  # the catalogue names it, but it passed

@@ -135,7 +135,7 @@ def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: i
                          no_reset: Iterable[str] | None = None, pool: ThreadPoolExecutor | None = None) -> DetectionRuns:
     """One run per fault plus one good device (the fault-detection self-test's runs), and the
     no-reset column's good run and runs for the faults in `no_reset` (None: no column)."""
-    from bench.sim.faults import CATALOGUE
+    from bench.detection.catalogue import CATALOGUE
 
     column = plan_no_reset_runs(no_reset, CATALOGUE) if no_reset is not None else []
     specs = column[:1] + plan_runs(faults, 1) + column[1:]  # its good run is the longest: first

@@ -28,6 +28,8 @@ def wait_until(deadline: float) -> None:
         time.sleep(left)
 
 
+@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
+                     "backfeed_from_uart", "leading_zero_dropped", "rtc_lost_on_power_loss", "no_brownout_reset")
 @pytest.mark.needs("token", "status")
 def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, measure):
     """instruments.md §5.2 (slow ramps through the BOR threshold; IEC 61000-4-29 criterion:
@@ -40,11 +42,7 @@ def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, 
     already used. With `rtc_set` the RTC is first set an hour ahead, so a clock reset by the
     brown-out shows.
     Measurements: the lowest voltage answered, the first silent one, the boot voltage; the
-    supply's voltage and current at every step (telemetry).
-    Catches: no_brownout_reset, count_not_persisted, provisioning_not_persisted,
-    reused_token_accepted, backfeed_from_uart (it never goes down), leading_zero_dropped (on the
-    virtual rig's profile one of the ramp's tokens starts with 0), rtc_lost_on_power_loss (the
-    hour set ahead is lost)."""
+    supply's voltage and current at every step (telemetry)."""
     s = token_session
     psu, link = power_cycle.psu, power_cycle.link
     if s.dut.offers("rtc") and s.dut.offers("rtc_set"):

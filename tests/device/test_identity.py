@@ -8,12 +8,12 @@ from bench.dut.reference import PROTOCOL_MAJOR, parse_fields
 from bench.station.profile import provisioning_for
 
 
+@pytest.mark.catches("wrong_protocol_major")
 @pytest.mark.needs("identity")
 @pytest.mark.quick
 def test_identity(dut, rig, rig_up):
     """Protocol §Identity: the DUT names its model and firmware and speaks a compatible protocol
-    major version; the boot banner agrees with ID; a pinned model/firmware (rig file) matches.
-    Catches: wrong_protocol_major."""
+    major version; the boot banner agrees with ID; a pinned model/firmware (rig file) matches."""
     ident = dut.identify()
     assert ident.model, "ID reported an empty model"
     assert ident.firmware, "ID reported an empty firmware version"
@@ -31,12 +31,12 @@ def test_identity(dut, rig, rig_up):
         assert ident.firmware == rig.dut.firmware_version, "the DUT runs another firmware than the rig file pins"
 
 
+@pytest.mark.catches("serial_truncated", "key_echoed")
 @pytest.mark.needs("factory_reset", "identity")
 @pytest.mark.quick
 def test_provisioning_round_trip(dut, rig, traffic_log):
     """Protocol §Provisioning: a factory-fresh DUT takes the profile's serial, key and starting
-    code; it reads the serial back exactly and never sends the key back, in any reply.
-    Catches: serial_truncated, key_echoed."""
+    code; it reads the serial back exactly and never sends the key back, in any reply."""
     dut.factory_reset(rig.link.boot_timeout_s)
     before = dut.identify()
     assert before.serial_number is None, f"after a factory reset the DUT still reports serial {before.serial_number!r}"

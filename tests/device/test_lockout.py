@@ -12,6 +12,8 @@ real clock within the rig's `dut.lockout_wait_budget_s`.
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
 # A lock that must outlast a power cycle is made this many times as long as a power cycle takes
@@ -49,6 +51,7 @@ def lock_up(session, tokens, at_least_s: float = 0, first_seed: int = 100) -> in
     return session.lock_left()
 
 
+@pytest.mark.catches("no_lockout")
 def test_lockout_schedule(token_session, tokens, lockout, rig, measure):
     """Brute-force lockout, the profile's schedule (reference: errors 1 and 2 free; error n >= 3
     locks entry for 2^(n-2) minutes, 2, 4 ... 512; error 11 and later 512, the streak stops at
@@ -57,8 +60,7 @@ def test_lockout_schedule(token_session, tokens, lockout, rig, measure):
     past it (`rtc_set`, the whole schedule), else waited on the real clock as far up the schedule
     as `dut.lockout_wait_budget_s` allows (at least the first lock is entered and checked).
     Finally the valid token is accepted and the streak resets.
-    Measurements: lockout_levels_checked, lockout_waited (real-clock seconds).
-    Catches: no_lockout."""
+    Measurements: lockout_levels_checked, lockout_waited (real-clock seconds)."""
     s = token_session
     clear_streak(s, tokens)
     valid = tokens.add_days(1)
@@ -88,12 +90,12 @@ def test_lockout_schedule(token_session, tokens, lockout, rig, measure):
         s.check_streak("after the valid token")
 
 
+@pytest.mark.catches("reused_token_accepted", "no_lockout")
 def test_already_used_neither_counts_nor_resets(token_session, tokens):
     """(reference firmware) An already-used token is not an invalid one: it neither adds to the
     streak nor resets it. invalid, 3x already used (each answered "already used": entry open),
     invalid (still open), invalid: now entry locks (the already-used token is refused as locked),
-    not earlier and not later.
-    Catches: no_lockout, reused_token_accepted."""
+    not earlier and not later."""
     s = token_session
     clear_streak(s, tokens)
     used = tokens.add_days(1)
@@ -110,11 +112,11 @@ def test_already_used_neither_counts_nor_resets(token_session, tokens):
     s.check_streak()
 
 
+@pytest.mark.catches("reused_token_accepted", "no_lockout")
 def test_valid_token_resets_streak(token_session, tokens):
     """(reference firmware) A valid token resets the invalid streak: invalid, invalid, valid,
     invalid, invalid leaves entry open (an already-used token is answered "already used"); one
-    more invalid locks it (the same token is refused as locked).
-    Catches: no_lockout."""
+    more invalid locks it (the same token is refused as locked)."""
     s = token_session
     clear_streak(s, tokens)
     used = tokens.add_days(1)
@@ -130,14 +132,13 @@ def test_valid_token_resets_streak(token_session, tokens):
     s.check_streak()
 
 
+@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout",
+                     "lockout_not_persisted", "rtc_lost_on_power_loss")
 def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     """The lockout must survive an off/on cycle (the requirements say so; the HDK does not store
     it): invalid tokens until entry is locked for three times as long as the slowest power cycle
     of the run so far (bring-up's included); after a power cycle the DUT is still locked for the rest of the time, with the same
-    count, and refuses a valid token.
-    Catches: lockout_not_persisted, no_lockout, count_not_persisted, provisioning_not_persisted,
-    backfeed_from_uart (no reboot), rtc_lost_on_power_loss (the schedule test before it set the
-    RTC hours ahead: a clock restarting from its epoch moves the lockout's end hours away)."""
+    count, and refuses a valid token."""
     s = token_session
     clear_streak(s, tokens)
     lock_up(s, tokens, CYCLES_OF_LOCK * power_cycle.slowest_cycle_s)
@@ -148,13 +149,13 @@ def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     assert s.expect(tokens.add_days(1)).result == "locked", "after the power cycle a valid token was accepted"
 
 
+@pytest.mark.catches("no_lockout")
 def test_locked_entry_is_not_decoded(token_session, tokens, measure):
     """While entry is locked a token is answered `locked` without being decoded: an invalid one
     does not grow the streak and a valid one is not applied (the credit and count stay the
     model's). Once the lockout is over (the clock set past it, or waited out within
     `dut.lockout_wait_budget_s`) the same valid token is accepted: it was not consumed; and the
-    streak resets. Measurement: valid_token_retried_after_lock (1: the last part was checked).
-    Catches: no_lockout."""
+    streak resets. Measurement: valid_token_retried_after_lock (1: the last part was checked)."""
     s = token_session
     clear_streak(s, tokens)
     valid = tokens.add_days(1)

@@ -63,6 +63,7 @@ def rc_ts(stored: StoredRequest) -> tuple[Any, Any]:
     return wire.get("rc"), wire.get("ts")
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
 @needs_metrics
 def test_metrics_payload_conforms(metrics_dut, rig):
     """Every request the DUT stored at the server is a well-formed condensed OpenPAYGO Metrics
@@ -71,9 +72,7 @@ def test_metrics_payload_conforms(metrics_dut, rig):
     named), it names that format by id, the values have the types the format declares, the rows
     are in time order at whole multiples of the format's interval (within a request and from one
     request to the next) and not after the request's `ts`, and `d` carries `token_count` equal to the model's count and the DUT's `STATUS` count.
-    Method: two sessions on a server that answers every request.
-    Catches: metrics_wrong_short_key; metrics_unsigned, metrics_mis_signed, serial_truncated
-    (refused by the server)."""
+    Method: two sessions on a server that answers every request."""
     m = metrics_dut
     m.wait_sessions(2, session_timeout(m, 2))
     status = m.dut.status()
@@ -125,14 +124,13 @@ def test_metrics_payload_conforms(metrics_dut, rig):
             f"{where}: the server refused it: {stored.error_code} at {stored.error_where}: {stored.error_message}")
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
 @needs_metrics
 def test_metrics_auth_verifies(metrics_dut, rig):
     """Every request carries a payload signature `a` with the rig's method (`dut.metrics_auth`)
     that the server verified the way openpaygo's reference does (the stored verdict and method;
     a signature the server accepts only through one of its tolerances fails, named).
-    Method: two sessions on a server that requires payload auth.
-    Catches: metrics_unsigned, metrics_mis_signed; metrics_wrong_short_key, serial_truncated (refused
-    before the signature counts)."""
+    Method: two sessions on a server that requires payload auth."""
     m = metrics_dut
     m.wait_sessions(2, session_timeout(m, 2))
     method = rig.dut.metrics_auth
@@ -153,6 +151,8 @@ def test_metrics_auth_verifies(metrics_dut, rig):
             "(a tolerance was needed: the reference would refuse it)")
 
 
+@pytest.mark.catches("provisioning_not_persisted", "backfeed_from_uart", "rtc_lost_on_power_loss",
+                     "metrics_counter_not_persisted", "metrics_wrong_short_key")
 @needs_metrics
 def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, power_cycle):
     """The request counter `rc` and the timestamp `ts` strictly increase from each request to the
@@ -160,10 +160,7 @@ def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, powe
     (on request, not on response), and a restarted device must not reuse a counter or a second
     the server has seen (it would take the request for a replay).
     Method: two sessions, a power cycle (the Metrics settings sent again: the build's period is
-    back), one more session; every stored request's rc and ts, in the order the server stored them.
-    Catches: metrics_counter_not_persisted, rtc_lost_on_power_loss (ts goes back),
-    provisioning_not_persisted and backfeed_from_uart (no sessions after the cycle),
-    metrics_wrong_short_key (no rc)."""
+    back), one more session; every stored request's rc and ts, in the order the server stored them."""
     m = metrics_dut
     m.wait_sessions(2, session_timeout(m, 2))
     cycled_after = max(r.id for r in m.requests())
@@ -188,6 +185,8 @@ def _exchange_after(m, start: int, want) -> ProxiedExchange | None:
     return next((e for e in m.device_exchanges()[start:] if want(e)), None)
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
+                     "metrics_data_dropped_before_reply", "metrics_rows_duplicated_on_retry")
 @needs_metrics
 def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     """No row is lost and none is delivered twice when the server or the network fails
@@ -199,9 +198,7 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     interval over all accepted requests; a clock running fast within the drift limit may skip one
     second, so single missing rows up to the drift's share are tolerated), and no row time is in
     two requests whose reply was delivered (`drop_after` legitimately makes the DUT send its rows
-    again: the server stored them but the DUT never had the reply).
-    Catches: metrics_data_dropped_before_reply, metrics_rows_duplicated_on_retry; metrics_unsigned,
-    metrics_mis_signed, metrics_wrong_short_key, serial_truncated (every request refused)."""
+    again: the server stored them but the DUT never had the reply)."""
     m = metrics_dut
     m.wait_sessions(1, session_timeout(m, 1))
     for mode in SERVER_FAULTS:
@@ -263,6 +260,8 @@ def _reply_tokens(stored: StoredRequest) -> list:
     return tokens if isinstance(tokens, list) else []
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
+                     "metrics_tokens_not_applied")
 @needs_metrics
 def test_metrics_tokens_applied(metrics_dut, rig):
     """Tokens in a Metrics reply (`tkl`) are entered as if typed: once the server is told to
@@ -270,9 +269,7 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     token(s) that do it, and after the next session the DUT's STATUS (count, PAYG state, credit)
     is what the bench's model predicts for exactly those tokens entered when the reply came.
     Method: one session, the target set, sessions until a reply with tokens was delivered and
-    one more.
-    Catches: metrics_tokens_not_applied; metrics_unsigned, metrics_mis_signed, metrics_wrong_short_key,
-    serial_truncated (every request refused)."""
+    one more."""
     m = metrics_dut
     session = m.session
     m.wait_sessions(1, session_timeout(m, 1))
@@ -313,6 +310,8 @@ def _delivered_replies(m) -> list[tuple[StoredRequest, dict]]:
     return out
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
+                     "metrics_auts_ignored", "metrics_tokens_not_applied")
 @needs_metrics
 def test_metrics_active_until_honoured(metrics_dut, rig, request):
     """A DUT that asks for `auts` / `asl` (`autsr` / `aslr` in its data) holds what the server
@@ -321,9 +320,7 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
     its seconds left) is the server's `auts`, not before it (it would lock early) and less than
     one token step (a day / time divider) after it (the server rounds a remainder up).
     Method: as test_metrics_tokens_applied, then one more session; the replies as stored.
-    Not covered when the DUT asks for neither.
-    Catches: metrics_auts_ignored; metrics_tokens_not_applied (the credit disagrees with auts);
-    every defect that gets the DUT's sessions refused."""
+    Not covered when the DUT asks for neither."""
     m = metrics_dut
     first = m.wait_sessions(1, session_timeout(m, 1))
     asked = [(short, name, attr) for short, name, attr, wants in REPLY_FIELDS if getattr(m.parse(first[0]), wants)]
@@ -358,6 +355,9 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
         f"sold (allowed: up to one token step, {step:g} s, after it)")
 
 
+@pytest.mark.catches("provisioning_not_persisted", "serial_truncated", "backfeed_from_uart",
+                     "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
+                     "metrics_base_url_not_followed")
 @needs_metrics
 def test_metrics_follows_base_url(metrics_dut, power_cycle):
     """A reply's `st.base_url` moves the device (Metrics v1.0 Response object, a server
@@ -367,9 +367,7 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
     Method: one session through the bench's proxy; the server then announces a second proxy in
     front of it (a new host:port); the first delivered session there, two more, none meanwhile
     at the old one; `METRICS CONFIG` names the new URL before and after a power cycle. In bridge
-    mode the bench relays where the device says it now reports (`metrics_settings`).
-    Catches: metrics_base_url_not_followed; every defect that gets the device's sessions refused
-    (no reply, no settings)."""
+    mode the bench relays where the device says it now reports (`metrics_settings`)."""
     m = metrics_dut
     m.wait_sessions(1, session_timeout(m, 1))
     with FaultProxy(m.server.url, stall_s=m.proxy.stall_s) as moved:
@@ -394,6 +392,7 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
                                        f"{moved.base_url!r}: the followed URL was not kept in NVM")
 
 
+@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
 @needs_metrics
 def test_metrics_data_budget(metrics_dut, rig, measure):
     """A session's cost on the wire (HTTP request and response, headers included, as the proxy
@@ -402,9 +401,7 @@ def test_metrics_data_budget(metrics_dut, rig, measure):
     (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, openpaygo.md
     §6). The virtual rig's sessions each carry the rows of its 1-second period; a real device's
     are measured as it sends them.
-    Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month.
-    Catches: a device sending more than its budget allows; metrics_unsigned, metrics_mis_signed,
-    metrics_wrong_short_key, serial_truncated (every request refused: no answered session)."""
+    Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month."""
     m = metrics_dut
     start = len(m.device_exchanges())
 

@@ -26,15 +26,13 @@ def cycle_and_check(session, power_cycle):
         assert info.crc_ok and info.slot != "-", f"after the power cycle the NVM record is not valid: {info}"
 
 
+@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
+                     "backfeed_from_uart", "used_counts_not_persisted", "rtc_lost_on_power_loss")
 def test_state_persists_after_token_accepted(token_session, tokens, power_cycle):
     """§2: the state is stored after every valid token: an invalid token (streak 1), then a valid
     ADD (count, used counts and credit move, the streak resets) and an older one entered out
     of order; after a power cycle everything is the model's, and both tokens are already used
-    while the one between them, never entered, is still accepted.
-    Catches: count_not_persisted, used_counts_not_persisted, provisioning_not_persisted,
-    reused_token_accepted, backfeed_from_uart, rtc_lost_on_power_loss (a DUT whose clock can be
-    set is first moved RTC_AHEAD_S ahead, so a clock restarting from its epoch at power-on loses
-    at least that, whatever ran before)."""
+    while the one between them, never entered, is still accepted."""
     s = token_session
     if s.dut.offers("rtc_set"):
         s.advance(RTC_AHEAD_S)
@@ -49,12 +47,12 @@ def test_state_persists_after_token_accepted(token_session, tokens, power_cycle)
     s.check_streak()
 
 
+@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout",
+                     "lockout_not_persisted")
 def test_state_persists_after_lockout_started(token_session, tokens, power_cycle):
     """§2: the lockout must survive off/on, and with it the credit bought before it: an ADD,
     then invalid tokens until entry locks; after a power cycle the credit, count, streak and
-    remaining lock are the model's, and a valid token is refused as locked.
-    Catches: lockout_not_persisted, no_lockout, count_not_persisted, provisioning_not_persisted,
-    backfeed_from_uart."""
+    remaining lock are the model's, and a valid token is refused as locked."""
     s = token_session
     assert s.expect(tokens.add_days(2)).result == "accepted"
     seed = 0
@@ -66,10 +64,10 @@ def test_state_persists_after_lockout_started(token_session, tokens, power_cycle
     assert s.expect(tokens.add_days(1)).result == "locked"
 
 
+@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart")
 def test_state_persists_after_payg_disabled(token_session, tokens, power_cycle):
     """§2 (PAYGEnabled in NVM): after DISABLE_PAYG the device stays unlocked through a power
-    cycle, with the count of the DISABLE token (so it is already used) and no streak.
-    Catches: count_not_persisted, provisioning_not_persisted, backfeed_from_uart."""
+    cycle, with the count of the DISABLE token (so it is already used) and no streak."""
     s = token_session
     assert s.expect(tokens.add_days(1)).result == "accepted"
     disable = tokens.disable()
@@ -80,14 +78,14 @@ def test_state_persists_after_payg_disabled(token_session, tokens, power_cycle):
     s.check_streak()
 
 
+@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart",
+                     "metrics_counter_not_persisted")
 @pytest.mark.needs("metrics_bridge")
 def test_request_counter_persists(token_session, tokens, power_cycle, measure):
     """protocol.md §Metrics bridge, OpenPAYGO Metrics `request_count` (incremented on request,
     not on response): each export's counter is the previous one plus one, across a power cycle
     too, so the server never sees a counter twice (it would take a replay for a new request);
-    the token state is the model's before and after. Measurements: the counters.
-    Catches: metrics_counter_not_persisted, count_not_persisted, provisioning_not_persisted,
-    backfeed_from_uart."""
+    the token state is the model's before and after. Measurements: the counters."""
     s = token_session
     assert s.expect(tokens.add_days(1)).result == "accepted"
     first = s.dut.metrics_export().request_count

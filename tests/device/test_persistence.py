@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.mark.catches("provisioning_not_persisted", "backfeed_from_uart")
 @pytest.mark.needs("identity")
 def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
-    """openpaygo.md §2: factory data (serial, key, starting code) lives in NVM.
-    Catches: provisioning_not_persisted, backfeed_from_uart (no reboot)."""
+    """openpaygo.md §2: factory data (serial, key, starting code) lives in NVM."""
     before = provisioned_dut.identify()
     assert before.serial_number is not None, "the DUT does not report a serial right after provisioning"
     power_cycle()
@@ -18,12 +18,12 @@ def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
     )
 
 
+@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
+                     "backfeed_from_uart", "used_counts_not_persisted")
 @pytest.mark.quick
 def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2–3e: the token count, the used counts and the credit survive a power cycle,
-    so an accepted token stays used. Catches: count_not_persisted, provisioning_not_persisted,
-    used_counts_not_persisted, reused_token_accepted (after the cycle), backfeed_from_uart
-    (no reboot)."""
+    so an accepted token stays used."""
     first = tokens.add_days(1)
     token_session.expect(first)
     token_session.expect(tokens.add_days(2))
@@ -35,13 +35,14 @@ def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     assert out.result == "already_used", f"a token accepted before the power cycle was {out.result} after it"
 
 
+@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
+                     "backfeed_from_uart", "used_counts_not_persisted")
 def test_used_counts_survive_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2 (NVM: TokenCount and UsedTokens, stored after every valid token), §3e
     (reused tokens after a power cycle): three ADD tokens are generated and the newest and the
     oldest entered (unordered entry); after a power cycle both are already used, while the
     middle one, never entered, is still accepted: the used-count record came back bit for bit,
-    neither lost nor set wholesale. Catches: used_counts_not_persisted, count_not_persisted,
-    reused_token_accepted, provisioning_not_persisted, backfeed_from_uart (no reboot)."""
+    neither lost nor set wholesale."""
     s = token_session
     oldest, middle, newest = tokens.add_days(1), tokens.add_days(2), tokens.add_days(3)
     assert s.expect(newest).result == "accepted"

@@ -7,10 +7,11 @@ import pytest
 from bench.dut.errors import LinkSilent
 
 
+@pytest.mark.catches("backfeed_from_uart")
 @pytest.mark.quick
 def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
     """Design §The picture: switching the PSU output off powers the DUT down: it stops answering,
-    and the bench reports that clearly (naming the port). Catches: backfeed_from_uart."""
+    and the bench reports that clearly (naming the port)."""
     power_cycle.off()
     with pytest.raises(LinkSilent) as silent:
         dut.ping()
@@ -20,11 +21,11 @@ def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
     dut.ping()
 
 
+@pytest.mark.catches("backfeed_from_uart")
 @pytest.mark.quick
 def test_power_cycle_reboots_device(dut, power_cycle, rig, measure):
     """Power-cycle procedure (README, docs/power.md): off, rail below the threshold, minimum off
-    time, on, boot banner; the DUT draws current from the PSU while it runs.
-    Catches: backfeed_from_uart."""
+    time, on, boot banner; the DUT draws current from the PSU while it runs."""
     report = power_cycle()
     assert report.boot_banner, "no boot banner after the power cycle"
     steps = {s.name: s.duration_s for s in report.steps}
@@ -35,11 +36,11 @@ def test_power_cycle_reboots_device(dut, power_cycle, rig, measure):
     measure("run_current", power_cycle.psu.measure_current(), "A", low=0.001)
 
 
+@pytest.mark.catches("backfeed_from_uart")
 @pytest.mark.needs("boot_reason")
 def test_power_cycle_reports_power_on_reset(dut, power_cycle):
     """protocol.md §Unsolicited lines: the boot banner after a power cycle says `reset=power`
-    (a device that reports a soft reset after losing power is hiding a brown-out path).
-    Catches: backfeed_from_uart (no reboot at all)."""
+    (a device that reports a soft reset after losing power is hiding a brown-out path)."""
     report = power_cycle()
     assert report.boot_banner and report.boot_banner.startswith("! BOOT"), report.boot_banner
     assert "reset=power" in report.boot_banner, f"boot after a power cycle reports {report.boot_banner!r}"

@@ -193,6 +193,10 @@ class Run:
         return False
 
 
+@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
+                     "backfeed_from_uart", "set_as_add", "unbounded_jump", "no_lockout", "lockout_not_persisted",
+                     "set_does_not_relock", "rtc_lost_on_power_loss", "credit_runs_on_uptime",
+                     "torn_write_corrupts_state", "state_not_ab_crc")
 @pytest.mark.needs("token", "status")
 def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tokens, power_cycle, rig, measure, power_cut_plan):
     """instruments.md §5: `dut.power_cut_cycles` power cuts (200 on the virtual rig) inside the
@@ -203,12 +207,7 @@ def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tok
     token is refused as already used. A failure names the seed and the cut point and how to
     replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new
     state, boots that recovered a torn record, the most page writes one entry took (trigger)
-    or the cut window (random delays).
-    Catches: torn_write_corrupts_state, state_not_ab_crc, count_not_persisted,
-    provisioning_not_persisted, lockout_not_persisted, no_lockout, reused_token_accepted,
-    set_as_add, set_does_not_relock, backfeed_from_uart (no reboot after a cut),
-    rtc_lost_on_power_loss (the RTC set past a lockout is lost at the next cut), unbounded_jump
-    (on the virtual rig's profile one of the invalid entries matches a count 1200 ahead)."""
+    or the cut window (random delays)."""
     s, plan = token_session, power_cut_plan
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
     ops = Ops(s, tokens, can_skip)

@@ -58,6 +58,7 @@ def hold_off(power_cycle, off_s: float) -> float:
     return switched_on - off.confirmed_off_at
 
 
+@pytest.mark.catches("backfeed_from_uart", "rtc_lost_on_power_loss", "rtc_stopped_unpowered")
 @pytest.mark.needs("rtc")
 def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     """openpaygo.md §2: the RTC keeps counting while the device is off (backup battery), so the
@@ -68,8 +69,7 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     behind) plus the bound on each readout's timing (the rollover's bracket and the after
     readout's half round trip) plus 500 ppm of drift. A clock that restarts from an epoch,
     stops while unpowered, or jumps fails. Measurements: off time, clock advance, host time,
-    error and the tolerance. Catches: rtc_lost_on_power_loss, rtc_stopped_unpowered,
-    backfeed_from_uart (no power loss at all)."""
+    error and the tolerance."""
     subsecond = dut.offers("rtc_subsecond")
     off_s = rig.dut.rtc_off_test_s
     host0, device0, bound0 = rollover(dut, subsecond)
@@ -94,6 +94,8 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     )
 
 
+@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "set_as_add",
+                     "rtc_lost_on_power_loss", "credit_runs_on_uptime", "rtc_stopped_unpowered")
 def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, rig, measure):
     """Credit is an end time on the DUT's clock (docs/tokens.md "Clock and credit"): it must not
     move while the DUT is unpowered. A SET of 1 day gives known credit; its end on the host's
@@ -103,9 +105,7 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
     readout, the step's bracket, half the readout's round trip and 500 ppm of drift. A device
     whose credit runs on its uptime (counted down only while powered), whose clock restarts at
     boot, or that keeps no credit through power loss, fails. Needs only token entry and status.
-    Measurements: off_time, credit_end_shift (limits ± the tolerance), credit_end_tolerance.
-    Catches: credit_runs_on_uptime, rtc_lost_on_power_loss, rtc_stopped_unpowered,
-    backfeed_from_uart (no power loss at all)."""
+    Measurements: off_time, credit_end_shift (limits ± the tolerance), credit_end_tolerance."""
     s = token_session
     assert s.expect(tokens.set_days(1)).result == "accepted"
     s.check_status("after SET 1 day")

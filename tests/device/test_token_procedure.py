@@ -26,14 +26,14 @@ def assert_unchanged(before, after, what: str) -> None:
     )
 
 
+@pytest.mark.catches("reused_token_accepted", "accepts_starting_code", "set_as_add", "set_does_not_relock")
 @pytest.mark.quick
 def test_quick_test_scenario_1(token_session, tokens):
     """Quick test "scenario 1" (openpaygo.md §3a), for the DUT's profile: on the published test
     device these are exactly the published tokens. Step 2's "invalid" token is the starting code,
     which sits at count 0: refused as invalid or already used, and nothing changes. Then +1 day,
     the same token again (already used, unchanged), +29 days, SET 7 days, PAYG disabled, SET 0
-    (PAYG on, 0 days); the credit is checked after every step.
-    Catches: accepts_starting_code, reused_token_accepted, set_as_add, set_does_not_relock."""
+    (PAYG on, 0 days); the credit is checked after every step."""
     s = token_session
     before = s.check_status()
     s.expect_refused(tokens.craft(0, 0))  # the starting code (in the DUT's digit set)
@@ -56,6 +56,8 @@ def test_quick_test_scenario_1(token_session, tokens):
     assert s.model.days_left(s.now()) == 0 and not s.model.payg_disabled
 
 
+@pytest.mark.catches("reused_token_accepted", "accepts_starting_code", "set_as_add", "parity_before_special",
+                     "slow_decode", "leading_zero_dropped", "set_does_not_relock")
 def test_full_procedure(token_session, tokens, measure):
     """Full test procedure G1–G12, U1–U3 (openpaygo.md §3b, OpenPAYGO-python
     test/full_test_procedure.py), generated in the server's order: every token's outcome, and
@@ -64,9 +66,7 @@ def test_full_procedure(token_session, tokens, measure):
     `123456789` is the starting code on the published device: refused either way, as in the
     quick test. G8: the decode time of each of the 21 SET tokens 30 counts apart is a
     measurement, limit 5 s. G11B (Optional) and G12's 48-hour wait have their own tests; U2D,
-    the bench's addition, too (test_token_windows.py).
-    Catches: accepts_starting_code, reused_token_accepted, set_as_add, parity_before_special,
-    set_does_not_relock, slow_decode, leading_zero_dropped."""
+    the bench's addition, too (test_token_windows.py)."""
     s = token_session
     steps = [p for p in full_test_procedure(tokens, with_u2d=False) if p.step not in OPTIONAL_STEPS | RTC_STEPS]
     assert [p.step for p in steps if p.step.startswith("G8")] == [f"G8{chr(65 + i)}" for i in range(21)]
@@ -83,11 +83,11 @@ def test_full_procedure(token_session, tokens, measure):
         s.check_status()
 
 
+@pytest.mark.catches("add_relocks")
 def test_g11b_add_after_disable_does_not_relock(token_session, tokens):
     """G11A/B (openpaygo.md §3b, §2 Re-lock), marked Optional by the procedure: after DISABLE_PAYG
     an ADD (here of 0 days, as G11B) must not re-lock the device; only a SET does. A device that
-    re-locks fails this test (the report shows which optional clause it misses).
-    Catches: add_relocks."""
+    re-locks fails this test (the report shows which optional clause it misses)."""
     s = token_session
     s.expect(tokens.disable())
     s.check_status()
@@ -97,14 +97,14 @@ def test_g11b_add_after_disable_does_not_relock(token_session, tokens):
     assert s.model.payg_disabled and status.payg == "disabled", f"after G11B the DUT reports payg={status.payg}"
 
 
+@pytest.mark.catches("set_as_add", "add_counts_expired_days")
 def test_g12_days_late_are_not_counted(token_session, tokens, measure):
     """G12A/B (openpaygo.md §3b): SET 0, then time passes with the device expired, then ADD 1
     day: 1 day remains; the days the device spent expired are not owed (an ADD counts from now
     once the credit has run out). The procedure waits 48 hours: with `rtc_set` the DUT's clock is
     set 48 h forward; without it the bench waits G12_WAIT_S on the real clock, several times the
     credit tolerance, so a device that owes the expired time shows it.
-    Measurement: g12_expired_for (s).
-    Catches: set_as_add, add_counts_expired_days."""
+    Measurement: g12_expired_for (s)."""
     s = token_session
     s.expect(tokens.set_days(0))
     s.check_status("after G12A (SET 0)")

@@ -14,12 +14,12 @@ def test_valid_token_accepted(token_session, tokens):
     token_session.check_status()
 
 
+@pytest.mark.catches("accepts_starting_code")
 @pytest.mark.quick
 def test_invalid_tokens_refused(token_session, tokens, rig):
     """Quick test §3a step 2 and G1: an invalid token is refused and changes nothing. The quick
     test's "invalid" token is the starting code itself, which matches at count 0: it must be
-    refused (invalid or already used), never accepted (openpaygo.md §5 bug 2).
-    Catches: accepts_starting_code."""
+    refused (invalid or already used), never accepted (openpaygo.md §5 bug 2)."""
     before = token_session.check_status()
     for code in (tokens.invalid(seed=1), f"{rig.dut.starting_code:09d}"):
         got = token_session.enter(code)
@@ -29,10 +29,11 @@ def test_invalid_tokens_refused(token_session, tokens, rig):
     assert (after.token_count, after.active_until, after.payg) == (before.token_count, before.active_until, before.payg)
 
 
+@pytest.mark.catches("reused_token_accepted")
 @pytest.mark.quick
 def test_reused_token_refused(token_session, tokens):
     """Quick test §3a step 4, G4A: re-entering an accepted token is refused as already used and
-    changes nothing. Catches: reused_token_accepted."""
+    changes nothing."""
     first = tokens.add_days(1)
     token_session.expect(first)
     status = token_session.check_status()

@@ -16,8 +16,8 @@ from bench.detection.matrix import (
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
 from bench.detection.runner import GOOD, plan_runs
 from bench.report.junit import CaseResult
-from bench.sim import faults
-from bench.sim.faults import Fault
+from bench.detection import catalogue as faults
+from bench.detection.catalogue import Fault
 
 A = "tests/device/test_a.py::test_one"
 A2 = "tests/device/test_a.py::test_two"

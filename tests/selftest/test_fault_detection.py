@@ -19,7 +19,7 @@ from concurrent.futures import Future
 import pytest
 
 from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row, no_reset_cell
-from bench.sim.faults import CATALOGUE
+from bench.detection.catalogue import CATALOGUE
 from tests.selftest.device_suite import (
     DETECTION_RUNS_KEY, GOOD, NO_RESET, no_reset_selection, selected_faults, start_detection_runs)
 
