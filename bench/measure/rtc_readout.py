@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bench.measure.drift import Sample
 from bench.measure.rtc_polling import poll_periodic, poll_rollovers
+from bench.timeout import sleep_until
 
 NS = 1e-9
 # Sub-second readout: one query per period suffices (every reading carries its phase); 50 ms
@@ -52,9 +53,8 @@ def host_now() -> float:
 
 
 def wait_until(t: float) -> None:
-    """Sleep until host_now() reaches t (a deadline, re-checked after every wake-up)."""
-    while (left := t - host_now()) > 0:
-        time.sleep(left)
+    """Sleep until host_now() reaches t (host_now is time.monotonic, read without float rounding)."""
+    sleep_until(t)
 
 
 def read_rtc(dut: RtcReader) -> Sample:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from bench.dut.errors import WaitAborted
 from bench.power.cycle import CycleReport, PowerOff, Step, power_cycle as _power_cycle, power_off, power_on
+from bench.timeout import sleep_until
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,7 @@ class PowerControl:
                 return None if self.psu.output_state() else f"the PSU cut the supply after NVM page write {cut.after_pages}"
         else:
             def cut_later() -> None:
-                deadline = t0 + cut.after_s
-                while (left := deadline - time.monotonic()) > 0:
-                    time.sleep(left)
+                sleep_until(t0 + cut.after_s)
                 self.psu.output(False)
                 fired.set()
 
@@ -231,9 +230,7 @@ class PowerControl:
                 return CutOutcome(False, result)
         cfg = self.rig.psu
         off = power_off(self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s)
-        deadline = off.rail_down_at + off_s  # off_s once the rail is down (rig dut.power_cut_off_s)
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(left)  # the off time itself: a deadline, not synchronisation
+        sleep_until(off.rail_down_at + off_s)  # off_s once the rail is down (rig dut.power_cut_off_s)
         steps, banner = power_on(self.psu, wait_boot=self._boot_waiter(), boot_timeout_s=self.rig.link.boot_timeout_s)
         self._log_steps(off.steps + steps)
         self._off_trace(off, "cut")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from bench.power.errors import PowerCycleError
+from bench.timeout import sleep_until
 
 log = logging.getLogger("bench.power")
 
@@ -111,7 +112,7 @@ def power_off(
                 f"(settle timeout {settle_timeout_s} s)",
                 trace=result.trace,
             )
-        _sleep_until(min(now + poll_interval_s, deadline))
+        sleep_until(min(now + poll_interval_s, deadline))
 
 
 def power_on(
@@ -155,7 +156,7 @@ def power_cycle(
     steps = list(off.steps)
 
     t_hold = time.monotonic()
-    _sleep_until(off.confirmed_off_at + min_off_s)
+    sleep_until(off.confirmed_off_at + min_off_s)
     _step(steps, "hold off", time.monotonic() - t_hold, f"until {min_off_s} s after switch-off")
 
     t_on = time.monotonic()
@@ -173,8 +174,3 @@ def _step(steps: list[Step], name: str, duration_s: float, detail: str) -> None:
     steps.append(Step(name, duration_s, detail))
     log.info("power step %-11s %.3f s  %s", name, duration_s, detail)
 
-
-def _sleep_until(deadline: float) -> None:
-    """Sleep until a time.monotonic() deadline (loops: sleep may wake early)."""
-    while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(remaining)

@@ -20,6 +20,7 @@ from typing import Protocol
 from bench.dut.adapter import DeviceAdapter, DeviceStatus, TokenOutcome
 from bench.openpaygo.model import DeviceModel, ModelState, Prediction
 from bench.openpaygo.tokens import Token
+from bench.timeout import sleep_for
 
 # Credit is compared in seconds: the DUT's clock reads whole seconds and some time passes between
 # a token's entry and the STATUS that reports it. The same tolerance applies to lockout seconds
@@ -147,9 +148,7 @@ class TokenSession:
         if wait > (self.lock_wait_s if max_wait_s is None else max_wait_s):
             return False
         self.dut.link.log.note(f"tokens: waiting {wait} s on the real clock for the lockout to end")
-        deadline = time.monotonic() + wait
-        while (rest := deadline - time.monotonic()) > 0:
-            time.sleep(rest)  # the lockout itself: a deadline, not synchronisation
+        sleep_for(wait)  # the lockout itself: a deadline, not synchronisation
         return True
 
     # -- entries -------------------------------------------------------------------------------

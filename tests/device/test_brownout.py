@@ -11,6 +11,7 @@ import time
 import pytest
 
 from bench.dut.errors import DutError, LinkSilent
+from bench.timeout import sleep_for
 from bench.station.token_session import status_differences
 
 STEPS = 40  # from the rig's supply voltage to 0 V: 0.3 V a step at 12 V
@@ -21,11 +22,6 @@ MIN_SILENCE_S = 0.5
 # With `rtc_set`, the RTC is first moved this far from wherever it was, so that a clock that
 # restarts from its epoch at the reset shows as an hour lost, not as a second or two.
 RTC_JUMP_S = 3600
-
-
-def wait_until(deadline: float) -> None:
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(left)
 
 
 @pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
@@ -61,7 +57,7 @@ def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, 
         silent_at = None
         for n in range(1, STEPS + 1):
             psu.set_voltage(volts[n])
-            wait_until(time.monotonic() + DWELL_S)
+            sleep_for(DWELL_S)
             power_cycle.sample(f"ramp down {volts[n]:g} V")
             token = tokens.add_days(1)
             entry = s.begin(token)  # written ahead in the ledger: the supply may take the answer
@@ -86,7 +82,7 @@ def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, 
         lowest = min(silent_at + BELOW, STEPS)
         for n in range(silent_at + 1, lowest + 1):
             psu.set_voltage(volts[n])
-            wait_until(time.monotonic() + DWELL_S)
+            sleep_for(DWELL_S)
             power_cycle.sample(f"ramp down {volts[n]:g} V")
         link.drain()
         since = time.monotonic()

@@ -13,6 +13,7 @@ import pytest
 
 from bench.measure.drift import edge_between
 from bench.measure.rtc_readout import CreditCountdown, CreditRanOut, read_rtc
+from bench.timeout import Timeout, sleep_until
 
 # The RTC's own drift over the few seconds of the test, allowed on top (a 32 kHz crystal is
 # within +-100 ppm even far off 25 degC; instruments.md §4): microseconds, not a readout step.
@@ -32,12 +33,10 @@ def rollover(dut, subsecond: bool) -> tuple[float, float, float]:  # dut: anythi
     first = read_rtc(dut)
     if subsecond:
         return first.host_s, first.device_s, first.rtt_s / 2.0
-    deadline = time.monotonic() + EDGE_TIMEOUT_S
+    limit = Timeout(EDGE_TIMEOUT_S)
     previous = first
-    while time.monotonic() < deadline:
-        next_at = previous.host_s + POLL_EVERY_S
-        while (wait := next_at - time.monotonic()) > 0:
-            time.sleep(wait)
+    while not limit.expired:
+        sleep_until(previous.host_s + POLL_EVERY_S)
         current = read_rtc(dut)
         edge = edge_between(previous, current, max_bracket_s=MAX_BRACKET_S)
         if edge is not None:
@@ -50,9 +49,7 @@ def hold_off(power_cycle, off_s: float) -> float:
     """Switch off, hold the DUT unpowered for off_s from the confirmed switch-off, switch on (a
     boot banner awaited); the time it was off, s."""
     off = power_cycle.off()
-    deadline = off.confirmed_off_at + off_s
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(left)  # the off time itself: a deadline, not synchronisation
+    sleep_until(off.confirmed_off_at + off_s)  # the off time itself: a deadline, not synchronisation
     switched_on = time.monotonic()
     power_cycle.on()
     return switched_on - off.confirmed_off_at

@@ -29,6 +29,7 @@ from bench.sim.firmware import Firmware, FirmwareConfig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.virtual_rig import SimOptions, VirtualRig
+from bench.timeout import sleep_until
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 SC = 123456789
@@ -195,8 +196,7 @@ def power_on(rig: VirtualRig, dut: ReferenceAdapter, link: SerialLink) -> None:
 
 def hold(seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(left)
+    sleep_until(deadline)
 
 
 # -- add_counts_expired_days ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from bench.dut.traffic import TrafficLog
 from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.sim.virtual_rig import SimOptions, VirtualRig
+from bench.timeout import sleep_until
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 SC = 123456789
@@ -43,8 +44,7 @@ class SimHdk:
         """Power off for off_s, back on; the seconds the device was off, as the host saw them."""
         self.rig.supply.set_output(1, False)
         t0 = time.monotonic()
-        while (left := t0 + off_s - time.monotonic()) > 0:
-            time.sleep(left)
+        sleep_until(t0 + off_s)
         self.on()
         return time.monotonic() - t0
 

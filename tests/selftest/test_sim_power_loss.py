@@ -21,6 +21,7 @@ from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.sim.board import RTC_RESET_EPOCH
 from bench.sim.virtual_rig import SimOptions, VirtualRig
+from bench.timeout import sleep_until
 
 T0 = 1_800_000_000
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
@@ -52,8 +53,7 @@ class SimRig:
     def off(self, hold_s: float = 0.03) -> None:
         self.supply.set_output(1, False)
         deadline = time.monotonic() + hold_s
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(left)
+        sleep_until(deadline)
 
     def close(self) -> None:
         self.link.close()
@@ -179,8 +179,7 @@ def test_a_cut_after_the_last_page_keeps_the_new_state_and_loses_the_reply(sim_r
 
 def settle(seconds: float = 0.02) -> None:
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(left)
+    sleep_until(deadline)
 
 
 def test_supply_dip_below_the_threshold_resets_the_board_as_a_brown_out(sim_rig):

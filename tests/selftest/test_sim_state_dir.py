@@ -29,6 +29,7 @@ from bench.sim.rtc import Rtc
 from bench.sim.state_dir import RTC_FILE, RtcReading, StateDir
 from bench.sim.virtual_rig import SimOptions, VirtualRig
 from bench.fixtures.virtual_rig import sim_options
+from bench.timeout import sleep_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
@@ -237,8 +238,7 @@ def test_a_killed_simulator_leaves_a_usable_device(tmp_path):
         set_at = time.time()
         run.link.send(f"TOKEN {token.code}")  # no reply awaited: killed during the write
         deadline = time.monotonic() + 0.15
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(left)
+        sleep_until(deadline)
     finally:
         run.close(kill=True)
     run = Run(state)
