@@ -7,6 +7,7 @@ the capabilities it can exercise on its device; tests that need more are skipped
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -155,6 +156,8 @@ class DeviceAdapter(ABC):
     # The protocol can say a token was refused because entry is locked (the reference protocol's
     # `result=locked`). The HDK's cannot: a locked entry there is answered like an invalid one.
     reports_locked: bool = True
+    # The major version of the test protocol this adapter speaks (what a DUT's ID must report).
+    protocol_major: int | None = None
 
     @property
     @abstractmethod
@@ -171,6 +174,11 @@ class DeviceAdapter(ABC):
 
     @abstractmethod
     def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner: ...
+
+    def parse_banner(self, line: str, at: float | None = None) -> Banner:
+        """A boot banner line as this protocol's Banner, the one parser of it (the fields its
+        protocol puts there: the reference protocol's model=, fw=, proto=, reset=, nvm=)."""
+        return Banner(line, {}, time.monotonic() if at is None else at)
 
     @abstractmethod
     def ping(self) -> None: ...

@@ -30,6 +30,7 @@ from bench.dut.errors import DeviceRefused, ProtocolError
 from bench.dut.link import SerialLink
 
 PROTOCOL_MAJOR = 1
+BANNER_PREFIX = "! BOOT"
 ALL_CAPABILITIES = frozenset(
     {"token", "status", "rtc", "rtc_subsecond", "rtc_set", "nvm", "factory_reset", "metrics_bridge", "metrics_report",
      "extended_tokens"}
@@ -124,6 +125,7 @@ _CONFIG_FIELDS = ("mode", "period", "sample", "enc", "auth", "df", "url")
 
 class ReferenceAdapter(DeviceAdapter):
     name = "reference"
+    protocol_major = PROTOCOL_MAJOR
     # protocol v1 always has ID, a boot banner with reset=, and TOKEN/STATUS lockout fields
     protocol_capabilities = frozenset({"identity", "boot_reason", "lockout"})
 
@@ -159,8 +161,12 @@ class ReferenceAdapter(DeviceAdapter):
 
     # -- boot -----------------------------------------------------------------------------------
     def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner:
-        line = self.link.wait_event("! BOOT", timeout_s, since=since)
-        return Banner(line, parse_fields(line[len("! BOOT"):]), time.monotonic())
+        return self.parse_banner(self.link.wait_event(BANNER_PREFIX, timeout_s, since=since))
+
+    def parse_banner(self, line: str, at: float | None = None) -> Banner:
+        """`! BOOT model=... fw=... proto=... reset=... nvm=...` (protocol.md §Unsolicited lines)."""
+        fields = parse_fields(line[len(BANNER_PREFIX):]) if line.startswith(BANNER_PREFIX) else {}
+        return Banner(line, fields, time.monotonic() if at is None else at)
 
     def ping(self) -> None:
         self._call("PING")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bench.dut.reference import PROTOCOL_MAJOR, parse_fields
 from bench.station.profile import provisioning_for
 
 
@@ -18,13 +17,13 @@ def test_identity(dut, rig, rig_up):
     assert ident.model, "ID reported an empty model"
     assert ident.firmware, "ID reported an empty firmware version"
     major = ident.protocol.split(".")[0]
-    assert major.isdigit() and int(major) == PROTOCOL_MAJOR, (
-        f"the DUT speaks test protocol {ident.protocol}; this bench speaks {PROTOCOL_MAJOR}.x"
+    assert major.isdigit() and int(major) == dut.protocol_major, (
+        f"the DUT speaks test protocol {ident.protocol}; this bench speaks {dut.protocol_major}.x"
     )
-    banner = parse_fields(rig_up.first_banner[len("! BOOT"):])
+    banner = rig_up.first_banner.fields
     assert (banner.get("model"), banner.get("fw"), banner.get("proto")) == (
         ident.model, ident.firmware, ident.protocol,
-    ), f"boot banner {rig_up.first_banner!r} disagrees with ID"
+    ), f"boot banner {rig_up.first_banner.line!r} disagrees with ID"
     if rig.dut.hardware_model:
         assert ident.model == rig.dut.hardware_model, "the DUT is not the model the rig file names"
     if rig.dut.firmware_version:

@@ -122,7 +122,7 @@ class Run:
         kept, nothing garbage), and a token it acknowledged is kept. Returns "old" or "new"."""
         s = self.s
         assert outcome.banner, "no boot banner after the supply came back"
-        if "nvm=recovered" in outcome.banner:
+        if s.dut.parse_banner(outcome.banner).fields.get("nvm") == "recovered":
             self.recovered += 1
         try:
             status = s.dut.status()
