@@ -10,7 +10,6 @@ Keys are `Secret`s: no error, repr or log line shows one."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.openpaygo.tokens import MAX_TIME_DIVIDER, TokenGenerator
-from bench.rig import DEVICE_LIST_COLUMNS, DutProfile
+from bench.rig import DeviceListError, DutProfile, read_device_list
 from bench.secret import Secret
 from bench.server.store import DeviceState, Store
 
@@ -122,29 +121,24 @@ def _device(entry: Any, path: str, where: str, env: Mapping[str, str]) -> Device
     )
 
 
-def _csv_devices(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
-    header = tuple(h.strip() for h in rows[0]) if rows else ()
-    if header != DEVICE_LIST_COLUMNS:
-        raise DeviceFileError(str(path), "header", "expected exactly " + ",".join(DEVICE_LIST_COLUMNS))
-    out = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        cell = dict(zip(DEVICE_LIST_COLUMNS, (c.strip() for c in row + [""] * len(DEVICE_LIST_COLUMNS))))
-        entry: dict[str, Any] = {"serial_number": cell["Serial Number"], "secret_key": cell["Key"]}
-        for column, key in (("Starting Code", "starting_code"), ("Count", "count"), ("Time Divider", "time_divider")):
-            if cell[column]:
-                if not cell[column].isdigit():
-                    raise DeviceFileError(str(path), f"line {line}: {column}", "expected a whole number")
-                entry[key] = int(cell[column])
-        if cell["Restricted Digit Mode"]:
-            if cell["Restricted Digit Mode"] not in ("0", "1"):
-                raise DeviceFileError(str(path), f"line {line}: Restricted Digit Mode", "expected 0 or 1")
-            entry["restricted_digits"] = cell["Restricted Digit Mode"] == "1"
-        out.append(entry)
-    return out
+def _csv_devices(path: Path) -> list[Device]:
+    """An OpenPAYGO device list, read by the bench's one device-list parser (bench/rig/device_list.py):
+    a server device needs the key and the starting code of each row."""
+    try:
+        rows = read_device_list(path)
+    except DeviceListError as e:
+        raise DeviceFileError(e.path, e.where, e.message) from None
+    devices = []
+    for row in rows:
+        for column, value in (("Key", row.secret_key), ("Starting Code", row.starting_code)):
+            if value is None:
+                raise DeviceFileError(str(path), f"line {row.line}: {column}", "blank; expected it for a device the "
+                                      "server issues tokens to")
+        assert row.secret_key is not None and row.starting_code is not None
+        devices.append(Device(row.serial_number, row.secret_key, row.starting_code,
+                              1 if row.count is None else row.count, row.time_divider or 1,
+                              bool(row.restricted_digits)))
+    return devices
 
 
 def load_devices(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> list[Device]:
@@ -154,8 +148,8 @@ def load_devices(path: str | os.PathLike, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     try:
         if file.suffix.lower() == ".csv":
-            entries, label = _csv_devices(file), "row"
-        elif file.suffix.lower() == ".toml":
+            return _csv_devices(file)
+        if file.suffix.lower() == ".toml":
             doc = tomllib.loads(file.read_text(encoding="utf-8"))
             entries, label = doc.get("device", []), "device"
             extra = [k for k in doc if k != "device"]

@@ -384,7 +384,9 @@ def test_serial_missing_from_the_device_list_is_named():
 
 def test_duplicate_serial_in_the_device_list_is_refused():
     csv_rows(f"PG0001,42,{KEY},1,1,0,,,", f"PG0001,43,{KEY},1,1,0,,,")
-    assert "dut.device_serial: 2 rows (lines 2, 3) with Serial Number 'PG0001'" in error(LISTED)
+    with pytest.raises(RigError) as info:  # the one device-list parser: a list naming a device twice is wrong
+        load(LISTED)
+    assert str(info.value).endswith("d.csv: line 3: Serial Number: 'PG0001' is also on line 2; expected each device once")
 
 
 def test_device_list_with_wrong_headers_is_named():
@@ -433,3 +435,23 @@ def test_resolve_rig_prefers_path_then_environment_then_virtual():
     assert resolve_rig("a.toml", env=env).station.id == "a"
     assert resolve_rig(None, env=env).station.id == "b"
     assert resolve_rig(None, env={}) == virtual_rig()
+
+
+def test_one_device_list_parser_serves_the_rig_and_the_metrics_server():
+    """The same CSV is read the same way by `run` (a rig's dut.device_list) and `serve --devices`:
+    what one accepts the other accepts with the same values, what one refuses the other refuses
+    naming the same line and column (a starting code of 0 among them: openpaygo would derive one)."""
+    from bench.server.devices import DeviceFileError, load_devices
+
+    csv_rows(f"PG0001,42,{KEY},7,4,1,,,")
+    dut = load(LISTED).dut
+    (device,) = load_devices("d.csv")
+    assert (dut.starting_code, dut.secret_key, dut.token_count, dut.time_divider, dut.restricted_digits) == (
+        device.starting_code, device.key, device.count, device.time_divider, device.restricted_digits)
+    csv_rows(f"PG0001,0,{KEY},1,1,0,,,")
+    with pytest.raises(RigError) as rig_error:
+        load(LISTED)
+    with pytest.raises(DeviceFileError) as server_error:
+        load_devices("d.csv")
+    for text in (str(rig_error.value), str(server_error.value)):
+        assert text.endswith("d.csv: line 2: Starting Code: got '0' (string); expected an integer 1..999999999"), text

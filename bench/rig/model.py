@@ -1,0 +1,178 @@
+"""The rig as the bench uses it: one test station (UART, PSU, DUT profile, local server,
+simulator) in frozen typed dataclasses, made from a rig file by bench/rig/load.py. Device keys are
+held as `Secret` and never appear in a repr or `describe()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bench.secret import MASK, Secret
+
+# Defaults that differ between the virtual rig and a real one (rig file leaves the key out):
+# psu.profile: the simulated PSU (with its NVM-write trigger), or the generic Keysight dialect;
+# link.boot_timeout_s: the simulated device boots in about 10 ms, a real one may take seconds.
+DEFAULT_PSU_PROFILE = {True: "paygo-sim", False: "keysight-e36"}
+DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
+# dut.rtc_drift_observe_s / _max_observe_s: the simulated RTC drifts by hundreds of ppm, which a
+# few seconds resolve; a real crystal's few ppm take minutes (docs/drift.md).
+DEFAULT_DRIFT_OBSERVE_S = {True: 6.0, False: 600.0}
+DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
+# dut.lockout_wait_budget_s: how long, in all, a run may wait out lockouts on the real clock when
+# the DUT's RTC cannot be set forward (no `rtc_set`): a real rig climbs the schedule for half an
+# hour; the virtual rig's test builds lock for seconds (dut.lockout_unit_s).
+DEFAULT_LOCKOUT_WAIT_BUDGET_S = {True: 60.0, False: 1800.0}
+VIRTUAL = "virtual"
+SECTIONS = ("station", "link", "psu", "dut", "server", "sim")  # the rig file's tables
+# OpenPAYGO Metrics payload auth methods (openpaygo.md §6 Security); "none" is not one a bench
+# qualifies a device with.
+METRICS_AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
+RIG_ENV_VAR = "PAYGO_BENCH_RIG"
+# The public test device of the OpenPAYGO quick test (openpaygo.md §3a): fine to ship in source.
+VIRTUAL_DUT_SERIAL = "SIM000001"
+VIRTUAL_DUT_KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
+VIRTUAL_DUT_STARTING_CODE = 123456789
+# pyserial's standard rates from 300 up.
+STANDARD_BAUDS = (300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400,
+                  460800, 500000, 576000, 921600, 1000000, 1152000, 1500000, 2000000, 2500000,
+                  3000000, 3500000, 4000000)
+
+
+class RigError(Exception):
+    """A rig file mistake, as one line: "<file>: <key>: <what was wrong>; expected <what>"."""
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        self.path, self.key, self.message = str(path), key, message
+        super().__init__(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str
+    location: str
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    port: str
+    baud: int
+    reply_timeout_s: float
+    boot_timeout_s: float
+
+
+@dataclass(frozen=True)
+class PsuConfig:
+    resource: str
+    profile: str
+    channel: int
+    voltage: float
+    current_limit: float
+    off_threshold_v: float
+    min_off_s: float
+    settle_timeout_s: float
+    safe_state: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class DutProfile:
+    adapter: str
+    serial_number: str
+    secret_key: Secret
+    starting_code: int
+    token_count: int
+    time_divider: int
+    restricted_digits: bool
+    extended_tokens: bool
+    lockout_free_errors: int  # brute-force lockout schedule (openpaygo.md §2): errors with no wait,
+    lockout_first_minutes: int  # the first lock, doubling per further error,
+    lockout_max_minutes: int  # up to this cap,
+    lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)
+    lockout_unit_s: float  # the schedule's "minute" in seconds (60; a test build may shorten it)
+    lockout_wait_budget_s: float  # real-clock lockout waiting a run may spend (no rtc_set)
+    rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
+    power_cut_cycles: int  # power cuts the power-cut test makes
+    power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
+    rtc_drift_limit_ppm: float  # the drift test's limit, |drift| <= this (OpenPAYGO: ~6 h/year)
+    rtc_drift_observe_s: float  # how long the drift test polls the RTC first,
+    rtc_drift_max_observe_s: float  # and how long in all when it must measure longer
+    metrics_auth: str  # the OpenPAYGO Metrics payload auth the bench configures (sa|ta|ca|da|ra)
+    metrics_period_s: float  # the product's Metrics session period (the data budget's sessions a month)
+    metrics_budget_bytes_per_month: int  # the data budget's limit: bytes on the wire a month
+    hardware_model: str
+    firmware_version: str
+    capabilities: frozenset[str]
+    spec: Path | None = None  # the product's test spec (docs/spec.md); None: bench/specs/<adapter>.toml
+    suite: str | None = None  # the suite profile this product is qualified against (None: "full")
+    ledger: Path | None = None  # the device ledger (SQLite); None: the bench's default place
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    base_path: str
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    faults: tuple[str, ...]
+    rtc_drift_ppm: float
+    psu_decay_s: float
+    link: str
+    brownout_v: float
+    nvm_page_write_ms: float
+    rtc_subsecond: bool
+    metrics_mode: str  # the simulated firmware build's Metrics sessions: off | direct | bridge
+    metrics_period_s: float  # a session every this many seconds
+    metrics_sample_s: int  # a historical row every this many seconds
+    metrics_encoding: str  # json | cbor
+    metrics_reply_timeout_s: float  # direct mode: a session with no reply within this failed
+    hide_capabilities: tuple[str, ...]  # capabilities the simulated firmware is built without
+    lockout_unit_s: float  # the simulated build's lockout "minute", s
+    hdk_fixed: bool  # the HDK firmware with its documented defects fixed (hdk adapter only)
+    state_dir: str  # where the simulated device keeps NVM and RTC between runs ("" = a fresh device)
+
+
+@dataclass(frozen=True)
+class Rig:
+    source: Path | None  # the rig file, None for the built-in virtual rig
+    sha256: str  # of the rig file bytes, "" for the built-in rig: ties a report to the exact file
+    station: StationConfig
+    link: LinkConfig
+    psu: PsuConfig
+    dut: DutProfile
+    server: ServerConfig
+    sim: SimConfig
+
+    @property
+    def virtual(self) -> bool:
+        return self.link.port == VIRTUAL and self.psu.resource == VIRTUAL
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret in the rig, for `bench.secret.mask` over logs and reports."""
+        return (self.dut.secret_key,)
+
+    def describe(self) -> dict:
+        """A JSON-safe summary for records and reports, secrets shown as ***."""
+
+        def plain(obj: Any) -> dict:
+            out = {}
+            for f in fields(obj):
+                v = getattr(obj, f.name)
+                if isinstance(v, Secret):
+                    v = MASK
+                elif isinstance(v, (frozenset, set)):
+                    v = sorted(v)
+                elif isinstance(v, tuple):
+                    v = list(v)
+                out[f.name] = v
+            return out
+
+        return {
+            "source": str(self.source) if self.source else None,
+            "sha256": self.sha256,
+            "virtual": self.virtual,
+            **{name: plain(getattr(self, name)) for name in SECTIONS},
+        }
