@@ -52,7 +52,7 @@ from bench.rig import virtual_rig  # noqa: E402
 from bench.sim.launcher import start_virtual_rig  # noqa: E402
 from bench.sim.virtual_rig import SimOptions  # noqa: E402  (only to print its boot delay)
 from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
-from bench.power.control import CutPlan, PowerControl  # noqa: E402
+from bench.station.power_control import CutPlan, PowerControl  # noqa: E402
 from bench.fixtures.psu import apply_safe_state  # noqa: E402
 from bench.station.token_session import TokenSession  # noqa: E402
 from bench.fixtures.virtual_rig import sim_options  # noqa: E402

@@ -23,7 +23,7 @@ from fractions import Fraction
 import pytest
 
 from bench.dut.errors import DutError
-from bench.power.control import CutPoint
+from bench.station.power_control import CutPoint
 from bench.station.token_session import status_differences
 
 # The entries cut, in this order, round and round: credit, the invalid streak and a lockout,
