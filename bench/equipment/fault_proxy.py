@@ -1,69 +1,15 @@
-"""A fault-injecting HTTP proxy between a device and the Metrics server: the server faults of a
-sick server or network (refused/reset connection, 5xx, a reply slower than the device's timeout,
-a connection dropped before or after the server committed), injected on demand, on real TCP.
+"""A fault-injecting HTTP proxy between a device and the Metrics server: the faults of a sick
+server or network (a reset connection, a 5xx, a reply slower than the device's timeout, a
+connection dropped before or after the server committed), injected on demand on real TCP, to prove
+that a device loses no row to them and, once the server is back, duplicates none.
 
-    with FaultProxy(metrics_server.url, stall_s=3.0) as proxy:
-        device.configure(url=proxy.base_url)
-        proxy.set_mode(ProxyMode.DROP_AFTER, count=1)   # the next request: stored, reply lost
-        ...
-        exchange = proxy.wait_for(lambda e: e.mode is ProxyMode.DROP_AFTER, timeout_s=5)
-
-Plain sockets and threads (stdlib): a listener thread, one thread per client connection, and for
-the requests it forwards, one upstream connection per client connection (upstream HTTPS is not
-supported: put the proxy in front of a plain-HTTP server).
-
-What the client sees on the wire, per mode (`ProxyMode`):
-
-| mode | the proxy | the client (stdlib http.client) sees |
-|---|---|---|
-| `pass` | forwards the request as received, relays the server's response byte for byte | the server's answer |
-| `refuse` | accepts, then closes at once with SO_LINGER 0 (a TCP RST), reading nothing | `ConnectionResetError` (or `BrokenPipeError` when sending), never `ConnectionRefusedError`: a listening socket cannot refuse one connection and accept the next |
-| `http_error` | reads the request, answers `error_status` with a small JSON body and `Connection: close`, never forwards | that status |
-| `stall` | reads the request, forwards nothing, sends nothing for `stall_s` (or until `close()`), then closes (FIN) | its read timeout (`TimeoutError`); after `stall_s`, `RemoteDisconnected` |
-| `drop_before` | reads the request, closes (FIN) without forwarding | `RemoteDisconnected` |
-| `drop_after` | forwards, reads the server's whole response (the server has committed the request), closes (FIN) without sending any of it | `RemoteDisconnected`: the case where a device rightly sends the same rows again |
-
-Requests: HTTP/1.x, bodies framed by Content-Length or chunked transfer coding (no body
-otherwise); `Expect: 100-continue` is not honoured (the body is read before anything is
-forwarded). Keep-alive is followed: each request on a connection is one exchange with its own
-mode, the connection staying open as long as both the client and the server keep it so (the
-device sends `Connection: close`, one request per connection). Any mode other than `pass` ends
-the connection.
-
-Modes are taken per request: `set_mode(mode, count=n)` applies to the next n requests, then the
-proxy is back to `pass`. A connection's first request takes its mode when the connection is
-accepted (so `refuse` reads nothing); a later request on a kept-alive connection takes it when
-its first bytes arrive.
-
-Exchanges (`exchanges()`) are recorded in the order their outcome became known. When the client
-sees a failure (`refuse`, `stall`, `drop_before`, `drop_after`, a server down), the exchange was
-recorded before its connection was reset or closed, so it is there when the client notices. When
-the client gets a response (`pass`, `http_error`, a 400), it is recorded right after the last
-byte was written, and the client may have read the response a moment before: wait for it with
-`wait_for`, not by reading `exchanges()` at once. Byte counts are what crossed the client's
-socket: the request as received (request line, headers, body) and the response as written to it
-(interim and final, headers included). `forwarded` means the whole
-request was written to the server's socket; `delivered` means the whole response was written
-to the client's socket.
-
-When the server cannot be reached (refused, down), a `pass` or `drop_after` request is answered
-as a down server would be: the client's connection is reset. A malformed request (a bad request
-line, header or framing, a head over 64 KiB) is answered `400` and closed; a client closing
-mid-request or silent past `io_timeout_s` is closed. Either is recorded as an exchange and
-counted in `errors` (with a reason in `error_log()`); any other exception in a connection thread
-is counted there too, never silent. A client closing cleanly between requests is no exchange.
-
-The simulated device's transport (`bench.sim.metrics_session.post`) reports the modes as: the
-server's status (`pass`), `dropped` (`refuse`, `drop_before`, `drop_after`), the status
-(`http_error`), `timeout` (`stall`, when `stall_s` exceeds its reply timeout).
+How each mode looks on the wire, what an exchange records and when: docs/fault-proxy.md.
 """
 
 from __future__ import annotations
 
-import json
 import select
 import socket
-import struct
 import threading
 import time
 import urllib.parse
@@ -71,10 +17,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
 
-MAX_HEAD_BYTES = 64 * 1024
-MAX_CHUNK_LINE = 1024
+from bench.equipment import tcp
+from bench.equipment.http_wire import RECV_BYTES, Closed, Malformed, Wire, parse_request_head, simple_response
+from bench.equipment.upstream import Upstream
+
 MAX_ERROR_LOG = 200
-RECV_BYTES = 65536
 ACCEPT_POLL_S = 0.05
 CLOSE_JOIN_S = 2.0
 
@@ -103,229 +50,8 @@ class ProxiedExchange:
     delivered: bool  # the client received the complete response
 
 
-class _Malformed(Exception):
-    """The bytes on a connection are not an HTTP/1.x message the proxy can frame."""
-
-
-class _Closed(Exception):
-    """The peer closed the connection before the message ended."""
-
-
-class _Wire:
-    """A socket read as HTTP: buffered, counting the bytes each message took."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-        self.eof = False
-
-    def _fill(self) -> bool:
-        if self.eof:
-            return False
-        data = self.sock.recv(RECV_BYTES)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def _take(self, n: int) -> bytes:
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    def head(self) -> bytes | None:
-        """The next message head (up to and including the blank line); None on a clean EOF
-        before any byte of it."""
-        start = 0
-        while True:
-            i = self.buf.find(b"\r\n\r\n", start)
-            if i >= 0:
-                if i + 4 > MAX_HEAD_BYTES:
-                    raise _Malformed(f"head over {MAX_HEAD_BYTES} bytes")
-                return self._take(i + 4)
-            if len(self.buf) > MAX_HEAD_BYTES:
-                raise _Malformed(f"head over {MAX_HEAD_BYTES} bytes")
-            start = max(0, len(self.buf) - 3)
-            if not self._fill():
-                if not self.buf:
-                    return None
-                raise _Closed(f"closed after {len(self.buf)} bytes of a head")
-
-    def exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            if not self._fill():
-                raise _Closed(f"closed after {len(self.buf)} of {n} body bytes")
-        return self._take(n)
-
-    def line(self) -> bytes:
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                return self._take(i + 2)
-            if len(self.buf) > MAX_CHUNK_LINE:
-                raise _Malformed("chunk line too long")
-            if not self._fill():
-                raise _Closed("closed inside a chunked body")
-
-    def chunked(self) -> bytes:
-        """A chunked body, raw (sizes, data, trailers)."""
-        out = bytearray()
-        while True:
-            line = self.line()
-            out += line
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _Malformed(f"bad chunk size {line[:40]!r}") from None
-            if size < 0:
-                raise _Malformed("negative chunk size")
-            if size == 0:
-                while True:  # trailers, up to the blank line
-                    trailer = self.line()
-                    out += trailer
-                    if trailer == b"\r\n":
-                        return bytes(out)
-                    if len(out) > MAX_HEAD_BYTES:
-                        raise _Malformed("trailers too long")
-            data = self.exact(size + 2)
-            if not data.endswith(b"\r\n"):
-                raise _Malformed("chunk not followed by CRLF")
-            out += data
-
-    def to_eof(self) -> bytes:
-        while self._fill():
-            pass
-        return self._take(len(self.buf))
-
-
-@dataclass(frozen=True)
-class _Head:
-    start: str  # request line or status line
-    version: str
-    headers: list[tuple[str, str]]
-
-    def values(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k == name]
-
-    def tokens(self, name: str) -> list[str]:
-        return [t.strip().lower() for v in self.values(name) for t in v.split(",") if t.strip()]
-
-    def keep_alive(self) -> bool:
-        conn = self.tokens("connection")
-        if "close" in conn:
-            return False
-        return self.version == "HTTP/1.1" or "keep-alive" in conn
-
-    def content_length(self) -> int | None:
-        values = {v.strip() for v in self.values("content-length")}
-        if not values:
-            return None
-        if len(values) > 1:
-            raise _Malformed("conflicting Content-Length headers")
-        (value,) = values
-        if not value.isdigit():
-            raise _Malformed(f"bad Content-Length {value[:20]!r}")
-        return int(value)
-
-    def chunked(self) -> bool:
-        codings = self.tokens("transfer-encoding")
-        if not codings:
-            return False
-        if codings[-1] != "chunked":
-            raise _Malformed(f"unsupported Transfer-Encoding {','.join(codings)[:40]!r}")
-        return True
-
-
-def _parse_head(raw: bytes) -> _Head:
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-        raise _Malformed("undecodable head") from None
-    lines = text[:-4].split("\r\n")
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or any(c in name for c in " \t"):
-            raise _Malformed(f"bad header line {line[:40]!r}")
-        headers.append((name.lower(), value.strip()))
-    return _Head(lines[0], "", headers)
-
-
-def _parse_request_head(raw: bytes) -> tuple[str, str, _Head]:
-    head = _parse_head(raw)
-    parts = head.start.split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[1] or not parts[2].startswith("HTTP/1."):
-        raise _Malformed(f"bad request line {head.start[:60]!r}")
-    return parts[0], parts[1], _Head(head.start, parts[2], head.headers)
-
-
-def _parse_status_head(raw: bytes) -> tuple[int, _Head]:
-    head = _parse_head(raw)
-    parts = head.start.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
-        raise _Malformed(f"bad status line {head.start[:60]!r}")
-    return int(parts[1]), _Head(head.start, parts[0], head.headers)
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close with a TCP RST (SO_LINGER on, 0 s)."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
-
-
-def _close(sock: socket.socket) -> None:
-    """Close with a FIN, the data already written going out first."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    sock.close()
-
-
-def _send(sock: socket.socket, data: bytes) -> tuple[int, bool]:
-    """Write data; (bytes written, all of them)."""
-    view = memoryview(data)
-    sent = 0
-    try:
-        while sent < len(data):
-            n = sock.send(view[sent:])
-            if n <= 0:
-                break
-            sent += n
-    except OSError:
-        return sent, False
-    return sent, sent == len(data)
-
-
-def _readable(sock: socket.socket) -> bool:
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _host_in_url(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-_REASONS = {400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout"}
-
-
-def _simple_response(status: int, code: str, message: str) -> bytes:
-    body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode("ascii")
-    reason = _REASONS.get(status, "Error")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii") + body
-
-
 class FaultProxy:
-    """A TCP proxy in front of an HTTP server, misbehaving on demand (module docstring)."""
+    """A TCP proxy in front of an HTTP server, misbehaving on demand (docs/fault-proxy.md)."""
 
     def __init__(self, upstream: str, *, listen_host: str = "127.0.0.1", listen_port: int = 0,
                  stall_s: float = 30.0, error_status: int = 503, io_timeout_s: float = 10.0) -> None:
@@ -411,7 +137,7 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         """What the device is configured with: the proxy's address plus the upstream's path."""
-        return f"http://{_host_in_url(self._listen[0])}:{self.port}{self._prefix}"
+        return f"http://{tcp.host_in_url(self._listen[0])}:{self.port}{self._prefix}"
 
     # -- control --------------------------------------------------------------------------------
 
@@ -513,10 +239,10 @@ class FaultProxy:
             started = time.monotonic()
             if mode is ProxyMode.REFUSE:  # at once, on this thread: nothing is read
                 self._record(ProxiedExchange(started, mode, "", "", 0, 0, None, False, False))
-                _reset(client)
+                tcp.reset(client)
                 continue
             if not self._track(client):
-                _reset(client)
+                tcp.reset(client)
                 continue
             t = threading.Thread(target=self._connection, args=(client, mode, started),
                                  name=f"fault-proxy-{self._port}-conn", daemon=True)
@@ -526,10 +252,11 @@ class FaultProxy:
 
     def _connection(self, client: socket.socket, mode: ProxyMode | None, started: float) -> None:
         """One client connection: its requests, one exchange each, until one side closes."""
-        upstream: list[_Wire] = []  # the server connection, opened on the first forward
+        upstream = Upstream(self._upstream_addr, self.io_timeout_s, track=self._track, untrack=self._untrack,
+                            error=self._error)  # the server connection, opened on the first forward
         try:
             client.settimeout(self.io_timeout_s)
-            wire = _Wire(client)
+            wire = Wire(client)
             while not self._stop.is_set():
                 if mode is None:  # a later request on a kept-alive connection: wait for its bytes
                     if not wire.buf:
@@ -539,7 +266,7 @@ class FaultProxy:
                     mode, started = self._take_mode(), time.monotonic()
                     if mode is ProxyMode.REFUSE:
                         self._record(ProxiedExchange(started, mode, "", "", 0, 0, None, False, False))
-                        _reset(client)
+                        tcp.reset(client)
                         return
                 keep = self._exchange(wire, upstream, mode, started)
                 mode = None
@@ -548,18 +275,16 @@ class FaultProxy:
         except Exception as e:  # noqa: BLE001 - counted, never silent
             self._error(f"connection: {e!r}")
         finally:
-            for up in upstream:
-                self._untrack(up.sock)
-                up.sock.close()
+            upstream.drop()
             self._untrack(client)
             try:
-                _close(client)
+                tcp.close(client)
             except OSError:
                 pass
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _exchange(self, wire: _Wire, upstream: list[_Wire], mode: ProxyMode, started: float) -> bool:
+    def _exchange(self, wire: Wire, upstream: Upstream, mode: ProxyMode, started: float) -> bool:
         """One request; True to keep the client connection for another."""
         client = wire.sock
         method = path = ""
@@ -569,21 +294,21 @@ class FaultProxy:
             if head_raw is None:
                 return False  # the client closed between requests: no exchange
             got = len(head_raw)
-            method, path, head = _parse_request_head(head_raw)
+            method, path, head = parse_request_head(head_raw)
             if head.chunked():
                 body = wire.chunked()
             else:
                 body = wire.exact(head.content_length() or 0)
             got += len(body)
-        except (_Malformed, _Closed, TimeoutError, OSError) as e:
+        except (Malformed, Closed, TimeoutError, OSError) as e:
             return self._bad_request(client, mode, started, method, path, got + len(wire.buf), e)
         request = head_raw + body
         keep = head.keep_alive()
 
         if mode is ProxyMode.HTTP_ERROR:
-            reply = _simple_response(self.error_status, "proxy_fault",
-                                     f"HTTP {self.error_status} injected by the bench's fault proxy")
-            sent, done = _send(client, reply)
+            reply = simple_response(self.error_status, "proxy_fault",
+                                    f"HTTP {self.error_status} injected by the bench's fault proxy")
+            sent, done = tcp.send_all(client, reply)
             self._record(ProxiedExchange(started, mode, method, path, len(request), sent,
                                          self.error_status if sent else None, False, done))
             return False
@@ -593,23 +318,23 @@ class FaultProxy:
             return False
         if mode is ProxyMode.DROP_BEFORE:
             self._record(ProxiedExchange(started, mode, method, path, len(request), 0, None, False, False))
-            _close(client)
+            tcp.close(client)
             return False
 
         # PASS and DROP_AFTER forward
-        forwarded, response, status, up_keep = self._forward(upstream, request, method)
+        forwarded, response, status, up_keep = upstream.forward(request, method)
         if response is None:  # the server could not be reached or did not answer
             self._record(ProxiedExchange(started, mode, method, path, len(request), 0, None, forwarded, False))
             if forwarded:
-                _close(client)  # a server dying mid-answer: the connection just ends
+                tcp.close(client)  # a server dying mid-answer: the connection just ends
             else:
-                _reset(client)  # a server that is down: as close to "refused" as the proxy gets
+                tcp.reset(client)  # a server that is down: as close to "refused" as the proxy gets
             return False
         if mode is ProxyMode.DROP_AFTER:
             self._record(ProxiedExchange(started, mode, method, path, len(request), 0, None, True, False))
-            _close(client)
+            tcp.close(client)
             return False
-        sent, done = _send(client, response)
+        sent, done = tcp.send_all(client, response)
         self._record(ProxiedExchange(started, mode, method, path, len(request), sent,
                                      status if sent else None, True, done))
         return done and keep and up_keep
@@ -634,73 +359,9 @@ class FaultProxy:
         what = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
         self._error(f"request: {what}")
         sent, done, status = 0, False, None
-        if isinstance(e, _Malformed):
-            sent, done = _send(client, _simple_response(400, "bad_request", f"the fault proxy could not read the "
-                                                                             f"request: {what}"))
+        if isinstance(e, Malformed):
+            reply = simple_response(400, "bad_request", f"the fault proxy could not read the request: {what}")
+            sent, done = tcp.send_all(client, reply)
             status = 400 if sent else None
         self._record(ProxiedExchange(started, mode, method, path, got, sent, status, False, done))
         return False
-
-    def _forward(self, upstream: list[_Wire], request: bytes, method: str
-                 ) -> tuple[bool, bytes | None, int | None, bool]:
-        """Send the request to the server and read its whole response: (forwarded, the response
-        bytes or None, its final status, the server keeps the connection). A kept-alive server
-        connection is reused only if the server has not closed it meanwhile; a request is never
-        sent twice (the proxy must not make duplicates of its own)."""
-        if upstream and _readable(upstream[0].sock):  # closed (or talking out of turn) while idle
-            self._drop_upstream(upstream)
-        if not upstream:
-            try:
-                sock = socket.create_connection(self._upstream_addr, timeout=self.io_timeout_s)
-            except OSError as e:
-                self._error(f"upstream connect: {e!r}")
-                return False, None, None, False
-            if not self._track(sock):
-                sock.close()
-                return False, None, None, False
-            upstream.append(_Wire(sock))
-        up = upstream[0]
-        _, done = _send(up.sock, request)
-        if not done:
-            self._drop_upstream(upstream)
-            self._error("upstream: the request could not be sent")
-            return False, None, None, False
-        try:
-            response, status, keep = self._read_response(up, method)
-        except (_Malformed, _Closed, TimeoutError, OSError) as e:
-            self._drop_upstream(upstream)
-            self._error(f"upstream response: {e or type(e).__name__}")
-            return True, None, None, False
-        if not keep:
-            self._drop_upstream(upstream)
-        return True, response, status, keep
-
-    def _drop_upstream(self, upstream: list[_Wire]) -> None:
-        for up in upstream:
-            self._untrack(up.sock)
-            up.sock.close()
-        upstream.clear()
-
-    @staticmethod
-    def _read_response(up: _Wire, method: str) -> tuple[bytes, int, bool]:
-        out = bytearray()
-        while True:
-            raw = up.head()
-            if raw is None:
-                raise _Closed("the server closed without answering")
-            out += raw
-            status, head = _parse_status_head(raw)
-            if 100 <= status < 200 and status != 101:
-                continue  # interim: relayed, the final response follows
-            break
-        keep = head.keep_alive()
-        if method == "HEAD" or status in (101, 204, 304):
-            pass
-        elif head.chunked():
-            out += up.chunked()
-        elif (length := head.content_length()) is not None:
-            out += up.exact(length)
-        else:
-            out += up.to_eof()  # delimited by the close
-            keep = False
-        return bytes(out), status, keep
