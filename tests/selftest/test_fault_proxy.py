@@ -17,7 +17,7 @@ import urllib.parse
 import pytest
 
 from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
-from bench.openpaygo.metrics_condense import build_request
+from bench.openpaygo.metrics.condense import build_request
 
 _rc = itertools.count(1)
 
