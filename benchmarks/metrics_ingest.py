@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics_session import FORMAT_JSON, KEY, STARTING_CODE, session_format, session_request  # noqa: E402
 from openpaygo import MetricsResponseHandler  # noqa: E402
 
-from bench.openpaygo.metrics_auth import verify_request  # noqa: E402
-from bench.openpaygo.metrics_codec import parse_body  # noqa: E402
-from bench.openpaygo.metrics_condense import BuiltRequest, build_request  # noqa: E402
+from bench.openpaygo.metrics.auth import verify_request  # noqa: E402
+from bench.openpaygo.metrics.codec import parse_body  # noqa: E402
+from bench.openpaygo.metrics.condense import BuiltRequest, build_request  # noqa: E402
 from bench.server.app import create_app  # noqa: E402
 from bench.server.config import MetricsServerConfig  # noqa: E402
 from bench.server.devices import Device, DeviceRegistry  # noqa: E402

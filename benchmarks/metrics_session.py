@@ -7,9 +7,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from bench.openpaygo.metrics_condense import BuiltRequest, build_request
-from bench.openpaygo.metrics_format import DataFormat, parse_data_format
-from bench.openpaygo.metrics_wire import Encoding
+from bench.openpaygo.metrics.condense import BuiltRequest, build_request
+from bench.openpaygo.metrics.format import DataFormat, parse_data_format
+from bench.openpaygo.metrics.wire import Encoding
 from bench.secret import Secret
 
 SERIAL = "SIM000001"

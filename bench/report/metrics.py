@@ -10,7 +10,7 @@ last guard, anything shaped like a JWT in a displayed text (a route's query stri
 message) is masked.
 
 The historical series come from the stored simple form (`simple_json`): the request expanded by
-the bench's codec (bench/openpaygo/metrics_codec.py) when the server received it, every row with
+the bench's codec (bench/openpaygo/metrics/codec.py) when the server received it, every row with
 its absolute `timestamp`. A stored request without it (none should be) is expanded again from its
 body by the same codec. Only accepted device-data requests count: a refused request's rows were
 not taken. Rows the device sent twice (at-least-once delivery: a reply lost after the server
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 if TYPE_CHECKING:  # the report reads stored requests; it needs nothing else of the server
-    from bench.openpaygo.metrics_format import DataFormat
+    from bench.openpaygo.metrics.format import DataFormat
     from bench.server.store import StoredRequest
 
 FormatLookup = Callable[[int], "DataFormat | None"]
@@ -60,7 +60,7 @@ def _tokens(r: "StoredRequest") -> list[str] | None:
     if not r.reply or r.status >= 400:
         return None
     try:
-        from bench.openpaygo.metrics_reply import decode_reply
+        from bench.openpaygo.metrics.reply import decode_reply
 
         reply = decode_reply(r.reply, r.reply_content_type)
     except Exception:  # noqa: BLE001 - a reply the report cannot read is shown without tokens
@@ -85,8 +85,8 @@ def _as_sent(r: "StoredRequest") -> dict:
     if r.kind != "device_data" or not r.body:
         return {}
     try:
-        from bench.openpaygo.metrics_keys import REQUEST_SHORT_TO_LONG
-        from bench.openpaygo.metrics_wire import decode, encoding_of
+        from bench.openpaygo.metrics.keys import REQUEST_SHORT_TO_LONG
+        from bench.openpaygo.metrics.wire import decode, encoding_of
 
         value = decode(r.body, encoding_of(r.content_type))
     except Exception:  # noqa: BLE001 - refused for being unreadable: nothing to show
@@ -158,8 +158,8 @@ def _expanded(r: "StoredRequest", formats: FormatLookup | None) -> dict | None:
     simple = _simple(r)
     if simple is not None:
         return simple
-    from bench.openpaygo.metrics_codec import parse_body
-    from bench.openpaygo.metrics_errors import MetricsError
+    from bench.openpaygo.metrics.codec import parse_body
+    from bench.openpaygo.metrics.errors import MetricsError
 
     try:
         return parse_body(r.body, r.content_type, formats=formats or (lambda _id: None),
@@ -170,8 +170,8 @@ def _expanded(r: "StoredRequest", formats: FormatLookup | None) -> dict | None:
 
 def _format_of(simple: dict, formats: FormatLookup | None) -> "DataFormat | None":
     if isinstance(simple.get("data_format"), dict):
-        from bench.openpaygo.metrics_errors import MetricsError
-        from bench.openpaygo.metrics_format import parse_data_format
+        from bench.openpaygo.metrics.errors import MetricsError
+        from bench.openpaygo.metrics.format import parse_data_format
 
         try:
             return parse_data_format(simple["data_format"])

@@ -22,13 +22,13 @@ from typing import Any, Callable
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bench.openpaygo.metrics_auth import verify_request
-from bench.openpaygo.metrics_codec import MetricsRequest, parse_body
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import parse_data_format
-from bench.openpaygo.metrics_reply import MetricsReply
-from bench.openpaygo.metrics_time import parse_iso, whole
-from bench.openpaygo.metrics_wire import Encoding, decode, encode, encoding_of
+from bench.openpaygo.metrics.auth import verify_request
+from bench.openpaygo.metrics.codec import MetricsRequest, parse_body
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import parse_data_format
+from bench.openpaygo.metrics.reply import MetricsReply
+from bench.openpaygo.metrics.timestamps import parse_iso, whole
+from bench.openpaygo.metrics.wire import Encoding, decode, encode, encoding_of
 from bench.secret import mask
 from bench.server.activation import active_seconds_left, active_until_timestamp, plan_tokens
 from bench.server.config import MetricsServerConfig

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.openpaygo.metrics_wire import MAX_BODY_BYTES
+from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
 from bench.secret import Secret
 
 AUTH_POLICIES = ("payload", "jwt", "either", "none")

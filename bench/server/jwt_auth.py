@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics.errors import MetricsError
 from bench.secret import Secret
 
 SCHEME = "JWT"

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import DataFormat, parse_data_format
-from bench.openpaygo.metrics_wire import canonical_json
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import DataFormat, parse_data_format
+from bench.openpaygo.metrics.wire import canonical_json
 
 SCHEMA_VERSION = 1
 _SCHEMA = """

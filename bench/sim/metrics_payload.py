@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import cbor2
 
-from bench.openpaygo.metrics_auth import siphash64
+from bench.openpaygo.metrics.auth import siphash64
 
 AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 JSON_CT = "application/json"

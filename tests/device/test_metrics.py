@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_keys import REQUEST_LONG_TO_SHORT
-from bench.openpaygo.metrics_wire import decode, encoding_of
-from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.keys import REQUEST_LONG_TO_SHORT
+from bench.openpaygo.metrics.wire import decode, encoding_of
 from bench.server.store import StoredRequest
 from bench.fixtures.dut import skip_not_covered
 

@@ -1,4 +1,4 @@
-"""bench/server/fault_proxy.py: the fault-injecting proxy, on real TCP in front of the real
+"""bench/equipment/: the fault-injecting proxy (docs/fault-proxy.md), on real TCP in front of the real
 Metrics server, driven by stdlib http.client: what each mode does on the wire, count=, byte
 counts equal to what the client sent and received, DROP_AFTER stored server-side while the
 client gets nothing, and a prompt close() with a stalled connection."""
@@ -16,8 +16,8 @@ import urllib.parse
 
 import pytest
 
-from bench.openpaygo.metrics_condense import build_request
-from bench.server.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.openpaygo.metrics.condense import build_request
 
 _rc = itertools.count(1)
 

@@ -8,14 +8,14 @@ import pytest
 from openpaygo import AuthMethod, MetricsRequestHandler, MetricsResponseHandler
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
 
-from bench.openpaygo.metrics_auth import (
+from bench.openpaygo.metrics.auth import (
     SignedFields, hex_of, reply_signature, request_signature, siphash64, verify_reply, verify_request,
 )
-from bench.openpaygo.metrics_codec import parse_body
-from bench.openpaygo.metrics_condense import build_request
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import parse_data_format
-from bench.openpaygo.metrics_reply import MetricsReply
+from bench.openpaygo.metrics.codec import parse_body
+from bench.openpaygo.metrics.condense import build_request
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import parse_data_format
+from bench.openpaygo.metrics.reply import MetricsReply
 from bench.secret import Secret
 
 KEY = "dac86b1a29ab82edc5fbbc41ec9530f6"  # openpaygo.md §5 auth vectors

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpaygo import MetricsRequestHandler, MetricsResponseHandler
 
-from bench.openpaygo.metrics_codec import MetricsRequest, parse_body, parse_request
-from bench.openpaygo.metrics_condense import build_request, condense_row, to_condensed
-from bench.openpaygo.metrics_errors import CODES, MetricsError
-from bench.openpaygo.metrics_format import DataFormat, VariableType, parse_data_format
-from bench.openpaygo.metrics_keys import REPLY_LONG_TO_SHORT, REQUEST_LONG_TO_SHORT
-from bench.openpaygo.metrics_wire import Encoding, encoding_of
+from bench.openpaygo.metrics.codec import MetricsRequest, parse_body, parse_request
+from bench.openpaygo.metrics.condense import build_request, condense_row, to_condensed
+from bench.openpaygo.metrics.errors import CODES, MetricsError
+from bench.openpaygo.metrics.format import DataFormat, VariableType, parse_data_format
+from bench.openpaygo.metrics.keys import REPLY_LONG_TO_SHORT, REQUEST_LONG_TO_SHORT
+from bench.openpaygo.metrics.wire import Encoding, encoding_of
 
 NOW = 1_700_000_000
 FMT = parse_data_format({

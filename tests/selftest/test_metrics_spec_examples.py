@@ -10,8 +10,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from bench.openpaygo.metrics_format import parse_data_format, parse_variable
-from bench.openpaygo.metrics_reply import parse_reply
+from bench.openpaygo.metrics.format import parse_data_format, parse_variable
+from bench.openpaygo.metrics.reply import parse_reply
 from bench.secret import Secret
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import Device

@@ -13,11 +13,11 @@ import openpaygo
 import pytest
 from openpaygo import MetricsRequestHandler, TokenType
 
-from bench.openpaygo.metrics_condense import build_request
-from bench.openpaygo.metrics_errors import CODES
-from bench.openpaygo.metrics_format import parse_data_format
-from bench.openpaygo.metrics_reply import decode_reply
-from bench.openpaygo.metrics_wire import Encoding
+from bench.openpaygo.metrics.condense import build_request
+from bench.openpaygo.metrics.errors import CODES
+from bench.openpaygo.metrics.format import parse_data_format
+from bench.openpaygo.metrics.reply import decode_reply
+from bench.openpaygo.metrics.wire import Encoding
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import Device
 

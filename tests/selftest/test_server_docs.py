@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from bench.cli import build_parser
-from bench.openpaygo.metrics_errors import CODES
+from bench.openpaygo.metrics.errors import CODES
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
 

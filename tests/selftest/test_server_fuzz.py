@@ -10,7 +10,7 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.openpaygo.metrics_errors import CODES
+from bench.openpaygo.metrics.errors import CODES
 from bench.server.config import MetricsServerConfig
 
 STATUSES = {200, 201} | {status for status, _ in CODES.values()}

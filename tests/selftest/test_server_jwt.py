@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from bench.openpaygo.metrics_condense import build_request
+from bench.openpaygo.metrics.condense import build_request
 from bench.secret import Secret
 from bench.server.config import MetricsServerConfig
 from bench.server.jwt_auth import make_jwt

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import parse_data_format
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import parse_data_format
 from bench.server.store import DeviceState, IssuedToken, RequestRecord, Store
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bench.openpaygo.metrics_codec import parse_body
-from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics.codec import parse_body
+from bench.openpaygo.metrics.errors import MetricsError
 from bench.server.config import MetricsServerConfig
 from tests.selftest.test_sim_metrics_session import SAMPLE, T0, FaultProxy, Sim, accepted, register, row_times
 

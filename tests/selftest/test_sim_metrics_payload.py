@@ -12,11 +12,11 @@ import cbor2
 import pytest
 from openpaygo import MetricsResponseHandler
 
-from bench.openpaygo.metrics_auth import verify_request
-from bench.openpaygo.metrics_codec import parse_body
-from bench.openpaygo.metrics_format import parse_data_format
-from bench.openpaygo.metrics_reply import MetricsReply
-from bench.openpaygo.metrics_wire import Encoding
+from bench.openpaygo.metrics.auth import verify_request
+from bench.openpaygo.metrics.codec import parse_body
+from bench.openpaygo.metrics.format import parse_data_format
+from bench.openpaygo.metrics.reply import MetricsReply
+from bench.openpaygo.metrics.wire import Encoding
 from bench.sim import metrics_sensors
 from bench.sim.metrics_device_format import DATA_ORDER, HISTORICAL_ORDER, device_format
 from bench.sim.metrics_payload import (

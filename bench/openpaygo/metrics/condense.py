@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from bench.openpaygo.metrics_auth import MISSING, SignedFields, request_signature
-from bench.openpaygo.metrics_codec import MetricsRequest
-from bench.openpaygo.metrics_format import DataFormat
-from bench.openpaygo.metrics_keys import (
+from bench.openpaygo.metrics.auth import MISSING, SignedFields, request_signature
+from bench.openpaygo.metrics.codec import MetricsRequest
+from bench.openpaygo.metrics.format import DataFormat
+from bench.openpaygo.metrics.keys import (
     DATA_LONG_TO_SHORT, REQUEST_LONG_TO_SHORT, ROW_RELATIVE_TIME, ROW_TIMESTAMP,
 )
-from bench.openpaygo.metrics_time import whole
-from bench.openpaygo.metrics_wire import Encoding, canonical_json, encode
+from bench.openpaygo.metrics.timestamps import whole
+from bench.openpaygo.metrics.wire import Encoding, canonical_json, encode
 from bench.secret import Secret
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics.errors import MetricsError
 
 VARIABLE_TYPES = ("text", "integer", "float", "bool", "gps")
 AGGREGATIONS = ("average", "latest", "sum", "min", "max")
@@ -216,7 +216,7 @@ def parse_order(value: Any, where: str) -> tuple[str | None, ...]:
 
 
 def _expand_name(name: str) -> str:
-    from bench.openpaygo.metrics_keys import DATA_SHORT_TO_LONG
+    from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG
     return DATA_SHORT_TO_LONG.get(name, name)
 
 

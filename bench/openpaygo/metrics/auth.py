@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable
 
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
 
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_wire import canonical_json
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.wire import canonical_json
 from bench.secret import Secret
 
 METHODS = {"sa": "simple", "ta": "timestamp", "ca": "counter", "da": "data", "ra": "recursive data"}

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from bench.openpaygo.metrics_auth import reply_signature, verify_reply
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import type_name
-from bench.openpaygo.metrics_keys import REPLY_LONG_TO_SHORT, REPLY_SHORT_TO_LONG
-from bench.openpaygo.metrics_wire import Encoding, decode, encode, encoding_of
+from bench.openpaygo.metrics.auth import reply_signature, verify_reply
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import type_name
+from bench.openpaygo.metrics.keys import REPLY_LONG_TO_SHORT, REPLY_SHORT_TO_LONG
+from bench.openpaygo.metrics.wire import Encoding, decode, encode, encoding_of
 from bench.secret import Secret
 
 

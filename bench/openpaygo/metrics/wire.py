@@ -19,7 +19,7 @@ from typing import Any
 
 import cbor2
 
-from bench.openpaygo.metrics_errors import MetricsError
+from bench.openpaygo.metrics.errors import MetricsError
 
 MAX_BODY_BYTES = 4096 * 1024  # v1.0: "The maximum size of a Device Request object should be 4096 KB"
 MAX_DEPTH = 32  # a Metrics request nests 6 levels (acc > d > gps); 32 leaves room, 400 would not

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import is_number, type_name
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import is_number, type_name
 
 MAX_UNIX = 253402300799  # 9999-12-31T23:59:59Z: the last second ISO 8601 and datetime can show
 

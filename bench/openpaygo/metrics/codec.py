@@ -6,7 +6,7 @@ Expansion is complete, unlike openpaygo's (§5): short keys inside `d` objects (
 against the order, declared variable types checked, row times from `timestamp` (number or ISO),
 `relative_time` or `historical_data_interval` (either sign), accessories recursively. Every
 refusal is a `MetricsError` naming the field (`where`). Condensing and request building live in
-`metrics_condense`, replies in `metrics_reply`."""
+`condense`, replies in `reply`."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.openpaygo.metrics_auth import MISSING, RawText, SignedFields
-from bench.openpaygo.metrics_errors import MetricsError
-from bench.openpaygo.metrics_format import (
+from bench.openpaygo.metrics.auth import MISSING, RawText, SignedFields
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import (
     DataFormat, check_name, is_index_key, is_number, parse_data_format, type_name,
 )
-from bench.openpaygo.metrics_keys import (
+from bench.openpaygo.metrics.keys import (
     DATA_SHORT_TO_LONG, REQUEST_SHORT_TO_LONG, ROW_RELATIVE_TIME, ROW_TIMESTAMP,
 )
-from bench.openpaygo.metrics_time import parse_time, whole
-from bench.openpaygo.metrics_wire import (
+from bench.openpaygo.metrics.timestamps import parse_time, whole
+from bench.openpaygo.metrics.wire import (
     MAX_BODY_BYTES, MAX_DEPTH, Encoding, array_item_spans, decode, encoding_of, json_spans,
 )
 
