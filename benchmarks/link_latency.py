@@ -19,7 +19,7 @@ import pyvisa
 
 from bench.dut.link import SerialLink
 from bench.power.driver import Psu
-from bench.sim.launcher import start_virtual_rig
+from bench.station.virtual_rig import start_virtual_rig
 
 
 def timed(fn, n: int) -> list[float]:

@@ -49,7 +49,7 @@ from bench.dut.traffic import TrafficLog  # noqa: E402
 from bench.measure.measurement import Measurements  # noqa: E402
 from bench.power.driver import Psu  # noqa: E402
 from bench.rig import virtual_rig  # noqa: E402
-from bench.sim.launcher import start_virtual_rig  # noqa: E402
+from bench.station.virtual_rig import start_virtual_rig  # noqa: E402
 from bench.sim.virtual_rig import SimOptions  # noqa: E402  (only to print its boot delay)
 from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
 from bench.station.power_control import CutPlan, PowerControl  # noqa: E402

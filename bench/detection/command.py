@@ -87,7 +87,7 @@ def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
 
 
 def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
-    from bench.report.html import bench_version
+    from bench.version import bench_version
     from bench.detection.catalogue import CATALOGUE
 
     unknown = [f for f in args.fault if f not in CATALOGUE]

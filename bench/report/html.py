@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from bench import __version__
 
 MAX_LOG_CHARS = 200_000
-
-
-def bench_version() -> str:
-    """The package version plus the git commit when running from a checkout."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__
 
 
 def _colour(m) -> str:

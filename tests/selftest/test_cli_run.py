@@ -17,7 +17,7 @@ import pytest
 from bench.cli import build_parser, run_verdict
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
-from bench.sim.launcher import start_virtual_rig
+from bench.station.virtual_rig import start_virtual_rig
 from bench.fixtures.rig import soaked
 from bench.fixtures.virtual_rig import sim_options
 from tests.selftest.device_suite import ROOT

@@ -27,7 +27,7 @@ from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
 from bench.power.driver import Psu
 from bench.rig import load_rig
-from bench.sim.launcher import start_virtual_rig
+from bench.station.virtual_rig import start_virtual_rig
 from bench.station.ledger import Ledger
 from bench.station.profile import generator_for
 from bench.fixtures.virtual_rig import sim_options

@@ -258,6 +258,6 @@ def test_silent_instrument_times_out_with_clear_message(sim):
         with pytest.raises(InstrumentError) as err:
             psu._query("BOGUS?")  # rejected -> error queue, no reply
         elapsed = time.monotonic() - t0
-    assert f"did not answer 'BOGUS?' within 0.3 s" in str(err.value)
+    assert "did not answer 'BOGUS?' within 0.3 s" in str(err.value)
     assert server.visa_resource in str(err.value)
     assert 0.25 <= elapsed < 1.5

@@ -29,7 +29,7 @@ from bench.record.model import (
 )
 from bench.record.schema import SCHEMA, SCHEMA_FILE, SCHEMA_VERSION, schema_json
 from bench.record.writer import RECORD_NAME, write_json_atomic, write_record
-from bench.report.html import bench_version
+from bench.version import bench_version
 from bench.rig import VIRTUAL_DUT_KEY
 from bench.measure.measurement import Measurement
 from tests.selftest.device_suite import ROOT, run_device_suite

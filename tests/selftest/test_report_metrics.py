@@ -1,4 +1,4 @@
-"""bench/report/metrics.py: the report's Metrics evidence, from real StoredRequests the real
+"""bench/server/evidence.py and bench/report/metrics.py: the report's Metrics evidence, from real StoredRequests the real
 Metrics server stored over HTTP (requests built by the simulator's payload builder): the
 requests table (rows, escaping, tokens, masking), the historical series (expanded, scaled,
 resent rows counted once, refused requests left out), the CSV and the plot."""
@@ -13,9 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bench.report.metrics import (
-    CSV_COLUMNS, historical_series, requests_table_html, series_units, write_metrics_evidence,
-)
+from bench.report.metrics import CSV_COLUMNS, requests_table_html, write_metrics_evidence
+from bench.server.evidence import evidence, historical_series, series_units
 from bench.sim.metrics_device_format import device_format
 from bench.sim.metrics_payload import build_request
 
@@ -67,7 +66,7 @@ def session(server, dut, df):
 
 
 def test_the_table_has_one_row_per_request_escaped(session, dut):
-    table = requests_table_html(session)
+    table = requests_table_html(evidence(session).requests)
     assert table.count("<tr>") == 1 + len(session) == 6  # header, the format, 4 device requests
     assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
     assert "POST /dd" in table and "POST /data_format" in table
@@ -81,11 +80,11 @@ def test_the_table_shows_the_tokens_answered(session):
     first = next(r for r in session if r.kind == "device_data" and r.verdict == "accepted")
     tokens = json.loads(first.reply)["tkl"]
     assert tokens, "the target should have brought tokens"
-    assert all(str(t) in requests_table_html(session) for t in tokens)
+    assert all(str(t) in requests_table_html(evidence(session).requests) for t in tokens)
 
 
 def test_the_table_stops_at_the_limit(session):
-    table = requests_table_html(session, limit=2)
+    table = requests_table_html(evidence(session).requests, limit=2)
     assert table.count("<tr>") == 3 and f"{len(session) - 2} more request(s) not shown" in table
 
 
@@ -94,7 +93,7 @@ def test_a_jwt_in_a_stored_route_is_masked(server):
     server.get("/dd", {"token": jwt})
     (stored,) = server.requests()
     assert jwt in stored.route  # stored as received: the report must not show it
-    table = requests_table_html([stored])
+    table = requests_table_html(evidence([stored]).requests)
     assert jwt not in table and "JWT(masked)" in table
 
 
@@ -130,7 +129,8 @@ def test_several_devices_are_keyed_by_serial(server, dut, df):
 
 
 def test_evidence_files_csv_and_png(session, server, tmp_path):
-    files = write_metrics_evidence(tmp_path / "out", session, "test one/metrics", formats=server.store.data_format)
+    files = write_metrics_evidence(tmp_path / "out", evidence(session, formats=server.store.data_format),
+                                   "test one/metrics")
     assert [f.name for f in files] == ["test_one_metrics-requests.csv", "test_one_metrics-series.png"]
     with files[0].open(newline="", encoding="utf-8") as f:
         lines = list(csv.DictReader(f))
@@ -143,5 +143,5 @@ def test_evidence_files_csv_and_png(session, server, tmp_path):
 
 def test_no_rows_no_plot(server, tmp_path):
     server.get("/dd")
-    files = write_metrics_evidence(tmp_path, server.requests(), "empty")
+    files = write_metrics_evidence(tmp_path, evidence(server.requests()), "empty")
     assert [f.name for f in files] == ["empty-requests.csv"]

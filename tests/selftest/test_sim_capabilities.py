@@ -22,7 +22,7 @@ from bench.secret import Secret
 from bench.sim.capabilities import ESSENTIAL, HIDEABLE
 from bench.sim.eeprom import Eeprom
 from bench.sim.firmware import Firmware, FirmwareConfig
-from bench.sim.launcher import SimStartError, start_virtual_rig
+from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.virtual_rig import SimOptions, VirtualRig

@@ -29,7 +29,7 @@ from bench.power.driver import Psu
 from bench.server.config import MetricsServerConfig
 from bench.sim.eeprom import Eeprom
 from bench.sim.firmware import Firmware, FirmwareConfig
-from bench.sim.launcher import start_virtual_rig
+from bench.station.virtual_rig import start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 

@@ -24,7 +24,7 @@ from bench.power.driver import Psu
 from bench.rig import load_rig
 from bench.secret import Secret
 from bench.sim.eeprom import EEPROM_SIZE
-from bench.sim.launcher import SimStartError, start_virtual_rig
+from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.rtc import Rtc
 from bench.sim.state_dir import RTC_FILE, RtcReading, StateDir
 from bench.sim.virtual_rig import SimOptions, VirtualRig
