@@ -7,7 +7,7 @@ Two ways to a known starting state (docs/ledger.md):
 - ledger: it does not: the DUT was provisioned once (at bring-up, or long before) and each test
   continues from the state the ledger holds. After a test that failed (or a run that stopped in
   the middle of an entry) that state is doubtful: the next test first re-bases the DUT with a
-  counter-sync and a SET token (`reconcile.rebaseline`), whose outcome fixes every part of the
+  counter-sync and a SET token (`rebase.rebaseline`), whose outcome fixes every part of the
   token state, and checks the status against it.
 
 A lockout left by an earlier test is run out before a test gets the DUT (the clock set past it
@@ -16,56 +16,17 @@ with `rtc_set`, else a wait within the run's lockout budget).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
-from bench.dut.adapter import DeviceAdapter, TokenOutcome
-from bench.openpaygo.model import ModelState, Prediction
-from bench.openpaygo.tokens import Token, TokenGenerator
+from bench.dut.adapter import DeviceAdapter
+from bench.openpaygo.model import ModelState
+from bench.openpaygo.tokens import TokenGenerator
 from bench.rig import DutProfile
 from bench.station.ledger import DeviceIdentity, Ledger, LedgerState, key_fingerprint
 from bench.station.profile import fresh_state, generator_for, model_for, provisioning_for
+from bench.station.ledger_recorder import LedgerRecorder, NoKnownState
+from bench.station.rebase import rebaseline
 from bench.station.token_session import ModelClock, TokenSession
-
-
-class NoKnownState(Exception):
-    """The DUT's token state could not be made known for a test (one line: why, what to do)."""
-
-
-class LedgerRecorder:
-    """A session's entries into the ledger, for one test; the tokens its generator hands out
-    are kept and written with the next entry (or when the test ends)."""
-
-    def __init__(self, ledger: Ledger, serial: str, test: str | None) -> None:
-        self.ledger, self.serial, self.test = ledger, serial, test
-        self.generated: list[Token] = []
-        self.open_entry: int | None = None  # begun, its reply not recorded (a power cut took it)
-
-    def flush(self) -> None:
-        tokens, self.generated = self.generated, []
-        self.ledger.note_generated(self.serial, tokens, self.test)
-
-    def begin(self, code: str, token: Token | None, predicted: Prediction, before: ModelState,
-              after: ModelState) -> int:
-        self.flush()
-        self.open_entry = self.ledger.begin_token(self.serial, code, token, predicted.outcome, before, after, self.test)
-        return self.open_entry
-
-    def end(self, entry: int, outcome: TokenOutcome, state: ModelState, matched: bool, why: str | None) -> None:
-        reply = {k: v for k, v in dataclasses.asdict(outcome).items() if v is not None}
-        self.ledger.end_token(self.serial, entry, reply, state, matched, why)
-        self.open_entry = None
-
-    def adopt(self, state: ModelState, note: str) -> None:
-        if self.open_entry is not None:  # the entry no reply came for: the test settled what it did
-            self.ledger.resolve(self.open_entry, f"no reply; {note}")
-            self.open_entry = None
-        self.ledger.set_state(self.serial, state, trusted=True, why=None, action="adopted", note=note, test=self.test)
-
-    def clock(self, offset_s: int, state: ModelState) -> None:
-        self.ledger.set_state(self.serial, state, trusted=True, why=None, action="clock",
-                              note=f"the DUT's clock set ahead: {offset_s} s ahead of host UTC in all",
-                              test=self.test, clock_offset_s=offset_s)
 
 
 class DutTokens:
@@ -121,8 +82,6 @@ class DutTokens:
     def session(self, test: str | None, profile: DutProfile | None = None) -> TokenSession:
         """A session on the ledger's current state (re-based first if it is doubtful), with any
         lockout an earlier test left run out. Raises NoKnownState when that cannot be done."""
-        from bench.station.reconcile import rebaseline  # the re-basing procedure needs a session
-
         p = profile or self.profile
         state = self.current()
         if not state.trusted or state.pending is not None:

@@ -18,7 +18,8 @@ from bench.dut.link import SerialLink
 from bench.dut.registry import ADAPTERS
 from bench.power.driver import Psu
 from bench.rig import Rig
-from bench.station.dut_tokens import DutTokens, NoKnownState
+from bench.station.dut_tokens import DutTokens
+from bench.station.ledger_recorder import NoKnownState
 from bench.station.ledger import Ledger, LedgerError, default_ledger_path
 from bench.station.power_control import PowerControl
 from bench.station.reconcile import LedgerContradiction, bring_up
