@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from bench.openpaygo.tokens import TokenKind
 from bench.sim.capabilities import missing_command, validate_hidden
+from bench.sim.faults import Fault, validate
 from bench.sim.metrics_device_format import device_format
 from bench.sim.metrics_port import FirmwareMetricsPort
 from bench.sim.metrics_payload import ReplyRefused, compact_json
@@ -46,7 +47,7 @@ SLOW_DECODE_CACHED = 16
 
 @dataclass(frozen=True)
 class FirmwareConfig:
-    faults: frozenset[str] = frozenset()
+    faults: frozenset[Fault] = frozenset()
     rtc_subsecond: bool = False
     extended_tokens: bool = False
     # Capabilities the build is made without (bench/sim/capabilities.py): left out of ID's caps=,
@@ -74,6 +75,7 @@ class FirmwareConfig:
     metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "faults", frozenset(validate(self.faults)))  # names -> Fault; unknown: ValueError
         object.__setattr__(self, "hide_capabilities", validate_hidden(self.hide_capabilities))
         if not (math.isfinite(self.lockout_unit_s) and self.lockout_unit_s > 0):
             raise ValueError(f"lockout_unit_s: got {self.lockout_unit_s!r}; expected seconds > 0")
@@ -144,7 +146,7 @@ class Firmware:
         self._writes_at_boot = store.eeprom.pages_written
         self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
         self.credit: UptimeCredit | None = None  # credit_runs_on_uptime: the credit's countdown
-        if "credit_runs_on_uptime" in self.faults:
+        if Fault.CREDIT_RUNS_ON_UPTIME in self.faults:
             self.credit = UptimeCredit(rtc, clock, loaded.state.active_until)
             self._refresh_credit()
         # Metrics sessions (RAM: rows and the request in flight are lost with the supply)
@@ -153,9 +155,9 @@ class Firmware:
 
     # -- boot ---------------------------------------------------------------------------------
     def _load(self) -> LoadResult:
-        if "torn_write_corrupts_state" in self.faults:  # one copy, CRC checked: torn = lost
+        if Fault.TORN_WRITE_CORRUPTS_STATE in self.faults:  # one copy, CRC checked: torn = lost
             return self.store.load_single(check_crc=True)
-        if "state_not_ab_crc" in self.faults:  # one copy, no CRC: torn bytes taken as the state
+        if Fault.STATE_NOT_AB_CRC in self.faults:  # one copy, no CRC: torn bytes taken as the state
             return self.store.load_single(check_crc=False)
         return self.store.load()
 
@@ -166,7 +168,7 @@ class Firmware:
         )
 
     def _proto(self) -> str:
-        return "0.9" if "wrong_protocol_major" in self.faults else PROTOCOL_VERSION
+        return "0.9" if Fault.WRONG_PROTOCOL_MAJOR in self.faults else PROTOCOL_VERSION
 
     def capabilities(self) -> list[str]:
         caps = ["token", "status", "rtc", "rtc_set", "nvm", "factory_reset", "metrics_bridge"]
@@ -229,20 +231,20 @@ class Firmware:
 
     def _persist(self) -> None:
         saved = replace(self.state)
-        if "count_not_persisted" in self.faults:
+        if Fault.COUNT_NOT_PERSISTED in self.faults:
             saved.last_count = self._nvm_at_boot.last_count
             saved.used_mask = self._nvm_at_boot.used_mask
-        if "used_counts_not_persisted" in self.faults:  # the count is stored, the mask is not
+        if Fault.USED_COUNTS_NOT_PERSISTED in self.faults:  # the count is stored, the mask is not
             saved.used_mask = self._nvm_at_boot.used_mask
-        if "lockout_not_persisted" in self.faults:  # streak and lockout kept in RAM only
+        if Fault.LOCKOUT_NOT_PERSISTED in self.faults:  # streak and lockout kept in RAM only
             saved.invalid_streak = self._nvm_at_boot.invalid_streak
             saved.locked_until = self._nvm_at_boot.locked_until
-        if "metrics_counter_not_persisted" in self.faults:  # the request counter lives in RAM
+        if Fault.METRICS_COUNTER_NOT_PERSISTED in self.faults:  # the request counter lives in RAM
             saved.metrics_rc = self._nvm_at_boot.metrics_rc
-        if "provisioning_not_persisted" in self.faults:
+        if Fault.PROVISIONING_NOT_PERSISTED in self.faults:
             for field in ("provisioned", "serial", "key_hex", "starting_code", "time_divider", "restricted"):
                 setattr(saved, field, getattr(self._nvm_at_boot, field))
-        if {"torn_write_corrupts_state", "state_not_ab_crc"} & self.faults:
+        if {Fault.TORN_WRITE_CORRUPTS_STATE, Fault.STATE_NOT_AB_CRC} & self.faults:
             self.store.save_in_place(saved)  # no A/B: the only copy is overwritten
         else:
             self.store.save(saved)
@@ -287,7 +289,7 @@ class Firmware:
         auth = kv.get("auth", "none")
         if auth not in _AUTH:
             raise CommandError(400, f"auth= must be one of {','.join(sorted(_AUTH))}")
-        serial = kv["sn"][:8] if "serial_truncated" in self.faults else kv["sn"]
+        serial = kv["sn"][:8] if Fault.SERIAL_TRUNCATED in self.faults else kv["sn"]
         self.state = replace(
             self.state,
             provisioned=True,
@@ -310,7 +312,7 @@ class Firmware:
         if self.credit is not None:
             self.credit.set_end(0)
         self._persist()
-        extra = f" key={self.state.key_hex}" if "key_echoed" in self.faults else ""
+        extra = f" key={self.state.key_hex}" if Fault.KEY_ECHOED in self.faults else ""
         return Reply(f"OK sn={self.state.serial}{extra}")
 
     def _token(self, args: list[str]) -> Reply:
@@ -323,7 +325,7 @@ class Firmware:
             raise CommandError(400, f"a token has {' or '.join(map(str, sorted(lengths)))} digits")
         self._decode_steps = 0
         body = self.enter_token(code)
-        delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if "slow_decode" in self.faults else 0.0
+        delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if Fault.SLOW_DECODE in self.faults else 0.0
         return Reply(body, delay_s=delay)
 
     def _token_lengths(self) -> set[int]:
@@ -338,7 +340,7 @@ class Firmware:
             return f"OK result=locked seconds={st.locked_until - now}"
         if st.restricted and set(code) - set("1234"):
             return self._invalid_entry(now)  # outside the restricted digit set: an invalid token
-        if "leading_zero_dropped" in self.faults and code.startswith("0"):
+        if Fault.LEADING_ZERO_DROPPED in self.faults and code.startswith("0"):
             # the keypad buffer is read as a number and checked to have 9 (12) digits
             return self._invalid_entry(now)
         result, tstate = decode(
@@ -352,13 +354,13 @@ class Firmware:
         )
         self._decode_steps = _slow_decode_steps(result.count, st.last_count)
         if result.outcome == "accepted":
-            divider = 1 if "time_divider_ignored" in self.faults else st.time_divider
+            divider = 1 if Fault.TIME_DIVIDER_IGNORED in self.faults else st.time_divider
             active_until, disabled = apply_time(
                 result.kind, result.value, now, st.active_until, st.payg_disabled, divider, faults=self.faults
             )
-            if "set_does_not_relock" in self.faults and result.kind is TokenKind.SET_TIME:
+            if Fault.SET_DOES_NOT_RELOCK in self.faults and result.kind is TokenKind.SET_TIME:
                 disabled = st.payg_disabled  # the expiry is set, the PAYG-disabled flag left alone
-            if "add_relocks" in self.faults and result.kind is TokenKind.ADD_TIME:
+            if Fault.ADD_RELOCKS in self.faults and result.kind is TokenKind.ADD_TIME:
                 disabled = False  # legacy: any ADD re-enables PAYG (§2 Re-lock, G11B)
             self.state = replace(
                 st,
@@ -384,7 +386,7 @@ class Firmware:
         streak = min(st.invalid_streak + 1, self.config.invalid_streak_cap)
         locked_until = st.locked_until
         lock_s = self.config.lockout_s(streak)
-        if lock_s and "no_lockout" not in self.faults:
+        if lock_s and Fault.NO_LOCKOUT not in self.faults:
             locked_until = now + lock_s
         self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
         self._persist()

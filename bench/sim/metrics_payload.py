@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import cbor2
 
 from bench.openpaygo.metrics_auth import siphash64
+from bench.sim.faults import Fault
 
 AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 JSON_CT = "application/json"
@@ -142,7 +143,7 @@ class Request:
 
 def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: int | None,
                   data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], data_format: Mapping[str, Any],
-                  df: int, encoding: str = "json", faults: frozenset[str] = frozenset()) -> Request:
+                  df: int, encoding: str = "json", faults: frozenset[Fault] = frozenset()) -> Request:
     """The condensed request. `data` and each row map variable names to values (rows with an
     absolute `timestamp`); `df` 0 embeds `data_format` (dfo) instead of naming it. `auth` is
     one of sa/ta/ca/da/ra, or "none" for an unsigned request.
@@ -163,14 +164,14 @@ def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: i
     if ts is not None:
         payload["ts"] = ts
     if rc is not None:
-        payload["rqc" if "metrics_wrong_short_key" in faults else "rc"] = rc
+        payload["rqc" if Fault.METRICS_WRONG_SHORT_KEY in faults else "rc"] = rc
     d = condense(data, data_format["data_order"])
     payload["d"] = d
     hd = condense_rows(rows, data_format["historical_data_order"], data_format.get("historical_data_interval"))
     if hd:
         payload["hd"] = hd
-    if auth != "none" and "metrics_unsigned" not in faults:
-        signed_hd = hd[:-1] if "metrics_mis_signed" in faults else hd
+    if auth != "none" and Fault.METRICS_UNSIGNED not in faults:
+        signed_hd = hd[:-1] if Fault.METRICS_MIS_SIGNED in faults else hd
         payload["a"] = sign_request(auth, key_hex, serial, ts=ts, rc=rc, data=d, historical=signed_hd or None)
     body = compact_json(payload).encode("ascii") if encoding == "json" else cbor2.dumps(payload)
     return Request(body, ENCODINGS[encoding], payload, ts, rc, len(hd))

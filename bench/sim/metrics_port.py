@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from bench.sim.faults import Fault
 from bench.sim.token_decoder import TokenState, decode
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class FirmwareMetricsPort:
         not decode keep their place after the others), each as if typed. Codes of a length the
         keypad does not take are skipped."""
         fw = self.fw
-        if "metrics_tokens_not_applied" in fw.faults:
+        if Fault.METRICS_TOKENS_NOT_APPLIED in fw.faults:
             return 0  # the reply handler parses tkl, but its call into token entry is a stub
         st = fw.state
         lengths = fw._token_lengths()

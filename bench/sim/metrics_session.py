@@ -77,6 +77,7 @@ from itertools import islice
 from typing import Any, Callable, Mapping, Protocol
 
 from bench.sim import metrics_sensors
+from bench.sim.faults import Fault
 from bench.sim.metrics_payload import Request, ReplyRefused, build_request, decode_reply, parse_reply
 
 MODES = ("off", "direct", "bridge")
@@ -297,7 +298,7 @@ class MetricsSession:
     def __init__(self, port: DevicePort, settings: MetricsSettings, data_format: Mapping[str, Any],
                  clock: Callable[[], float] = time.monotonic,
                  sampler: Callable[[float, bool], metrics_sensors.Reading] = metrics_sensors.sample,
-                 *, faults: frozenset[str] = frozenset()) -> None:
+                 *, faults: frozenset[Fault] = frozenset()) -> None:
         self.port = port
         self.faults = frozenset(faults)
         self.settings = settings
@@ -456,14 +457,14 @@ class MetricsSession:
             return self.inflight
         self.buffer.protected_id = rows[-1].id if rows else 0
         self.inflight = InFlight(self._seq, request, self.buffer.protected_id, via, now)
-        if "metrics_data_dropped_before_reply" in self.faults:
+        if Fault.METRICS_DATA_DROPPED_BEFORE_REPLY in self.faults:
             self.buffer.ack(self.buffer.protected_id)  # cleared on sending, not on the reply
         return self.inflight
 
     def _fail(self, reason: str) -> None:
         inf = self.inflight
         if (inf is not None and not inf.retry and inf.last_row_id
-                and "metrics_rows_duplicated_on_retry" in self.faults):
+                and Fault.METRICS_ROWS_DUPLICATED_ON_RETRY in self.faults):
             self._retry_rows = [r for r in self.buffer.rows if r.id <= inf.last_row_id]  # and left there
         self.inflight = None
         self.buffer.protected_id = 0
@@ -482,7 +483,7 @@ class MetricsSession:
         if inf.retry:
             cleared = inf.request.rows
             self._retry_rows = (self._retry_rows or [])[cleared:] or None
-        elif "metrics_data_dropped_before_reply" in self.faults:
+        elif Fault.METRICS_DATA_DROPPED_BEFORE_REPLY in self.faults:
             cleared = inf.request.rows  # already gone from the buffer when it was sent
         self.inflight = None
         self.buffer.protected_id = 0
@@ -491,7 +492,7 @@ class MetricsSession:
         c.rows_sent += cleared
         c.last = "ok"
         if ((reply.active_until_timestamp is not None or reply.active_seconds_left is not None)
-                and "metrics_auts_ignored" not in self.faults):
+                and Fault.METRICS_AUTS_IGNORED not in self.faults):
             c.auts, c.asl = reply.active_until_timestamp, reply.active_seconds_left
             c.reply_at = int(self.port.rtc_now())
         accepted = self.port.enter_tokens(list(reply.tokens)) if reply.tokens else 0
@@ -506,9 +507,7 @@ class MetricsSession:
         url = settings.get("base_url")
         df = settings.get("data_format_id")
         new_url = url if valid_base_url(url) and url != self.port.base_url else None
-        if "metrics_base_url_not_followed" in self.faults:
-            new_url = None  # parsed, signature checked, then dropped
-        if "metrics_base_url_not_followed" in self.faults:
+        if Fault.METRICS_BASE_URL_NOT_FOLLOWED in self.faults:
             new_url = None  # parsed, signature checked, then dropped
         new_df = df if (isinstance(df, int) and not isinstance(df, bool) and 0 < df < 2**31
                         and df != self.port.data_format_id) else None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bench.sim.board import Board
 from bench.sim.eeprom import EEPROM_SIZE, Eeprom
+from bench.sim.faults import Fault
 from bench.sim.faults import validate
 from bench.sim.firmware import Firmware, FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
@@ -106,7 +107,7 @@ class VirtualRig:
         self.scpi = ScpiServer(self.supply)
         self.transport = open_transport(opts.link)
         eeprom = Eeprom(self.state.eeprom_path, size=EEPROM_SIZE, page_write_s=opts.nvm_page_write_ms / 1000)
-        drift = opts.rtc_drift_ppm + (RTC_FAULT_DRIFT_PPM if "rtc_drift_beyond_limit" in opts.faults else 0.0)
+        drift = opts.rtc_drift_ppm + (RTC_FAULT_DRIFT_PPM if Fault.RTC_DRIFT_BEYOND_LIMIT in opts.faults else 0.0)
         rtc = self.state.restore_rtc(drift, default_start=time.time())
         rtc.on_set = lambda: self.state.save_rtc(rtc)
         self.board = Board(
@@ -139,7 +140,7 @@ class VirtualRig:
         self.board.stop()
         self.scpi.close()
         self.transport.close()
-        if "rtc_stopped_unpowered" in self.opts.faults:
+        if Fault.RTC_STOPPED_UNPOWERED in self.opts.faults:
             self.board.rtc.stop()  # the device is unpowered until the next run: a flat cell stops it
         self.state.save_rtc(self.board.rtc)
         self.state.close()
