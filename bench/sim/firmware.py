@@ -19,10 +19,10 @@ from typing import Any, Callable
 from bench.openpaygo.tokens import TokenKind
 from bench.sim.capabilities import missing_command, validate_hidden
 from bench.sim.faults import Fault, validate
-from bench.sim.metrics_device_format import device_format
-from bench.sim.metrics_port import FirmwareMetricsPort
-from bench.sim.metrics_payload import ReplyRefused, compact_json
-from bench.sim.metrics_session import MetricsSession, MetricsSettings, NothingPending, valid_base_url
+from bench.sim.metrics.device_format import device_format
+from bench.sim.metrics.port import FirmwareMetricsPort
+from bench.sim.metrics.payload import ReplyRefused, compact_json
+from bench.sim.metrics.session import MetricsSession, MetricsSettings, NothingPending, valid_base_url
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.token_decoder import MAX_TOKEN_JUMP, TokenState, apply_time, decode

@@ -1,4 +1,4 @@
-"""The simulated device's Metrics sessions (bench/sim/metrics_session.py through the firmware's
+"""The simulated device's Metrics sessions (bench/sim/metrics/session.py through the firmware's
 METRICS commands) against the real Metrics server over real HTTP: rows delivered once, rc strictly
 increasing, rows kept through every server fault, tokens applied, base URL followed, the bridge.
 

@@ -76,9 +76,9 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Mapping, Protocol
 
-from bench.sim import metrics_sensors
+from bench.sim.metrics import sensors
 from bench.sim.faults import Fault
-from bench.sim.metrics_payload import Request, ReplyRefused, build_request, decode_reply, parse_reply
+from bench.sim.metrics.payload import Request, ReplyRefused, build_request, decode_reply, parse_reply
 
 MODES = ("off", "direct", "bridge")
 ENCODINGS = ("json", "cbor")
@@ -297,7 +297,7 @@ class Counters:
 class MetricsSession:
     def __init__(self, port: DevicePort, settings: MetricsSettings, data_format: Mapping[str, Any],
                  clock: Callable[[], float] = time.monotonic,
-                 sampler: Callable[[float, bool], metrics_sensors.Reading] = metrics_sensors.sample,
+                 sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
                  *, faults: frozenset[Fault] = frozenset()) -> None:
         self.port = port
         self.faults = frozenset(faults)

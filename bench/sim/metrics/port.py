@@ -1,4 +1,4 @@
-"""The reference firmware as its Metrics session sees it (bench.sim.metrics_session.DevicePort):
+"""The reference firmware as its Metrics session sees it (bench.sim.metrics.session.DevicePort):
 identity and settings from NVM, the request counter stored before each request leaves, the
 current data, and a reply's tokens entered through the firmware's own token path.
 """
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class FirmwareMetricsPort:
-    """The firmware as the Metrics session sees it (bench.sim.metrics_session.DevicePort)."""
+    """The firmware as the Metrics session sees it (bench.sim.metrics.session.DevicePort)."""
 
     def __init__(self, fw: "Firmware") -> None:
         self.fw = fw
