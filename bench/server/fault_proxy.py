@@ -53,7 +53,7 @@ mid-request or silent past `io_timeout_s` is closed. Either is recorded as an ex
 counted in `errors` (with a reason in `error_log()`); any other exception in a connection thread
 is counted there too, never silent. A client closing cleanly between requests is no exchange.
 
-The simulated device's transport (`bench.sim.metrics.session.post`) reports the modes as: the
+The simulated device's transport (`bench.sim.metrics.http_post.post`) reports the modes as: the
 server's status (`pass`), `dropped` (`refuse`, `drop_before`, `drop_after`), the status
 (`http_error`), `timeout` (`stall`, when `stall_s` exceeds its reply timeout).
 """

@@ -22,7 +22,8 @@ from bench.sim.faults import Fault, validate
 from bench.sim.metrics.device_format import device_format
 from bench.sim.metrics.port import FirmwareMetricsPort
 from bench.sim.metrics.payload import ReplyRefused, compact_json
-from bench.sim.metrics.session import MetricsSession, MetricsSettings, NothingPending, valid_base_url
+from bench.sim.metrics.session import MetricsSession, NothingPending
+from bench.sim.metrics.settings import MetricsSettings, valid_base_url
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.token_decoder import MAX_TOKEN_JUMP, TokenState, apply_time, decode
