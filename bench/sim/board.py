@@ -23,8 +23,10 @@ from typing import Callable
 
 from bench.sim.eeprom import PowerLost
 from bench.sim.faults import Fault
-from bench.sim.firmware import MAX_IMPORT_LINE, Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import RecordStore
+from bench.sim.request_line import MAX_IMPORT_LINE
 from bench.sim.rtc import Rtc
 
 log = logging.getLogger("bench.sim.board")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from bench.sim.board import Board
 from bench.sim.eeprom import EEPROM_SIZE, Eeprom
-from bench.sim.faults import Fault
-from bench.sim.faults import validate
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.faults import Fault, validate
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
 from bench.sim.nvstate import RecordStore
 from bench.sim.psu import ScpiServer, SimulatedSupply

@@ -21,7 +21,8 @@ from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.sim.capabilities import ESSENTIAL, HIDEABLE
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.launcher import SimStartError, start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc

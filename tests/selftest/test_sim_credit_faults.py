@@ -25,7 +25,8 @@ from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.sim import virtual_rig
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.virtual_rig import SimOptions, VirtualRig

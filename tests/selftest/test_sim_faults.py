@@ -11,7 +11,7 @@ import pytest
 
 from bench.sim import faults
 from bench.sim.faults import CATALOGUE, Fault, validate
-from bench.sim.firmware import FirmwareConfig
+from bench.sim.firmware_config import FirmwareConfig
 
 SIM = Path(faults.__file__).parent
 

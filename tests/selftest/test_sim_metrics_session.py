@@ -28,7 +28,8 @@ from bench.dut.traffic import TrafficLog
 from bench.power.driver import Psu
 from bench.server.config import MetricsServerConfig
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.launcher import start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc

@@ -18,7 +18,13 @@ from bench.sim.faults import Fault
 from bench.sim.metrics import sensors
 from bench.sim.metrics.buffer import Row, RowBuffer
 from bench.sim.metrics.http_post import HTTP_OK, HttpResult, post
-from bench.sim.metrics.payload import Request, ReplyRefused, build_request, decode_reply, parse_reply
+from bench.sim.metrics.payload import (
+    ReplyRefused,
+    Request,
+    build_request,
+    decode_reply,
+    parse_reply,
+)
 from bench.sim.metrics.port import DevicePort
 from bench.sim.metrics.settings import MetricsSettings, valid_base_url
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MODES = ("off", "direct", "bridge")
+AUTH_METHODS = {"none", "sa", "ta", "ca", "da", "ra"}  # Metrics request auth (PROV, METRICS CONFIG auth=)
 ENCODINGS = ("json", "cbor")
 MAX_URL = 200
 
