@@ -24,7 +24,8 @@ from bench.sim.firmware import Firmware
 from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
 from bench.sim.nvstate import RecordStore
-from bench.sim.psu import ScpiServer, SimulatedSupply
+from bench.sim.psu.server import ScpiServer
+from bench.sim.psu.supply import SimulatedSupply
 from bench.sim.state_dir import StateDir
 from bench.sim.transport import open_transport
 
