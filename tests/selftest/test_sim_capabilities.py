@@ -164,8 +164,8 @@ def test_hidden_capabilities_over_the_serial_link(tmp_path):
     them, the adapter's factory_reset and rtc_set are refused by the device with 404 (nothing
     changes), provisioning on the blank device works, the clock reads."""
     with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
-        rig = VirtualRig(SimOptions(state_dir=state_dir, psu_decay_s=0.0, boot_delay_s=0.01,
-                                    hide_capabilities=["factory_reset", "rtc_set"]))
+        rig = VirtualRig(SimOptions.from_dict({"state_dir": state_dir, "psu_decay_s": 0.0, "boot_delay_s": 0.01,
+                                              "hide_capabilities": ["factory_reset", "rtc_set"]}))
         port = rig.start()["port"]
         link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
         try:
