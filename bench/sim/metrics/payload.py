@@ -262,13 +262,8 @@ def reply_signature(key_hex: str, serial: str, *, ts: int | None, rc: int | None
     return siphash64(key_hex, message)
 
 
-def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: int | None) -> Reply:
-    """A decoded Server Response -> Reply, for the request (ts, rc) it answers; ReplyRefused if
-    it is malformed, not this device's, or not authenticated where it must be."""
-    if not isinstance(value, dict):
-        raise ReplyRefused("malformed", "the reply is not an object")
-    if not value:
-        return Reply(empty=True)
+def _reply_fields(value: dict) -> dict[str, Any]:
+    """The reply's known keys by their long names (short or long keys on the wire); others dropped."""
     fields: dict[str, Any] = {}
     for key, v in value.items():
         if not isinstance(key, str):
@@ -279,6 +274,30 @@ def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: in
         if name in fields:
             raise ReplyRefused("malformed", f"{name} given twice")
         fields[name] = v
+    return fields
+
+
+def _check_signature(auth: Any, key_hex: str, serial: str, **signed: Any) -> None:
+    """ReplyRefused unless `a` is `da` + the reply's signature over `signed` (reply_signature)."""
+    m = _REPLY_AUTH.fullmatch(auth) if isinstance(auth, str) else None
+    if m is None:
+        raise ReplyRefused("bad_auth", "a is not da + 1..16 hex digits")
+    try:
+        expected = reply_signature(key_hex, serial, **signed)
+    except (TypeError, ValueError):
+        raise ReplyRefused("malformed", "the reply holds values that have no JSON form") from None
+    if int(m.group(1), 16) != expected:
+        raise ReplyRefused("bad_auth", "the reply signature does not verify with this device's key")
+
+
+def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: int | None) -> Reply:
+    """A decoded Server Response -> Reply, for the request (ts, rc) it answers; ReplyRefused if
+    it is malformed, not this device's, or not authenticated where it must be."""
+    if not isinstance(value, dict):
+        raise ReplyRefused("malformed", "the reply is not an object")
+    if not value:
+        return Reply(empty=True)
+    fields = _reply_fields(value)
     sn = fields.get("serial_number")
     if sn is None:
         raise ReplyRefused("no_serial", "the reply carries no sn: it cannot be told to be this device's")
@@ -302,18 +321,9 @@ def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: in
         if v is not None and not isinstance(v, dict):
             raise ReplyRefused("malformed", f"{name} is not an object")
     auth = fields.get("auth")
-    authenticated = False
-    if auth is not None:
-        m = _REPLY_AUTH.fullmatch(auth) if isinstance(auth, str) else None
-        if m is None:
-            raise ReplyRefused("bad_auth", "a is not da + 1..16 hex digits")
-        try:
-            expected = reply_signature(key_hex, serial, ts=ts, rc=rc, auts=auts, asl=asl, tkl=tkl, st=st, ed=ed)
-        except (TypeError, ValueError):
-            raise ReplyRefused("malformed", "the reply holds values that have no JSON form") from None
-        if int(m.group(1), 16) != expected:
-            raise ReplyRefused("bad_auth", "the reply signature does not verify with this device's key")
-        authenticated = True
+    authenticated = auth is not None
+    if authenticated:
+        _check_signature(auth, key_hex, serial, ts=ts, rc=rc, auts=auts, asl=asl, tkl=tkl, st=st, ed=ed)
     elif any(v is not None for v in (auts, asl, st, ed)):
         raise ReplyRefused("auth_missing", "an unsigned reply may carry tokens only")
     return Reply(
