@@ -1,7 +1,7 @@
 """The fault catalogue: realistic firmware and board defects the virtual rig can switch on, each
 with the layer it lives in and what it does. The behaviour itself sits in the code it changes,
 which tests for a fault by member (`Fault.NO_LOCKOUT in config.faults`): a misspelt fault is an
-AttributeError where it is written, not a condition that is never true.
+AttributeError where it is written, not a condition that is never true (docs/simulator.md "Faults").
 
 Which device tests must catch a defect is said once, by the `catches` marker on each test
 (bench/detection/catalogue.py reads them): exactly those must fail when it is on, and every other
