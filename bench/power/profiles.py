@@ -258,7 +258,7 @@ AIMTTI_CPX = PsuProfile(
     notes="Replies may end in CR LF; the driver strips CR. pymeasure uses a 5 s timeout.",
 )
 
-# The virtual rig's simulated PSU (bench/sim/psu.py): the Keysight command set plus the
+# The virtual rig's simulated PSU (bench/sim/psu/): the Keysight command set plus the
 # simulator's trigger input for power-cut testing, the stand-in for a lab cutting its PSU (or a
 # MOSFET in the supply line) from a DUT's "NVM write" GPIO marker (docs/power.md).
 PAYGO_SIM = replace(

@@ -22,8 +22,11 @@ import time
 from typing import Callable
 
 from bench.sim.eeprom import PowerLost
-from bench.sim.firmware import MAX_IMPORT_LINE, Firmware, FirmwareConfig
+from bench.sim.faults import Fault
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import RecordStore
+from bench.sim.request_line import MAX_IMPORT_LINE
 from bench.sim.rtc import Rtc
 
 log = logging.getLogger("bench.sim.board")
@@ -74,13 +77,13 @@ class Board:
     def reset_v(self) -> float:
         """Below this supply the MCU is held in reset (its brown-out reset, or without one its
         own minimum operating voltage)."""
-        if "no_brownout_reset" in self.config.faults:
+        if Fault.NO_BROWNOUT_RESET in self.config.faults:
             return self.brownout_v * MCU_MIN_FRACTION
         return self.brownout_v
 
     # -- power ----------------------------------------------------------------------------------
     def power_ok(self) -> bool:
-        if "backfeed_from_uart" in self.config.faults:
+        if Fault.BACKFEED_FROM_UART in self.config.faults:
             return True  # the UART adapter's lines keep the MCU alive
         if self._collapsed:
             return False
@@ -90,17 +93,17 @@ class Board:
         """The supply fell to 0 V at once (a hard cut, not a decay). The brown-out detector trips
         at that instant and holds the MCU in reset: even if the supply is back before the board
         loop looks again, the device restarts (the next loop pass takes the power loss)."""
-        if "backfeed_from_uart" not in self.config.faults:
+        if Fault.BACKFEED_FROM_UART not in self.config.faults:
             self._collapsed = True
 
     def draw(self, volts: float) -> float:
         """Current drawn from the PSU at this voltage (the load the PSU simulator measures)."""
-        if "backfeed_from_uart" in self.config.faults or self.firmware is None:
+        if Fault.BACKFEED_FROM_UART in self.config.faults or self.firmware is None:
             return 0.0
         return IDLE_DRAW_A if volts >= self.reset_v else 0.0
 
     def _update_power(self, now: float) -> None:
-        if "backfeed_from_uart" in self.config.faults:
+        if Fault.BACKFEED_FROM_UART in self.config.faults:
             # the UART's lines hold a running MCU up, but cannot start it: it comes up with the
             # supply once, and then never goes down
             on = self._powered or self.supply_voltage() >= self.brownout_v + HYSTERESIS_V
@@ -127,15 +130,15 @@ class Board:
         self._boot_at = None
         self.firmware = None  # RAM is gone
         self._rx.clear()
-        if "rtc_stopped_unpowered" in self.config.faults:
+        if Fault.RTC_STOPPED_UNPOWERED in self.config.faults:
             self.rtc.stop()  # the backup cell is flat: the 32 kHz oscillator stops with the supply
         log.info("supply below %.2f V: device off", self.reset_v)
 
     def _boot(self, reason: str) -> None:
         if reason in ("power", "brownout"):
-            if "rtc_stopped_unpowered" in self.config.faults:
+            if Fault.RTC_STOPPED_UNPOWERED in self.config.faults:
                 self.rtc.start()  # it resumes from where it stopped
-            if "rtc_lost_on_power_loss" in self.config.faults:
+            if Fault.RTC_LOST_ON_POWER_LOSS in self.config.faults:
                 self.rtc.set(RTC_RESET_EPOCH)  # no backup battery: the RTC restarts at its epoch
         self.firmware = self.firmware_factory(self.store, self.rtc, self.config, reason)
         self.boots += 1

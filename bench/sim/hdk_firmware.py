@@ -42,10 +42,17 @@ import re
 from dataclasses import dataclass, replace
 
 from bench.openpaygo.tokens import TokenKind
-from bench.sim.firmware import FirmwareConfig, Reply
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import NvState, RecordStore
+from bench.sim.request_line import Reply
 from bench.sim.rtc import Rtc
-from bench.sim.token_decoder import PAYG_DISABLE_VALUE, COUNTER_SYNC_VALUE, TokenState, apply_time, decode
+from bench.sim.token_decoder import (
+    COUNTER_SYNC_VALUE,
+    PAYG_DISABLE_VALUE,
+    TokenState,
+    apply_time,
+    decode,
+)
 
 BOOT_EPOCH = 1_609_459_200  # ESP32Time's default setTime(): 2021-01-01, set at every boot
 TIME_DIVIDER = 1  # hal.h build setting

@@ -32,6 +32,7 @@ from openpaygo.token_shared import OpenPAYGOTokenShared
 from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
 from bench.openpaygo.tokens import TokenKind
+from bench.sim.faults import Fault
 
 MAX_TOKEN_JUMP = 64
 MAX_TOKEN_JUMP_COUNTER_SYNC = 100
@@ -41,14 +42,14 @@ PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
 ALL_USED = 0xFFFF
 
-FAULTS: dict[str, str] = {
-    "reused_token_accepted": "decoder skips the used-count check: an already-entered token is accepted again",
-    "accepts_starting_code": "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (§5.2)",
-    "u2d_accepted": "decoder shifts the used mask like the C reference: an ADD older than a SET passes (U2D)",
-    "set_as_add": "decoder reports SET_TIME tokens as ADD_TIME, so the firmware adds instead of setting",
-    "parity_before_special": "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
-    "unbounded_jump": "decoder has no +64 upper bound: any count up to last+10000 is accepted",
-    "time_divider_ignored": "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
+FAULTS: dict[Fault, str] = {
+    Fault.REUSED_TOKEN_ACCEPTED: "decoder skips the used-count check: an already-entered token is accepted again",
+    Fault.ACCEPTS_STARTING_CODE: "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (§5.2)",
+    Fault.U2D_ACCEPTED: "decoder shifts the used mask like the C reference: an ADD older than a SET passes (U2D)",
+    Fault.SET_AS_ADD: "decoder reports SET_TIME tokens as ADD_TIME, so the firmware adds instead of setting",
+    Fault.PARITY_BEFORE_SPECIAL: "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
+    Fault.UNBOUNDED_JUMP: "decoder has no +64 upper bound: any count up to last+10000 is accepted",
+    Fault.TIME_DIVIDER_IGNORED: "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
 }
 
 Outcome = Literal["accepted", "invalid", "already_used"]
@@ -86,7 +87,7 @@ def decode(
     *,
     restricted_digits: bool = False,
     extended: bool = False,
-    faults: frozenset[str] = frozenset(),
+    faults: frozenset[Fault] = frozenset(),
 ) -> tuple[DecodeResult, TokenState]:
     """Decode one entered code; returns the result and the state to store (unchanged unless
     accepted)."""
@@ -107,9 +108,9 @@ def decode(
 
     last = state.last_count
     jump = MAX_TOKEN_JUMP_COUNTER_SYNC if value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
-    if "unbounded_jump" in faults:
+    if Fault.UNBOUNDED_JUMP in faults:
         jump = max(jump, UNBOUNDED_JUMP)
-    first = 0 if "accepts_starting_code" in faults else 1
+    first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
     current = core.put_base_in_token(starting_code, token_base)
     older_match: tuple[int, TokenKind] | None = None
     for count in range(0, last + jump + 1):
@@ -149,9 +150,9 @@ def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int
     return number, is_extended
 
 
-def _token_kind(value: int, count: int, faults: frozenset[str]) -> TokenKind:
+def _token_kind(value: int, count: int, faults: frozenset[Fault]) -> TokenKind:
     """The token type, as the device logic decides it (§1: 998/999 before parity)."""
-    if "parity_before_special" in faults and count % 2 == 0:
+    if Fault.PARITY_BEFORE_SPECIAL in faults and count % 2 == 0:
         return TokenKind.ADD_TIME
     if value == PAYG_DISABLE_VALUE:
         return TokenKind.DISABLE_PAYG
@@ -161,9 +162,9 @@ def _token_kind(value: int, count: int, faults: frozenset[str]) -> TokenKind:
 
 
 def _result(
-    outcome: Outcome, kind: TokenKind, value: int, count: int, faults: frozenset[str]
+    outcome: Outcome, kind: TokenKind, value: int, count: int, faults: frozenset[Fault]
 ) -> DecodeResult:
-    if kind is TokenKind.SET_TIME and "set_as_add" in faults:
+    if kind is TokenKind.SET_TIME and Fault.SET_AS_ADD in faults:
         kind = TokenKind.ADD_TIME
     shown = value if kind in (TokenKind.ADD_TIME, TokenKind.SET_TIME) else None
     return DecodeResult(outcome, kind, shown, count)
@@ -180,30 +181,30 @@ def _is_in_used_counts(count: int, state: TokenState) -> bool:
     return 0 <= relative < MAX_UNUSED_OLDER_TOKENS and bool(state.used_mask & (1 << relative))
 
 
-def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: frozenset[str]) -> bool:
+def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: frozenset[Fault]) -> bool:
     """C `IsCountValid`, plus the used check for syncs (§5.9 not inherited)."""
     last = state.last_count
-    check_used = "reused_token_accepted" not in faults
+    check_used = Fault.REUSED_TOKEN_ACCEPTED not in faults
     if kind is TokenKind.COUNTER_SYNC:
         if count <= last - MAX_TOKEN_JUMP:
             return False
         return count > last or not (check_used and _is_in_used_counts(count, state))
     if count > last:
         return True
-    if count != 0 or "accepts_starting_code" in faults:
+    if count != 0 or Fault.ACCEPTS_STARTING_CODE in faults:
         if count > last - MAX_UNUSED_OLDER_TOKENS and count % 2 == 0 and kind is TokenKind.ADD_TIME:
             return not (check_used and _is_in_used_counts(count, state))
     return False
 
 
-def _mark_count_as_used(count: int, value: int, state: TokenState, faults: frozenset[str]) -> TokenState:
+def _mark_count_as_used(count: int, value: int, state: TokenState, faults: frozenset[Fault]) -> TokenState:
     """C `MarkCountAsUsed`, with the mask normalised when last_count moves."""
     last, mask = state.last_count, state.used_mask
     if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
         # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
         return TokenState(count if count > last or value == COUNTER_SYNC_VALUE else last, ALL_USED)
     if count > last:
-        if "u2d_accepted" in faults:
+        if Fault.U2D_ACCEPTED in faults:
             return TokenState(count, _c_reference_shift(count - last, mask))
         shift = count - last
         # The old last_count becomes bit shift-1; older bits move up by shift.
@@ -239,7 +240,7 @@ def apply_time(
     payg_disabled: bool,
     time_divider: int,
     *,
-    faults: frozenset[str] = frozenset(),
+    faults: frozenset[Fault] = frozenset(),
 ) -> tuple[int, bool]:
     """The device logic's time update for an accepted token (§1 Time vs credit, §2 Re-lock):
     ADD extends (from now if expired), SET sets now + days and re-enables PAYG, DISABLE makes
@@ -247,11 +248,11 @@ def apply_time(
 
     `add_counts_expired_days`: ADD extends the stored end even when it has passed; only a device
     that never had credit (end 0) counts from now, so the days spent expired are owed."""
-    if "time_divider_ignored" in faults:
+    if Fault.TIME_DIVIDER_IGNORED in faults:
         time_divider = 1
     if kind is TokenKind.ADD_TIME:
         seconds = (value or 0) * 86400 // time_divider
-        if "add_counts_expired_days" in faults and active_until != 0:
+        if Fault.ADD_COUNTS_EXPIRED_DAYS in faults and active_until != 0:
             return active_until + seconds, payg_disabled
         return max(active_until, now) + seconds, payg_disabled
     if kind is TokenKind.SET_TIME:

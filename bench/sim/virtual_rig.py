@@ -15,24 +15,38 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
+from typing import Any, Collection, Mapping
 
 from bench.sim.board import Board
 from bench.sim.eeprom import EEPROM_SIZE, Eeprom
-from bench.sim.faults import validate
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.faults import Fault, validate
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
 from bench.sim.nvstate import RecordStore
-from bench.sim.psu import ScpiServer, SimulatedSupply
+from bench.sim.psu.server import ScpiServer
+from bench.sim.psu.supply import SimulatedSupply
 from bench.sim.state_dir import StateDir
 from bench.sim.transport import open_transport
+
+# The firmware the board runs, by the name of the host adapter that speaks its protocol.
+FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
+
+# The options that choose the firmware build (FirmwareConfig's fields a rig may set), and the
+# build the simulator runs where they say nothing: the reference build with extended tokens.
+BUILD_OPTIONS = ("faults", "rtc_subsecond", "extended_tokens", "hide_capabilities", "lockout_unit_s", "hdk_fixed",
+                 "metrics_mode", "metrics_period_s", "metrics_sample_s", "metrics_encoding",
+                 "metrics_reply_timeout_s")
+DEFAULT_BUILD = FirmwareConfig(extended_tokens=True)
 
 
 @dataclass
 class SimOptions:
-    faults: list[str] = field(default_factory=list)
+    """The virtual rig around the device, and the firmware build it runs (one FirmwareConfig,
+    built once from the options: `from_dict`, `from_json`)."""
+
     rtc_drift_ppm: float = 0.0
-    rtc_subsecond: bool = False
     psu_decay_s: float = 0.3
     link: str = "auto"
     brownout_v: float = 3.0
@@ -42,71 +56,58 @@ class SimOptions:
     # where the device keeps its NVM image and RTC (bench/sim/state_dir.py); "" = a new temp dir
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
-    extended_tokens: bool = True
-    # the firmware build (FirmwareConfig): capabilities left out (reference firmware), the
-    # lockout's "minute" in seconds, and the HDK with its documented defects fixed (hdk firmware)
-    hide_capabilities: list[str] = field(default_factory=list)
-    lockout_unit_s: float = 60.0
-    hdk_fixed: bool = False
-    # the firmware build's OpenPAYGO Metrics sessions (FirmwareConfig.metrics_*; off: none)
-    metrics_mode: str = "off"
-    metrics_period_s: float = 3600.0
-    metrics_sample_s: int = 60
-    metrics_encoding: str = "json"
-    metrics_reply_timeout_s: float = 10.0
+    # the firmware build: its faults, capabilities left out (reference firmware), the lockout's
+    # "minute" in seconds, the HDK with its documented defects fixed (hdk firmware), its Metrics
+    # sessions (off: none)
+    build: FirmwareConfig = DEFAULT_BUILD
+
+    def __post_init__(self) -> None:
+        check_firmware(self.firmware, self.build.hdk_fixed, self.build.hide_capabilities)
 
     @classmethod
-    def from_json(cls, text: str) -> "SimOptions":
-        data = json.loads(text)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
+    def from_dict(cls, options: Mapping[str, Any]) -> SimOptions:
+        """The options as the bench gives them (one flat mapping, BUILD_OPTIONS among them);
+        ValueError naming the option that does not fit."""
+        rig_fields = {f.name for f in fields(cls)} - {"build"}
+        unknown = set(options) - rig_fields - set(BUILD_OPTIONS)
         if unknown:
             raise ValueError(f"unknown simulator option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        validate(options.get("faults", ()))  # the faults, then the firmware, then the rest of the build
+        check_firmware(options.get("firmware", "reference"), options.get("hdk_fixed", False),
+                       options.get("hide_capabilities", ()))
+        build = replace(DEFAULT_BUILD, **{k: v for k, v in options.items() if k in BUILD_OPTIONS})
+        return cls(**{k: v for k, v in options.items() if k in rig_fields}, build=build)
+
+    @classmethod
+    def from_json(cls, text: str) -> SimOptions:
+        return cls.from_dict(json.loads(text))
+
+
+def check_firmware(firmware: str, hdk_fixed: bool, hide_capabilities: Collection[str]) -> None:
+    """ValueError if the firmware is unknown or the build options do not apply to it."""
+    if firmware not in FIRMWARES:
+        raise ValueError(f"unknown simulator firmware {firmware!r}; known: {', '.join(FIRMWARES)}")
+    if hdk_fixed and firmware != "hdk":
+        raise ValueError(f"hdk_fixed is a build of the HDK firmware, not of the {firmware!r} firmware")
+    if hide_capabilities and firmware != "reference":
+        raise ValueError(f"hide_capabilities applies to the reference firmware; the {firmware!r} "
+                         "firmware's capabilities are fixed by its protocol")
 
 
 # rtc_drift_beyond_limit: what a mis-loaded crystal or an RC-clocked RTC adds to the drift, ppm.
 RTC_FAULT_DRIFT_PPM = 2000.0
 
-# The firmware the board runs, by the name of the host adapter that speaks its protocol.
-FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
-
-
-def firmware_config(opts: SimOptions) -> FirmwareConfig:
-    """The firmware build the options describe; ValueError naming the option that does not fit."""
-    validate(opts.faults)
-    if opts.firmware not in FIRMWARES:
-        raise ValueError(f"unknown simulator firmware {opts.firmware!r}; known: {', '.join(FIRMWARES)}")
-    if opts.hdk_fixed and opts.firmware != "hdk":
-        raise ValueError(f"hdk_fixed is a build of the HDK firmware, not of the {opts.firmware!r} firmware")
-    if opts.hide_capabilities and opts.firmware != "reference":
-        raise ValueError(f"hide_capabilities applies to the reference firmware; the {opts.firmware!r} "
-                         "firmware's capabilities are fixed by its protocol")
-    return FirmwareConfig(
-        faults=frozenset(opts.faults),
-        rtc_subsecond=opts.rtc_subsecond,
-        extended_tokens=opts.extended_tokens,
-        hide_capabilities=frozenset(opts.hide_capabilities),
-        lockout_unit_s=opts.lockout_unit_s,
-        hdk_fixed=opts.hdk_fixed,
-        metrics_mode=opts.metrics_mode,
-        metrics_period_s=opts.metrics_period_s,
-        metrics_sample_s=opts.metrics_sample_s,
-        metrics_encoding=opts.metrics_encoding,
-        metrics_reply_timeout_s=opts.metrics_reply_timeout_s,
-    )
-
 
 class VirtualRig:
     def __init__(self, opts: SimOptions) -> None:
-        config = firmware_config(opts)
+        config = opts.build
         self.opts = opts
         self.state = StateDir(opts.state_dir or tempfile.mkdtemp(prefix="paygo-sim-"), EEPROM_SIZE)
         self.supply = SimulatedSupply(decay_s=opts.psu_decay_s)
         self.scpi = ScpiServer(self.supply)
         self.transport = open_transport(opts.link)
         eeprom = Eeprom(self.state.eeprom_path, size=EEPROM_SIZE, page_write_s=opts.nvm_page_write_ms / 1000)
-        drift = opts.rtc_drift_ppm + (RTC_FAULT_DRIFT_PPM if "rtc_drift_beyond_limit" in opts.faults else 0.0)
+        drift = opts.rtc_drift_ppm + (RTC_FAULT_DRIFT_PPM if Fault.RTC_DRIFT_BEYOND_LIMIT in config.faults else 0.0)
         rtc = self.state.restore_rtc(drift, default_start=time.time())
         rtc.on_set = lambda: self.state.save_rtc(rtc)
         self.board = Board(
@@ -139,7 +140,7 @@ class VirtualRig:
         self.board.stop()
         self.scpi.close()
         self.transport.close()
-        if "rtc_stopped_unpowered" in self.opts.faults:
+        if Fault.RTC_STOPPED_UNPOWERED in self.opts.build.faults:
             self.board.rtc.stop()  # the device is unpowered until the next run: a flat cell stops it
         self.state.save_rtc(self.board.rtc)
         self.state.close()
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Virtual rig running (Ctrl-C to stop)")
         print(f"  DUT serial port : {endpoints['port']}   (115200 8N1; try: python -m serial.tools.miniterm {endpoints['port']})")
         print(f"  PSU VISA        : {endpoints['visa']}   (channel {endpoints['channel']}, output starts OFF)")
-        print(f"  faults          : {', '.join(rig.opts.faults) or 'none'}")
+        print(f"  faults          : {', '.join(sorted(rig.opts.build.faults)) or 'none'}")
     else:
         print(json.dumps({"event": "ready", **endpoints}))
     sys.stdout.flush()

@@ -323,7 +323,7 @@ def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, dut):
     (ProxyMode.DROP_AFTER, (None, "dropped")),
 ])
 def test_what_the_simulated_device_transport_reports(proxy, dut, mode, outcome):
-    from bench.sim.metrics_session import post as device_post
+    from bench.sim.metrics.http_post import post as device_post
 
     proxy.set_mode(mode, count=1)
     built = signed(dut)

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from bench.power import PowerCycleError, Psu, power_cycle, power_off, power_on
-from bench.sim.psu import ScpiServer, SimulatedSupply
+from bench.sim.psu.server import ScpiServer
+from bench.sim.psu.supply import SimulatedSupply
 
 BANNER = "PAYGO-SIM boot v1"
 

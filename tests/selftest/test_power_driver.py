@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.power import PROFILES, InstrumentError, Psu, get_profile
-from bench.sim.psu import ScpiServer, SimulatedSupply
+from bench.sim.psu.server import ScpiServer
+from bench.sim.psu.supply import SimulatedSupply
 
 DATA = Path(__file__).parent / "data" / "psu"
 RECORDINGS = sorted(DATA.glob("*.json"))

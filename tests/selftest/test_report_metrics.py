@@ -15,8 +15,8 @@ import pytest
 
 from bench.report.metrics import CSV_COLUMNS, requests_table_html, write_metrics_evidence
 from bench.server.evidence import evidence, historical_series, series_units
-from bench.sim.metrics_device_format import device_format
-from bench.sim.metrics_payload import build_request
+from bench.sim.metrics.device_format import device_format
+from bench.sim.metrics.payload import build_request
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = 1_700_000_000

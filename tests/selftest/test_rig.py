@@ -261,9 +261,9 @@ def test_metrics_keys_default_and_reach_the_simulator():
                 "metrics_budget_bytes_per_month = 100000\n").dut
     assert (real.metrics_auth, real.metrics_period_s, real.metrics_budget_bytes_per_month) == ("ca", 86400.0, 100_000)
     bridge = virtual_rig(metrics_mode="bridge", metrics_encoding="cbor", metrics_period_s=0.5, metrics_sample_s=2)
-    opts = SimOptions(**sim_options(bridge, "/tmp/unused"))
-    assert (opts.metrics_mode, opts.metrics_encoding, opts.metrics_period_s, opts.metrics_sample_s,
-            opts.metrics_reply_timeout_s) == ("bridge", "cbor", 0.5, 2, 1.0)
+    build = SimOptions.from_dict(sim_options(bridge, "/tmp/unused")).build
+    assert (build.metrics_mode, build.metrics_encoding, build.metrics_period_s, build.metrics_sample_s,
+            build.metrics_reply_timeout_s) == ("bridge", "cbor", 0.5, 2, 1.0)
     assert load_rig(DOCS / "virtual-bridge.toml").sim == dataclasses.replace(virtual_rig().sim, metrics_mode="bridge")
     assert error('[station]\nid = "x"\n[sim]\nmetrics_mode = "wifi"\n') == (
         'lab.toml: sim.metrics_mode: got \'wifi\' (string); expected one of "off", "direct", "bridge"')

@@ -21,7 +21,8 @@ from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.sim.capabilities import ESSENTIAL, HIDEABLE
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
@@ -163,8 +164,8 @@ def test_hidden_capabilities_over_the_serial_link(tmp_path):
     them, the adapter's factory_reset and rtc_set are refused by the device with 404 (nothing
     changes), provisioning on the blank device works, the clock reads."""
     with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
-        rig = VirtualRig(SimOptions(state_dir=state_dir, psu_decay_s=0.0, boot_delay_s=0.01,
-                                    hide_capabilities=["factory_reset", "rtc_set"]))
+        rig = VirtualRig(SimOptions.from_dict({"state_dir": state_dir, "psu_decay_s": 0.0, "boot_delay_s": 0.01,
+                                              "hide_capabilities": ["factory_reset", "rtc_set"]}))
         port = rig.start()["port"]
         link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
         try:

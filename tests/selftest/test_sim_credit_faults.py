@@ -23,9 +23,10 @@ from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
 from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
-from bench.sim import virtual_rig
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.faults import Fault
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.virtual_rig import SimOptions, VirtualRig
@@ -150,17 +151,15 @@ def test_credit_runs_on_uptime_expiry_and_new_tokens(tmp_path, gen):
     assert d.status() == ("active", d.now() + DAY, DAY)
 
 
-def test_credit_runs_on_uptime_through_a_real_power_off(tmp_path, monkeypatch):
+def test_credit_runs_on_uptime_through_a_real_power_off(tmp_path):
     """Through the board, the real serial link and the simulated PSU: the credit end reported
     after the supply was off for ~1.5 s is later by the off time (within the RTC's whole
     seconds); a good device's end is where it was."""
     ends = {}
     for faulty in (False, True):
-        faults = frozenset({"credit_runs_on_uptime"} if faulty else ())
-        # the fault is not in the catalogue (it is switched on by name): build the config here
-        monkeypatch.setattr(virtual_rig, "firmware_config", lambda opts, f=faults: FirmwareConfig(faults=f))
+        build = FirmwareConfig(faults=frozenset({Fault.CREDIT_RUNS_ON_UPTIME} if faulty else ()))
         with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
-            rig = VirtualRig(SimOptions(state_dir=state_dir, psu_decay_s=0.0, boot_delay_s=0.01))
+            rig = VirtualRig(SimOptions(state_dir=state_dir, psu_decay_s=0.0, boot_delay_s=0.01, build=build))
             port = rig.start()["port"]
             link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
             try:

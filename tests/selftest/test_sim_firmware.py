@@ -16,8 +16,10 @@ import pytest
 from bench.openpaygo.tokens import TokenGenerator, TokenKind
 from bench.sim.eeprom import Eeprom, PowerLost
 from bench.sim.faults import CATALOGUE
-from bench.sim.firmware import MAX_IMPORT_LINE, MAX_LINE, Firmware, FirmwareConfig, Reply
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.nvstate import RecordStore
+from bench.sim.request_line import MAX_IMPORT_LINE, MAX_LINE, Reply
 from bench.sim.rtc import Rtc
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"

@@ -11,9 +11,10 @@ import pytest
 
 from bench.openpaygo.tokens import TokenGenerator, TokenKind
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import FirmwareConfig, Reply
+from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.hdk_firmware import BOOT_EPOCH, HdkFirmware, HdkTiming
 from bench.sim.nvstate import RecordStore
+from bench.sim.request_line import Reply
 from bench.sim.rtc import Rtc
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"

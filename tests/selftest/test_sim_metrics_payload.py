@@ -1,4 +1,4 @@
-"""The simulated device's own OpenPAYGO Metrics payloads (bench/sim/metrics_payload.py), its data
+"""The simulated device's own OpenPAYGO Metrics payloads (bench/sim/metrics/payload.py), its data
 format and its sensors, checked against the published auth vectors (openpaygo.md §5) and judged by
 the bench's codec and by openpaygo itself: the device's implementation shares nothing with the
 codec but SipHash, so here is where the two must agree.
@@ -17,9 +17,9 @@ from bench.openpaygo.metrics.codec import parse_body
 from bench.openpaygo.metrics.format import parse_data_format
 from bench.openpaygo.metrics.reply import MetricsReply
 from bench.openpaygo.metrics.wire import Encoding
-from bench.sim import metrics_sensors
-from bench.sim.metrics_device_format import DATA_ORDER, HISTORICAL_ORDER, device_format
-from bench.sim.metrics_payload import (
+from bench.sim.metrics import sensors as metrics_sensors
+from bench.sim.metrics.device_format import DATA_ORDER, HISTORICAL_ORDER, device_format
+from bench.sim.metrics.payload import (
     AUTH_METHODS, CBOR_CT, JSON_CT, ReplyRefused, build_request, compact_json, condense, condense_rows,
     decode_reply, parse_reply, sign_request, token_text,
 )

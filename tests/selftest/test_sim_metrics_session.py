@@ -1,4 +1,4 @@
-"""The simulated device's Metrics sessions (bench/sim/metrics_session.py through the firmware's
+"""The simulated device's Metrics sessions (bench/sim/metrics/session.py through the firmware's
 METRICS commands) against the real Metrics server over real HTTP: rows delivered once, rc strictly
 increasing, rows kept through every server fault, tokens applied, base URL followed, the bridge.
 
@@ -28,7 +28,8 @@ from bench.dut.traffic import TrafficLog
 from bench.power.driver import Psu
 from bench.server.config import MetricsServerConfig
 from bench.sim.eeprom import Eeprom
-from bench.sim.firmware import Firmware, FirmwareConfig
+from bench.sim.firmware import Firmware
+from bench.sim.firmware_config import FirmwareConfig
 from bench.station.virtual_rig import start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc

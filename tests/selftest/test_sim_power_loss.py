@@ -33,7 +33,7 @@ class SimRig:
 
     def __init__(self, state_dir: str, **options) -> None:
         options = {"psu_decay_s": 0.0, "boot_delay_s": 0.01, **options}
-        self.rig = VirtualRig(SimOptions(state_dir=state_dir, **options))
+        self.rig = VirtualRig(SimOptions.from_dict({"state_dir": state_dir, **options}))
         port = self.rig.start()["port"]
         self.link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
         self.dut = ReferenceAdapter(self.link, reply_timeout_s=1.0)

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from bench.sim.psu import ERROR_QUEUE_SIZE, ScpiServer, SimulatedSupply
+from bench.sim.psu.instrument import ERROR_QUEUE_SIZE
+from bench.sim.psu.server import ScpiServer
+from bench.sim.psu.supply import SimulatedSupply
 
 # -- model ----------------------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def test_rig_keys_reach_the_simulator(tmp_path):
         opts = sim_options(rig, str(tmp_path / name))
         assert {k: opts[k] for k in want} == want, name
         assert opts["state_dir"] == str(tmp_path / name)
-        virtual = VirtualRig(SimOptions(**opts))
+        virtual = VirtualRig(SimOptions.from_dict(opts))
         virtual.start()
         virtual.stop()
     lasting = tmp_path / "lasting.toml"

@@ -1,21 +1,45 @@
-"""The reference firmware as its Metrics session sees it (bench.sim.metrics_session.DevicePort):
-identity and settings from NVM, the request counter stored before each request leaves, the
-current data, and a reply's tokens entered through the firmware's own token path.
+"""What a Metrics session needs from the firmware it runs in (DevicePort), and the reference
+firmware's answer (FirmwareMetricsPort): identity and settings from NVM, the request counter stored
+before each request leaves, the current data, and a reply's tokens entered through the firmware's
+own token path.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from bench.sim.faults import Fault
 from bench.sim.token_decoder import TokenState, decode
 
 if TYPE_CHECKING:
     from bench.sim.firmware import Firmware
 
 
+class DevicePort(Protocol):
+    """What the session needs from the firmware it runs in."""
+
+    @property
+    def serial(self) -> str: ...
+    @property
+    def key_hex(self) -> str: ...
+    @property
+    def auth(self) -> str: ...
+    @property
+    def data_format_id(self) -> int: ...
+    @property
+    def base_url(self) -> str: ...
+
+    def rtc_now(self) -> float: ...
+    def next_request_count(self) -> int: ...  # rc + 1, written to NVM before it is returned
+    def current_data(self) -> dict[str, Any]: ...  # token_count, firmware_version, ... by name
+    def load_on(self) -> bool: ...  # the PAYG output is on (credit left)
+    def enter_tokens(self, codes: list[str]) -> int: ...  # in increasing count; returns how many were accepted
+    def follow(self, base_url: str | None, data_format_id: int | None) -> None: ...  # written to NVM
+
+
 class FirmwareMetricsPort:
-    """The firmware as the Metrics session sees it (bench.sim.metrics_session.DevicePort)."""
+    """The firmware as the Metrics session sees it (DevicePort)."""
 
     def __init__(self, fw: "Firmware") -> None:
         self.fw = fw
@@ -68,7 +92,7 @@ class FirmwareMetricsPort:
         not decode keep their place after the others), each as if typed. Codes of a length the
         keypad does not take are skipped."""
         fw = self.fw
-        if "metrics_tokens_not_applied" in fw.faults:
+        if Fault.METRICS_TOKENS_NOT_APPLIED in fw.faults:
             return 0  # the reply handler parses tkl, but its call into token entry is a stub
         st = fw.state
         lengths = fw._token_lengths()

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import cbor2
 
 from bench.openpaygo.metrics.auth import siphash64
+from bench.sim.faults import Fault
 
 AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 JSON_CT = "application/json"
@@ -142,7 +143,7 @@ class Request:
 
 def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: int | None,
                   data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], data_format: Mapping[str, Any],
-                  df: int, encoding: str = "json", faults: frozenset[str] = frozenset()) -> Request:
+                  df: int, encoding: str = "json", faults: frozenset[Fault] = frozenset()) -> Request:
     """The condensed request. `data` and each row map variable names to values (rows with an
     absolute `timestamp`); `df` 0 embeds `data_format` (dfo) instead of naming it. `auth` is
     one of sa/ta/ca/da/ra, or "none" for an unsigned request.
@@ -163,14 +164,14 @@ def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: i
     if ts is not None:
         payload["ts"] = ts
     if rc is not None:
-        payload["rqc" if "metrics_wrong_short_key" in faults else "rc"] = rc
+        payload["rqc" if Fault.METRICS_WRONG_SHORT_KEY in faults else "rc"] = rc
     d = condense(data, data_format["data_order"])
     payload["d"] = d
     hd = condense_rows(rows, data_format["historical_data_order"], data_format.get("historical_data_interval"))
     if hd:
         payload["hd"] = hd
-    if auth != "none" and "metrics_unsigned" not in faults:
-        signed_hd = hd[:-1] if "metrics_mis_signed" in faults else hd
+    if auth != "none" and Fault.METRICS_UNSIGNED not in faults:
+        signed_hd = hd[:-1] if Fault.METRICS_MIS_SIGNED in faults else hd
         payload["a"] = sign_request(auth, key_hex, serial, ts=ts, rc=rc, data=d, historical=signed_hd or None)
     body = compact_json(payload).encode("ascii") if encoding == "json" else cbor2.dumps(payload)
     return Request(body, ENCODINGS[encoding], payload, ts, rc, len(hd))
@@ -261,13 +262,8 @@ def reply_signature(key_hex: str, serial: str, *, ts: int | None, rc: int | None
     return siphash64(key_hex, message)
 
 
-def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: int | None) -> Reply:
-    """A decoded Server Response -> Reply, for the request (ts, rc) it answers; ReplyRefused if
-    it is malformed, not this device's, or not authenticated where it must be."""
-    if not isinstance(value, dict):
-        raise ReplyRefused("malformed", "the reply is not an object")
-    if not value:
-        return Reply(empty=True)
+def _reply_fields(value: dict) -> dict[str, Any]:
+    """The reply's known keys by their long names (short or long keys on the wire); others dropped."""
     fields: dict[str, Any] = {}
     for key, v in value.items():
         if not isinstance(key, str):
@@ -278,6 +274,30 @@ def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: in
         if name in fields:
             raise ReplyRefused("malformed", f"{name} given twice")
         fields[name] = v
+    return fields
+
+
+def _check_signature(auth: Any, key_hex: str, serial: str, **signed: Any) -> None:
+    """ReplyRefused unless `a` is `da` + the reply's signature over `signed` (reply_signature)."""
+    m = _REPLY_AUTH.fullmatch(auth) if isinstance(auth, str) else None
+    if m is None:
+        raise ReplyRefused("bad_auth", "a is not da + 1..16 hex digits")
+    try:
+        expected = reply_signature(key_hex, serial, **signed)
+    except (TypeError, ValueError):
+        raise ReplyRefused("malformed", "the reply holds values that have no JSON form") from None
+    if int(m.group(1), 16) != expected:
+        raise ReplyRefused("bad_auth", "the reply signature does not verify with this device's key")
+
+
+def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: int | None) -> Reply:
+    """A decoded Server Response -> Reply, for the request (ts, rc) it answers; ReplyRefused if
+    it is malformed, not this device's, or not authenticated where it must be."""
+    if not isinstance(value, dict):
+        raise ReplyRefused("malformed", "the reply is not an object")
+    if not value:
+        return Reply(empty=True)
+    fields = _reply_fields(value)
     sn = fields.get("serial_number")
     if sn is None:
         raise ReplyRefused("no_serial", "the reply carries no sn: it cannot be told to be this device's")
@@ -301,18 +321,9 @@ def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: in
         if v is not None and not isinstance(v, dict):
             raise ReplyRefused("malformed", f"{name} is not an object")
     auth = fields.get("auth")
-    authenticated = False
-    if auth is not None:
-        m = _REPLY_AUTH.fullmatch(auth) if isinstance(auth, str) else None
-        if m is None:
-            raise ReplyRefused("bad_auth", "a is not da + 1..16 hex digits")
-        try:
-            expected = reply_signature(key_hex, serial, ts=ts, rc=rc, auts=auts, asl=asl, tkl=tkl, st=st, ed=ed)
-        except (TypeError, ValueError):
-            raise ReplyRefused("malformed", "the reply holds values that have no JSON form") from None
-        if int(m.group(1), 16) != expected:
-            raise ReplyRefused("bad_auth", "the reply signature does not verify with this device's key")
-        authenticated = True
+    authenticated = auth is not None
+    if authenticated:
+        _check_signature(auth, key_hex, serial, ts=ts, rc=rc, auts=auts, asl=asl, tkl=tkl, st=st, ed=ed)
     elif any(v is not None for v in (auts, asl, st, ed)):
         raise ReplyRefused("auth_missing", "an unsigned reply may carry tokens only")
     return Reply(

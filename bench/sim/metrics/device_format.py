@@ -37,7 +37,7 @@ DATA_ORDER: tuple[str, ...] = (
     "active_until_timestamp_requested",
 )
 
-# historical rows (`hd`), in this order; the readings come from bench.sim.metrics_sensors
+# historical rows (`hd`), in this order; the readings come from bench.sim.metrics.sensors
 READINGS: tuple[str, ...] = ("panel_voltage", "panel_current", "battery_voltage", "battery_current", "load_current")
 ROW_TIME = "timestamp"
 HISTORICAL_ORDER: tuple[str, ...] = READINGS + (ROW_TIME,)

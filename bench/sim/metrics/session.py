@@ -1,257 +1,33 @@
 """The simulated device's OpenPAYGO Metrics sessions: sampling, the row buffer, the asynchronous
-request/reply flow, and the HTTP transport (direct mode) or the UART bridge (bridge mode).
+request/reply flow, over HTTP (direct mode) or the UART bridge (bridge mode).
 
-It lives in the firmware's RAM (one instance per power-on, owned by `Firmware`) and runs on the
-board's thread: the board calls `tick()` on every pass of its main loop, and the UART commands
-`METRICS EXPORT / IMPORT / REPORT / STATUS` call in from the same thread, so the firmware state and
-its NVM have one writer. Only the HTTP exchange runs on a thread of its own: it touches nothing but
-its arguments and hands its result back through a queue that `tick()` drains.
-
-Timing is the MCU's tick (`clock`, monotonic seconds): a sample every `sample_s`, a session every
-`period_s`. Times written into the payload are the RTC's (`ts`, row timestamps). An RTC set forward
-(a test skipping two days) therefore costs one gap in the rows, not two days of back-filled
-samples.
-
-The asynchronous flow (Metrics spec v1.0 "asynchronous flow", openpaygo.md §6):
-- a session snapshots the oldest buffered rows (at most `request_rows`, and no more than fit in
-  `max_body_bytes`) into a new request; rows sampled meanwhile stay in the buffer behind them
-  (the "secondary buffer");
-- the request counter `rc` is incremented and written to NVM before the request leaves (on
-  request, not on response), so it is never repeated, across power cycles too;
-- `ts` is the RTC second the request is made in, strictly above the last one sent: a session due
-  in the same RTC second waits for the next (the server takes an equal `ts` for a replay); at
-  boot the current second counts as used (a request may have left in it before the reset);
-- the rows are cleared only when a valid reply to that request arrives. On any failure
-  (connection refused, no reply within `reply_timeout_s`, HTTP status other than 200/201, a reply
-  that does not decode, is not this device's or does not authenticate) they stay, and the next
-  session sends them again in a NEW request (new rc and ts), each row once, in order;
-- the buffer holds `buffer_rows` rows. When it is full the oldest row NOT in flight is dropped
-  (the rows in flight are the modem's until it answers); drops are counted (`rows_dropped` in
-  every request's data, `METRICS STATUS`);
-- delivery is at least once: a server that stored a request whose reply never reached the device
-  (it came too late, or the connection dropped after the server committed) gets those rows again.
-  They carry the same absolute timestamps, so they are recognisable.
-- rows and the in-flight request are RAM: a power cut loses them (the RTC, rc, url, df and auth
-  are in NVM).
-
-What the device does with a valid reply:
-- `tkl`: entered through the firmware's token entry, in increasing token count (the order the
-  spec asks the server for; the device sorts them anyway by a dry-run decode), each counted as if
-  typed (an invalid one counts toward the keypad lockout, as on the HDK);
-- `auts` / `asl`: recorded with the RTC time they came (`METRICS STATUS`). They do not change
-  the credit: only tokens do. A device would show them (or compare them with its own
-  active-until to flag a server and device that disagree); this one reports them;
-- `st.base_url`: followed (an authenticated reply only: the parser refuses an unsigned `st`)
-  and written to NVM like `PROV url=`; `st.data_format_id` likewise replaces df. Other settings
-  are ignored.
-
-Events (unsolicited, `! EVT <name> key=value ...`, docs/protocol.md "Metrics sessions"):
-`metrics_sent` (direct: a POST started), `metrics_pending` (bridge: a request awaits
-`METRICS EXPORT`), `metrics_done`, `metrics_failed`, `metrics_skipped`, `metrics_settings`.
-
-Defects (`faults`, bench/sim/faults.py; the firmware passes its own) that live in this module:
-- metrics_data_dropped_before_reply: the rows leave the buffer when the request is made, not
-  when its reply comes, so a failed session loses them;
-- metrics_rows_duplicated_on_retry: a failed request's rows are copied into a retry slot that
-  the next session sends (its reply clears the slot only), but they were never taken out of the
-  buffer either: they go again in the request after the retry;
-- metrics_auts_ignored: the device asks for `auts` (autsr) but drops the answer: it never
-  holds the time the server sold (`METRICS STATUS` shows none);
-- metrics_base_url_not_followed: a reply's `st.base_url` is checked and then dropped (the
-  data format id is still followed): after a server migration the device reports to the old
-  server for ever.
-Those of the payload itself (wrong short key, unsigned, mis-signed) are build_request's.
+One instance lives in the firmware's RAM per power-on and runs on the board's thread; what it does
+and why (timing, the flow, what a reply changes, events, the defects that live here) is in
+docs/simulator.md "Metrics sessions"; the protocol it speaks in docs/protocol.md.
 """
 
 from __future__ import annotations
 
-import http.client
 import queue
-import ssl
 import threading
 import time
-import urllib.parse
-from collections import deque
 from dataclasses import dataclass, replace
-from itertools import islice
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
-from bench.sim import metrics_sensors
-from bench.sim.metrics_payload import Request, ReplyRefused, build_request, decode_reply, parse_reply
+from bench.sim.faults import Fault
+from bench.sim.metrics import sensors
+from bench.sim.metrics.buffer import Row, RowBuffer
+from bench.sim.metrics.http_post import HTTP_OK, HttpResult, post
+from bench.sim.metrics.payload import (
+    ReplyRefused,
+    Request,
+    build_request,
+    decode_reply,
+    parse_reply,
+)
+from bench.sim.metrics.port import DevicePort
+from bench.sim.metrics.settings import MetricsSettings, valid_base_url
 
-MODES = ("off", "direct", "bridge")
-ENCODINGS = ("json", "cbor")
-MAX_REPLY_BYTES = 65536
-MAX_URL = 200
-HTTP_OK = (200, 201)
-USER_AGENT = "PAYGO-SIM-metrics/1"
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    """How the device reports. The build's values come from FirmwareConfig; `METRICS CONFIG`
-    changes mode, period, sample and encoding until the next boot."""
-
-    mode: str = "off"  # off | direct (HTTP POST itself) | bridge (over the UART, relayed by the bench)
-    period_s: float = 3600.0  # one session every period (MCU tick seconds)
-    sample_s: int = 60  # one historical row every sample_s
-    encoding: str = "json"  # json | cbor
-    buffer_rows: int = 256  # rows held in RAM, in flight included
-    request_rows: int = 64  # at most this many rows per request
-    reply_timeout_s: float = 10.0  # direct: the device gives up on a reply after this long
-    max_body_bytes: int = 6000  # a request body stays under this (its base64 fits a 8192-byte line)
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"metrics mode {self.mode!r}; one of {', '.join(MODES)}")
-        if not (isinstance(self.period_s, (int, float)) and 0.05 <= self.period_s <= 7 * 86400):
-            raise ValueError("metrics period must be 0.05 .. 604800 seconds")
-        if not isinstance(self.sample_s, int) or isinstance(self.sample_s, bool) or not 1 <= self.sample_s <= 86400:
-            raise ValueError("metrics sample interval must be a whole number of seconds, 1 .. 86400")
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"metrics encoding {self.encoding!r}; one of {', '.join(ENCODINGS)}")
-        if not 2 <= self.buffer_rows <= 100_000:
-            raise ValueError("metrics buffer must hold 2 .. 100000 rows")
-        if not 1 <= self.request_rows < self.buffer_rows:
-            raise ValueError("metrics rows per request must be 1 .. buffer_rows - 1")
-        if not 0.05 <= self.reply_timeout_s <= 600:
-            raise ValueError("metrics reply timeout must be 0.05 .. 600 seconds")
-        if not 512 <= self.max_body_bytes <= 6000:
-            raise ValueError("metrics request body limit must be 512 .. 6000 bytes")
-
-
-class DevicePort(Protocol):
-    """What the session needs from the firmware it runs in."""
-
-    @property
-    def serial(self) -> str: ...
-    @property
-    def key_hex(self) -> str: ...
-    @property
-    def auth(self) -> str: ...
-    @property
-    def data_format_id(self) -> int: ...
-    @property
-    def base_url(self) -> str: ...
-
-    def rtc_now(self) -> float: ...
-    def next_request_count(self) -> int: ...  # rc + 1, written to NVM before it is returned
-    def current_data(self) -> dict[str, Any]: ...  # token_count, firmware_version, ... by name
-    def load_on(self) -> bool: ...  # the PAYG output is on (credit left)
-    def enter_tokens(self, codes: list[str]) -> int: ...  # in increasing count; returns how many were accepted
-    def follow(self, base_url: str | None, data_format_id: int | None) -> None: ...  # written to NVM
-
-
-def valid_base_url(url: Any) -> bool:
-    """A URL the device can use and keep: http(s)://host[:port][/path], ASCII, no spaces or '='
-    (the same text PROV url= could have given it), at most 200 characters."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL or not url.isascii():
-        return False
-    if any(c.isspace() or c == "=" for c in url):
-        return False
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
-
-
-# -- the row buffer ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Row:
-    id: int  # increasing: the order rows were sampled in
-    t: int  # RTC seconds
-    values: Mapping[str, Any]  # variable -> value, `timestamp` included
-
-
-class RowBuffer:
-    """Rows oldest first. The first `in_flight` rows belong to the request awaiting a reply."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.rows: deque[Row] = deque()
-        self.next_id = 1
-        self.dropped = 0
-        self.protected_id = 0  # rows with id <= this are in flight
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def add(self, t: int, values: Mapping[str, Any]) -> Row | None:
-        """Append a row; when full, drop the oldest row not in flight (or this one if every
-        buffered row is in flight). None if the new row itself was dropped."""
-        if len(self.rows) >= self.capacity:
-            self.dropped += 1
-            victim = next((i for i, r in enumerate(self.rows) if r.id > self.protected_id), None)
-            if victim is None:
-                return None
-            del self.rows[victim]
-        row = Row(self.next_id, t, dict(values))
-        self.next_id += 1
-        self.rows.append(row)
-        return row
-
-    def oldest(self, n: int) -> list[Row]:
-        return list(islice(self.rows, n))
-
-    def ack(self, last_id: int) -> int:
-        """A reply came: forget the rows up to last_id. Returns how many were cleared."""
-        cleared = 0
-        while self.rows and self.rows[0].id <= last_id:
-            self.rows.popleft()
-            cleared += 1
-        return cleared
-
-    @property
-    def last_time(self) -> int | None:
-        return self.rows[-1].t if self.rows else None
-
-
-# -- the transport ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HttpResult:
-    seq: int
-    status: int | None = None
-    content_type: str | None = None
-    body: bytes = b""
-    error: str | None = None  # refused | timeout | dropped | tls | network
-
-
-def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResult:
-    """POST body to <url>/dd; the answer, or what went wrong as one word."""
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path.rstrip("/") + "/dd"
-    try:
-        if parts.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=timeout_s, context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
-        try:
-            conn.request("POST", path, body=body, headers={
-                "Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT})
-            resp = conn.getresponse()
-            data = resp.read(MAX_REPLY_BYTES)
-            return HttpResult(0, resp.status, resp.getheader("Content-Type"), data)
-        finally:
-            conn.close()
-    except ConnectionRefusedError:
-        return HttpResult(0, error="refused")
-    except TimeoutError:  # socket.timeout is TimeoutError
-        return HttpResult(0, error="timeout")
-    except (http.client.RemoteDisconnected, http.client.IncompleteRead, http.client.BadStatusLine,
-            ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        return HttpResult(0, error="dropped")
-    except ssl.SSLError:
-        return HttpResult(0, error="tls")
-    except (OSError, http.client.HTTPException, ValueError):
-        return HttpResult(0, error="network")
-
-
-# -- the session ------------------------------------------------------------------------------
 
 @dataclass
 class InFlight:
@@ -296,8 +72,8 @@ class Counters:
 class MetricsSession:
     def __init__(self, port: DevicePort, settings: MetricsSettings, data_format: Mapping[str, Any],
                  clock: Callable[[], float] = time.monotonic,
-                 sampler: Callable[[float, bool], metrics_sensors.Reading] = metrics_sensors.sample,
-                 *, faults: frozenset[str] = frozenset()) -> None:
+                 sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
+                 *, faults: frozenset[Fault] = frozenset()) -> None:
         self.port = port
         self.faults = frozenset(faults)
         self.settings = settings
@@ -456,14 +232,14 @@ class MetricsSession:
             return self.inflight
         self.buffer.protected_id = rows[-1].id if rows else 0
         self.inflight = InFlight(self._seq, request, self.buffer.protected_id, via, now)
-        if "metrics_data_dropped_before_reply" in self.faults:
+        if Fault.METRICS_DATA_DROPPED_BEFORE_REPLY in self.faults:
             self.buffer.ack(self.buffer.protected_id)  # cleared on sending, not on the reply
         return self.inflight
 
     def _fail(self, reason: str) -> None:
         inf = self.inflight
         if (inf is not None and not inf.retry and inf.last_row_id
-                and "metrics_rows_duplicated_on_retry" in self.faults):
+                and Fault.METRICS_ROWS_DUPLICATED_ON_RETRY in self.faults):
             self._retry_rows = [r for r in self.buffer.rows if r.id <= inf.last_row_id]  # and left there
         self.inflight = None
         self.buffer.protected_id = 0
@@ -482,7 +258,7 @@ class MetricsSession:
         if inf.retry:
             cleared = inf.request.rows
             self._retry_rows = (self._retry_rows or [])[cleared:] or None
-        elif "metrics_data_dropped_before_reply" in self.faults:
+        elif Fault.METRICS_DATA_DROPPED_BEFORE_REPLY in self.faults:
             cleared = inf.request.rows  # already gone from the buffer when it was sent
         self.inflight = None
         self.buffer.protected_id = 0
@@ -491,7 +267,7 @@ class MetricsSession:
         c.rows_sent += cleared
         c.last = "ok"
         if ((reply.active_until_timestamp is not None or reply.active_seconds_left is not None)
-                and "metrics_auts_ignored" not in self.faults):
+                and Fault.METRICS_AUTS_IGNORED not in self.faults):
             c.auts, c.asl = reply.active_until_timestamp, reply.active_seconds_left
             c.reply_at = int(self.port.rtc_now())
         accepted = self.port.enter_tokens(list(reply.tokens)) if reply.tokens else 0
@@ -506,9 +282,7 @@ class MetricsSession:
         url = settings.get("base_url")
         df = settings.get("data_format_id")
         new_url = url if valid_base_url(url) and url != self.port.base_url else None
-        if "metrics_base_url_not_followed" in self.faults:
-            new_url = None  # parsed, signature checked, then dropped
-        if "metrics_base_url_not_followed" in self.faults:
+        if Fault.METRICS_BASE_URL_NOT_FOLLOWED in self.faults:
             new_url = None  # parsed, signature checked, then dropped
         new_df = df if (isinstance(df, int) and not isinstance(df, bool) and 0 < df < 2**31
                         and df != self.port.data_format_id) else None
@@ -568,4 +342,3 @@ class MetricsSession:
             "asl": "-" if c.asl is None else c.asl,
             "reply_at": "-" if c.reply_at is None else c.reply_at,
         }
-

@@ -3,7 +3,7 @@
 Deterministic: a reading is a function of the RTC time and of whether the load is switched on
 (the PAYG output is on while the device has credit), nothing else, so a test can predict it and
 two runs give the same rows. Values are integers, mV and mA (scale_factor 0.001 in the device's
-data format, bench.sim.metrics_device_format), as a firmware's ADC code would keep them.
+data format, bench.sim.metrics.device_format), as a firmware's ADC code would keep them.
 
 The model, by time of day (UTC + `tz_offset_s`):
 - panel: a half-sine sun from 06:00 to 18:00 (peak 3 A at noon), thinned by slow passing clouds;

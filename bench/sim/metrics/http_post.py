@@ -1,0 +1,53 @@
+"""The device's modem in direct mode: one HTTP(S) POST of a request to <base URL>/dd, and what
+came back or what went wrong, as one word (the events' failure reasons)."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import urllib.parse
+from dataclasses import dataclass
+
+MAX_REPLY_BYTES = 65536
+HTTP_OK = (200, 201)
+USER_AGENT = "PAYGO-SIM-metrics/1"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    seq: int
+    status: int | None = None
+    content_type: str | None = None
+    body: bytes = b""
+    error: str | None = None  # refused | timeout | dropped | tls | network
+
+
+def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResult:
+    """POST body to <url>/dd; the answer, or what went wrong as one word."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/") + "/dd"
+    try:
+        if parts.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=timeout_s, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+        try:
+            conn.request("POST", path, body=body, headers={
+                "Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT})
+            resp = conn.getresponse()
+            data = resp.read(MAX_REPLY_BYTES)
+            return HttpResult(0, resp.status, resp.getheader("Content-Type"), data)
+        finally:
+            conn.close()
+    except ConnectionRefusedError:
+        return HttpResult(0, error="refused")
+    except TimeoutError:  # socket.timeout is TimeoutError
+        return HttpResult(0, error="timeout")
+    except (http.client.RemoteDisconnected, http.client.IncompleteRead, http.client.BadStatusLine,
+            ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+        return HttpResult(0, error="dropped")
+    except ssl.SSLError:
+        return HttpResult(0, error="tls")
+    except (OSError, http.client.HTTPException, ValueError):
+        return HttpResult(0, error="network")

@@ -1,0 +1,45 @@
+"""The firmware's NVM writes, and the defects that live in them: state kept in RAM only, one
+record overwritten in place instead of A/B copies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bench.sim.faults import Fault
+from bench.sim.nvstate import LoadResult, NvState, RecordStore
+
+
+class Persistence:
+    """A part of Firmware (bench/sim/firmware.py): how it loads its state at boot and saves it."""
+
+    store: RecordStore
+    faults: frozenset[Fault]
+    state: NvState
+    _nvm_at_boot: NvState  # what a RAM-only defect falls back to
+
+    def _load(self) -> LoadResult:
+        if Fault.TORN_WRITE_CORRUPTS_STATE in self.faults:  # one copy, CRC checked: torn = lost
+            return self.store.load_single(check_crc=True)
+        if Fault.STATE_NOT_AB_CRC in self.faults:  # one copy, no CRC: torn bytes taken as the state
+            return self.store.load_single(check_crc=False)
+        return self.store.load()
+
+    def _persist(self) -> None:
+        saved = replace(self.state)
+        if Fault.COUNT_NOT_PERSISTED in self.faults:
+            saved.last_count = self._nvm_at_boot.last_count
+            saved.used_mask = self._nvm_at_boot.used_mask
+        if Fault.USED_COUNTS_NOT_PERSISTED in self.faults:  # the count is stored, the mask is not
+            saved.used_mask = self._nvm_at_boot.used_mask
+        if Fault.LOCKOUT_NOT_PERSISTED in self.faults:  # streak and lockout kept in RAM only
+            saved.invalid_streak = self._nvm_at_boot.invalid_streak
+            saved.locked_until = self._nvm_at_boot.locked_until
+        if Fault.METRICS_COUNTER_NOT_PERSISTED in self.faults:  # the request counter lives in RAM
+            saved.metrics_rc = self._nvm_at_boot.metrics_rc
+        if Fault.PROVISIONING_NOT_PERSISTED in self.faults:
+            for field in ("provisioned", "serial", "key_hex", "starting_code", "time_divider", "restricted"):
+                setattr(saved, field, getattr(self._nvm_at_boot, field))
+        if {Fault.TORN_WRITE_CORRUPTS_STATE, Fault.STATE_NOT_AB_CRC} & self.faults:
+            self.store.save_in_place(saved)  # no A/B: the only copy is overwritten
+        else:
+            self.store.save(saved)
