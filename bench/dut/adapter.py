@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from bench.dut.link import SerialLink
 from bench.secret import Secret
 
 
@@ -158,6 +159,13 @@ class DeviceAdapter(ABC):
     reports_locked: bool = True
     # The major version of the test protocol this adapter speaks (what a DUT's ID must report).
     protocol_major: int | None = None
+    link: SerialLink  # the DUT's serial link: adapters log to its traffic log
+
+    def __init__(self, link: SerialLink, reply_timeout_s: float = 2.0, declared: frozenset[str] | None = None) -> None:
+        """How the bench builds every adapter (bench/dut/registry.py): the link, the reply
+        timeout, the capabilities the rig declares (None: as the device reports)."""
+        self.link = link
+        self.reply_timeout_s = reply_timeout_s
 
     @property
     @abstractmethod

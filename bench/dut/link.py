@@ -163,7 +163,7 @@ class SerialLink:
                 return line
             now = time.monotonic()
             partial = self._partial() if unterminated is not None else None
-            shaped = partial is not None and unterminated(partial)
+            shaped = partial is not None and unterminated is not None and unterminated(partial)
             if shaped and now - quiet_since >= quiet_s:
                 self._buf.clear()
                 self.log.note(f"next line came without a newline: complete after {quiet_s:.2f} s of quiet")

@@ -59,7 +59,7 @@ class RelayedExchange:
 def post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[int | None, str | None, bytes, str | None]:
     """POST body to <url>/dd: (status, content type, body, error word)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
     try:
         conn.request("POST", parts.path.rstrip("/") + "/dd", body=body,
                      headers={"Content-Type": content_type, "Connection": "close",

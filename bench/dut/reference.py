@@ -6,6 +6,8 @@ carries a malformed value raises ProtocolError naming the port, the request and 
 
 from __future__ import annotations
 
+import builtins  # _Reply has a method named int
+
 import base64
 import binascii
 import json
@@ -83,7 +85,7 @@ class _Reply:
         except ValueError:
             raise self.error(f"has a non-integer {key}=") from None
 
-    def optional_int(self, key: str, none: str = "-") -> int | None:
+    def optional_int(self, key: str, none: str = "-") -> builtins.int | None:
         """An integer field that may be `none` ("-": not known yet)."""
         self.require(key)
         return None if self.fields[key] == none else self.int(key)
@@ -105,7 +107,7 @@ class _Reply:
         except (binascii.Error, ValueError):
             raise self.error(f"has a {key}= that is not base64") from None
 
-    def ratio(self, key: str) -> tuple[int, int]:
+    def ratio(self, key: str) -> tuple[builtins.int, builtins.int]:
         """`a/b` of whole numbers."""
         self.require(key)
         a, sep, b = self.fields[key].partition("/")

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, TextIO
 
 from bench.secret import Secret, mask
 
@@ -23,7 +23,7 @@ class TrafficLog:
         self.recent: deque[str] = deque(maxlen=keep)  # masked RX lines, for error messages
         self.leaks: list[str] = []  # masked RX lines in which a secret was found
         self._t0 = time.monotonic()
-        self._file = None
+        self._file: TextIO | None = None
         self._lock = threading.Lock()
 
     def add_secret(self, secret: Secret) -> None:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from bench.history.model import FAILING, PASSING, MeasurementRow, RunData
 
@@ -80,7 +80,7 @@ def by_group(runs: Iterable[RunData]) -> dict[tuple, list[RunData]]:
     return dict(groups)
 
 
-def comparable(members: Sequence, run) -> object | None:
+def comparable(members: Sequence[Any], run: Any) -> Any:
     """The last of `members` (one group, oldest first, RunRow or RunData) before `run` that was
     given the same tests; None when none was."""
     row = getattr(run, "run", run)
@@ -160,7 +160,7 @@ def key_value(measurements: Sequence[MeasurementRow], spec: str) -> KeyValue | N
     if not matched:
         return None
     numbers = [m for m in matched if m.value is not None and math.isfinite(m.value)]
-    pick = max(numbers, key=lambda m: abs(m.value)) if numbers else matched[-1]
+    pick = max(numbers, key=lambda m: abs(m.value or 0.0)) if numbers else matched[-1]
     outcome = "FAIL" if any(m.outcome == "FAIL" for m in matched) else "PASS"
     return KeyValue(spec, pick.value, pick.value_text, pick.unit, pick.low, pick.high, outcome, len(matched))
 

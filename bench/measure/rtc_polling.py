@@ -85,6 +85,7 @@ def poll_rollovers(
             while target <= samples[-1].device_s:  # missed one: go for the next on the grid
                 target += every
             window = next_edge_window(edges, target, rtt, max_ppm)
+            assert window is not None  # there is an edge to go from
             wait_until(window.start_s + rng.uniform(0.0, rtt))
         else:
             target = samples[-1].device_s + 1.0  # acquisition: the first rollover, however far

@@ -163,9 +163,9 @@ class TokenGenerator:
             raise TypeError(f"days must be a number, got {type(days).__name__}")
         if isinstance(days, float) and not math.isfinite(days):
             raise ValueError(f"days must be finite, got {days}")
-        raw = days * self.time_divider
+        raw: float | Fraction = days * self.time_divider
         value = round(raw)
-        if abs(raw - value) > 1e-9:
+        if abs(float(raw) - value) > 1e-9:
             raise ValueError(
                 f"{days} days x time_divider {self.time_divider} = {float(raw):g} is not a whole "
                 f"number: with this divider a token carries multiples of 1/{self.time_divider} day"

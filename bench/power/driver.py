@@ -88,7 +88,7 @@ class Psu:
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         try:
             rm = pyvisa.ResourceManager(visa_library)
-            inst = rm.open_resource(
+            inst: Instrument = rm.open_resource(  # type: ignore[assignment]  # a message-based resource
                 resource,
                 read_termination=prof.read_termination,
                 write_termination=prof.write_termination,

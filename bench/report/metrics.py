@@ -28,18 +28,17 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 class MetricsEvidenceLike(Protocol):
     """bench/server/evidence.py's MetricsEvidence, as the report reads it."""
 
-    requests: list[dict[str, Any]]
-    series: dict[str, list[tuple[float, float]]]
-    units: dict[str, str]
+    @property
+    def requests(self) -> list[dict[str, Any]]: ...
+    @property
+    def series(self) -> dict[str, list[tuple[float, float]]]: ...
+    @property
+    def units(self) -> dict[str, str]: ...
 
 
 def mask_secrets(text: str) -> str:
     """Text with anything shaped like a JWT replaced."""
     return _JWT.sub("JWT(masked)", text)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else mask_secrets(str(value))
 
 
 def _text(value: Any) -> str:

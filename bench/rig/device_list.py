@@ -61,7 +61,8 @@ def read_device_list(path: Path) -> list[DeviceListRow]:
         why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
         raise DeviceListError(path, "", f"{why}; expected an OpenPAYGO device-list CSV") from None
     _check_header(path, [h.strip() for h in rows[0]] if rows else [])
-    out, seen = [], {}
+    out: list[DeviceListRow] = []
+    seen: dict[str, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in row):
             continue
@@ -79,8 +80,9 @@ def _check_header(path: Path, header: list[str]) -> None:
         return
     missing = [c for c in DEVICE_LIST_COLUMNS if c not in header]
     extra = [c for c in header if c not in DEVICE_LIST_COLUMNS]
-    detail = "; ".join(filter(None, [missing and "missing " + ", ".join(missing),
-                                     extra and "unexpected " + ", ".join(map(repr, extra))])) or "wrong order"
+    parts = (["missing " + ", ".join(missing)] if missing else []) + (
+        ["unexpected " + ", ".join(map(repr, extra))] if extra else [])
+    detail = "; ".join(parts) or "wrong order"
     raise DeviceListError(path, "header", f"wrong columns ({detail}); expected exactly " + ",".join(DEVICE_LIST_COLUMNS))
 
 

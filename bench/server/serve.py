@@ -123,7 +123,7 @@ def _start_tls(app: Any, host: str, port: int, base_path: str, ctx: ssl.SSLConte
     from werkzeug.serving import make_server
 
     server = make_server(host, port, app, threaded=True, ssl_context=ctx)
-    server.daemon_threads = True
+    server.daemon_threads = True  # type: ignore[attr-defined]  # threaded=True: a ThreadingMixIn server
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name=f"metrics-server-tls-{server.port}", daemon=True)
     thread.start()

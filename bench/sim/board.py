@@ -192,8 +192,11 @@ class Board:
         except UnicodeDecodeError:
             self._send("ERR 400 request is not ASCII")
             return
+        firmware = self.firmware
+        if firmware is None:  # the supply went while the line came in
+            return
         try:
-            reply = self.firmware.handle(line)
+            reply = firmware.handle(line)
         except PowerLost:
             self._lose_power()
             return

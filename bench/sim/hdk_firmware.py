@@ -170,14 +170,16 @@ class HdkFirmware:
             debug = _token_debug(number, value, st.last_count, st.last_count)
             word = "INVALID" if result.outcome == "invalid" else "ALREADY_USED"
             return self._blinking(f"#TOKEN;{word}{CRLF}", BLINKS[result.outcome], (received, debug))
-        kind = result.kind
+        kind, count = result.kind, result.count
+        assert kind is not None and count is not None  # an accepted token has both
         raw = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}.get(kind, result.value)
+        assert raw is not None  # ADD and SET carry their value
         active_until, disabled = apply_time(kind, result.value, now, st.active_until, st.payg_disabled, TIME_DIVIDER)
         self.state = replace(
             st, last_count=tstate.last_count, used_mask=tstate.used_mask, active_until=active_until,
             payg_disabled=disabled, invalid_streak=0, locked_until=0,
         )
-        debug = _token_debug(number, raw, result.count, tstate.last_count)
+        debug = _token_debug(number, raw, count, tstate.last_count)
         if kind is TokenKind.DISABLE_PAYG and not self.fixed:  # returns before saveActivationData()
             return self._blinking(f"#TOKEN;PAYG_DISABLED{CRLF}", BLINKS[kind], (received, debug))
         self._save()

@@ -102,7 +102,7 @@ class RecordStore:
 
     def load(self) -> LoadResult:
         copies = {slot: self._read_slot(slot) for slot in ("A", "B")}
-        valid = [(seq, slot, st) for slot, (kind, seq, st) in copies.items() if kind == "ok"]
+        valid = [(seq, slot, st) for slot, (kind, seq, st) in copies.items() if kind == "ok" and st is not None]
         kinds = {kind for kind, _, _ in copies.values()}
         if not valid:
             self.current_slot, self.seq, self.crc_ok = "-", 0, False

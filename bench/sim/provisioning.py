@@ -3,6 +3,8 @@ settings checked and written to NVM once, and the defects that live there."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from dataclasses import replace
 
@@ -18,6 +20,9 @@ _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 class ProvisioningCommand:
     """A part of Firmware (bench/sim/firmware.py): the PROV command."""
+
+    if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+        def _persist(self) -> None: ...
 
     faults: frozenset[Fault]
     state: NvState

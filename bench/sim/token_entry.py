@@ -3,6 +3,8 @@ invalid entries toward the brute-force lockout, and the defects that live there.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import replace
 
 from bench.openpaygo.tokens import TokenKind
@@ -23,6 +25,12 @@ SLOW_DECODE_CACHED = 16
 
 class TokenEntry:
     """A part of Firmware (bench/sim/firmware.py): the TOKEN command and the token path."""
+
+    if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+        def _require_provisioned(self) -> None: ...
+        def _offers(self, capability: str) -> bool: ...
+        def _now(self) -> int: ...
+        def _persist(self) -> None: ...
 
     config: FirmwareConfig
     faults: frozenset[Fault]
@@ -69,6 +77,7 @@ class TokenEntry:
         )
         self._decode_steps = _slow_decode_steps(result.count, st.last_count)
         if result.outcome == "accepted":
+            assert result.kind is not None  # an accepted token has a kind
             divider = 1 if Fault.TIME_DIVIDER_IGNORED in self.faults else st.time_divider
             active_until, disabled = apply_time(
                 result.kind, result.value, now, st.active_until, st.payg_disabled, divider, faults=self.faults

@@ -170,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if args.watch_stdin:
-        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+        def stop_at_end_of_stdin() -> None:
+            sys.stdin.read()
+            done.set()
+
+        threading.Thread(target=stop_at_end_of_stdin, daemon=True).start()
     try:
         while not done.wait(0.2):
             pass

@@ -105,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
                 continue
             found += 1
             print("\n".join(describe(current)))
-            for e in ledger.entries(sn, last=args.entries):
-                what = " ".join(str(x) for x in (e["code"], e["token_kind"], f"count {e['count']}" if e["count"] else None,
-                                                 f"predicted {e['predicted']}" if e["predicted"] else None,
-                                                 f"reply {e['reply']}" if e["reply"] else None, e["note"]) if x)
-                print(f"    {e['at']} {e['action']:<9} {what} ({e['test'] or 'bench'}, run {e['run_id']})")
+            for entry in ledger.entries(sn, last=args.entries):
+                what = " ".join(str(x) for x in (
+                    entry["code"], entry["token_kind"], f"count {entry['count']}" if entry["count"] else None,
+                    f"predicted {entry['predicted']}" if entry["predicted"] else None,
+                    f"reply {entry['reply']}" if entry["reply"] else None, entry["note"]) if x)
+                print(f"    {entry['at']} {entry['action']:<9} {what} ({entry['test'] or 'bench'}, run {entry['run_id']})")
         return 0 if found else 1

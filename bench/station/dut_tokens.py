@@ -30,7 +30,7 @@ from bench.station.token_session import ModelClock, TokenSession
 
 
 class DutTokens:
-    def __init__(self, profile: DutProfile, ledger: Ledger, adapter: DeviceAdapter, restart: Callable[[], None],
+    def __init__(self, profile: DutProfile, ledger: Ledger, adapter: DeviceAdapter, restart: Callable[[], object],
                  boot_timeout_s: float, clock: ModelClock | None = None) -> None:
         self.profile = profile
         self.ledger = ledger

@@ -206,7 +206,7 @@ class Ledger:
                              "adapter = excluded.adapter",
                              (identity.serial, identity.key_fingerprint, identity.starting_code, identity.adapter, now))
             epoch = self.con.execute("INSERT INTO epochs (serial, started_at, how, run_id, test) VALUES (?, ?, ?, ?, ?)",
-                                     (identity.serial, now, how, self.run_id, test)).lastrowid
+                                     (identity.serial, now, how, self.run_id, test)).lastrowid or 0
             self._entry(identity.serial, epoch, "epoch", test, note=how, state_after=state)
             old = self.con.execute("SELECT clock_offset_s FROM current WHERE serial = ?", (identity.serial,)).fetchone()
             offset = clock_offset_s if clock_offset_s is not None else (old[0] if old else 0)
@@ -287,7 +287,7 @@ class Ledger:
             (serial, epoch, utc_text(), self.run_id, test, action, code, kind, value, count, predicted, int(pending),
              state_json(state_before) if state_before else None, state_json(state_after) if state_after else None,
              note))
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)  # an INSERT always has one
 
 
 class _Transaction:

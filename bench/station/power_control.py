@@ -38,7 +38,7 @@ class CutPoint:
     def __str__(self) -> str:
         if self.after_pages is not None:
             return f"p{self.after_pages}"
-        return f"{self.after_s * 1000:.3f}ms"
+        return f"{(self.after_s or 0.0) * 1000:.3f}ms"
 
     @classmethod
     def parse(cls, text: str) -> "CutPoint":
@@ -199,8 +199,11 @@ class PowerControl:
             def check() -> str | None:
                 return None if self.psu.output_state() else f"the PSU cut the supply after NVM page write {cut.after_pages}"
         else:
+            after_s = cut.after_s
+            assert after_s is not None  # a cut point is one or the other (CutPoint checks)
+
             def cut_later() -> None:
-                sleep_until(t0 + cut.after_s)
+                sleep_until(t0 + after_s)
                 self.psu.output(False)
                 fired.set()
 
@@ -208,7 +211,7 @@ class PowerControl:
             timer.start()
 
             def check() -> str | None:
-                return f"the bench cut the supply {cut.after_s * 1000:.1f} ms after the entry started" if fired.is_set() else None
+                return f"the bench cut the supply {after_s * 1000:.1f} ms after the entry started" if fired.is_set() else None
 
         result, finished = None, False
         try:

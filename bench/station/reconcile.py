@@ -118,7 +118,8 @@ def _continue(t: DutTokens, state: LedgerState, status: DeviceStatus, resync: bo
 def compare(status: DeviceStatus, m: DeviceModel, now: int) -> tuple[list[str], list[str]]:
     """What the DUT reports beyond the model (ahead: never sent by the bench) and short of it
     (behind: not kept), each a list of phrases naming both values."""
-    ahead, behind = [], []
+    ahead: list[str] = []
+    behind: list[str] = []
 
     def both(what: str, dut: object, ledger: object, more: bool) -> None:
         (ahead if more else behind).append(f"{what} {dut} on the DUT, {ledger} in the ledger")

@@ -85,7 +85,7 @@ def _open_ledger(rig: Rig, adapter: DeviceAdapter, power: PowerControl, run_dir:
         ledger = Ledger(path, run_dir.name)
     except LedgerError as e:
         raise BringUpStopped(f"ledger: {e}") from None
-    tokens = DutTokens(rig.dut, ledger, adapter, lambda: power.cycle(), rig.link.boot_timeout_s)
+    tokens = DutTokens(rig.dut, ledger, adapter, power.cycle, rig.link.boot_timeout_s)
     if tokens.fresh:
         how = f"each test factory-resets the DUT (ledger {path})"
     else:

@@ -193,7 +193,8 @@ class TokenSession:
         result = o.result
         if p.outcome == "locked" and result == "invalid" and not self.dut.reports_locked:
             result = "locked"
-        want, have = {"result": p.outcome}, {"result": result}
+        want: dict[str, object] = {"result": p.outcome}
+        have: dict[str, object] = {"result": result}
         if p.outcome == "accepted":
             for name, predicted, reported in (("type", p.kind.name if p.kind else None, o.kind),
                                               ("value", p.value, o.value), ("count", p.count, o.count)):

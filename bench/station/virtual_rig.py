@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import IO
 
 
 class SimStartError(RuntimeError):
@@ -24,8 +25,8 @@ class VirtualRigProcess:
     port: str
     visa: str
     channel: int
-    process: subprocess.Popen
-    stderr: object  # the file the simulator's stderr goes to
+    process: subprocess.Popen[str]
+    stderr: IO[str]  # the file the simulator's stderr goes to
 
     def error_output(self) -> str:
         self.stderr.seek(0)
@@ -62,7 +63,9 @@ def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProce
         creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
     )
     result: dict = {}
-    reader = threading.Thread(target=lambda: result.update(line=proc.stdout.readline()), daemon=True)
+    assert proc.stdout is not None and proc.stdin is not None  # both are pipes (PIPE above)
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: result.update(line=stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout_s)
     line = result.get("line", "")
@@ -74,8 +77,8 @@ def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProce
         if proc.poll() is None:
             proc.kill()
         proc.wait(5)
-        for stream in (proc.stdin, proc.stdout):
-            stream.close()
+        proc.stdin.close()
+        proc.stdout.close()
         errors.seek(0)
         err = errors.read().strip()
         last = err.splitlines()[-1] if err else f"no ready line within {timeout_s:.0f} s"

@@ -224,7 +224,7 @@ def json_spans(text: str) -> dict[str, Span]:
     while i < len(text) and text[i] != "}":
         if text[i] != '"':
             return spans
-        key, i = json.decoder.scanstring(text, i + 1)
+        key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]  # public since Python 2, not in typeshed
         i = _skip_ws(text, i)
         if i >= len(text) or text[i] != ":":
             return spans

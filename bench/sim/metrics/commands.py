@@ -9,7 +9,7 @@ import binascii
 import json
 import re
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.metrics.payload import ReplyRefused, compact_json
@@ -21,6 +21,11 @@ from bench.sim.request_line import CommandError, Reply, int_arg, parse_kv
 
 class MetricsCommands:
     """A part of Firmware (bench/sim/firmware.py): the METRICS command family."""
+
+    if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+        def _require_provisioned(self) -> None: ...
+        def _persist(self) -> None: ...
+        def enter_token(self, code: str) -> str: ...
 
     config: FirmwareConfig
     state: NvState

@@ -26,12 +26,13 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResu
     """POST body to <url>/dd; the answer, or what went wrong as one word."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path.rstrip("/") + "/dd"
+    host = parts.hostname or ""  # a URL without a host fails to connect, as a device's would
     try:
         if parts.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=timeout_s, context=ssl.create_default_context())
+                host, parts.port, timeout=timeout_s, context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+            conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
         try:
             conn.request("POST", path, body=body, headers={
                 "Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT})

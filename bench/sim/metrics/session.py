@@ -209,7 +209,7 @@ class MetricsSession:
         s = self.settings
         rows = self.buffer.oldest(s.request_rows)
         retry = self._retry_rows is not None
-        if retry:
+        if self._retry_rows is not None:
             rows = self._retry_rows[: s.request_rows]
         data = {**self.port.current_data(), "rows_dropped": self.buffer.dropped,
                 "active_until_timestamp_requested": True}
