@@ -121,7 +121,7 @@ def start_runs(
     # Many threads starting processes at once: vfork() shares the parent's memory with the child
     # until it execs, which other running threads can disturb (CPython gh-91401; seen here as
     # "[Errno 14] Bad address" from exec); fork() is the documented fail-safe.
-    subprocess._USE_VFORK = False  # type: ignore[attr-defined,misc]
+    subprocess._USE_VFORK = False  # type: ignore[misc]
     pool = pool or ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
     futures: dict[str, Future] = {}
     for spec in specs:

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable
 
 from bench.equipment import tcp
@@ -26,7 +26,7 @@ ACCEPT_POLL_S = 0.05
 CLOSE_JOIN_S = 2.0
 
 
-class ProxyMode(str, Enum):
+class ProxyMode(StrEnum):
     PASS = "pass"
     REFUSE = "refuse"
     HTTP_ERROR = "http_error"

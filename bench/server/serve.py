@@ -99,22 +99,22 @@ def start(app: Any, host: str = "127.0.0.1", port: int = 0, *, base_path: str = 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
     server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True,
                            ident="paygo-bench", asyncore_loop_timeout=1)
-    bound_port = server.effective_port  # type: ignore[union-attr]
+    bound_port = server.effective_port
     thread = threading.Thread(target=server.run, name=f"metrics-server-{bound_port}", daemon=True)
     thread.start()
 
     def stop() -> None:
         # close the sockets on the loop's own thread (wasyncore is not thread-safe), then end the workers
         try:
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[union-attr]
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         except OSError:
             # the wake-up pipe was closed under us (someone else closing a recycled descriptor
             # number): close from here; the loop then ends on its next poll
-            wasyncore.close_all(server._map, ignore_all=True)  # type: ignore[union-attr]
+            wasyncore.close_all(server._map, ignore_all=True)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while thread.is_alive() and time.monotonic() < deadline:
             thread.join(0.05)
-        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        server.task_dispatcher.shutdown()
 
     return RunningServer("http", host, bound_port, base_path, stop, thread)
 

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import tty
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable
 
 import pytest
 
@@ -36,7 +36,7 @@ from bench.secret import Secret
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 
 CLOSE = object()  # script step: the device hangs up (pty master / socket closed)
-Step = Union[bytes, float, object]  # bytes: write them; float: sleep; CLOSE: hang up
+Step = bytes | float | object  # bytes: write them; float: sleep; CLOSE: hang up
 Handler = Callable[[str], Iterable[Step]]
 
 
