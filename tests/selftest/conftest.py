@@ -5,8 +5,13 @@ on one pool of PAYGO_SELFTEST_JOBS workers."""
 
 from __future__ import annotations
 
+import itertools
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -15,23 +20,32 @@ from tests.selftest.device_suite import (
     DETECTION_MODULE, DETECTION_RUNS_KEY, JOBS, no_reset_selection, selected_faults, start_detection_runs)
 
 POOL_KEY = pytest.StashKey[ThreadPoolExecutor]()
+SCRATCH_KEY = pytest.StashKey[Path]()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    factory = session.config._tmp_path_factory  # the tmp_path_factory fixture's object (no fixture yet)
-    subprocess._USE_VFORK = False  # type: ignore[attr-defined]  # threads starting processes: runner.start_runs
-    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="selftest-background")
-    session.config.stash[POOL_KEY] = pool
-    session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, factory.mktemp)
-    if any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
-        session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
-            selected_faults(session.items), lambda name: factory.mktemp(name),
-            no_reset=no_reset_selection(session.items), pool=pool)
+def scratch_dirs(config: pytest.Config) -> Callable[[str], Path]:
+    """mktemp(name) for the background work, which starts before any fixture exists: numbered
+    folders under one per-session folder (made when first needed), removed when the session
+    passes, kept when it fails."""
+    numbers = itertools.count()
+
+    def mktemp(name: str) -> Path:
+        if SCRATCH_KEY not in config.stash:
+            config.stash[SCRATCH_KEY] = Path(tempfile.mkdtemp(prefix="paygo-selftest-"))
+        path = config.stash[SCRATCH_KEY] / f"{name}{next(numbers)}"
+        path.mkdir()
+        return path
+
+    return mktemp
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pool = session.config.stash.get(POOL_KEY, None)
     if pool is not None:  # interrupted before the tests waited for it all: leave nothing running
         pool.shutdown(wait=False, cancel_futures=True)
+    scratch = session.config.stash.get(SCRATCH_KEY, None)
+    if scratch is not None:
+        if exitstatus == pytest.ExitCode.OK:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            session.config.get_terminal_writer().line(f"self-test background runs kept in {scratch}")
