@@ -53,9 +53,9 @@ from bench.station.virtual_rig import start_virtual_rig  # noqa: E402
 from bench.sim.virtual_rig import SimOptions  # noqa: E402  (only to print its boot delay)
 from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
 from bench.station.power_control import CutPlan, PowerControl  # noqa: E402
-from bench.fixtures.psu import apply_safe_state  # noqa: E402
+from bench.station.safe_state import apply_safe_state  # noqa: E402
 from bench.station.token_session import TokenSession  # noqa: E402
-from bench.fixtures.virtual_rig import sim_options  # noqa: E402
+from bench.station.virtual_rig import sim_options  # noqa: E402
 from tests.device import test_power_cuts  # noqa: E402
 
 NODEID = "tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"

@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import IO
 
+from bench.rig import Rig
+
 
 class SimStartError(RuntimeError):
     pass
@@ -84,3 +86,29 @@ def start_virtual_rig(options: dict, timeout_s: float = 15.0) -> VirtualRigProce
         last = err.splitlines()[-1] if err else f"no ready line within {timeout_s:.0f} s"
         raise SimStartError(f"virtual rig did not start: {last}")
     return VirtualRigProcess(ready["port"], ready["visa"], ready["channel"], proc, errors)
+
+
+def sim_options(rig: Rig, state_dir: str) -> dict:
+    """The simulator's options for this rig; its device lives in the rig's sim.state_dir when
+    the rig gives one, else in state_dir (a directory for this run only)."""
+    s = rig.sim
+    return {
+        "faults": list(s.faults),
+        "rtc_drift_ppm": s.rtc_drift_ppm,
+        "psu_decay_s": s.psu_decay_s,
+        "link": s.link,
+        "brownout_v": s.brownout_v,
+        "nvm_page_write_ms": s.nvm_page_write_ms,
+        "rtc_subsecond": s.rtc_subsecond,
+        "metrics_mode": s.metrics_mode,
+        "metrics_period_s": s.metrics_period_s,
+        "metrics_sample_s": s.metrics_sample_s,
+        "metrics_encoding": s.metrics_encoding,
+        "metrics_reply_timeout_s": s.metrics_reply_timeout_s,
+        "channel": rig.psu.channel,
+        "state_dir": s.state_dir or state_dir,
+        "firmware": rig.dut.adapter,  # the simulated device speaks the protocol the rig's adapter expects
+        "hide_capabilities": list(s.hide_capabilities),
+        "lockout_unit_s": s.lockout_unit_s,
+        "hdk_fixed": s.hdk_fixed,
+    }

@@ -19,7 +19,7 @@ from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
 from bench.station.virtual_rig import start_virtual_rig
 from bench.fixtures.rig import soaked
-from bench.fixtures.virtual_rig import sim_options
+from bench.station.virtual_rig import sim_options
 from tests.selftest.device_suite import ROOT
 
 QUICK_REQUIRED = 7  # bench/suites/quick.toml

@@ -30,7 +30,7 @@ from bench.rig import load_rig
 from bench.station.virtual_rig import start_virtual_rig
 from bench.station.ledger import Ledger
 from bench.station.profile import generator_for
-from bench.fixtures.virtual_rig import sim_options
+from bench.station.virtual_rig import sim_options
 from bench.report.junit import CaseResult, read_junit
 from tests.selftest import background
 from tests.selftest.device_suite import ROOT

@@ -251,7 +251,7 @@ def test_metrics_keys_default_and_reach_the_simulator():
     directly every second, so the Metrics tests take seconds); [dut] metrics_*: what the bench
     configures and judges on any DUT (payload auth, the product's period, the monthly budget)."""
     from bench.sim.virtual_rig import SimOptions
-    from bench.fixtures.virtual_rig import sim_options
+    from bench.station.virtual_rig import sim_options
 
     rig = virtual_rig()
     assert (rig.sim.metrics_mode, rig.sim.metrics_period_s, rig.sim.metrics_sample_s, rig.sim.metrics_encoding,

@@ -28,7 +28,7 @@ from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.rtc import Rtc
 from bench.sim.state_dir import RTC_FILE, RtcReading, StateDir
 from bench.sim.virtual_rig import SimOptions, VirtualRig
-from bench.fixtures.virtual_rig import sim_options
+from bench.station.virtual_rig import sim_options
 from bench.timeout import sleep_until
 
 ROOT = Path(__file__).resolve().parents[2]
