@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary, no_reset_cell, no_reset_good
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
+from bench.version import bench_version
 from bench.detection.runner import (
     DEFAULT_JOBS, NO_RESET, NO_RESET_RIG, RunSpec, SuiteDidNotRun, find_root, jobs_from_env, plan_no_reset_runs,
     plan_runs, start_runs)
@@ -87,7 +88,6 @@ def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
 
 
 def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
-    from bench.version import bench_version
     from bench.detection.catalogue import CATALOGUE
 
     unknown = [f for f in args.fault if f not in CATALOGUE]
@@ -101,24 +101,37 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
         return _usage_error(str(e))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out).resolve() if args.out else root / "reports" / f"selftest-{stamp}"
-    runs_dir = out / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
     suite_args = (*(("-k", args.k) if args.k else ()), *(extra or ()))
     faults = list(dict.fromkeys(args.fault)) or list(CATALOGUE)
     specs = plan_runs(faults, args.good_runs, numbered=True)
     if not args.skip_no_reset:
         column = plan_no_reset_runs(faults, CATALOGUE, args.no_reset_rig)
         specs = column[:1] + specs + column[1:]  # its good run is among the longest: first
+    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
+          f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "
+          f"writing {out}", flush=True)
+    started = time.monotonic()
+    suites = _run_all(specs, out / "runs", args, suite_args, root, CATALOGUE)
+    if suites is None:
+        print("paygo-bench selftest: interrupted; no matrix written", file=sys.stderr)
+        return 130
+    matrix = _write_matrix(specs, suites, out, RunInfo(datetime.now(timezone.utc), bench_version(),
+                                                       time.monotonic() - started, suite_args),
+                           root if args.docs else None, CATALOGUE)
+    return 0 if matrix.ok else 1
+
+
+def _run_all(specs: list, runs_dir: Path, args: argparse.Namespace, suite_args: tuple, root: Path,
+             catalogue: dict) -> dict[str, SuiteRun] | None:
+    """Every planned suite run, `args.jobs` at a time, a line of progress as each ends; None if
+    interrupted (Ctrl-C)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
 
     def mkdir(key: str) -> Path:
         path = runs_dir / key.replace("@", "_")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
-          f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "
-          f"writing {out}", flush=True)
-    started = time.monotonic()
     runs = start_runs(specs, mkdir, args.jobs, args=suite_args, timeout_s=args.timeout, root=root)
     by_future = {runs.futures[s.key]: s for s in specs}
     suites: dict[str, SuiteRun] = {}
@@ -128,30 +141,32 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
             suites[spec.key] = suite = _collect(future)
             if suite.error:
                 (runs_dir / spec.key.replace("@", "_") / "error.txt").write_text(suite.error, encoding="utf-8")
-            print(f"[{done}/{len(specs)}] {_progress(spec, suite, CATALOGUE)}", flush=True)
+            print(f"[{done}/{len(specs)}] {_progress(spec, suite, catalogue)}", flush=True)
     except KeyboardInterrupt:
         runs.pool.shutdown(wait=False, cancel_futures=True)
-        print("paygo-bench selftest: interrupted; no matrix written", file=sys.stderr)
-        return 130
+        return None
     runs.pool.shutdown(wait=True)
-    duration = time.monotonic() - started
+    return suites
 
+
+def _write_matrix(specs: list, suites: dict[str, SuiteRun], out: Path, info: RunInfo, docs_root: Path | None,
+                  catalogue: dict):
+    """The matrix from the runs, as markdown and HTML in `out` (and docs/ when asked)."""
     plain = [s for s in specs if not s.key.endswith(NO_RESET)]
     column = [s for s in specs if s.key.endswith(NO_RESET)]
-    matrix = build_matrix({s.key: suites[s.key] for s in plain if s.faults}, CATALOGUE,
+    matrix = build_matrix({s.key: suites[s.key] for s in plain if s.faults}, catalogue,
                           [suites[s.key] for s in plain if not s.faults],
                           {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
                           next((suites[s.key] for s in column if not s.faults), None))
-    info = RunInfo(datetime.now(timezone.utc), bench_version(), duration, suite_args)
     md = markdown(matrix, info)
     (out / MATRIX_MD).write_text(md, encoding="utf-8")
     (out / MATRIX_HTML).write_text(html_page(matrix, info), encoding="utf-8")
     print(f"paygo-bench selftest: {summary_line(matrix)}")
     print(f"paygo-bench selftest: matrix {out / MATRIX_MD} and {out / MATRIX_HTML}")
-    if args.docs:
-        (root / "docs" / MATRIX_MD).write_text(md, encoding="utf-8")
-        print(f"paygo-bench selftest: matrix {root / 'docs' / MATRIX_MD}")
-    return 0 if matrix.ok else 1
+    if docs_root is not None:
+        (docs_root / "docs" / MATRIX_MD).write_text(md, encoding="utf-8")
+        print(f"paygo-bench selftest: matrix {docs_root / 'docs' / MATRIX_MD}")
+    return matrix
 
 
 def main(argv: list[str] | None = None) -> int:
