@@ -75,7 +75,8 @@ def poll_until_settled(dut, log, limit: float, observe_s: float, budget_s: float
     started = host_now()
     samples = measure_drift(dut, observe_s, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
     result, verdict = fit(samples, limit)
-    while verdict is not None and verdict.outcome == "INCONCLUSIVE" and verdict.needed_span_s is not None:
+    while (result is not None and verdict is not None and verdict.outcome == "INCONCLUSIVE"
+           and verdict.needed_span_s is not None):
         left = budget_s - (host_now() - started)
         if left < 1.0:
             break
@@ -95,7 +96,7 @@ def write_samples(path: Path, samples: Sequence[Sample]) -> Path:
     return path
 
 
-def write_points(path: Path, points: Sequence[Edge] | Sequence[Sample], result: DriftResult) -> Path:
+def write_points(path: Path, points: Sequence[Edge | Sample], result: DriftResult) -> Path:
     """The points the line was fitted to, each with its residual (observed - fitted host time)."""
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
@@ -103,12 +104,12 @@ def write_points(path: Path, points: Sequence[Edge] | Sequence[Sample], result: 
         out.writerow(("host_s", "device_s", "half_width_s", "bracket_s", "residual_s") if edges
                      else ("host_s", "device_s", "rtt_s", "residual_s"))
         for p, (_, r) in zip(points, result.residuals):
-            extra = (p.half_width_s, p.bracket_s) if edges else (p.rtt_s,)
+            extra = (p.half_width_s, p.bracket_s) if isinstance(p, Edge) else (p.rtt_s,)
             out.writerow((f"{p.host_s:.9f}", repr(p.device_s), *(f"{x:.9f}" for x in extra), f"{r:.9f}"))
     return path
 
 
-def attach_fit(attach, points: Sequence[Edge] | Sequence[Sample], result: DriftResult, verdict: Verdict) -> None:
+def attach_fit(attach, points: Sequence[Edge | Sample], result: DriftResult, verdict: Verdict) -> None:
     """The fitted points with their residuals (CSV) and, unless --no-plots, the residual plot."""
     edges = bool(points) and isinstance(points[0], Edge)
     attach(write_points(attach.path("drift-points.csv"), points, result),
@@ -118,7 +119,7 @@ def attach_fit(attach, points: Sequence[Edge] | Sequence[Sample], result: DriftR
     title = (f"RTC drift {result.ppm:+.1f} ppm, 95 % [{result.ci_low_ppm:+.1f}, {result.ci_high_ppm:+.1f}] "
              f"vs ±{verdict.limit_ppm:g}: {verdict.outcome} ({result.n} {'edges' if edges else 'samples'}, "
              f"{result.span_s:.0f} s)")
-    bounds = [p.half_width_s for p in points] if edges else None  # each edge's hard bound
+    bounds = [p.half_width_s for p in points if isinstance(p, Edge)] if edges else None  # each edge's hard bound
     attach(drift_residual_plot(attach.path("drift.png"), result.residuals, title, bounds),
            "RTC drift fit residuals (a trend, not scatter, means temperature or a correction cycle)")
 
