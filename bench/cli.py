@@ -203,11 +203,23 @@ def _exit_4_on_usage_error(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.suites import profile_names
+    from bench.detection.command import add_parser as add_selftest_parser
+    from bench.history.command import add_parser as add_history_parser
+    from bench.station.command import add_parser as add_ledger_parser
 
     parser = _exit_4_on_usage_error(argparse.ArgumentParser(
         prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices."))
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run_parser, _add_sim_parser, _add_serve_parser, add_history_parser, add_selftest_parser,
+                add_ledger_parser):
+        add(sub)
+    for command in sub.choices.values():  # for an unrecognised argument, each command's own usage error
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+def _add_run_parser(sub) -> None:
+    from bench.suites import profile_names
 
     run = _exit_4_on_usage_error(sub.add_parser(
         "run", help="run the device suite, write reports/<run-id>/, and say PASSED, FAILED, INCOMPLETE or BENCH ERROR",
@@ -230,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch")
     run.set_defaults(func=cmd_run)
 
+
+def _add_sim_parser(sub) -> None:
     sim = sub.add_parser("sim", help="start the virtual rig and leave it running for a person to poke",
                          epilog=SIM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sim.add_argument("--fault", action="append", default=[], metavar="NAME", help="switch on a defect (repeatable)")
@@ -237,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--link", choices=("auto", "pty", "socket"), default="auto")
     sim.set_defaults(func=cmd_sim)
 
+
+def _add_serve_parser(sub) -> None:
     serve = sub.add_parser("serve", help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
                            epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
@@ -254,21 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")
     serve.set_defaults(func=cmd_serve)
-
-    from bench.history.command import add_parser as add_history_parser
-
-    add_history_parser(sub)
-
-    from bench.detection.command import add_parser as add_selftest_parser
-
-    add_selftest_parser(sub)
-
-    from bench.station.command import add_parser as add_ledger_parser
-
-    add_ledger_parser(sub)
-    for command in sub.choices.values():  # for an unrecognised argument, each command's own usage error
-        command.set_defaults(command_parser=command)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
