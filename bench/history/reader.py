@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import fields
 from datetime import datetime, timezone
 from typing import Any
 
 from bench.history.model import V1_LIFECYCLE, V1_VERDICTS, MeasurementRow, RunData, RunRow, TestRow
+from bench.record.model import Counts
 from bench.record.schema import SCHEMA, SCHEMA_ID, schema_v1
 
 READS_MAJORS = ("1", "2")
@@ -105,8 +107,7 @@ def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData
         dut_serial=str(ident.get("serial_number") or dut.get("profile_serial") or ""),
         dut_model=str(ident.get("model") or dut.get("hardware_model") or ""),
         dut_firmware=str(ident.get("firmware") or dut.get("firmware_version") or ""),
-        **{k: int(counts.get(k, 0)) for k in
-           ("collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted")},
+        counts=Counts(**{f.name: int(counts.get(f.name, 0)) for f in fields(Counts)}),
     )
     tests, measurements = [], []
     for t in doc["tests"]:
