@@ -17,6 +17,19 @@ from tests.selftest.device_suite import (
 POOL_KEY = pytest.StashKey[ThreadPoolExecutor]()
 
 
+@pytest.fixture
+def server(start_metrics_server):
+    """A Metrics server for the test (the plugin's factory, defaults: the rig's DUT registered)."""
+    return start_metrics_server()
+
+
+@pytest.fixture
+def server_dut(server):
+    """The device `server` knows, with its key: what a device under test would be provisioned with.
+    Not named `dut`: that is the plugin's DUT adapter, which other fixtures ask for."""
+    return server.registry.get(server.registry.serials()[0])
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
