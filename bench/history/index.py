@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
 from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
 from bench.history.reader import RecordSkipped, parse_record
-from bench.record.model import iso_utc
+from bench.record.model import Counts, iso_utc
 from bench.record.writer import RECORD_NAME
 
 INDEX_NAME = "history.sqlite"
@@ -45,11 +45,11 @@ CREATE TABLE measurements (
 );
 CREATE INDEX measurements_name ON measurements (name);
 """
+_COUNT_COLUMNS = tuple(f.name for f in fields(Counts))  # RunRow.counts, one column each
 _RUN_COLUMNS = ("run_id", "record_path", "record_sha256", "station", "rig_file", "rig_sha256", "sim_faults",
                 "operator", "status", "status_reason", "verdict", "verdict_reason", "suite", "suite_required",
                 "suite_covered", "tests_sha256", "started_at", "ended_at", "bench_version", "dut_serial",
-                "dut_model", "dut_firmware", "collected", "passed", "failed", "error", "skipped", "not_covered",
-                "interrupted")
+                "dut_model", "dut_firmware") + _COUNT_COLUMNS
 
 
 class HistoryIndexError(Exception):
@@ -167,7 +167,7 @@ class HistoryIndex:
 
     def _store(self, data: RunData, previous_id: str | None) -> None:
         r = data.run
-        row = {c: getattr(r, c) for c in _RUN_COLUMNS}
+        row = {c: getattr(r, c) for c in _RUN_COLUMNS if c not in _COUNT_COLUMNS} | asdict(r.counts)
         row["sim_faults"] = json.dumps(list(r.sim_faults))
         row["started_at"] = iso_utc(r.started_at)
         row["ended_at"] = iso_utc(r.ended_at) if r.ended_at else None
@@ -203,4 +203,5 @@ def _run_row(row: dict) -> RunRow:
     row["sim_faults"] = tuple(json.loads(row["sim_faults"]))
     row["started_at"] = datetime.fromisoformat(row["started_at"])
     row["ended_at"] = datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None
+    row["counts"] = Counts(**{c: row.pop(c) for c in _COUNT_COLUMNS})
     return RunRow(**row)

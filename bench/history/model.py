@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bench.record.model import Counts
+
 FAILING = ("failed", "error")  # the check failed, or its setup/teardown did
 PASSING = ("passed",)
 # A 1.x record's status, as the verdict it stood for (1.x had no suite profiles: a pass then meant
@@ -60,13 +62,7 @@ class RunRow:
     dut_serial: str
     dut_model: str
     dut_firmware: str
-    collected: int = 0
-    passed: int = 0
-    failed: int = 0
-    error: int = 0
-    skipped: int = 0
-    not_covered: int = 0
-    interrupted: int = 0
+    counts: Counts = Counts(0)  # the record's own counts, as it wrote them
 
     @property
     def group(self) -> tuple[str, str | None, str | None]:

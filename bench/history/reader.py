@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import fields
 from datetime import datetime, timezone
 from typing import Any
 
 from bench.history.model import V1_LIFECYCLE, V1_VERDICTS, MeasurementRow, RunData, RunRow, TestRow
+from bench.record.model import Counts
 from bench.record.schema import SCHEMA, SCHEMA_ID, schema_v1
 
 READS_MAJORS = ("1", "2")
@@ -95,8 +97,6 @@ def hash_of_tests(nodeids: Any) -> str:
 def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData:
     station, dut, counts = doc["station"], doc["dut"], doc["counts"]
     ident = dut.get("identity") or {}
-    numbers: dict[str, Any] = {k: int(counts.get(k, 0)) for k in
-                               ("collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted")}
     run = RunRow(
         run_id=str(doc["run_id"]), record_path=record_path, record_sha256=sha256,
         station=str(station["id"]), rig_file=station.get("rig_file"), rig_sha256=station.get("rig_sha256") or None,
@@ -107,7 +107,7 @@ def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData
         dut_serial=str(ident.get("serial_number") or dut.get("profile_serial") or ""),
         dut_model=str(ident.get("model") or dut.get("hardware_model") or ""),
         dut_firmware=str(ident.get("firmware") or dut.get("firmware_version") or ""),
-        **numbers,
+        counts=Counts(**{f.name: int(counts.get(f.name, 0)) for f in fields(Counts)}),
     )
     tests, measurements = [], []
     for t in doc["tests"]:

@@ -60,8 +60,8 @@ def table_rows(view: HistoryView) -> tuple[list[str], list[list[str]]]:
     rows = []
     for data in view.runs:
         r = data.run
-        rows.append([r.run_id, started(r), verdict_text(r), r.suite or "-", coverage_text(r), str(r.passed),
-                     str(r.failed), str(r.error), str(r.not_covered)]
+        rows.append([r.run_id, started(r), verdict_text(r), r.suite or "-", coverage_text(r), str(r.counts.passed),
+                     str(r.counts.failed), str(r.counts.error), str(r.counts.not_covered)]
                     + [format_value(key_value(data.measurements, s)) for s in view.measures])
     return header, rows
 

@@ -13,6 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.rig.model import FileMistake
 from bench.secret import Secret
 
 DEVICE_LIST_COLUMNS = (
@@ -28,12 +29,8 @@ SERIAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 HEX = frozenset("0123456789abcdefABCDEF")
 
 
-class DeviceListError(ValueError):
+class DeviceListError(FileMistake, ValueError):
     """One line: "<file>: line <n>: <column>: <what was wrong>; expected <what>"."""
-
-    def __init__(self, path: Path | str, where: str, message: str) -> None:
-        self.path, self.where, self.message = str(path), where, message
-        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
 
 @dataclass(frozen=True)

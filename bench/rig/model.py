@@ -39,12 +39,22 @@ STANDARD_BAUDS = (300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400, 57600, 1
                   3000000, 3500000, 4000000)
 
 
-class RigError(Exception):
+class FileMistake(Exception):
+    """A mistake in a file the bench reads, as one line: "<file>: <where>: <what was wrong>" (no
+    <where> for the file as a whole); the parts are kept so a caller can re-word it."""
+
+    def __init__(self, path: Path | str, where: str, message: str) -> None:
+        self.path, self.where, self.message = str(path), where, message
+        super().__init__(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+
+class RigError(FileMistake):
     """A rig file mistake, as one line: "<file>: <key>: <what was wrong>; expected <what>"."""
 
-    def __init__(self, path: str, key: str, message: str) -> None:
-        self.path, self.key, self.message = str(path), key, message
-        super().__init__(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+    @property
+    def key(self) -> str:
+        """The dotted rig-file key (`where`)."""
+        return self.where
 
 
 @dataclass(frozen=True)

@@ -101,50 +101,49 @@ class DeviceState:
     last_tokens: tuple[IssuedToken, ...] = ()
 
 
-@dataclass(frozen=True)
-class RequestRecord:
+@dataclass(frozen=True, kw_only=True)
+class RequestFields:
+    """What the server writes of a request and what it reads back alike: the request as received
+    and what it was answered."""
+
+    remote: str
+    method: str
+    route: str
+    kind: str
+    content_type: str | None
+    body: bytes
+    status: int
+    serial_number: str | None = None
+    auth: str | None = None
+    reply_content_type: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestRecord(RequestFields):
     """One request and what the server answered, as it will be stored."""
 
     received_at: datetime
-    remote: str
-    method: str
-    route: str
-    kind: str
-    content_type: str | None
-    body: bytes
-    status: int
     error: MetricsError | None = None
-    serial_number: str | None = None
-    auth: str | None = None
     simple: dict | None = None
     data_times: tuple[float, float] | None = None
     reply: bytes | None = None
-    reply_content_type: str | None = None
     body_length: int | None = None  # when the body was not read (too large)
 
 
-@dataclass(frozen=True)
-class StoredRequest:
+@dataclass(frozen=True, kw_only=True)
+class StoredRequest(RequestFields):
+    """One stored row: the request as the store keeps it (times as text and UNIX, the verdict)."""
+
     id: int
     received_at: str
     received_unix: float
-    remote: str
-    method: str
-    route: str
-    kind: str
-    content_type: str | None
-    body: bytes
     body_length: int
-    status: int
     verdict: str
     error_code: str | None
     error_message: str | None
     error_where: str | None
-    serial_number: str | None
-    auth: str | None
     simple: dict | None = field(repr=False)
     reply: bytes | None = field(repr=False)
-    reply_content_type: str | None
 
 
 class Tx:
@@ -284,11 +283,12 @@ class Store:
     def _rows(self, where: str, args: tuple) -> list[StoredRequest]:
         with self._lock:
             rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM requests WHERE {where} ORDER BY id", args).fetchall()
+        names = [c.strip() for c in self._COLUMNS.split(",")]
         out = []
         for r in rows:
-            r = list(r)
-            r[17] = json.loads(r[17]) if r[17] is not None else None
-            out.append(StoredRequest(*r))
+            row = dict(zip(names, r))
+            simple = row.pop("simple_json")
+            out.append(StoredRequest(**row, simple=json.loads(simple) if simple is not None else None))
         return out
 
     def requests(self, after_id: int = 0) -> list[StoredRequest]:

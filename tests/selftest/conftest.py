@@ -39,6 +39,32 @@ def scratch_dirs(config: pytest.Config) -> Callable[[str], Path]:
     return mktemp
 
 
+@pytest.fixture
+def server(start_metrics_server):
+    """A Metrics server for the test (the plugin's factory, defaults: the rig's DUT registered)."""
+    return start_metrics_server()
+
+
+@pytest.fixture
+def server_dut(server):
+    """The device `server` knows, with its key: what a device under test would be provisioned with.
+    Not named `dut`: that is the plugin's DUT adapter, which other fixtures ask for."""
+    return server.registry.get(server.registry.serials()[0])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    mktemp = scratch_dirs(session.config)
+    subprocess._USE_VFORK = False  # type: ignore[attr-defined]  # threads starting processes: runner.start_runs
+    pool = ThreadPoolExecutor(JOBS, thread_name_prefix="selftest-background")
+    session.config.stash[POOL_KEY] = pool
+    session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, mktemp)
+    if any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
+        session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
+            selected_faults(session.items), mktemp, no_reset=no_reset_selection(session.items), pool=pool)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pool = session.config.stash.get(POOL_KEY, None)
     if pool is not None:  # interrupted before the tests waited for it all: leave nothing running

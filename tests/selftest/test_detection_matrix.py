@@ -183,12 +183,18 @@ def test_usage_errors_exit_2(argv, tmp_path, capsys):
     assert not (tmp_path / command.MATRIX_MD).exists()
 
 
-def test_selftest_on_a_subset_end_to_end(tmp_path, capsys):
-    code = command.main(["--fault", "key_echoed", "--fault", "wrong_protocol_major", "--good-runs", "2",
-                         "--jobs", "4", "-k", "identity", "--skip-no-reset", "--out", str(tmp_path)])
+def run_selftest(tmp_path, capsys, *argv: str, exit_code: int = 0) -> tuple[str, str]:
+    """`paygo-bench selftest argv --out tmp_path`, its exit code checked: what it printed, and the
+    matrix it wrote (markdown)."""
+    code = command.main([*argv, "--out", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert code == 0, printed
-    md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
+    assert code == exit_code, printed
+    return printed, (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
+
+
+def test_selftest_on_a_subset_end_to_end(tmp_path, capsys):
+    printed, md = run_selftest(tmp_path, capsys, "--fault", "key_echoed", "--fault", "wrong_protocol_major",
+                               "--good-runs", "2", "--jobs", "4", "-k", "identity", "--skip-no-reset")
     page = (tmp_path / command.MATRIX_HTML).read_text(encoding="utf-8")
     assert "2/2 faults caught exactly; good device: 2/2 consecutive full runs passed" in md
     assert "2/2 faults caught exactly" in page
@@ -206,11 +212,8 @@ def test_selftest_judged_against_a_wrong_expectation_exits_1(tmp_path, capsys, m
     wrong = dataclasses.replace(faults.CATALOGUE["key_echoed"],
                                 caught_by=("tests/device/test_identity.py::test_identity",))
     monkeypatch.setattr(faults, "CATALOGUE", {**faults.CATALOGUE, "key_echoed": wrong})
-    code = command.main(["--fault", "key_echoed", "--good-runs", "1", "-k", "identity", "--skip-no-reset",
-                         "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert code == 1, printed
-    md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
+    _, md = run_selftest(tmp_path, capsys, "--fault", "key_echoed", "--good-runs", "1", "-k", "identity",
+                         "--skip-no-reset", exit_code=1)
     assert "0/1 faults caught exactly; good device: 1/1 consecutive full runs passed" in md
     assert re.search(r"^\| `key_echoed` .*\| 1 missed, 1 unexpected failure \| ✗ \| ! \|$", md, re.M), md
 
@@ -218,11 +221,8 @@ def test_selftest_judged_against_a_wrong_expectation_exits_1(tmp_path, capsys, m
 def test_selftest_writes_the_no_reset_column(tmp_path, capsys):
     """The same fault on the device without factory reset (docs/rigs/no-reset-virtual.toml), from
     its ledger: a column of the matrix, and its good run."""
-    code = command.main(["--fault", "add_relocks", "--good-runs", "1", "--jobs", "4", "-k", "g11b",
-                         "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert code == 0, printed
-    md = (tmp_path / command.MATRIX_MD).read_text(encoding="utf-8")
+    printed, md = run_selftest(tmp_path, capsys, "--fault", "add_relocks", "--good-runs", "1", "--jobs", "4",
+                               "-k", "g11b")
     assert "without factory reset: 1/1 faults that apply caught, good device passed" in md
     assert re.search(r"^\| `add_relocks` .*\| caught exactly \| caught \(1 of 1\) \|", md, re.M), md
     assert "## Without factory reset" in md and "without reset" in (tmp_path / command.MATRIX_HTML).read_text()

@@ -68,16 +68,6 @@ def connection(url: str, timeout: float = 2.0) -> CountingConnection:
 
 
 @pytest.fixture
-def server(start_metrics_server):
-    return start_metrics_server()
-
-
-@pytest.fixture
-def dut(server):
-    return server.registry.get(server.registry.serials()[0])
-
-
-@pytest.fixture
 def proxy(server):
     with FaultProxy(server.url, stall_s=5.0) as p:
         yield p
@@ -119,8 +109,8 @@ def only(proxy) -> ProxiedExchange:
     return ex
 
 
-def test_pass_relays_the_whole_response_and_counts_the_wire_bytes(proxy, server, dut):
-    conn, built, answer = post(proxy, dut)
+def test_pass_relays_the_whole_response_and_counts_the_wire_bytes(proxy, server, server_dut):
+    conn, built, answer = post(proxy, server_dut)
     status, headers, body = answer
     assert status == 201
     ex = only(proxy)
@@ -148,9 +138,9 @@ def test_keep_alive_requests_are_one_exchange_each(proxy, server):
     assert sum(e.response_bytes for e in exchanges) == conn.received
 
 
-def test_refuse_resets_the_connection_without_reading(proxy, server, dut):
+def test_refuse_resets_the_connection_without_reading(proxy, server, server_dut):
     proxy.set_mode(ProxyMode.REFUSE)
-    _, _, answer = post(proxy, dut)
+    _, _, answer = post(proxy, server_dut)
     # a reset, not ECONNREFUSED: the listening socket accepted first
     assert isinstance(answer, (ConnectionResetError, BrokenPipeError)), repr(answer)
     ex = only(proxy)
@@ -160,10 +150,10 @@ def test_refuse_resets_the_connection_without_reading(proxy, server, dut):
 
 
 @pytest.mark.parametrize("error_status", [503, 500])
-def test_http_error_answers_without_forwarding(server, dut, error_status):
+def test_http_error_answers_without_forwarding(server, server_dut, error_status):
     with FaultProxy(server.url, error_status=error_status) as proxy:
         proxy.set_mode("http_error")
-        conn, built, (status, headers, body) = post(proxy, dut)
+        conn, built, (status, headers, body) = post(proxy, server_dut)
     assert status == error_status and headers["Connection"] == "close"
     assert json.loads(body)["error"] == "proxy_fault"
     ex = only(proxy)
@@ -172,10 +162,10 @@ def test_http_error_answers_without_forwarding(server, dut, error_status):
     assert server.requests() == []
 
 
-def test_stall_holds_past_the_client_timeout_and_forwards_nothing(proxy, server, dut):
+def test_stall_holds_past_the_client_timeout_and_forwards_nothing(proxy, server, server_dut):
     proxy.set_mode(ProxyMode.STALL)
     t0 = time.monotonic()
-    conn, _, answer = post(proxy, dut, timeout=0.3)
+    conn, _, answer = post(proxy, server_dut, timeout=0.3)
     assert isinstance(answer, TimeoutError) and 0.25 < time.monotonic() - t0 < 1.5
     ex = only(proxy)
     assert (ex.mode, ex.method, ex.status, ex.forwarded, ex.delivered, ex.response_bytes) == (
@@ -184,17 +174,17 @@ def test_stall_holds_past_the_client_timeout_and_forwards_nothing(proxy, server,
     assert server.requests() == []
 
 
-def test_stall_ends_with_a_close_after_stall_s(server, dut):
+def test_stall_ends_with_a_close_after_stall_s(server, server_dut):
     with FaultProxy(server.url, stall_s=0.3) as proxy:
         proxy.set_mode(ProxyMode.STALL)
         t0 = time.monotonic()
-        _, _, answer = post(proxy, dut, timeout=2.0)
+        _, _, answer = post(proxy, server_dut, timeout=2.0)
     assert isinstance(answer, http.client.RemoteDisconnected) and 0.25 < time.monotonic() - t0 < 1.5
 
 
-def test_drop_before_closes_without_forwarding(proxy, server, dut):
+def test_drop_before_closes_without_forwarding(proxy, server, server_dut):
     proxy.set_mode(ProxyMode.DROP_BEFORE)
-    conn, _, answer = post(proxy, dut)
+    conn, _, answer = post(proxy, server_dut)
     assert isinstance(answer, http.client.RemoteDisconnected)
     ex = only(proxy)
     assert (ex.mode, ex.status, ex.forwarded, ex.delivered, ex.request_bytes) == (
@@ -202,9 +192,9 @@ def test_drop_before_closes_without_forwarding(proxy, server, dut):
     assert server.requests() == []
 
 
-def test_drop_after_the_server_stored_it_the_client_got_nothing(proxy, server, dut):
+def test_drop_after_the_server_stored_it_the_client_got_nothing(proxy, server, server_dut):
     proxy.set_mode(ProxyMode.DROP_AFTER)
-    conn, built, answer = post(proxy, dut)
+    conn, built, answer = post(proxy, server_dut)
     assert isinstance(answer, http.client.RemoteDisconnected)
     assert conn.received == 0
     ex = only(proxy)
@@ -214,21 +204,21 @@ def test_drop_after_the_server_stored_it_the_client_got_nothing(proxy, server, d
     assert row.body == built.body and row.status == 201
 
 
-def test_count_applies_to_the_next_requests_then_pass(proxy, server, dut):
+def test_count_applies_to_the_next_requests_then_pass(proxy, server, server_dut):
     proxy.set_mode(ProxyMode.HTTP_ERROR, count=2)
-    statuses = [post(proxy, dut)[2][0] for _ in range(3)]
+    statuses = [post(proxy, server_dut)[2][0] for _ in range(3)]
     assert statuses == [503, 503, 201]
     assert [e.mode for e in settled(proxy, 3)] == [ProxyMode.HTTP_ERROR] * 2 + [ProxyMode.PASS]
     assert proxy.mode is ProxyMode.PASS
     assert len(accepted(server)) == 1
 
 
-def test_a_mode_without_count_stays_until_changed(proxy, dut):
+def test_a_mode_without_count_stays_until_changed(proxy, server_dut):
     proxy.set_mode(ProxyMode.DROP_BEFORE)
     for _ in range(2):
-        assert isinstance(post(proxy, dut)[2], http.client.RemoteDisconnected)
+        assert isinstance(post(proxy, server_dut)[2], http.client.RemoteDisconnected)
     proxy.set_mode("pass")
-    assert post(proxy, dut)[2][0] == 201
+    assert post(proxy, server_dut)[2][0] == 201
 
 
 def test_set_mode_refuses_nonsense(proxy):
@@ -238,10 +228,10 @@ def test_set_mode_refuses_nonsense(proxy):
         proxy.set_mode(ProxyMode.STALL, count=0)
 
 
-def test_wait_for_sees_an_exchange_from_another_thread(proxy, dut):
+def test_wait_for_sees_an_exchange_from_another_thread(proxy, server_dut):
     assert proxy.wait_for(lambda e: True, 0.05) is None
     proxy.set_mode(ProxyMode.DROP_AFTER, count=1)
-    threading.Thread(target=post, args=(proxy, dut), daemon=True).start()
+    threading.Thread(target=post, args=(proxy, server_dut), daemon=True).start()
     ex = proxy.wait_for(lambda e: e.mode is ProxyMode.DROP_AFTER, 2.0)
     assert ex is not None and ex.forwarded and not ex.delivered
     # earlier exchanges count unless skipped with after=
@@ -250,11 +240,11 @@ def test_wait_for_sees_an_exchange_from_another_thread(proxy, dut):
     assert proxy.wait_for(lambda e: True, 0.05, after=0) == ex
 
 
-def test_close_with_a_stalled_connection_returns_within_a_second(server, dut):
+def test_close_with_a_stalled_connection_returns_within_a_second(server, server_dut):
     proxy = FaultProxy(server.url, stall_s=30.0).start()
     proxy.set_mode(ProxyMode.STALL)
     outcome: list = []
-    client = threading.Thread(target=lambda: outcome.append(post(proxy, dut, timeout=5.0)[2]), daemon=True)
+    client = threading.Thread(target=lambda: outcome.append(post(proxy, server_dut, timeout=5.0)[2]), daemon=True)
     client.start()
     assert proxy.wait_for(lambda e: e.mode is ProxyMode.STALL, 2.0) is not None
     t0 = time.monotonic()
@@ -266,7 +256,7 @@ def test_close_with_a_stalled_connection_returns_within_a_second(server, dut):
         socket.create_connection(("127.0.0.1", proxy.port), timeout=0.5).close()
 
 
-def test_malformed_requests_are_answered_400_and_counted(proxy, dut):
+def test_malformed_requests_are_answered_400_and_counted(proxy, server_dut):
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=2) as s:
         s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         reply = b""
@@ -276,14 +266,14 @@ def test_malformed_requests_are_answered_400_and_counted(proxy, dut):
     ex = only(proxy)
     assert proxy.errors == 1 and "bad request line" in proxy.error_log()[0]
     assert (ex.status, ex.forwarded, ex.request_bytes, ex.response_bytes) == (400, False, 19, len(reply))
-    assert post(proxy, dut)[2][0] == 201  # still serving
+    assert post(proxy, server_dut)[2][0] == 201  # still serving
 
 
-def test_a_server_that_is_down_looks_like_a_reset(start_metrics_server, dut):
+def test_a_server_that_is_down_looks_like_a_reset(start_metrics_server, server_dut):
     down = start_metrics_server()
     down.server.stop()
     with FaultProxy(down.url) as proxy:
-        _, _, answer = post(proxy, dut)
+        _, _, answer = post(proxy, server_dut)
     assert isinstance(answer, (ConnectionResetError, BrokenPipeError)), repr(answer)
     ex = only(proxy)
     assert (ex.mode, ex.forwarded, ex.status) == (ProxyMode.PASS, False, None)
@@ -297,8 +287,8 @@ def test_base_url_keeps_the_upstream_path():
         FaultProxy("https://127.0.0.1:9")
 
 
-def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, dut):
-    built = signed(dut)
+def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, server_dut):
+    built = signed(server_dut)
     conn = connection(proxy.base_url)
     try:
         conn.request("POST", "/dd", body=iter([built.body[:10], built.body[10:]]), encode_chunked=True,
@@ -322,10 +312,10 @@ def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, dut):
     (ProxyMode.DROP_BEFORE, (None, "dropped")),
     (ProxyMode.DROP_AFTER, (None, "dropped")),
 ])
-def test_what_the_simulated_device_transport_reports(proxy, dut, mode, outcome):
+def test_what_the_simulated_device_transport_reports(proxy, server_dut, mode, outcome):
     from bench.sim.metrics.http_post import post as device_post
 
     proxy.set_mode(mode, count=1)
-    built = signed(dut)
+    built = signed(server_dut)
     result = device_post(proxy.base_url, built.body, built.content_type, timeout_s=0.3)
     assert (result.status, result.error) == outcome

@@ -18,6 +18,7 @@ from bench.history.index import INDEX_NAME, INDEX_VERSION, HistoryIndex, History
 from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
 from bench.history.reader import hash_of_tests
 from bench.history.view import no_comparison
+from bench.record.model import Counts
 from tests.selftest.device_suite import run_device_suite
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=timezone.utc)
@@ -165,6 +166,7 @@ def test_the_index_reindexes_a_rewritten_record_and_drops_a_removed_one(tmp_path
         _write(tmp_path, _record("r2", "2026-12-02T22:00:00.000Z", drift=99.0))  # the run finished later
         assert index.update(tmp_path).indexed == ["r2"]
         assert [x.value for x in index.load(index.runs()[-1]).measurements] == [99.0]
+        assert index.runs()[-1].counts == Counts(collected=1, passed=1)  # the record's counts, through SQLite
         first.unlink()
         assert index.update(tmp_path).removed == ["r1"]
         assert [r.run_id for r in index.runs()] == ["r2"]

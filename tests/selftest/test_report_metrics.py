@@ -23,16 +23,6 @@ T0 = 1_700_000_000
 STEP = 60
 
 
-@pytest.fixture
-def server(start_metrics_server):
-    return start_metrics_server()
-
-
-@pytest.fixture
-def dut(server):
-    return server.registry.get(server.registry.serials()[0])
-
-
 def row(i: int) -> dict:
     """Sample i: readings in mV / mA, as the device sends them."""
     return {"panel_voltage": 18000 + i, "panel_current": 500 + i, "battery_voltage": 12000 + 10 * i,
@@ -54,18 +44,18 @@ def df(server) -> int:
 
 
 @pytest.fixture
-def session(server, dut, df):
+def session(server, server_dut, df):
     """Three sessions, the second resending two rows of the first (a lost reply), a replayed
     one refused, an unknown device with markup in its serial refused; tokens in the replies."""
-    server.registry.set_target(dut.serial_number, datetime.now(timezone.utc) + timedelta(days=3))
-    assert send(server, dut, rc=1, samples=[0, 1, 2], df=df).status == 201
-    assert send(server, dut, rc=2, samples=[1, 2, 3, 4], df=df).status == 201
-    assert send(server, dut, rc=2, samples=[5], df=df).status == 409  # replay: its row is not taken
-    assert send(server, dut, rc=3, samples=[5], df=df, serial="<script>alert(1)</script>").status == 403
+    server.registry.set_target(server_dut.serial_number, datetime.now(timezone.utc) + timedelta(days=3))
+    assert send(server, server_dut, rc=1, samples=[0, 1, 2], df=df).status == 201
+    assert send(server, server_dut, rc=2, samples=[1, 2, 3, 4], df=df).status == 201
+    assert send(server, server_dut, rc=2, samples=[5], df=df).status == 409  # replay: its row is not taken
+    assert send(server, server_dut, rc=3, samples=[5], df=df, serial="<script>alert(1)</script>").status == 403
     return server.requests()
 
 
-def test_the_table_has_one_row_per_request_escaped(session, dut):
+def test_the_table_has_one_row_per_request_escaped(session, server_dut):
     table = requests_table_html(evidence(session).requests)
     assert table.count("<tr>") == 1 + len(session) == 6  # header, the format, 4 device requests
     assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
@@ -108,22 +98,22 @@ def test_the_series_counts_a_resent_row_once_and_leaves_refused_rows_out(session
     assert series_units(session, formats=server.store.data_format)["panel_current"] == "A"
 
 
-def test_an_embedded_format_is_scaled_without_a_lookup(server, dut):
-    assert send(server, dut, rc=1, samples=[0, 1], df=0).status == 201
+def test_an_embedded_format_is_scaled_without_a_lookup(server, server_dut):
+    assert send(server, server_dut, rc=1, samples=[0, 1], df=0).status == 201
     series = historical_series(server.requests())
     assert [v for _, v in series["panel_voltage"]] == pytest.approx([18.0, 18.001])
 
 
-def test_several_devices_are_keyed_by_serial(server, dut, df):
-    assert send(server, dut, rc=1, samples=[0], df=df).status == 201
-    assert send(server, dut, rc=2, samples=[1], df=df).status == 201
+def test_several_devices_are_keyed_by_serial(server, server_dut, df):
+    assert send(server, server_dut, rc=1, samples=[0], df=df).status == 201
+    assert send(server, server_dut, rc=2, samples=[1], df=df).status == 201
     reqs = server.requests()
     # the first one again as if device B had sent it
     other = [replace(r, serial_number="B", simple={**r.simple, "serial_number": "B"})
              for r in reqs if r.kind == "device_data"][:1]
     series = historical_series(reqs + other)
     assert series["B/panel_voltage"] == [(float(T0), 18000.0)]
-    assert len(series[f"{dut.serial_number}/panel_voltage"]) == 2
+    assert len(series[f"{server_dut.serial_number}/panel_voltage"]) == 2
     assert historical_series(reqs + other, serial_number="B") == {
         k.split("/")[1]: v for k, v in series.items() if k.startswith("B/")}
 

@@ -236,6 +236,16 @@ def test_save_after_reload_continues_the_sequence(tmp_path):
     assert (r.slot, r.seq, r.state) == ("A", 3, state(2))
 
 
+def saved_twice(tmp_path: Path) -> tuple[Path, RecordStore]:
+    """The part's file and its store after two saves: state(1) in A (seq 1), state(2) in B (seq 2)."""
+    p = tmp_path / "e.bin"
+    store = RecordStore(make(p))
+    store.load()
+    store.save(state(1))  # A seq 1
+    store.save(state(2))  # B seq 2
+    return p, store
+
+
 def _corrupt(p: Path, offset: int) -> None:
     raw = bytearray(p.read_bytes())
     raw[offset] ^= 0x01
@@ -246,11 +256,7 @@ def _corrupt(p: Path, offset: int) -> None:
 def test_corrupt_current_copy_falls_back_to_other(tmp_path, where):
     """One flipped bit anywhere in the newest copy (magic, seq, payload, CRC): load returns the
     older copy with status recovered."""
-    p = tmp_path / "e.bin"
-    store = RecordStore(make(p))
-    store.load()
-    store.save(state(1))  # A seq 1
-    store.save(state(2))  # B seq 2
+    p, _ = saved_twice(tmp_path)
     b = SIZE // 2
     if where == "crc":
         length = len(state(2).to_bytes())
@@ -264,11 +270,7 @@ def test_corrupt_current_copy_falls_back_to_other(tmp_path, where):
 
 def test_corrupt_older_copy_still_loads_newest_as_recovered(tmp_path):
     """A bad older copy does not hide the good newest one; status says something was repaired."""
-    p = tmp_path / "e.bin"
-    store = RecordStore(make(p))
-    store.load()
-    store.save(state(1))
-    store.save(state(2))
+    p, _ = saved_twice(tmp_path)
     _corrupt(p, 30)  # inside A
     r = RecordStore(make(p)).load()
     assert (r.status, r.slot, r.state) == ("recovered", "B", state(2))
@@ -276,11 +278,7 @@ def test_corrupt_older_copy_still_loads_newest_as_recovered(tmp_path):
 
 def test_both_copies_corrupt_is_corrupt_factory_state(tmp_path):
     """No valid copy: status corrupt, factory state, no slot."""
-    p = tmp_path / "e.bin"
-    store = RecordStore(make(p))
-    store.load()
-    store.save(state(1))
-    store.save(state(2))
+    p, _ = saved_twice(tmp_path)
     _corrupt(p, 30)
     _corrupt(p, SIZE // 2 + 30)
     r = RecordStore(make(p)).load()
@@ -289,11 +287,7 @@ def test_both_copies_corrupt_is_corrupt_factory_state(tmp_path):
 
 def test_erase_makes_store_blank(tmp_path):
     """erase() clears both copies: the next load is blank and the next save starts at A seq 1."""
-    p = tmp_path / "e.bin"
-    store = RecordStore(make(p))
-    store.load()
-    store.save(state(1))
-    store.save(state(2))
+    p, store = saved_twice(tmp_path)
     store.erase()
     assert RecordStore(make(p)).load().status == "blank"
     store.save(state(3))

@@ -117,16 +117,6 @@ class Sim:
         return json.loads(base64.b64decode(self.ok("METRICS FORMAT")["b64"]))
 
 
-@pytest.fixture
-def server(start_metrics_server):
-    return start_metrics_server()
-
-
-@pytest.fixture
-def dut(server):
-    return server.registry.get(server.registry.serials()[0])
-
-
 def register(server, fmt: dict) -> int:
     answer = server.post("/data_format", json.dumps(fmt).encode())
     assert answer.status == 201, answer.body
@@ -134,8 +124,8 @@ def register(server, fmt: dict) -> int:
 
 
 @pytest.fixture
-def sim(tmp_path, server, dut) -> Sim:
-    s = Sim(tmp_path, dut)
+def sim(tmp_path, server, server_dut) -> Sim:
+    s = Sim(tmp_path, server_dut)
     s.provision(server.url, df=register(server, s.format_json()))
     return s
 
@@ -247,16 +237,16 @@ def test_sessions_deliver_each_row_once_with_increasing_rc(sim, server):
 
 
 @pytest.mark.parametrize("method", ["sa", "ta", "ca", "da"])
-def test_every_auth_method_is_accepted(tmp_path, server, dut, method):
-    s = Sim(tmp_path, dut)
+def test_every_auth_method_is_accepted(tmp_path, server, server_dut, method):
+    s = Sim(tmp_path, server_dut)
     s.provision(server.url, auth=method, df=register(server, s.format_json()))
     s.advance(2 * SAMPLE)
     assert s.session()["event"] == "metrics_done"
     assert accepted(server)[-1].auth == method
 
 
-def test_cbor_and_an_embedded_format(tmp_path, server, dut):
-    s = Sim(tmp_path, dut)
+def test_cbor_and_an_embedded_format(tmp_path, server, server_dut):
+    s = Sim(tmp_path, server_dut)
     s.provision(server.url, enc="cbor")  # df=0: the format travels in the request (dfo)
     s.advance(2 * SAMPLE)
     assert s.session()["event"] == "metrics_done"
@@ -265,8 +255,8 @@ def test_cbor_and_an_embedded_format(tmp_path, server, dut):
     assert [r["timestamp"] for r in row.simple["historical_data"]] == [T0 + SAMPLE, T0 + 2 * SAMPLE]
 
 
-def test_an_unsigned_device_is_refused_and_keeps_its_rows(tmp_path, server, dut):
-    s = Sim(tmp_path, dut)
+def test_an_unsigned_device_is_refused_and_keeps_its_rows(tmp_path, server, server_dut):
+    s = Sim(tmp_path, server_dut)
     s.provision(server.url, auth="none", df=register(server, s.format_json()))
     s.advance(2 * SAMPLE)
     end = s.session()
@@ -274,11 +264,11 @@ def test_an_unsigned_device_is_refused_and_keeps_its_rows(tmp_path, server, dut)
     assert server.requests()[-1].error_code == "auth_missing"
 
 
-def test_server_faults_lose_no_row_and_duplicate_none(tmp_path, server, dut, proxy):
+def test_server_faults_lose_no_row_and_duplicate_none(tmp_path, server, server_dut, proxy):
     """Refused, 500, slow past the device's timeout, dropped: each session fails, the rows stay
     and are sent again in a NEW request (new rc, new ts) once the server answers; the server has
     every row once and has seen rc strictly increasing."""
-    sim = Sim(tmp_path, dut, metrics_reply_timeout_s=0.6)
+    sim = Sim(tmp_path, server_dut, metrics_reply_timeout_s=0.6)
     sim.provision(server.url, df=register(server, sim.format_json()))
     proxy.hold_s = 0.9
     sim.ok(f"METRICS CONFIG url=http://127.0.0.1:{free_port()}")  # nothing listens: refused
@@ -319,8 +309,8 @@ def test_a_reply_lost_after_the_server_committed_means_the_rows_come_again_with_
     assert [r.simple["request_count"] for r in accepted(server)] == [1, 2]
 
 
-def test_rows_sampled_while_a_request_is_in_flight_stay_for_the_next(tmp_path, server, dut, proxy):
-    sim = Sim(tmp_path, dut, metrics_reply_timeout_s=120.0)  # the tick clock jumps a minute at a time
+def test_rows_sampled_while_a_request_is_in_flight_stay_for_the_next(tmp_path, server, server_dut, proxy):
+    sim = Sim(tmp_path, server_dut, metrics_reply_timeout_s=120.0)  # the tick clock jumps a minute at a time
     sim.provision(proxy.url, df=register(server, sim.format_json()))
     sim.advance(2 * SAMPLE)
     proxy.hold_s = 0.0
@@ -349,8 +339,8 @@ def test_rows_sampled_while_a_request_is_in_flight_stay_for_the_next(tmp_path, s
     assert row_times(server) == [T0 + SAMPLE, T0 + 2 * SAMPLE, T0 + 3 * SAMPLE]  # stamped at their tick
 
 
-def test_a_full_buffer_drops_the_oldest_row_not_in_flight_and_says_so(tmp_path, server, dut, proxy):
-    s = Sim(tmp_path, dut, metrics_buffer_rows=4, metrics_request_rows=2, metrics_reply_timeout_s=600.0)
+def test_a_full_buffer_drops_the_oldest_row_not_in_flight_and_says_so(tmp_path, server, server_dut, proxy):
+    s = Sim(tmp_path, server_dut, metrics_buffer_rows=4, metrics_request_rows=2, metrics_reply_timeout_s=600.0)
     s.provision(proxy.url, df=register(server, s.format_json()))
     s.advance(3 * SAMPLE)  # rows 1 2 3
     proxy.mode = "slow"
@@ -373,13 +363,13 @@ def test_a_full_buffer_drops_the_oldest_row_not_in_flight_and_says_so(tmp_path, 
     assert accepted(server)[-1].simple["data"]["rows_dropped"] == 3
 
 
-def test_tokens_in_the_reply_are_entered_and_auts_recorded(sim, server, dut):
+def test_tokens_in_the_reply_are_entered_and_auts_recorded(sim, server, server_dut):
     target = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
-    server.registry.set_target(dut.serial_number, target)
+    server.registry.set_target(server_dut.serial_number, target)
     done = sim.session()
     assert done["tokens"] == "1/1"
     status = sim.ok("STATUS")
-    count = str(server.registry.count(dut.serial_number))  # a SET_TIME token: the next odd count
+    count = str(server.registry.count(server_dut.serial_number))  # a SET_TIME token: the next odd count
     assert status["payg"] == "active" and int(status["left"]) >= 3 * 86400 - 5 and status["count"] == count
     assert sim.status()["auts"] == str(int(target.timestamp()))
     assert sim.session()["tokens"] == "0/0"  # the device reported the new count: nothing more to send
@@ -387,10 +377,10 @@ def test_tokens_in_the_reply_are_entered_and_auts_recorded(sim, server, dut):
     assert sim.ok("STATUS")["count"] == count  # entered through the token path: in NVM
 
 
-def test_a_new_base_url_is_followed_and_kept(tmp_path, start_metrics_server, dut):
+def test_a_new_base_url_is_followed_and_kept(tmp_path, start_metrics_server, server_dut):
     new = start_metrics_server()
     old = start_metrics_server(MetricsServerConfig(announce_base_url=new.url))
-    s = Sim(tmp_path, dut)
+    s = Sim(tmp_path, server_dut)
     s.provision(old.url)  # df=0: no format to register on either server
     s.advance(SAMPLE)
     assert s.session()["event"] == "metrics_done"
@@ -414,9 +404,10 @@ def test_rc_and_ts_keep_increasing_across_a_power_cycle(sim, server):
     assert reqs[1].simple["timestamp"] > reqs[0].simple["timestamp"]
 
 
-def test_metrics_off_changes_nothing(tmp_path, dut):
-    s = Sim(tmp_path, dut)
-    assert s(f"PROV sn={dut.serial_number} key={dut.key.reveal()} sc={dut.starting_code}").startswith("OK")
+def test_metrics_off_changes_nothing(tmp_path, server_dut):
+    s = Sim(tmp_path, server_dut)
+    d = server_dut
+    assert s(f"PROV sn={d.serial_number} key={d.key.reveal()} sc={d.starting_code}").startswith("OK")
     s.advance(10 * SAMPLE)
     assert s.events == [] and "metrics_report" not in s.ok("ID")["caps"]
     assert s("METRICS REPORT").startswith("ERR 409")
@@ -449,8 +440,8 @@ def relay(sim: Sim, server, export: dict[str, str]) -> str:
     return sim(f"METRICS IMPORT b64={base64.b64encode(answer.body).decode()} ct={answer.content_type}")
 
 
-def test_bridge_announces_exports_and_clears_on_import(tmp_path, server, dut):
-    s = Sim(tmp_path, dut)
+def test_bridge_announces_exports_and_clears_on_import(tmp_path, server, server_dut):
+    s = Sim(tmp_path, server_dut)
     s.provision(df=register(server, s.format_json()), mode="bridge", period=600)
     s.advance(600)  # 10 rows, then the session: a request made and announced
     assert s.events[-1].startswith("! EVT metrics_pending rc=1 rows=10 bytes=")
@@ -468,23 +459,23 @@ def test_bridge_announces_exports_and_clears_on_import(tmp_path, server, dut):
     assert s("METRICS IMPORT b64=e30=").startswith("ERR 409")  # nothing awaits a reply now
 
 
-def test_bridge_refuses_a_reply_that_is_not_its_own_and_keeps_waiting(tmp_path, server, dut):
-    s = Sim(tmp_path, dut)
+def test_bridge_refuses_a_reply_that_is_not_its_own_and_keeps_waiting(tmp_path, server, server_dut):
+    s = Sim(tmp_path, server_dut)
     s.provision(mode="bridge")
     s.advance(SAMPLE)
     export = s.ok("METRICS EXPORT")
     other = json.dumps({"sn": "SOMEONE", "tkl": []}).encode()
     assert s(f"METRICS IMPORT b64={base64.b64encode(other).decode()}").startswith("ERR 422 reply refused: not_own")
-    forged = json.dumps({"sn": dut.serial_number, "auts": T0, "a": "da0123"}).encode()
+    forged = json.dumps({"sn": server_dut.serial_number, "auts": T0, "a": "da0123"}).encode()
     assert s(f"METRICS IMPORT b64={base64.b64encode(forged).decode()}").startswith("ERR 422 reply refused: bad_auth")
     assert s.status()["inflight"] == "1"
     assert relay(s, server, export).endswith("rc=1 rows=1")
 
 
-def test_two_exports_in_one_second_carry_increasing_ts(tmp_path, server, dut):
+def test_two_exports_in_one_second_carry_increasing_ts(tmp_path, server, server_dut):
     """A second EXPORT supersedes the first (new rc) and, made in the same RTC second, takes the
     next second for its ts and is handed over when the RTC gets there."""
-    s = Sim(tmp_path, dut)
+    s = Sim(tmp_path, server_dut)
     s.provision(mode="bridge")
     s.advance(SAMPLE)
     first = json.loads(base64.b64decode(s.ok("METRICS EXPORT")["b64"]))
@@ -496,7 +487,7 @@ def test_two_exports_in_one_second_carry_increasing_ts(tmp_path, server, dut):
 
 # -- end to end: a virtual rig process, its UART and its PSU, and the server over HTTP -----------
 
-def test_end_to_end_through_a_virtual_rig_process(server, dut):
+def test_end_to_end_through_a_virtual_rig_process(server, server_dut):
     proc = start_virtual_rig({"psu_decay_s": 0.0, "boot_delay_s": 0.01})
     link = SerialLink(proc.port, log=TrafficLog(), poll_s=0.01).open()
     psu = Psu.open(proc.visa, "paygo-sim", proc.channel)
@@ -506,8 +497,8 @@ def test_end_to_end_through_a_virtual_rig_process(server, dut):
         since = time.monotonic()
         psu.output(True)
         adapter.wait_boot(5.0, since=since)
-        adapter.provision(Provisioning(dut.serial_number, dut.key, dut.starting_code, metrics_url=server.url,
-                                       auth="ra"))
+        adapter.provision(Provisioning(server_dut.serial_number, server_dut.key, server_dut.starting_code,
+                                       metrics_url=server.url, auth="ra"))
         assert link.request("METRICS CONFIG mode=direct period=0.2 sample=1", 2.0).startswith("OK mode=direct")
         for rc in (1, 2):
             done = link.wait_event("! EVT metrics_done", 6.0)

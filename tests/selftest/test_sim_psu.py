@@ -29,11 +29,17 @@ def test_voltage_follows_output_and_decays_linearly():
     assert s.voltage(1, now=t_off + 10) == 0.0
 
 
-def test_voltage_falls_below_threshold_within_decay_s():
-    s = SimulatedSupply(decay_s=0.15)
-    s.set_voltage(1, 5.0)
+def switched_off(decay_s: float, volts: float = 5.0) -> SimulatedSupply:
+    """A supply set to `volts` on channel 1, switched on then off: its output decays from now."""
+    s = SimulatedSupply(decay_s=decay_s)
+    s.set_voltage(1, volts)
     s.set_output(1, True)
     s.set_output(1, False)
+    return s
+
+
+def test_voltage_falls_below_threshold_within_decay_s():
+    s = switched_off(decay_s=0.15)
     t0 = time.monotonic()
     while s.voltage(1) >= 0.5:
         assert time.monotonic() - t0 < 0.15, "still above 0.5 V after decay_s"
@@ -41,27 +47,18 @@ def test_voltage_falls_below_threshold_within_decay_s():
 
 
 def test_voltage_still_up_shortly_after_off_when_decay_is_slow():
-    s = SimulatedSupply(decay_s=100.0)
-    s.set_voltage(1, 5.0)
-    s.set_output(1, True)
-    s.set_output(1, False)
+    s = switched_off(decay_s=100.0)
     time.sleep(0.05)
     assert s.voltage(1) > 4.9
 
 
 def test_zero_decay_is_instant():
-    s = SimulatedSupply(decay_s=0)
-    s.set_voltage(1, 3.3)
-    s.set_output(1, True)
-    s.set_output(1, False)
+    s = switched_off(decay_s=0, volts=3.3)
     assert s.voltage(1) == 0.0
 
 
 def test_on_during_decay_jumps_back_to_setpoint():
-    s = SimulatedSupply(decay_s=100.0)
-    s.set_voltage(1, 5.0)
-    s.set_output(1, True)
-    s.set_output(1, False)
+    s = switched_off(decay_s=100.0)
     s.set_output(1, True)
     assert s.voltage(1) == 5.0
 

@@ -97,24 +97,23 @@ def _scenarios() -> dict[str, Scenario]:
 SCENARIOS = _scenarios()
 
 
-def run_decoder(s: Scenario, faults: frozenset[str] = frozenset()) -> list[tuple]:
-    dev = SimDevice(s.key, s.sc, TokenState(s.count, 0), s.divider, faults)
+def replay(device: SimDevice | DeviceModel, s: Scenario) -> list[tuple]:
+    """Enter the scenario's codes, each after its wait, into the simulated device or the host's
+    model (both answer enter() and days_left()): (outcome, kind, value, count, days left) each."""
     now, seen = T0, []
     for code, wait in s.entries:
         now += wait
-        r = dev.enter(code, now)
-        seen.append((r.outcome, r.kind, r.value, r.count, dev.days_left(now)))
+        r = device.enter(code, now)
+        seen.append((r.outcome, r.kind, r.value, r.count, device.days_left(now)))
     return seen
+
+
+def run_decoder(s: Scenario, faults: frozenset[str] = frozenset()) -> list[tuple]:
+    return replay(SimDevice(s.key, s.sc, TokenState(s.count, 0), s.divider, faults), s)
 
 
 def run_model(s: Scenario) -> list[tuple]:
-    m = DeviceModel(s.key, s.sc, s.count, time_divider=s.divider, lockout=NO_LOCKOUT)
-    now, seen = T0, []
-    for code, wait in s.entries:
-        now += wait
-        p = m.enter(code, now)
-        seen.append((p.outcome, p.kind, p.value, p.count, m.days_left(now)))
-    return seen
+    return replay(DeviceModel(s.key, s.sc, s.count, time_divider=s.divider, lockout=NO_LOCKOUT), s)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

@@ -79,16 +79,14 @@ class MetricsRequest:
             out += acc.times()
         return out
 
+    def head(self) -> dict[str, Any]:
+        """The top-level scalars as sent, by long key (see `request_head`)."""
+        return request_head(self.serial_number, self.timestamp, self.request_count, self.data_collection_timestamp)
+
     def to_simple(self) -> dict:
         """The simple form (long keys, named variables, absolute row times), without `auth`:
         the signature covers the wire form, which the simple form no longer is."""
-        out: dict[str, Any] = {"serial_number": self.serial_number}
-        if self.timestamp is not None:
-            out["timestamp"] = self.timestamp
-        if self.request_count is not None:
-            out["request_count"] = self.request_count
-        if self.data_collection_timestamp is not None:
-            out["data_collection_timestamp"] = self.data_collection_timestamp
+        out = self.head()
         if self.data_format_id is not None:
             out["data_format_id"] = self.data_format_id
         if self.embedded_format and self.data_format is not None:
@@ -107,6 +105,15 @@ class MetricsRequest:
         if fmt is None:
             return dict(row)
         return {k: (fmt.variables[k].scaled(v) if k in fmt.variables else v) for k, v in row.items()}
+
+
+def request_head(serial_number: str, timestamp: Any, request_count: int | None,
+                 data_collection_timestamp: Any) -> dict[str, Any]:
+    """sn, ts, rc and dct by long key, in the order sent, those not sent (None) left out: one
+    place for the simple form, the condensed form and a built request to take them from."""
+    optional = {"timestamp": timestamp, "request_count": request_count,
+                "data_collection_timestamp": data_collection_timestamp}
+    return {"serial_number": serial_number, **{k: v for k, v in optional.items() if v is not None}}
 
 
 def _requested(value: Any) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from bench.openpaygo.metrics.auth import MISSING, SignedFields, request_signature
-from bench.openpaygo.metrics.codec import MetricsRequest
+from bench.openpaygo.metrics.codec import MetricsRequest, request_head
 from bench.openpaygo.metrics.format import DataFormat
 from bench.openpaygo.metrics.keys import (
     DATA_LONG_TO_SHORT, REQUEST_LONG_TO_SHORT, ROW_RELATIVE_TIME, ROW_TIMESTAMP,
@@ -68,13 +68,7 @@ def to_condensed(req: MetricsRequest, *, reference_time: float | int | None = No
     """An expanded request -> its condensed form (short keys, rows in the format's order).
     `reference_time` stands for the reception time when the request carries no ts/dct."""
     fmt = req.data_format
-    out: dict[str, Any] = {"sn": req.serial_number}
-    if req.timestamp is not None:
-        out["ts"] = req.timestamp
-    if req.request_count is not None:
-        out["rc"] = req.request_count
-    if req.data_collection_timestamp is not None:
-        out["dct"] = req.data_collection_timestamp
+    out = {REQUEST_LONG_TO_SHORT[k]: v for k, v in req.head().items()}
     if req.embedded_format and fmt is not None:
         out["dfo"] = fmt.to_json()
     elif req.data_format_id is not None:
@@ -124,13 +118,8 @@ def build_request(
     if auth_method is not None and key is None:
         raise ValueError("a signed request needs the device key")
     long_to_wire = (lambda k: REQUEST_LONG_TO_SHORT[k]) if condensed else (lambda k: k)
-    payload: dict[str, Any] = {long_to_wire("serial_number"): serial_number}
-    if timestamp is not None:
-        payload[long_to_wire("timestamp")] = timestamp
-    if request_count is not None:
-        payload[long_to_wire("request_count")] = request_count
-    if data_collection_timestamp is not None:
-        payload[long_to_wire("data_collection_timestamp")] = data_collection_timestamp
+    head = request_head(serial_number, timestamp, request_count, data_collection_timestamp)
+    payload = {long_to_wire(k): v for k, v in head.items()}
     fmt = data_format
     if fmt is not None:
         if embed_format or fmt.id is None:
