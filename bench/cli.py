@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from bench.suites import DEVICE_SUITE
 
     root = checkout_root()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.station.id)}"
     run_dir = Path(args.report_dir) if args.report_dir else reports_root() / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,20 +74,26 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     before = _stamp(record)
     # From a checkout: its settings and node ids (tests/device/...). Installed: the suite in the
     # package, rooted at itself, and none of the current folder's pytest settings.
-    where = ["--rootdir", str(root), "-c", str(root / "pyproject.toml")] if root is not None else [
-        "--rootdir", str(DEVICE_SUITE), "-c", os.devnull, "-p", "no:cacheprovider"]
+    where = (
+        ["--rootdir", str(root), "-c", str(root / "pyproject.toml")]
+        if root is not None
+        else ["--rootdir", str(DEVICE_SUITE), "-c", os.devnull, "-p", "no:cacheprovider"]
+    )
     pytest_args = [
         str(DEVICE_SUITE),
         *where,
-        "--report-dir", str(run_dir),
+        "--report-dir",
+        str(run_dir),
         f"--html={run_dir / 'report.html'}",
         "--self-contained-html",
         f"--junitxml={run_dir / 'junit.xml'}",
-        "-o", "junit_family=xunit2",
+        "-o",
+        "junit_family=xunit2",
         "-rfEs",
         "--tb=short",
         "-v",  # one line per test as it finishes, with [done/total]: the progress
-        "-o", "console_output_style=count",
+        "-o",
+        "console_output_style=count",
     ]
     for option, value in (("--suite", args.suite), ("--rig", args.rig), ("--operator", args.operator), ("-k", args.k)):
         if value:
@@ -95,8 +101,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     for fault in args.sim_fault:
         pytest_args += ["--sim-fault", fault]
     pytest_args += [flag for flag, on in (("--resync", args.resync), ("--reprovision", args.reprovision)) if on]
-    print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, "
-          f"suite {suite}")
+    print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, suite {suite}")
     code = int(pytest.main(pytest_args + extra))
     verdict, line = run_verdict(record, code, stale=_stamp(record) == before)
     print(f"paygo-bench: report {run_dir / 'report.html'}")
@@ -132,8 +137,10 @@ def run_verdict(record_path: Path, code: int, stale: bool = False) -> tuple[str,
     except (OSError, ValueError, KeyError, TypeError) as e:
         if code == 2:
             return INCOMPLETE, f"{INCOMPLETE}: interrupted before the run began (no record: {one_line(str(e))})"
-        return BENCH_ERROR, (f"{BENCH_ERROR}: the run left no verdict in {record_path} "
-                             f"({one_line(str(e))}; pytest exit status {code}: see its output above)")
+        return BENCH_ERROR, (
+            f"{BENCH_ERROR}: the run left no verdict in {record_path} "
+            f"({one_line(str(e))}; pytest exit status {code}: see its output above)"
+        )
     return verdict, f"{verdict}: {one_line(reason)}"
 
 
@@ -165,21 +172,34 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         if args.jwt_secret_file:
             secret = Secret(Path(args.jwt_secret_file).read_text(encoding="utf-8").strip(), "jwt secret")
         config = MetricsServerConfig(
-            base_path=args.base_path, auth=args.auth, jwt_secret=secret, announce_base_url=args.announce_base_url,
+            base_path=args.base_path,
+            auth=args.auth,
+            jwt_secret=secret,
+            announce_base_url=args.announce_base_url,
             tokens_as_strings=args.tokens_as_strings,
-            cert_file=Path(args.cert) if args.cert else None, key_file=Path(args.key) if args.key else None)
+            cert_file=Path(args.cert) if args.cert else None,
+            key_file=Path(args.key) if args.key else None,
+        )
     except (RigError, DeviceFileError, ValueError, OSError) as e:
         print(f"paygo-bench serve: {e}", file=sys.stderr)
         return 2
     store = Store(args.db)
     registry = DeviceRegistry(devices, store)
-    server = start(create_app(config, store, registry), args.host, args.port, base_path=config.base_path,
-                   cert_file=config.cert_file, key_file=config.key_file)
+    server = start(
+        create_app(config, store, registry),
+        args.host,
+        args.port,
+        base_path=config.base_path,
+        cert_file=config.cert_file,
+        key_file=config.key_file,
+    )
     if not is_loopback(args.host):
-        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines",
-              file=sys.stderr)
-    print(f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
-          f"auth {config.auth}); Ctrl-C stops it", flush=True)
+        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
+    print(
+        f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
+        f"auth {config.auth}); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         server.wait()
     except KeyboardInterrupt:
@@ -207,11 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.history.command import add_parser as add_history_parser
     from bench.station.command import add_parser as add_ledger_parser
 
-    parser = _exit_4_on_usage_error(argparse.ArgumentParser(
-        prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices."))
+    parser = _exit_4_on_usage_error(
+        argparse.ArgumentParser(
+            prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices."
+        )
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run_parser, _add_sim_parser, _add_serve_parser, add_history_parser, add_selftest_parser,
-                add_ledger_parser):
+    for add in (
+        _add_run_parser,
+        _add_sim_parser,
+        _add_serve_parser,
+        add_history_parser,
+        add_selftest_parser,
+        add_ledger_parser,
+    ):
         add(sub)
     for command in sub.choices.values():  # for an unrecognised argument, each command's own usage error
         command.set_defaults(command_parser=command)
@@ -221,31 +250,55 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_parser(sub) -> None:
     from bench.suites import profile_names
 
-    run = _exit_4_on_usage_error(sub.add_parser(
-        "run", help="run the device suite, write reports/<run-id>/, and say PASSED, FAILED, INCOMPLETE or BENCH ERROR",
-        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+    run = _exit_4_on_usage_error(
+        sub.add_parser(
+            "run",
+            help="run the device suite, write reports/<run-id>/, and say PASSED, FAILED, INCOMPLETE or BENCH ERROR",
+            epilog=RUN_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     run.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
     run.add_argument("--operator", default="", help="operator name for the record")
-    run.add_argument("--suite", choices=profile_names(), default=None,
-                     help="the suite profile (bench/suites, docs/tests.md): which device tests run and which must "
-                     "pass for PASSED; default: the rig's dut.suite, else full. quick: the tests marked quick; "
-                     "full: every device test; soak: every test with 10x the power cuts and drift observation; "
-                     "token: OpenPAYGO Token certification")
+    run.add_argument(
+        "--suite",
+        choices=profile_names(),
+        default=None,
+        help="the suite profile (bench/suites, docs/tests.md): which device tests run and which must "
+        "pass for PASSED; default: the rig's dut.suite, else full. quick: the tests marked quick; "
+        "full: every device test; soak: every test with 10x the power cuts and drift observation; "
+        "token: OpenPAYGO Token certification",
+    )
     run.add_argument("-k", help="only tests matching this pytest -k expression")
     run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
-    run.add_argument("--sim-fault", action="append", default=[], metavar="NAME",
-                     help="switch on a simulator defect (virtual rig only; repeatable)")
-    run.add_argument("--resync", action="store_true",
-                     help="at bring-up, bring a DUT that reports more than its device ledger holds back to a known "
-                     "state with a counter-sync and a SET token (docs/ledger.md)")
-    run.add_argument("--reprovision", action="store_true",
-                     help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch")
+    run.add_argument(
+        "--sim-fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a simulator defect (virtual rig only; repeatable)",
+    )
+    run.add_argument(
+        "--resync",
+        action="store_true",
+        help="at bring-up, bring a DUT that reports more than its device ledger holds back to a known "
+        "state with a counter-sync and a SET token (docs/ledger.md)",
+    )
+    run.add_argument(
+        "--reprovision",
+        action="store_true",
+        help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch",
+    )
     run.set_defaults(func=cmd_run)
 
 
 def _add_sim_parser(sub) -> None:
-    sim = sub.add_parser("sim", help="start the virtual rig and leave it running for a person to poke",
-                         epilog=SIM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim = sub.add_parser(
+        "sim",
+        help="start the virtual rig and leave it running for a person to poke",
+        epilog=SIM_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sim.add_argument("--fault", action="append", default=[], metavar="NAME", help="switch on a defect (repeatable)")
     sim.add_argument("--drift-ppm", type=float, default=0.0, help="RTC drift in ppm")
     sim.add_argument("--link", choices=("auto", "pty", "socket"), default="auto")
@@ -253,17 +306,26 @@ def _add_sim_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
-    serve = sub.add_parser("serve", help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
-                           epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = sub.add_parser(
+        "serve",
+        help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     serve.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port; default 8080)")
     serve.add_argument("--db", required=True, help="SQLite file storing every request (created if absent)")
-    serve.add_argument("--devices", help="device file: .toml, .json or an OpenPAYGO device-list .csv "
-                       "(default: the rig's DUT)")
+    serve.add_argument(
+        "--devices", help="device file: .toml, .json or an OpenPAYGO device-list .csv (default: the rig's DUT)"
+    )
     serve.add_argument("--rig", help="rig file whose DUT is served when --devices is not given")
     serve.add_argument("--jwt-secret-file", help="file holding the HS256 secret for Authorization: JWT")
-    serve.add_argument("--auth", choices=("payload", "jwt", "either", "none"), default="payload",
-                       help="authentication a device-data POST needs (default payload)")
+    serve.add_argument(
+        "--auth",
+        choices=("payload", "jwt", "either", "none"),
+        default="payload",
+        help="authentication a device-data POST needs (default payload)",
+    )
     serve.add_argument("--base-path", default="/", help="URL path the routes live under (default /)")
     serve.add_argument("--announce-base-url", help="send settings.base_url in every reply (server migration)")
     serve.add_argument("--tokens-as-strings", action="store_true", help="tkl items as zero-padded strings")

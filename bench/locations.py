@@ -29,8 +29,10 @@ def find_root() -> Path:
     """The checkout, or FileNotFoundError saying a checkout is needed."""
     root = checkout_root()
     if root is None:
-        raise FileNotFoundError("cannot find a paygo-bench checkout (tests/device, conftest.py): the self-tests and "
-                                "the detection matrix run from the repository, not from an installed wheel")
+        raise FileNotFoundError(
+            "cannot find a paygo-bench checkout (tests/device, conftest.py): the self-tests and "
+            "the detection matrix run from the repository, not from an installed wheel"
+        )
     return root
 
 

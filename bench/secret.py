@@ -8,7 +8,7 @@ device, an exception message) before it is logged or reported.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "***"
 

@@ -15,7 +15,7 @@ class Timeout:
         self.deadline = time.monotonic() + max(0.0, float(seconds))
 
     @classmethod
-    def until(cls, deadline: float) -> "Timeout":
+    def until(cls, deadline: float) -> Timeout:
         """A Timeout ending at a time.monotonic() value."""
         t = cls(0.0)
         t.deadline = deadline

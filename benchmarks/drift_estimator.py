@@ -113,8 +113,10 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
 
     print(f"RTC drift estimator, true drift {args.ppm:+g} ppm, {args.runs} runs per row, 95 % intervals, 1 edge/s")
-    print(f"{date.today()}, {platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, {elapsed:.1f} s")
+    print(
+        f"{date.today()}, {platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, {elapsed:.1f} s"
+    )
     head = (
         f"{'link':<19}{'T s':>6}{'edges':>7}{'q/edge':>7}{'σ edge ms':>10}{'mean ppm':>10}{'sd':>7}"
         f"{'±hw':>7}{'bound':>7}{'hw/bnd':>7}{'2pt ±hw':>8}{'2pt cov':>8}{'cover':>7}  goal"

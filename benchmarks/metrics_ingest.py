@@ -47,8 +47,18 @@ def bodies(serial: str, n: int, fid: int, t0: int) -> list[BuiltRequest]:
         p = base.payload
         rows = [dict(zip(fmt.historical_data_order, r)) for r in p["hd"]]
         data = dict(zip(fmt.data_order, p["d"]))
-        out.append(build_request(serial, data=data, historical_data=rows, timestamp=p["ts"], request_count=p["rc"],
-                                 data_format=fmt, auth_method="ra", key=KEY))
+        out.append(
+            build_request(
+                serial,
+                data=data,
+                historical_data=rows,
+                timestamp=p["ts"],
+                request_count=p["rc"],
+                data_format=fmt,
+                auth_method="ra",
+                key=KEY,
+            )
+        )
     return out
 
 
@@ -114,23 +124,33 @@ def main() -> None:
             post_all(server.port, reqs[serials[0]], lat)
             lines.append(row("HTTP loopback, stored durably, 1 client", lat, time.perf_counter() - start_t, ref))
             lats: list[list[float]] = [[] for _ in range(CLIENTS)]
-            threads = [threading.Thread(target=post_all, args=(server.port, reqs[s], lats[i]))
-                       for i, s in enumerate(serials[1:])]
+            threads = [
+                threading.Thread(target=post_all, args=(server.port, reqs[s], lats[i]))
+                for i, s in enumerate(serials[1:])
+            ]
             start_t = time.perf_counter()
             for th in threads:
                 th.start()
             for th in threads:
                 th.join()
-            lines.append(row(f"HTTP loopback, stored durably, {CLIENTS} clients", sum(lats, []),
-                             time.perf_counter() - start_t, ref))
+            lines.append(
+                row(
+                    f"HTTP loopback, stored durably, {CLIENTS} clients",
+                    sum(lats, []),
+                    time.perf_counter() - start_t,
+                    ref,
+                )
+            )
         finally:
             server.stop()
             stored = len(store.requests())
             store.close()
     print(f"{'path':58} {'n':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x ref':>8}")
     print("\n".join(lines))
-    print(f"\nrequest: the spec's hourly session, condensed JSON, ra-signed ({len(reqs[serials[0]][0].body)} bytes); "
-          f"{stored} rows stored")
+    print(
+        f"\nrequest: the spec's hourly session, condensed JSON, ra-signed ({len(reqs[serials[0]][0].body)} bytes); "
+        f"{stored} rows stored"
+    )
 
 
 if __name__ == "__main__":

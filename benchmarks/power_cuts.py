@@ -49,13 +49,15 @@ from bench.dut.traffic import TrafficLog  # noqa: E402
 from bench.measure.measurement import Measurements  # noqa: E402
 from bench.power.driver import Psu  # noqa: E402
 from bench.rig import virtual_rig  # noqa: E402
-from bench.station.virtual_rig import start_virtual_rig  # noqa: E402
 from bench.sim.virtual_rig import SimOptions  # noqa: E402  (only to print its boot delay)
-from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
 from bench.station.power_control import CutPlan, PowerControl  # noqa: E402
+from bench.station.profile import generator_for, model_for, provisioning_for  # noqa: E402
 from bench.station.safe_state import apply_safe_state  # noqa: E402
 from bench.station.token_session import TokenSession  # noqa: E402
-from bench.station.virtual_rig import sim_options  # noqa: E402
+from bench.station.virtual_rig import (
+    sim_options,  # noqa: E402
+    start_virtual_rig,  # noqa: E402
+)
 from tests.device import test_power_cuts  # noqa: E402
 
 NODEID = "tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"
@@ -124,9 +126,13 @@ def step_s(steps, *names: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=200, help="power cuts (default 200, the virtual rig's)")
-    ap.add_argument("--off-s", type=float, default=None,
-                    help="off time of each cut once the rail is down, and of the second plain-cycle row "
-                         "(default: the rig's dut.power_cut_off_s)")
+    ap.add_argument(
+        "--off-s",
+        type=float,
+        default=None,
+        help="off time of each cut once the rail is down, and of the second plain-cycle row "
+        "(default: the rig's dut.power_cut_off_s)",
+    )
     args = ap.parse_args()
     rig = virtual_rig()
     off_s = rig.dut.power_cut_off_s if args.off_s is None else args.off_s
@@ -144,8 +150,13 @@ def main() -> None:
         log = TrafficLog(rig.secrets())
         log.to_file(Path(tmp) / "traffic.log")
         link = SerialLink(sim.port, rig.link.baud, log).open()
-        psu = Psu.open(sim.visa, cfg.profile, sim.channel, timeout_s=cfg.timeout_s,
-                       on_traffic=lambda direction, text: log.record("P" + direction, text))
+        psu = Psu.open(
+            sim.visa,
+            cfg.profile,
+            sim.channel,
+            timeout_s=cfg.timeout_s,
+            on_traffic=lambda direction, text: log.record("P" + direction, text),
+        )
         try:
             psu.set_voltage(cfg.voltage)
             psu.set_current_limit(cfg.current_limit)
@@ -184,8 +195,13 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 test_power_cuts.test_state_survives_power_cuts_during_nvm_writes(
-                    SimpleNamespace(node=SimpleNamespace(nodeid=NODEID)), session, generator_for(rig.dut), power, rig,
-                    measure, plan,
+                    SimpleNamespace(node=SimpleNamespace(nodeid=NODEID)),
+                    session,
+                    generator_for(rig.dut),
+                    power,
+                    rig,
+                    measure,
+                    plan,
                 )
             except AssertionError as e:  # a broken bench or simulator: its times would mean nothing
                 raise SystemExit(f"the power-cut test failed, nothing measured:\n{e}") from None
@@ -217,26 +233,36 @@ def main() -> None:
     rows = [
         row(f"plain power cycle, min off {cfg.min_off_s:g} s (reference)", len(plain_s), sum(plain_s), plain_s),
         row(f"plain power cycle, min off {off_s:g} s", len(plain_off_s), sum(plain_off_s), plain_off_s),
-        row("power cut in NVM write: cut_during()", len(cut_calls), sum(d for _, d, _ in cut_calls),
-            [d for _, d, _ in cut_calls]),
+        row(
+            "power cut in NVM write: cut_during()",
+            len(cut_calls),
+            sum(d for _, d, _ in cut_calls),
+            [d for _, d, _ in cut_calls],
+        ),
         row("power-cut test loop, cut to cut", len(cut_calls), t_test, loop_s),
         row("UART STATUS round trip (floor)", len(status_s), sum(status_s), status_s),
     ]
     ref = rows[0][4]
-    print(f"Power-cut throughput, virtual rig defaults (PSU decay {rig.sim.psu_decay_s:g} s, NVM page write "
-          f"{rig.sim.nvm_page_write_ms:g} ms, sim boot delay {SimOptions().boot_delay_s * 1e3:g} ms, "
-          f"cut off time {off_s:g} s)")
-    print(f"{date.today()}, {platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, {elapsed:.1f} s")
+    print(
+        f"Power-cut throughput, virtual rig defaults (PSU decay {rig.sim.psu_decay_s:g} s, NVM page write "
+        f"{rig.sim.nvm_page_write_ms:g} ms, sim boot delay {SimOptions().boot_delay_s * 1e3:g} ms, "
+        f"cut off time {off_s:g} s)"
+    )
+    print(
+        f"{date.today()}, {platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, {elapsed:.1f} s"
+    )
     print(f"{'what':46} {'n':>5} {'total s':>8} {'median ms':>10} {'p95 ms':>8} {'cycles/min':>11} {'x cycle':>8}")
     for name, n, total, samples, per_min in rows:
         med = f"{statistics.median(samples) * 1e3:10.2f}" if samples else f"{'-':>10}"
         hi = f"{p95(samples) * 1e3:8.2f}" if samples else f"{'-':>8}"
         print(f"{name:46} {n:5d} {total:8.2f} {med} {hi} {per_min:11.0f} {per_min / ref:8.1f}")
-    print(f"power-cut test: {measured.get('entries')} token entries, {len(uncut_calls)} of them armed but finished "
-          f"uncut, cuts leaving old/new state {measured.get('cuts_old_state_kept')}/"
-          f"{measured.get('cuts_new_state_kept')}, at most {measured.get('max_page_writes_per_entry')} page writes "
-          f"per entry, {measured.get('boots_nvm_recovered')} boots recovered a torn record")
+    print(
+        f"power-cut test: {measured.get('entries')} token entries, {len(uncut_calls)} of them armed but finished "
+        f"uncut, cuts leaving old/new state {measured.get('cuts_old_state_kept')}/"
+        f"{measured.get('cuts_new_state_kept')}, at most {measured.get('max_page_writes_per_entry')} page writes "
+        f"per entry, {measured.get('boots_nvm_recovered')} boots recovered a torn record"
+    )
 
     # -- where the time goes (medians) --------------------------------------------------------
     # Entries and STATUS calls that belong to each cut: the entry inside its cut_during, the first
@@ -265,17 +291,22 @@ def main() -> None:
     print(f"  TOKEN until the cut is seen         {med(entry_by_cut):8.2f}   ({how}k median {k_med:g})")
     print(f"  off + rail confirmed                {med(off_conf):8.2f}   (the cut collapses the rail at once)")
     print(f"  held off                            {off_s * 1e3:8.2f}")
-    print(f"  on + boot banner                    {med(on_boot):8.2f}   (of which waiting for the banner "
-          f"{med(boot):.2f})")
+    print(
+        f"  on + boot banner                    {med(on_boot):8.2f}   (of which waiting for the banner {med(boot):.2f})"
+    )
     print(f"  PSU read-back, logging              {med(rest):8.2f}")
     print(f"  STATUS check                        {med(status_by_cut):8.2f}")
     other = [lp - d - st for lp, (_, d, _), st in zip(loop_s, cut_calls, status_by_cut)]
     print(f"  the rest of the test loop           {med(other):8.2f}   (model, tokens, re-entries, uncut entries)")
-    for label, cycles in ((f"plain power cycle, min off {cfg.min_off_s:g} s", plain),
-                          (f"plain power cycle, min off {off_s:g} s", plain_off)):
+    for label, cycles in (
+        (f"plain power cycle, min off {cfg.min_off_s:g} s", plain),
+        (f"plain power cycle, min off {off_s:g} s", plain_off),
+    ):
         reports = [r for _, r in cycles]
-        parts = "  ".join(f"{name} {med([step_s(r.steps, name) for r in reports]):.1f}"
-                          for name in ("output off", "rail settle", "hold off", "output on", "boot"))
+        parts = "  ".join(
+            f"{name} {med([step_s(r.steps, name) for r in reports]):.1f}"
+            for name in ("output off", "rail settle", "hold off", "output on", "boot")
+        )
         print(f"{label}, medians in ms: {parts}")
 
 

@@ -60,8 +60,10 @@ def marked_tests(suite: Path = DEVICE_SUITE) -> dict[str, tuple[str, ...]]:
                 faults = _faults_of(node, nodeid)
                 unknown = [f for f in faults if f not in SIM_FAULTS]
                 if unknown:
-                    raise MarkerError(f"{nodeid}: @pytest.mark.{MARKER} names {', '.join(unknown)}, which the "
-                                      "simulator's fault catalogue (bench/sim/faults.py) does not have")
+                    raise MarkerError(
+                        f"{nodeid}: @pytest.mark.{MARKER} names {', '.join(unknown)}, which the "
+                        "simulator's fault catalogue (bench/sim/faults.py) does not have"
+                    )
                 if faults:
                     out[nodeid] = faults
     return out
@@ -70,8 +72,10 @@ def marked_tests(suite: Path = DEVICE_SUITE) -> dict[str, tuple[str, ...]]:
 def build_catalogue(suite: Path = DEVICE_SUITE) -> dict[str, Fault]:
     """Every simulator fault, in catalogue order, with the tests that catch it."""
     marked = marked_tests(suite)
-    return {name: Fault(name, f.layer, f.description, tuple(t for t, faults in marked.items() if name in faults))
-            for name, f in SIM_FAULTS.items()}
+    return {
+        name: Fault(name, f.layer, f.description, tuple(t for t, faults in marked.items() if name in faults))
+        for name, f in SIM_FAULTS.items()
+    }
 
 
 CATALOGUE = build_catalogue()

@@ -11,15 +11,24 @@ import argparse
 import sys
 import time
 from concurrent.futures import as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary, no_reset_cell, no_reset_good
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
-from bench.version import bench_version
 from bench.detection.runner import (
-    DEFAULT_JOBS, NO_RESET, NO_RESET_RIG, RunSpec, SuiteDidNotRun, find_root, jobs_from_env, plan_no_reset_runs,
-    plan_runs, start_runs)
+    DEFAULT_JOBS,
+    NO_RESET,
+    NO_RESET_RIG,
+    RunSpec,
+    SuiteDidNotRun,
+    find_root,
+    jobs_from_env,
+    plan_no_reset_runs,
+    plan_runs,
+    start_runs,
+)
+from bench.version import bench_version
 
 EXAMPLES = """examples:
   paygo-bench selftest                          # every fault, 20 good runs: reports/selftest-<stamp>/
@@ -31,28 +40,49 @@ MATRIX_HTML = "detection-matrix.html"
 
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--jobs", type=int, default=jobs_from_env(),
-                        help=f"suite runs side by side (default $PAYGO_SELFTEST_JOBS or {DEFAULT_JOBS})")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=jobs_from_env(),
+        help=f"suite runs side by side (default $PAYGO_SELFTEST_JOBS or {DEFAULT_JOBS})",
+    )
     parser.add_argument("--good-runs", type=int, default=20, help="full runs the good device must pass (default 20)")
-    parser.add_argument("--fault", action="append", default=[], metavar="NAME",
-                        help="only this fault (repeatable; default every fault in the catalogue)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this fault (repeatable; default every fault in the catalogue)",
+    )
     parser.add_argument("--out", help="write here (default reports/selftest-<UTC stamp>/)")
     parser.add_argument("--docs", action="store_true", help=f"also write docs/{MATRIX_MD}")
     parser.add_argument("-k", help="restrict every suite run to this pytest -k expression (a quick check)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one suite run may take (default 900)")
-    parser.add_argument("--no-reset-rig", default=NO_RESET_RIG, metavar="FILE",
-                        help=f"the rig of the matrix's no-reset column (default {NO_RESET_RIG})")
-    parser.add_argument("--skip-no-reset", action="store_true",
-                        help="leave out the no-reset column (the device without factory reset, from its ledger)")
+    parser.add_argument(
+        "--no-reset-rig",
+        default=NO_RESET_RIG,
+        metavar="FILE",
+        help=f"the rig of the matrix's no-reset column (default {NO_RESET_RIG})",
+    )
+    parser.add_argument(
+        "--skip-no-reset",
+        action="store_true",
+        help="leave out the no-reset column (the device without factory reset, from its ledger)",
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `selftest` on the paygo-bench command's subparsers."""
-    return configure(subparsers.add_parser(
-        "selftest", help="run the suite against every simulated defect and write the detection matrix",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+    return configure(
+        subparsers.add_parser(
+            "selftest",
+            help="run the suite against every simulated defect and write the detection matrix",
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
 
 
 def _usage_error(message: str) -> int:
@@ -83,8 +113,11 @@ def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
         caught = row.count("caught")
         return f"fault {spec.key}: {row.verdict} ({caught} test{'s' * (caught != 1)})"
     g = good_summary([suite])
-    return f"{spec.key} run: " + ("passed" if g.ok else f"FAILED {g.problems.get(1, '')[:200]}") + \
-        f" ({len(suite.results)} tests)"
+    return (
+        f"{spec.key} run: "
+        + ("passed" if g.ok else f"FAILED {g.problems.get(1, '')[:200]}")
+        + f" ({len(suite.results)} tests)"
+    )
 
 
 def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
@@ -99,7 +132,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
         root = find_root()
     except FileNotFoundError as e:
         return _usage_error(str(e))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out).resolve() if args.out else root / "reports" / f"selftest-{stamp}"
     suite_args = (*(("-k", args.k) if args.k else ()), *(extra or ()))
     faults = list(dict.fromkeys(args.fault)) or list(CATALOGUE)
@@ -107,22 +140,31 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     if not args.skip_no_reset:
         column = plan_no_reset_runs(faults, CATALOGUE, args.no_reset_rig)
         specs = column[:1] + specs + column[1:]  # its good run is among the longest: first
-    print(f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
-          f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "
-          f"writing {out}", flush=True)
+    print(
+        f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
+        f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "
+        f"writing {out}",
+        flush=True,
+    )
     started = time.monotonic()
     suites = _run_all(specs, out / "runs", args, suite_args, root, CATALOGUE)
     if suites is None:
         print("paygo-bench selftest: interrupted; no matrix written", file=sys.stderr)
         return 130
-    matrix = _write_matrix(specs, suites, out, RunInfo(datetime.now(timezone.utc), bench_version(),
-                                                       time.monotonic() - started, suite_args),
-                           root if args.docs else None, CATALOGUE)
+    matrix = _write_matrix(
+        specs,
+        suites,
+        out,
+        RunInfo(datetime.now(UTC), bench_version(), time.monotonic() - started, suite_args),
+        root if args.docs else None,
+        CATALOGUE,
+    )
     return 0 if matrix.ok else 1
 
 
-def _run_all(specs: list, runs_dir: Path, args: argparse.Namespace, suite_args: tuple, root: Path,
-             catalogue: dict) -> dict[str, SuiteRun] | None:
+def _run_all(
+    specs: list, runs_dir: Path, args: argparse.Namespace, suite_args: tuple, root: Path, catalogue: dict
+) -> dict[str, SuiteRun] | None:
     """Every planned suite run, `args.jobs` at a time, a line of progress as each ends; None if
     interrupted (Ctrl-C)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -149,15 +191,19 @@ def _run_all(specs: list, runs_dir: Path, args: argparse.Namespace, suite_args: 
     return suites
 
 
-def _write_matrix(specs: list, suites: dict[str, SuiteRun], out: Path, info: RunInfo, docs_root: Path | None,
-                  catalogue: dict):
+def _write_matrix(
+    specs: list, suites: dict[str, SuiteRun], out: Path, info: RunInfo, docs_root: Path | None, catalogue: dict
+):
     """The matrix from the runs, as markdown and HTML in `out` (and docs/ when asked)."""
     plain = [s for s in specs if not s.key.endswith(NO_RESET)]
     column = [s for s in specs if s.key.endswith(NO_RESET)]
-    matrix = build_matrix({s.key: suites[s.key] for s in plain if s.faults}, catalogue,
-                          [suites[s.key] for s in plain if not s.faults],
-                          {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
-                          next((suites[s.key] for s in column if not s.faults), None))
+    matrix = build_matrix(
+        {s.key: suites[s.key] for s in plain if s.faults},
+        catalogue,
+        [suites[s.key] for s in plain if not s.faults],
+        {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
+        next((suites[s.key] for s in column if not s.faults), None),
+    )
     md = markdown(matrix, info)
     (out / MATRIX_MD).write_text(md, encoding="utf-8")
     (out / MATRIX_HTML).write_text(html_page(matrix, info), encoding="utf-8")
@@ -175,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:  # everything after -- goes to every child pytest untouched
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    parser = configure(argparse.ArgumentParser(
-        prog="paygo-bench selftest", description=__doc__.splitlines()[0],
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+        argv, extra = argv[:i], argv[i + 1 :]
+    parser = configure(
+        argparse.ArgumentParser(
+            prog="paygo-bench selftest",
+            description=__doc__.splitlines()[0],
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse's usage error (2) or --help (0)

@@ -8,11 +8,11 @@ enforces). The good device's runs are summarised by how many consecutive full pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
-from bench.report.junit import CaseResult
 from bench.detection.catalogue import Fault
+from bench.report.junit import CaseResult
 
 CAUGHT = "caught"  # failed, and the catalogue names it
 MISSED = "missed"  # the catalogue names it, but it passed
@@ -121,8 +121,11 @@ def no_reset_good(run: SuiteRun) -> GoodSummary:
     """The good device without factory reset: every test that can run there passes (those that
     need a factory reset are not covered, which is no failure)."""
     failed = {n: r.outcome for n, r in run.results.items() if r.outcome in _FAILED}
-    problem = run.error.splitlines()[0] if run.error else ("no tests ran" if not run.results else
-                                                          ", ".join(f"{n}: {o}" for n, o in sorted(failed.items())))
+    problem = (
+        run.error.splitlines()[0]
+        if run.error
+        else ("no tests ran" if not run.results else ", ".join(f"{n}: {o}" for n, o in sorted(failed.items())))
+    )
     ok = not problem
     return GoodSummary(1, (ok,), {} if ok else {1: problem})
 
@@ -138,7 +141,8 @@ class Matrix:
     @property
     def no_reset_ok(self) -> bool:
         return all(c.state in (CAUGHT, "n/a") for c in self.no_reset.values()) and (
-            self.no_reset_good is None or self.no_reset_good.ok)
+            self.no_reset_good is None or self.no_reset_good.ok
+        )
 
     @property
     def caught_exactly(self) -> int:
@@ -201,8 +205,11 @@ def good_summary(runs: Sequence[SuiteRun]) -> GoodSummary:
 
 
 def build_matrix(
-    fault_runs: Mapping[str, SuiteRun], catalogue: Mapping[str, Fault], good_runs: Sequence[SuiteRun] = (),
-    no_reset_runs: Mapping[str, SuiteRun] | None = None, no_reset_good_run: SuiteRun | None = None,
+    fault_runs: Mapping[str, SuiteRun],
+    catalogue: Mapping[str, Fault],
+    good_runs: Sequence[SuiteRun] = (),
+    no_reset_runs: Mapping[str, SuiteRun] | None = None,
+    no_reset_good_run: SuiteRun | None = None,
 ) -> Matrix:
     """One row per fault in fault_runs (catalogue order), judged against its catalogue entry;
     with the no-reset column's runs (by fault) where they were made."""
@@ -214,5 +221,10 @@ def build_matrix(
     tests = columns([*fault_runs.values(), *good_runs], expected)
     rows = tuple(fault_row(catalogue[n], fault_runs[n], tests) for n in names)
     column = {n: no_reset_cell(catalogue[n], run) for n, run in (no_reset_runs or {}).items()}
-    return Matrix(tests, rows, good_summary(good_runs), column,
-                  no_reset_good(no_reset_good_run) if no_reset_good_run is not None else None)
+    return Matrix(
+        tests,
+        rows,
+        good_summary(good_runs),
+        column,
+        no_reset_good(no_reset_good_run) if no_reset_good_run is not None else None,
+    )

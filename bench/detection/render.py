@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import groupby
 
 from bench.detection.matrix import CAUGHT, MISSED, NOT_RUN, PASSED, UNEXPECTED, Matrix, file_of
@@ -50,14 +50,18 @@ def duration_text(seconds: float) -> str:
 
 def summary_line(matrix: Matrix) -> str:
     g = matrix.good
-    line = (f"{matrix.caught_exactly}/{len(matrix.rows)} faults caught exactly; "
-            f"good device: {g.consecutive}/{g.total} consecutive full runs passed")
+    line = (
+        f"{matrix.caught_exactly}/{len(matrix.rows)} faults caught exactly; "
+        f"good device: {g.consecutive}/{g.total} consecutive full runs passed"
+    )
     if matrix.no_reset:
         cells = matrix.no_reset.values()
         applies = [c for c in cells if c.state != "n/a"]
         good = matrix.no_reset_good
-        line += (f"; without factory reset: {sum(c.state == CAUGHT for c in applies)}/{len(applies)} faults that apply "
-                 f"caught" + ("" if good is None else f", good device {'passed' if good.ok else 'FAILED'}"))
+        line += (
+            f"; without factory reset: {sum(c.state == CAUGHT for c in applies)}/{len(applies)} faults that apply "
+            f"caught" + ("" if good is None else f", good device {'passed' if good.ok else 'FAILED'}")
+        )
     return line
 
 
@@ -65,23 +69,33 @@ def no_reset_section(matrix: Matrix) -> list[str]:
     """The no-reset column explained, and what it did not catch."""
     if not matrix.no_reset:
         return []
-    out = ["", "## Without factory reset", "",
-           f"The same faults on the reference device built without `factory_reset` and `rtc_set` "
-           f"(`{NO_RESET_RIG}`): no test can reset it, so each runs from the device ledger (docs/ledger.md). "
-           "Each fault is run on the tests the catalogue names for it; it is *caught* when one of them fails "
-           "there, *n/a* when none of them can run on such a device. The good device runs the whole suite.", ""]
+    out = [
+        "",
+        "## Without factory reset",
+        "",
+        f"The same faults on the reference device built without `factory_reset` and `rtc_set` "
+        f"(`{NO_RESET_RIG}`): no test can reset it, so each runs from the device ledger (docs/ledger.md). "
+        "Each fault is run on the tests the catalogue names for it; it is *caught* when one of them fails "
+        "there, *n/a* when none of them can run on such a device. The good device runs the whole suite.",
+        "",
+    ]
     good = matrix.no_reset_good
     if good is not None:
-        out.append("Good device: " + ("every test that can run passed." if good.ok else f"FAILED: {_md(good.problems[1])}"))
+        out.append(
+            "Good device: " + ("every test that can run passed." if good.ok else f"FAILED: {_md(good.problems[1])}")
+        )
     for name, c in matrix.no_reset.items():
         if c.state not in (CAUGHT, "n/a"):
-            out.append(f"- `{name}`: {c.state}" + (f" ({_md(c.error.splitlines()[0])})" if c.error else "")
-                       + "".join(f"; passed `{t.removeprefix('tests/device/')}`" for t in c.passed))
+            out.append(
+                f"- `{name}`: {c.state}"
+                + (f" ({_md(c.error.splitlines()[0])})" if c.error else "")
+                + "".join(f"; passed `{t.removeprefix('tests/device/')}`" for t in c.passed)
+            )
     return out
 
 
 def info_line(info: RunInfo) -> str:
-    when = info.finished_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = info.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     extra = f", suite restricted to `{' '.join(info.suite_args)}`" if info.suite_args else ""
     return f"{when}, bench {info.version}, duration {duration_text(info.duration_s)}{extra}"
 
@@ -116,30 +130,41 @@ def markdown(matrix: Matrix, info: RunInfo) -> str:
         "",
         "## Matrix",
         "",
-        "| fault | layer | description | verdict | " + ("without reset | " if matrix.no_reset else "")
-        + " | ".join(f"{short_file(t)}/{short_test(t)}" for t in tests) + " |",
+        "| fault | layer | description | verdict | "
+        + ("without reset | " if matrix.no_reset else "")
+        + " | ".join(f"{short_file(t)}/{short_test(t)}" for t in tests)
+        + " |",
         "|---|---|---|---|" + ("---|" if matrix.no_reset else "") + "---|" * len(tests),
     ]
     for row in matrix.rows:
         cells = " | ".join(SYMBOL[row.cells[t].state] for t in tests)
-        column = f"{matrix.no_reset[row.fault.name].text} | " if row.fault.name in matrix.no_reset else (
-            "– | " if matrix.no_reset else "")
-        out.append(f"| `{row.fault.name}` | {row.fault.layer} | {_md(row.fault.description)} | {row.verdict} | "
-                   f"{column}{cells} |")
+        column = (
+            f"{matrix.no_reset[row.fault.name].text} | "
+            if row.fault.name in matrix.no_reset
+            else ("– | " if matrix.no_reset else "")
+        )
+        out.append(
+            f"| `{row.fault.name}` | {row.fault.layer} | {_md(row.fault.description)} | {row.verdict} | "
+            f"{column}{cells} |"
+        )
     out += ["", "## Tests", "", "| test | faults it catches |", "|---|---|"]
     out += [f"| `{_md(t.removeprefix('tests/device/'))}` | {matrix.catches(t)} |" for t in tests]
     g = matrix.good
-    out += ["", "## Good device", "",
-            f"{g.passed} of {g.total} runs passed in full; longest streak {g.consecutive}."]
+    out += ["", "## Good device", "", f"{g.passed} of {g.total} runs passed in full; longest streak {g.consecutive}."]
     out += [f"- run {i}: {_md(p)}" for i, p in sorted(g.problems.items())]
     out += no_reset_section(matrix)
     wrong = [r for r in matrix.rows if not r.exact]
     if wrong:
         out += ["", "## Not caught exactly", ""]
         for row in wrong:
-            out.append(f"- `{row.fault.name}`: {row.verdict}" + (f" ({_md(row.error.splitlines()[0])})" if row.error else ""))
-            out += [f"  - {c.state}: `{t.removeprefix('tests/device/')}` {_md(c.message[:200])}"
-                    for t, c in row.cells.items() if c.state not in (CAUGHT, PASSED) and not row.error]
+            out.append(
+                f"- `{row.fault.name}`: {row.verdict}" + (f" ({_md(row.error.splitlines()[0])})" if row.error else "")
+            )
+            out += [
+                f"  - {c.state}: `{t.removeprefix('tests/device/')}` {_md(c.message[:200])}"
+                for t, c in row.cells.items()
+                if c.state not in (CAUGHT, PASSED) and not row.error
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -167,13 +192,21 @@ def html_page(matrix: Matrix, info: RunInfo) -> str:
         tds = "".join(
             f'<td class="{_CLASS[c.state]}" title="{e(c.state + (": " + c.message[:300] if c.message else ""))}">'
             f"{SYMBOL[c.state]}</td>"
-            for c in (row.cells[t] for t in tests))
+            for c in (row.cells[t] for t in tests)
+        )
         cls = "ok" if row.exact else "bad"
         nr = matrix.no_reset.get(row.fault.name)
-        column = "" if not matrix.no_reset else (
-            f'<td class="{"ok" if nr is not None and nr.state in (CAUGHT, "n/a") else "bad"}">{e(nr.text if nr else "–")}</td>')
-        body.append(f'<tr><td class="f"><code>{e(row.fault.name)}</code></td><td>{e(row.fault.layer)}</td>'
-                    f'<td class="d">{e(row.fault.description)}</td><td class="{cls}">{e(row.verdict)}</td>{column}{tds}</tr>')
+        column = (
+            ""
+            if not matrix.no_reset
+            else (
+                f'<td class="{"ok" if nr is not None and nr.state in (CAUGHT, "n/a") else "bad"}">{e(nr.text if nr else "–")}</td>'
+            )
+        )
+        body.append(
+            f'<tr><td class="f"><code>{e(row.fault.name)}</code></td><td>{e(row.fault.layer)}</td>'
+            f'<td class="d">{e(row.fault.description)}</td><td class="{cls}">{e(row.verdict)}</td>{column}{tds}</tr>'
+        )
     counts = "".join(f"<td>{matrix.catches(t)}</td>" for t in tests)
     g = matrix.good
     problems = "".join(f"<li>run {i}: {e(p)}</li>" for i, p in sorted(g.problems.items()))
@@ -190,7 +223,7 @@ virtual rig: a fault is <em>caught exactly</em> when the tests the catalogue nam
 passes. Regenerate with <code>{e(REGENERATE)}</code>.</p>
 <ul>{legend}</ul>
 <table>
-<thead><tr><th rowspan="2">fault</th><th rowspan="2">layer</th><th rowspan="2">description</th><th rowspan="2">verdict</th>{'<th rowspan="2">without reset</th>' if matrix.no_reset else ''}{head1}</tr>
+<thead><tr><th rowspan="2">fault</th><th rowspan="2">layer</th><th rowspan="2">description</th><th rowspan="2">verdict</th>{'<th rowspan="2">without reset</th>' if matrix.no_reset else ""}{head1}</tr>
 <tr>{head2}</tr></thead>
 <tbody>
 {chr(10).join(body)}

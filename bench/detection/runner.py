@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from bench.locations import find_root  # noqa: F401  (re-exported: bench.detection.runner.find_root)
 from bench.report.junit import CaseResult, read_junit
@@ -44,8 +44,13 @@ def jobs_from_env() -> int:
 
 
 def run_device_suite(
-    out_dir: Path, faults: Iterable[str] = (), args: Sequence[str] = (), timeout_s: float = 600,
-    plots: bool = False, root: Path | None = None, paths: Sequence[str] = ("tests/device",),
+    out_dir: Path,
+    faults: Iterable[str] = (),
+    args: Sequence[str] = (),
+    timeout_s: float = 600,
+    plots: bool = False,
+    root: Path | None = None,
+    paths: Sequence[str] = ("tests/device",),
 ) -> tuple[dict[str, CaseResult], str]:
     """plots=False by default: the self-tests judge outcomes, and drawing every PNG of every
     suite run would cost them time, not evidence (the report tests turn them on). `paths`: the
@@ -54,10 +59,21 @@ def run_device_suite(
     out_dir = Path(out_dir).resolve()  # the child runs in the checkout, not in our cwd
     junit = out_dir / "junit.xml"
     cmd = [
-        sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
+        sys.executable,
+        "-m",
+        "pytest",
+        *paths,
+        "-q",
+        "-p",
+        "no:cacheprovider",
         *(() if plots else ("--no-plots",)),
-        "--report-dir", str(out_dir / "run"), f"--junitxml={junit}", "-o", "junit_family=xunit2",
-        *[a for f in faults for a in ("--sim-fault", f)], *args,
+        "--report-dir",
+        str(out_dir / "run"),
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        *[a for f in faults for a in ("--sim-fault", f)],
+        *args,
     ]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s)
     output = proc.stdout[-12000:] + proc.stderr[-2000:]
@@ -113,8 +129,13 @@ def plan_no_reset_runs(faults: Iterable[str], catalogue, rig: str = NO_RESET_RIG
 
 
 def start_runs(
-    specs: Sequence[RunSpec], mkdir: Callable[[str], Path], jobs: int, args: Sequence[str] = (),
-    timeout_s: float = 600, root: Path | None = None, pool: ThreadPoolExecutor | None = None,
+    specs: Sequence[RunSpec],
+    mkdir: Callable[[str], Path],
+    jobs: int,
+    args: Sequence[str] = (),
+    timeout_s: float = 600,
+    root: Path | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> DetectionRuns:
     """Submit every run to a pool of `jobs` workers (or the given pool); they run in the
     background until their results are asked for (or the pool is shut down)."""
@@ -126,13 +147,24 @@ def start_runs(
     futures: dict[str, Future] = {}
     for spec in specs:
         futures[spec.key] = pool.submit(
-            run_device_suite, mkdir(spec.key), faults=spec.faults, args=(*spec.args, *args), timeout_s=timeout_s,
-            root=root, paths=spec.paths)
+            run_device_suite,
+            mkdir(spec.key),
+            faults=spec.faults,
+            args=(*spec.args, *args),
+            timeout_s=timeout_s,
+            root=root,
+            paths=spec.paths,
+        )
     return DetectionRuns(pool, futures)
 
 
-def start_detection_runs(faults: set[str], mkdir: Callable[[str], Path], jobs: int | None = None,
-                         no_reset: Iterable[str] | None = None, pool: ThreadPoolExecutor | None = None) -> DetectionRuns:
+def start_detection_runs(
+    faults: set[str],
+    mkdir: Callable[[str], Path],
+    jobs: int | None = None,
+    no_reset: Iterable[str] | None = None,
+    pool: ThreadPoolExecutor | None = None,
+) -> DetectionRuns:
     """One run per fault plus one good device (the fault-detection self-test's runs), and the
     no-reset column's good run and runs for the faults in `no_reset` (None: no column)."""
     from bench.detection.catalogue import CATALOGUE

@@ -225,8 +225,9 @@ class DeviceAdapter(ABC):
         """Hand the device the server's reply to its exported request (metrics_bridge)."""
         raise CapabilityMissing("metrics_bridge", self.name)
 
-    def metrics_configure(self, url: str, data_format_id: int, auth: str, mode: str | None = None,
-                          period_s: float | None = None) -> MetricsConfig:
+    def metrics_configure(
+        self, url: str, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
+    ) -> MetricsConfig:
         """Set the device's Metrics base URL, data format id and payload auth (kept in NVM), and
         optionally its mode and session period (until the next boot) (metrics_report)."""
         raise CapabilityMissing("metrics_report", self.name)

@@ -15,10 +15,7 @@ class PortVanished(RigBroken):
     def __init__(self, port: str, action: str, cause: BaseException | str, last_lines: list[str]) -> None:
         self.port = port
         self.last_lines = list(last_lines)
-        super().__init__(
-            f"serial port {port} vanished while {action}: {cause}"
-            + _tail(last_lines)
-        )
+        super().__init__(f"serial port {port} vanished while {action}: {cause}" + _tail(last_lines))
 
 
 class PortOpenError(RigBroken):

@@ -111,7 +111,7 @@ class HdkAdapter(DeviceAdapter):
         m = pattern.match(line)
         if m is None:
             raise self._error(request, line, "is not a reply this request can get")
-        rest = line[m.end():]
+        rest = line[m.end() :]
         if rest.startswith(DEBUG_PREFIX):  # a reply without newline, then debug output
             self.link.log.note(f"debug output glued to the reply (no newline between): {self.link.masked(rest)!r}")
         elif rest:
@@ -205,9 +205,7 @@ class HdkAdapter(DeviceAdapter):
             )
         if not got.startswith(SETUP_COMPLETE):
             raise self._error(request, got, "is neither #INVALID nor the end of setup")
-        echo = next(
-            (m for t, line in self.link.events if t >= since and (m := SETUP_ECHO.match(line))), None
-        )
+        echo = next((m for t, line in self.link.events if t >= since and (m := SETUP_ECHO.match(line))), None)
         if echo is None:
             raise self._error(request, got, "ended setup without an 'INFO: SN: <sn>, SC: <sc>, KEY: ...' line before")
         if int(echo.group(2)) != p.starting_code:

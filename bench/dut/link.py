@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import serial
 
@@ -59,7 +59,7 @@ class SerialLink:
         self._abort: tuple[Callable[[], str | None], float] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def open(self) -> "SerialLink":
+    def open(self) -> SerialLink:
         try:
             self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=self.poll_s, write_timeout=2)
         except _PORT_ERRORS as e:

@@ -56,14 +56,19 @@ class RelayedExchange:
     device_answer: str  # what METRICS IMPORT said (OK ... or ERR ...), "" if nothing was imported
 
 
-def post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[int | None, str | None, bytes, str | None]:
+def post(
+    url: str, body: bytes, content_type: str, timeout_s: float
+) -> tuple[int | None, str | None, bytes, str | None]:
     """POST body to <url>/dd: (status, content type, body, error word)."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
     try:
-        conn.request("POST", parts.path.rstrip("/") + "/dd", body=body,
-                     headers={"Content-Type": content_type, "Connection": "close",
-                              "User-Agent": "paygo-bench-metrics-relay/1"})
+        conn.request(
+            "POST",
+            parts.path.rstrip("/") + "/dd",
+            body=body,
+            headers={"Content-Type": content_type, "Connection": "close", "User-Agent": "paygo-bench-metrics-relay/1"},
+        )
         resp = conn.getresponse()
         data = resp.read(MAX_REPLY_BYTES)
         return resp.status, resp.getheader("Content-Type"), data, None
@@ -71,8 +76,14 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[in
         return None, None, b"", "refused"
     except TimeoutError:
         return None, None, b"", "timeout"
-    except (http.client.RemoteDisconnected, http.client.IncompleteRead, http.client.BadStatusLine,
-            ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+    except (
+        http.client.RemoteDisconnected,
+        http.client.IncompleteRead,
+        http.client.BadStatusLine,
+        ConnectionResetError,
+        ConnectionAbortedError,
+        BrokenPipeError,
+    ):
         return None, None, b"", "dropped"
     except (OSError, http.client.HTTPException):
         return None, None, b"", "network"
@@ -89,8 +100,9 @@ class MetricsRelay:
     """Reads a device's Metrics events and, in bridge mode (`server_url` given), relays its
     requests to `server_url` (the module docstring)."""
 
-    def __init__(self, adapter: DeviceAdapter, link: SerialLink, server_url: str | None,
-                 http_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self, adapter: DeviceAdapter, link: SerialLink, server_url: str | None, http_timeout_s: float = 1.0
+    ) -> None:
         if server_url is not None and not _plain_http(server_url):
             raise ValueError(f"the relay POSTs over plain HTTP; got {server_url!r}")
         self.adapter = adapter
@@ -151,8 +163,10 @@ class MetricsRelay:
         if not url or url == self.server_url:
             return
         if not _plain_http(url):
-            self.link.log.note(f"metrics relay: the device now reports to {url!r}, which the relay cannot "
-                               f"POST to (plain HTTP only); still relaying to {self.server_url}")
+            self.link.log.note(
+                f"metrics relay: the device now reports to {url!r}, which the relay cannot "
+                f"POST to (plain HTTP only); still relaying to {self.server_url}"
+            )
             return
         self.link.log.note(f"metrics relay: the device now reports to {url} (was {self.server_url})")
         self.server_url = url
@@ -173,10 +187,12 @@ class MetricsRelay:
                 answer = f"OK tokens={done.tokens_accepted}/{done.tokens_received} rc={done.request_count} rows={done.rows_cleared}"
             except (DeviceRefused, ProtocolError, ValueError) as e:
                 answer = f"refused: {e}"
-        self.link.log.note(f"metrics relay: rc={export.request_count} {len(export.payload)} bytes -> "
-                           f"{status if status is not None else '-'} {error or ''} {answer}".rstrip())
-        ex = RelayedExchange(at, export.request_count, export.content_type, len(export.payload), status,
-                             error, imported, answer)
+        self.link.log.note(
+            f"metrics relay: rc={export.request_count} {len(export.payload)} bytes -> "
+            f"{status if status is not None else '-'} {error or ''} {answer}".rstrip()
+        )
+        ex = RelayedExchange(
+            at, export.request_count, export.content_type, len(export.payload), status, error, imported, answer
+        )
         self.relayed.append(ex)
         return ex
-

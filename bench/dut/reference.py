@@ -6,10 +6,9 @@ carries a malformed value raises ProtocolError naming the port, the request and 
 
 from __future__ import annotations
 
-import builtins  # _Reply has a method named int
-
 import base64
 import binascii
+import builtins  # _Reply has a method named int
 import json
 import re
 import time
@@ -34,8 +33,18 @@ from bench.dut.link import SerialLink
 PROTOCOL_MAJOR = 1
 BANNER_PREFIX = "! BOOT"
 ALL_CAPABILITIES = frozenset(
-    {"token", "status", "rtc", "rtc_subsecond", "rtc_set", "nvm", "factory_reset", "metrics_bridge", "metrics_report",
-     "extended_tokens"}
+    {
+        "token",
+        "status",
+        "rtc",
+        "rtc_subsecond",
+        "rtc_set",
+        "nvm",
+        "factory_reset",
+        "metrics_bridge",
+        "metrics_report",
+        "extended_tokens",
+    }
 )
 TOKEN_KINDS = {"ADD_TIME", "SET_TIME", "DISABLE_PAYG", "COUNTER_SYNC"}
 METRICS_MODES = ("off", "direct", "bridge")
@@ -146,7 +155,7 @@ class ReferenceAdapter(DeviceAdapter):
         return self._reported or frozenset()
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _call(self, request: str, required: tuple[str, ...] = (), timeout_s: float | None = None) -> "_Reply":
+    def _call(self, request: str, required: tuple[str, ...] = (), timeout_s: float | None = None) -> _Reply:
         raw = self.link.request(request, timeout_s or self.reply_timeout_s)
         # errors carry the reply as masked text: a faulty DUT may echo its key
         reply = _Reply(self.link.url, self.link.masked(request), self.link.masked(raw))
@@ -167,7 +176,7 @@ class ReferenceAdapter(DeviceAdapter):
 
     def parse_banner(self, line: str, at: float | None = None) -> Banner:
         """`! BOOT model=... fw=... proto=... reset=... nvm=...` (protocol.md §Unsolicited lines)."""
-        fields = parse_fields(line[len(BANNER_PREFIX):]) if line.startswith(BANNER_PREFIX) else {}
+        fields = parse_fields(line[len(BANNER_PREFIX) :]) if line.startswith(BANNER_PREFIX) else {}
         return Banner(line, fields, time.monotonic() if at is None else at)
 
     def ping(self) -> None:
@@ -255,14 +264,18 @@ class ReferenceAdapter(DeviceAdapter):
             raise ValueError(f"a reply of {len(body)} bytes does not fit a {MAX_METRICS_LINE}-byte METRICS IMPORT line")
         r = self._call(request, ("tokens",))
         accepted, received = r.ratio("tokens")
-        return MetricsImported(accepted, received,
-                               r.int("rc") if "rc" in r else None, r.int("rows") if "rows" in r else None)
+        return MetricsImported(
+            accepted, received, r.int("rc") if "rc" in r else None, r.int("rows") if "rows" in r else None
+        )
 
-    def metrics_configure(self, url: str, data_format_id: int, auth: str, mode: str | None = None,
-                          period_s: float | None = None) -> MetricsConfig:
+    def metrics_configure(
+        self, url: str, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
+    ) -> MetricsConfig:
         if url and not _URL.fullmatch(url):
-            raise ValueError(f"Metrics base URL {url!r}: expected http(s)://host[:port][/path] without spaces "
-                             "or '=', at most 200 characters")
+            raise ValueError(
+                f"Metrics base URL {url!r}: expected http(s)://host[:port][/path] without spaces "
+                "or '=', at most 200 characters"
+            )
         if auth not in METRICS_AUTH:
             raise ValueError(f"Metrics auth {auth!r}: expected one of {', '.join(METRICS_AUTH)}")
         if not isinstance(data_format_id, int) or not 0 <= data_format_id < 2**31:
@@ -281,7 +294,7 @@ class ReferenceAdapter(DeviceAdapter):
     def metrics_config(self) -> MetricsConfig:
         return self._metrics_config_reply(self._call("METRICS CONFIG", _CONFIG_FIELDS))
 
-    def _metrics_config_reply(self, r: "_Reply") -> MetricsConfig:
+    def _metrics_config_reply(self, r: _Reply) -> MetricsConfig:
         return MetricsConfig(
             mode=r.choice("mode", METRICS_MODES, "Metrics mode"),
             period_s=r.number("period"),
@@ -293,15 +306,39 @@ class ReferenceAdapter(DeviceAdapter):
         )
 
     def metrics_status(self) -> MetricsStatus:
-        r = self._call("METRICS STATUS", ("mode", "rc", "rows", "inflight", "requests", "answered", "failed",
-                                          "sent_rows", "dropped", "tokens", "last", "auts", "asl", "reply_at"))
+        r = self._call(
+            "METRICS STATUS",
+            (
+                "mode",
+                "rc",
+                "rows",
+                "inflight",
+                "requests",
+                "answered",
+                "failed",
+                "sent_rows",
+                "dropped",
+                "tokens",
+                "last",
+                "auts",
+                "asl",
+                "reply_at",
+            ),
+        )
         return MetricsStatus(
             mode=r.choice("mode", METRICS_MODES, "Metrics mode"),
-            request_count=r.int("rc"), rows=r.int("rows"), inflight=r.optional_int("inflight"),
-            requests=r.int("requests"), answered=r.int("answered"), failed=r.int("failed"),
-            sent_rows=r.int("sent_rows"), dropped=r.int("dropped"), tokens=r.int("tokens"),
+            request_count=r.int("rc"),
+            rows=r.int("rows"),
+            inflight=r.optional_int("inflight"),
+            requests=r.int("requests"),
+            answered=r.int("answered"),
+            failed=r.int("failed"),
+            sent_rows=r.int("sent_rows"),
+            dropped=r.int("dropped"),
+            tokens=r.int("tokens"),
             last=None if r["last"] == "-" else r["last"],
-            active_until=r.optional_int("auts"), seconds_left=r.optional_int("asl"),
+            active_until=r.optional_int("auts"),
+            seconds_left=r.optional_int("asl"),
             reply_at=r.optional_int("reply_at"),
         )
 

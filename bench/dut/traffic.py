@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from bench.secret import Secret, mask
 
@@ -50,7 +51,7 @@ class TrafficLog:
             if masked != text:
                 self.leaks.append(masked)
             self.recent.append(masked)
-        stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {masked}\n"
         with self._lock:
             if self._file:

@@ -13,9 +13,10 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any
 
 from bench.equipment import tcp
 from bench.equipment.http_wire import RECV_BYTES, Closed, Malformed, Wire, parse_request_head, simple_response
@@ -53,8 +54,16 @@ class ProxiedExchange:
 class FaultProxy:
     """A TCP proxy in front of an HTTP server, misbehaving on demand (docs/fault-proxy.md)."""
 
-    def __init__(self, upstream: str, *, listen_host: str = "127.0.0.1", listen_port: int = 0,
-                 stall_s: float = 30.0, error_status: int = 503, io_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        stall_s: float = 30.0,
+        error_status: int = 503,
+        io_timeout_s: float = 10.0,
+    ) -> None:
         parts = urllib.parse.urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream must be http://host:port[/path], got {upstream!r}")
@@ -85,7 +94,7 @@ class FaultProxy:
 
     # -- life -----------------------------------------------------------------------------------
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         if self._listener is not None:
             return self
         family = socket.AF_INET6 if ":" in self._listen[0] else socket.AF_INET
@@ -96,8 +105,7 @@ class FaultProxy:
         listener.settimeout(ACCEPT_POLL_S)
         self._listener = listener
         self._port = listener.getsockname()[1]
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"fault-proxy-{self._port}",
-                                               daemon=True)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"fault-proxy-{self._port}", daemon=True)
         self._accept_thread.start()
         return self
 
@@ -122,7 +130,7 @@ class FaultProxy:
         with self._changed:
             self._changed.notify_all()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -170,8 +178,9 @@ class FaultProxy:
         with self._lock:
             return list(self._exchanges)
 
-    def wait_for(self, predicate: Callable[[ProxiedExchange], bool], timeout_s: float, *,
-                 after: int = 0) -> ProxiedExchange | None:
+    def wait_for(
+        self, predicate: Callable[[ProxiedExchange], bool], timeout_s: float, *, after: int = 0
+    ) -> ProxiedExchange | None:
         """The first exchange matching `predicate`, among all recorded so far (skipping the first
         `after`: pass `len(proxy.exchanges())` taken earlier to see only newer ones), waiting up
         to `timeout_s` (a deadline on time.monotonic()) for one; None if none came."""
@@ -244,16 +253,21 @@ class FaultProxy:
             if not self._track(client):
                 tcp.reset(client)
                 continue
-            t = threading.Thread(target=self._connection, args=(client, mode, started),
-                                 name=f"fault-proxy-{self._port}-conn", daemon=True)
+            t = threading.Thread(
+                target=self._connection,
+                args=(client, mode, started),
+                name=f"fault-proxy-{self._port}-conn",
+                daemon=True,
+            )
             with self._lock:
                 self._threads.add(t)
             t.start()
 
     def _connection(self, client: socket.socket, mode: ProxyMode | None, started: float) -> None:
         """One client connection: its requests, one exchange each, until one side closes."""
-        upstream = Upstream(self._upstream_addr, self.io_timeout_s, track=self._track, untrack=self._untrack,
-                            error=self._error)  # the server connection, opened on the first forward
+        upstream = Upstream(
+            self._upstream_addr, self.io_timeout_s, track=self._track, untrack=self._untrack, error=self._error
+        )  # the server connection, opened on the first forward
         try:
             client.settimeout(self.io_timeout_s)
             wire = Wire(client)
@@ -306,11 +320,15 @@ class FaultProxy:
         keep = head.keep_alive()
 
         if mode is ProxyMode.HTTP_ERROR:
-            reply = simple_response(self.error_status, "proxy_fault",
-                                    f"HTTP {self.error_status} injected by the bench's fault proxy")
+            reply = simple_response(
+                self.error_status, "proxy_fault", f"HTTP {self.error_status} injected by the bench's fault proxy"
+            )
             sent, done = tcp.send_all(client, reply)
-            self._record(ProxiedExchange(started, mode, method, path, len(request), sent,
-                                         self.error_status if sent else None, False, done))
+            self._record(
+                ProxiedExchange(
+                    started, mode, method, path, len(request), sent, self.error_status if sent else None, False, done
+                )
+            )
             return False
         if mode is ProxyMode.STALL:
             self._record(ProxiedExchange(started, mode, method, path, len(request), 0, None, False, False))
@@ -335,8 +353,9 @@ class FaultProxy:
             tcp.close(client)
             return False
         sent, done = tcp.send_all(client, response)
-        self._record(ProxiedExchange(started, mode, method, path, len(request), sent,
-                                     status if sent else None, True, done))
+        self._record(
+            ProxiedExchange(started, mode, method, path, len(request), sent, status if sent else None, True, done)
+        )
         return done and keep and up_keep
 
     def _stall(self, client: socket.socket) -> None:
@@ -354,8 +373,9 @@ class FaultProxy:
             except (OSError, ValueError):
                 return
 
-    def _bad_request(self, client: socket.socket, mode: ProxyMode, started: float, method: str, path: str,
-                     got: int, e: BaseException) -> bool:
+    def _bad_request(
+        self, client: socket.socket, mode: ProxyMode, started: float, method: str, path: str, got: int, e: BaseException
+    ) -> bool:
         what = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
         self._error(f"request: {what}")
         sent, done, status = 0, False, None

@@ -206,13 +206,20 @@ def read_response(up: Wire, method: str) -> tuple[bytes, int, bool]:
     return bytes(out), status, keep
 
 
-_REASONS = {400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout"}
+_REASONS = {
+    400: "Bad Request",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 def simple_response(status: int, code: str, message: str) -> bytes:
     """A whole response of the proxy's own: `status`, a small JSON body, `Connection: close`."""
     body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode("ascii")
     reason = _REASONS.get(status, "Error")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii") + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii") + body

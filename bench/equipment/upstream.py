@@ -5,7 +5,7 @@ twice (the proxy must not make duplicates of its own)."""
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from bench.equipment import tcp
 from bench.equipment.http_wire import Closed, Malformed, Wire, read_response
@@ -15,8 +15,15 @@ class Upstream:
     """One client connection's server connection. `track` registers a socket with the proxy (False:
     the proxy is closing, do not open), `untrack` forgets it, `error` counts a failure."""
 
-    def __init__(self, addr: tuple[str, int], timeout_s: float, *, track: Callable[[socket.socket], bool],
-                 untrack: Callable[[socket.socket], None], error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        timeout_s: float,
+        *,
+        track: Callable[[socket.socket], bool],
+        untrack: Callable[[socket.socket], None],
+        error: Callable[[str], None],
+    ) -> None:
         self._addr = addr
         self._timeout_s = timeout_s
         self._track = track

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from bench.history.model import FAILING, PASSING, MeasurementRow, RunData
 
@@ -19,6 +20,7 @@ DEFAULT_MEASUREMENTS = ("rtc_drift", "G8*_decode_time")
 
 
 # -- outcomes ----------------------------------------------------------------------------------
+
 
 def final_outcomes(run: RunData) -> dict[str, str]:
     """Each test's outcome in a run: its last entry (a rerun inside the run comes after)."""
@@ -99,6 +101,7 @@ def latest_changes(runs: Iterable[RunData]) -> list[RunChanges]:
 
 # -- flaky -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Flip:
     failed_in: str  # run id
@@ -138,6 +141,7 @@ def flaky_tests(runs: Iterable[RunData]) -> list[FlakyTest]:
 
 
 # -- key measurements --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class KeyValue:

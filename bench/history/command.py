@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 EXAMPLES = """examples:
   paygo-bench history                             # the last 20 runs under reports/
@@ -27,25 +27,41 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rig", metavar="FILE", help="only runs made with this exact rig file (same SHA-256)")
     p.add_argument("--station", metavar="ID", help="only runs of this station id (any version of its rig file)")
     p.add_argument("--last", type=int, default=20, metavar="N", help="show the last N runs (default 20)")
-    p.add_argument("--measure", action="append", metavar="NAME",
-                   help="a key measurement column (a name or a glob, e.g. 'G8*_decode_time'; repeatable; "
-                        "default rtc_drift and G8*_decode_time)")
-    p.add_argument("--plot", action="append", metavar="NAME",
-                   help="a measurement to plot (repeatable; default: the key measurements)")
+    p.add_argument(
+        "--measure",
+        action="append",
+        metavar="NAME",
+        help="a key measurement column (a name or a glob, e.g. 'G8*_decode_time'; repeatable; "
+        "default rtc_drift and G8*_decode_time)",
+    )
+    p.add_argument(
+        "--plot",
+        action="append",
+        metavar="NAME",
+        help="a measurement to plot (repeatable; default: the key measurements)",
+    )
     p.add_argument("--no-plot", action="store_true", help="write neither trend.png nor index.html")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("history", help="list past runs, new failures, flaky tests and trends",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "history",
+        help="list past runs, new failures, flaky tests and trends",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     p.set_defaults(func=lambda args, extra=None: run(args))
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="paygo-bench history", description=__doc__.splitlines()[0],
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="paygo-bench history",
+        description=__doc__.splitlines()[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     return p
 
@@ -88,16 +104,21 @@ def run(args: argparse.Namespace) -> int:
         update = index.update(reports, shown_as=str(args.reports) if args.reports else None)
         for skip in update.skipped:
             print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
-        print(f"index {reports / INDEX_NAME}: {len(update.indexed)} new or updated, {update.unchanged} unchanged"
-              + (f", {len(update.removed)} removed" if update.removed else "")
-              + (f", {len(update.skipped)} skipped" if update.skipped else ""))
+        print(
+            f"index {reports / INDEX_NAME}: {len(update.indexed)} new or updated, {update.unchanged} unchanged"
+            + (f", {len(update.removed)} removed" if update.removed else "")
+            + (f", {len(update.skipped)} skipped" if update.skipped else "")
+        )
         rows = index.runs(RunFilter(args.station, rig_sha))
         if not rows:
-            what = " ".join(f for f in (f"--station {args.station}" if args.station else "",
-                                        f"--rig {args.rig}" if args.rig else "") if f)
+            what = " ".join(
+                f
+                for f in (f"--station {args.station}" if args.station else "", f"--rig {args.rig}" if args.rig else "")
+                if f
+            )
             print(f"no runs{' matching ' + what if what else ''} in {reports}")
             return 0
-        window = rows[-args.last:]
+        window = rows[-args.last :]
         # each station/rig/suite's newest run in the window, and the last earlier run given the
         # same tests (perhaps outside the window)
         wanted = {r.run_id: r for r in window}
@@ -113,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     shown = [loaded[r.run_id] for r in window]
     measures = tuple(args.measure or DEFAULT_MEASUREMENTS)
     changes = [compare(loaded[p.run_id] if p is not None else None, loaded[n.run_id], k) for n, p, k in pairs]
-    view = HistoryView(tuple(shown), measures, column_units(shown, measures), tuple(changes),
-                       tuple(flaky_tests(shown)), len(rows))
+    view = HistoryView(
+        tuple(shown), measures, column_units(shown, measures), tuple(changes), tuple(flaky_tests(shown)), len(rows)
+    )
     print(text_report(view))
     if not args.no_plot:
         print(_write_plot_and_page(view, tuple(args.plot or measures), reports / "history", trend))

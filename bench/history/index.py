@@ -46,10 +46,30 @@ CREATE TABLE measurements (
 CREATE INDEX measurements_name ON measurements (name);
 """
 _COUNT_COLUMNS = tuple(f.name for f in fields(Counts))  # RunRow.counts, one column each
-_RUN_COLUMNS = ("run_id", "record_path", "record_sha256", "station", "rig_file", "rig_sha256", "sim_faults",
-                "operator", "status", "status_reason", "verdict", "verdict_reason", "suite", "suite_required",
-                "suite_covered", "tests_sha256", "started_at", "ended_at", "bench_version", "dut_serial",
-                "dut_model", "dut_firmware") + _COUNT_COLUMNS
+_RUN_COLUMNS = (
+    "run_id",
+    "record_path",
+    "record_sha256",
+    "station",
+    "rig_file",
+    "rig_sha256",
+    "sim_faults",
+    "operator",
+    "status",
+    "status_reason",
+    "verdict",
+    "verdict_reason",
+    "suite",
+    "suite_required",
+    "suite_covered",
+    "tests_sha256",
+    "started_at",
+    "ended_at",
+    "bench_version",
+    "dut_serial",
+    "dut_model",
+    "dut_firmware",
+) + _COUNT_COLUMNS
 
 
 class HistoryIndexError(Exception):
@@ -93,19 +113,22 @@ class HistoryIndex:
             self.con = sqlite3.connect(path, timeout=10.0)
             version = self.con.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as e:
-            raise HistoryIndexError(f"{path}: not a history index ({e}); delete it to rebuild it from the records") from None
+            raise HistoryIndexError(
+                f"{path}: not a history index ({e}); delete it to rebuild it from the records"
+            ) from None
         if version > INDEX_VERSION:
             self.con.close()
             raise HistoryIndexError(
                 f"{path} was written by a newer paygo-bench (index version {version}, this one reads up to "
-                f"{INDEX_VERSION}); update the bench, or delete the file to rebuild it from the records")
+                f"{INDEX_VERSION}); update the bench, or delete the file to rebuild it from the records"
+            )
         if version < INDEX_VERSION:
             self._create()
 
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "HistoryIndex":
+    def __enter__(self) -> HistoryIndex:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -123,8 +146,10 @@ class HistoryIndex:
     def update(self, reports: Path, shown_as: str | None = None) -> UpdateResult:
         """Index every reports/*/record.json that is new or changed; drop runs whose record is gone."""
         result = UpdateResult()
-        known = {path: (run_id, sha) for run_id, path, sha in
-                 self.con.execute("SELECT run_id, record_path, record_sha256 FROM runs")}
+        known = {
+            path: (run_id, sha)
+            for run_id, path, sha in self.con.execute("SELECT run_id, record_path, record_sha256 FROM runs")
+        }
         seen: set[str] = set()
         prefix = shown_as if shown_as is not None else str(reports)
         for file in sorted(reports.glob(f"*/{RECORD_NAME}")):
@@ -147,8 +172,9 @@ class HistoryIndex:
                 if rel in known:  # it was readable before: its old rows no longer say what the file does
                     self._delete(known[rel][0])
                 continue
-            other = self.con.execute("SELECT record_path FROM runs WHERE run_id = ? AND record_path != ?",
-                                     (run.run.run_id, rel)).fetchone()
+            other = self.con.execute(
+                "SELECT record_path FROM runs WHERE run_id = ? AND record_path != ?", (run.run.run_id, rel)
+            ).fetchone()
             if other is not None and (reports / other[0]).is_file():
                 result.skipped.append(Skipped(shown, f"run_id {run.run.run_id} is also {other[0]} (a copy?)"))
                 continue
@@ -175,13 +201,21 @@ class HistoryIndex:
             for run_id in {r.run_id, previous_id} - {None}:
                 for table in ("runs", "tests", "measurements"):
                     self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            self.con.execute(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES "
-                             f"({', '.join('?' * len(_RUN_COLUMNS))})", [row[c] for c in _RUN_COLUMNS])
-            self.con.executemany("INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?)", [
-                (r.run_id, i, t.nodeid, t.outcome, t.reason, t.duration_s) for i, t in enumerate(data.tests)])
-            self.con.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (r.run_id, i, m.nodeid, m.name, m.value, m.value_text, m.unit, m.low, m.high, m.outcome)
-                for i, m in enumerate(data.measurements)])
+            self.con.execute(
+                f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+                [row[c] for c in _RUN_COLUMNS],
+            )
+            self.con.executemany(
+                "INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.run_id, i, t.nodeid, t.outcome, t.reason, t.duration_s) for i, t in enumerate(data.tests)],
+            )
+            self.con.executemany(
+                "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.run_id, i, m.nodeid, m.name, m.value, m.value_text, m.unit, m.low, m.high, m.outcome)
+                    for i, m in enumerate(data.measurements)
+                ],
+            )
 
     # -- reading -------------------------------------------------------------------------------
     def runs(self, where: RunFilter = RunFilter()) -> list[RunRow]:
@@ -191,11 +225,20 @@ class HistoryIndex:
         return [_run_row(dict(zip(_RUN_COLUMNS, values))) for values in cur]
 
     def load(self, run: RunRow) -> RunData:
-        tests = tuple(TestRow(*row) for row in self.con.execute(
-            "SELECT nodeid, outcome, reason, duration_s FROM tests WHERE run_id = ? ORDER BY seq", (run.run_id,)))
-        measurements = tuple(MeasurementRow(*row) for row in self.con.execute(
-            "SELECT nodeid, name, value, value_text, unit, low, high, outcome FROM measurements "
-            "WHERE run_id = ? ORDER BY seq", (run.run_id,)))
+        tests = tuple(
+            TestRow(*row)
+            for row in self.con.execute(
+                "SELECT nodeid, outcome, reason, duration_s FROM tests WHERE run_id = ? ORDER BY seq", (run.run_id,)
+            )
+        )
+        measurements = tuple(
+            MeasurementRow(*row)
+            for row in self.con.execute(
+                "SELECT nodeid, name, value, value_text, unit, low, high, outcome FROM measurements "
+                "WHERE run_id = ? ORDER BY seq",
+                (run.run_id,),
+            )
+        )
         return RunData(run, tests, measurements)
 
 

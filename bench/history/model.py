@@ -72,8 +72,15 @@ class RunRow:
     @property
     def setup(self) -> tuple:
         """Everything whose change can explain a different outcome: rig file, bench, DUT, faults."""
-        return (self.station, self.rig_sha256, self.bench_version, self.dut_serial, self.dut_model,
-                self.dut_firmware, self.sim_faults)
+        return (
+            self.station,
+            self.rig_sha256,
+            self.bench_version,
+            self.dut_serial,
+            self.dut_model,
+            self.dut_firmware,
+            self.sim_faults,
+        )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ alone. Every text from a record is escaped."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -30,9 +30,11 @@ def render(view: HistoryView, png: Path | None) -> str:
             cells.append(f'<td class="{cls}"{title}>{escape(cell)}</td>')
         body.append(f'<tr class="{escape(row[2].lower().replace(" ", "-"))}">' + "".join(cells) + "</tr>")
     body.append("</table>")
-    body.append(f"<p>{len(view.runs)} of {view.total_runs} runs; required = of the suite's required tests, how many "
-                "ran and passed (the verdict's reason on hover); <span class=fail>!</span> = outside its limits; "
-                "n/c = not covered.</p>")
+    body.append(
+        f"<p>{len(view.runs)} of {view.total_runs} runs; required = of the suite's required tests, how many "
+        "ran and passed (the verdict's reason on hover); <span class=fail>!</span> = outside its limits; "
+        "n/c = not covered.</p>"
+    )
     by_id = {d.run.run_id: d.run for d in view.runs}
     for ch in view.changes:
         where = escape(rig_label(by_id[ch.run_id])) if ch.run_id in by_id else ""
@@ -42,22 +44,42 @@ def render(view: HistoryView, png: Path | None) -> str:
             body.append(f"<p>{escape(text[:1].upper() + text[1:])}.</p>")
             continue
         body.append(f"<h3>New failures since {escape(ch.previous_id)}</h3>")
-        body.append(_list([f"<code>{escape(c.nodeid)}</code> ({escape(c.before)} → {escape(c.now)}): "
-                           f"{escape(c.reason or '')}" for c in ch.new_failures]))
+        body.append(
+            _list(
+                [
+                    f"<code>{escape(c.nodeid)}</code> ({escape(c.before)} → {escape(c.now)}): {escape(c.reason or '')}"
+                    for c in ch.new_failures
+                ]
+            )
+        )
         body.append("<h3>Fixed</h3>")
-        body.append(_list([f"<code>{escape(c.nodeid)}</code> ({escape(c.before)} → {escape(c.now)})" for c in ch.fixed]))
-    body.append("<h2>Flaky tests</h2><p>Failed, then passed on a rerun with no rig, bench or DUT change "
-                "(docs/history.md).</p>")
-    body.append(_list([f"<code>{escape(f.nodeid)}</code>: " + "; ".join(
-        f"failed in {escape(x.failed_in)}, passed in {escape(x.passed_in)}" for x in f.flips) for f in view.flaky]))
+        body.append(
+            _list([f"<code>{escape(c.nodeid)}</code> ({escape(c.before)} → {escape(c.now)})" for c in ch.fixed])
+        )
+    body.append(
+        "<h2>Flaky tests</h2><p>Failed, then passed on a rerun with no rig, bench or DUT change (docs/history.md).</p>"
+    )
+    body.append(
+        _list(
+            [
+                f"<code>{escape(f.nodeid)}</code>: "
+                + "; ".join(f"failed in {escape(x.failed_in)}, passed in {escape(x.passed_in)}" for x in f.flips)
+                for f in view.flaky
+            ]
+        )
+    )
     if png is not None and png.is_file():
         data = base64.b64encode(png.read_bytes()).decode("ascii")
-        body.append(f'<h2>Trend</h2><img alt="trend of {escape(", ".join(view.measures))}" '
-                    f'src="data:image/png;base64,{data}">')
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>paygo-bench history</title>"
-            f"<style>{_STYLE}</style></head><body><h1>paygo-bench history</h1><p>Made {made}.</p>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+        body.append(
+            f'<h2>Trend</h2><img alt="trend of {escape(", ".join(view.measures))}" src="data:image/png;base64,{data}">'
+        )
+    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>paygo-bench history</title>"
+        f"<style>{_STYLE}</style></head><body><h1>paygo-bench history</h1><p>Made {made}.</p>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def _list(items: list[str]) -> str:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.history.model import V1_LIFECYCLE, V1_VERDICTS, MeasurementRow, RunData, RunRow, TestRow
@@ -34,12 +34,14 @@ def parse_record(data: bytes, record_path: str, sha256: str) -> RunData:
     except json.JSONDecodeError as e:
         raise RecordSkipped(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
-        raise RecordSkipped(f"not a paygo-bench record (no \"schema\": \"{SCHEMA_ID}\")")
+        raise RecordSkipped(f'not a paygo-bench record (no "schema": "{SCHEMA_ID}")')
     version = str(doc.get("schema_version", ""))
     major = version.split(".")[0]
     if major not in READS_MAJORS:
-        raise RecordSkipped(f"schema_version {version or '(none)'}: this bench reads "
-                            f"{' and '.join(m + '.x' for m in READS_MAJORS)} records")
+        raise RecordSkipped(
+            f"schema_version {version or '(none)'}: this bench reads "
+            f"{' and '.join(m + '.x' for m in READS_MAJORS)} records"
+        )
     _validate(doc, SCHEMA if major == "2" else schema_v1())
     try:
         return _rows(doc, record_path, sha256, major)
@@ -66,7 +68,7 @@ def _time(text: Any) -> datetime:
     when = datetime.fromisoformat(str(text))
     if when.tzinfo is None:
         raise ValueError(f"time without a zone: {text}")
-    return when.astimezone(timezone.utc)
+    return when.astimezone(UTC)
 
 
 def _number(value: Any) -> float | None:
@@ -79,14 +81,25 @@ def _outcome_fields(doc: dict, major: str) -> dict[str, Any]:
     """Lifecycle, verdict and suite: as a 2.x record says them, or as a 1.x status stood for them."""
     if major == "1":
         status = str(doc["status"])
-        return {"status": V1_LIFECYCLE.get(status, "finished"), "status_reason": doc.get("status_reason"),
-                "verdict": V1_VERDICTS.get(status), "verdict_reason": doc.get("status_reason"),
-                "suite": None, "suite_required": None, "suite_covered": None}
+        return {
+            "status": V1_LIFECYCLE.get(status, "finished"),
+            "status_reason": doc.get("status_reason"),
+            "verdict": V1_VERDICTS.get(status),
+            "verdict_reason": doc.get("status_reason"),
+            "suite": None,
+            "suite_required": None,
+            "suite_covered": None,
+        }
     suite = doc["suite"]
-    return {"status": str(doc["status"]), "status_reason": doc.get("status_reason"),
-            "verdict": doc.get("verdict"), "verdict_reason": doc.get("verdict_reason"),
-            "suite": str(suite["name"]), "suite_required": int(suite["required"]),
-            "suite_covered": int(suite["covered"])}
+    return {
+        "status": str(doc["status"]),
+        "status_reason": doc.get("status_reason"),
+        "verdict": doc.get("verdict"),
+        "verdict_reason": doc.get("verdict_reason"),
+        "suite": str(suite["name"]),
+        "suite_required": int(suite["required"]),
+        "suite_covered": int(suite["covered"]),
+    }
 
 
 def hash_of_tests(nodeids: Any) -> str:
@@ -98,11 +111,18 @@ def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData
     station, dut, counts = doc["station"], doc["dut"], doc["counts"]
     ident = dut.get("identity") or {}
     run = RunRow(
-        run_id=str(doc["run_id"]), record_path=record_path, record_sha256=sha256,
-        station=str(station["id"]), rig_file=station.get("rig_file"), rig_sha256=station.get("rig_sha256") or None,
-        sim_faults=tuple(str(f) for f in station.get("sim_faults") or ()), operator=str(station.get("operator") or ""),
-        **_outcome_fields(doc, major), tests_sha256=hash_of_tests(str(t["nodeid"]) for t in doc["tests"]),
-        started_at=_time(doc["started_at"]), ended_at=_time(doc["ended_at"]) if doc.get("ended_at") else None,
+        run_id=str(doc["run_id"]),
+        record_path=record_path,
+        record_sha256=sha256,
+        station=str(station["id"]),
+        rig_file=station.get("rig_file"),
+        rig_sha256=station.get("rig_sha256") or None,
+        sim_faults=tuple(str(f) for f in station.get("sim_faults") or ()),
+        operator=str(station.get("operator") or ""),
+        **_outcome_fields(doc, major),
+        tests_sha256=hash_of_tests(str(t["nodeid"]) for t in doc["tests"]),
+        started_at=_time(doc["started_at"]),
+        ended_at=_time(doc["ended_at"]) if doc.get("ended_at") else None,
         bench_version=str(doc["bench"]["version"]),
         dut_serial=str(ident.get("serial_number") or dut.get("profile_serial") or ""),
         dut_model=str(ident.get("model") or dut.get("hardware_model") or ""),
@@ -117,7 +137,16 @@ def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData
             value = m.get("value")
             number = _number(value)
             text = None if number is not None or value is None else str(value)
-            measurements.append(MeasurementRow(
-                nodeid, str(m["name"]), number, text, str(m.get("unit") or ""),
-                _number(m.get("low")), _number(m.get("high")), str(m.get("outcome") or "PASS")))
+            measurements.append(
+                MeasurementRow(
+                    nodeid,
+                    str(m["name"]),
+                    number,
+                    text,
+                    str(m.get("unit") or ""),
+                    _number(m.get("low")),
+                    _number(m.get("high")),
+                    str(m.get("outcome") or "PASS"),
+                )
+            )
     return RunData(run, tuple(tests), tuple(measurements))

@@ -6,9 +6,9 @@ matplotlib with the Agg backend (headless), imported on first use like bench/rep
 
 from __future__ import annotations
 
-from datetime import timezone
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Sequence
 
 from bench.history.analysis import TrendSeries
 
@@ -45,24 +45,36 @@ def trend_plot(path: Path, series: Sequence[TrendSeries], title: str = "") -> Pa
                 marker = MARKERS[i % len(MARKERS)]
                 xs = [p.when for p in s.points]
                 ax.plot(xs, [p.value for p in s.points], color="grey", lw=0.8, alpha=0.6)
-                ax.scatter(xs, [p.value for p in s.points], marker=marker, s=28, zorder=3,
-                           c=[OUTCOME_COLOURS.get(p.outcome, "tab:blue") for p in s.points])
+                ax.scatter(
+                    xs,
+                    [p.value for p in s.points],
+                    marker=marker,
+                    s=28,
+                    zorder=3,
+                    c=[OUTCOME_COLOURS.get(p.outcome, "tab:blue") for p in s.points],
+                )
                 for side in ("low", "high"):
                     limit = [getattr(p, side) for p in s.points]
                     if len(limit) == 1 and limit[0] is not None:
                         ax.axhline(limit[0], ls="--", lw=0.9, color="tab:gray")
                     elif any(v is not None for v in limit):
-                        ax.step(xs, [float("nan") if v is None else v for v in limit], where="post",
-                                ls="--", lw=0.9, color="tab:gray")
+                        ax.step(
+                            xs,
+                            [float("nan") if v is None else v for v in limit],
+                            where="post",
+                            ls="--",
+                            lw=0.9,
+                            color="tab:gray",
+                        )
                 handles.append(Line2D([], [], ls="", marker=marker, color="black", label=s.spec))
             handles += [Line2D([], [], ls="", marker="o", color=c, label=o) for o, c in OUTCOME_COLOURS.items()]
             handles.append(Line2D([], [], ls="--", color="tab:gray", label="limits"))
             ax.legend(handles=handles, fontsize=7, loc="best")
             ax.set_ylabel(unit or "value")
             ax.grid(True, alpha=0.3)
-        locator = mdates.AutoDateLocator(tz=timezone.utc)
+        locator = mdates.AutoDateLocator(tz=UTC)
         axes[-1].xaxis.set_major_locator(locator)
-        axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+        axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
         axes[-1].set_xlabel("run start (UTC)")
         if not units:
             axes[0].text(0.5, 0.5, "no values to plot", transform=axes[0].transAxes, ha="center")

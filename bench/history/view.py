@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from bench.history.analysis import FlakyTest, KeyValue, RunChanges, key_value
 from bench.history.model import RunData, RunRow
@@ -60,17 +60,30 @@ def table_rows(view: HistoryView) -> tuple[list[str], list[list[str]]]:
     rows = []
     for data in view.runs:
         r = data.run
-        rows.append([r.run_id, started(r), verdict_text(r), r.suite or "-", coverage_text(r), str(r.counts.passed),
-                     str(r.counts.failed), str(r.counts.error), str(r.counts.not_covered)]
-                    + [format_value(key_value(data.measurements, s)) for s in view.measures])
+        rows.append(
+            [
+                r.run_id,
+                started(r),
+                verdict_text(r),
+                r.suite or "-",
+                coverage_text(r),
+                str(r.counts.passed),
+                str(r.counts.failed),
+                str(r.counts.error),
+                str(r.counts.not_covered),
+            ]
+            + [format_value(key_value(data.measurements, s)) for s in view.measures]
+        )
     return header, rows
 
 
 def no_comparison(ch: RunChanges) -> str:
     if ch.earlier == 0:
         return "the first run of this station, rig file and suite: nothing to compare with"
-    return (f"none of the {ch.earlier} earlier run{'s' * (ch.earlier != 1)} of this station, rig file and suite "
-            "was given the same tests: nothing to compare with")
+    return (
+        f"none of the {ch.earlier} earlier run{'s' * (ch.earlier != 1)} of this station, rig file and suite "
+        "was given the same tests: nothing to compare with"
+    )
 
 
 def text_report(view: HistoryView) -> str:
@@ -79,13 +92,18 @@ def text_report(view: HistoryView) -> str:
     numeric = set(range(NUMERIC_FROM, len(header)))
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     out = [line(header)] + [line(r) for r in rows]
     shown = len(view.runs)
-    out.append(f"{shown} run{'s' * (shown != 1)}" + (f" (last {shown} of {view.total_runs})" if shown < view.total_runs else "")
-               + "; required = of the suite's required tests, how many ran and passed; ! = outside its limits; "
-               "n/c = not covered")
+    out.append(
+        f"{shown} run{'s' * (shown != 1)}"
+        + (f" (last {shown} of {view.total_runs})" if shown < view.total_runs else "")
+        + "; required = of the suite's required tests, how many ran and passed; ! = outside its limits; "
+        "n/c = not covered"
+    )
     by_id = {d.run.run_id: d.run for d in view.runs}
     for ch in view.changes:
         run = by_id.get(ch.run_id)

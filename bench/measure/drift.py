@@ -16,8 +16,9 @@ docs/drift.md (and the research behind them in instruments.md §4):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from bench.measure.student_t import t_quantile, z_quantile
 

@@ -99,9 +99,12 @@ class Measurements:
         if self.spec is not None:
             applied = self.spec.apply(name, unit, low, high)
             if expected is not None and applied.entry.mode == "spec":
-                raise SpecError(str(self.spec.path), applied.entry.pattern,
-                                f"limits for {name}, which the test compares with one value ({expected!r}); "
-                                "expected limits = \"test\"")
+                raise SpecError(
+                    str(self.spec.path),
+                    applied.entry.pattern,
+                    f"limits for {name}, which the test compares with one value ({expected!r}); "
+                    'expected limits = "test"',
+                )
             low, high, band, entry = applied.low, applied.high, applied.marginal, applied.entry.pattern
         m = Measurement(name, value, unit, low, high, expected, doc, band, entry)
         self.items.append(m)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from bench.measure.drift import DEFAULT_MAX_BRACKET_S, PPM, Edge, Sample, edge_between
 
@@ -25,9 +25,7 @@ class Window:
     end_s: float
 
 
-def next_edge_window(
-    edges: Sequence[Edge], device_s: float, rtt_s: float, max_ppm: float = 1000.0
-) -> Window | None:
+def next_edge_window(edges: Sequence[Edge], device_s: float, rtt_s: float, max_ppm: float = 1000.0) -> Window | None:
     """Where to poll densely for the rollover to device_s, from the edges found so far.
 
     None before the first edge: the poller must then poll back to back until a rollover shows.

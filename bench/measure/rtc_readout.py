@@ -42,8 +42,10 @@ class CreditCountdown:
     def rtc_read(self) -> float:
         status = self.dut.status()
         if status.payg != "active":
-            raise CreditRanOut(f"the credit countdown stopped: the DUT reports PAYG {status.payg}"
-                               + ("" if status.payg == "disabled" else f" with {status.seconds_left} s left"))
+            raise CreditRanOut(
+                f"the credit countdown stopped: the DUT reports PAYG {status.payg}"
+                + ("" if status.payg == "disabled" else f" with {status.seconds_left} s left")
+            )
         return float(-status.seconds_left)
 
 

@@ -87,8 +87,12 @@ class TestSpec:
         """The limits `name` is judged by; SpecError if the spec does not know it or its unit differs."""
         e = self.entry(name)
         if e is None:
-            raise SpecError(str(self.path), name, "no entry for this measurement; every measurement needs one "
-                            "(unit and limits, or limits = \"test\" / \"none\" with why)")
+            raise SpecError(
+                str(self.path),
+                name,
+                "no entry for this measurement; every measurement needs one "
+                '(unit and limits, or limits = "test" / "none" with why)',
+            )
         if e.unit != unit:
             raise SpecError(str(self.path), e.pattern, f"unit {e.unit!r}, but the test records {name} in {unit!r}")
         if e.mode == "spec":
@@ -114,6 +118,7 @@ def is_marginal(value: Any, low: float | None, high: float | None, fraction: flo
 
 # -- loading -------------------------------------------------------------------------------------
 
+
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SpecError(where, key, f"got {value!r}; expected a finite number")
@@ -126,21 +131,22 @@ def _entry(where: str, name: str, raw: Any, default_marginal: float) -> SpecEntr
         raise SpecError(where, key, f"got {type(raw).__name__}; expected a table")
     unknown = set(raw) - {"unit", "low", "high", "limits", "marginal", "why"}
     if unknown:
-        raise SpecError(where, key, f"unknown key(s) {', '.join(sorted(unknown))}; expected unit, low, high, "
-                        "limits, marginal, why")
+        raise SpecError(
+            where, key, f"unknown key(s) {', '.join(sorted(unknown))}; expected unit, low, high, limits, marginal, why"
+        )
     unit = raw.get("unit", "")
     if not isinstance(unit, str):
-        raise SpecError(where, f"{key}.unit", f"got {unit!r}; expected a string (\"\" for a count)")
+        raise SpecError(where, f"{key}.unit", f'got {unit!r}; expected a string ("" for a count)')
     mode = raw.get("limits", "spec")
     if mode not in LIMIT_MODES:
-        raise SpecError(where, f"{key}.limits", f"got {mode!r}; expected \"test\" or \"none\" (or low/high)")
+        raise SpecError(where, f"{key}.limits", f'got {mode!r}; expected "test" or "none" (or low/high)')
     low = _number(where, f"{key}.low", raw["low"]) if "low" in raw else None
     high = _number(where, f"{key}.high", raw["high"]) if "high" in raw else None
     why = raw.get("why", "")
     if not isinstance(why, str):
         raise SpecError(where, f"{key}.why", f"got {why!r}; expected a string")
     if mode == "spec" and low is None and high is None:
-        raise SpecError(where, key, "no limits; expected low and/or high, or limits = \"test\" / \"none\"")
+        raise SpecError(where, key, 'no limits; expected low and/or high, or limits = "test" / "none"')
     if mode != "spec" and (low is not None or high is not None):
         raise SpecError(where, key, f"limits = {mode!r} with low/high; expected one or the other")
     if mode != "spec" and not why.strip():
@@ -164,7 +170,7 @@ def load_spec(path: Path) -> TestSpec:
         raise SpecError(where, "TOML", str(e)) from None
     head = data.get("spec")
     if not isinstance(head, dict) or not isinstance(head.get("product"), str):
-        raise SpecError(where, "spec.product", "missing; expected [spec] with product = \"...\"")
+        raise SpecError(where, "spec.product", 'missing; expected [spec] with product = "..."')
     version = str(head.get("version", ""))
     default_marginal = _number(where, "spec.marginal", head.get("marginal", 0.0))
     if not 0 <= default_marginal < 0.5:

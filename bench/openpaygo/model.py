@@ -29,8 +29,9 @@ Rules (openpaygo.md clause in brackets):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 from openpaygo.token_shared import OpenPAYGOTokenShared
 from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
@@ -159,7 +160,7 @@ class DeviceModel:
             self.locked_until,
         )
 
-    def copy(self) -> "DeviceModel":
+    def copy(self) -> DeviceModel:
         other = DeviceModel.__new__(DeviceModel)
         other.__dict__.update(self.__dict__)
         other.used = set(self.used)

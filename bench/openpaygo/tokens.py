@@ -15,9 +15,9 @@ import enum
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import openpaygo
 from openpaygo import TokenType
@@ -123,12 +123,12 @@ class TokenGenerator:
             raise ValueError(f"starting_code must be 1..999999999, got {starting_code}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a whole number >= 0, got {count!r}")
-        if isinstance(time_divider, bool) or not isinstance(time_divider, int) or not (
-            1 <= time_divider <= MAX_TIME_DIVIDER
+        if (
+            isinstance(time_divider, bool)
+            or not isinstance(time_divider, int)
+            or not (1 <= time_divider <= MAX_TIME_DIVIDER)
         ):
-            raise ValueError(
-                f"time_divider must be a whole number 1..{MAX_TIME_DIVIDER}, got {time_divider!r}"
-            )
+            raise ValueError(f"time_divider must be a whole number 1..{MAX_TIME_DIVIDER}, got {time_divider!r}")
         self.starting_code = starting_code
         self.time_divider = time_divider
         self.restricted_digits = bool(restricted_digits)
@@ -236,9 +236,7 @@ class TokenGenerator:
             self._check_value(value, f"{kind.name} value")
             want_odd = kind is TokenKind.SET_TIME
             if count < 0 or bool(count % 2) != want_odd:
-                raise ValueError(
-                    f"{kind.name} must sit at an {'odd' if want_odd else 'even'} count >= 0, got {count}"
-                )
+                raise ValueError(f"{kind.name} must sit at an {'odd' if want_odd else 'even'} count >= 0, got {count}")
             raw = value
         code = self.craft(raw, count)
         if advance:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from bench.power.errors import PowerCycleError
 from bench.timeout import sleep_until
@@ -165,7 +166,10 @@ def power_cycle(
     steps.extend(on_steps)
     log.info("power cycle on %s: off for %.3f s", psu.resource, off_time)
     return CycleReport(
-        steps=steps, off_voltage_trace=off.trace, off_time_s=off_time, boot_banner=banner,
+        steps=steps,
+        off_voltage_trace=off.trace,
+        off_time_s=off_time,
+        boot_banner=banner,
         switched_off_at=off.switched_off_at,
     )
 
@@ -173,4 +177,3 @@ def power_cycle(
 def _step(steps: list[Step], name: str, duration_s: float, detail: str) -> None:
     steps.append(Step(name, duration_s, detail))
     log.info("power step %-11s %.3f s  %s", name, duration_s, detail)
-

@@ -12,7 +12,8 @@ import math
 import socket
 import time
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import pyvisa
 import pyvisa.errors
@@ -76,7 +77,7 @@ class Psu:
         timeout_s: float = 2.0,
         visa_library: str = "@py",
         on_traffic: TrafficCallback | None = None,
-    ) -> "Psu":
+    ) -> Psu:
         """Open `resource` through pyvisa with the profile's terminators and a timeout.
 
         Terminators are always set: pyvisa-py SOCKET resources default to no read terminator,
@@ -95,15 +96,11 @@ class Psu:
                 timeout=round(timeout_s * 1000),
             )
         except Exception as exc:  # noqa: BLE001 - backends raise plain Exception (pyvisa-py DNS)
-            raise InstrumentError(
-                f"could not open PSU at {resource} ({prof.name} profile): {exc}"
-            ) from exc
+            raise InstrumentError(f"could not open PSU at {resource} ({prof.name} profile): {exc}") from exc
         if resource.upper().endswith("::SOCKET"):
             _disable_nagle(inst, resource)
         log.info("opened PSU %s, profile %s, channel %d", resource, prof.name, channel)
-        return cls(
-            inst, prof, channel, resource=resource, timeout_s=timeout_s, on_traffic=on_traffic
-        )
+        return cls(inst, prof, channel, resource=resource, timeout_s=timeout_s, on_traffic=on_traffic)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -147,9 +144,7 @@ class Psu:
         to be armed before the DUT is asked to write."""
         template = self.profile.nvm_cut_trigger
         if template is None:
-            raise InstrumentError(
-                f"PSU at {self.resource} ({self.profile.name} profile) has no NVM-write trigger"
-            )
+            raise InstrumentError(f"PSU at {self.resource} ({self.profile.name} profile) has no NVM-write trigger")
         if isinstance(pages, bool) or not isinstance(pages, int) or not 0 <= pages <= 999_999:
             raise ValueError(f"page count must be a whole number 0..999999, got {pages!r}")
         self._send_for_channel(template, pages)
@@ -206,7 +201,7 @@ class Psu:
         except _TRANSPORT_ERRORS as exc:
             log.warning("closing PSU %s failed: %s", self.resource, exc)
 
-    def __enter__(self) -> "Psu":
+    def __enter__(self) -> Psu:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -243,9 +238,7 @@ class Psu:
         try:
             self._inst.write(cmd)
         except _TRANSPORT_ERRORS as exc:
-            raise InstrumentError(
-                f"PSU at {self.resource} did not accept '{cmd}': {exc}"
-            ) from exc
+            raise InstrumentError(f"PSU at {self.resource} did not accept '{cmd}': {exc}") from exc
         finally:
             self._next_cmd_at = time.monotonic() + self.profile.interval_after(cmd)
 
@@ -256,9 +249,7 @@ class Psu:
             raw = self._inst.query(cmd)
         except _TRANSPORT_ERRORS as exc:
             within = f" within {self.timeout_s} s" if self.timeout_s is not None else ""
-            raise InstrumentError(
-                f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}"
-            ) from exc
+            raise InstrumentError(f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}") from exc
         finally:
             self._next_cmd_at = time.monotonic() + self.profile.interval_after(cmd)
         if not isinstance(raw, str):
@@ -282,9 +273,7 @@ class Psu:
             self.on_traffic(direction, text)
 
     def _bad_reply(self, cmd: str, reply: str, why: str) -> InstrumentError:
-        return InstrumentError(
-            f"PSU at {self.resource} ({self.profile.name}) answered '{cmd}' with {reply!r}: {why}"
-        )
+        return InstrumentError(f"PSU at {self.resource} ({self.profile.name}) answered '{cmd}' with {reply!r}: {why}")
 
 
 def _check_channel(channel: int) -> None:

@@ -139,9 +139,7 @@ class PsuProfile:
         if self.channel_in_command:
             missing = [f for f in _CHANNEL_SCOPED if "{ch}" not in getattr(self, f)]
             if missing:
-                raise ValueError(
-                    f"profile {self.name}: no select_channel, so {', '.join(missing)} need {{ch}}"
-                )
+                raise ValueError(f"profile {self.name}: no select_channel, so {', '.join(missing)} need {{ch}}")
         if self.min_cmd_interval_s < 0 or self.cmd_interval_per_char_s < 0:
             raise ValueError(f"profile {self.name}: command intervals must be >= 0")
 
@@ -271,8 +269,7 @@ PAYGO_SIM = replace(
 )
 
 PROFILES: dict[str, PsuProfile] = {
-    p.name: p
-    for p in (GENERIC_SCPI, KEYSIGHT_E36, RIGOL_DP800, SIGLENT_SPD3303X, RS_HMP, AIMTTI_CPX, PAYGO_SIM)
+    p.name: p for p in (GENERIC_SCPI, KEYSIGHT_E36, RIGOL_DP800, SIGLENT_SPD3303X, RS_HMP, AIMTTI_CPX, PAYGO_SIM)
 }
 
 
@@ -282,6 +279,4 @@ def get_profile(name: str) -> PsuProfile:
     try:
         return PROFILES[key]
     except KeyError:
-        raise ValueError(
-            f"unknown PSU profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}"
-        ) from None
+        raise ValueError(f"unknown PSU profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}") from None

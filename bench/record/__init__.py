@@ -17,7 +17,20 @@ from bench.record.schema import SCHEMA, SCHEMA_ID, SCHEMA_VERSION
 from bench.record.writer import RECORD_NAME, write_json_atomic, write_record
 
 __all__ = [
-    "AttachmentRecord", "Counts", "DutIdentity", "DutRecord", "InstrumentRecord", "MeasurementRecord",
-    "RunRecord", "StationRecord", "TestRecord", "utc_now", "SCHEMA", "SCHEMA_ID", "SCHEMA_VERSION",
-    "RECORD_NAME", "write_json_atomic", "write_record",
+    "AttachmentRecord",
+    "Counts",
+    "DutIdentity",
+    "DutRecord",
+    "InstrumentRecord",
+    "MeasurementRecord",
+    "RunRecord",
+    "StationRecord",
+    "TestRecord",
+    "utc_now",
+    "SCHEMA",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "RECORD_NAME",
+    "write_json_atomic",
+    "write_record",
 ]

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,14 @@ MAX_REASON_CHARS = 500
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(when: datetime) -> str:
     """2026-12-05T22:50:59.123Z: UTC, millisecond resolution, `Z` rather than +00:00."""
     if when.tzinfo is None:
         raise ValueError("a recorded time must be timezone-aware")
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def one_line(text: str | None) -> str | None:
@@ -65,7 +65,7 @@ class AttachmentRecord:
     size: int  # bytes
 
     @classmethod
-    def of_file(cls, path: Path, run_dir: Path, title: str) -> "AttachmentRecord":
+    def of_file(cls, path: Path, run_dir: Path, title: str) -> AttachmentRecord:
         try:
             name = path.resolve().relative_to(run_dir.resolve()).as_posix()
         except ValueError:  # outside the run directory (an explicit --junitxml elsewhere): absolute
@@ -88,12 +88,22 @@ class MeasurementRecord:
     spec_entry: str | None = None  # the test spec entry that judged it (None: no spec)
 
     @classmethod
-    def of(cls, m: Any) -> "MeasurementRecord":
+    def of(cls, m: Any) -> MeasurementRecord:
         """From a bench.measure.measurement.Measurement (duck-typed: the record does not need it)."""
         d = m.as_dict()
-        return cls(d["name"], _json_value(d["value"]), d["unit"], _json_value(d["low"]), _json_value(d["high"]),
-                   _json_value(d["expected"]), m.limits_text(), d["outcome"], getattr(m, "doc", "") or "",
-                   bool(d.get("marginal", False)), d.get("spec_entry"))
+        return cls(
+            d["name"],
+            _json_value(d["value"]),
+            d["unit"],
+            _json_value(d["low"]),
+            _json_value(d["high"]),
+            _json_value(d["expected"]),
+            m.limits_text(),
+            d["outcome"],
+            getattr(m, "doc", "") or "",
+            bool(d.get("marginal", False)),
+            d.get("spec_entry"),
+        )
 
 
 def _json_value(value: Any) -> Any:
@@ -172,7 +182,7 @@ class Counts:
     interrupted: int = 0
 
     @classmethod
-    def of(cls, tests: list[TestRecord], collected: int) -> "Counts":
+    def of(cls, tests: list[TestRecord], collected: int) -> Counts:
         n = {o: sum(t.outcome == o for t in tests) for o in TEST_OUTCOMES}
         return cls(collected, n["passed"], n["failed"], n["error"], n["skipped"], n["not covered"], n["interrupted"])
 

@@ -35,8 +35,11 @@ from bench.record.writer import RECORD_NAME, write_record
 # a test's outcome is the worst of its phases' (setup, call, teardown)
 RANK = {"passed": 0, "skipped": 1, "not covered": 1, "failed": 2, "error": 3}
 RUN_FILE_TITLES = {
-    "junit.xml": "JUnit XML", "report.html": "HTML report", "logs/bring-up.log": "bring-up traffic log",
-    "logs/session.log": "session traffic log (between tests)", "simulator-stderr.log": "simulator error output",
+    "junit.xml": "JUnit XML",
+    "report.html": "HTML report",
+    "logs/bring-up.log": "bring-up traffic log",
+    "logs/session.log": "session traffic log (between tests)",
+    "simulator-stderr.log": "simulator error output",
 }
 
 
@@ -56,13 +59,23 @@ class TestInProgress:
         if RANK[outcome] > RANK[self.outcome]:
             self.outcome, self.reason = outcome, reason
 
-    def record(self, run_dir: Path, measurements: Iterable[Any] = (), files: Iterable[tuple[Path, str]] = (),
-               outcome: str | None = None, reason: str | None = None) -> TestRecord:
+    def record(
+        self,
+        run_dir: Path,
+        measurements: Iterable[Any] = (),
+        files: Iterable[tuple[Path, str]] = (),
+        outcome: str | None = None,
+        reason: str | None = None,
+    ) -> TestRecord:
         """The test as recorded: its outcome (or the one given, e.g. "interrupted"), its
         measurements and the files it left that exist."""
         return TestRecord(
-            nodeid=self.nodeid, outcome=outcome or self.outcome, reason=reason if outcome else self.reason,
-            started_at=self.started_at, ended_at=utc_now(), duration_s=round(max(self.duration_s, 0.0), 3),
+            nodeid=self.nodeid,
+            outcome=outcome or self.outcome,
+            reason=reason if outcome else self.reason,
+            started_at=self.started_at,
+            ended_at=utc_now(),
+            duration_s=round(max(self.duration_s, 0.0), 3),
             measurements=[MeasurementRecord.of(m) for m in measurements],
             attachments=[AttachmentRecord.of_file(path, run_dir, title) for path, title in files if path.is_file()],
         )
@@ -78,9 +91,14 @@ def new_run_record(rig: Any, run_id: str, *, operator: str, bench_version: str, 
         python_version=platform.python_version(),
         pytest_version=pytest_version,
         station=StationRecord(
-            id=rig.station.id, location=rig.station.location, host=socket.gethostname(), operator=operator,
-            rig_file=str(rig.source) if rig.source else None, rig_sha256=rig.sha256 or None,
-            virtual=rig.virtual, sim_faults=list(rig.sim.faults) if rig.virtual else [],
+            id=rig.station.id,
+            location=rig.station.location,
+            host=socket.gethostname(),
+            operator=operator,
+            rig_file=str(rig.source) if rig.source else None,
+            rig_sha256=rig.sha256 or None,
+            virtual=rig.virtual,
+            sim_faults=list(rig.sim.faults) if rig.virtual else [],
         ),
         dut=DutRecord(rig.dut.adapter, rig.dut.serial_number, rig.dut.hardware_model, rig.dut.firmware_version),
         instruments=[InstrumentRecord("psu", rig.psu.resource, rig.psu.profile, rig.psu.channel, None)],
@@ -93,23 +111,31 @@ def note_rig_session(record: RunRecord, session: Any) -> None:
     psu = record.instruments[0]
     if psu.idn is None:
         record.instruments[0] = InstrumentRecord(
-            "psu", str(getattr(session.psu, "resource", psu.resource)), psu.profile,
-            int(getattr(session.psu, "channel", psu.channel)), session.psu_idn or None)
+            "psu",
+            str(getattr(session.psu, "resource", psu.resource)),
+            psu.profile,
+            int(getattr(session.psu, "channel", psu.channel)),
+            session.psu_idn or None,
+        )
     ident = session.identity
     if ident is not None:
         record.dut.identity = DutIdentity(
-            "ID", ident.model, ident.firmware, ident.protocol, ident.serial_number, sorted(ident.capabilities))
+            "ID", ident.model, ident.firmware, ident.protocol, ident.serial_number, sorted(ident.capabilities)
+        )
     elif record.dut.identity is None:
         record.dut.identity = banner_identity(session.first_banner)
     t = session.tokens
-    record.ledger = LedgerRecord(str(t.ledger.path), "fresh" if t.fresh else "ledger", session.ledger_bring_up,
-                                 list(t.findings))
+    record.ledger = LedgerRecord(
+        str(t.ledger.path), "fresh" if t.fresh else "ledger", session.ledger_bring_up, list(t.findings)
+    )
 
 
 def banner_identity(banner: Any) -> DutIdentity | None:
     """What a boot banner (parsed by the adapter) says of the DUT: model, firmware, protocol."""
     f = banner.fields
-    return DutIdentity("boot banner", f.get("model"), f.get("fw"), f.get("proto"), None, None) if f.get("model") else None
+    return (
+        DutIdentity("boot banner", f.get("model"), f.get("fw"), f.get("proto"), None, None) if f.get("model") else None
+    )
 
 
 def run_file_attachments(record: RunRecord, run_dir: Path, elsewhere: Mapping[Path, str]) -> list[AttachmentRecord]:

@@ -35,12 +35,28 @@ SCHEMA: dict = {
     "$id": "https://paygo-bench.invalid/schemas/record-2.json",
     "title": "paygo-bench run record",
     "description": "One DUT run on one station: identity, every test's outcome, every measurement, "
-                   "every file by hash. Documented in docs/record.md.",
+    "every file by hash. Documented in docs/record.md.",
     "type": "object",
     "required": [
-        "schema", "schema_version", "run_id", "verdict", "verdict_reason", "suite", "status", "status_reason",
-        "exit_status", "started_at",
-        "ended_at", "updated_at", "duration_s", "bench", "station", "dut", "instruments", "counts", "tests",
+        "schema",
+        "schema_version",
+        "run_id",
+        "verdict",
+        "verdict_reason",
+        "suite",
+        "status",
+        "status_reason",
+        "exit_status",
+        "started_at",
+        "ended_at",
+        "updated_at",
+        "duration_s",
+        "bench",
+        "station",
+        "dut",
+        "instruments",
+        "counts",
+        "tests",
         "attachments",
     ],
     "properties": {
@@ -73,33 +89,56 @@ SCHEMA: dict = {
             "description": "the test spec that judged the measurements (docs/spec.md); null: the tests' own limits",
             "type": ["object", "null"],
             "required": ["path", "product", "version", "sha256"],
-            "properties": {"path": {"type": "string"}, "product": {"type": "string"},
-                           "version": {"type": "string"}, "sha256": _SHA256},
+            "properties": {
+                "path": {"type": "string"},
+                "product": {"type": "string"},
+                "version": {"type": "string"},
+                "sha256": _SHA256,
+            },
         },
         "ledger": {
             "description": "how the run knew the DUT's token state (docs/ledger.md); null: the rig never came up",
             "type": ["object", "null"],
             "required": ["path", "mode", "bring_up", "findings"],
-            "properties": {"path": {"type": "string"}, "mode": {"enum": ["fresh", "ledger"]},
-                           "bring_up": {"type": "string"}, "findings": {"type": "array", "items": {"type": "string"}}},
+            "properties": {
+                "path": {"type": "string"},
+                "mode": {"enum": ["fresh", "ledger"]},
+                "bring_up": {"type": "string"},
+                "findings": {"type": "array", "items": {"type": "string"}},
+            },
         },
         "counts": {"$ref": "#/$defs/counts"},
         "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}},
         "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
     },
     "allOf": [
-        {   # an ended run has an end, a verdict, an exit status and a duration; a running one none yet
+        {  # an ended run has an end, a verdict, an exit status and a duration; a running one none yet
             "if": {"properties": {"status": {"const": "running"}}},
-            "then": {"properties": {"ended_at": {"type": "null"}, "exit_status": {"type": "null"},
-                                    "verdict": {"type": "null"}, "verdict_reason": {"type": "null"}}},
-            "else": {"properties": {"ended_at": _UTC, "exit_status": {"type": "integer"},
-                                    "duration_s": {"type": "number"}, "verdict": {"enum": list(VERDICTS)},
-                                    "verdict_reason": {"type": "string", "minLength": 1}}},
+            "then": {
+                "properties": {
+                    "ended_at": {"type": "null"},
+                    "exit_status": {"type": "null"},
+                    "verdict": {"type": "null"},
+                    "verdict_reason": {"type": "null"},
+                }
+            },
+            "else": {
+                "properties": {
+                    "ended_at": _UTC,
+                    "exit_status": {"type": "integer"},
+                    "duration_s": {"type": "number"},
+                    "verdict": {"enum": list(VERDICTS)},
+                    "verdict_reason": {"type": "string", "minLength": 1},
+                }
+            },
         },
-        *({   # each verdict has its own exit code
-            "if": {"properties": {"verdict": {"const": verdict}}, "required": ["verdict"]},
-            "then": {"properties": {"exit_status": {"const": code}}},
-        } for verdict, code in EXIT_CODES.items()),
+        *(
+            {  # each verdict has its own exit code
+                "if": {"properties": {"verdict": {"const": verdict}}, "required": ["verdict"]},
+                "then": {"properties": {"exit_status": {"const": code}}},
+            }
+            for verdict, code in EXIT_CODES.items()
+        ),
     ],
     "$defs": {
         "suite": {
@@ -111,10 +150,17 @@ SCHEMA: dict = {
                 "title": {"type": "string"},
                 "required": {"type": "integer", "minimum": 0},
                 "covered": {"type": "integer", "minimum": 0},
-                "missing": {"type": "array", "items": {
-                    "type": "object", "required": ["nodeid", "why"],
-                    "properties": {"nodeid": {"type": "string", "minLength": 1},
-                                   "why": {"type": "string", "minLength": 1}}}},
+                "missing": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["nodeid", "why"],
+                        "properties": {
+                            "nodeid": {"type": "string", "minLength": 1},
+                            "why": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
             },
         },
         "station": {
@@ -168,8 +214,10 @@ SCHEMA: dict = {
         "counts": {
             "type": "object",
             "required": ["collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted"],
-            "properties": {k: {"type": "integer", "minimum": 0} for k in (
-                "collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted")},
+            "properties": {
+                k: {"type": "integer", "minimum": 0}
+                for k in ("collected", "passed", "failed", "error", "skipped", "not_covered", "interrupted")
+            },
         },
         "measurement": {
             "type": "object",
@@ -200,8 +248,16 @@ SCHEMA: dict = {
         },
         "test": {
             "type": "object",
-            "required": ["nodeid", "outcome", "reason", "started_at", "ended_at", "duration_s", "measurements",
-                         "attachments"],
+            "required": [
+                "nodeid",
+                "outcome",
+                "reason",
+                "started_at",
+                "ended_at",
+                "duration_s",
+                "measurements",
+                "attachments",
+            ],
             "properties": {
                 "nodeid": {"type": "string", "minLength": 1},
                 "outcome": {"enum": ["passed", "failed", "error", "skipped", "not covered", "interrupted"]},

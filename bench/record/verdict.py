@@ -14,8 +14,8 @@ pytest session that ran device tests with a record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 PASSED, FAILED, INCOMPLETE, BENCH_ERROR = "PASSED", "FAILED", "INCOMPLETE", "BENCH ERROR"
 VERDICTS = (PASSED, FAILED, INCOMPLETE, BENCH_ERROR)
@@ -98,8 +98,7 @@ def final_outcomes(tests: Iterable[TestOutcome]) -> dict[str, TestOutcome]:
     return {t.nodeid: t for t in tests}
 
 
-def coverage(name: str, title: str, required: Sequence[RequiredState],
-             outcomes: Mapping[str, TestOutcome]) -> Coverage:
+def coverage(name: str, title: str, required: Sequence[RequiredState], outcomes: Mapping[str, TestOutcome]) -> Coverage:
     missing = []
     for r in required:
         got = outcomes.get(r.nodeid)
@@ -130,16 +129,25 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
         return Verdict(BENCH_ERROR, broke + also)
     if bad:
         n_failed = sum(t.outcome == "failed" for t in bad)
-        tally = ", ".join(x for x in (f"{n_failed} failed" if n_failed else "",
-                                      f"{len(bad) - n_failed} error" if len(bad) > n_failed else "") if x)
+        tally = ", ".join(
+            x
+            for x in (
+                f"{n_failed} failed" if n_failed else "",
+                f"{len(bad) - n_failed} error" if len(bad) > n_failed else "",
+            )
+            if x
+        )
         first = bad[0]
         return Verdict(FAILED, f"{tally} ({short(first.nodeid)}: {first.reason or first.outcome})")
     ran = [t for t in outcomes.values() if t.nodeid in end.device_ids and t.outcome in RAN]
     own = [t for t in outcomes.values() if t.outcome in RAN]
     if end.device_tests == 0 and own and not end.interrupted:  # a lab's own tests, with the bench's fixtures
         extra = _not_required_extras(outcomes.values())
-        return Verdict(PASSED, f"{len(own)} test{'s' * (len(own) != 1)} ran and passed; no device-suite test in this "
-                       "run, so no suite profile applies" + (f"; not run: {extra}" if extra else ""))
+        return Verdict(
+            PASSED,
+            f"{len(own)} test{'s' * (len(own) != 1)} ran and passed; no device-suite test in this "
+            "run, so no suite profile applies" + (f"; not run: {extra}" if extra else ""),
+        )
     of = f"{cov.covered} of {cov.required} required tests ran (suite {cov.name})"
     if end.interrupted:
         return Verdict(INCOMPLETE, f"interrupted ({end.interrupted}); {of}")
@@ -150,8 +158,11 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
         more = len(cov.missing) - SHOWN_MISSING
         return Verdict(INCOMPLETE, f"{of}; missing: {shown}" + (f" and {more} more" if more > 0 else ""))
     extra = _not_required_extras(outcomes.values())
-    return Verdict(PASSED, f"{cov.covered} of {cov.required} required tests ran and passed (suite {cov.name})"
-                   + (f"; not required: {extra}" if extra else ""))
+    return Verdict(
+        PASSED,
+        f"{cov.covered} of {cov.required} required tests ran and passed (suite {cov.name})"
+        + (f"; not required: {extra}" if extra else ""),
+    )
 
 
 def _bench_error(end: SessionEnd) -> str | None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 MAX_LOG_CHARS = 200_000
 
 

@@ -14,14 +14,30 @@ import csv
 import html
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from bench.report.plots import metrics_series_plot
 
-CSV_COLUMNS = ("id", "received_at", "method", "route", "kind", "status", "verdict", "error_code", "serial_number",
-               "request_count", "timestamp", "auth", "hd_rows", "body_bytes", "reply_bytes", "tokens")
+CSV_COLUMNS = (
+    "id",
+    "received_at",
+    "method",
+    "route",
+    "kind",
+    "status",
+    "verdict",
+    "error_code",
+    "serial_number",
+    "request_count",
+    "timestamp",
+    "auth",
+    "hd_rows",
+    "body_bytes",
+    "reply_bytes",
+    "tokens",
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
@@ -47,21 +63,34 @@ def _text(value: Any) -> str:
 
 # -- the table ---------------------------------------------------------------------------------
 
+
 def requests_table_html(requests: Sequence[dict[str, Any]], *, limit: int = 200) -> str:
     """One row per request (the first `limit`, then a line saying how many were left out),
     every text HTML-escaped. `requests`: the summaries of bench/server/evidence.py."""
-    head = ("<tr><th>received (UTC)</th><th>route</th><th>status</th><th>serial</th><th>rc</th><th>ts</th>"
-            "<th>auth</th><th>rows in hd</th><th>bytes in / out</th><th>tokens answered</th></tr>")
+    head = (
+        "<tr><th>received (UTC)</th><th>route</th><th>status</th><th>serial</th><th>rc</th><th>ts</th>"
+        "<th>auth</th><th>rows in hd</th><th>bytes in / out</th><th>tokens answered</th></tr>"
+    )
     rows = []
-    for s in requests[:max(0, limit)]:
+    for s in requests[: max(0, limit)]:
         status = f"{s['status']}" + (f" {s['error_code']}" if s["error_code"] else "")
         colour = "green" if s["verdict"] == "accepted" else "red"
         cells = (
-            s["received_at"], f"{s['method']} {s['route']}", status, s["serial_number"], s["request_count"],
-            s["timestamp"], s["auth"], s["hd_rows"], f"{s['body_bytes']} / {s['reply_bytes']}", s["tokens"],
+            s["received_at"],
+            f"{s['method']} {s['route']}",
+            status,
+            s["serial_number"],
+            s["request_count"],
+            s["timestamp"],
+            s["auth"],
+            s["hd_rows"],
+            f"{s['body_bytes']} / {s['reply_bytes']}",
+            s["tokens"],
         )
         tds = "".join(
-            f"<td style='color:{colour}'>{html.escape(_text(c))}</td>" if i == 2 else f"<td>{html.escape(_text(c))}</td>"
+            f"<td style='color:{colour}'>{html.escape(_text(c))}</td>"
+            if i == 2
+            else f"<td>{html.escape(_text(c))}</td>"
             for i, c in enumerate(cells)
         )
         rows.append(f"<tr>{tds}</tr>")
@@ -72,6 +101,7 @@ def requests_table_html(requests: Sequence[dict[str, Any]], *, limit: int = 200)
 
 
 # -- files -------------------------------------------------------------------------------------
+
 
 def _csv_cell(value: Any) -> Any:
     """A value safe to open in a spreadsheet: text that would start a formula gets a quote."""
@@ -86,8 +116,9 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "metrics"
 
 
-def write_metrics_evidence(directory: Path, evidence: MetricsEvidenceLike, name: str, *, plot: bool = True,
-                           title: str | None = None) -> list[Path]:
+def write_metrics_evidence(
+    directory: Path, evidence: MetricsEvidenceLike, name: str, *, plot: bool = True, title: str | None = None
+) -> list[Path]:
     """`<name>-requests.csv` (one line per request, CSV_COLUMNS) and, with `plot` and any
     historical rows, `<name>-series.png` (titled `title`, default `name`); the files written."""
     directory = Path(directory)
@@ -105,9 +136,13 @@ def write_metrics_evidence(directory: Path, evidence: MetricsEvidenceLike, name:
         series = evidence.series
         if series:
             first = min(points[0][0] for points in series.values())
-            start = datetime.fromtimestamp(first, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            out.append(metrics_series_plot(directory / f"{base}-series.png", series,
-                                           f"{title or name}: historical data from {start}",
-                                           units=evidence.units))
+            start = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            out.append(
+                metrics_series_plot(
+                    directory / f"{base}-series.png",
+                    series,
+                    f"{title or name}: historical data from {start}",
+                    units=evidence.units,
+                )
+            )
     return out
-

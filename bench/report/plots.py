@@ -7,8 +7,8 @@ that a suite which draws nothing does not pay for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 
 def _pyplot():
@@ -90,8 +90,8 @@ def _metrics_groups(names: Sequence[str], units: Mapping[str, str]) -> list[tupl
         groups.setdefault(unit, []).append(name)
     ordered = sorted(groups.items(), key=lambda kv: (kv[0] == "", kv[0]))
     if len(ordered) > MAX_METRICS_AXES:
-        rest = [n for _, ns in ordered[MAX_METRICS_AXES - 1:] for n in ns]
-        ordered = ordered[:MAX_METRICS_AXES - 1] + [("various", rest)]
+        rest = [n for _, ns in ordered[MAX_METRICS_AXES - 1 :] for n in ns]
+        ordered = ordered[: MAX_METRICS_AXES - 1] + [("various", rest)]
     return ordered
 
 
@@ -105,8 +105,9 @@ def _time_axis(span_s: float) -> tuple[float, str]:
     return 3600.0, "hours"
 
 
-def metrics_series_plot(path: Path, series: Mapping[str, Sequence[tuple[float, float]]], title: str,
-                        units: Mapping[str, str] | None = None) -> Path:
+def metrics_series_plot(
+    path: Path, series: Mapping[str, Sequence[tuple[float, float]]], title: str, units: Mapping[str, str] | None = None
+) -> Path:
     """Historical Metrics series (variable -> (UNIX time, value)) on stacked axes sharing time,
     one axis per unit (`units`: variable -> unit, e.g. from the data format; without it, names
     with "voltage" go to V and "current" to A), time since the first row on the x axis."""
@@ -123,8 +124,7 @@ def metrics_series_plot(path: Path, series: Mapping[str, Sequence[tuple[float, f
         for ax, (unit, names) in zip(axes, groups):
             for name in names:
                 rows = series[name]
-                ax.plot([(t - t0) / scale for t, _ in rows], [v for _, v in rows], marker=".", ms=3, lw=0.8,
-                        label=name)
+                ax.plot([(t - t0) / scale for t, _ in rows], [v for _, v in rows], marker=".", ms=3, lw=0.8, label=name)
             ax.set_ylabel(unit or "value")
             ax.legend(fontsize=7, loc="best")
         axes[0].set_title(title, fontsize=9)

@@ -10,13 +10,43 @@ Metrics server), load.py the entry points re-exported here."""
 from bench.rig.device_list import DEVICE_LIST_COLUMNS, DeviceListError, DeviceListRow, read_device_list
 from bench.rig.load import load_rig, resolve_rig, virtual_rig
 from bench.rig.model import (
-    RIG_ENV_VAR, VIRTUAL, VIRTUAL_DUT_KEY, VIRTUAL_DUT_SERIAL, VIRTUAL_DUT_STARTING_CODE, DutProfile, LinkConfig,
-    PsuConfig, Rig, RigError, ServerConfig, SimConfig, StationConfig)
+    RIG_ENV_VAR,
+    VIRTUAL,
+    VIRTUAL_DUT_KEY,
+    VIRTUAL_DUT_SERIAL,
+    VIRTUAL_DUT_STARTING_CODE,
+    DutProfile,
+    LinkConfig,
+    PsuConfig,
+    Rig,
+    RigError,
+    ServerConfig,
+    SimConfig,
+    StationConfig,
+)
 from bench.rig.schema import KNOWN_ADAPTERS, KNOWN_PSU_PROFILES
 
 __all__ = [
-    "DEVICE_LIST_COLUMNS", "KNOWN_ADAPTERS", "KNOWN_PSU_PROFILES", "RIG_ENV_VAR", "VIRTUAL", "VIRTUAL_DUT_KEY",
-    "VIRTUAL_DUT_SERIAL", "VIRTUAL_DUT_STARTING_CODE", "DeviceListError", "DeviceListRow", "DutProfile", "LinkConfig",
-    "PsuConfig", "Rig", "RigError", "ServerConfig", "SimConfig", "StationConfig", "load_rig", "read_device_list",
-    "resolve_rig", "virtual_rig",
+    "DEVICE_LIST_COLUMNS",
+    "KNOWN_ADAPTERS",
+    "KNOWN_PSU_PROFILES",
+    "RIG_ENV_VAR",
+    "VIRTUAL",
+    "VIRTUAL_DUT_KEY",
+    "VIRTUAL_DUT_SERIAL",
+    "VIRTUAL_DUT_STARTING_CODE",
+    "DeviceListError",
+    "DeviceListRow",
+    "DutProfile",
+    "LinkConfig",
+    "PsuConfig",
+    "Rig",
+    "RigError",
+    "ServerConfig",
+    "SimConfig",
+    "StationConfig",
+    "load_rig",
+    "read_device_list",
+    "resolve_rig",
+    "virtual_rig",
 ]

@@ -17,8 +17,15 @@ from bench.rig.model import FileMistake
 from bench.secret import Secret
 
 DEVICE_LIST_COLUMNS = (
-    "Serial Number", "Starting Code", "Key", "Count", "Time Divider",
-    "Restricted Digit Mode", "Hardware Model", "Version", "Test Code",
+    "Serial Number",
+    "Starting Code",
+    "Key",
+    "Count",
+    "Time Divider",
+    "Restricted Digit Mode",
+    "Hardware Model",
+    "Version",
+    "Test Code",
 )
 # What the bench can use: a starting code openpaygo would not replace with one derived from the
 # key (it does so for 0), counts a device can hold, the OpenPAYGO time divider's range.
@@ -65,8 +72,11 @@ def read_device_list(path: Path) -> list[DeviceListRow]:
             continue
         device = _row(path, line, row)
         if device.serial_number in seen:
-            raise DeviceListError(path, f"line {line}: Serial Number", f"{device.serial_number!r} is also on line "
-                                  f"{seen[device.serial_number]}; expected each device once")
+            raise DeviceListError(
+                path,
+                f"line {line}: Serial Number",
+                f"{device.serial_number!r} is also on line {seen[device.serial_number]}; expected each device once",
+            )
         seen[device.serial_number] = line
         out.append(device)
     return out
@@ -78,9 +88,12 @@ def _check_header(path: Path, header: list[str]) -> None:
     missing = [c for c in DEVICE_LIST_COLUMNS if c not in header]
     extra = [c for c in header if c not in DEVICE_LIST_COLUMNS]
     parts = (["missing " + ", ".join(missing)] if missing else []) + (
-        ["unexpected " + ", ".join(map(repr, extra))] if extra else [])
+        ["unexpected " + ", ".join(map(repr, extra))] if extra else []
+    )
     detail = "; ".join(parts) or "wrong order"
-    raise DeviceListError(path, "header", f"wrong columns ({detail}); expected exactly " + ",".join(DEVICE_LIST_COLUMNS))
+    raise DeviceListError(
+        path, "header", f"wrong columns ({detail}); expected exactly " + ",".join(DEVICE_LIST_COLUMNS)
+    )
 
 
 def _row(path: Path, line: int, row: list[str]) -> DeviceListRow:
@@ -104,15 +117,23 @@ def _row(path: Path, line: int, row: list[str]) -> DeviceListRow:
         raise fail("Serial Number", f"got {serial[:40]!r}; expected 1..32 characters of A-Z a-z 0-9 _ -")
     key = cell["Key"]
     if key and (len(key) != 32 or set(key) - HEX):  # counted, never shown: it may be a real key
-        raise fail("Key", f"got {len(key)} characters{'' if not set(key) - HEX else ', not all hex'}; expected "
-                   "32 hex characters (16 bytes)")
+        raise fail(
+            "Key",
+            f"got {len(key)} characters{'' if not set(key) - HEX else ', not all hex'}; expected "
+            "32 hex characters (16 bytes)",
+        )
     restricted = cell["Restricted Digit Mode"]
     if restricted not in ("", "0", "1"):
         raise fail("Restricted Digit Mode", f"got {restricted[:20]!r}; expected 0 or 1")
     return DeviceListRow(
-        line=line, serial_number=serial, starting_code=number("Starting Code", STARTING_CODE),
-        secret_key=Secret(key.lower(), f"{serial} key") if key else None, count=number("Count", COUNT),
-        time_divider=number("Time Divider", TIME_DIVIDER), restricted_digits={"": None, "0": False, "1": True}[restricted],
-        hardware_model=cell["Hardware Model"] or None, firmware_version=cell["Version"] or None,
+        line=line,
+        serial_number=serial,
+        starting_code=number("Starting Code", STARTING_CODE),
+        secret_key=Secret(key.lower(), f"{serial} key") if key else None,
+        count=number("Count", COUNT),
+        time_divider=number("Time Divider", TIME_DIVIDER),
+        restricted_digits={"": None, "0": False, "1": True}[restricted],
+        hardware_model=cell["Hardware Model"] or None,
+        firmware_version=cell["Version"] or None,
         test_code=cell["Test Code"] or None,
     )

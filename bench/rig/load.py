@@ -13,34 +13,58 @@ from typing import Any
 
 from bench.rig.device_list import DeviceListError, DeviceListRow, read_device_list
 from bench.rig.model import (
-    DEFAULT_BOOT_TIMEOUT_S, DEFAULT_DRIFT_MAX_OBSERVE_S, DEFAULT_DRIFT_OBSERVE_S, DEFAULT_LOCKOUT_WAIT_BUDGET_S,
-    DEFAULT_PSU_PROFILE, RIG_ENV_VAR, VIRTUAL, DutProfile, LinkConfig, PsuConfig, Rig, RigError, ServerConfig,
-    SimConfig, StationConfig)
+    DEFAULT_BOOT_TIMEOUT_S,
+    DEFAULT_DRIFT_MAX_OBSERVE_S,
+    DEFAULT_DRIFT_OBSERVE_S,
+    DEFAULT_LOCKOUT_WAIT_BUDGET_S,
+    DEFAULT_PSU_PROFILE,
+    RIG_ENV_VAR,
+    VIRTUAL,
+    DutProfile,
+    LinkConfig,
+    PsuConfig,
+    Rig,
+    RigError,
+    ServerConfig,
+    SimConfig,
+    StationConfig,
+)
 from bench.rig.schema import _DUT_DEFAULTS, _IDENTITY, _SCHEMA, _SECTIONS
-from bench.rig.values import (
-    _KEY_SOURCES, _got, _key_from_sources, _read_section, _relative, _unknown, _with_defaults)
+from bench.rig.values import _KEY_SOURCES, _got, _key_from_sources, _read_section, _relative, _unknown, _with_defaults
 
 
 def _device_list_row(where: str, given: dict, base: Path) -> dict[str, Any]:
     """The [dut] values the device list's row for `device_serial` gives (blank cells left out),
     read by the one device-list parser (bench/rig/device_list.py)."""
     if "device_serial" not in given:
-        raise RigError(where, "dut.device_serial", "missing; expected the Serial Number of the "
-                       "device list row to use (required with dut.device_list)")
+        raise RigError(
+            where,
+            "dut.device_serial",
+            "missing; expected the Serial Number of the device list row to use (required with dut.device_list)",
+        )
     file, serial = _relative(base, given["device_list"]), given["device_serial"]
     try:
         rows = read_device_list(file)
     except DeviceListError as e:  # a cell or the header: named in the list itself; the file: in the rig
-        raise (RigError(e.path, e.where, e.message) if e.where else
-               RigError(where, "dut.device_list", f"{file}: {e.message}")) from None
+        raise (
+            RigError(e.path, e.where, e.message)
+            if e.where
+            else RigError(where, "dut.device_list", f"{file}: {e.message}")
+        ) from None
     row: DeviceListRow | None = next((r for r in rows if r.serial_number == serial), None)
     if row is None:
-        raise RigError(where, "dut.device_serial", f"no row with Serial Number {_got(serial)} in {file}; "
-                       "expected exactly one")
+        raise RigError(
+            where, "dut.device_serial", f"no row with Serial Number {_got(serial)} in {file}; expected exactly one"
+        )
     values = {
-        "serial_number": row.serial_number, "starting_code": row.starting_code, "secret_key": row.secret_key,
-        "token_count": row.count, "time_divider": row.time_divider, "restricted_digits": row.restricted_digits,
-        "hardware_model": row.hardware_model, "firmware_version": row.firmware_version,
+        "serial_number": row.serial_number,
+        "starting_code": row.starting_code,
+        "secret_key": row.secret_key,
+        "token_count": row.count,
+        "time_divider": row.time_divider,
+        "restricted_digits": row.restricted_digits,
+        "hardware_model": row.hardware_model,
+        "firmware_version": row.firmware_version,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -56,11 +80,18 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
             same = _KEY_SOURCES if name == "secret_key" else () if name == "serial_number" else (name,)
             clash = next((k for k in same if k in given), None)
             if clash:
-                raise RigError(where, f"dut.{clash}", "also given by the device list row of "
-                               "dut.device_serial; expected it in one place only")
+                raise RigError(
+                    where,
+                    f"dut.{clash}",
+                    "also given by the device list row of dut.device_serial; expected it in one place only",
+                )
         if "serial_number" in given and given["serial_number"] != row["serial_number"]:
-            raise RigError(where, "dut.serial_number", f"got {_got(given['serial_number'])}, not "
-                           "dut.device_serial; expected them equal, or serial_number left out")
+            raise RigError(
+                where,
+                "dut.serial_number",
+                f"got {_got(given['serial_number'])}, not "
+                "dut.device_serial; expected them equal, or serial_number left out",
+            )
     elif "device_serial" in given:
         raise RigError(where, "dut.device_serial", "given without dut.device_list; expected both or neither")
     values.update(row)
@@ -70,35 +101,59 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
         if values[name] is not None:
             continue
         if name in _IDENTITY and not virtual:
-            what = ("one of secret_key, secret_key_env, secret_key_file" if name == "secret_key"
-                    else _SCHEMA["dut"][name].expected)
-            raise RigError(where, f"dut.{name}", f"missing (a real DUT has no default identity); "
-                           f"expected {what}, or dut.device_list")
+            what = (
+                "one of secret_key, secret_key_env, secret_key_file"
+                if name == "secret_key"
+                else _SCHEMA["dut"][name].expected
+            )
+            raise RigError(
+                where,
+                f"dut.{name}",
+                f"missing (a real DUT has no default identity); expected {what}, or dut.device_list",
+            )
         values[name] = default
-    for name, default in (("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
-                          ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
-                          ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S)):
+    for name, default in (
+        ("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
+        ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
+        ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S),
+    ):
         if values[name] is None:
             values[name] = default[virtual]
     if values["rtc_drift_max_observe_s"] < values["rtc_drift_observe_s"]:
-        raise RigError(where, "dut.rtc_drift_max_observe_s", f"got {values['rtc_drift_max_observe_s']:g} "
-                       f"with dut.rtc_drift_observe_s {values['rtc_drift_observe_s']:g}; "
-                       "expected seconds >= dut.rtc_drift_observe_s")
+        raise RigError(
+            where,
+            "dut.rtc_drift_max_observe_s",
+            f"got {values['rtc_drift_max_observe_s']:g} "
+            f"with dut.rtc_drift_observe_s {values['rtc_drift_observe_s']:g}; "
+            "expected seconds >= dut.rtc_drift_observe_s",
+        )
     return DutProfile(
-        adapter=values["adapter"], serial_number=values["serial_number"], secret_key=values["secret_key"],
-        starting_code=values["starting_code"], token_count=values["token_count"],
-        time_divider=values["time_divider"], restricted_digits=values["restricted_digits"],
-        extended_tokens=values["extended_tokens"], hardware_model=values["hardware_model"],
-        lockout_free_errors=values["lockout_free_errors"], lockout_first_minutes=values["lockout_first_minutes"],
-        lockout_max_minutes=values["lockout_max_minutes"], lockout_max_streak=values["lockout_max_streak"],
-        lockout_unit_s=values["lockout_unit_s"], lockout_wait_budget_s=values["lockout_wait_budget_s"],
-        rtc_off_test_s=values["rtc_off_test_s"], power_cut_cycles=values["power_cut_cycles"],
-        power_cut_off_s=values["power_cut_off_s"], rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
+        adapter=values["adapter"],
+        serial_number=values["serial_number"],
+        secret_key=values["secret_key"],
+        starting_code=values["starting_code"],
+        token_count=values["token_count"],
+        time_divider=values["time_divider"],
+        restricted_digits=values["restricted_digits"],
+        extended_tokens=values["extended_tokens"],
+        hardware_model=values["hardware_model"],
+        lockout_free_errors=values["lockout_free_errors"],
+        lockout_first_minutes=values["lockout_first_minutes"],
+        lockout_max_minutes=values["lockout_max_minutes"],
+        lockout_max_streak=values["lockout_max_streak"],
+        lockout_unit_s=values["lockout_unit_s"],
+        lockout_wait_budget_s=values["lockout_wait_budget_s"],
+        rtc_off_test_s=values["rtc_off_test_s"],
+        power_cut_cycles=values["power_cut_cycles"],
+        power_cut_off_s=values["power_cut_off_s"],
+        rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
         rtc_drift_observe_s=values["rtc_drift_observe_s"],
         rtc_drift_max_observe_s=values["rtc_drift_max_observe_s"],
-        metrics_auth=values["metrics_auth"], metrics_period_s=values["metrics_period_s"],
+        metrics_auth=values["metrics_auth"],
+        metrics_period_s=values["metrics_period_s"],
         metrics_budget_bytes_per_month=values["metrics_budget_bytes_per_month"],
-        firmware_version=values["firmware_version"], capabilities=frozenset(values["capabilities"]),
+        firmware_version=values["firmware_version"],
+        capabilities=frozenset(values["capabilities"]),
         spec=_relative(base, values["spec"]) if values.get("spec") else None,
         suite=values["suite"],
         ledger=_relative(base, values["ledger"]) if values.get("ledger") else None,
@@ -107,6 +162,7 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
 
 # ---------------------------------------------------------------------------------------------
 # Entry points
+
 
 def _parse_toml(where: str, data: bytes) -> dict:
     try:
@@ -121,8 +177,7 @@ def _parse_toml(where: str, data: bytes) -> dict:
         raise RigError(where, at, f"TOML syntax error: {what}") from None
 
 
-def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Path | None,
-           sha256: str) -> Rig:
+def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Path | None, sha256: str) -> Rig:
     for name in doc:
         if name not in _SCHEMA:
             raise _unknown(where, name, _SECTIONS, "section")
@@ -131,9 +186,13 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
         raise RigError(where, "station.id", f"missing; expected {_SCHEMA['station']['id'].expected}")
     link, psu, sim = (_with_defaults(n, given[n]) for n in ("link", "psu", "sim"))
     if (link["port"] == VIRTUAL) != (psu["resource"] == VIRTUAL):
-        raise RigError(where, "link.port/psu.resource", f"got port {_got(link['port'])} and resource "
-                       f"{_got(psu['resource'])}: mixing a virtual and a real instrument is not supported; "
-                       'expected both "virtual" or both real')
+        raise RigError(
+            where,
+            "link.port/psu.resource",
+            f"got port {_got(link['port'])} and resource "
+            f"{_got(psu['resource'])}: mixing a virtual and a real instrument is not supported; "
+            'expected both "virtual" or both real',
+        )
     virtual = link["port"] == VIRTUAL
     if psu["profile"] is None:
         psu["profile"] = DEFAULT_PSU_PROFILE[virtual]
@@ -142,12 +201,18 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
     if not virtual and "sim" in doc:
         raise RigError(where, "sim", "given on a real rig; expected [sim] only on the virtual rig")
     if not psu["off_threshold_v"] < psu["voltage"]:
-        raise RigError(where, "psu.off_threshold_v", f"got {psu['off_threshold_v']} with psu.voltage "
-                       f"{psu['voltage']}; expected volts >= 0 and below psu.voltage")
+        raise RigError(
+            where,
+            "psu.off_threshold_v",
+            f"got {psu['off_threshold_v']} with psu.voltage "
+            f"{psu['voltage']}; expected volts >= 0 and below psu.voltage",
+        )
     return Rig(
-        source=source, sha256=sha256,
+        source=source,
+        sha256=sha256,
         station=StationConfig(**_with_defaults("station", given["station"])),
-        link=LinkConfig(**link), psu=PsuConfig(**psu),
+        link=LinkConfig(**link),
+        psu=PsuConfig(**psu),
         dut=_dut_profile(where, given["dut"], base, env, virtual),
         server=ServerConfig(**_with_defaults("server", given["server"])),
         sim=SimConfig(**{**sim, "state_dir": str(_relative(base, sim["state_dir"])) if sim["state_dir"] else ""}),
@@ -164,8 +229,14 @@ def load_rig(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> R
         why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
         raise RigError(where, "", f"{why}; expected a rig file (TOML)") from None
     doc = _parse_toml(where, data)
-    return _build(where, doc, file.resolve().parent, os.environ if env is None else env,
-                  file.resolve(), hashlib.sha256(data).hexdigest())
+    return _build(
+        where,
+        doc,
+        file.resolve().parent,
+        os.environ if env is None else env,
+        file.resolve(),
+        hashlib.sha256(data).hexdigest(),
+    )
 
 
 def virtual_rig(**sim_overrides: Any) -> Rig:

@@ -13,14 +13,21 @@ from typing import Any
 from bench.dut.registry import ADAPTERS
 from bench.power.profiles import PROFILES
 from bench.rig.model import (
-    METRICS_AUTH_METHODS, SECTIONS, STANDARD_BAUDS, VIRTUAL, VIRTUAL_DUT_KEY, VIRTUAL_DUT_SERIAL,
-    VIRTUAL_DUT_STARTING_CODE)
+    METRICS_AUTH_METHODS,
+    SECTIONS,
+    STANDARD_BAUDS,
+    VIRTUAL,
+    VIRTUAL_DUT_KEY,
+    VIRTUAL_DUT_SERIAL,
+    VIRTUAL_DUT_STARTING_CODE,
+)
 from bench.secret import Secret
 
 KNOWN_PSU_PROFILES = tuple(PROFILES)
 KNOWN_ADAPTERS = tuple(ADAPTERS)
 
 # Schema: one _Field per key. `check` sees an already type-converted value (each item of a list).
+
 
 @dataclass(frozen=True)
 class _Field:
@@ -67,7 +74,7 @@ _VISA = re.compile(r"(?:(?:TCPIP|USB|GPIB|VXI|PXI|VICP)\d*::\S+|ASRL\S+)", re.IG
 
 
 def _is_serial_port(v: str) -> bool:
-    """"virtual", a device path (/dev/ttyUSB0, COM3) or a pyserial URL (rfc2217://host:port)."""
+    """ "virtual", a device path (/dev/ttyUSB0, COM3) or a pyserial URL (rfc2217://host:port)."""
     if not v or v != v.strip() or any(ord(c) < 32 for c in v):
         return False
     if "://" not in v:
@@ -87,19 +94,27 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "location": _any_str(""),
     },
     "link": {
-        "port": _Field("str", VIRTUAL, _is_serial_port,
-                       'a serial device (/dev/ttyUSB0, /dev/serial/by-id/..., COM3), a pyserial URL '
-                       '(rfc2217://host:port, socket://host:port) or "virtual"'),
+        "port": _Field(
+            "str",
+            VIRTUAL,
+            _is_serial_port,
+            "a serial device (/dev/ttyUSB0, /dev/serial/by-id/..., COM3), a pyserial URL "
+            '(rfc2217://host:port, socket://host:port) or "virtual"',
+        ),
         "baud": _Field("int", 115200, lambda v: v in STANDARD_BAUDS, "a standard baud rate 300..4000000"),
         "reply_timeout_s": _float(2.0, lambda v: v > 0, "seconds > 0"),
         "boot_timeout_s": _Field("float", None, lambda v: v > 0, "seconds > 0"),
     },
     "psu": {
-        "resource": _Field("str", VIRTUAL, lambda v: v == VIRTUAL or _VISA.fullmatch(v) is not None,
-                           'a VISA resource (TCPIP0::10.0.0.5::5025::SOCKET, USB0::...::INSTR, '
-                           'ASRL/dev/ttyUSB1::INSTR) or "virtual"'),
-        "profile": _Field("str", None, lambda v: v in KNOWN_PSU_PROFILES,
-                          "one of " + ", ".join(f'"{o}"' for o in KNOWN_PSU_PROFILES)),
+        "resource": _Field(
+            "str",
+            VIRTUAL,
+            lambda v: v == VIRTUAL or _VISA.fullmatch(v) is not None,
+            'a VISA resource (TCPIP0::10.0.0.5::5025::SOCKET, USB0::...::INSTR, ASRL/dev/ttyUSB1::INSTR) or "virtual"',
+        ),
+        "profile": _Field(
+            "str", None, lambda v: v in KNOWN_PSU_PROFILES, "one of " + ", ".join(f'"{o}"' for o in KNOWN_PSU_PROFILES)
+        ),
         "channel": _int(1, 1, 8),
         "voltage": _float(12.0, lambda v: 0 < v <= 60, "volts, 0 < v <= 60"),
         "current_limit": _float(1.0, lambda v: 0 < v <= 20, "amps, 0 < a <= 20"),
@@ -131,8 +146,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
         "rtc_drift_limit_ppm": _float(685.0, lambda v: 0 < v <= 100000, "ppm, 0 < v <= 100000"),
         "rtc_drift_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400, "seconds, 1..86400"),
-        "rtc_drift_max_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400,
-                                          "seconds, 1..86400 and >= dut.rtc_drift_observe_s"),
+        "rtc_drift_max_observe_s": _Field(
+            "float", None, lambda v: 1 <= v <= 86400, "seconds, 1..86400 and >= dut.rtc_drift_observe_s"
+        ),
         "metrics_auth": _choice("ra", METRICS_AUTH_METHODS),
         "metrics_period_s": _float(3600.0, lambda v: 1 <= v <= 31 * 86400, "seconds, 1..2678400"),
         "metrics_budget_bytes_per_month": _int(750_000, 1, 10**12, "bytes"),
@@ -174,8 +190,13 @@ _SECTIONS = SECTIONS
 # The [dut] keys a device list can supply, and their values when neither it nor [dut] does. The
 # identity keys default to the simulated device's; a real rig must give them.
 _DUT_DEFAULTS = {
-    "serial_number": VIRTUAL_DUT_SERIAL, "starting_code": VIRTUAL_DUT_STARTING_CODE,
-    "secret_key": Secret(VIRTUAL_DUT_KEY, "dut.secret_key"), "token_count": 1, "time_divider": 1,
-    "restricted_digits": False, "hardware_model": "", "firmware_version": "",
+    "serial_number": VIRTUAL_DUT_SERIAL,
+    "starting_code": VIRTUAL_DUT_STARTING_CODE,
+    "secret_key": Secret(VIRTUAL_DUT_KEY, "dut.secret_key"),
+    "token_count": 1,
+    "time_divider": 1,
+    "restricted_digits": False,
+    "hardware_model": "",
+    "firmware_version": "",
 }
 _IDENTITY = ("serial_number", "starting_code", "secret_key")

@@ -76,8 +76,12 @@ def _secret(where: str, key: str, text: str, origin: str) -> Secret:
     text = text.strip()
     if not _HEX32.fullmatch(text):
         hexness = "" if all(c in "0123456789abcdefABCDEF" for c in text) else ", not all hex"
-        raise RigError(where, key, f"{origin}not 32 hex characters (got {len(text)} characters{hexness}); "
-                       "expected 32 hex characters (16 bytes)")
+        raise RigError(
+            where,
+            key,
+            f"{origin}not 32 hex characters (got {len(text)} characters{hexness}); "
+            "expected 32 hex characters (16 bytes)",
+        )
     return Secret(text.lower(), "dut.secret_key")
 
 
@@ -113,8 +117,12 @@ def _key_from_sources(where: str, given: dict, base: Path, env: Mapping[str, str
     """The key from whichever one of secret_key / _env / _file was given, None if none was."""
     sources = [k for k in _KEY_SOURCES if k in given]
     if len(sources) > 1:
-        raise RigError(where, "dut." + sources[1], f"given together with dut.{sources[0]}; "
-                       "expected exactly one of secret_key, secret_key_env, secret_key_file")
+        raise RigError(
+            where,
+            "dut." + sources[1],
+            f"given together with dut.{sources[0]}; "
+            "expected exactly one of secret_key, secret_key_env, secret_key_file",
+        )
     if not sources:
         return None
     if sources == ["secret_key"]:
@@ -122,16 +130,20 @@ def _key_from_sources(where: str, given: dict, base: Path, env: Mapping[str, str
     if sources == ["secret_key_env"]:
         var = given["secret_key_env"]
         if var not in env:
-            raise RigError(where, "dut.secret_key_env", f"environment variable {var} is not set; "
-                           "expected it to hold the device key (32 hex characters)")
+            raise RigError(
+                where,
+                "dut.secret_key_env",
+                f"environment variable {var} is not set; expected it to hold the device key (32 hex characters)",
+            )
         return _secret(where, "dut.secret_key_env", env[var], f"environment variable {var}: ")
     file = _relative(base, given["secret_key_file"])
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
-        raise RigError(where, "dut.secret_key_file", f"{file}: {why}; "
-                       "expected a file holding the device key (32 hex characters)") from None
+        raise RigError(
+            where, "dut.secret_key_file", f"{file}: {why}; expected a file holding the device key (32 hex characters)"
+        ) from None
     return _secret(where, "dut.secret_key_file", text, f"{file}: ")
 
 

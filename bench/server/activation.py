@@ -25,8 +25,9 @@ MAX_CHUNK = 995  # raw value of one SET/ADD token
 MAX_TOKENS = 8  # 8 x 995 days is more than 21 years: a longer target is capped
 
 
-def plan_tokens(device: Device, state: DeviceState, reported_count: int | None,
-                now: float) -> tuple[list[IssuedToken], DeviceState]:
+def plan_tokens(
+    device: Device, state: DeviceState, reported_count: int | None, now: float
+) -> tuple[list[IssuedToken], DeviceState]:
     """(tokens to send, new state). `reported_count` is the device's `token_count`."""
     target = state.target_until
     reported = reported_count if reported_count is not None else 0

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -66,8 +67,13 @@ class _Answer:
 class MetricsServer:
     """The request handling behind the Flask routes (one per app)."""
 
-    def __init__(self, config: MetricsServerConfig, store: Store, registry: DeviceRegistry,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: MetricsServerConfig,
+        store: Store,
+        registry: DeviceRegistry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config, self.store, self.registry, self.clock = config, store, registry, clock
 
     def announce_base_url(self, url: str | None) -> None:
@@ -84,7 +90,7 @@ class MetricsServer:
         return request.path + (f"?{qs}" if qs else "")
 
     def _kind(self) -> str:
-        tail = request.path[len(self.config.prefix):] if request.path.startswith(self.config.prefix) else ""
+        tail = request.path[len(self.config.prefix) :] if request.path.startswith(self.config.prefix) else ""
         if tail in ("/device_data", "/dd"):
             return "device_data" if request.method == "POST" else "query"
         return "data_format" if tail == "/data_format" else "other"
@@ -94,25 +100,45 @@ class MetricsServer:
         try:
             ex.body = request.get_data(cache=True)
         except RequestEntityTooLarge:
-            raise MetricsError("too_large", f"the body is larger than {self.config.max_body_bytes} bytes "
-                               "(4096 KB)", "") from None
+            raise MetricsError(
+                "too_large", f"the body is larger than {self.config.max_body_bytes} bytes (4096 KB)", ""
+            ) from None
         ex.body_length = len(ex.body)
         return ex.body
 
     def _record(self, ex: _Exchange, answer: _Answer, error: MetricsError | None, tx: Any = None) -> None:
         rec = RequestRecord(
-            received_at=ex.received_at, remote=request.remote_addr or "", method=request.method,
-            route=self._route(), kind=ex.kind, content_type=request.headers.get("Content-Type"), body=ex.body,
-            status=answer.status, error=error, serial_number=ex.serial_number, auth=ex.auth,
-            simple=ex.simple if error is None else None, data_times=ex.data_times,
-            reply=answer.body, reply_content_type=answer.content_type, body_length=ex.body_length)
+            received_at=ex.received_at,
+            remote=request.remote_addr or "",
+            method=request.method,
+            route=self._route(),
+            kind=ex.kind,
+            content_type=request.headers.get("Content-Type"),
+            body=ex.body,
+            status=answer.status,
+            error=error,
+            serial_number=ex.serial_number,
+            auth=ex.auth,
+            simple=ex.simple if error is None else None,
+            data_times=ex.data_times,
+            reply=answer.body,
+            reply_content_type=answer.content_type,
+            body_length=ex.body_length,
+        )
         if tx is not None:
             tx.insert_request(rec)
         else:
             self.store.record(rec)
-        log.info("%s %s %d %s %s %s %.1f ms", request.method, rec.route, answer.status,
-                 ex.serial_number or "-", error.code if error else "accepted", ex.auth or "-",
-                 (time.monotonic() - ex.t0) * 1000)
+        log.info(
+            "%s %s %d %s %s %s %.1f ms",
+            request.method,
+            rec.route,
+            answer.status,
+            ex.serial_number or "-",
+            error.code if error else "accepted",
+            ex.auth or "-",
+            (time.monotonic() - ex.t0) * 1000,
+        )
 
     def _refuse(self, ex: _Exchange, error: MetricsError) -> Response:
         answer = _Answer(error.status, encode(error.body(), Encoding.JSON), JSON)
@@ -126,7 +152,7 @@ class MetricsServer:
 
     def handle(self, kind: str, work: Callable[[_Exchange], Response]) -> Response:
         """Run one route's work; turn every failure into a stored, well-formed refusal."""
-        ex = _Exchange(datetime.fromtimestamp(self.clock(), timezone.utc), kind)
+        ex = _Exchange(datetime.fromtimestamp(self.clock(), UTC), kind)
         g.exchange = ex
         try:
             return work(ex)
@@ -136,10 +162,12 @@ class MetricsServer:
             return self.unexpected(ex)
 
     def unexpected(self, ex: _Exchange) -> Response:
-        log.error("unexpected error on %s %s: %s", request.method, request.path,
-                  mask(traceback.format_exc(), self.secrets()))
-        return self._refuse(ex, MetricsError("bad_request", "the server could not process this request; "
-                                             "it was logged and stored", ""))
+        log.error(
+            "unexpected error on %s %s: %s", request.method, request.path, mask(traceback.format_exc(), self.secrets())
+        )
+        return self._refuse(
+            ex, MetricsError("bad_request", "the server could not process this request; it was logged and stored", "")
+        )
 
     # -- authentication ------------------------------------------------------------------------
     def _jwt(self, required: bool) -> bool:
@@ -162,20 +190,32 @@ class MetricsServer:
             if device is not None:
                 payload = verify_request(req.signed, req.auth, device.key).describe()
                 if req.signed.timestamp is None and req.signed.request_count is None:
-                    raise MetricsError("auth_unprotected", "a signed request must carry timestamp (ts) or "
-                                       "request_count (rc), or anyone could replay it", "a")
+                    raise MetricsError(
+                        "auth_unprotected",
+                        "a signed request must carry timestamp (ts) or request_count (rc), or anyone could replay it",
+                        "a",
+                    )
             elif policy == "payload" or (policy == "either" and not jwt_ok):
-                raise MetricsError("unknown_device", f"serial number {req.serial_number!r} is not in this "
-                                   "server's device registry, so its signature cannot be checked", "sn")
+                raise MetricsError(
+                    "unknown_device",
+                    f"serial number {req.serial_number!r} is not in this "
+                    "server's device registry, so its signature cannot be checked",
+                    "sn",
+                )
         if policy == "payload" and payload is None:
             if device is None:
-                raise MetricsError("unknown_device", f"serial number {req.serial_number!r} is not in this "
-                                   "server's device registry", "sn")
-            raise MetricsError("auth_missing", "this server requires payload auth: sign the request "
-                               "(a = sa|ta|ca|da|ra + hex)", "a")
+                raise MetricsError(
+                    "unknown_device",
+                    f"serial number {req.serial_number!r} is not in this server's device registry",
+                    "sn",
+                )
+            raise MetricsError(
+                "auth_missing", "this server requires payload auth: sign the request (a = sa|ta|ca|da|ra + hex)", "a"
+            )
         if policy == "either" and payload is None and not jwt_ok:
-            raise MetricsError("auth_missing", "this server requires payload auth (a) or an "
-                               "Authorization: JWT header", "a")
+            raise MetricsError(
+                "auth_missing", "this server requires payload auth (a) or an Authorization: JWT header", "a"
+            )
         return "+".join(p for p in (payload, "jwt" if jwt_ok else None) if p) or "none"
 
     def _admin(self, ex: _Exchange) -> None:
@@ -190,8 +230,13 @@ class MetricsServer:
     def post_device_data(self, ex: _Exchange) -> Response:
         body = self._read_body(ex)
         now = self.clock()
-        req = parse_body(body, request.headers.get("Content-Type"), formats=self.store.data_format,
-                         received_at=now, max_bytes=self.config.max_body_bytes)
+        req = parse_body(
+            body,
+            request.headers.get("Content-Type"),
+            formats=self.store.data_format,
+            received_at=now,
+            max_bytes=self.config.max_body_bytes,
+        )
         ex.serial_number = req.serial_number
         ex.simple = req.to_simple()
         times = req.times()
@@ -206,10 +251,13 @@ class MetricsServer:
                 reply = self._signed(req, reply)
             answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
             self._record(ex, answer, None, tx)
-            tx.put_device_state(replace(
-                state,
-                last_timestamp=req.timestamp if req.timestamp is not None else state.last_timestamp,
-                last_request_count=req.request_count if req.request_count is not None else state.last_request_count))
+            tx.put_device_state(
+                replace(
+                    state,
+                    last_timestamp=req.timestamp if req.timestamp is not None else state.last_timestamp,
+                    last_request_count=req.request_count if req.request_count is not None else state.last_request_count,
+                )
+            )
         return Response(answer.body, 201, content_type=answer.content_type)
 
     def _reply(self, req: MetricsRequest, state: DeviceState, now: float) -> tuple[MetricsReply, DeviceState]:
@@ -221,8 +269,16 @@ class MetricsServer:
                 issued, state = plan_tokens(device, state, req.token_count, now)
                 tokens = tuple(t.code if self.config.tokens_as_strings else int(t.code) for t in issued)
         known = device is not None
-        auts = active_until_timestamp(state) if req.wants_active_until and known else (0 if req.wants_active_until else None)
-        asl = active_seconds_left(state, now) if req.wants_seconds_left and known else (0 if req.wants_seconds_left else None)
+        auts = (
+            active_until_timestamp(state)
+            if req.wants_active_until and known
+            else (0 if req.wants_active_until else None)
+        )
+        asl = (
+            active_seconds_left(state, now)
+            if req.wants_seconds_left and known
+            else (0 if req.wants_seconds_left else None)
+        )
         settings = {"base_url": self.config.announce_base_url} if self.config.announce_base_url else None
         return MetricsReply(req.serial_number, tokens, auts, asl, settings), state
 
@@ -230,8 +286,7 @@ class MetricsServer:
         device = self.registry.get(req.serial_number)
         if device is None:
             return reply
-        return reply.signed(device.key, request_timestamp=req.signed.timestamp,
-                            request_count=req.signed.request_count)
+        return reply.signed(device.key, request_timestamp=req.signed.timestamp, request_count=req.signed.request_count)
 
     def post_data_format(self, ex: _Exchange) -> Response:
         self._admin(ex)
@@ -260,7 +315,7 @@ class MetricsServer:
 
     def http_error(self, e: HTTPException) -> Response:
         """Werkzeug's own refusals (unknown route, wrong method, too large), stored and in JSON."""
-        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(self.clock(), timezone.utc), self._kind())
+        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(self.clock(), UTC), self._kind())
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.code or 400, "bad_request")
         status = e.code if code != "bad_request" else 400
         return self._refuse(ex, MetricsError(code, (e.description or e.name or "")[:200], "", status=status))
@@ -279,17 +334,25 @@ def _query_time(name: str, default: float) -> float:
 def _check_replay(req: MetricsRequest, state: DeviceState) -> None:
     """ts and rc must each be above the last accepted one for this device (spec Timestamp and
     Counter Auth: "only higher"): an equal one is a replay too."""
-    if req.request_count is not None and state.last_request_count is not None \
-            and req.request_count <= state.last_request_count:
-        raise MetricsError("replay", f"request_count {req.request_count} is not above the last accepted "
-                           f"({state.last_request_count})", "rc")
+    if (
+        req.request_count is not None
+        and state.last_request_count is not None
+        and req.request_count <= state.last_request_count
+    ):
+        raise MetricsError(
+            "replay",
+            f"request_count {req.request_count} is not above the last accepted ({state.last_request_count})",
+            "rc",
+        )
     if req.timestamp is not None and state.last_timestamp is not None and req.timestamp <= state.last_timestamp:
-        raise MetricsError("replay", f"timestamp {req.timestamp} is not above the last accepted "
-                           f"({whole(state.last_timestamp)})", "ts")
+        raise MetricsError(
+            "replay", f"timestamp {req.timestamp} is not above the last accepted ({whole(state.last_timestamp)})", "ts"
+        )
 
 
-def create_app(config: MetricsServerConfig, store: Store, registry: DeviceRegistry, *,
-               clock: Callable[[], float] = time.time) -> Flask:
+def create_app(
+    config: MetricsServerConfig, store: Store, registry: DeviceRegistry, *, clock: Callable[[], float] = time.time
+) -> Flask:
     """The Flask app serving one Metrics server (run it with bench.server.serve)."""
     app = Flask("bench.server")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -301,21 +364,37 @@ def create_app(config: MetricsServerConfig, store: Store, registry: DeviceRegist
     def route(kind: str, work: Callable[[_Exchange], Response]) -> Callable[[], Response]:
         def view() -> Response:
             return server.handle(kind, work)
+
         view.__name__ = f"{kind}_{work.__name__}"
         return view
 
     for path in ("/device_data", "/dd"):
-        app.add_url_rule(prefix + path, f"post{path}", route("device_data", server.post_device_data), methods=["POST"],
-                         provide_automatic_options=False)
-        app.add_url_rule(prefix + path, f"get{path}", route("query", server.get_device_data), methods=["GET"],
-                         provide_automatic_options=False)
-    app.add_url_rule(prefix + "/data_format", "data_format", route("data_format", server.post_data_format),
-                     methods=["POST"], provide_automatic_options=False)
+        app.add_url_rule(
+            prefix + path,
+            f"post{path}",
+            route("device_data", server.post_device_data),
+            methods=["POST"],
+            provide_automatic_options=False,
+        )
+        app.add_url_rule(
+            prefix + path,
+            f"get{path}",
+            route("query", server.get_device_data),
+            methods=["GET"],
+            provide_automatic_options=False,
+        )
+    app.add_url_rule(
+        prefix + "/data_format",
+        "data_format",
+        route("data_format", server.post_data_format),
+        methods=["POST"],
+        provide_automatic_options=False,
+    )
     app.register_error_handler(HTTPException, server.http_error)
 
     @app.errorhandler(Exception)
     def _unexpected(_e: Exception) -> Response:  # outside a route's work (a before/after hook)
-        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(clock(), timezone.utc), "other")
+        ex = getattr(g, "exchange", None) or _Exchange(datetime.fromtimestamp(clock(), UTC), "other")
         return server.unexpected(ex)
 
     return app

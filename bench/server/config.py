@@ -36,8 +36,9 @@ class MetricsServerConfig:
 
     def __post_init__(self) -> None:
         if not _BASE_PATH.fullmatch(self.base_path):
-            raise ValueError(f"base_path {self.base_path!r} must be a URL path starting with / "
-                             "(letters, digits, . _ ~ -)")
+            raise ValueError(
+                f"base_path {self.base_path!r} must be a URL path starting with / (letters, digits, . _ ~ -)"
+            )
         if self.auth not in AUTH_POLICIES:
             raise ValueError(f"auth policy {self.auth!r} is not one of {', '.join(AUTH_POLICIES)}")
         if self.auth in ("jwt", "either") and self.jwt_secret is None:

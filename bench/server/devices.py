@@ -14,10 +14,11 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from bench.openpaygo.tokens import MAX_TIME_DIVIDER, TokenGenerator
 from bench.rig import DeviceListError, DutProfile, read_device_list
@@ -29,7 +30,7 @@ _SERIAL = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class DeviceFileError(Exception):
-    """"<file>: <entry>: <key>: what was wrong; expected what" (never a key's value)."""
+    """ "<file>: <entry>: <key>: what was wrong; expected what" (never a key's value)."""
 
     def __init__(self, path: str, where: str, message: str) -> None:
         super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
@@ -47,21 +48,38 @@ class Device:
     active_until: datetime | None = None  # initial target (UTC)
 
     def generator(self, count: int) -> TokenGenerator:
-        return TokenGenerator(self.key, self.starting_code, count, self.time_divider,
-                              self.restricted_digits, self.extended_tokens)
+        return TokenGenerator(
+            self.key, self.starting_code, count, self.time_divider, self.restricted_digits, self.extended_tokens
+        )
 
 
 def device_from_profile(profile: DutProfile, active_until: datetime | None = None) -> Device:
     """The rig's DUT as a server device."""
-    return Device(profile.serial_number, profile.secret_key, profile.starting_code, profile.token_count,
-                  profile.time_divider, profile.restricted_digits, profile.extended_tokens,
-                  _utc(active_until, "", "active_until") if active_until is not None else None)
+    return Device(
+        profile.serial_number,
+        profile.secret_key,
+        profile.starting_code,
+        profile.token_count,
+        profile.time_divider,
+        profile.restricted_digits,
+        profile.extended_tokens,
+        _utc(active_until, "", "active_until") if active_until is not None else None,
+    )
 
 
 # -- device files -------------------------------------------------------------------------------
 
-_KEYS = ("serial_number", "secret_key", "secret_key_env", "starting_code", "count", "time_divider",
-         "restricted_digits", "extended_tokens", "active_until")
+_KEYS = (
+    "serial_number",
+    "secret_key",
+    "secret_key_env",
+    "starting_code",
+    "count",
+    "time_divider",
+    "restricted_digits",
+    "extended_tokens",
+    "active_until",
+)
 
 
 def _utc(value: Any, path: str, where: str) -> datetime:
@@ -69,13 +87,14 @@ def _utc(value: Any, path: str, where: str) -> datetime:
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise DeviceFileError(path, where, "not an ISO 8601 date and time; expected e.g. "
-                                  "2026-12-31T00:00:00Z") from None
+            raise DeviceFileError(
+                path, where, "not an ISO 8601 date and time; expected e.g. 2026-12-31T00:00:00Z"
+            ) from None
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise DeviceFileError(path, where, "expected an ISO 8601 date and time")
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _device(entry: Any, path: str, where: str, env: Mapping[str, str]) -> Device:
@@ -107,8 +126,9 @@ def _device(entry: Any, path: str, where: str, env: Mapping[str, str]) -> Device
             raise DeviceFileError(path, f"{where}.secret_key_env", f"environment variable {var} is not set")
         text = env[var]
     if not isinstance(text, str) or not _HEX32.fullmatch(text.strip()):
-        raise DeviceFileError(path, f"{where}.secret_key", "not 32 hex characters (not shown); expected the "
-                              "16-byte device key in hex")
+        raise DeviceFileError(
+            path, f"{where}.secret_key", "not 32 hex characters (not shown); expected the 16-byte device key in hex"
+        )
     return Device(
         serial_number=serial,
         key=Secret(text.strip().lower(), f"device {serial} key"),
@@ -132,12 +152,22 @@ def _csv_devices(path: Path) -> list[Device]:
     for row in rows:
         for column, value in (("Key", row.secret_key), ("Starting Code", row.starting_code)):
             if value is None:
-                raise DeviceFileError(str(path), f"line {row.line}: {column}", "blank; expected it for a device the "
-                                      "server issues tokens to")
+                raise DeviceFileError(
+                    str(path),
+                    f"line {row.line}: {column}",
+                    "blank; expected it for a device the server issues tokens to",
+                )
         assert row.secret_key is not None and row.starting_code is not None
-        devices.append(Device(row.serial_number, row.secret_key, row.starting_code,
-                              1 if row.count is None else row.count, row.time_divider or 1,
-                              bool(row.restricted_digits)))
+        devices.append(
+            Device(
+                row.serial_number,
+                row.secret_key,
+                row.starting_code,
+                1 if row.count is None else row.count,
+                row.time_divider or 1,
+                bool(row.restricted_digits),
+            )
+        )
     return devices
 
 
@@ -176,6 +206,7 @@ def load_devices(path: str | os.PathLike, env: Mapping[str, str] | None = None) 
 
 
 # -- the registry --------------------------------------------------------------------------------
+
 
 class DeviceRegistry:
     """Known devices and their persisted state. Thread-safe through the store's transactions."""

@@ -27,9 +27,11 @@ from bench.server.store import StoredRequest
 FormatLookup = Callable[[int], DataFormat | None]
 
 ROW_TIME_KEYS = frozenset({"timestamp", "relative_time"})
-_AUTH_ERRORS = frozenset({"auth_missing", "auth_invalid", "auth_malformed", "auth_unprotected",
-                          "unknown_device", "jwt_invalid"})
+_AUTH_ERRORS = frozenset(
+    {"auth_missing", "auth_invalid", "auth_malformed", "auth_unprotected", "unknown_device", "jwt_invalid"}
+)
 # -- one request, summarised -------------------------------------------------------------------
+
 
 def _simple(r: StoredRequest) -> dict | None:
     return r.simple if isinstance(r.simple, dict) else None
@@ -101,14 +103,16 @@ def summary(r: StoredRequest) -> dict[str, Any]:
 
 # -- the series --------------------------------------------------------------------------------
 
+
 def _expanded(r: StoredRequest, formats: FormatLookup | None) -> dict | None:
     """The request's simple form: as stored, else expanded again from its body by the codec."""
     simple = _simple(r)
     if simple is not None:
         return simple
     try:
-        return parse_body(r.body, r.content_type, formats=formats or (lambda _id: None),
-                          received_at=r.received_unix).to_simple()
+        return parse_body(
+            r.body, r.content_type, formats=formats or (lambda _id: None), received_at=r.received_unix
+        ).to_simple()
     except MetricsError:
         return None
 
@@ -129,8 +133,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _accepted_rows(requests: Iterable[StoredRequest], formats: FormatLookup | None
-                   ) -> Iterable[tuple[str, dict, DataFormat | None]]:
+def _accepted_rows(
+    requests: Iterable[StoredRequest], formats: FormatLookup | None
+) -> Iterable[tuple[str, dict, DataFormat | None]]:
     for r in requests:
         if r.kind != "device_data" or r.verdict != "accepted":
             continue
@@ -143,8 +148,9 @@ def _accepted_rows(requests: Iterable[StoredRequest], formats: FormatLookup | No
                 yield str(simple.get("serial_number", "")), row, fmt
 
 
-def historical_series(requests: Sequence[StoredRequest], *, formats: FormatLookup | None = None,
-                      serial_number: str | None = None) -> dict[str, list[tuple[float, float]]]:
+def historical_series(
+    requests: Sequence[StoredRequest], *, formats: FormatLookup | None = None, serial_number: str | None = None
+) -> dict[str, list[tuple[float, float]]]:
     """The historical rows of every accepted device-data request, per variable: (timestamp,
     value) in time order, a timestamp seen twice (a resent row) counted once (its first value).
     Numeric values only (text, booleans and gps are left out), top-level device rows only (not
@@ -154,8 +160,11 @@ def historical_series(requests: Sequence[StoredRequest], *, formats: FormatLooku
     `store.data_format`); otherwise it is the value as sent. `serial_number` keeps one
     device; when the requests hold several devices and none is chosen, the keys are
     "<serial>/<variable>"."""
-    rows = [(sn, row, fmt) for sn, row, fmt in _accepted_rows(requests, formats)
-            if serial_number is None or sn == serial_number]
+    rows = [
+        (sn, row, fmt)
+        for sn, row, fmt in _accepted_rows(requests, formats)
+        if serial_number is None or sn == serial_number
+    ]
     several = len({sn for sn, _, _ in rows}) > 1
     seen: dict[str, dict[float, float]] = {}
     for sn, row, fmt in rows:
@@ -185,8 +194,6 @@ def series_units(requests: Sequence[StoredRequest], *, formats: FormatLookup | N
     return units
 
 
-
-
 @dataclass(frozen=True)
 class MetricsEvidence:
     """What the report shows of a run's Metrics traffic: summaries (one dict per request) and series."""
@@ -198,5 +205,8 @@ class MetricsEvidence:
 
 def evidence(requests: Sequence[StoredRequest], *, formats: FormatLookup | None = None) -> MetricsEvidence:
     """The requests summarised and their series expanded (pass `store.data_format` as formats)."""
-    return MetricsEvidence([summary(r) for r in requests], historical_series(requests, formats=formats),
-                           series_units(requests, formats=formats))
+    return MetricsEvidence(
+        [summary(r) for r in requests],
+        historical_series(requests, formats=formats),
+        series_units(requests, formats=formats),
+    )

@@ -13,12 +13,13 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from waitress.server import create_server
 from waitress import wasyncore
+from waitress.server import create_server
 
 SPEC_CIPHERS = "EECDH+AESGCM:EDH+AESGCM:EECDH+AES256:EDH+AES256"
 STOP_TIMEOUT_S = 10.0
@@ -84,21 +85,36 @@ class RunningServer:
         while self._thread.is_alive():
             self._thread.join(0.5)
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-def start(app: Any, host: str = "127.0.0.1", port: int = 0, *, base_path: str = "/",
-          cert_file: Path | None = None, key_file: Path | None = None, threads: int = 4) -> RunningServer:
+def start(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    base_path: str = "/",
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    threads: int = 4,
+) -> RunningServer:
     """Serve `app` on host:port (0 = an ephemeral port) until `stop()`."""
     if cert_file is not None and key_file is not None:
         return _start_tls(app, host, port, base_path, tls_context(cert_file, key_file))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
-    server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True,
-                           ident="paygo-bench", asyncore_loop_timeout=1)
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        clear_untrusted_proxy_headers=True,
+        ident="paygo-bench",
+        asyncore_loop_timeout=1,
+    )
     bound_port = server.effective_port
     thread = threading.Thread(target=server.run, name=f"metrics-server-{bound_port}", daemon=True)
     thread.start()
@@ -124,8 +140,12 @@ def _start_tls(app: Any, host: str, port: int, base_path: str, ctx: ssl.SSLConte
 
     server = make_server(host, port, app, threaded=True, ssl_context=ctx)
     server.daemon_threads = True  # type: ignore[attr-defined]  # threaded=True: a ThreadingMixIn server
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"metrics-server-tls-{server.port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"metrics-server-tls-{server.port}",
+        daemon=True,
+    )
     thread.start()
 
     def stop() -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import DataFormat, parse_data_format
@@ -73,13 +74,13 @@ CREATE TABLE IF NOT EXISTS devices (
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:
     if dt.tzinfo is None:
         raise ValueError("times recorded by the bench must be timezone-aware (UTC)")
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -162,18 +163,38 @@ class Tx:
             " body_length, status, verdict, error_code, error_message, error_where, serial_number, auth,"
             " simple_json, data_time_min, data_time_max, reply, reply_content_type)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (iso(rec.received_at), rec.received_at.timestamp(), rec.remote, rec.method, rec.route, rec.kind,
-             rec.content_type, rec.body, rec.body_length if rec.body_length is not None else len(rec.body),
-             rec.status, "accepted" if err is None else "rejected",
-             err.code if err else None, err.message if err else None, err.where if err else None,
-             rec.serial_number, rec.auth, json.dumps(rec.simple) if rec.simple is not None else None,
-             times[0], times[1], rec.reply, rec.reply_content_type))
+            (
+                iso(rec.received_at),
+                rec.received_at.timestamp(),
+                rec.remote,
+                rec.method,
+                rec.route,
+                rec.kind,
+                rec.content_type,
+                rec.body,
+                rec.body_length if rec.body_length is not None else len(rec.body),
+                rec.status,
+                "accepted" if err is None else "rejected",
+                err.code if err else None,
+                err.message if err else None,
+                err.where if err else None,
+                rec.serial_number,
+                rec.auth,
+                json.dumps(rec.simple) if rec.simple is not None else None,
+                times[0],
+                times[1],
+                rec.reply,
+                rec.reply_content_type,
+            ),
+        )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def device_state(self, serial: str) -> DeviceState | None:
         row = self._c.execute(
             "SELECT serial_number, token_count, last_timestamp, last_request_count, target_until, synced_target,"
-            " last_tokens FROM devices WHERE serial_number = ?", (serial,)).fetchone()
+            " last_tokens FROM devices WHERE serial_number = ?",
+            (serial,),
+        ).fetchone()
         if row is None:
             return None
         tokens = tuple(IssuedToken(**t) for t in json.loads(row[6]))
@@ -188,8 +209,17 @@ class Tx:
             " last_timestamp = excluded.last_timestamp, last_request_count = excluded.last_request_count,"
             " target_until = excluded.target_until, synced_target = excluded.synced_target,"
             " last_tokens = excluded.last_tokens, updated_at = excluded.updated_at",
-            (s.serial_number, s.token_count, s.last_timestamp, s.last_request_count, s.target_until,
-             s.synced_target, tokens, iso(utc_now())))
+            (
+                s.serial_number,
+                s.token_count,
+                s.last_timestamp,
+                s.last_request_count,
+                s.target_until,
+                s.synced_target,
+                tokens,
+                iso(utc_now()),
+            ),
+        )
 
     def add_data_format(self, fmt: DataFormat, id: int | None = None) -> int:
         """Register a format; the same format registered twice keeps its first id."""
@@ -199,8 +229,9 @@ class Tx:
             if id is not None and row[0] != id:
                 raise ValueError(f"this data format is already registered as id {row[0]}")
             return int(row[0])
-        cur = self._c.execute("INSERT INTO data_formats (id, canonical, created_at) VALUES (?,?,?)",
-                              (id, canonical, iso(utc_now())))
+        cur = self._c.execute(
+            "INSERT INTO data_formats (id, canonical, created_at) VALUES (?,?,?)", (id, canonical, iso(utc_now()))
+        )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
 
@@ -228,7 +259,7 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -276,13 +307,17 @@ class Store:
             tx.put_device_state(state)
 
     # -- queries -------------------------------------------------------------------------------
-    _COLUMNS = ("id, received_at, received_unix, remote, method, route, kind, content_type, body, body_length,"
-                " status, verdict, error_code, error_message, error_where, serial_number, auth, simple_json,"
-                " reply, reply_content_type")
+    _COLUMNS = (
+        "id, received_at, received_unix, remote, method, route, kind, content_type, body, body_length,"
+        " status, verdict, error_code, error_message, error_where, serial_number, auth, simple_json,"
+        " reply, reply_content_type"
+    )
 
     def _rows(self, where: str, args: tuple) -> list[StoredRequest]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM requests WHERE {where} ORDER BY id", args).fetchall()
+            rows = self._conn.execute(
+                f"SELECT {self._COLUMNS} FROM requests WHERE {where} ORDER BY id", args
+            ).fetchall()
         names = [c.strip() for c in self._COLUMNS.split(",")]
         out = []
         for r in rows:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 EEPROM_SIZE = 4096  # bytes: a 24C32
 

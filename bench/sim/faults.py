@@ -10,8 +10,8 @@ test must still pass; tests/selftest/test_fault_detection.py proves it for every
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Iterable
 
 
 class Fault(StrEnum):
@@ -100,14 +100,12 @@ class Fault(StrEnum):
     TIME_DIVIDER_IGNORED = (
         "time_divider_ignored",
         "decoder",
-        "the provisioned time divider is ignored: a value counts whole days (divider 4: ADD 2.5 days "
-        "gives 10 days)",
+        "the provisioned time divider is ignored: a value counts whole days (divider 4: ADD 2.5 days gives 10 days)",
     )
     NO_LOCKOUT = (
         "no_lockout",
         "firmware",
-        "invalid tokens are counted but token entry is never locked: no brute-force protection "
-        "(openpaygo.md §2)",
+        "invalid tokens are counted but token entry is never locked: no brute-force protection (openpaygo.md §2)",
     )
     LOCKOUT_NOT_PERSISTED = (
         "lockout_not_persisted",
@@ -144,8 +142,7 @@ class Fault(StrEnum):
     ADD_RELOCKS = (
         "add_relocks",
         "firmware",
-        "any ADD token re-enables PAYG after DISABLE_PAYG, as old devices did (G11B, marked Optional "
-        "by the procedure)",
+        "any ADD token re-enables PAYG after DISABLE_PAYG, as old devices did (G11B, marked Optional by the procedure)",
     )
     RTC_LOST_ON_POWER_LOSS = (
         "rtc_lost_on_power_loss",
@@ -267,7 +264,5 @@ def validate(names: Iterable[str]) -> tuple[Fault, ...]:
     names = tuple(names)
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
-        raise ValueError(
-            f"unknown simulator fault(s) {', '.join(unknown)}; known: {', '.join(sorted(CATALOGUE))}"
-        )
+        raise ValueError(f"unknown simulator fault(s) {', '.join(unknown)}; known: {', '.join(sorted(CATALOGUE))}")
     return tuple(CATALOGUE[n] for n in names)

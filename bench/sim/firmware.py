@@ -8,8 +8,8 @@ does in exactly the place the real defect would live.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from bench.sim.capabilities import missing_command
 from bench.sim.faults import Fault
@@ -34,8 +34,14 @@ FIRMWARE_VERSION = "1.0.0"
 class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
     firmware_version = FIRMWARE_VERSION
 
-    def __init__(self, store: RecordStore, rtc: Rtc, config: FirmwareConfig, reset_reason: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        rtc: Rtc,
+        config: FirmwareConfig,
+        reset_reason: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.rtc = rtc
         self.config = config
@@ -52,8 +58,13 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
             self.credit = UptimeCredit(rtc, clock, loaded.state.active_until)
             self._refresh_credit()
         # Metrics sessions (RAM: rows and the request in flight are lost with the supply)
-        self.metrics = MetricsSession(FirmwareMetricsPort(self), config.metrics_settings(),
-                                      device_format(config.metrics_sample_s), clock, faults=self.faults)
+        self.metrics = MetricsSession(
+            FirmwareMetricsPort(self),
+            config.metrics_settings(),
+            device_format(config.metrics_sample_s),
+            clock,
+            faults=self.faults,
+        )
 
     # -- boot ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -138,8 +149,7 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
     def _id(self, args: list[str]) -> Reply:
         sn = self.state.serial if self.state.provisioned else "-"
         return Reply(
-            f"OK model={MODEL} fw={FIRMWARE_VERSION} proto={self._proto()} sn={sn} "
-            f"caps={','.join(self.capabilities())}"
+            f"OK model={MODEL} fw={FIRMWARE_VERSION} proto={self._proto()} sn={sn} caps={','.join(self.capabilities())}"
         )
 
     def _status(self, args: list[str]) -> Reply:

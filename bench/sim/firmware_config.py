@@ -49,11 +49,15 @@ class FirmwareConfig:
         self.metrics_settings()  # ValueError for a bad combination, at build time
         hidden = self.hide_capabilities
         if self.metrics_mode != "off" and "metrics_report" in hidden:
-            raise ValueError(f"hide_capabilities: 'metrics_report' hidden, but metrics_mode is "
-                             f"{self.metrics_mode!r}: a build that reports by itself has it")
+            raise ValueError(
+                f"hide_capabilities: 'metrics_report' hidden, but metrics_mode is "
+                f"{self.metrics_mode!r}: a build that reports by itself has it"
+            )
         if self.metrics_mode == "bridge" and "metrics_bridge" in hidden:
-            raise ValueError("hide_capabilities: 'metrics_bridge' hidden, but metrics_mode is 'bridge', "
-                             "which sends its requests through METRICS EXPORT/IMPORT")
+            raise ValueError(
+                "hide_capabilities: 'metrics_bridge' hidden, but metrics_mode is 'bridge', "
+                "which sends its requests through METRICS EXPORT/IMPORT"
+            )
 
     def has(self, capability: str) -> bool:
         """Whether the build was made with this capability (not hidden)."""

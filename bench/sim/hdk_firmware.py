@@ -58,8 +58,14 @@ BOOT_EPOCH = 1_609_459_200  # ESP32Time's default setTime(): 2021-01-01, set at 
 TIME_DIVIDER = 1  # hal.h build setting
 UINT32 = 2**32
 CRLF = "\r"  # println's \r; the board adds the \n
-BLINKS = {"invalid": 5, "already_used": 1, TokenKind.COUNTER_SYNC: 3, TokenKind.DISABLE_PAYG: 5,
-          TokenKind.ADD_TIME: 2, TokenKind.SET_TIME: 2}
+BLINKS = {
+    "invalid": 5,
+    "already_used": 1,
+    TokenKind.COUNTER_SYNC: 3,
+    TokenKind.DISABLE_PAYG: 5,
+    TokenKind.ADD_TIME: 2,
+    TokenKind.SET_TIME: 2,
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,9 @@ class HdkFirmware:
             middle = ["INFO: Factory setup done", "INFO: Waiting for commands or NFC taps..."]
         else:
             middle = ["INFO: Factory setup NOT done", "INFO: Waiting for Factory setup instruction..."]
-        return "\n".join(line + CRLF for line in ["INFO: OpenPAYGO-HDK Starting...", *middle, "INFO: OpenPAYGO-HDK Started!"])
+        return "\n".join(
+            line + CRLF for line in ["INFO: OpenPAYGO-HDK Starting...", *middle, "INFO: OpenPAYGO-HDK Started!"]
+        )
 
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
@@ -172,12 +180,19 @@ class HdkFirmware:
             return self._blinking(f"#TOKEN;{word}{CRLF}", BLINKS[result.outcome], (received, debug))
         kind, count = result.kind, result.count
         assert kind is not None and count is not None  # an accepted token has both
-        raw = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}.get(kind, result.value)
+        raw = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}.get(
+            kind, result.value
+        )
         assert raw is not None  # ADD and SET carry their value
         active_until, disabled = apply_time(kind, result.value, now, st.active_until, st.payg_disabled, TIME_DIVIDER)
         self.state = replace(
-            st, last_count=tstate.last_count, used_mask=tstate.used_mask, active_until=active_until,
-            payg_disabled=disabled, invalid_streak=0, locked_until=0,
+            st,
+            last_count=tstate.last_count,
+            used_mask=tstate.used_mask,
+            active_until=active_until,
+            payg_disabled=disabled,
+            invalid_streak=0,
+            locked_until=0,
         )
         debug = _token_debug(number, raw, count, tstate.last_count)
         if kind is TokenKind.DISABLE_PAYG and not self.fixed:  # returns before saveActivationData()
@@ -223,7 +238,9 @@ class HdkFirmware:
 
 
 def _token_debug(number: int, value: int, count: int, max_count: int) -> str:
-    return f"INFO: Token received: {number} | Token Value: {value} | Token Count: {count} | Max Count: {max_count}{CRLF}"
+    return (
+        f"INFO: Token received: {number} | Token Value: {value} | Token Count: {count} | Max Count: {max_count}{CRLF}"
+    )
 
 
 def _scan_int(text: str) -> int | None:

@@ -47,7 +47,7 @@ class NvState:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "NvState":
+    def from_bytes(cls, raw: bytes) -> NvState:
         """ValueError unless raw is a JSON object whose known fields have their types."""
         data = json.loads(raw)
         if not isinstance(data, dict):

@@ -3,10 +3,9 @@ settings checked and written to NVM once, and the defects that live there."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import re
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from bench.sim.faults import Fault
 from bench.sim.metrics.settings import AUTH_METHODS
@@ -22,6 +21,7 @@ class ProvisioningCommand:
     """A part of Firmware (bench/sim/firmware.py): the PROV command."""
 
     if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+
         def _persist(self) -> None: ...
 
     faults: frozenset[Fault]

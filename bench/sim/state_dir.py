@@ -17,9 +17,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bench.sim.rtc import Rtc
 
@@ -56,8 +56,13 @@ class RtcReading:
 
 
 class StateDir:
-    def __init__(self, path: str | Path, eeprom_size: int, wall: Callable[[], float] = time.time,
-                 lock_wait_s: float = LOCK_WAIT_S) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        eeprom_size: int,
+        wall: Callable[[], float] = time.time,
+        lock_wait_s: float = LOCK_WAIT_S,
+    ) -> None:
         self.path = Path(path)
         self.wall = wall
         try:
@@ -93,8 +98,9 @@ class StateDir:
             except OSError:
                 if time.monotonic() >= deadline:
                     handle.close()
-                    raise ValueError(f"simulator state dir {self.path} is in use by another simulator "
-                                     f"(still after {wait_s:g} s)") from None
+                    raise ValueError(
+                        f"simulator state dir {self.path} is in use by another simulator (still after {wait_s:g} s)"
+                    ) from None
                 time.sleep(0.05)
 
     def close(self) -> None:
@@ -114,13 +120,16 @@ class StateDir:
                 raise ValueError(f"not format {RTC_FORMAT}")
             backup = data.get("backup", {})
             reading = RtcReading(
-                device_s=_number(data, "device_s"), host_utc_s=_number(data, "host_utc_s"),
-                drift_ppm=_number(data, "drift_ppm"), running=_bool(data, "running"),
+                device_s=_number(data, "device_s"),
+                host_utc_s=_number(data, "host_utc_s"),
+                drift_ppm=_number(data, "drift_ppm"),
+                running=_bool(data, "running"),
                 backup={str(k): _number(backup, k) for k in backup} if isinstance(backup, dict) else {},
             )
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"simulator state dir {self.path}: {RTC_FILE} is unreadable ({e}); "
-                             "remove it to start the clock afresh") from None
+            raise ValueError(
+                f"simulator state dir {self.path}: {RTC_FILE} is unreadable ({e}); remove it to start the clock afresh"
+            ) from None
         return reading
 
     def restore_rtc(self, drift_ppm: float, default_start: float) -> Rtc:

@@ -161,9 +161,7 @@ def _token_kind(value: int, count: int, faults: frozenset[Fault]) -> TokenKind:
     return TokenKind.SET_TIME if count % 2 else TokenKind.ADD_TIME
 
 
-def _result(
-    outcome: Outcome, kind: TokenKind, value: int, count: int, faults: frozenset[Fault]
-) -> DecodeResult:
+def _result(outcome: Outcome, kind: TokenKind, value: int, count: int, faults: frozenset[Fault]) -> DecodeResult:
     if kind is TokenKind.SET_TIME and Fault.SET_AS_ADD in faults:
         kind = TokenKind.ADD_TIME
     shown = value if kind in (TokenKind.ADD_TIME, TokenKind.SET_TIME) else None

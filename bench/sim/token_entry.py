@@ -3,9 +3,8 @@ invalid entries toward the brute-force lockout, and the defects that live there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from bench.openpaygo.tokens import TokenKind
 from bench.sim.faults import Fault
@@ -27,6 +26,7 @@ class TokenEntry:
     """A part of Firmware (bench/sim/firmware.py): the TOKEN command and the token path."""
 
     if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+
         def _require_provisioned(self) -> None: ...
         def _offers(self, capability: str) -> bool: ...
         def _now(self) -> int: ...

@@ -13,7 +13,7 @@ moves by the off time like a running one); a device that never had credit (end 0
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from bench.sim.rtc import Rtc
 

@@ -15,8 +15,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Collection, Mapping
+from typing import Any
 
 from bench.sim.board import Board
 from bench.sim.eeprom import EEPROM_SIZE, Eeprom
@@ -35,9 +36,19 @@ FIRMWARES = {"reference": Firmware, "hdk": HdkFirmware}
 
 # The options that choose the firmware build (FirmwareConfig's fields a rig may set), and the
 # build the simulator runs where they say nothing: the reference build with extended tokens.
-BUILD_OPTIONS = ("faults", "rtc_subsecond", "extended_tokens", "hide_capabilities", "lockout_unit_s", "hdk_fixed",
-                 "metrics_mode", "metrics_period_s", "metrics_sample_s", "metrics_encoding",
-                 "metrics_reply_timeout_s")
+BUILD_OPTIONS = (
+    "faults",
+    "rtc_subsecond",
+    "extended_tokens",
+    "hide_capabilities",
+    "lockout_unit_s",
+    "hdk_fixed",
+    "metrics_mode",
+    "metrics_period_s",
+    "metrics_sample_s",
+    "metrics_encoding",
+    "metrics_reply_timeout_s",
+)
 DEFAULT_BUILD = FirmwareConfig(extended_tokens=True)
 
 
@@ -73,8 +84,9 @@ class SimOptions:
         if unknown:
             raise ValueError(f"unknown simulator option(s): {', '.join(sorted(unknown))}")
         validate(options.get("faults", ()))  # the faults, then the firmware, then the rest of the build
-        check_firmware(options.get("firmware", "reference"), options.get("hdk_fixed", False),
-                       options.get("hide_capabilities", ()))
+        check_firmware(
+            options.get("firmware", "reference"), options.get("hdk_fixed", False), options.get("hide_capabilities", ())
+        )
         build = replace(DEFAULT_BUILD, **{k: v for k, v in options.items() if k in BUILD_OPTIONS})
         return cls(**{k: v for k, v in options.items() if k in rig_fields}, build=build)
 
@@ -90,8 +102,10 @@ def check_firmware(firmware: str, hdk_fixed: bool, hide_capabilities: Collection
     if hdk_fixed and firmware != "hdk":
         raise ValueError(f"hdk_fixed is a build of the HDK firmware, not of the {firmware!r} firmware")
     if hide_capabilities and firmware != "reference":
-        raise ValueError(f"hide_capabilities applies to the reference firmware; the {firmware!r} "
-                         "firmware's capabilities are fixed by its protocol")
+        raise ValueError(
+            f"hide_capabilities applies to the reference firmware; the {firmware!r} "
+            "firmware's capabilities are fixed by its protocol"
+        )
 
 
 # rtc_drift_beyond_limit: what a mis-loaded crystal or an RC-clocked RTC adds to the drift, ppm.
@@ -160,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = rig.start()
     if args.human:
         print("Virtual rig running (Ctrl-C to stop)")
-        print(f"  DUT serial port : {endpoints['port']}   (115200 8N1; try: python -m serial.tools.miniterm {endpoints['port']})")
+        print(
+            f"  DUT serial port : {endpoints['port']}   (115200 8N1; try: python -m serial.tools.miniterm {endpoints['port']})"
+        )
         print(f"  PSU VISA        : {endpoints['visa']}   (channel {endpoints['channel']}, output starts OFF)")
         print(f"  faults          : {', '.join(sorted(rig.opts.build.faults)) or 'none'}")
     else:
@@ -170,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if args.watch_stdin:
+
         def stop_at_end_of_stdin() -> None:
             sys.stdin.read()
             done.set()

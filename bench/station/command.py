@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.openpaygo.model import ModelState
@@ -21,8 +21,12 @@ EXAMPLES = """examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("ledger", help="show what the device ledger holds about a device",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "ledger",
+        help="show what the device ledger holds about a device",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--rig", help="rig file: its DUT's serial and its ledger (dut.ledger, else reports/ledger.sqlite)")
     p.add_argument("--ledger", metavar="FILE", help="the ledger file (overrides the rig's)")
     p.add_argument("--serial", help="only this device (default: the rig's DUT, or every device in the file)")
@@ -32,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _when(model_seconds: int, offset_s: int) -> str:
-    utc = datetime.fromtimestamp(model_seconds - offset_s, timezone.utc)
+    utc = datetime.fromtimestamp(model_seconds - offset_s, UTC)
     return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -48,25 +52,36 @@ def _ranges(counts: list[int]) -> str:
 
 
 def describe_state(s: ModelState, offset_s: int) -> str:
-    now = int(datetime.now(timezone.utc).timestamp()) + offset_s  # the model clock (docs/ledger.md)
+    now = int(datetime.now(UTC).timestamp()) + offset_s  # the model clock (docs/ledger.md)
     used = sorted(c for c in s.used if c != s.last_count)
-    credit = ("PAYG disabled" if s.payg_disabled else
-              f"credit until {_when(s.active_until, offset_s)}" if s.active_until > now else "no credit left")
+    credit = (
+        "PAYG disabled"
+        if s.payg_disabled
+        else f"credit until {_when(s.active_until, offset_s)}"
+        if s.active_until > now
+        else "no credit left"
+    )
     lock = f", token entry locked until {_when(s.locked_until, offset_s)}" if s.locked_until > now else ""
-    return (f"token count {s.last_count}, older counts used {_ranges(used)}, {credit}, "
-            f"invalid streak {s.invalid_streak}{lock}")
+    return (
+        f"token count {s.last_count}, older counts used {_ranges(used)}, {credit}, "
+        f"invalid streak {s.invalid_streak}{lock}"
+    )
 
 
 def describe(c: LedgerState) -> list[str]:
-    lines = [f"device {c.serial}: epoch {c.epoch} ({c.epoch_how}, since {c.epoch_started})",
-             f"  state: {describe_state(c.state, c.clock_offset_s)}",
-             "  trusted" if c.trusted else f"  DOUBTFUL: {c.why_untrusted} (the next run re-bases it)"]
+    lines = [
+        f"device {c.serial}: epoch {c.epoch} ({c.epoch_how}, since {c.epoch_started})",
+        f"  state: {describe_state(c.state, c.clock_offset_s)}",
+        "  trusted" if c.trusted else f"  DOUBTFUL: {c.why_untrusted} (the next run re-bases it)",
+    ]
     if c.clock_offset_s:
         lines.append(f"  the bench has set its clock {c.clock_offset_s} s ahead of UTC")
     if c.pending is not None:
         p = c.pending
-        lines.append(f"  PENDING: token {p.code} sent at {p.at} (run {p.run_id}), no reply recorded; "
-                     f"predicted {p.predicted}: the next bring-up resolves it")
+        lines.append(
+            f"  PENDING: token {p.code} sent at {p.at} (run {p.run_id}), no reply recorded; "
+            f"predicted {p.predicted}: the next bring-up resolves it"
+        )
     return lines
 
 
@@ -106,9 +121,19 @@ def run(args: argparse.Namespace) -> int:
             found += 1
             print("\n".join(describe(current)))
             for entry in ledger.entries(sn, last=args.entries):
-                what = " ".join(str(x) for x in (
-                    entry["code"], entry["token_kind"], f"count {entry['count']}" if entry["count"] else None,
-                    f"predicted {entry['predicted']}" if entry["predicted"] else None,
-                    f"reply {entry['reply']}" if entry["reply"] else None, entry["note"]) if x)
-                print(f"    {entry['at']} {entry['action']:<9} {what} ({entry['test'] or 'bench'}, run {entry['run_id']})")
+                what = " ".join(
+                    str(x)
+                    for x in (
+                        entry["code"],
+                        entry["token_kind"],
+                        f"count {entry['count']}" if entry["count"] else None,
+                        f"predicted {entry['predicted']}" if entry["predicted"] else None,
+                        f"reply {entry['reply']}" if entry["reply"] else None,
+                        entry["note"],
+                    )
+                    if x
+                )
+                print(
+                    f"    {entry['at']} {entry['action']:<9} {what} ({entry['test'] or 'bench'}, run {entry['run_id']})"
+                )
         return 0 if found else 1

@@ -16,22 +16,29 @@ with `rtc_set`, else a wait within the run's lockout budget).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from bench.dut.adapter import DeviceAdapter
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import TokenGenerator
 from bench.rig import DutProfile
 from bench.station.ledger import DeviceIdentity, Ledger, LedgerState, key_fingerprint
-from bench.station.profile import fresh_state, generator_for, model_for, provisioning_for
 from bench.station.ledger_recorder import LedgerRecorder, NoKnownState
+from bench.station.profile import fresh_state, generator_for, model_for, provisioning_for
 from bench.station.rebase import rebaseline
 from bench.station.token_session import ModelClock, TokenSession
 
 
 class DutTokens:
-    def __init__(self, profile: DutProfile, ledger: Ledger, adapter: DeviceAdapter, restart: Callable[[], object],
-                 boot_timeout_s: float, clock: ModelClock | None = None) -> None:
+    def __init__(
+        self,
+        profile: DutProfile,
+        ledger: Ledger,
+        adapter: DeviceAdapter,
+        restart: Callable[[], object],
+        boot_timeout_s: float,
+        clock: ModelClock | None = None,
+    ) -> None:
         self.profile = profile
         self.ledger = ledger
         self.dut = adapter
@@ -56,8 +63,10 @@ class DutTokens:
     def current(self) -> LedgerState:
         state = self.ledger.current(self.serial)
         if state is None:
-            raise NoKnownState(f"the ledger {self.ledger.path} has no record of device {self.serial}: "
-                               "it was neither provisioned nor adopted at bring-up")
+            raise NoKnownState(
+                f"the ledger {self.ledger.path} has no record of device {self.serial}: "
+                "it was neither provisioned nor adopted at bring-up"
+            )
         return state
 
     def note(self, text: str) -> None:
@@ -91,9 +100,11 @@ class DutTokens:
         recorder = LedgerRecorder(self.ledger, self.serial, test)
         session = self.new_session(model_for(p, state.state), recorder)
         if not session.end_lock():
-            raise NoKnownState(f"token entry is locked for {session.lock_left()} s more (an earlier test's lockout), "
-                               "the DUT's clock cannot be set forward, and that is longer than the rig's "
-                               f"dut.lockout_wait_budget_s ({self.profile.lockout_wait_budget_s:g} s)")
+            raise NoKnownState(
+                f"token entry is locked for {session.lock_left()} s more (an earlier test's lockout), "
+                "the DUT's clock cannot be set forward, and that is longer than the rig's "
+                f"dut.lockout_wait_budget_s ({self.profile.lockout_wait_budget_s:g} s)"
+            )
         return session
 
     def new_session(self, model, recorder) -> TokenSession:
@@ -110,8 +121,9 @@ class DutTokens:
         if isinstance(session.recorder, LedgerRecorder):
             session.recorder.flush()
         if not passed:
-            self.distrust(session.model.snapshot(), why or f"{test} did not pass: the DUT's state may not be the model's",
-                          test)
+            self.distrust(
+                session.model.snapshot(), why or f"{test} did not pass: the DUT's state may not be the model's", test
+            )
 
     def distrust(self, state: ModelState, why: str, test: str | None) -> None:
         self.ledger.set_state(self.serial, state, trusted=False, why=why, action="doubt", note=why, test=test)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import Token
@@ -77,8 +78,7 @@ class LedgerError(Exception):
 
 
 def utc_text(when: datetime | None = None) -> str:
-    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def key_fingerprint(key: Secret) -> str:
@@ -88,15 +88,29 @@ def key_fingerprint(key: Secret) -> str:
 
 
 def state_json(s: ModelState) -> str:
-    return json.dumps({"last_count": s.last_count, "used": sorted(s.used), "active_until": s.active_until,
-                       "payg_disabled": s.payg_disabled, "invalid_streak": s.invalid_streak,
-                       "locked_until": s.locked_until}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "last_count": s.last_count,
+            "used": sorted(s.used),
+            "active_until": s.active_until,
+            "payg_disabled": s.payg_disabled,
+            "invalid_streak": s.invalid_streak,
+            "locked_until": s.locked_until,
+        },
+        separators=(",", ":"),
+    )
 
 
 def state_from_json(text: str) -> ModelState:
     d = json.loads(text)
-    return ModelState(int(d["last_count"]), frozenset(int(c) for c in d["used"]), int(d["active_until"]),
-                      bool(d["payg_disabled"]), int(d["invalid_streak"]), int(d["locked_until"]))
+    return ModelState(
+        int(d["last_count"]),
+        frozenset(int(c) for c in d["used"]),
+        int(d["active_until"]),
+        bool(d["payg_disabled"]),
+        int(d["invalid_streak"]),
+        int(d["locked_until"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,12 +161,16 @@ class Ledger:
             self.con.execute("PRAGMA synchronous=NORMAL")
             version = self.con.execute("PRAGMA user_version").fetchone()[0]
         except (sqlite3.DatabaseError, OSError) as e:
-            raise LedgerError(f"{self.path}: cannot be used as the device ledger ({e}); it is not a paygo-bench "
-                              "ledger, or its folder is not writable") from None
+            raise LedgerError(
+                f"{self.path}: cannot be used as the device ledger ({e}); it is not a paygo-bench "
+                "ledger, or its folder is not writable"
+            ) from None
         if version > LEDGER_VERSION:
             self.con.close()
-            raise LedgerError(f"{self.path} was written by a newer paygo-bench (ledger version {version}; this one "
-                              f"reads up to {LEDGER_VERSION}): update the bench")
+            raise LedgerError(
+                f"{self.path} was written by a newer paygo-bench (ledger version {version}; this one "
+                f"reads up to {LEDGER_VERSION}): update the bench"
+            )
         if version == 0:  # a new file: the tables, then the version, in one transaction
             self.con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {LEDGER_VERSION};COMMIT;")
 
@@ -164,25 +182,39 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------------
     def device(self, serial: str) -> DeviceIdentity | None:
-        row = self.con.execute("SELECT serial, key_fingerprint, starting_code, adapter FROM devices WHERE serial = ?",
-                               (serial,)).fetchone()
+        row = self.con.execute(
+            "SELECT serial, key_fingerprint, starting_code, adapter FROM devices WHERE serial = ?", (serial,)
+        ).fetchone()
         return DeviceIdentity(*row) if row else None
 
     def current(self, serial: str) -> LedgerState | None:
         row = self.con.execute(
             "SELECT c.epoch, e.how, e.started_at, c.state, c.clock_offset_s, c.trusted, c.why, c.max_count_sent, "
             "c.pending_entry, c.updated_at FROM current c JOIN epochs e ON e.id = c.epoch WHERE c.serial = ?",
-            (serial,)).fetchone()
+            (serial,),
+        ).fetchone()
         if row is None:
             return None
         epoch, how, started, state, offset, trusted, why, max_sent, pending_id, updated = row
-        return LedgerState(serial, epoch, how, started, state_from_json(state), offset, bool(trusted), why, max_sent,
-                           self._pending(pending_id) if pending_id is not None else None, updated)
+        return LedgerState(
+            serial,
+            epoch,
+            how,
+            started,
+            state_from_json(state),
+            offset,
+            bool(trusted),
+            why,
+            max_sent,
+            self._pending(pending_id) if pending_id is not None else None,
+            updated,
+        )
 
     def _pending(self, entry_id: int) -> Pending:
         code, count, predicted, before, after, at, run_id = self.con.execute(
             "SELECT code, count, predicted, state_before, state_after, at, run_id FROM entries WHERE id = ?",
-            (entry_id,)).fetchone()
+            (entry_id,),
+        ).fetchone()
         return Pending(entry_id, code, count, predicted, state_from_json(before), state_from_json(after), at, run_id)
 
     def entries(self, serial: str, last: int | None = None) -> list[dict[str, Any]]:
@@ -190,28 +222,43 @@ class Ledger:
         cur = self.con.execute("SELECT * FROM entries WHERE serial = ? ORDER BY id", (serial,))
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur]
-        return rows if last is None else rows[len(rows) - last:] if last > 0 else []
+        return rows if last is None else rows[len(rows) - last :] if last > 0 else []
 
     def serials(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT serial FROM devices ORDER BY serial")]
 
     # -- writing ----------------------------------------------------------------------------
-    def new_epoch(self, identity: DeviceIdentity, how: str, state: ModelState, test: str | None = None,
-                  clock_offset_s: int | None = None) -> LedgerState:
+    def new_epoch(
+        self,
+        identity: DeviceIdentity,
+        how: str,
+        state: ModelState,
+        test: str | None = None,
+        clock_offset_s: int | None = None,
+    ) -> LedgerState:
         """The device was (re)provisioned or adopted: its token history starts again from `state`."""
         now = utc_text()
         with self._tx():
-            self.con.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?) ON CONFLICT(serial) DO UPDATE SET "
-                             "key_fingerprint = excluded.key_fingerprint, starting_code = excluded.starting_code, "
-                             "adapter = excluded.adapter",
-                             (identity.serial, identity.key_fingerprint, identity.starting_code, identity.adapter, now))
-            epoch = self.con.execute("INSERT INTO epochs (serial, started_at, how, run_id, test) VALUES (?, ?, ?, ?, ?)",
-                                     (identity.serial, now, how, self.run_id, test)).lastrowid or 0
+            self.con.execute(
+                "INSERT INTO devices VALUES (?, ?, ?, ?, ?) ON CONFLICT(serial) DO UPDATE SET "
+                "key_fingerprint = excluded.key_fingerprint, starting_code = excluded.starting_code, "
+                "adapter = excluded.adapter",
+                (identity.serial, identity.key_fingerprint, identity.starting_code, identity.adapter, now),
+            )
+            epoch = (
+                self.con.execute(
+                    "INSERT INTO epochs (serial, started_at, how, run_id, test) VALUES (?, ?, ?, ?, ?)",
+                    (identity.serial, now, how, self.run_id, test),
+                ).lastrowid
+                or 0
+            )
             self._entry(identity.serial, epoch, "epoch", test, note=how, state_after=state)
             old = self.con.execute("SELECT clock_offset_s FROM current WHERE serial = ?", (identity.serial,)).fetchone()
             offset = clock_offset_s if clock_offset_s is not None else (old[0] if old else 0)
-            self.con.execute("INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, 1, NULL, ?, NULL, ?)",
-                             (identity.serial, epoch, state_json(state), offset, state.last_count, now))
+            self.con.execute(
+                "INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, 1, NULL, ?, NULL, ?)",
+                (identity.serial, epoch, state_json(state), offset, state.last_count, now),
+            )
         current = self.current(identity.serial)
         assert current is not None
         return current
@@ -224,32 +271,68 @@ class Ledger:
         with self._tx():
             epoch = self._epoch(serial)
             for t in tokens:
-                self._entry(serial, epoch, "generated", test, code=t.code, kind=t.kind.name, value=t.value,
-                            count=t.count)
+                self._entry(
+                    serial, epoch, "generated", test, code=t.code, kind=t.kind.name, value=t.value, count=t.count
+                )
 
-    def begin_token(self, serial: str, code: str, token: Token | None, predicted: str, before: ModelState,
-                    after: ModelState, test: str | None) -> int:
+    def begin_token(
+        self,
+        serial: str,
+        code: str,
+        token: Token | None,
+        predicted: str,
+        before: ModelState,
+        after: ModelState,
+        test: str | None,
+    ) -> int:
         """Write the entry ahead of sending it: pending until end_token. Returns its id."""
         with self._tx():
             epoch = self._epoch(serial)
-            entry = self._entry(serial, epoch, "token", test, code=code, kind=token.kind.name if token else None,
-                                value=token.value if token else None, count=token.count if token else None,
-                                predicted=predicted, pending=True, state_before=before, state_after=after)
+            entry = self._entry(
+                serial,
+                epoch,
+                "token",
+                test,
+                code=code,
+                kind=token.kind.name if token else None,
+                value=token.value if token else None,
+                count=token.count if token else None,
+                predicted=predicted,
+                pending=True,
+                state_before=before,
+                state_after=after,
+            )
             sent = token.count if token is not None else after.last_count
-            self.con.execute("UPDATE current SET pending_entry = ?, max_count_sent = MAX(max_count_sent, ?), "
-                             "updated_at = ? WHERE serial = ?", (entry, sent, utc_text(), serial))
+            self.con.execute(
+                "UPDATE current SET pending_entry = ?, max_count_sent = MAX(max_count_sent, ?), "
+                "updated_at = ? WHERE serial = ?",
+                (entry, sent, utc_text(), serial),
+            )
         return entry
 
-    def end_token(self, serial: str, entry_id: int, reply: dict[str, Any], state: ModelState, trusted: bool,
-                  why: str | None) -> None:
+    def end_token(
+        self, serial: str, entry_id: int, reply: dict[str, Any], state: ModelState, trusted: bool, why: str | None
+    ) -> None:
         """The DUT's reply to a pending entry, and the model's state after it."""
         with self._tx():
-            self.con.execute("UPDATE entries SET reply = ?, pending = 0, state_after = ? WHERE id = ?",
-                             (json.dumps(reply, separators=(",", ":")), state_json(state), entry_id))
+            self.con.execute(
+                "UPDATE entries SET reply = ?, pending = 0, state_after = ? WHERE id = ?",
+                (json.dumps(reply, separators=(",", ":")), state_json(state), entry_id),
+            )
             self._set_current(serial, state, trusted, why)
 
-    def set_state(self, serial: str, state: ModelState, *, trusted: bool, why: str | None, action: str,
-                  note: str, test: str | None, clock_offset_s: int | None = None) -> None:
+    def set_state(
+        self,
+        serial: str,
+        state: ModelState,
+        *,
+        trusted: bool,
+        why: str | None,
+        action: str,
+        note: str,
+        test: str | None,
+        clock_offset_s: int | None = None,
+    ) -> None:
         """The model's state changed outside a token entry (a test chose between the states a power
         cut allows, a failure made it doubtful, the clock was set forward): an entry saying why."""
         with self._tx():
@@ -262,8 +345,10 @@ class Ledger:
     def resolve(self, entry_id: int, how: str) -> None:
         """A pending entry found at bring-up, settled: how it was found out."""
         with self._tx():
-            self.con.execute("UPDATE entries SET pending = 0, reply = ? WHERE id = ?",
-                             (json.dumps({"resolved": how}, separators=(",", ":")), entry_id))
+            self.con.execute(
+                "UPDATE entries SET pending = 0, reply = ? WHERE id = ?",
+                (json.dumps({"resolved": how}, separators=(",", ":")), entry_id),
+            )
             self.con.execute("UPDATE current SET pending_entry = NULL WHERE pending_entry = ?", (entry_id,))
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -274,19 +359,49 @@ class Ledger:
         return row[0]
 
     def _set_current(self, serial: str, state: ModelState, trusted: bool, why: str | None) -> None:
-        self.con.execute("UPDATE current SET state = ?, trusted = ?, why = ?, pending_entry = NULL, updated_at = ? "
-                         "WHERE serial = ?", (state_json(state), int(trusted), why, utc_text(), serial))
+        self.con.execute(
+            "UPDATE current SET state = ?, trusted = ?, why = ?, pending_entry = NULL, updated_at = ? WHERE serial = ?",
+            (state_json(state), int(trusted), why, utc_text(), serial),
+        )
 
-    def _entry(self, serial: str, epoch: int, action: str, test: str | None, *, code: str | None = None,
-               kind: str | None = None, value: int | None = None, count: int | None = None,
-               predicted: str | None = None, pending: bool = False, state_before: ModelState | None = None,
-               state_after: ModelState | None = None, note: str | None = None) -> int:
+    def _entry(
+        self,
+        serial: str,
+        epoch: int,
+        action: str,
+        test: str | None,
+        *,
+        code: str | None = None,
+        kind: str | None = None,
+        value: int | None = None,
+        count: int | None = None,
+        predicted: str | None = None,
+        pending: bool = False,
+        state_before: ModelState | None = None,
+        state_after: ModelState | None = None,
+        note: str | None = None,
+    ) -> int:
         cur = self.con.execute(
             "INSERT INTO entries (serial, epoch, at, run_id, test, action, code, token_kind, value, count, predicted, "
             "pending, state_before, state_after, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (serial, epoch, utc_text(), self.run_id, test, action, code, kind, value, count, predicted, int(pending),
-             state_json(state_before) if state_before else None, state_json(state_after) if state_after else None,
-             note))
+            (
+                serial,
+                epoch,
+                utc_text(),
+                self.run_id,
+                test,
+                action,
+                code,
+                kind,
+                value,
+                count,
+                predicted,
+                int(pending),
+                state_json(state_before) if state_before else None,
+                state_json(state_after) if state_after else None,
+                note,
+            ),
+        )
         return int(cur.lastrowid or 0)  # an INSERT always has one
 
 

@@ -28,8 +28,9 @@ class LedgerRecorder:
         tokens, self.generated = self.generated, []
         self.ledger.note_generated(self.serial, tokens, self.test)
 
-    def begin(self, code: str, token: Token | None, predicted: Prediction, before: ModelState,
-              after: ModelState) -> int:
+    def begin(
+        self, code: str, token: Token | None, predicted: Prediction, before: ModelState, after: ModelState
+    ) -> int:
         self.flush()
         self.open_entry = self.ledger.begin_token(self.serial, code, token, predicted.outcome, before, after, self.test)
         return self.open_entry
@@ -46,6 +47,13 @@ class LedgerRecorder:
         self.ledger.set_state(self.serial, state, trusted=True, why=None, action="adopted", note=note, test=self.test)
 
     def clock(self, offset_s: int, state: ModelState) -> None:
-        self.ledger.set_state(self.serial, state, trusted=True, why=None, action="clock",
-                              note=f"the DUT's clock set ahead: {offset_s} s ahead of host UTC in all",
-                              test=self.test, clock_offset_s=offset_s)
+        self.ledger.set_state(
+            self.serial,
+            state,
+            trusted=True,
+            why=None,
+            action="clock",
+            note=f"the DUT's clock set ahead: {offset_s} s ahead of host UTC in all",
+            test=self.test,
+            clock_offset_s=offset_s,
+        )

@@ -14,12 +14,14 @@ import csv
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.dut.errors import WaitAborted
-from bench.power.cycle import CycleReport, PowerOff, Step, power_cycle as _power_cycle, power_off, power_on
+from bench.power.cycle import CycleReport, PowerOff, Step, power_off, power_on
+from bench.power.cycle import power_cycle as _power_cycle
 from bench.timeout import sleep_until
 
 
@@ -41,7 +43,7 @@ class CutPoint:
         return f"{(self.after_s or 0.0) * 1000:.3f}ms"
 
     @classmethod
-    def parse(cls, text: str) -> "CutPoint":
+    def parse(cls, text: str) -> CutPoint:
         if m := re.fullmatch(r"p(\d+)", text):
             return cls(after_pages=int(m.group(1)))
         if m := re.fullmatch(r"(\d+(?:\.\d*)?)ms", text):
@@ -197,7 +199,11 @@ class PowerControl:
             self.link.log.note(f"power: PSU armed to cut after NVM page write {cut.after_pages}")
 
             def check() -> str | None:
-                return None if self.psu.output_state() else f"the PSU cut the supply after NVM page write {cut.after_pages}"
+                return (
+                    None
+                    if self.psu.output_state()
+                    else f"the PSU cut the supply after NVM page write {cut.after_pages}"
+                )
         else:
             after_s = cut.after_s
             assert after_s is not None  # a cut point is one or the other (CutPoint checks)
@@ -211,7 +217,11 @@ class PowerControl:
             timer.start()
 
             def check() -> str | None:
-                return f"the bench cut the supply {after_s * 1000:.1f} ms after the entry started" if fired.is_set() else None
+                return (
+                    f"the bench cut the supply {after_s * 1000:.1f} ms after the entry started"
+                    if fired.is_set()
+                    else None
+                )
 
         result, finished = None, False
         try:

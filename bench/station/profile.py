@@ -6,7 +6,7 @@ field is read in one place."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from bench.dut.adapter import Provisioning
 from bench.openpaygo.model import DeviceModel, LockoutSchedule, ModelState
@@ -23,8 +23,9 @@ def changed(profile: DutProfile, **overrides) -> DutProfile:
     """The profile with the given fields replaced (TypeError naming an unknown one)."""
     unknown = set(overrides) - set(DEVICE_SIDE) - set(HOST_SIDE)
     if unknown:
-        raise TypeError(f"a DUT profile change may touch {', '.join(DEVICE_SIDE + HOST_SIDE)}; "
-                        f"not {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"a DUT profile change may touch {', '.join(DEVICE_SIDE + HOST_SIDE)}; not {', '.join(sorted(unknown))}"
+        )
     return dataclasses.replace(profile, **overrides)
 
 
@@ -78,11 +79,17 @@ def model_for(profile: DutProfile, state: ModelState | None = None) -> DeviceMod
     )
 
 
-def generator_for(profile: DutProfile, count: int | None = None,
-                  on_issue: Callable[[Token], None] | None = None) -> TokenGenerator:
+def generator_for(
+    profile: DutProfile, count: int | None = None, on_issue: Callable[[Token], None] | None = None
+) -> TokenGenerator:
     """A token server for the profile's device whose last issued count is `count` (default the
     profile's starting count); `on_issue` hears of every token it hands out."""
     return TokenGenerator(
-        profile.secret_key, profile.starting_code, profile.token_count if count is None else count,
-        profile.time_divider, profile.restricted_digits, profile.extended_tokens, on_issue=on_issue,
+        profile.secret_key,
+        profile.starting_code,
+        profile.token_count if count is None else count,
+        profile.time_divider,
+        profile.restricted_digits,
+        profile.extended_tokens,
+        on_issue=on_issue,
     )

@@ -37,18 +37,23 @@ def rebaseline(t: DutTokens, test: str | None, why: str) -> None:
     sync_at = base + 1 if (base + 1) % 2 == 0 else base + 2
     gen = generator_for(t.profile, sync_at)
     t.note(f"{label}: {why}; entering a counter-sync token at count {sync_at} and SET 0 at {sync_at + 1}")
-    for token in (gen.at_count(TokenKind.COUNTER_SYNC, None, sync_at),
-                  gen.at_count(TokenKind.SET_TIME, 0, sync_at + 1)):
+    for token in (
+        gen.at_count(TokenKind.COUNTER_SYNC, None, sync_at),
+        gen.at_count(TokenKind.SET_TIME, 0, sync_at + 1),
+    ):
         outcome = _enter_known(t, session, token, state, label)
         if outcome.result != "accepted":
-            raise NoKnownState(f"re-basing ({why}): the DUT answered {outcome.result} to the bench's {token.kind.name} "
-                               f"token at count {token.count}: its token count is not one the ledger can reach; "
-                               f"way out: {REPROVISION_HINT}, or a counter-sync token at the device's own count")
+            raise NoKnownState(
+                f"re-basing ({why}): the DUT answered {outcome.result} to the bench's {token.kind.name} "
+                f"token at count {token.count}: its token count is not one the ledger can reach; "
+                f"way out: {REPROVISION_HINT}, or a counter-sync token at the device's own count"
+            )
     known = set_state_at(sync_at + 1, t.clock.now())
     diffs = status_differences(t.dut.status(), model_for(t.profile, known), t.clock.now(), streak=True)
     if diffs:
-        raise NoKnownState(f"re-basing ({why}): after a SET token the DUT's status is not the state the SET fixes: "
-                           + "; ".join(diffs))
+        raise NoKnownState(
+            f"re-basing ({why}): after a SET token the DUT's status is not the state the SET fixes: " + "; ".join(diffs)
+        )
     t.ledger.set_state(t.serial, known, trusted=True, why=None, action="rebased", note=why, test=label)
 
 
@@ -71,8 +76,9 @@ def _enter_known(t: DutTokens, session: TokenSession, token: Token, before: Ledg
         if attempt == 1:
             if outcome.result == "locked" and outcome.locked_s is not None:
                 session.model.locked_until = session.now() + outcome.locked_s
-            locked = outcome.result == "locked" or (outcome.result == "invalid" and not t.dut.reports_locked
-                                                     and session.lock_left() > 0)
+            locked = outcome.result == "locked" or (
+                outcome.result == "invalid" and not t.dut.reports_locked and session.lock_left() > 0
+            )
             if locked and session.lock_left() > 0 and session.end_lock():
                 continue
         return outcome

@@ -11,19 +11,20 @@ outcome fixes every part of its state.
 
 from __future__ import annotations
 
-
 from bench.dut.adapter import DeviceStatus
 from bench.dut.errors import DeviceRefused
 from bench.openpaygo.model import DeviceModel
 from bench.station.dut_tokens import DutTokens
-from bench.station.ledger_recorder import LedgerRecorder
-from bench.station.rebase import REPROVISION_HINT, rebaseline
 from bench.station.ledger import LedgerState, Pending
+from bench.station.ledger_recorder import LedgerRecorder
 from bench.station.profile import fresh_state, model_for
+from bench.station.rebase import REPROVISION_HINT, rebaseline
 from bench.station.token_session import SECONDS_LEFT_TOLERANCE, status_differences
 
-RESYNC_HINT = ("paygo-bench run --resync (a counter-sync and a SET token from the ledger's state bring the device "
-               "to a state the ledger knows)")
+RESYNC_HINT = (
+    "paygo-bench run --resync (a counter-sync and a SET token from the ledger's state bring the device "
+    "to a state the ledger knows)"
+)
 NOT_PROVISIONED = 409  # the reference protocol's and the HDK adapter's answer from a blank device
 
 
@@ -46,16 +47,21 @@ def bring_up(t: DutTokens, resync: bool = False, reprovision: bool = False) -> s
     serial, where = t.serial, t.ledger.path
     known = t.ledger.device(serial)
     if known is not None and (known.key_fingerprint, known.starting_code) != (
-            t.identity().key_fingerprint, t.profile.starting_code):
+        t.identity().key_fingerprint,
+        t.profile.starting_code,
+    ):
         raise LedgerContradiction(
             f"ledger {where}: device {serial} was provisioned with another key or starting code than the rig's "
             f"profile gives (starting code {known.starting_code} in the ledger, {t.profile.starting_code} in the "
-            f"profile): check the rig's dut keys; way out: {REPROVISION_HINT} on a blank device")
+            f"profile): check the rig's dut keys; way out: {REPROVISION_HINT} on a blank device"
+        )
     if t.dut.offers("identity"):
         reported = t.dut.identify().serial_number
         if reported is not None and reported != serial:
-            raise LedgerContradiction(f"the DUT reports serial {reported}, the rig's profile is for {serial}: "
-                                      "the wrong device on this station, or the wrong rig file")
+            raise LedgerContradiction(
+                f"the DUT reports serial {reported}, the rig's profile is for {serial}: "
+                "the wrong device on this station, or the wrong rig file"
+            )
     status = _status_or_blank(t)
     state = t.ledger.current(serial)
     if status is None:
@@ -63,7 +69,8 @@ def bring_up(t: DutTokens, resync: bool = False, reprovision: bool = False) -> s
             raise LedgerContradiction(
                 f"device {serial} is not provisioned, but the ledger {where} has it at token count "
                 f"{state.state.last_count} since {state.epoch_started} ({state.epoch_how}): the board was reflashed "
-                f"or erased; way out: {REPROVISION_HINT}")
+                f"or erased; way out: {REPROVISION_HINT}"
+            )
         how = "re-provisioned a blank device (--reprovision)" if state is not None else "provisioned a blank device"
         t.provision(how, None)
         return how
@@ -80,9 +87,11 @@ def _adopt(t: DutTokens, status: DeviceStatus, resync: bool) -> str:
     if diffs and not resync:
         raise LedgerContradiction(
             f"device {t.serial} is provisioned, the ledger {t.ledger.path} has no record of it, and it is not in its "
-            f"profile's factory state ({'; '.join(diffs)}): tokens were entered elsewhere; way out: {RESYNC_HINT}")
-    t.ledger.new_epoch(t.identity(), "adopted (provisioned before the bench first saw it)", fresh,
-                       clock_offset_s=t.clock.offset_s)
+            f"profile's factory state ({'; '.join(diffs)}): tokens were entered elsewhere; way out: {RESYNC_HINT}"
+        )
+    t.ledger.new_epoch(
+        t.identity(), "adopted (provisioned before the bench first saw it)", fresh, clock_offset_s=t.clock.offset_s
+    )
     if diffs:
         t.distrust(fresh, "adopted with --resync: not in its factory state (" + "; ".join(diffs) + ")", None)
         rebaseline(t, "bring-up", "--resync")
@@ -102,11 +111,16 @@ def _continue(t: DutTokens, state: LedgerState, status: DeviceStatus, resync: bo
     if ahead and not resync:
         raise LedgerContradiction(
             f"device {t.serial} reports more than the bench ever sent it ({'; '.join(ahead)}; ledger {t.ledger.path}): "
-            f"a token was entered behind the bench's back; way out: {RESYNC_HINT}")
+            f"a token was entered behind the bench's back; way out: {RESYNC_HINT}"
+        )
     if ahead or behind or resync or not state.trusted:
-        why = ("--resync" if resync else
-               f"the DUT did not keep what the ledger holds ({'; '.join(behind)})" if behind else
-               state.why_untrusted or "the state was doubtful")
+        why = (
+            "--resync"
+            if resync
+            else f"the DUT did not keep what the ledger holds ({'; '.join(behind)})"
+            if behind
+            else state.why_untrusted or "the state was doubtful"
+        )
         if behind:
             t.note(f"at bring-up {why}")
         t.distrust(state.state, why, None)
@@ -153,15 +167,27 @@ def _resolve_pending(t: DutTokens, p: Pending) -> None:
         t.ledger.resolve(p.entry_id, "not known whether the DUT counted it: re-based")
         t.distrust(p.after, f"the reply to token {p.code} (predicted {p.predicted}) was never recorded", "bring-up")
         return
-    session = t.new_session(model_for(t.profile, p.before), LedgerRecorder(t.ledger, t.serial, "bring-up: pending entry"))
+    session = t.new_session(
+        model_for(t.profile, p.before), LedgerRecorder(t.ledger, t.serial, "bring-up: pending entry")
+    )
     got = session.enter(p.code)
     if got.outcome.result == "already_used":
         t.ledger.resolve(p.entry_id, "the DUT had taken it (entered again: already used)")
-        t.ledger.set_state(t.serial, p.after, trusted=True, why=None, action="resolved",
-                           note=f"token {p.code} had reached the DUT before the run stopped", test="bring-up")
+        t.ledger.set_state(
+            t.serial,
+            p.after,
+            trusted=True,
+            why=None,
+            action="resolved",
+            note=f"token {p.code} had reached the DUT before the run stopped",
+            test="bring-up",
+        )
     elif got.outcome.result == "accepted":
         t.ledger.resolve(p.entry_id, "the DUT had not taken it (entered again: accepted now)")
     else:
         t.ledger.resolve(p.entry_id, f"entered again: {got.outcome.result}")
-        t.distrust(session.model.snapshot(), f"token {p.code} entered again after the run stopped was "
-                   f"{got.outcome.result}, neither taken nor new", "bring-up")
+        t.distrust(
+            session.model.snapshot(),
+            f"token {p.code} entered again after the run stopped was {got.outcome.result}, neither taken nor new",
+            "bring-up",
+        )

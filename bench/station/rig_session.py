@@ -19,8 +19,8 @@ from bench.dut.registry import ADAPTERS
 from bench.power.driver import Psu
 from bench.rig import Rig
 from bench.station.dut_tokens import DutTokens
-from bench.station.ledger_recorder import NoKnownState
 from bench.station.ledger import Ledger, LedgerError, default_ledger_path
+from bench.station.ledger_recorder import NoKnownState
 from bench.station.power_control import PowerControl
 from bench.station.reconcile import LedgerContradiction, bring_up
 
@@ -47,8 +47,16 @@ class RigSession:
         self.tokens.ledger.close()
 
 
-def open_rig_session(rig: Rig, link: SerialLink, psu: Psu, run_dir: Path, reports: Path, *,
-                     resync: bool = False, reprovision: bool = False) -> RigSession:
+def open_rig_session(
+    rig: Rig,
+    link: SerialLink,
+    psu: Psu,
+    run_dir: Path,
+    reports: Path,
+    *,
+    resync: bool = False,
+    reprovision: bool = False,
+) -> RigSession:
     """PSU identified, DUT powered from a measured-off state, boot banner seen, ledger opened
     (a DUT without factory reset reconciled with it). Raises RigBroken if the DUT does not boot,
     BringUpStopped if its ledger says the bench cannot judge it."""
@@ -73,8 +81,9 @@ def open_rig_session(rig: Rig, link: SerialLink, psu: Psu, run_dir: Path, report
     return RigSession(rig, link, psu, adapter, power, banner, idn, tokens, how, identity)
 
 
-def _open_ledger(rig: Rig, adapter: DeviceAdapter, power: PowerControl, run_dir: Path, reports: Path,
-                 resync: bool, reprovision: bool) -> tuple[DutTokens, str]:
+def _open_ledger(
+    rig: Rig, adapter: DeviceAdapter, power: PowerControl, run_dir: Path, reports: Path, resync: bool, reprovision: bool
+) -> tuple[DutTokens, str]:
     """Open the device ledger; a DUT without factory reset is reconciled with it now (provisioned
     if blank): the bench cannot judge a device whose token history it does not know."""
     path = default_ledger_path(rig, run_dir, reports)

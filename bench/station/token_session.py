@@ -46,8 +46,9 @@ class ModelClock:
 class Recorder(Protocol):
     """Where a session writes what it does (the device ledger; `NullRecorder` keeps nothing)."""
 
-    def begin(self, code: str, token: Token | None, predicted: Prediction, before: ModelState,
-              after: ModelState) -> int: ...
+    def begin(
+        self, code: str, token: Token | None, predicted: Prediction, before: ModelState, after: ModelState
+    ) -> int: ...
 
     def end(self, entry: int, outcome: TokenOutcome, state: ModelState, matched: bool, why: str | None) -> None: ...
 
@@ -93,8 +94,14 @@ def code_of(token: Token | str) -> str:
 
 
 class TokenSession:
-    def __init__(self, dut: DeviceAdapter, model: DeviceModel, clock: ModelClock | None = None,
-                 recorder: Recorder | None = None, lock_wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        dut: DeviceAdapter,
+        model: DeviceModel,
+        clock: ModelClock | None = None,
+        recorder: Recorder | None = None,
+        lock_wait_s: float = 0.0,
+    ) -> None:
         self.dut = dut
         self._model = model
         self.clock = clock or ModelClock()
@@ -157,15 +164,15 @@ class TokenSession:
         code = code_of(token)
         before = self._model.copy()
         predicted = self._model.enter(code, self.now())
-        ledger_id = self.recorder.begin(code, token if isinstance(token, Token) else None, predicted,
-                                        before.snapshot(), self._model.snapshot())
+        ledger_id = self.recorder.begin(
+            code, token if isinstance(token, Token) else None, predicted, before.snapshot(), self._model.snapshot()
+        )
         return Entry(code, token if isinstance(token, Token) else None, predicted, before, self._model, ledger_id)
 
     def finish(self, entry: Entry, outcome: TokenOutcome) -> Checked:
         """The DUT's reply to an entry begun: recorded, with whether it is the model's."""
         problems = self.outcome_differences(entry.code, entry.predicted, outcome)
-        self.recorder.end(entry.ledger_id, outcome, self._model.snapshot(), not problems,
-                          "; ".join(problems) or None)
+        self.recorder.end(entry.ledger_id, outcome, self._model.snapshot(), not problems, "; ".join(problems) or None)
         return Checked(outcome, entry.predicted)
 
     def enter(self, token: Token | str) -> Checked:
@@ -196,19 +203,30 @@ class TokenSession:
         want: dict[str, object] = {"result": p.outcome}
         have: dict[str, object] = {"result": result}
         if p.outcome == "accepted":
-            for name, predicted, reported in (("type", p.kind.name if p.kind else None, o.kind),
-                                              ("value", p.value, o.value), ("count", p.count, o.count)):
+            for name, predicted, reported in (
+                ("type", p.kind.name if p.kind else None, o.kind),
+                ("value", p.value, o.value),
+                ("count", p.count, o.count),
+            ):
                 if reported is not None:
                     want[name], have[name] = predicted, reported
         out = [f"token {code}: the DUT answered {have}, the model predicts {want}"] if have != want else []
-        if p.outcome == "locked" and o.locked_s is not None and abs(o.locked_s - p.lock_seconds) > SECONDS_LEFT_TOLERANCE:
-            out.append(f"token {code}: the DUT is locked for {o.locked_s} s more, the model {p.lock_seconds} s "
-                       f"(tolerance {SECONDS_LEFT_TOLERANCE} s)")
+        if (
+            p.outcome == "locked"
+            and o.locked_s is not None
+            and abs(o.locked_s - p.lock_seconds) > SECONDS_LEFT_TOLERANCE
+        ):
+            out.append(
+                f"token {code}: the DUT is locked for {o.locked_s} s more, the model {p.lock_seconds} s "
+                f"(tolerance {SECONDS_LEFT_TOLERANCE} s)"
+            )
         if p.outcome == "accepted" and o.seconds_left is not None and not self._model.payg_disabled:
             want_left = self._model.seconds_left(self.now())
             if abs(o.seconds_left - want_left) > SECONDS_LEFT_TOLERANCE:
-                out.append(f"token {code}: the DUT's reply says {o.seconds_left} s of credit left, the model "
-                           f"{want_left:.0f} s (tolerance {SECONDS_LEFT_TOLERANCE} s)")
+                out.append(
+                    f"token {code}: the DUT's reply says {o.seconds_left} s of credit left, the model "
+                    f"{want_left:.0f} s (tolerance {SECONDS_LEFT_TOLERANCE} s)"
+                )
         return out
 
     def check_outcome(self, token: Token | str, p: Prediction, o: TokenOutcome) -> TokenOutcome:
@@ -228,9 +246,11 @@ class TokenSession:
         entry = self.begin(token)
         got = self.finish(entry, self.dut.enter_token(entry.code))
         assert got.predicted.outcome in ("invalid", "already_used"), (
-            f"the model accepts {entry.code!r}: not a code to refuse")
+            f"the model accepts {entry.code!r}: not a code to refuse"
+        )
         assert got.outcome.result in ("invalid", "already_used"), (
-            f"token {entry.code}: the DUT answered {got.outcome.result}, it must be refused (invalid or already_used)")
+            f"token {entry.code}: the DUT answered {got.outcome.result}, it must be refused (invalid or already_used)"
+        )
         if got.outcome.result == "already_used" and got.predicted.outcome == "invalid":
             self.model = entry.before  # the refusal did not count: the state is as before it
         return got.outcome
@@ -261,16 +281,22 @@ def status_differences(status: DeviceStatus, m: DeviceModel, now: int, streak: b
     if status.locked_s is not None:
         want_locked = max(0, m.locked_until - now)
         if abs(status.locked_s - want_locked) > SECONDS_LEFT_TOLERANCE:
-            out.append(f"DUT token entry locked for {status.locked_s} s, the model {want_locked} s "
-                       f"(tolerance {SECONDS_LEFT_TOLERANCE} s)")
+            out.append(
+                f"DUT token entry locked for {status.locked_s} s, the model {want_locked} s "
+                f"(tolerance {SECONDS_LEFT_TOLERANCE} s)"
+            )
     want_left = m.seconds_left(now)
     want_payg = "disabled" if m.payg_disabled else ("active" if want_left > 0 else "inactive")
     if status.payg != want_payg:
-        out.append(f"DUT PAYG state {status.payg}, model: {want_payg}"
-                   + (f" with {want_left:.0f} s of credit left" if want_payg == "active" else ""))
+        out.append(
+            f"DUT PAYG state {status.payg}, model: {want_payg}"
+            + (f" with {want_left:.0f} s of credit left" if want_payg == "active" else "")
+        )
     elif not m.payg_disabled and abs(status.seconds_left - want_left) > SECONDS_LEFT_TOLERANCE:
-        out.append(f"DUT has {status.seconds_left} s of credit left, the model {want_left:.0f} s "
-                   f"(tolerance {SECONDS_LEFT_TOLERANCE} s)")
+        out.append(
+            f"DUT has {status.seconds_left} s of credit left, the model {want_left:.0f} s "
+            f"(tolerance {SECONDS_LEFT_TOLERANCE} s)"
+        )
     if streak and status.invalid_streak is not None and status.invalid_streak != m.invalid_streak:
         out.append(f"DUT counts {status.invalid_streak} consecutive invalid tokens, the model {m.invalid_streak}")
     return out

@@ -6,7 +6,6 @@ where the device suite is: the repository's tests/device/, installed as the pack
 from pathlib import Path
 
 import bench.device_suite
-
 from bench.suites.profiles import (
     DEFAULT_SUITE,
     RequiredTest,
@@ -24,6 +23,14 @@ DEVICE_SUITE = Path(bench.device_suite.__file__).resolve().parent
 
 __all__ = [
     "DEVICE_SUITE",
-    "DEFAULT_SUITE", "RequiredTest", "SuiteError", "SuiteProfile", "declared_tests", "expand_required", "load_profile", "matches",
-    "parse_profile", "profile_names",
+    "DEFAULT_SUITE",
+    "RequiredTest",
+    "SuiteError",
+    "SuiteProfile",
+    "declared_tests",
+    "expand_required",
+    "load_profile",
+    "matches",
+    "parse_profile",
+    "profile_names",
 ]

@@ -15,12 +15,13 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 DEFAULT_SUITE = "full"
 _KEYS = {"name": str, "title": str, "description": str, "select": str, "soak_factor": int, "required": list}
@@ -88,8 +89,15 @@ def parse_profile(data: bytes, where: str, expected_name: str | None = None) -> 
         if not isinstance(value, kind) or isinstance(value, bool):
             raise SuiteError(f"{where}: {key}: got {value!r}; expected a TOML {kind.__name__}")
     _check(where, values, expected_name)
-    return SuiteProfile(values["name"], values["title"], values["description"], values["select"],
-                        values["soak_factor"], tuple(values["required"]), where)
+    return SuiteProfile(
+        values["name"],
+        values["title"],
+        values["description"],
+        values["select"],
+        values["soak_factor"],
+        tuple(values["required"]),
+        where,
+    )
 
 
 def _check(where: str, v: dict[str, Any], expected_name: str | None) -> None:
@@ -107,14 +115,17 @@ def _check(where: str, v: dict[str, Any], expected_name: str | None) -> None:
         try:
             Expression.compile(v["select"])
         except SyntaxError as e:
-            raise SuiteError(f"{where}: select: got {v['select']!r}; expected a pytest -m marker expression "
-                             f"({e.msg} at column {e.offset})") from None
+            raise SuiteError(
+                f"{where}: select: got {v['select']!r}; expected a pytest -m marker expression "
+                f"({e.msg} at column {e.offset})"
+            ) from None
     if not v["required"]:
         raise SuiteError(f"{where}: required: empty; expected at least one test pattern")
     for i, pattern in enumerate(v["required"]):
         if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
-            raise SuiteError(f"{where}: required[{i}]: got {pattern!r}; expected 'file.py::test_name' "
-                             "(fnmatch globs allowed) or '*'")
+            raise SuiteError(
+                f"{where}: required[{i}]: got {pattern!r}; expected 'file.py::test_name' (fnmatch globs allowed) or '*'"
+            )
 
 
 def matches(pattern: str, test_id: str) -> bool:
@@ -132,12 +143,17 @@ def declared_tests(suite_dir: Path) -> list[str]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError, UnicodeDecodeError):  # pytest reports it when it collects the file
             continue
-        found += [f"{rel}::{node.name}" for node in tree.body
-                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")]
+        found += [
+            f"{rel}::{node.name}"
+            for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+        ]
     return found
 
 
-def expand_required(patterns: Sequence[str], test_ids: Sequence[str], uncollected: Sequence[str] = ()) -> list[RequiredTest]:
+def expand_required(
+    patterns: Sequence[str], test_ids: Sequence[str], uncollected: Sequence[str] = ()
+) -> list[RequiredTest]:
     """The required tests among `test_ids` (the device tests collected, before any deselection),
     each once, in collection order; then those among `uncollected` (tests of the suite the run did
     not collect), and every pattern that matched neither, as not collected: a required test the
@@ -145,5 +161,6 @@ def expand_required(patterns: Sequence[str], test_ids: Sequence[str], uncollecte
     hit = [t for t in test_ids if any(matches(p, t) for p in patterns)]
     missed = [t for t in uncollected if any(matches(p, t) for p in patterns)]
     unmatched = [p for p in patterns if not any(matches(p, t) for t in [*test_ids, *uncollected])]
-    return ([RequiredTest(t, True) for t in dict.fromkeys(hit)]
-            + [RequiredTest(t, False) for t in dict.fromkeys(missed + unmatched)])
+    return [RequiredTest(t, True) for t in dict.fromkeys(hit)] + [
+        RequiredTest(t, False) for t in dict.fromkeys(missed + unmatched)
+    ]

@@ -15,8 +15,8 @@ from bench.dut.adapter import Banner
 from bench.dut.errors import DutError, LinkSilent
 from bench.openpaygo.model import DeviceModel
 from bench.openpaygo.tokens import Token
-from bench.timeout import sleep_for
 from bench.station.token_session import status_differences
+from bench.timeout import sleep_for
 
 STEPS = 40  # from the rig's supply voltage to 0 V: 0.3 V a step at 12 V
 DWELL_S = 0.02  # at each step before the device is asked anything
@@ -28,8 +28,15 @@ MIN_SILENCE_S = 0.5
 RTC_JUMP_S = 3600
 
 
-@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
-                     "backfeed_from_uart", "leading_zero_dropped", "rtc_lost_on_power_loss", "no_brownout_reset")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "leading_zero_dropped",
+    "rtc_lost_on_power_loss",
+    "no_brownout_reset",
+)
 @pytest.mark.needs("token", "status")
 def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, measure):
     """instruments.md §5.2 (slow ramps through the BOR threshold; IEC 61000-4-29 criterion:
@@ -107,9 +114,7 @@ def _ramp_down(ramp: Ramp, s, tokens, power_cycle, silence_s: float) -> None:
         s.check_outcome(token.code, entry.predicted, out)  # an answer on the way down is the model's
         ramp.answered.append(token)
         ramp.last_answer_v = v
-    assert ramp.silent_at is not None, (
-        f"the device still answered at {ramp.volts[-1]} V: the supply never took it down"
-    )
+    assert ramp.silent_at is not None, f"the device still answered at {ramp.volts[-1]} V: the supply never took it down"
 
 
 def _ramp_up(ramp: Ramp, s, power_cycle, boot_timeout_s: float) -> None:

@@ -22,7 +22,9 @@ def test_identity(dut, rig, rig_up):
     )
     banner = rig_up.first_banner.fields
     assert (banner.get("model"), banner.get("fw"), banner.get("proto")) == (
-        ident.model, ident.firmware, ident.protocol,
+        ident.model,
+        ident.firmware,
+        ident.protocol,
     ), f"boot banner {rig_up.first_banner.line!r} disagrees with ID"
     if rig.dut.hardware_model:
         assert ident.model == rig.dut.hardware_model, "the DUT is not the model the rig file names"
@@ -44,6 +46,8 @@ def test_provisioning_round_trip(dut, rig, traffic_log):
     after = dut.identify()
     dut.status()
     assert confirmed == rig.dut.serial_number, f"PROV confirmed serial {confirmed!r}, sent {rig.dut.serial_number!r}"
-    assert after.serial_number == rig.dut.serial_number, f"ID reads serial {after.serial_number!r} back, sent {rig.dut.serial_number!r}"
+    assert after.serial_number == rig.dut.serial_number, (
+        f"ID reads serial {after.serial_number!r} back, sent {rig.dut.serial_number!r}"
+    )
     leaked = traffic_log.leaks[leaks_before:]
     assert not leaked, f"the DUT sent its secret key back over the UART ({len(leaked)} line(s), masked): {leaked[0]}"

@@ -12,9 +12,9 @@ real clock within the rig's `dut.lockout_wait_budget_s`.
 
 from __future__ import annotations
 
-import pytest
-
 import time
+
+import pytest
 
 # A lock that must outlast a power cycle is made this many times as long as a power cycle takes
 # (a test build's short lockout minute would otherwise run out while the DUT is off).
@@ -44,7 +44,8 @@ def lock_up(session, tokens, at_least_s: float = 0, first_seed: int = 100) -> in
     while session.lock_left() <= at_least_s:
         if session.lock_left():
             assert session.end_lock(), (
-                f"a lock of {session.lock_left()} s cannot be waited out within dut.lockout_wait_budget_s")
+                f"a lock of {session.lock_left()} s cannot be waited out within dut.lockout_wait_budget_s"
+            )
         seed += 1
         assert seed < first_seed + 40, "the profile's lockout schedule never locks this long: nothing to check"
         enter_invalid(session, tokens, [seed])
@@ -72,8 +73,10 @@ def test_lockout_schedule(token_session, tokens, lockout, rig, measure):
         coming = lockout.seconds(min(s.model.invalid_streak + 1, lockout.max_streak or errors))
         spent = time.monotonic() - started
         if levels and coming and not s.can_advance and spent + coming > budget:
-            s.dut.link.log.note(f"lockout: the next lock ({coming} s) would pass dut.lockout_wait_budget_s: "
-                                f"{len(levels)} level(s) checked")
+            s.dut.link.log.note(
+                f"lockout: the next lock ({coming} s) would pass dut.lockout_wait_budget_s: "
+                f"{len(levels)} level(s) checked"
+            )
             break
         (lock,) = enter_invalid(s, tokens, [n])
         s.check_streak(f"after invalid token {n}")
@@ -132,8 +135,14 @@ def test_valid_token_resets_streak(token_session, tokens):
     s.check_streak()
 
 
-@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout",
-                     "lockout_not_persisted", "rtc_lost_on_power_loss")
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "no_lockout",
+    "lockout_not_persisted",
+    "rtc_lost_on_power_loss",
+)
 def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     """The lockout must survive an off/on cycle (the requirements say so; the HDK does not store
     it): invalid tokens until entry is locked for three times as long as the slowest power cycle
@@ -144,7 +153,9 @@ def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     lock_up(s, tokens, CYCLES_OF_LOCK * power_cycle.slowest_cycle_s)
     s.check_streak("locked, before the power cycle")
     power_cycle()
-    assert s.lock_left() > 0, f"the power cycle took longer than {CYCLES_OF_LOCK}x the slowest before it: the lock ran out"
+    assert s.lock_left() > 0, (
+        f"the power cycle took longer than {CYCLES_OF_LOCK}x the slowest before it: the lock ran out"
+    )
     s.check_streak("after the power cycle")
     assert s.expect(tokens.add_days(1)).result == "locked", "after the power cycle a valid token was accepted"
 

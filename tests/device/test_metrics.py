@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.fixtures.dut import skip_not_covered
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.keys import REQUEST_LONG_TO_SHORT
 from bench.openpaygo.metrics.wire import decode, encoding_of
 from bench.server.store import StoredRequest
-from bench.fixtures.dut import skip_not_covered
 
 needs_metrics = pytest.mark.needs("metrics_report")
 
@@ -47,8 +47,9 @@ def wire_object(stored: StoredRequest) -> dict:
     try:
         value = decode(stored.body, encoding_of(stored.content_type))
     except MetricsError as e:
-        raise AssertionError(f"server row {stored.id}: the body does not decode as {stored.content_type}: "
-                             f"{e.where}: {e.message}") from None
+        raise AssertionError(
+            f"server row {stored.id}: the body does not decode as {stored.content_type}: {e.where}: {e.message}"
+        ) from None
     assert isinstance(value, dict), f"server row {stored.id}: the body is a {type(value).__name__}, not an object"
     return value
 
@@ -81,9 +82,11 @@ def test_metrics_payload_conforms(metrics_dut, rig):
     interval = fmt.historical_data_interval
     assert interval == m.device_format.interval, (
         f"the DUT's METRICS FORMAT says interval={m.device_format.interval} but its Data Format object "
-        f"has historical_data_interval {interval!r}")
+        f"has historical_data_interval {interval!r}"
+    )
     assert status.token_count == model_count, (
-        f"the DUT's STATUS count is {status.token_count}, the model's {model_count} (no token was entered)")
+        f"the DUT's STATUS count is {status.token_count}, the model's {model_count} (no token was entered)"
+    )
     last_row: tuple[int, str] | None = None
     for stored in m.requests():
         wire = wire_object(stored)
@@ -91,37 +94,45 @@ def test_metrics_payload_conforms(metrics_dut, rig):
         unknown = sorted(set(wire) - SHORT_KEYS)
         assert not unknown, (
             f"{where}: top-level key(s) {', '.join(map(repr, unknown))} are not Metrics v1.0 short keys "
-            f"({' '.join(sorted(SHORT_KEYS))})")
+            f"({' '.join(sorted(SHORT_KEYS))})"
+        )
         try:
             req = m.parse(stored)
         except MetricsError as e:
             raise AssertionError(f"{where}: the bench's codec refuses it at {e.where}: {e.message}") from None
         assert req.data_format_id == m.data_format_id and not req.embedded_format, (
             f"{where}: names data format {req.data_format_id!r} (embedded: {req.embedded_format}), not the "
-            f"registered {m.data_format_id}")
+            f"registered {m.data_format_id}"
+        )
         for name in list(req.data or {}) + [k for row in req.historical_data or () for k in row]:
             assert name == "timestamp" or name in fmt.variables, (
-                f"{where}: variable {name!r} is not declared in the registered data format")
+                f"{where}: variable {name!r} is not declared in the registered data format"
+            )
         assert req.token_count == model_count, (
             f"{where}: d carries token_count {req.token_count!r}; the model's count is {model_count} and the "
-            f"DUT's STATUS says {status.token_count}")
+            f"DUT's STATUS says {status.token_count}"
+        )
         times = [int(row["timestamp"]) for row in req.historical_data or ()]
         for earlier, later in zip(times, times[1:]):
             step = later - earlier
             assert step > 0 and step % interval == 0, (
                 f"{where}: row at {later} follows the row at {earlier}: rows must go forward in whole "
-                f"multiples of the format's interval ({interval} s)")
+                f"multiples of the format's interval ({interval} s)"
+            )
         assert not times or req.timestamp is None or times[-1] <= req.timestamp, (
-            f"{where}: its newest row ({times[-1]}) is after the request's ts ({req.timestamp})")
+            f"{where}: its newest row ({times[-1]}) is after the request's ts ({req.timestamp})"
+        )
         if times and last_row is not None:  # every session was answered: the rows carry on
             prev_t, prev_where = last_row
             assert times[0] > prev_t and (times[0] - prev_t) % interval == 0, (
                 f"{where}: its first row ({times[0]}) does not follow the last row of {prev_where} ({prev_t}) "
-                f"at a whole multiple of the interval ({interval} s)")
+                f"at a whole multiple of the interval ({interval} s)"
+            )
         if times:
             last_row = (times[-1], where)
         assert stored.verdict == "accepted", (
-            f"{where}: the server refused it: {stored.error_code} at {stored.error_where}: {stored.error_message}")
+            f"{where}: the server refused it: {stored.error_code} at {stored.error_where}: {stored.error_message}"
+        )
 
 
 @pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
@@ -142,17 +153,28 @@ def test_metrics_auth_verifies(metrics_dut, rig):
         assert a[:2] == method, f"{where}: signed {a[:2]!r}, the rig configured the DUT for {method!r}"
         auth_error = (stored.error_code or "").startswith("auth_")
         assert stored.verdict == "accepted", (
-            f"{where}: " + ("the server did not verify its signature" if auth_error else
-                            "the server refused it, so its signature was not accepted")
-            + f": {stored.error_code} at {stored.error_where}: {stored.error_message}")
+            f"{where}: "
+            + (
+                "the server did not verify its signature"
+                if auth_error
+                else "the server refused it, so its signature was not accepted"
+            )
+            + f": {stored.error_code} at {stored.error_where}: {stored.error_message}"
+        )
         verified = (stored.auth or "").split("+")[0]
         assert verified == method, (
             f"{where}: the server verified it as {verified!r}; expected {method!r} as openpaygo computes it "
-            "(a tolerance was needed: the reference would refuse it)")
+            "(a tolerance was needed: the reference would refuse it)"
+        )
 
 
-@pytest.mark.catches("provisioning_not_persisted", "backfeed_from_uart", "rtc_lost_on_power_loss",
-                     "metrics_counter_not_persisted", "metrics_wrong_short_key")
+@pytest.mark.catches(
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "rtc_lost_on_power_loss",
+    "metrics_counter_not_persisted",
+    "metrics_wrong_short_key",
+)
 @needs_metrics
 def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, power_cycle):
     """The request counter `rc` and the timestamp `ts` strictly increase from each request to the
@@ -185,8 +207,14 @@ def _exchange_after(m, start: int, want) -> ProxiedExchange | None:
     return next((e for e in m.device_exchanges()[start:] if want(e)), None)
 
 
-@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
-                     "metrics_data_dropped_before_reply", "metrics_rows_duplicated_on_retry")
+@pytest.mark.catches(
+    "serial_truncated",
+    "metrics_wrong_short_key",
+    "metrics_unsigned",
+    "metrics_mis_signed",
+    "metrics_data_dropped_before_reply",
+    "metrics_rows_duplicated_on_retry",
+)
 @needs_metrics
 def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     """No row is lost and none is delivered twice when the server or the network fails
@@ -204,16 +232,23 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     for mode in SERVER_FAULTS:
         start = len(m.device_exchanges())
         m.proxy.set_mode(mode, count=1)
-        faulted = m.wait_until(lambda: _exchange_after(m, start, lambda e: e.mode is mode),
-                               session_timeout(m, 1), f"a Metrics session meeting the server fault {mode.value}")
+        faulted = m.wait_until(
+            lambda: _exchange_after(m, start, lambda e: e.mode is mode),
+            session_timeout(m, 1),
+            f"a Metrics session meeting the server fault {mode.value}",
+        )
         index = m.device_exchanges().index(faulted)
-        m.wait_until(lambda: _exchange_after(m, index + 1, lambda e: e.mode is ProxyMode.PASS and e.delivered),
-                     session_timeout(m, 2), f"a delivered session after the server fault {mode.value}")
+        m.wait_until(
+            lambda: _exchange_after(m, index + 1, lambda e: e.mode is ProxyMode.PASS and e.delivered),
+            session_timeout(m, 2),
+            f"a delivered session after the server fault {mode.value}",
+        )
 
     stored = m.requests()
     forwarded = [e for e in m.device_exchanges() if e.forwarded]
     assert len(forwarded) == len(stored), (
-        f"the proxy forwarded {len(forwarded)} device-data requests but the server stored {len(stored)}")
+        f"the proxy forwarded {len(forwarded)} device-data requests but the server stored {len(stored)}"
+    )
     interval = int(m.data_format.historical_data_interval)
     at_server: dict[int, list[str]] = defaultdict(list)
     delivered_rows: dict[int, list[str]] = defaultdict(list)
@@ -235,10 +270,12 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
         f"rows missing at the server between {first} and {last} (sample interval {interval} s): "
         + ", ".join(f"{r[0]}..{r[-1]} ({len(r)} rows)" for r in runs)
         + f"; at most {drift_skips} single skipped second(s) are explained by RTC drift "
-        f"(±{rig.dut.rtc_drift_limit_ppm:g} ppm over {last - first} s); {m.recent()}")
+        f"(±{rig.dut.rtc_drift_limit_ppm:g} ppm over {last - first} s); {m.recent()}"
+    )
     twice = {t: names for t, names in delivered_rows.items() if len(names) > 1}
     assert not twice, "rows delivered in more than one answered request: " + "; ".join(
-        f"{t} in {' and '.join(names)}" for t, names in sorted(twice.items())[:5])
+        f"{t} in {' and '.join(names)}" for t, names in sorted(twice.items())[:5]
+    )
 
 
 def _runs(times: list[int], step: int) -> list[list[int]]:
@@ -260,8 +297,13 @@ def _reply_tokens(stored: StoredRequest) -> list:
     return tokens if isinstance(tokens, list) else []
 
 
-@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
-                     "metrics_tokens_not_applied")
+@pytest.mark.catches(
+    "serial_truncated",
+    "metrics_wrong_short_key",
+    "metrics_unsigned",
+    "metrics_mis_signed",
+    "metrics_tokens_not_applied",
+)
 @needs_metrics
 def test_metrics_tokens_applied(metrics_dut, rig):
     """Tokens in a Metrics reply (`tkl`) are entered as if typed: once the server is told to
@@ -274,7 +316,7 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     session = m.session
     m.wait_sessions(1, session_timeout(m, 1))
     serial = rig.dut.serial_number
-    m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
+    m.server.registry.set_target(serial, datetime.now(UTC) + timedelta(days=TOKEN_DAYS))
 
     def with_tokens() -> StoredRequest | None:
         return next((s for s, e in m.exchanged() if e.delivered and _reply_tokens(s)), None)
@@ -285,18 +327,22 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     sent = [str(t).zfill(9) if isinstance(t, int) else str(t) for t in _reply_tokens(carried)]
     assert sent == [t.code for t in issued], (
         f"the reply to {label(carried, wire_object(carried))} carried {sent}, the server issued "
-        f"{[t.code for t in issued]}")
+        f"{[t.code for t in issued]}"
+    )
     for token in issued:
         predicted = session.entered_by_dut(token.code, entered_at, "from a Metrics reply")
         assert predicted.accepted, (
-            f"the model refuses the server's token {token.code} (count {token.count}): {predicted.outcome}")
+            f"the model refuses the server's token {token.code} (count {token.count}): {predicted.outcome}"
+        )
     m.wait_sessions(1, session_timeout(m, 1))
     session.check_status()
 
 
 # (short key, long key, MetricsStatus field, MetricsRequest property saying the DUT asked for it)
-REPLY_FIELDS = (("auts", "active_until_timestamp", "active_until", "wants_active_until"),
-                ("asl", "active_seconds_left", "seconds_left", "wants_seconds_left"))
+REPLY_FIELDS = (
+    ("auts", "active_until_timestamp", "active_until", "wants_active_until"),
+    ("asl", "active_seconds_left", "seconds_left", "wants_seconds_left"),
+)
 CLOCK_SLACK_S = 5  # the device's clock against the host's, and a session in between
 
 
@@ -310,8 +356,14 @@ def _delivered_replies(m) -> list[tuple[StoredRequest, dict]]:
     return out
 
 
-@pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
-                     "metrics_auts_ignored", "metrics_tokens_not_applied")
+@pytest.mark.catches(
+    "serial_truncated",
+    "metrics_wrong_short_key",
+    "metrics_unsigned",
+    "metrics_mis_signed",
+    "metrics_auts_ignored",
+    "metrics_tokens_not_applied",
+)
 @needs_metrics
 def test_metrics_active_until_honoured(metrics_dut, rig, request):
     """A DUT that asks for `auts` / `asl` (`autsr` / `aslr` in its data) holds what the server
@@ -327,13 +379,16 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
     if not asked:
         skip_not_covered(request, "the DUT asks for neither auts nor asl (no autsr / aslr in its Metrics data)")
     serial = rig.dut.serial_number
-    m.server.registry.set_target(serial, datetime.now(timezone.utc) + timedelta(days=TOKEN_DAYS))
-    m.wait_until(lambda: any(_reply_tokens(s) for s, _ in _delivered_replies(m)), session_timeout(m, 2),
-                 "a delivered Metrics reply carrying tokens")
+    m.server.registry.set_target(serial, datetime.now(UTC) + timedelta(days=TOKEN_DAYS))
+    m.wait_until(
+        lambda: any(_reply_tokens(s) for s, _ in _delivered_replies(m)),
+        session_timeout(m, 2),
+        "a delivered Metrics reply carrying tokens",
+    )
     m.wait_sessions(1, session_timeout(m, 1))
     status = m.dut.metrics_status()
     credit = m.dut.status()
-    host_now = datetime.now(timezone.utc).timestamp()
+    host_now = datetime.now(UTC).timestamp()
     replies = _delivered_replies(m)
     for short, name, attr in asked:
         answered = [(s, r.get(short, r.get(name))) for s, r in replies if r.get(short, r.get(name)) is not None]
@@ -342,9 +397,16 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
         held = getattr(status, attr)
         assert held in recent, (
             f"METRICS STATUS holds {short}={held!r}; the server's last delivered replies said {recent} "
-            f"({label(answered[-1][0], wire_object(answered[-1][0]))})")
-    auts = next((r.get("auts", r.get("active_until_timestamp")) for _, r in reversed(replies)
-                 if r.get("auts", r.get("active_until_timestamp")) is not None), None)
+            f"({label(answered[-1][0], wire_object(answered[-1][0]))})"
+        )
+    auts = next(
+        (
+            r.get("auts", r.get("active_until_timestamp"))
+            for _, r in reversed(replies)
+            if r.get("auts", r.get("active_until_timestamp")) is not None
+        ),
+        None,
+    )
     if auts is None:  # asl only: the server's target is now + asl
         auts = host_now + next(r.get("asl", r.get("active_seconds_left")) for _, r in reversed(replies))
     device_until = host_now + credit.seconds_left
@@ -352,12 +414,19 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
     assert auts - CLOCK_SLACK_S <= device_until < auts + step + CLOCK_SLACK_S, (
         f"the DUT's credit ends at {device_until:.0f} (host time + {credit.seconds_left} s left), the server's "
         f"auts is {auts}: the DUT {'locks before' if device_until < auts else 'runs past'} the time the server "
-        f"sold (allowed: up to one token step, {step:g} s, after it)")
+        f"sold (allowed: up to one token step, {step:g} s, after it)"
+    )
 
 
-@pytest.mark.catches("provisioning_not_persisted", "serial_truncated", "backfeed_from_uart",
-                     "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed",
-                     "metrics_base_url_not_followed")
+@pytest.mark.catches(
+    "provisioning_not_persisted",
+    "serial_truncated",
+    "backfeed_from_uart",
+    "metrics_wrong_short_key",
+    "metrics_unsigned",
+    "metrics_mis_signed",
+    "metrics_base_url_not_followed",
+)
 @needs_metrics
 def test_metrics_follows_base_url(metrics_dut, power_cycle):
     """A reply's `st.base_url` moves the device (Metrics v1.0 Response object, a server
@@ -376,20 +445,30 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
         def delivered_there() -> list[ProxiedExchange]:
             return [e for e in moved.exchanges() if e.path.rstrip("/").endswith("/dd") and e.delivered]
 
-        m.wait_until(delivered_there, session_timeout(m, 2),
-                     f"a Metrics session at the announced base URL {moved.base_url} (old: {m.proxy.base_url})")
+        m.wait_until(
+            delivered_there,
+            session_timeout(m, 2),
+            f"a Metrics session at the announced base URL {moved.base_url} (old: {m.proxy.base_url})",
+        )
         at_old = len(m.device_exchanges())
-        m.wait_until(lambda: len(delivered_there()) >= 3, session_timeout(m, 2),
-                     f"two more sessions at the announced base URL {moved.base_url}")
+        m.wait_until(
+            lambda: len(delivered_there()) >= 3,
+            session_timeout(m, 2),
+            f"two more sessions at the announced base URL {moved.base_url}",
+        )
         late = m.device_exchanges()[at_old:]
-        assert not late, (f"{len(late)} session(s) still reached the old base URL {m.proxy.base_url} after the "
-                          f"device had moved to {moved.base_url}; {m.recent()}")
+        assert not late, (
+            f"{len(late)} session(s) still reached the old base URL {m.proxy.base_url} after the "
+            f"device had moved to {moved.base_url}; {m.recent()}"
+        )
         url = m.dut.metrics_config().url
         assert url == moved.base_url, f"METRICS CONFIG names {url!r}, not the announced {moved.base_url!r}"
         power_cycle()
         url = m.dut.metrics_config().url
-        assert url == moved.base_url, (f"after a power cycle METRICS CONFIG names {url!r}, not the announced "
-                                       f"{moved.base_url!r}: the followed URL was not kept in NVM")
+        assert url == moved.base_url, (
+            f"after a power cycle METRICS CONFIG names {url!r}, not the announced "
+            f"{moved.base_url!r}: the followed URL was not kept in NVM"
+        )
 
 
 @pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
@@ -415,5 +494,4 @@ def test_metrics_data_budget(metrics_dut, rig, measure):
     assert per_session > 0, f"the proxy counted no bytes for {len(sessions)} answered sessions"
     measure("metrics_bytes_per_session", round(per_session, 1), "B")
     measure("metrics_sessions_per_month", round(per_month, 1), "")
-    measure("metrics_bytes_per_month", round(per_session * per_month), "B",
-            high=rig.dut.metrics_budget_bytes_per_month)
+    measure("metrics_bytes_per_month", round(per_session * per_month), "B", high=rig.dut.metrics_budget_bytes_per_month)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-
 RTC_AHEAD_S = 600  # far beyond the credit tolerance
 
 
@@ -26,8 +25,14 @@ def cycle_and_check(session, power_cycle):
         assert info.crc_ok and info.slot != "-", f"after the power cycle the NVM record is not valid: {info}"
 
 
-@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
-                     "backfeed_from_uart", "used_counts_not_persisted", "rtc_lost_on_power_loss")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "used_counts_not_persisted",
+    "rtc_lost_on_power_loss",
+)
 def test_state_persists_after_token_accepted(token_session, tokens, power_cycle):
     """§2: the state is stored after every valid token: an invalid token (streak 1), then a valid
     ADD (count, used counts and credit move, the streak resets) and an older one entered out
@@ -47,8 +52,9 @@ def test_state_persists_after_token_accepted(token_session, tokens, power_cycle)
     s.check_streak()
 
 
-@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout",
-                     "lockout_not_persisted")
+@pytest.mark.catches(
+    "count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout", "lockout_not_persisted"
+)
 def test_state_persists_after_lockout_started(token_session, tokens, power_cycle):
     """§2: the lockout must survive off/on, and with it the credit bought before it: an ADD,
     then invalid tokens until entry locks; after a power cycle the credit, count, streak and
@@ -78,8 +84,9 @@ def test_state_persists_after_payg_disabled(token_session, tokens, power_cycle):
     s.check_streak()
 
 
-@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart",
-                     "metrics_counter_not_persisted")
+@pytest.mark.catches(
+    "count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "metrics_counter_not_persisted"
+)
 @pytest.mark.needs("metrics_bridge")
 def test_request_counter_persists(token_session, tokens, power_cycle, measure):
     """protocol.md §Metrics bridge, OpenPAYGO Metrics `request_count` (incremented on request,

@@ -18,8 +18,13 @@ def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
     )
 
 
-@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
-                     "backfeed_from_uart", "used_counts_not_persisted")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "used_counts_not_persisted",
+)
 @pytest.mark.quick
 def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2–3e: the token count, the used counts and the credit survive a power cycle,
@@ -35,8 +40,13 @@ def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     assert out.result == "already_used", f"a token accepted before the power cycle was {out.result} after it"
 
 
-@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
-                     "backfeed_from_uart", "used_counts_not_persisted")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "used_counts_not_persisted",
+)
 def test_used_counts_survive_power_cycle(token_session, tokens, power_cycle):
     """openpaygo.md §2 (NVM: TokenCount and UsedTokens, stored after every valid token), §3e
     (reused tokens after a power cycle): three ADD tokens are generated and the newest and the

@@ -110,9 +110,11 @@ class Run:
             s.finish(entry, outcome.result)
             problems = s.outcome_differences(op.code, entry.predicted, outcome.result)
             if problems and self.looked_old == op.number and outcome.result.result == "already_used":
-                problems.append("an earlier cut of this entry left a status like the state before it, yet the token "
-                                "had been stored: the DUT kept the token but lost what it gave (credit, PAYG state), "
-                                "so its state after that cut was neither the one before the entry nor the one after")
+                problems.append(
+                    "an earlier cut of this entry left a status like the state before it, yet the token "
+                    "had been stored: the DUT kept the token but lost what it gave (credit, PAYG state), "
+                    "so its state after that cut was neither the one before the entry nor the one after"
+                )
             assert not problems, "; ".join(problems) + f"\n{self.where(op, cut)}"
         return entry.before, entry.after, entry.predicted, outcome
 
@@ -193,12 +195,25 @@ class Run:
         return False
 
 
-@pytest.mark.catches("reused_token_accepted", "count_not_persisted", "provisioning_not_persisted",
-                     "backfeed_from_uart", "set_as_add", "unbounded_jump", "no_lockout", "lockout_not_persisted",
-                     "set_does_not_relock", "rtc_lost_on_power_loss", "credit_runs_on_uptime",
-                     "torn_write_corrupts_state", "state_not_ab_crc")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "unbounded_jump",
+    "no_lockout",
+    "lockout_not_persisted",
+    "set_does_not_relock",
+    "rtc_lost_on_power_loss",
+    "credit_runs_on_uptime",
+    "torn_write_corrupts_state",
+    "state_not_ab_crc",
+)
 @pytest.mark.needs("token", "status")
-def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tokens, power_cycle, rig, measure, power_cut_plan):
+def test_state_survives_power_cuts_during_nvm_writes(
+    request, token_session, tokens, power_cycle, rig, measure, power_cut_plan
+):
     """instruments.md §5: `dut.power_cut_cycles` power cuts (200 on the virtual rig) inside the
     NVM write of token entries (ADD, SET, DISABLE_PAYG and invalid ones up to a lockout): after
     every boot the device answers, its token count never went down, its whole status is the
@@ -251,7 +266,9 @@ def test_state_survives_power_cuts_during_nvm_writes(request, token_session, tok
                 if run.cuts >= plan.cycles:
                     break  # out of cuts with the entry not stored: the state is the old one
                 k += 1
-                assert k <= MAX_ATTEMPTS, f"{op} still not stored after {MAX_ATTEMPTS} cut entries\n{run.where(op, cut)}"
+                assert k <= MAX_ATTEMPTS, (
+                    f"{op} still not stored after {MAX_ATTEMPTS} cut entries\n{run.where(op, cut)}"
+                )
             if done is not False and op.kind != "invalid" and not replaying:
                 # once stored, the token is used: entering it again must be refused
                 again = s.expect(op.code).result

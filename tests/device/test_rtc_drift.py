@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
@@ -56,18 +56,23 @@ def record_host_clock(log, measure, before: HostClock | None, after: HostClock |
     measure("host_clock_freq_ppm", before.freq_ppm, "ppm")
     measure("host_clock_synchronised", int(before.synchronised and (after is None or after.synchronised)))
     if not before.synchronised:
-        log.note("rtc drift: the host clock is not synchronised: the drift is relative to an "
-                 "undisciplined oscillator, which may be tens of ppm off")
+        log.note(
+            "rtc drift: the host clock is not synchronised: the drift is relative to an "
+            "undisciplined oscillator, which may be tens of ppm off"
+        )
     if after is not None:
         change = after.freq_ppm - before.freq_ppm
         measure("host_clock_freq_change", change, "ppm")
         if abs(change) >= STEERED_PPM:
-            log.note(f"rtc drift: the host clock's frequency correction changed by {change:+.3f} ppm during "
-                     "the measurement: it was being steered (look for a trend in the residuals)")
+            log.note(
+                f"rtc drift: the host clock's frequency correction changed by {change:+.3f} ppm during "
+                "the measurement: it was being steered (look for a trend in the residuals)"
+            )
 
 
-def poll_until_settled(dut, log, limit: float, observe_s: float, budget_s: float, rng: random.Random,
-                       subsecond: bool) -> tuple[list[Sample], DriftResult | None, Verdict | None, float]:
+def poll_until_settled(
+    dut, log, limit: float, observe_s: float, budget_s: float, rng: random.Random, subsecond: bool
+) -> tuple[list[Sample], DriftResult | None, Verdict | None, float]:
     """Poll for observe_s and judge; while inconclusive, poll on (budget_s in all) and judge again.
 
     Returns the samples, the last fit and verdict (None, None if too few points) and the time polled.
@@ -75,8 +80,12 @@ def poll_until_settled(dut, log, limit: float, observe_s: float, budget_s: float
     started = host_now()
     samples = measure_drift(dut, observe_s, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
     result, verdict = fit(samples, limit)
-    while (result is not None and verdict is not None and verdict.outcome == "INCONCLUSIVE"
-           and verdict.needed_span_s is not None):
+    while (
+        result is not None
+        and verdict is not None
+        and verdict.outcome == "INCONCLUSIVE"
+        and verdict.needed_span_s is not None
+    ):
         left = budget_s - (host_now() - started)
         if left < 1.0:
             break
@@ -101,8 +110,11 @@ def write_points(path: Path, points: Sequence[Edge | Sample], result: DriftResul
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         edges = bool(points) and isinstance(points[0], Edge)
-        out.writerow(("host_s", "device_s", "half_width_s", "bracket_s", "residual_s") if edges
-                     else ("host_s", "device_s", "rtt_s", "residual_s"))
+        out.writerow(
+            ("host_s", "device_s", "half_width_s", "bracket_s", "residual_s")
+            if edges
+            else ("host_s", "device_s", "rtt_s", "residual_s")
+        )
         for p, (_, r) in zip(points, result.residuals):
             extra = (p.half_width_s, p.bracket_s) if isinstance(p, Edge) else (p.rtt_s,)
             out.writerow((f"{p.host_s:.9f}", repr(p.device_s), *(f"{x:.9f}" for x in extra), f"{r:.9f}"))
@@ -112,16 +124,22 @@ def write_points(path: Path, points: Sequence[Edge | Sample], result: DriftResul
 def attach_fit(attach, points: Sequence[Edge | Sample], result: DriftResult, verdict: Verdict) -> None:
     """The fitted points with their residuals (CSV) and, unless --no-plots, the residual plot."""
     edges = bool(points) and isinstance(points[0], Edge)
-    attach(write_points(attach.path("drift-points.csv"), points, result),
-           "RTC drift fit: " + ("rollover edges" if edges else "samples") + " with residuals (CSV)")
+    attach(
+        write_points(attach.path("drift-points.csv"), points, result),
+        "RTC drift fit: " + ("rollover edges" if edges else "samples") + " with residuals (CSV)",
+    )
     if not attach.plots:
         return
-    title = (f"RTC drift {result.ppm:+.1f} ppm, 95 % [{result.ci_low_ppm:+.1f}, {result.ci_high_ppm:+.1f}] "
-             f"vs ±{verdict.limit_ppm:g}: {verdict.outcome} ({result.n} {'edges' if edges else 'samples'}, "
-             f"{result.span_s:.0f} s)")
+    title = (
+        f"RTC drift {result.ppm:+.1f} ppm, 95 % [{result.ci_low_ppm:+.1f}, {result.ci_high_ppm:+.1f}] "
+        f"vs ±{verdict.limit_ppm:g}: {verdict.outcome} ({result.n} {'edges' if edges else 'samples'}, "
+        f"{result.span_s:.0f} s)"
+    )
     bounds = [p.half_width_s for p in points if isinstance(p, Edge)] if edges else None  # each edge's hard bound
-    attach(drift_residual_plot(attach.path("drift.png"), result.residuals, title, bounds),
-           "RTC drift fit residuals (a trend, not scatter, means temperature or a correction cycle)")
+    attach(
+        drift_residual_plot(attach.path("drift.png"), result.residuals, title, bounds),
+        "RTC drift fit residuals (a trend, not scatter, means temperature or a correction cycle)",
+    )
 
 
 def clock_source(dut, request: pytest.FixtureRequest):
@@ -160,8 +178,10 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     source, reader, subsecond = clock_source(dut, request)
     seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
-    log.note(f"rtc drift: read from the {source}; limit +-{limit:g} ppm, observing {observe_s:g} s (up to {budget_s:g} s), "
-             f"{'sub-second' if subsecond else '1 s'} readout, polling dither seed {seed}")
+    log.note(
+        f"rtc drift: read from the {source}; limit +-{limit:g} ppm, observing {observe_s:g} s (up to {budget_s:g} s), "
+        f"{'sub-second' if subsecond else '1 s'} readout, polling dither seed {seed}"
+    )
     before = host_clock_state()
     host_clock_note(log, "before", before)
     samples, result, verdict, polled_s = poll_until_settled(reader, log, limit, observe_s, budget_s, rng, subsecond)
@@ -172,12 +192,16 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     attach(write_samples(attach.path("drift.csv"), samples), "RTC readouts: host time, device time, round trip (CSV)")
     points = fitted_points(samples)
     if result is None:
-        pytest.fail(f"RTC drift: only {len(points)} point(s) to fit after {polled_s:.1f} s of polling "
-                    f"({len(samples)} readouts, last {samples[-1].device_s!r}): the RTC stands still or jumps, "
-                    "or its rollovers could not be bracketed within 50 ms (a stalled host or a slow link)")
+        pytest.fail(
+            f"RTC drift: only {len(points)} point(s) to fit after {polled_s:.1f} s of polling "
+            f"({len(samples)} readouts, last {samples[-1].device_s!r}): the RTC stands still or jumps, "
+            "or its rollovers could not be bracketed within 50 ms (a stalled host or a slow link)"
+        )
 
-    log.note(f"rtc drift: {verdict.outcome}: {verdict.reason} ({result.method}, n={result.n}, "
-             f"span {result.span_s:.1f} s, residual sd {result.residual_sd_s * 1e3:.3f} ms)")
+    log.note(
+        f"rtc drift: {verdict.outcome}: {verdict.reason} ({result.method}, n={result.n}, "
+        f"span {result.span_s:.1f} s, residual sd {result.residual_sd_s * 1e3:.3f} ms)"
+    )
     measure("rtc_drift", result.ppm, "ppm", low=-limit, high=limit)
     measure("rtc_drift_ci_low", result.ci_low_ppm, "ppm")
     measure("rtc_drift_ci_high", result.ci_high_ppm, "ppm")

@@ -91,8 +91,15 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     )
 
 
-@pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "set_as_add",
-                     "rtc_lost_on_power_loss", "credit_runs_on_uptime", "rtc_stopped_unpowered")
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "rtc_lost_on_power_loss",
+    "credit_runs_on_uptime",
+    "rtc_stopped_unpowered",
+)
 def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, rig, measure):
     """Credit is an end time on the DUT's clock (docs/tokens.md "Clock and credit"): it must not
     move while the DUT is unpowered. A SET of 1 day gives known credit; its end on the host's
@@ -113,8 +120,10 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
     try:
         after = read_rtc(countdown)
     except CreditRanOut as e:
-        raise AssertionError(f"after {off_time:.2f} s unpowered the DUT's credit is gone ({e}); before the cut "
-                             f"it had {-device0:.0f} s left: it keeps no credit through power loss") from None
+        raise AssertionError(
+            f"after {off_time:.2f} s unpowered the DUT's credit is gone ({e}); before the cut "
+            f"it had {-device0:.0f} s left: it keeps no credit through power loss"
+        ) from None
     shift = (after.host_s - after.device_s) - end0
     tolerance = 1.0 + bound0 + after.rtt_s / 2.0 + DRIFT_ALLOWANCE_PPM * 1e-6 * (after.host_s - host0)
     measure("off_time", off_time, "s", low=rig.dut.rtc_off_test_s)
@@ -123,7 +132,11 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
     assert abs(shift) <= tolerance, (
         f"after {off_time:.2f} s unpowered the DUT's credit ends {shift:+.2f} s "
         f"{'later' if shift > 0 else 'earlier'} on the host's clock than before the cut (tolerance {tolerance:.2f} s): "
-        + ("its credit did not run down while it was off (its clock stopped or restarted, or the credit counts only "
-           "while powered)" if shift > 0 else "its clock jumped ahead")
+        + (
+            "its credit did not run down while it was off (its clock stopped or restarted, or the credit counts only "
+            "while powered)"
+            if shift > 0
+            else "its clock jumped ahead"
+        )
     )
     s.check_status("after the power cycle")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 from bench.openpaygo.model import DAY
 from bench.openpaygo.tokens import full_test_procedure
 from bench.timeout import sleep_for
-from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 
 G8_DECODE_LIMIT_S = 5.0  # §3b G8: "validation should not take more than 5 seconds"
 OPTIONAL_STEPS = {"G11B"}  # §3b/§2 Re-lock: "Optional"; its own test below
@@ -20,9 +20,11 @@ G12_WAIT_S = 10
 
 
 def assert_unchanged(before, after, what: str) -> None:
-    assert (after.payg, after.active_until, after.token_count) == (before.payg, before.active_until, before.token_count), (
-        f"{what} changed the DUT's state: {before} -> {after}"
-    )
+    assert (after.payg, after.active_until, after.token_count) == (
+        before.payg,
+        before.active_until,
+        before.token_count,
+    ), f"{what} changed the DUT's state: {before} -> {after}"
 
 
 @pytest.mark.catches("reused_token_accepted", "accepts_starting_code", "set_as_add", "set_does_not_relock")
@@ -55,8 +57,15 @@ def test_quick_test_scenario_1(token_session, tokens):
     assert s.model.days_left(s.now()) == 0 and not s.model.payg_disabled
 
 
-@pytest.mark.catches("reused_token_accepted", "accepts_starting_code", "set_as_add", "parity_before_special",
-                     "slow_decode", "leading_zero_dropped", "set_does_not_relock")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "accepts_starting_code",
+    "set_as_add",
+    "parity_before_special",
+    "slow_decode",
+    "leading_zero_dropped",
+    "set_does_not_relock",
+)
 def test_full_procedure(token_session, tokens, measure):
     """Full test procedure G1–G12, U1–U3 (openpaygo.md §3b, OpenPAYGO-python
     test/full_test_procedure.py), generated in the server's order: every token's outcome, and
@@ -76,7 +85,9 @@ def test_full_procedure(token_session, tokens, measure):
             assert_unchanged(before, s.check_status(), step.step)
             continue
         out = s.expect(step.code)
-        assert out.result == step.expect, f"{step.step}: the DUT answered {out.result}, the procedure expects {step.expect}"
+        assert out.result == step.expect, (
+            f"{step.step}: the DUT answered {out.result}, the procedure expects {step.expect}"
+        )
         if step.step.startswith("G8"):
             measure(f"{step.step}_decode_time", out.elapsed_s, "s", high=G8_DECODE_LIMIT_S)
         s.check_status()

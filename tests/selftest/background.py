@@ -9,9 +9,10 @@ alone (no pool), the scenario runs in the test itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,11 @@ def scenario(fn: Callable[[Path], Any]) -> Callable[[Path], Any]:
 def start(items: Iterable[pytest.Item], pool: ThreadPoolExecutor, mkdir: Callable[[str], Path]) -> dict[str, Future]:
     """Submit the scenarios of every module the session selected a test of."""
     modules = {item.module.__name__ for item in items if getattr(item, "module", None) is not None}
-    return {name: pool.submit(fn, mkdir(name.rsplit(":", 1)[1]))
-            for name, fn in SCENARIOS.items() if name.split(":", 1)[0] in modules}
+    return {
+        name: pool.submit(fn, mkdir(name.rsplit(":", 1)[1]))
+        for name, fn in SCENARIOS.items()
+        if name.split(":", 1)[0] in modules
+    }
 
 
 def result(request: pytest.FixtureRequest, fn: Callable[[Path], Any]) -> Any:

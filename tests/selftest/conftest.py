@@ -17,7 +17,13 @@ import pytest
 
 from tests.selftest import background
 from tests.selftest.device_suite import (
-    DETECTION_MODULE, DETECTION_RUNS_KEY, JOBS, no_reset_selection, selected_faults, start_detection_runs)
+    DETECTION_MODULE,
+    DETECTION_RUNS_KEY,
+    JOBS,
+    no_reset_selection,
+    selected_faults,
+    start_detection_runs,
+)
 
 POOL_KEY = pytest.StashKey[ThreadPoolExecutor]()
 SCRATCH_KEY = pytest.StashKey[Path]()
@@ -62,7 +68,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, mktemp)
     if any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
         session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
-            selected_faults(session.items), mktemp, no_reset=no_reset_selection(session.items), pool=pool)
+            selected_faults(session.items), mktemp, no_reset=no_reset_selection(session.items), pool=pool
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,12 +4,20 @@ this pytest session."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pytest
 
 from bench.detection.runner import (  # noqa: F401  (re-exported for the self-tests)
-    GOOD, NO_RESET, ROOT, RUN_FIRST, DetectionRuns, jobs_from_env, run_device_suite, start_detection_runs)
+    GOOD,
+    NO_RESET,
+    ROOT,
+    RUN_FIRST,
+    DetectionRuns,
+    jobs_from_env,
+    run_device_suite,
+    start_detection_runs,
+)
 
 DETECTION_MODULE = "tests/selftest/test_fault_detection.py"
 JOBS = jobs_from_env()
@@ -24,7 +32,8 @@ def selected_faults(items: Iterable[pytest.Item], no_reset: bool = False) -> set
     return {
         item.callspec.params["fault"]
         for item in items
-        if item.nodeid.startswith(DETECTION_MODULE) and "fault" in getattr(getattr(item, "callspec", None), "params", {})
+        if item.nodeid.startswith(DETECTION_MODULE)
+        and "fault" in getattr(getattr(item, "callspec", None), "params", {})
         and (NO_RESET_TEST in item.nodeid) == no_reset
     }
 

@@ -23,17 +23,23 @@ def _suite(tmp_path, body: str):
 
 
 def test_markers_are_read_without_importing_the_suite(tmp_path):
-    suite = _suite(tmp_path, '@pytest.mark.catches("no_lockout", "key_echoed")\n@pytest.mark.quick\n'
-                             'def test_a():\n    raise SystemExit("never imported")\n\n\ndef test_b():\n    pass\n')
+    suite = _suite(
+        tmp_path,
+        '@pytest.mark.catches("no_lockout", "key_echoed")\n@pytest.mark.quick\n'
+        'def test_a():\n    raise SystemExit("never imported")\n\n\ndef test_b():\n    pass\n',
+    )
     marked = marked_tests(suite)
     assert list(marked.values()) == [("no_lockout", "key_echoed")] and next(iter(marked)).endswith("test_x.py::test_a")
     assert build_catalogue(suite)["no_lockout"].caught_by == tuple(marked)
 
 
-@pytest.mark.parametrize("decorator, message", [
-    ('@pytest.mark.catches("no_such_fault")', "names no_such_fault, which the simulator's fault catalogue"),
-    ("@pytest.mark.catches(NAME)", "takes fault names as plain strings"),
-])
+@pytest.mark.parametrize(
+    "decorator, message",
+    [
+        ('@pytest.mark.catches("no_such_fault")', "names no_such_fault, which the simulator's fault catalogue"),
+        ("@pytest.mark.catches(NAME)", "takes fault names as plain strings"),
+    ],
+)
 def test_a_marker_the_catalogue_cannot_use_is_refused_naming_the_test(tmp_path, decorator, message):
     suite = _suite(tmp_path, f"{decorator}\ndef test_a():\n    pass\n")
     with pytest.raises(MarkerError, match=message) as e:

@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 
 from bench.cli import build_parser, run_verdict
+from bench.fixtures.rig import soaked
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
-from bench.station.virtual_rig import start_virtual_rig
-from bench.fixtures.rig import soaked
-from bench.station.virtual_rig import sim_options
+from bench.station.virtual_rig import sim_options, start_virtual_rig
 from tests.selftest.device_suite import ROOT
 
 QUICK_REQUIRED = 7  # bench/suites/quick.toml
 
 
 def paygo_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def record_of(run_dir: Path) -> dict:
@@ -50,14 +50,23 @@ def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_pa
     for name in ("report.html", "record.json", "junit.xml"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert (f'<title id="head-title">PASSED - DUT SIM000001 - station virtual - {QUICK_REQUIRED} of {QUICK_REQUIRED} '
-            'required (suite quick)</title>') in page
+    assert (
+        f'<title id="head-title">PASSED - DUT SIM000001 - station virtual - {QUICK_REQUIRED} of {QUICK_REQUIRED} '
+        "required (suite quick)</title>"
+    ) in page
     record = record_of(out)
     assert (record["verdict"], record["status"], record["exit_status"]) == ("PASSED", "finished", 0)
-    assert record["suite"] == {"name": "quick", "title": "Quick check", "required": QUICK_REQUIRED,
-                               "covered": QUICK_REQUIRED, "missing": []}
+    assert record["suite"] == {
+        "name": "quick",
+        "title": "Quick check",
+        "required": QUICK_REQUIRED,
+        "covered": QUICK_REQUIRED,
+        "missing": [],
+    }
     assert record["station"]["operator"] == "ana"
-    assert {t["nodeid"] for t in record["tests"]} >= {"tests/device/test_token_procedure.py::test_quick_test_scenario_1"}
+    assert {t["nodeid"] for t in record["tests"]} >= {
+        "tests/device/test_token_procedure.py::test_quick_test_scenario_1"
+    }
 
 
 def test_a_failing_device_exits_1_naming_the_failed_test(tmp_path):
@@ -65,7 +74,9 @@ def test_a_failing_device_exits_1_naming_the_failed_test(tmp_path):
     proc = paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--sim-fault", "count_not_persisted")
     assert proc.returncode == 1, proc.stdout[-3000:]
     last = proc.stdout.splitlines()[-1]
-    assert last.startswith("paygo-bench: FAILED: 1 failed (test_persistence.py::test_token_state_survives_power_cycle: "), last
+    assert last.startswith(
+        "paygo-bench: FAILED: 1 failed (test_persistence.py::test_token_state_survives_power_cycle: "
+    ), last
     assert record_of(out)["verdict"] == "FAILED" and record_of(out)["exit_status"] == 1
 
 
@@ -77,7 +88,10 @@ def test_nothing_selected_is_incomplete_exit_2_never_passed(tmp_path):
     rec = record_of(out)
     m = rec["suite"]["required"]
     assert m >= 45 and rec["suite"]["covered"] == 0 and len(rec["suite"]["missing"]) == m, rec["suite"]
-    assert last == f"paygo-bench: INCOMPLETE: no device test ran (all {m} deselected); 0 of {m} required tests ran (suite full)"
+    assert (
+        last
+        == f"paygo-bench: INCOMPLETE: no device test ran (all {m} deselected); 0 of {m} required tests ran (suite full)"
+    )
     assert (rec["verdict"], rec["exit_status"], rec["status"]) == ("INCOMPLETE", 2, "finished")
     assert {x["why"] for x in rec["suite"]["missing"]} == {"deselected (-k, -m or --deselect)"}
 
@@ -86,8 +100,7 @@ def test_a_required_test_the_dut_cannot_be_given_is_incomplete_naming_it(tmp_pat
     """A DUT that reports its status but takes no tokens over the link (a rig that declares only
     `status`), quick suite required: every token test is not covered, the verdict INCOMPLETE."""
     rig = tmp_path / "status-only.toml"
-    rig.write_text('[station]\nid = "lab-ts"\n[dut]\ncapabilities = ["status"]\nsuite = "quick"\n',
-                   encoding="utf-8")
+    rig.write_text('[station]\nid = "lab-ts"\n[dut]\ncapabilities = ["status"]\nsuite = "quick"\n', encoding="utf-8")
     out = tmp_path / "run"
     proc = paygo_bench("run", "--rig", str(rig), "--report-dir", str(out))
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -99,12 +112,15 @@ def test_a_required_test_the_dut_cannot_be_given_is_incomplete_naming_it(tmp_pat
     assert rec["suite"]["covered"] == QUICK_REQUIRED - len(missing) >= 1, rec["suite"]
     assert not any(t["outcome"] in ("failed", "error") for t in rec["tests"])
     last = proc.stdout.splitlines()[-1]
-    assert last.startswith(f"paygo-bench: INCOMPLETE: {rec['suite']['covered']} of {QUICK_REQUIRED} required tests "
-                           "ran (suite quick); missing: "), last
+    assert last.startswith(
+        f"paygo-bench: INCOMPLETE: {rec['suite']['covered']} of {QUICK_REQUIRED} required tests "
+        "ran (suite quick); missing: "
+    ), last
     assert "(not covered: " in last and "'token'" in last
 
 
 # -- the rig broke: never the device's fault -------------------------------------------------------
+
 
 def closed_port() -> int:
     """A loopback TCP port nothing listens on (bound, then released)."""
@@ -119,7 +135,9 @@ def real_rig_file(path: Path, port: str, psu: str, profile: str = "paygo-sim") -
         f'[station]\nid = "lab-broken"\n[link]\nport = "{port}"\nboot_timeout_s = 2.0\n'
         f'[psu]\nresource = "{psu}"\nprofile = "{profile}"\ntimeout_s = 1.0\n'
         f'[dut]\nserial_number = "SIM000001"\nstarting_code = 123456789\nsecret_key = "{VIRTUAL_DUT_KEY}"\n'
-        'token_count = 1\ntime_divider = 1\nrestricted_digits = false\n', encoding="utf-8")
+        "token_count = 1\ntime_divider = 1\nrestricted_digits = false\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -178,8 +196,9 @@ def test_an_unknown_suite_in_the_rig_file_is_bench_error_naming_file_and_key(tmp
     rig.write_text('[station]\nid = "lab-1"\n[dut]\nsuite = "certify"\n', encoding="utf-8")
     proc = paygo_bench("run", "--rig", str(rig))
     assert proc.returncode == 3
-    assert proc.stderr.strip() == (f"paygo-bench: BENCH ERROR: {rig}: dut.suite: no suite profile 'certify'; "
-                                   "known: full, quick, soak, token"), proc.stderr
+    assert proc.stderr.strip() == (
+        f"paygo-bench: BENCH ERROR: {rig}: dut.suite: no suite profile 'certify'; known: full, quick, soak, token"
+    ), proc.stderr
 
 
 @pytest.mark.parametrize("args", [["run", "--suite", "nope"], ["run", "--bogus"], ["nope"], []])
@@ -205,6 +224,7 @@ def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_pat
 
 # -- help --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["run", "sim", "serve", "history", "selftest"])
 def test_every_command_help_shows_examples(command, capsys):
     with pytest.raises(SystemExit) as done:
@@ -219,8 +239,10 @@ def test_the_run_help_lists_the_exit_codes_the_run_uses(capsys):
         build_parser().parse_args(["run", "--help"])
     text = capsys.readouterr().out
     codes = text.split("exit status", 1)[1]
-    listed = {m.group(2): int(m.group(1)) for m in re.finditer(
-        r"^  (\d)  (PASSED|FAILED|INCOMPLETE|BENCH ERROR|usage error) ", codes, re.M)}
+    listed = {
+        m.group(2): int(m.group(1))
+        for m in re.finditer(r"^  (\d)  (PASSED|FAILED|INCOMPLETE|BENCH ERROR|usage error) ", codes, re.M)
+    }
     assert listed == {**EXIT_CODES, "usage error": USAGE_EXIT}, listed
     assert "--suite {full,quick,soak,token}" in text
 

@@ -6,18 +6,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from bench.detection import catalogue as faults
 from bench.detection import command
+from bench.detection.catalogue import Fault
 from bench.detection.matrix import (
-    CAUGHT, MISSED, NOT_RUN, PASSED, UNEXPECTED, SuiteRun, build_matrix, cell, good_summary)
+    CAUGHT,
+    MISSED,
+    NOT_RUN,
+    PASSED,
+    UNEXPECTED,
+    SuiteRun,
+    build_matrix,
+    cell,
+    good_summary,
+)
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
 from bench.detection.runner import GOOD, plan_runs
 from bench.report.junit import CaseResult
-from bench.detection import catalogue as faults
-from bench.detection.catalogue import Fault
 
 A = "tests/device/test_a.py::test_one"
 A2 = "tests/device/test_a.py::test_two"
@@ -44,7 +53,7 @@ RUNS = {
     "f_unexpected": suite(**{**ALL_PASS, "b": "failed", "c": "error"}),
     "f_not_run": suite(**{**ALL_PASS, "c": "skipped"}),
 }
-INFO = RunInfo(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "9.9.9", 125.0)
+INFO = RunInfo(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "9.9.9", 125.0)
 
 
 @pytest.fixture
@@ -52,11 +61,18 @@ def matrix():
     return build_matrix(RUNS, CAT, [suite(**ALL_PASS)] * 3)
 
 
-@pytest.mark.parametrize("outcome, expected, state", [
-    ("failed", True, CAUGHT), ("error", True, CAUGHT), ("passed", True, MISSED),
-    ("failed", False, UNEXPECTED), ("passed", False, PASSED),
-    ("skipped", True, NOT_RUN), ("skipped", False, NOT_RUN),
-])
+@pytest.mark.parametrize(
+    "outcome, expected, state",
+    [
+        ("failed", True, CAUGHT),
+        ("error", True, CAUGHT),
+        ("passed", True, MISSED),
+        ("failed", False, UNEXPECTED),
+        ("passed", False, PASSED),
+        ("skipped", True, NOT_RUN),
+        ("skipped", False, NOT_RUN),
+    ],
+)
 def test_cell_states(outcome, expected, state):
     assert cell(CaseResult(A, outcome, "m"), expected).state == state
 
@@ -116,8 +132,16 @@ def test_a_fault_outside_the_catalogue_is_refused():
 
 
 def test_good_runs_count_consecutive_full_passes():
-    g = good_summary([suite(**ALL_PASS), suite(**{**ALL_PASS, "b": "failed"}), suite(**ALL_PASS),
-                      suite(**ALL_PASS), SuiteRun({}, "TimeoutExpired: too slow"), SuiteRun({})])
+    g = good_summary(
+        [
+            suite(**ALL_PASS),
+            suite(**{**ALL_PASS, "b": "failed"}),
+            suite(**ALL_PASS),
+            suite(**ALL_PASS),
+            SuiteRun({}, "TimeoutExpired: too slow"),
+            SuiteRun({}),
+        ]
+    )
     assert (g.total, g.passed, g.consecutive, g.ok) == (6, 3, 2, False)
     assert set(g.problems) == {2, 5, 6}
     assert B in g.problems[2] and "TimeoutExpired" in g.problems[5] and g.problems[6] == "no tests ran"
@@ -193,8 +217,21 @@ def run_selftest(tmp_path, capsys, *argv: str, exit_code: int = 0) -> tuple[str,
 
 
 def test_selftest_on_a_subset_end_to_end(tmp_path, capsys):
-    printed, md = run_selftest(tmp_path, capsys, "--fault", "key_echoed", "--fault", "wrong_protocol_major",
-                               "--good-runs", "2", "--jobs", "4", "-k", "identity", "--skip-no-reset")
+    printed, md = run_selftest(
+        tmp_path,
+        capsys,
+        "--fault",
+        "key_echoed",
+        "--fault",
+        "wrong_protocol_major",
+        "--good-runs",
+        "2",
+        "--jobs",
+        "4",
+        "-k",
+        "identity",
+        "--skip-no-reset",
+    )
     page = (tmp_path / command.MATRIX_HTML).read_text(encoding="utf-8")
     assert "2/2 faults caught exactly; good device: 2/2 consecutive full runs passed" in md
     assert "2/2 faults caught exactly" in page
@@ -203,17 +240,23 @@ def test_selftest_on_a_subset_end_to_end(tmp_path, capsys):
     assert "fault key_echoed: caught exactly (1 test)" in printed
     assert len(re.findall(r"^\[\d/4\] ", printed, re.M)) == 4
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        "good-01", "good-02", "key_echoed", "wrong_protocol_major"]
+        "good-01",
+        "good-02",
+        "key_echoed",
+        "wrong_protocol_major",
+    ]
 
 
 def test_selftest_judged_against_a_wrong_expectation_exits_1(tmp_path, capsys, monkeypatch):
     """The catalogue says key_echoed is caught by test_identity (it is not: the provisioning
     round trip catches it): the matrix must say missed and unexpected, and the command fail."""
-    wrong = dataclasses.replace(faults.CATALOGUE["key_echoed"],
-                                caught_by=("tests/device/test_identity.py::test_identity",))
+    wrong = dataclasses.replace(
+        faults.CATALOGUE["key_echoed"], caught_by=("tests/device/test_identity.py::test_identity",)
+    )
     monkeypatch.setattr(faults, "CATALOGUE", {**faults.CATALOGUE, "key_echoed": wrong})
-    _, md = run_selftest(tmp_path, capsys, "--fault", "key_echoed", "--good-runs", "1", "-k", "identity",
-                         "--skip-no-reset", exit_code=1)
+    _, md = run_selftest(
+        tmp_path, capsys, "--fault", "key_echoed", "--good-runs", "1", "-k", "identity", "--skip-no-reset", exit_code=1
+    )
     assert "0/1 faults caught exactly; good device: 1/1 consecutive full runs passed" in md
     assert re.search(r"^\| `key_echoed` .*\| 1 missed, 1 unexpected failure \| ✗ \| ! \|$", md, re.M), md
 
@@ -221,14 +264,19 @@ def test_selftest_judged_against_a_wrong_expectation_exits_1(tmp_path, capsys, m
 def test_selftest_writes_the_no_reset_column(tmp_path, capsys):
     """The same fault on the device without factory reset (docs/rigs/no-reset-virtual.toml), from
     its ledger: a column of the matrix, and its good run."""
-    printed, md = run_selftest(tmp_path, capsys, "--fault", "add_relocks", "--good-runs", "1", "--jobs", "4",
-                               "-k", "g11b")
+    printed, md = run_selftest(
+        tmp_path, capsys, "--fault", "add_relocks", "--good-runs", "1", "--jobs", "4", "-k", "g11b"
+    )
     assert "without factory reset: 1/1 faults that apply caught, good device passed" in md
     assert re.search(r"^\| `add_relocks` .*\| caught exactly \| caught \(1 of 1\) \|", md, re.M), md
     assert "## Without factory reset" in md and "without reset" in (tmp_path / command.MATRIX_HTML).read_text()
     assert "fault add_relocks without reset: caught (1 of 1)" in printed
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        "add_relocks", "add_relocks_no-reset", "good-01", "good_no-reset"]
+        "add_relocks",
+        "add_relocks_no-reset",
+        "good-01",
+        "good_no-reset",
+    ]
 
 
 def test_the_no_reset_column_judges_caught_missed_and_not_applicable():

@@ -34,17 +34,20 @@ def test_the_catalogue_doc_s_catches_column_is_the_markers():
     """docs/tests.md's catches column is written from the `catches` markers: never by hand."""
     doc = (ROOT / "docs" / "tests.md").read_text()
     assert with_catches_column(doc, marked_tests()) == doc, (
-        "docs/tests.md's catches column differs from the markers: python -m bench.detection.tests_doc")
+        "docs/tests.md's catches column differs from the markers: python -m bench.detection.tests_doc"
+    )
     for fault in CATALOGUE.values():  # and the column is the one the matrix judges by
         for test in fault.caught_by:
-            row = next(line for line in doc.splitlines() if line.startswith(f"| `{test.removeprefix('tests/device/')}`"))
+            row = next(
+                line for line in doc.splitlines() if line.startswith(f"| `{test.removeprefix('tests/device/')}`")
+            )
             assert f"`{fault.name}`" in row.rsplit("|", 2)[-2], (test, fault.name)
 
 
 def test_readme_has_exactly_the_two_setup_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"^pip install -e .*$", readme, re.M)
-    assert commands == ['pip install -e . && paygo-bench run', 'pip install -e ".[test]" && pytest'], commands
+    assert commands == ["pip install -e . && paygo-bench run", 'pip install -e ".[test]" && pytest'], commands
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
 
 

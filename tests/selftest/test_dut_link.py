@@ -13,10 +13,11 @@ import socket
 import threading
 import time
 import tty
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
+from bench.dut.adapter import Provisioning
 from bench.dut.errors import (
     DeviceRefused,
     DutError,
@@ -27,7 +28,6 @@ from bench.dut.errors import (
     RigBroken,
     WaitAborted,
 )
-from bench.dut.adapter import Provisioning
 from bench.dut.link import SerialLink
 from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
@@ -51,7 +51,7 @@ class FakeDevice:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     # subclasses: url, _read(timeout) -> bytes | None (None: gone), _write(data), _hangup()
-    def start(self) -> "FakeDevice":
+    def start(self) -> FakeDevice:
         self._thread.start()
         return self
 
@@ -395,7 +395,12 @@ BAD_REPLIES = [
     ("ID", lambda a: a.identify(), "OKAY model=X", "neither"),
     ("ID", lambda a: a.identify(), "OK model=X fw=1", "lacks proto=, sn=, caps="),
     ("ID", lambda a: a.identify(), "ERR xyz broken", "without a numeric code"),
-    ("STATUS", lambda a: a.status(), "OK payg=active active_until=17x left=0 count=1 invalid=0 locked=0", "non-integer"),
+    (
+        "STATUS",
+        lambda a: a.status(),
+        "OK payg=active active_until=17x left=0 count=1 invalid=0 locked=0",
+        "non-integer",
+    ),
     ("STATUS", lambda a: a.status(), "OK payg=maybe active_until=1 left=0 count=1 invalid=0 locked=0", "payg"),
     ("RTC", lambda a: a.rtc_read(), "OK t=noon", "non-numeric"),
     ("NVM", lambda a: a.nvm_info(), "OK slot=A seq=1 crc=ok writes=many size=4096", "non-integer"),
@@ -440,8 +445,10 @@ def test_malformed_token_reply_is_protocol_error(device_factory, reply, problem)
 
 @pytest.mark.parametrize(
     "request_line,call,reply",
-    [pytest.param("ID", lambda a: a.identify(), "OK model=X fw=1", id="ID-missing"),
-     pytest.param("ID", lambda a: a.identify(), "HELLO THERE", id="ID-garbage")]
+    [
+        pytest.param("ID", lambda a: a.identify(), "OK model=X fw=1", id="ID-missing"),
+        pytest.param("ID", lambda a: a.identify(), "HELLO THERE", id="ID-garbage"),
+    ]
     + [
         pytest.param(
             "TOKEN 123456789",
@@ -513,9 +520,7 @@ def test_err_409_is_device_refused(device_factory):
 
 # -- the traffic log ------------------------------------------------------------------------------
 
-LOG_LINE = re.compile(
-    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) \+\s*(\d+\.\d{6}) (TX|RX|EV|--) (.*)"
-)
+LOG_LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) \+\s*(\d+\.\d{6}) (TX|RX|EV|--) (.*)")
 
 
 def test_traffic_log_stamps_directions_and_masks_the_key(device_factory, tmp_path):
@@ -563,9 +568,7 @@ def test_link_silent_on_prov_masks_the_key(device_factory):
     assert KEY not in str(ei.value) and "key=***" in str(ei.value)
 
 
-@pytest.mark.parametrize(
-    "reply", [f"ERR 400 bad key {KEY}", f"OK key={KEY}"], ids=["refused", "protocol-error"]
-)
+@pytest.mark.parametrize("reply", [f"ERR 400 bad key {KEY}", f"OK key={KEY}"], ids=["refused", "protocol-error"])
 def test_key_echoed_in_bad_reply_is_masked_in_exception(device_factory, reply):
     """Whatever the device answers to PROV, the exception raised never contains the key."""
     dev, link = device_factory(lambda line: [reply.encode() + b"\n"] if line.startswith("PROV") else [])

@@ -18,10 +18,16 @@ from concurrent.futures import Future
 
 import pytest
 
-from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row, no_reset_cell
 from bench.detection.catalogue import CATALOGUE
+from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row, no_reset_cell
 from tests.selftest.device_suite import (
-    DETECTION_RUNS_KEY, GOOD, NO_RESET, no_reset_selection, selected_faults, start_detection_runs)
+    DETECTION_RUNS_KEY,
+    GOOD,
+    NO_RESET,
+    no_reset_selection,
+    selected_faults,
+    start_detection_runs,
+)
 
 # Faults no test can show on a device without factory reset: their only tests provision the DUT
 # themselves (another time divider; the provisioning reply).
@@ -37,8 +43,11 @@ def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Fu
         yield runs.futures
         return
     items = request.session.items
-    runs = start_detection_runs(selected_faults(items), lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
-                                no_reset=no_reset_selection(items))
+    runs = start_detection_runs(
+        selected_faults(items),
+        lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
+        no_reset=no_reset_selection(items),
+    )
     yield runs.futures
     runs.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -70,8 +79,11 @@ def test_fault_is_caught_by_exactly_its_checks(fault, good_run, suite_runs):
     failed = {n for n, r in results.items() if r.outcome in ("failed", "error")}
     assert failed == set(expected), (
         f"fault {fault}: {row.verdict}: expected exactly {sorted(expected)} to fail, got {sorted(failed)} failing\n"
-        + "\n".join(f"  {n}: {c.state} ({results[n].outcome if n in results else 'not collected'}) {c.message[:200]}"
-                    for n, c in sorted(row.cells.items()) if c.state not in (CAUGHT, PASSED))
+        + "\n".join(
+            f"  {n}: {c.state} ({results[n].outcome if n in results else 'not collected'}) {c.message[:200]}"
+            for n, c in sorted(row.cells.items())
+            if c.state not in (CAUGHT, PASSED)
+        )
         + f"\n{output}"
     )
     others = {n: r.outcome for n, r in results.items() if n not in expected and r.outcome != "passed"}
@@ -92,7 +104,8 @@ def test_fault_is_caught_without_factory_reset(fault, suite_runs):
         return
     assert cell.state == CAUGHT, (
         f"fault {fault} without factory reset: {cell.text}: none of {sorted(CATALOGUE[fault].caught_by)} failed "
-        f"({ {n: r.outcome for n, r in results.items()} })\n{output}")
+        f"({ {n: r.outcome for n, r in results.items()} })\n{output}"
+    )
 
 
 def test_good_device_passes_without_factory_reset(suite_runs):

@@ -23,7 +23,7 @@ _rc = itertools.count(1)
 
 
 class _CountingRaw(io.RawIOBase):
-    def __init__(self, sock: socket.socket, owner: "CountingConnection") -> None:
+    def __init__(self, sock: socket.socket, owner: CountingConnection) -> None:
         self._sock, self._owner = sock, owner
 
     def readable(self) -> bool:
@@ -36,7 +36,7 @@ class _CountingRaw(io.RawIOBase):
 
 
 class _CountingSocket:
-    def __init__(self, sock: socket.socket, owner: "CountingConnection") -> None:
+    def __init__(self, sock: socket.socket, owner: CountingConnection) -> None:
         self._sock, self._owner = sock, owner
 
     def makefile(self, mode: str = "rb", *args, **kwargs):
@@ -74,8 +74,14 @@ def proxy(server):
 
 
 def signed(dut):
-    return build_request(dut.serial_number, auth_method="ra", key=dut.key, request_count=next(_rc),
-                         data={"token_count": 1}, timestamp=int(time.time()))
+    return build_request(
+        dut.serial_number,
+        auth_method="ra",
+        key=dut.key,
+        request_count=next(_rc),
+        data={"token_count": 1},
+        timestamp=int(time.time()),
+    )
 
 
 def post(proxy, dut, timeout: float = 2.0, headers=None):
@@ -84,8 +90,12 @@ def post(proxy, dut, timeout: float = 2.0, headers=None):
     built = signed(dut)
     conn = connection(proxy.base_url, timeout)
     try:
-        conn.request("POST", "/dd", body=built.body,
-                     headers={"Content-Type": built.content_type, "Connection": "close", **(headers or {})})
+        conn.request(
+            "POST",
+            "/dd",
+            body=built.body,
+            headers={"Content-Type": built.content_type, "Connection": "close", **(headers or {})},
+        )
         resp = conn.getresponse()
         return conn, built, (resp.status, dict(resp.getheaders()), resp.read())
     except Exception as e:  # noqa: BLE001 - the test looks at which
@@ -115,7 +125,13 @@ def test_pass_relays_the_whole_response_and_counts_the_wire_bytes(proxy, server,
     assert status == 201
     ex = only(proxy)
     assert (ex.mode, ex.method, ex.path, ex.status, ex.forwarded, ex.delivered) == (
-        ProxyMode.PASS, "POST", "/dd", 201, True, True)
+        ProxyMode.PASS,
+        "POST",
+        "/dd",
+        201,
+        True,
+        True,
+    )
     assert ex.request_bytes == conn.sent and ex.request_bytes > len(built.body)
     assert ex.response_bytes == conn.received and ex.response_bytes > len(body)
     (row,) = accepted(server)
@@ -145,7 +161,14 @@ def test_refuse_resets_the_connection_without_reading(proxy, server, server_dut)
     assert isinstance(answer, (ConnectionResetError, BrokenPipeError)), repr(answer)
     ex = only(proxy)
     assert (ex.mode, ex.method, ex.request_bytes, ex.response_bytes, ex.status, ex.forwarded, ex.delivered) == (
-        ProxyMode.REFUSE, "", 0, 0, None, False, False)
+        ProxyMode.REFUSE,
+        "",
+        0,
+        0,
+        None,
+        False,
+        False,
+    )
     assert server.requests() == []
 
 
@@ -169,7 +192,13 @@ def test_stall_holds_past_the_client_timeout_and_forwards_nothing(proxy, server,
     assert isinstance(answer, TimeoutError) and 0.25 < time.monotonic() - t0 < 1.5
     ex = only(proxy)
     assert (ex.mode, ex.method, ex.status, ex.forwarded, ex.delivered, ex.response_bytes) == (
-        ProxyMode.STALL, "POST", None, False, False, 0)
+        ProxyMode.STALL,
+        "POST",
+        None,
+        False,
+        False,
+        0,
+    )
     assert ex.request_bytes == conn.sent
     assert server.requests() == []
 
@@ -188,7 +217,12 @@ def test_drop_before_closes_without_forwarding(proxy, server, server_dut):
     assert isinstance(answer, http.client.RemoteDisconnected)
     ex = only(proxy)
     assert (ex.mode, ex.status, ex.forwarded, ex.delivered, ex.request_bytes) == (
-        ProxyMode.DROP_BEFORE, None, False, False, conn.sent)
+        ProxyMode.DROP_BEFORE,
+        None,
+        False,
+        False,
+        conn.sent,
+    )
     assert server.requests() == []
 
 
@@ -199,7 +233,13 @@ def test_drop_after_the_server_stored_it_the_client_got_nothing(proxy, server, s
     assert conn.received == 0
     ex = only(proxy)
     assert (ex.mode, ex.status, ex.forwarded, ex.delivered, ex.response_bytes, ex.request_bytes) == (
-        ProxyMode.DROP_AFTER, None, True, False, 0, conn.sent)
+        ProxyMode.DROP_AFTER,
+        None,
+        True,
+        False,
+        0,
+        conn.sent,
+    )
     (row,) = accepted(server)  # committed: a device resending these rows makes a legitimate duplicate
     assert row.body == built.body and row.status == 201
 
@@ -291,8 +331,13 @@ def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, server_du
     built = signed(server_dut)
     conn = connection(proxy.base_url)
     try:
-        conn.request("POST", "/dd", body=iter([built.body[:10], built.body[10:]]), encode_chunked=True,
-                     headers={"Content-Type": built.content_type, "Connection": "close"})
+        conn.request(
+            "POST",
+            "/dd",
+            body=iter([built.body[:10], built.body[10:]]),
+            encode_chunked=True,
+            headers={"Content-Type": built.content_type, "Connection": "close"},
+        )
         resp = conn.getresponse()
         assert resp.status == 201
         resp.read()
@@ -304,14 +349,17 @@ def test_a_chunked_request_body_is_framed_and_forwarded(proxy, server, server_du
     assert row.body == built.body
 
 
-@pytest.mark.parametrize("mode, outcome", [
-    (ProxyMode.PASS, (201, None)),
-    (ProxyMode.REFUSE, (None, "dropped")),  # a reset: the device cannot tell it from a drop
-    (ProxyMode.HTTP_ERROR, (503, None)),
-    (ProxyMode.STALL, (None, "timeout")),
-    (ProxyMode.DROP_BEFORE, (None, "dropped")),
-    (ProxyMode.DROP_AFTER, (None, "dropped")),
-])
+@pytest.mark.parametrize(
+    "mode, outcome",
+    [
+        (ProxyMode.PASS, (201, None)),
+        (ProxyMode.REFUSE, (None, "dropped")),  # a reset: the device cannot tell it from a drop
+        (ProxyMode.HTTP_ERROR, (503, None)),
+        (ProxyMode.STALL, (None, "timeout")),
+        (ProxyMode.DROP_BEFORE, (None, "dropped")),
+        (ProxyMode.DROP_AFTER, (None, "dropped")),
+    ],
+)
 def test_what_the_simulated_device_transport_reports(proxy, server_dut, mode, outcome):
     from bench.sim.metrics.http_post import post as device_post
 

@@ -27,8 +27,10 @@ SC = 123456789
 TOKEN = "662486790"
 RECEIVED = b"INFO: Received Command: TOKEN\r\nINFO: Token received: 662486790 | Token Value: 1 | Token Count: 2 | Max Count: 2\r\n"
 STATUS_RECEIVED = b"INFO: Received Command: STATUS\r\n"
-BANNER = (b"INFO: OpenPAYGO-HDK Starting...\r\nINFO: Factory setup %s\r\nINFO: Waiting for commands or NFC taps...\r\n"
-          b"INFO: OpenPAYGO-HDK Started!\r\n")
+BANNER = (
+    b"INFO: OpenPAYGO-HDK Starting...\r\nINFO: Factory setup %s\r\nINFO: Waiting for commands or NFC taps...\r\n"
+    b"INFO: OpenPAYGO-HDK Started!\r\n"
+)
 
 
 def provisioning(sn: str = "42", **kw) -> Provisioning:
@@ -86,10 +88,12 @@ def test_info_lines_are_never_the_reply_and_status_is_sent_with_semicolon(fake_h
 def test_valid_without_newline_is_complete_after_quiet_and_not_glued_to_the_next(fake_hdk, tmp_path):
     """`#TOKEN;VALID;<s>` has no newline: it is taken once the line has been quiet, well before
     the token timeout, and consumed, so the next reply is parsed on its own."""
-    dev, hdk = fake_hdk({
-        f"#TOKEN;{TOKEN}": [RECEIVED, 0.05, b"#TOKEN;VALID;86400"],
-        "#STATUS;": [STATUS_RECEIVED, b"#STATUS;ACTIVE;86399\r\n"],
-    })
+    dev, hdk = fake_hdk(
+        {
+            f"#TOKEN;{TOKEN}": [RECEIVED, 0.05, b"#TOKEN;VALID;86400"],
+            "#STATUS;": [STATUS_RECEIVED, b"#STATUS;ACTIVE;86399\r\n"],
+        }
+    )
     t0 = time.monotonic()
     out = hdk.enter_token(TOKEN)
     assert time.monotonic() - t0 < 1.0
@@ -117,13 +121,18 @@ def test_wrapped_seconds_left_is_zero_and_logged(fake_hdk, tmp_path):
     dev, hdk = fake_hdk({f"#TOKEN;{TOKEN}": [RECEIVED, f"#TOKEN;VALID;{2**32 - 6}".encode()]})
     out = hdk.enter_token(TOKEN)
     assert (out.result, out.seconds_left) == ("accepted", 0)
-    assert re.search(r"seconds left 4294967290 is a wrapped uint32 .*expired 6 s ago.*reported as 0", log_text(tmp_path))
+    assert re.search(
+        r"seconds left 4294967290 is a wrapped uint32 .*expired 6 s ago.*reported as 0", log_text(tmp_path)
+    )
 
 
 @pytest.mark.parametrize(
     "reply,result,kind",
-    [(b"#TOKEN;INVALID\r\n", "invalid", None), (b"#TOKEN;ALREADY_USED\r\n", "already_used", None),
-     (b"#TOKEN;PAYG_DISABLED\r\n", "accepted", "DISABLE_PAYG")],
+    [
+        (b"#TOKEN;INVALID\r\n", "invalid", None),
+        (b"#TOKEN;ALREADY_USED\r\n", "already_used", None),
+        (b"#TOKEN;PAYG_DISABLED\r\n", "accepted", "DISABLE_PAYG"),
+    ],
 )
 def test_token_results(fake_hdk, reply, result, kind):
     dev, hdk = fake_hdk({f"#TOKEN;{TOKEN}": [RECEIVED, reply]})
@@ -139,8 +148,10 @@ def test_status_disabled(fake_hdk):
 def test_token_reply_after_long_blinks(fake_hdk):
     """Replies come after blocking LED blinks: a token may take longer than the rig's reply
     timeout (not so a status, which has no blink)."""
-    dev, hdk = fake_hdk({f"#TOKEN;{TOKEN}": [RECEIVED, 0.5, b"#TOKEN;INVALID\r\n"], "#STATUS;": [0.5, b"#STATUS;INACTIVE"]},
-                        reply_timeout_s=0.2)
+    dev, hdk = fake_hdk(
+        {f"#TOKEN;{TOKEN}": [RECEIVED, 0.5, b"#TOKEN;INVALID\r\n"], "#STATUS;": [0.5, b"#STATUS;INACTIVE"]},
+        reply_timeout_s=0.2,
+    )
     assert hdk.enter_token(TOKEN).result == "invalid"
     with pytest.raises(LinkSilent):
         hdk.status()
@@ -297,11 +308,23 @@ def test_provision_refuses_what_the_hdk_cannot_take(fake_hdk, p, problem):
 def test_capabilities_and_what_the_hdk_cannot_do(fake_hdk):
     dev, hdk = fake_hdk({})
     assert hdk.capabilities == HDK_CAPABILITIES == frozenset({"token", "status"})
-    for cap in ("identity", "rtc", "nvm", "factory_reset", "lockout", "boot_reason", "extended_tokens", "metrics_bridge"):
+    for cap in (
+        "identity",
+        "rtc",
+        "nvm",
+        "factory_reset",
+        "lockout",
+        "boot_reason",
+        "extended_tokens",
+        "metrics_bridge",
+    ):
         assert not hdk.offers(cap)
     calls = {
-        "identity": hdk.identify, "rtc": hdk.rtc_read, "rtc_set": lambda: hdk.rtc_set(1),
-        "nvm": hdk.nvm_info, "factory_reset": lambda: hdk.factory_reset(1.0),
+        "identity": hdk.identify,
+        "rtc": hdk.rtc_read,
+        "rtc_set": lambda: hdk.rtc_set(1),
+        "nvm": hdk.nvm_info,
+        "factory_reset": lambda: hdk.factory_reset(1.0),
         "extended_tokens": lambda: hdk.enter_token("123456789012"),
         "metrics_bridge": hdk.metrics_export,
     }

@@ -16,16 +16,23 @@ from tests.selftest.device_suite import ROOT, run_device_suite
 RIGS = ROOT / "docs" / "rigs"
 _T = "tests/device/"
 # The HDK's documented defects and the tests that show them.
-NO_LOCKOUT = {_T + f"test_lockout.py::{t}" for t in (
-    "test_lockout_schedule", "test_already_used_neither_counts_nor_resets", "test_valid_token_resets_streak",
-    "test_lockout_survives_power_cycle", "test_locked_entry_is_not_decoded")} | {
-    _T + "test_nvm_persistence.py::test_state_persists_after_lockout_started"}
+NO_LOCKOUT = {
+    _T + f"test_lockout.py::{t}"
+    for t in (
+        "test_lockout_schedule",
+        "test_already_used_neither_counts_nor_resets",
+        "test_valid_token_resets_streak",
+        "test_lockout_survives_power_cycle",
+        "test_locked_entry_is_not_decoded",
+    )
+} | {_T + "test_nvm_persistence.py::test_state_persists_after_lockout_started"}
 CREDIT_LOST_IN_POWER_CYCLE = {
     _T + "test_persistence.py::test_token_state_survives_power_cycle",
     _T + "test_persistence.py::test_used_counts_survive_power_cycle",
     _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
     _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
-    _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly"}
+    _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",
+}
 DISABLE_NOT_SAVED = {_T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled"}
 CLOCK_RESET_AT_BOOT = {_T + "test_timekeeping.py::test_credit_end_holds_while_unpowered"}
 DOCUMENTED_DEFECTS = NO_LOCKOUT | CREDIT_LOST_IN_POWER_CYCLE | DISABLE_NOT_SAVED | CLOCK_RESET_AT_BOOT
@@ -73,7 +80,8 @@ def test_the_published_hdk_fails_each_documented_defect_and_passes_the_rest(requ
     failed = {n for n, r in results.items() if r.outcome in ("failed", "error")}
     assert failed == DOCUMENTED_DEFECTS, (
         f"failing but not a documented HDK defect: {sorted(failed - DOCUMENTED_DEFECTS)}; documented but "
-        f"passing: {sorted(DOCUMENTED_DEFECTS - failed)}\n{output}")
+        f"passing: {sorted(DOCUMENTED_DEFECTS - failed)}\n{output}"
+    )
     assert all(results[n].outcome == "passed" for n in ran - failed)
     lockout = results[_T + "test_lockout.py::test_lockout_schedule"].message
     assert "the model predicts {'result': 'locked'}" in lockout, lockout

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,20 +21,48 @@ from bench.history.view import no_comparison
 from bench.record.model import Counts
 from tests.selftest.device_suite import run_device_suite
 
-T0 = datetime(2026, 12, 1, 22, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
 A = "tests/device/test_a.py::test_a"
 B = "tests/device/test_b.py::test_b"
 
 
-def run(n: int, outcomes: dict[str, str] | list[tuple[str, str]], *, station="lab", rig="r1", bench="0.1.0",
-        serial="S1", faults=(), measurements=(), suite="full") -> RunData:
+def run(
+    n: int,
+    outcomes: dict[str, str] | list[tuple[str, str]],
+    *,
+    station="lab",
+    rig="r1",
+    bench="0.1.0",
+    serial="S1",
+    faults=(),
+    measurements=(),
+    suite="full",
+) -> RunData:
     items = outcomes.items() if isinstance(outcomes, dict) else outcomes
     row = RunRow(
-        run_id=f"run{n}", record_path=f"run{n}/record.json", record_sha256="0" * 64, station=station, rig_file=None,
-        rig_sha256=rig, sim_faults=tuple(faults), operator="", status="finished", status_reason=None,
-        verdict="PASSED", verdict_reason="x", suite=suite, suite_required=1, suite_covered=1,
-        tests_sha256=hash_of_tests(nodeid for nodeid, _ in items), started_at=T0 + timedelta(days=n), ended_at=None,
-        bench_version=bench, dut_serial=serial, dut_model="M", dut_firmware="1.0")
+        run_id=f"run{n}",
+        record_path=f"run{n}/record.json",
+        record_sha256="0" * 64,
+        station=station,
+        rig_file=None,
+        rig_sha256=rig,
+        sim_faults=tuple(faults),
+        operator="",
+        status="finished",
+        status_reason=None,
+        verdict="PASSED",
+        verdict_reason="x",
+        suite=suite,
+        suite_required=1,
+        suite_covered=1,
+        tests_sha256=hash_of_tests(nodeid for nodeid, _ in items),
+        started_at=T0 + timedelta(days=n),
+        ended_at=None,
+        bench_version=bench,
+        dut_serial=serial,
+        dut_model="M",
+        dut_firmware="1.0",
+    )
     tests = tuple(TestRow(nodeid, o, None if o == "passed" else f"{o} because", 1.0) for nodeid, o in items)
     return RunData(row, tests, tuple(measurements))
 
@@ -44,6 +72,7 @@ def m(name, value, outcome="PASS", unit="ppm", low=-100.0, high=100.0, nodeid=A)
 
 
 # -- analysis ------------------------------------------------------------------------------------
+
 
 def test_new_failures_and_fixed_compare_with_the_previous_run_only():
     before = run(1, {A: "passed", B: "failed"})
@@ -56,8 +85,13 @@ def test_new_failures_and_fixed_compare_with_the_previous_run_only():
 
 
 def test_latest_changes_are_per_station_rig_and_suite():
-    runs = [run(1, {A: "passed"}), run(2, {A: "passed"}, rig="r2"), run(3, {A: "failed"}), run(4, {A: "passed"}, rig="r2"),
-            run(5, {A: "passed"}, suite="quick")]
+    runs = [
+        run(1, {A: "passed"}),
+        run(2, {A: "passed"}, rig="r2"),
+        run(3, {A: "failed"}),
+        run(4, {A: "passed"}, rig="r2"),
+        run(5, {A: "passed"}, suite="quick"),
+    ]
     by_run = {c.run_id: c for c in latest_changes(runs)}
     assert set(by_run) == {"run3", "run4", "run5"}
     assert by_run["run3"].previous_id == "run1" and [c.nodeid for c in by_run["run3"].new_failures] == [A]
@@ -71,8 +105,10 @@ def test_a_run_is_compared_with_the_last_earlier_run_given_the_same_tests():
     assert ch.previous_id == "run1" and [c.nodeid for c in ch.new_failures] == [A], ch  # run2 ran other tests
     (ch,) = latest_changes(runs[1:])
     assert ch.previous_id is None and ch.earlier == 1
-    assert no_comparison(ch) == ("none of the 1 earlier run of this station, rig file and suite was given the same "
-                                 "tests: nothing to compare with")
+    assert no_comparison(ch) == (
+        "none of the 1 earlier run of this station, rig file and suite was given the same "
+        "tests: nothing to compare with"
+    )
     (first,) = latest_changes(runs[:1])
     assert no_comparison(first) == "the first run of this station, rig file and suite: nothing to compare with"
 
@@ -104,8 +140,11 @@ def test_key_value_of_a_glob_is_the_largest_and_fails_if_any_failed():
 
 
 def test_trend_leaves_gaps_for_runs_without_the_measurement():
-    runs = [run(1, {A: "passed"}, measurements=[m("rtc_drift", 10.0)]), run(2, {A: "passed"}),
-            run(3, {A: "failed"}, measurements=[m("rtc_drift", 150.0, "FAIL")])]
+    runs = [
+        run(1, {A: "passed"}, measurements=[m("rtc_drift", 10.0)]),
+        run(2, {A: "passed"}),
+        run(3, {A: "failed"}, measurements=[m("rtc_drift", 150.0, "FAIL")]),
+    ]
     (series,) = trend(runs, ["rtc_drift"])
     assert [(p.run_id, p.value, p.outcome) for p in series.points] == [("run1", 10.0, "PASS"), ("run3", 150.0, "FAIL")]
     assert series.unit == "ppm" and series.points[0].high == 100.0
@@ -113,28 +152,81 @@ def test_trend_leaves_gaps_for_runs_without_the_measurement():
 
 # -- the index, on a record file -----------------------------------------------------------------
 
+
 def _record(run_id: str, started: str, outcome: str = "passed", drift: float = 12.5) -> dict:
     passed = outcome == "passed"
     return {
-        "schema": "paygo-bench/record", "schema_version": "2.0", "run_id": run_id,
+        "schema": "paygo-bench/record",
+        "schema_version": "2.0",
+        "run_id": run_id,
         "verdict": "PASSED" if passed else "FAILED",
         "verdict_reason": "1 of 1 required tests ran and passed (suite quick)" if passed else f"1 failed ({A}: x)",
-        "suite": {"name": "quick", "title": "Quick check", "required": 1, "covered": int(passed),
-                  "missing": [] if passed else [{"nodeid": A, "why": "failed: AssertionError: x"}]},
-        "status": "finished", "status_reason": None,
-        "exit_status": 0 if passed else 1, "started_at": started, "ended_at": started,
-        "updated_at": started, "duration_s": 1.0, "bench": {"version": "0.1.0", "python": "3.11", "pytest": "9"},
-        "station": {"id": "virtual", "location": "", "host": "h", "operator": "", "rig_file": None, "rig_sha256": None,
-                    "virtual": True, "sim_faults": []},
-        "dut": {"adapter": "reference", "profile_serial": "SIM1", "hardware_model": "", "firmware_version": "",
-                "identity": None},
+        "suite": {
+            "name": "quick",
+            "title": "Quick check",
+            "required": 1,
+            "covered": int(passed),
+            "missing": [] if passed else [{"nodeid": A, "why": "failed: AssertionError: x"}],
+        },
+        "status": "finished",
+        "status_reason": None,
+        "exit_status": 0 if passed else 1,
+        "started_at": started,
+        "ended_at": started,
+        "updated_at": started,
+        "duration_s": 1.0,
+        "bench": {"version": "0.1.0", "python": "3.11", "pytest": "9"},
+        "station": {
+            "id": "virtual",
+            "location": "",
+            "host": "h",
+            "operator": "",
+            "rig_file": None,
+            "rig_sha256": None,
+            "virtual": True,
+            "sim_faults": [],
+        },
+        "dut": {
+            "adapter": "reference",
+            "profile_serial": "SIM1",
+            "hardware_model": "",
+            "firmware_version": "",
+            "identity": None,
+        },
         "instruments": [],
-        "counts": {"collected": 1, "passed": int(outcome == "passed"), "failed": int(outcome != "passed"), "error": 0,
-                   "skipped": 0, "not_covered": 0, "interrupted": 0},
-        "tests": [{"nodeid": A, "outcome": outcome, "reason": None if outcome == "passed" else "AssertionError: x",
-                   "started_at": started, "ended_at": started, "duration_s": 1.0, "attachments": [],
-                   "measurements": [{"name": "rtc_drift", "value": drift, "unit": "ppm", "low": -685, "high": 685,
-                                     "expected": None, "limits": "[-685, 685] ppm", "outcome": "PASS", "doc": ""}]}],
+        "counts": {
+            "collected": 1,
+            "passed": int(outcome == "passed"),
+            "failed": int(outcome != "passed"),
+            "error": 0,
+            "skipped": 0,
+            "not_covered": 0,
+            "interrupted": 0,
+        },
+        "tests": [
+            {
+                "nodeid": A,
+                "outcome": outcome,
+                "reason": None if outcome == "passed" else "AssertionError: x",
+                "started_at": started,
+                "ended_at": started,
+                "duration_s": 1.0,
+                "attachments": [],
+                "measurements": [
+                    {
+                        "name": "rtc_drift",
+                        "value": drift,
+                        "unit": "ppm",
+                        "low": -685,
+                        "high": 685,
+                        "expected": None,
+                        "limits": "[-685, 685] ppm",
+                        "outcome": "PASS",
+                        "doc": "",
+                    }
+                ],
+            }
+        ],
         "attachments": [],
     }
 
@@ -144,8 +236,12 @@ def _record_v1(run_id: str, started: str, status: str) -> dict:
     doc = _record(run_id, started, "passed" if status == "passed" else "failed")
     for key in ("verdict", "verdict_reason", "suite"):
         del doc[key]
-    doc.update(schema_version="1.0", status=status, status_reason=None if status == "passed" else f"{status}: why",
-               exit_status={"passed": 0, "failed": 1, "interrupted": 2, "error": 3}[status])
+    doc.update(
+        schema_version="1.0",
+        status=status,
+        status_reason=None if status == "passed" else f"{status}: why",
+        exit_status={"passed": 0, "failed": 1, "interrupted": 2, "error": 3}[status],
+    )
     return doc
 
 
@@ -193,14 +289,19 @@ def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys):
     assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
     out, err = capsys.readouterr()
     assert f"skipped {tmp_path}/broken/record.json: not valid JSON" in err
-    assert re.search(rf"skipped {re.escape(str(tmp_path))}/wrong/record.json: does not match the record schema at "
-                     r"tests/0/outcome", err)
+    assert re.search(
+        rf"skipped {re.escape(str(tmp_path))}/wrong/record.json: does not match the record schema at "
+        r"tests/0/outcome",
+        err,
+    )
     assert "Traceback" not in out + err
     assert "good" in out and "\nwrong " not in out
 
 
-@pytest.mark.parametrize("status, verdict", [("passed", "PASSED"), ("failed", "FAILED"), ("interrupted", "INCOMPLETE"),
-                                             ("error", "BENCH ERROR")])
+@pytest.mark.parametrize(
+    "status, verdict",
+    [("passed", "PASSED"), ("failed", "FAILED"), ("interrupted", "INCOMPLETE"), ("error", "BENCH ERROR")],
+)
 def test_a_1x_record_is_read_with_the_verdict_its_status_stood_for(tmp_path, capsys, status, verdict):
     _write(tmp_path, _record_v1("old", "2026-11-30T22:00:00.000Z", status))
     _write(tmp_path, _record("new", "2026-12-01T22:00:00.000Z"))
@@ -260,9 +361,12 @@ def three_runs(tmp_path_factory) -> tuple[Path, list[str]]:
     reports = tmp_path_factory.mktemp("reports")
     ids = []
     for n, faults in enumerate(([], [], ["rtc_drift_beyond_limit"])):
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-virtual{n}"
-        run_device_suite(tmp_path_factory.mktemp(f"run{n}"), faults=faults,
-                         args=("--report-dir", str(reports / run_id), "-k", "rtc_drift or identity"))
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-virtual{n}"
+        run_device_suite(
+            tmp_path_factory.mktemp(f"run{n}"),
+            faults=faults,
+            args=("--report-dir", str(reports / run_id), "-k", "rtc_drift or identity"),
+        )
         assert (reports / run_id / "record.json").is_file()
         ids.append(run_id)
     return reports, ids

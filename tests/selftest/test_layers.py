@@ -13,7 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # import name -> folder, as pyproject.toml installs them
-PACKAGES = {"bench": ROOT / "bench", "bench.fixtures": ROOT / "fixtures", "bench.device_suite": ROOT / "tests" / "device"}
+PACKAGES = {
+    "bench": ROOT / "bench",
+    "bench.fixtures": ROOT / "fixtures",
+    "bench.device_suite": ROOT / "tests" / "device",
+}
 
 
 def read_table(text: str) -> tuple[dict[str, set[str] | None], set[str]]:
@@ -84,8 +88,9 @@ def layer_of(module: str, layers: Iterable[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def violations(graph: Mapping[str, Iterable[str]], rules: Mapping[str, set[str] | None],
-               utilities: set[str]) -> list[str]:
+def violations(
+    graph: Mapping[str, Iterable[str]], rules: Mapping[str, set[str] | None], utilities: set[str]
+) -> list[str]:
     found = []
     for source, targets in sorted(graph.items()):
         own = layer_of(source, [*rules, *utilities])
@@ -161,19 +166,26 @@ def test_no_modules_import_each_other_in_a_cycle(graph):
 
 def test_the_checks_catch_what_they_are_for():
     rules = {"bench.low": set(), "bench.high": {"bench.low"}, "bench.top": None}
-    graph = {"bench.low.a": {"bench.high.b"}, "bench.high.b": {"bench.low.a", "bench.util"},
-             "bench.top.c": {"bench.high.b"}, "bench.stray": set()}
+    graph = {
+        "bench.low.a": {"bench.high.b"},
+        "bench.high.b": {"bench.low.a", "bench.util"},
+        "bench.top.c": {"bench.high.b"},
+        "bench.stray": set(),
+    }
     found = violations(graph, rules, {"bench.util"})
-    assert found == ["bench.low.a (bench.low) imports bench.high.b (bench.high), not in its row",
-                     "bench.stray: in no layer of docs/architecture.md"]
+    assert found == [
+        "bench.low.a (bench.low) imports bench.high.b (bench.high), not in its row",
+        "bench.stray: in no layer of docs/architecture.md",
+    ]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
 
 
 def test_imports_inside_functions_and_for_type_checking_count(tmp_path):
     source = tmp_path / "mod.py"
-    source.write_text("from typing import TYPE_CHECKING\nfrom . import sibling\nif TYPE_CHECKING:\n"
-                      "    from bench.rig import Rig\ndef f():\n    from bench.dut.link import SerialLink\n",
-                      encoding="utf-8")
+    source.write_text(
+        "from typing import TYPE_CHECKING\nfrom . import sibling\nif TYPE_CHECKING:\n"
+        "    from bench.rig import Rig\ndef f():\n    from bench.dut.link import SerialLink\n",
+        encoding="utf-8",
+    )
     found = imports_of("bench.pkg.mod", source, ["bench.pkg.sibling"])
     assert found == {"bench.pkg.sibling": True, "bench.rig": False, "bench.dut.link": True}

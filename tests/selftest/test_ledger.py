@@ -16,7 +16,14 @@ from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
 from bench.station.ledger import (
-    LEDGER_VERSION, DeviceIdentity, Ledger, LedgerError, key_fingerprint, state_from_json, state_json)
+    LEDGER_VERSION,
+    DeviceIdentity,
+    Ledger,
+    LedgerError,
+    key_fingerprint,
+    state_from_json,
+    state_json,
+)
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 IDENT = DeviceIdentity("SN1", key_fingerprint(Secret(KEY)), 123456789, "reference")
@@ -39,7 +46,11 @@ def test_state_round_trips_through_json():
 def test_a_new_epoch_is_the_current_state(ledger):
     current = ledger.new_epoch(IDENT, "provisioned a blank device", FRESH)
     assert (current.state, current.trusted, current.pending, current.epoch_how) == (
-        FRESH, True, None, "provisioned a blank device")
+        FRESH,
+        True,
+        None,
+        "provisioned a blank device",
+    )
     assert ledger.device("SN1") == IDENT and ledger.serials() == ["SN1"]
     again = ledger.new_epoch(IDENT, "factory reset and provisioned", AFTER)
     assert again.epoch == current.epoch + 1 and again.state == AFTER
@@ -50,12 +61,21 @@ def test_an_entry_is_written_before_the_reply_and_completed_after(ledger):
     entry = ledger.begin_token("SN1", "588224011", None, "accepted", FRESH, AFTER, "test_x")
     pending = ledger.current("SN1").pending
     assert pending is not None and (pending.entry_id, pending.code, pending.before, pending.after) == (
-        entry, "588224011", FRESH, AFTER)
+        entry,
+        "588224011",
+        FRESH,
+        AFTER,
+    )
     ledger.end_token("SN1", entry, {"result": "accepted"}, AFTER, True, None)
     current = ledger.current("SN1")
     assert current.pending is None and current.state == AFTER and current.trusted
     last = ledger.entries("SN1", last=1)[0]
-    assert (last["action"], last["pending"], last["reply"], last["test"]) == ("token", 0, '{"result":"accepted"}', "test_x")
+    assert (last["action"], last["pending"], last["reply"], last["test"]) == (
+        "token",
+        0,
+        '{"result":"accepted"}',
+        "test_x",
+    )
 
 
 def _begin_and_die(path: str) -> None:
@@ -97,8 +117,7 @@ def test_generated_tokens_are_kept_with_their_counts(ledger):
     gen.add_days(1), gen.set_days(2), gen.disable()
     ledger.note_generated("SN1", issued, "test_g")
     rows = [e for e in ledger.entries("SN1") if e["action"] == "generated"]
-    assert [(r["token_kind"], r["count"], r["code"]) for r in rows] == [
-        (t.kind.name, t.count, t.code) for t in issued]
+    assert [(r["token_kind"], r["count"], r["code"]) for r in rows] == [(t.kind.name, t.count, t.code) for t in issued]
 
 
 def test_writing_before_an_epoch_is_refused_naming_the_device(ledger):
@@ -112,9 +131,16 @@ def test_no_key_in_the_file_in_any_encoding(ledger, tmp_path):
     ledger.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     key = bytes.fromhex(KEY)
-    for form in (KEY.encode(), KEY.upper().encode(), key, base64.b64encode(key), base64.urlsafe_b64encode(key),
-                 base64.b64encode(key).rstrip(b"="), str(int.from_bytes(key, "big")).encode(),
-                 str(int.from_bytes(key, "little")).encode()):
+    for form in (
+        KEY.encode(),
+        KEY.upper().encode(),
+        key,
+        base64.b64encode(key),
+        base64.urlsafe_b64encode(key),
+        base64.b64encode(key).rstrip(b"="),
+        str(int.from_bytes(key, "big")).encode(),
+        str(int.from_bytes(key, "little")).encode(),
+    ):
         assert form not in raw, form
 
 

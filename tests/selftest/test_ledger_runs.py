@@ -26,12 +26,11 @@ from bench.dut.link import SerialLink
 from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
 from bench.power.driver import Psu
+from bench.report.junit import CaseResult, read_junit
 from bench.rig import load_rig
-from bench.station.virtual_rig import start_virtual_rig
 from bench.station.ledger import Ledger
 from bench.station.profile import generator_for
-from bench.station.virtual_rig import sim_options
-from bench.report.junit import CaseResult, read_junit
+from bench.station.virtual_rig import sim_options, start_virtual_rig
 from tests.selftest import background
 from tests.selftest.device_suite import ROOT
 
@@ -45,7 +44,8 @@ def no_reset_rig(tmp: Path, **dut) -> Path:
     ledger in tmp/ledger.sqlite; lockout minutes of a second (a test build), fewer power cuts."""
     extra = "".join(f"{k} = {v}\n" for k, v in dut.items())
     rig = tmp / "no-reset.toml"
-    rig.write_text(f"""[station]
+    rig.write_text(
+        f"""[station]
 id = "virtual-no-reset"
 [dut]
 ledger = "ledger.sqlite"
@@ -55,23 +55,47 @@ power_cut_cycles = 20
 hide_capabilities = ["factory_reset", "rtc_set"]
 lockout_unit_s = 1
 state_dir = "device"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return rig
 
 
 # The device tests that need a factory reset to provision another profile, or to test provisioning.
-NEEDS_RESET = {"tests/device/test_identity.py::test_provisioning_round_trip",
-               "tests/device/test_token_windows.py::test_time_divider",
-               "tests/device/test_token_windows.py::test_restricted_digit_tokens"}
+NEEDS_RESET = {
+    "tests/device/test_identity.py::test_provisioning_round_trip",
+    "tests/device/test_token_windows.py::test_time_divider",
+    "tests/device/test_token_windows.py::test_restricted_digit_tokens",
+}
 
 
-def pytest_run(rig: Path, out: Path, *args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess,
-                                                                                 dict[str, CaseResult]]:
+def pytest_run(
+    rig: Path, out: Path, *args: str, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess, dict[str, CaseResult]]:
     """One device-suite session on the rig; its exit and per-test results (none if it stopped)."""
     junit = out / "junit.xml"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider", "--no-plots",
-                           "--rig", str(rig), "--report-dir", str(out), f"--junitxml={junit}", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/device",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--no-plots",
+            "--rig",
+            str(rig),
+            "--report-dir",
+            str(out),
+            f"--junitxml={junit}",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc, read_junit(junit) if junit.is_file() else {}
 
 
@@ -126,10 +150,29 @@ def test_two_sessions_in_a_row_from_the_ledger(request):
 def _kill_mid_entry(rig: Path, out: Path, ledger: Path) -> None:
     """Start a run whose token entries are slow (the catalogue's slow_decode), and SIGKILL it
     while the ledger shows an entry written ahead and not yet answered."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
-                             "--no-plots", "--rig", str(rig), "--report-dir", str(out),
-                             "--sim-fault", "slow_decode", "-k", "test_full_procedure"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/device",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--no-plots",
+            "--rig",
+            str(rig),
+            "--report-dir",
+            str(out),
+            "--sim-fault",
+            "slow_decode",
+            "-k",
+            "test_full_procedure",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         seen_since = None
@@ -138,8 +181,11 @@ def _kill_mid_entry(rig: Path, out: Path, ledger: Path) -> None:
             if ledger.is_file():
                 con = sqlite3.connect(ledger, timeout=5)
                 try:  # an entry written ahead that the model predicts accepted (a slow G8 token)
-                    row = con.execute("SELECT c.pending_entry FROM current c JOIN entries e ON e.id = c.pending_entry "
-                                      "WHERE c.serial = ? AND e.predicted = 'accepted'", (SERIAL,)).fetchone()
+                    row = con.execute(
+                        "SELECT c.pending_entry FROM current c JOIN entries e ON e.id = c.pending_entry "
+                        "WHERE c.serial = ? AND e.predicted = 'accepted'",
+                        (SERIAL,),
+                    ).fetchone()
                     pending = row[0] if row else None
                 except sqlite3.OperationalError:
                     pass

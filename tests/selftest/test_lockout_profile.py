@@ -11,7 +11,9 @@ SCHEDULE_TEST = "tests/device/test_lockout.py::test_lockout_schedule"
 
 def test_declared_schedule_is_the_one_checked(tmp_path):
     rig = tmp_path / "docs-schedule.toml"
-    rig.write_text('[station]\nid = "virtual-docs-lockout"\n\n[dut]\nlockout_free_errors = 0\nlockout_first_minutes = 1\n')
+    rig.write_text(
+        '[station]\nid = "virtual-docs-lockout"\n\n[dut]\nlockout_free_errors = 0\nlockout_first_minutes = 1\n'
+    )
     results, output = run_device_suite(tmp_path, args=["--rig", str(rig), "-k", "lockout_schedule"])
     assert results[SCHEDULE_TEST].outcome == "failed", output
     message = results[SCHEDULE_TEST].message

@@ -116,7 +116,7 @@ def measure_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeini("[pytest]\naddopts = -p no:paygo_bench\n")  # the measure fixture alone, not the whole plugin
     pytester.makeconftest('pytest_plugins = ["bench.fixtures.measure"]\n')
     pytester.makepyfile(
-        test_meas='''
+        test_meas="""
         def test_mixed(measure):
             measure("supply_current", 0.045, "A", low=0.0, high=0.1)
             measure("rtc_drift", 12.5, "ppm", low=-5.0, high=5.0)
@@ -128,7 +128,7 @@ def measure_project(pytester: pytest.Pytester) -> pytest.Pytester:
         def test_crashes(measure):
             measure("rtc_drift", 12.5, "ppm", low=-5.0, high=5.0)
             raise RuntimeError("boom")
-        '''
+        """
     )
     return pytester
 

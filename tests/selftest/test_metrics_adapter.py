@@ -31,8 +31,14 @@ class Device:
     """The reference firmware with Metrics sessions on, on an in-process virtual rig, powered."""
 
     def __init__(self, state_dir: str, **options) -> None:
-        options = {"psu_decay_s": 0.0, "boot_delay_s": 0.01, "metrics_period_s": 0.5, "metrics_sample_s": 1,
-                   "metrics_reply_timeout_s": 1.0, **options}
+        options = {
+            "psu_decay_s": 0.0,
+            "boot_delay_s": 0.01,
+            "metrics_period_s": 0.5,
+            "metrics_sample_s": 1,
+            "metrics_reply_timeout_s": 1.0,
+            **options,
+        }
         self.rig = VirtualRig(SimOptions.from_dict({"state_dir": state_dir, **options}))
         port = self.rig.start()["port"]
         self.link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
@@ -90,6 +96,7 @@ def wait_for(check, timeout_s: float, what: str, pump=None):
 
 # -- against the simulated device -----------------------------------------------------------------
 
+
 def test_format_config_status_and_report_are_typed(device, start_metrics_server):
     d = device(metrics_mode="direct")
     fmt = d.dut.metrics_format()  # allowed before provisioning
@@ -118,14 +125,16 @@ def test_bad_arguments_are_refused_before_anything_is_sent(device):
     d = device(metrics_mode="direct")
     d.provision()
     d.link.send = lambda line: pytest.fail(f"sent {line[:60]!r} although the call was refused")  # type: ignore[method-assign]
-    for call in (lambda: d.dut.metrics_configure("http://host/with space", 1, "ra"),
-                 lambda: d.dut.metrics_configure("http://host/a=b", 1, "ra"),
-                 lambda: d.dut.metrics_configure("ftp://host", 1, "ra"),
-                 lambda: d.dut.metrics_configure("http://host", 1, "xx"),
-                 lambda: d.dut.metrics_configure("http://host", 1, "ra", mode="sometimes"),
-                 lambda: d.dut.metrics_configure("http://host", 1, "ra", period_s=0.01),
-                 lambda: d.dut.metrics_import(b"x" * 7000, "application/json"),
-                 lambda: d.dut.metrics_import(b"{}", "application/json extra")):
+    for call in (
+        lambda: d.dut.metrics_configure("http://host/with space", 1, "ra"),
+        lambda: d.dut.metrics_configure("http://host/a=b", 1, "ra"),
+        lambda: d.dut.metrics_configure("ftp://host", 1, "ra"),
+        lambda: d.dut.metrics_configure("http://host", 1, "xx"),
+        lambda: d.dut.metrics_configure("http://host", 1, "ra", mode="sometimes"),
+        lambda: d.dut.metrics_configure("http://host", 1, "ra", period_s=0.01),
+        lambda: d.dut.metrics_import(b"x" * 7000, "application/json"),
+        lambda: d.dut.metrics_import(b"{}", "application/json extra"),
+    ):
         with pytest.raises(ValueError):
             call()
 
@@ -146,9 +155,14 @@ def test_relay_carries_bridge_sessions_and_keeps_other_events(device, start_metr
     d.dut.metrics_configure("", df, "ra")
     relay = MetricsRelay(d.dut, d.link, server.url, http_timeout_s=1.0)
     d.link.events.append((time.monotonic(), "! EVT payg state=expired"))  # not the relay's
-    stored = wait_for(lambda: len(a := [r for r in server.requests() if r.kind == "device_data"
-                                        and r.verdict == "accepted"]) >= 2 and a,
-                      8.0, "two relayed sessions stored", relay.pump)
+    stored = wait_for(
+        lambda: (
+            len(a := [r for r in server.requests() if r.kind == "device_data" and r.verdict == "accepted"]) >= 2 and a
+        ),
+        8.0,
+        "two relayed sessions stored",
+        relay.pump,
+    )
     assert [json.loads(r.body)["rc"] for r in stored][:2] == [1, 2]
     assert all(ex.imported and ex.status == 201 and ex.error is None for ex in relay.relayed), relay.relayed
     assert any(line.startswith("! EVT metrics_done") and "via=import" in line for _, line in relay.events)
@@ -171,17 +185,20 @@ def test_relay_with_the_server_down_imports_nothing_and_the_device_retries(devic
 
 def test_metrics_commands_are_optional_capabilities_of_an_adapter():
     hdk = HdkAdapter.__new__(HdkAdapter)
-    for call, cap in ((lambda: hdk.metrics_status(), "metrics_report"),
-                      (lambda: hdk.metrics_format(), "metrics_report"),
-                      (lambda: hdk.metrics_configure("http://h", 1, "ra"), "metrics_report"),
-                      (lambda: hdk.metrics_report_now(), "metrics_report"),
-                      (lambda: hdk.metrics_import(b"{}"), "metrics_bridge")):
+    for call, cap in (
+        (lambda: hdk.metrics_status(), "metrics_report"),
+        (lambda: hdk.metrics_format(), "metrics_report"),
+        (lambda: hdk.metrics_configure("http://h", 1, "ra"), "metrics_report"),
+        (lambda: hdk.metrics_report_now(), "metrics_report"),
+        (lambda: hdk.metrics_import(b"{}"), "metrics_bridge"),
+    ):
         with pytest.raises(CapabilityMissing) as missing:
             call()
         assert missing.value.capability == cap
 
 
 # -- reply parsing at the edge --------------------------------------------------------------------
+
 
 class CannedLink:
     """Answers every request with the next canned line."""
@@ -201,8 +218,10 @@ class CannedLink:
         return line
 
 
-GOOD_STATUS = ("OK mode=direct rc=3 rows=2 inflight=- requests=3 answered=2 failed=1 sent_rows=5 dropped=0 "
-               "tokens=1 last=timeout auts=1800000000 asl=- reply_at=1799999990")
+GOOD_STATUS = (
+    "OK mode=direct rc=3 rows=2 inflight=- requests=3 answered=2 failed=1 sent_rows=5 dropped=0 "
+    "tokens=1 last=timeout auts=1800000000 asl=- reply_at=1799999990"
+)
 
 
 def test_status_reply_is_parsed_into_its_fields():
@@ -210,15 +229,18 @@ def test_status_reply_is_parsed_into_its_fields():
     assert status == MetricsStatus("direct", 3, 2, None, 3, 2, 1, 5, 0, 1, "timeout", 1800000000, None, 1799999990)
 
 
-@pytest.mark.parametrize("call, reply, problem", [
-    ("metrics_status", GOOD_STATUS.replace(" answered=2", ""), "lacks answered="),
-    ("metrics_status", GOOD_STATUS.replace("rc=3", "rc=three"), "non-integer rc="),
-    ("metrics_status", GOOD_STATUS.replace("mode=direct", "mode=sideways"), "unknown Metrics mode"),
-    ("metrics_format", "OK id=1 interval=60 b64=!!!", "b64= that is not base64"),
-    ("metrics_format", "OK id=1 interval=60 b64=WzFd", "not an object"),
-    ("metrics_config", "OK mode=direct period=fast sample=1 enc=json auth=ra df=1 url=-", "non-numeric period="),
-    ("metrics_export", "OK ct=text/plain rc=1 b64=e30=", "unknown content type"),
-])
+@pytest.mark.parametrize(
+    "call, reply, problem",
+    [
+        ("metrics_status", GOOD_STATUS.replace(" answered=2", ""), "lacks answered="),
+        ("metrics_status", GOOD_STATUS.replace("rc=3", "rc=three"), "non-integer rc="),
+        ("metrics_status", GOOD_STATUS.replace("mode=direct", "mode=sideways"), "unknown Metrics mode"),
+        ("metrics_format", "OK id=1 interval=60 b64=!!!", "b64= that is not base64"),
+        ("metrics_format", "OK id=1 interval=60 b64=WzFd", "not an object"),
+        ("metrics_config", "OK mode=direct period=fast sample=1 enc=json auth=ra df=1 url=-", "non-numeric period="),
+        ("metrics_export", "OK ct=text/plain rc=1 b64=e30=", "unknown content type"),
+    ],
+)
 def test_malformed_replies_name_port_request_and_reply(call, reply, problem):
     with pytest.raises(ProtocolError) as err:
         getattr(ReferenceAdapter(CannedLink(reply)), call)()
@@ -229,7 +251,12 @@ def test_malformed_replies_name_port_request_and_reply(call, reply, problem):
 
 def test_import_reply_is_parsed_and_its_tokens_ratio_checked():
     imported = ReferenceAdapter(CannedLink("OK tokens=1/2 rc=7 rows=3")).metrics_import(b"{}", "application/json")
-    assert (imported.tokens_accepted, imported.tokens_received, imported.request_count, imported.rows_cleared) == (1, 2, 7, 3)
+    assert (imported.tokens_accepted, imported.tokens_received, imported.request_count, imported.rows_cleared) == (
+        1,
+        2,
+        7,
+        3,
+    )
     minimal = ReferenceAdapter(CannedLink("OK tokens=0/0")).metrics_import(b"{}")
     assert minimal.request_count is None and minimal.rows_cleared is None
     with pytest.raises(ProtocolError, match="tokens= that is not <n>/<n>"):

@@ -9,7 +9,13 @@ from openpaygo import AuthMethod, MetricsRequestHandler, MetricsResponseHandler
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
 
 from bench.openpaygo.metrics.auth import (
-    SignedFields, hex_of, reply_signature, request_signature, siphash64, verify_reply, verify_request,
+    SignedFields,
+    hex_of,
+    reply_signature,
+    request_signature,
+    siphash64,
+    verify_reply,
+    verify_request,
 )
 from bench.openpaygo.metrics.codec import parse_body
 from bench.openpaygo.metrics.condense import build_request
@@ -22,16 +28,30 @@ KEY = "dac86b1a29ab82edc5fbbc41ec9530f6"  # openpaygo.md §5 auth vectors
 SN, TS = "A111222", 1611583070
 D = [13, False, "1.14.2"]
 HD = [[17.5, 12.5, 2.2, 3.2], [15.7, 12.6, 2.2, 3.2, 0.7]]
-FMT = {"id": 12, "data_order": ["token_count", "tampered", "firmware_version"],
-       "historical_data_order": ["panel_voltage", "battery_voltage", "panel_current", "battery_current",
-                                 "usb_load_1_current"], "historical_data_interval": -60}
+FMT = {
+    "id": 12,
+    "data_order": ["token_count", "tampered", "firmware_version"],
+    "historical_data_order": [
+        "panel_voltage",
+        "battery_voltage",
+        "panel_current",
+        "battery_current",
+        "usb_load_1_current",
+    ],
+    "historical_data_interval": -60,
+}
 FORMAT = parse_data_format(FMT).with_id(12)
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("sa", "safc4499591b87ba1c"), ("ta", "tabdc447493edff1ef"),
-    ("da", "da64c00b295ccf6ef5"), ("ra", "ra4b2b119e6bb63f1a"),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("sa", "safc4499591b87ba1c"),
+        ("ta", "tabdc447493edff1ef"),
+        ("da", "da64c00b295ccf6ef5"),
+        ("ra", "ra4b2b119e6bb63f1a"),
+    ],
+)
 def test_request_vectors(method, expected):
     assert request_signature(SignedFields(SN, TS, None, D, HD), method, KEY) == expected
     assert request_signature(SignedFields(SN, TS, None, D, HD), method, Secret(KEY)) == expected
@@ -47,8 +67,10 @@ def test_reply_vectors():
 
 
 def test_the_vector_request_verifies_as_openpaygo_round_trips_it():
-    body = (b'{"sn":"A111222","df":12,"ts":1611583070,"rc":5,"d":[13,false,"1.14.2"],'
-            b'"hd":[[17.5,12.5,2.2,3.2],[15.7,12.6,2.2,3.2,0.7]],"a":"ra2e37b33141627b39"}')
+    body = (
+        b'{"sn":"A111222","df":12,"ts":1611583070,"rc":5,"d":[13,false,"1.14.2"],'
+        b'"hd":[[17.5,12.5,2.2,3.2],[15.7,12.6,2.2,3.2,0.7]],"a":"ra2e37b33141627b39"}'
+    )
     req = parse_body(body, "json", formats={12: FORMAT}.get, received_at=TS)
     assert verify_request(req.signed, req.auth, KEY).method == "ra"
 
@@ -71,9 +93,16 @@ def test_openpaygo_requests_verify_with_each_method(method, simple):
 
 @pytest.mark.parametrize("method", ["sa", "ta", "ca", "da", "ra"])
 def test_our_signed_requests_verify_with_openpaygo(method):
-    built = build_request(SN, data={"token_count": 13, "tampered": False}, timestamp=TS, request_count=3,
-                          historical_data=[{"panel_voltage": 1.5}], data_format=FORMAT,
-                          auth_method=method, key=KEY)
+    built = build_request(
+        SN,
+        data={"token_count": 13, "tampered": False},
+        timestamp=TS,
+        request_count=3,
+        historical_data=[{"panel_voltage": 1.5}],
+        data_format=FORMAT,
+        auth_method=method,
+        key=KEY,
+    )
     lib = MetricsResponseHandler(built.body.decode(), data_format=FMT, secret_key=KEY)
     assert lib.is_auth_valid()
 
@@ -130,22 +159,37 @@ def test_timestamp_and_counter_auth_need_their_field():
             request_signature(fields, method, KEY)
 
 
-@pytest.mark.parametrize("content", [
-    {"token_list": [111222333, 444555666]},
-    {"active_until_timestamp": 1616081621},
-    {"active_seconds_left": 3600},
-    {"settings": {"base_url": "https://x.example/metrics"}, "token_list": [333444555]},
-    {"extra_data": {"sun_prevision_wsqm": "990"}, "token_list": [111222333]},
-    {"active_until_timestamp": 1616081621, "active_seconds_left": 5, "token_list": [1], "settings": {"a": 1},
-     "extra_data": {"b": 2}},
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"token_list": [111222333, 444555666]},
+        {"active_until_timestamp": 1616081621},
+        {"active_seconds_left": 3600},
+        {"settings": {"base_url": "https://x.example/metrics"}, "token_list": [333444555]},
+        {"extra_data": {"sun_prevision_wsqm": "990"}, "token_list": [111222333]},
+        {
+            "active_until_timestamp": 1616081621,
+            "active_seconds_left": 5,
+            "token_list": [1],
+            "settings": {"a": 1},
+            "extra_data": {"b": 2},
+        },
+    ],
+)
 @pytest.mark.parametrize("ts, rc", [(TS, None), (None, 17), (TS, 17)])
 def test_our_reply_signature_is_openpaygos(content, ts, rc):
     lib = OpenPAYGOMetricsShared.generate_response_signature_from_data(
-        data=content, secret_key=KEY, serial_number=SN, timestamp=ts, request_count=rc)
+        data=content, secret_key=KEY, serial_number=SN, timestamp=ts, request_count=rc
+    )
     assert reply_signature(KEY, SN, timestamp=ts, request_count=rc, **content) == lib
-    reply = MetricsReply(SN, tuple(content.get("token_list", ())) or None, content.get("active_until_timestamp"),
-                         content.get("active_seconds_left"), content.get("settings"), content.get("extra_data"))
+    reply = MetricsReply(
+        SN,
+        tuple(content.get("token_list", ())) or None,
+        content.get("active_until_timestamp"),
+        content.get("active_seconds_left"),
+        content.get("settings"),
+        content.get("extra_data"),
+    )
     signed = reply.signed(KEY, request_timestamp=ts, request_count=rc)
     assert signed.auth == lib
     assert signed.verify(KEY, request_timestamp=ts, request_count=rc)
@@ -165,5 +209,10 @@ def test_openpaygo_answer_payload_signature_matches_ours():
 
 
 def test_method_names_match_openpaygo():
-    assert {AuthMethod.SIMPLE_AUTH, AuthMethod.TIMESTAMP_AUTH, AuthMethod.COUNTER_AUTH, AuthMethod.DATA_AUTH,
-            AuthMethod.RECURSIVE_DATA_AUTH} == {"sa", "ta", "ca", "da", "ra"}
+    assert {
+        AuthMethod.SIMPLE_AUTH,
+        AuthMethod.TIMESTAMP_AUTH,
+        AuthMethod.COUNTER_AUTH,
+        AuthMethod.DATA_AUTH,
+        AuthMethod.RECURSIVE_DATA_AUTH,
+    } == {"sa", "ta", "ca", "da", "ra"}

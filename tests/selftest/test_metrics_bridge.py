@@ -15,8 +15,11 @@ TESTS = ROOT / "tests" / "device" / "test_metrics.py"
 
 
 def metrics_tests() -> set[str]:
-    return {f"tests/device/test_metrics.py::{node.name}" for node in ast.parse(TESTS.read_text()).body
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    return {
+        f"tests/device/test_metrics.py::{node.name}"
+        for node in ast.parse(TESTS.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
 
 
 def test_metrics_tests_pass_in_bridge_mode(tmp_path: Path):
@@ -32,4 +35,5 @@ def test_metrics_tests_pass_in_bridge_mode(tmp_path: Path):
         name = nodeid.split("::")[1]
         log = next((tmp_path / "run" / "logs").glob(f"*{name}.log")).read_text()
         assert "METRICS EXPORT" in log and "metrics relay: rc=" in log and "METRICS IMPORT" in log, (
-            f"{name}: no relayed session in its traffic log")
+            f"{name}: no relayed session in its traffic log"
+        )

@@ -19,19 +19,21 @@ from bench.openpaygo.metrics.keys import REPLY_LONG_TO_SHORT, REQUEST_LONG_TO_SH
 from bench.openpaygo.metrics.wire import Encoding, encoding_of
 
 NOW = 1_700_000_000
-FMT = parse_data_format({
-    "data_order": ["token_count", "tampered", "firmware_version", "position"],
-    "historical_data_order": ["panel_voltage", "battery_voltage", "energy", "overload_alert", "timestamp"],
-    "historical_data_interval": 60,
-    "variables": {
-        "tampered": {"name": "Tampered", "type": "bool"},
-        "firmware_version": {"name": "Firmware", "type": "text"},
-        "position": {"name": "Position", "type": "gps"},
-        "panel_voltage": {"name": "Panel Voltage", "type": "float", "unit": "V"},
-        "energy": {"name": "Energy", "type": "integer", "unit": "Wh", "scale_factor": 100},
-        "overload_alert": {"name": "Overload", "type": "bool"},
-    },
-}).with_id(7)
+FMT = parse_data_format(
+    {
+        "data_order": ["token_count", "tampered", "firmware_version", "position"],
+        "historical_data_order": ["panel_voltage", "battery_voltage", "energy", "overload_alert", "timestamp"],
+        "historical_data_interval": 60,
+        "variables": {
+            "tampered": {"name": "Tampered", "type": "bool"},
+            "firmware_version": {"name": "Firmware", "type": "text"},
+            "position": {"name": "Position", "type": "gps"},
+            "panel_voltage": {"name": "Panel Voltage", "type": "float", "unit": "V"},
+            "energy": {"name": "Energy", "type": "integer", "unit": "Wh", "scale_factor": 100},
+            "overload_alert": {"name": "Overload", "type": "bool"},
+        },
+    }
+).with_id(7)
 
 
 def formats(i: int) -> DataFormat | None:
@@ -54,20 +56,35 @@ def refused(value, code: str, where: str | None = None, **kw) -> MetricsError:
 
 # -- keys ------------------------------------------------------------------------------------
 
+
 def test_every_short_key_of_both_versions_is_known():
     assert set(REQUEST_LONG_TO_SHORT.values()) == {"sn", "d", "hd", "ts", "rc", "dct", "a", "df", "dfo", "acc"}
     assert set(REPLY_LONG_TO_SHORT.values()) == {"sn", "tkl", "auts", "asl", "st", "ed", "a"}
 
 
 def test_short_and_long_keys_expand_to_the_same_request():
-    short = {"sn": "X1", "ts": NOW, "rc": 5, "dct": NOW + 3, "a": "sa0", "df": 7,
-             "d": {"tc": 4, "autsr": True, "aslr": 1}, "hd": [[1.5]],
-             "acc": [{"sn": "TV1", "d": {"on": True}}]}
-    long = {"serial_number": "X1", "timestamp": NOW, "request_count": 5, "data_collection_timestamp": NOW + 3,
-            "auth": "sa0", "data_format_id": 7,
-            "data": {"token_count": 4, "active_until_timestamp_requested": True,
-                     "active_seconds_left_requested": 1},
-            "historical_data": [[1.5]], "accessories": [{"serial_number": "TV1", "data": {"on": True}}]}
+    short = {
+        "sn": "X1",
+        "ts": NOW,
+        "rc": 5,
+        "dct": NOW + 3,
+        "a": "sa0",
+        "df": 7,
+        "d": {"tc": 4, "autsr": True, "aslr": 1},
+        "hd": [[1.5]],
+        "acc": [{"sn": "TV1", "d": {"on": True}}],
+    }
+    long = {
+        "serial_number": "X1",
+        "timestamp": NOW,
+        "request_count": 5,
+        "data_collection_timestamp": NOW + 3,
+        "auth": "sa0",
+        "data_format_id": 7,
+        "data": {"token_count": 4, "active_until_timestamp_requested": True, "active_seconds_left_requested": 1},
+        "historical_data": [[1.5]],
+        "accessories": [{"serial_number": "TV1", "data": {"on": True}}],
+    }
     a, b = parse(short), parse(long)
     assert a.to_simple() == b.to_simple()
     assert a.condensed_keys and not b.condensed_keys
@@ -90,6 +107,7 @@ def test_the_same_field_under_both_keys_is_refused():
 
 
 # -- expansion -------------------------------------------------------------------------------
+
 
 def test_arrays_follow_the_data_order_and_null_means_not_sent():
     req = parse({"sn": "X", "df": 7, "d": [13, None, "1.2"], "hd": [[17.5, 12.5]]})
@@ -140,11 +158,21 @@ def test_iso_8601_timestamps_v0_11_and_unix_numbers_v1_0():
 
 
 def test_accessories_recursively_with_their_own_formats():
-    req = parse({"sn": "HUB", "d": {"x": "1"}, "acc": [
-        {"sn": "TV", "df": 7, "d": [2]},
-        {"sn": "FRIDGE", "dfo": {"data_order": ["temp"]}, "d": [4.5],
-         "acc": [{"sn": "COMPRESSOR", "d": {"on": True}}]},
-    ]})
+    req = parse(
+        {
+            "sn": "HUB",
+            "d": {"x": "1"},
+            "acc": [
+                {"sn": "TV", "df": 7, "d": [2]},
+                {
+                    "sn": "FRIDGE",
+                    "dfo": {"data_order": ["temp"]},
+                    "d": [4.5],
+                    "acc": [{"sn": "COMPRESSOR", "d": {"on": True}}],
+                },
+            ],
+        }
+    )
     tv, fridge = req.accessories
     assert tv.data == {"token_count": 2} and fridge.data == {"temp": 4.5}
     assert fridge.accessories[0].data == {"on": True}
@@ -161,11 +189,14 @@ def test_scale_factor_multiplies_for_processing():
     assert req.scaled(req.historical_data[0])["energy"] == 1200
 
 
-@pytest.mark.parametrize("index, good, bad", [
-    (1, [True, False, 0, 1], ["yes", 2, 1.0]),          # bool
-    (2, ["1.14.2", ""], [1.14, True]),                   # text
-    (3, [[36.8, -1.28], [-180, 90]], [[200, 0], [1], "36,-1", [True, 1]]),  # gps [lon, lat]
-])
+@pytest.mark.parametrize(
+    "index, good, bad",
+    [
+        (1, [True, False, 0, 1], ["yes", 2, 1.0]),  # bool
+        (2, ["1.14.2", ""], [1.14, True]),  # text
+        (3, [[36.8, -1.28], [-180, 90]], [[200, 0], [1], "36,-1", [True, 1]]),  # gps [lon, lat]
+    ],
+)
 def test_declared_variable_types(index, good, bad):
     for value in good:
         d = [None] * index + [value]
@@ -183,13 +214,28 @@ def test_integer_and_float_types():
 
 
 def test_variable_type_object_fields():
-    vt = parse_data_format({"variables": {"p": {"name": "Power Used", "type": "float", "unit": "Wh",
-                                                "description": "d", "scale_factor": 100,
-                                                "aggregation_method": "sum"}}}).variables["p"]
+    vt = parse_data_format(
+        {
+            "variables": {
+                "p": {
+                    "name": "Power Used",
+                    "type": "float",
+                    "unit": "Wh",
+                    "description": "d",
+                    "scale_factor": 100,
+                    "aggregation_method": "sum",
+                }
+            }
+        }
+    ).variables["p"]
     assert vt == VariableType("Power Used", "float", "Wh", "d", 100, "sum")
-    for bad, code in [({"type": "float"}, "missing_field"), ({"name": "n", "type": "date"}, "bad_value"),
-                      ({"name": "n", "aggregation_method": "median"}, "bad_value"),
-                      ({"name": "n", "scale_factor": "x"}, "wrong_type"), ({"name": "n", "colour": 1}, "unknown_field")]:
+    for bad, code in [
+        ({"type": "float"}, "missing_field"),
+        ({"name": "n", "type": "date"}, "bad_value"),
+        ({"name": "n", "aggregation_method": "median"}, "bad_value"),
+        ({"name": "n", "scale_factor": "x"}, "wrong_type"),
+        ({"name": "n", "colour": 1}, "unknown_field"),
+    ]:
         with pytest.raises(MetricsError) as info:
             parse_data_format({"variables": {"p": bad}})
         assert info.value.code == code
@@ -205,42 +251,46 @@ def test_index_keyed_orders_are_positions():
 
 # -- refusals --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, code, where", [
-    ({"sn": "X", "df": 7, "dfo": {}, "d": {"a": "1"}}, "both_data_formats", "dfo"),
-    ({"sn": "X"}, "no_data", "$"),
-    ({"sn": "X", "d": {}, "hd": []}, "no_data", "$"),
-    ({"sn": "X", "d": [1]}, "no_data_format", "d"),
-    ({"sn": "X", "hd": [[1]]}, "no_data_format", "hd[0]"),
-    ({"sn": "X", "hd": [{"0": 1}]}, "no_data_format", "hd[0].0"),
-    ({"sn": "X", "d": {"7": 1}}, "no_data_format", "d.7"),
-    ({"sn": "X", "df": 7, "d": [1, 2, 3, 4, 5]}, "bad_index", "d[4]"),
-    ({"sn": "X", "df": 7, "hd": [{"9": 1}]}, "bad_index", "hd[0].9"),
-    ({"sn": "X", "d": {"-1": 1}}, "integer_name", "d.-1"),
-    ({"sn": "X", "d": {"07": 1}}, "integer_name", "d.07"),
-    ({"sn": "X", "dfo": {"data_order": ["a", "12"]}, "d": [1]}, "integer_name", "dfo.data_order[1]"),
-    ({"sn": "X", "dfo": {"variables": {"3": {"name": "n"}}}, "d": {"a": "1"}}, "integer_name", "dfo.variables.3"),
-    ({"sn": "X", "dfo": {"data_order": ["a", "a"]}, "d": [1]}, "duplicate_variable", "dfo.data_order[1]"),
-    ({"sn": "X", "df": 7, "d": {"0": 1, "tc": 2}}, "duplicate_variable", "d.tc"),
-    ({"sn": 12, "d": {"a": "1"}}, "wrong_type", "sn"),
-    ({"sn": "", "d": {"a": "1"}}, "bad_value", "sn"),
-    ({"d": {"a": "1"}}, "missing_field", "sn"),
-    ({"sn": "X", "ts": True, "d": {"a": "1"}}, "wrong_type", "ts"),
-    ({"sn": "X", "ts": -5, "d": {"a": "1"}}, "bad_value", "ts"),
-    ({"sn": "X", "ts": "yesterday", "d": {"a": "1"}}, "bad_value", "ts"),
-    ({"sn": "X", "rc": 1.5, "d": {"a": "1"}}, "wrong_type", "rc"),
-    ({"sn": "X", "rc": -1, "d": {"a": "1"}}, "wrong_type", "rc"),
-    ({"sn": "X", "a": 5, "d": {"a": "1"}}, "wrong_type", "a"),
-    ({"sn": "X", "df": "7", "d": {"a": "1"}}, "wrong_type", "df"),
-    ({"sn": "X", "df": 99, "d": {"a": "1"}}, "unknown_data_format", "df"),
-    ({"sn": "X", "d": "hello"}, "wrong_type", "d"),
-    ({"sn": "X", "hd": {"a": 1}}, "wrong_type", "hd"),
-    ({"sn": "X", "hd": [5]}, "wrong_type", "hd[0]"),
-    ({"sn": "X", "hd": [{"v": 1}]}, "no_time", "hd[0]"),
-    ({"sn": "X", "hd": [{"relative_time": "1", "v": 1}]}, "wrong_type", "hd[0].relative_time"),
-    ({"sn": "X", "d": {"a": "1"}, "acc": {"sn": "Y"}}, "wrong_type", "acc"),
-    ({"sn": "X", "d": {"a": "1"}, "token_count": 3}, "unknown_field", "token_count"),
-    ([1, 2], "not_an_object", "$"),
-])
+
+@pytest.mark.parametrize(
+    "value, code, where",
+    [
+        ({"sn": "X", "df": 7, "dfo": {}, "d": {"a": "1"}}, "both_data_formats", "dfo"),
+        ({"sn": "X"}, "no_data", "$"),
+        ({"sn": "X", "d": {}, "hd": []}, "no_data", "$"),
+        ({"sn": "X", "d": [1]}, "no_data_format", "d"),
+        ({"sn": "X", "hd": [[1]]}, "no_data_format", "hd[0]"),
+        ({"sn": "X", "hd": [{"0": 1}]}, "no_data_format", "hd[0].0"),
+        ({"sn": "X", "d": {"7": 1}}, "no_data_format", "d.7"),
+        ({"sn": "X", "df": 7, "d": [1, 2, 3, 4, 5]}, "bad_index", "d[4]"),
+        ({"sn": "X", "df": 7, "hd": [{"9": 1}]}, "bad_index", "hd[0].9"),
+        ({"sn": "X", "d": {"-1": 1}}, "integer_name", "d.-1"),
+        ({"sn": "X", "d": {"07": 1}}, "integer_name", "d.07"),
+        ({"sn": "X", "dfo": {"data_order": ["a", "12"]}, "d": [1]}, "integer_name", "dfo.data_order[1]"),
+        ({"sn": "X", "dfo": {"variables": {"3": {"name": "n"}}}, "d": {"a": "1"}}, "integer_name", "dfo.variables.3"),
+        ({"sn": "X", "dfo": {"data_order": ["a", "a"]}, "d": [1]}, "duplicate_variable", "dfo.data_order[1]"),
+        ({"sn": "X", "df": 7, "d": {"0": 1, "tc": 2}}, "duplicate_variable", "d.tc"),
+        ({"sn": 12, "d": {"a": "1"}}, "wrong_type", "sn"),
+        ({"sn": "", "d": {"a": "1"}}, "bad_value", "sn"),
+        ({"d": {"a": "1"}}, "missing_field", "sn"),
+        ({"sn": "X", "ts": True, "d": {"a": "1"}}, "wrong_type", "ts"),
+        ({"sn": "X", "ts": -5, "d": {"a": "1"}}, "bad_value", "ts"),
+        ({"sn": "X", "ts": "yesterday", "d": {"a": "1"}}, "bad_value", "ts"),
+        ({"sn": "X", "rc": 1.5, "d": {"a": "1"}}, "wrong_type", "rc"),
+        ({"sn": "X", "rc": -1, "d": {"a": "1"}}, "wrong_type", "rc"),
+        ({"sn": "X", "a": 5, "d": {"a": "1"}}, "wrong_type", "a"),
+        ({"sn": "X", "df": "7", "d": {"a": "1"}}, "wrong_type", "df"),
+        ({"sn": "X", "df": 99, "d": {"a": "1"}}, "unknown_data_format", "df"),
+        ({"sn": "X", "d": "hello"}, "wrong_type", "d"),
+        ({"sn": "X", "hd": {"a": 1}}, "wrong_type", "hd"),
+        ({"sn": "X", "hd": [5]}, "wrong_type", "hd[0]"),
+        ({"sn": "X", "hd": [{"v": 1}]}, "no_time", "hd[0]"),
+        ({"sn": "X", "hd": [{"relative_time": "1", "v": 1}]}, "wrong_type", "hd[0].relative_time"),
+        ({"sn": "X", "d": {"a": "1"}, "acc": {"sn": "Y"}}, "wrong_type", "acc"),
+        ({"sn": "X", "d": {"a": "1"}, "token_count": 3}, "unknown_field", "token_count"),
+        ([1, 2], "not_an_object", "$"),
+    ],
+)
 def test_refusals_name_the_field(value, code, where):
     refused(value, code, where)
 
@@ -258,15 +308,24 @@ def test_openpaygo_empty_historical_data_object_is_tolerated():
 
 # -- bodies ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("header, enc", [("application/json", Encoding.JSON), ("json", Encoding.JSON),
-                                          ("Application/JSON; charset=utf-8", Encoding.JSON),
-                                          ("application/cbor", Encoding.CBOR), ("cbor", Encoding.CBOR)])
+
+@pytest.mark.parametrize(
+    "header, enc",
+    [
+        ("application/json", Encoding.JSON),
+        ("json", Encoding.JSON),
+        ("Application/JSON; charset=utf-8", Encoding.JSON),
+        ("application/cbor", Encoding.CBOR),
+        ("cbor", Encoding.CBOR),
+    ],
+)
 def test_content_types(header, enc):
     assert encoding_of(header) is enc
 
 
-@pytest.mark.parametrize("header", [None, "", "text/plain", "application/x-www-form-urlencoded",
-                                    "application/json; charset=latin-1"])
+@pytest.mark.parametrize(
+    "header", [None, "", "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"]
+)
 def test_unsupported_content_types(header):
     with pytest.raises(MetricsError) as info:
         encoding_of(header)
@@ -285,7 +344,7 @@ def test_malformed_bodies():
     assert body_error(b'{"sn":"X","sn":"Y","d":{"a":1}}').code == "bad_json"
     assert body_error(b'{"sn":"X","d":{"v":NaN}}').code == "bad_json"
     assert body_error(b'{"sn":"X","d":{"v":1e999}}').code == "bad_json"
-    assert body_error(b'\xff\xfe').code == "bad_json"
+    assert body_error(b"\xff\xfe").code == "bad_json"
     assert body_error(b"[" * 100000 + b"]" * 100000).code == "too_deep"
     assert body_error(b'{"sn":"X","d":' + b'{"a":' * 40 + b"1" + b"}" * 41).code == "too_deep"
     assert body_error(b"\x81" * 100000 + b"\x01", "cbor").code == "too_deep"
@@ -311,6 +370,7 @@ def test_cbor_and_json_give_the_same_request_and_cbor_may_use_integer_index_keys
 
 # -- condensing and building -----------------------------------------------------------------
 
+
 def test_condense_row_picks_the_shorter_form():
     order = ("a", "b", "c", "d", "e", "f", "overload")
     assert condense_row({"a": 1, "b": 2}, order) == [1, 2]
@@ -323,8 +383,16 @@ def test_condense_row_picks_the_shorter_form():
 def test_built_requests_parse_back(condensed, encoding):
     data = {"token_count": 5, "tampered": False, "position": [36.8, -1.3]}
     rows = [{"panel_voltage": 17.5, "energy": 3}, {"overload_alert": True}, {"timestamp": 5000, "energy": 1}]
-    built = build_request("SN1", data=data, historical_data=rows, timestamp=NOW, request_count=9,
-                          data_format=FMT, condensed=condensed, encoding=encoding)
+    built = build_request(
+        "SN1",
+        data=data,
+        historical_data=rows,
+        timestamp=NOW,
+        request_count=9,
+        data_format=FMT,
+        condensed=condensed,
+        encoding=encoding,
+    )
     assert built.content_type == f"application/{encoding.value}"
     req = parse_body(built.body, built.content_type, formats=formats, received_at=NOW + 5)
     assert req.data == data and req.request_count == 9 and req.condensed_keys == condensed
@@ -332,8 +400,16 @@ def test_built_requests_parse_back(condensed, encoding):
         assert built.payload["hd"] == [[17.5, None, 3], {"3": True}, {"4": 5000, "2": 1}]
     else:
         rows = [{**rows[0], "timestamp": NOW}, {**rows[1], "timestamp": NOW + 60}, rows[2]]
-        built = build_request("SN1", data=data, historical_data=rows, timestamp=NOW, request_count=9,
-                              data_format=FMT, condensed=False, encoding=encoding)
+        built = build_request(
+            "SN1",
+            data=data,
+            historical_data=rows,
+            timestamp=NOW,
+            request_count=9,
+            data_format=FMT,
+            condensed=False,
+            encoding=encoding,
+        )
         req = parse_body(built.body, built.content_type, formats=formats, received_at=NOW + 5)
     assert [r["timestamp"] for r in req.historical_data] == [NOW, NOW + 60, 5000]
 
@@ -344,10 +420,19 @@ def test_a_simple_request_without_a_format_keeps_names():
 
 
 def test_openpaygo_reads_our_condensed_requests_the_same_way():
-    fmt = {"id": 7, "data_order": list(FMT.data_order), "historical_data_order": list(FMT.historical_data_order),
-           "historical_data_interval": 60}
-    built = build_request("SN1", data={"token_count": 5, "firmware_version": "2"}, timestamp=NOW,
-                          historical_data=[{"panel_voltage": 1.5}, {"panel_voltage": 2.5}], data_format=FMT)
+    fmt = {
+        "id": 7,
+        "data_order": list(FMT.data_order),
+        "historical_data_order": list(FMT.historical_data_order),
+        "historical_data_interval": 60,
+    }
+    built = build_request(
+        "SN1",
+        data={"token_count": 5, "firmware_version": "2"},
+        timestamp=NOW,
+        historical_data=[{"panel_voltage": 1.5}, {"panel_voltage": 2.5}],
+        data_format=FMT,
+    )
     lib = MetricsResponseHandler(built.body.decode(), data_format=fmt).get_simple_metrics()
     ours = parse_body(built.body, built.content_type, formats=formats, received_at=NOW).to_simple()
     assert {k: v for k, v in lib["data"].items() if v is not None} == ours["data"]
@@ -355,8 +440,12 @@ def test_openpaygo_reads_our_condensed_requests_the_same_way():
 
 
 def test_openpaygo_requests_parse():
-    fmt = {"id": 7, "data_order": ["token_count", "tampered"], "historical_data_order": ["panel_voltage"],
-           "historical_data_interval": 60}
+    fmt = {
+        "id": 7,
+        "data_order": ["token_count", "tampered"],
+        "historical_data_order": ["panel_voltage"],
+        "historical_data_interval": 60,
+    }
     h = MetricsRequestHandler("SN1", data_format=fmt)
     h.set_timestamp(NOW)
     h.set_data({"token_count": 2, "tampered": False})
@@ -367,8 +456,9 @@ def test_openpaygo_requests_parse():
 
 
 _names = st.sampled_from(["v1", "v2", "v3", "temp", "alarm"])
-_values = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False), st.text(max_size=5),
-                    st.booleans())
+_values = st.one_of(
+    st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False), st.text(max_size=5), st.booleans()
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -388,8 +478,9 @@ def test_expand_condense_round_trip(order, interval, rows, times, encoding):
         timed.append(dict(r, timestamp=t) if t is not None else dict(r))
     rows = timed
     look = {3: fmt}.get
-    built = build_request("SN", data={"token_count": 1}, historical_data=rows, timestamp=NOW,
-                          data_format=fmt, encoding=encoding)
+    built = build_request(
+        "SN", data={"token_count": 1}, historical_data=rows, timestamp=NOW, data_format=fmt, encoding=encoding
+    )
     first = parse_body(built.body, built.content_type, formats=look, received_at=NOW)
     again = json.dumps(to_condensed(first)).encode()
     second = parse_body(again, "json", formats=look, received_at=NOW)

@@ -27,6 +27,7 @@ def example(version: str, name: str) -> bytes:
 
 def without_trailing_commas(body: bytes) -> bytes:
     import re
+
     return re.sub(rb",(\s*[\]}])", rb"\1", body)
 
 
@@ -48,7 +49,9 @@ def stored(server) -> dict:
 def test_registering_the_example_format_answers_201_with_its_id(server, version):
     answer = server.post("/data_format", example(version, "data_format_register.json"))
     assert answer.status == 201  # the text says "a code 200"; the route section says 201
-    assert json.loads(answer.body) == {"id": 12} and set(json.loads(example(version, "data_format_reply.json"))) == {"id"}
+    assert json.loads(answer.body) == {"id": 12} and set(json.loads(example(version, "data_format_reply.json"))) == {
+        "id"
+    }
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -137,11 +140,18 @@ def test_the_variable_type_example():
     assert (vt.type, vt.unit, vt.aggregation_method, vt.scaled(12)) == ("float", "Wh", "sum", 1200)
 
 
-@pytest.mark.parametrize("version, name", [
-    ("v1.0", "reply_tokens.json"), ("v1.0", "reply_timestamp.json"), ("v1.0", "reply_seconds_left.json"),
-    ("v1.0", "reply_settings.json"), ("v1.0", "reply_extra_data.json"),
-    ("v0.11", "reply_tokens.json"), ("v0.11", "reply_timestamp.json"),
-])
+@pytest.mark.parametrize(
+    "version, name",
+    [
+        ("v1.0", "reply_tokens.json"),
+        ("v1.0", "reply_timestamp.json"),
+        ("v1.0", "reply_seconds_left.json"),
+        ("v1.0", "reply_settings.json"),
+        ("v1.0", "reply_extra_data.json"),
+        ("v0.11", "reply_tokens.json"),
+        ("v0.11", "reply_timestamp.json"),
+    ],
+)
 def test_reply_examples_parse(version, name):
     reply = parse_reply(json.loads(example(version, name)))
     assert reply is not None and reply.has_content()
@@ -153,8 +163,10 @@ def test_the_signed_round_trip_request_of_the_reference(start_metrics_server):
     key = Secret("dac86b1a29ab82edc5fbbc41ec9530f6")
     handle = start_metrics_server(devices=[Device("A111222", key, 123456789)])
     handle.store.add_data_format(parse_data_format(json.loads(example("v1.0", "data_format_register.json"))), id=12)
-    body = (b'{"sn":"A111222","df":12,"ts":1611583070,"rc":5,"d":[13,false,"1.14.2"],'
-            b'"hd":[[17.5,12.5,2.2,3.2],[15.7,12.6,2.2,3.2,0.7]],"a":"ra2e37b33141627b39"}')
+    body = (
+        b'{"sn":"A111222","df":12,"ts":1611583070,"rc":5,"d":[13,false,"1.14.2"],'
+        b'"hd":[[17.5,12.5,2.2,3.2],[15.7,12.6,2.2,3.2,0.7]],"a":"ra2e37b33141627b39"}'
+    )
     answer = handle.post("/dd", body)
     assert answer.status == 201
     assert json.loads(answer.body)["sn"] == "A111222" and "tkl" in json.loads(answer.body)

@@ -20,7 +20,9 @@ def test_every_package_on_disk_is_listed_and_nothing_else():
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "bench").rglob("__init__.py")}
     setuptools = PYPROJECT["tool"]["setuptools"]
     assert setuptools["package-dir"] == MAPPED
-    assert set(setuptools["packages"]) == on_disk | set(MAPPED), sorted(set(setuptools["packages"]) ^ (on_disk | set(MAPPED)))
+    assert set(setuptools["packages"]) == on_disk | set(MAPPED), sorted(
+        set(setuptools["packages"]) ^ (on_disk | set(MAPPED))
+    )
     assert all(name == "bench" or name.startswith("bench.") for name in setuptools["packages"])
     for folder in MAPPED.values():
         assert (ROOT / folder / "__init__.py").is_file(), folder
@@ -35,10 +37,16 @@ def test_the_data_files_the_bench_reads_are_package_data():
 def test_the_plugin_is_registered_through_pytest11_with_every_fixture_module():
     assert PYPROJECT["project"]["entry-points"]["pytest11"] == {"paygo_bench": "bench.fixtures.plugin"}
     tree = ast.parse((ROOT / "fixtures" / "plugin.py").read_text(encoding="utf-8"))
-    listed = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                  and any(getattr(t, "id", None) == "pytest_plugins" for t in node.targets))
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytest_plugins" for t in node.targets)
+    )
     modules = {f"bench.fixtures.{p.stem}" for p in (ROOT / "fixtures").glob("*.py")} - {
-        "bench.fixtures.__init__", "bench.fixtures.plugin", "bench.fixtures.keys"}  # keys: data, no hooks
+        "bench.fixtures.__init__",
+        "bench.fixtures.plugin",
+        "bench.fixtures.keys",
+    }  # keys: data, no hooks
     assert set(listed) == modules and len(listed) == len(set(listed)), sorted(set(listed) ^ modules)
 
 

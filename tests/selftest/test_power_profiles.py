@@ -17,7 +17,12 @@ from bench.power.profiles import (
 )
 
 REQUIRED = {
-    "generic-scpi", "keysight-e36", "rigol-dp800", "siglent-spd3303x", "rs-hmp", "aimtti-cpx",
+    "generic-scpi",
+    "keysight-e36",
+    "rigol-dp800",
+    "siglent-spd3303x",
+    "rs-hmp",
+    "aimtti-cpx",
 }
 
 

@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from bench.measure.measurement import Measurement
 from bench.record.model import (
     DutRecord,
     MeasurementRecord,
@@ -29,21 +30,26 @@ from bench.record.model import (
 )
 from bench.record.schema import SCHEMA, SCHEMA_FILE, SCHEMA_VERSION, schema_json
 from bench.record.writer import RECORD_NAME, write_json_atomic, write_record
-from bench.version import bench_version
 from bench.rig import VIRTUAL_DUT_KEY
-from bench.measure.measurement import Measurement
+from bench.version import bench_version
 from tests.selftest.device_suite import ROOT, run_device_suite
 
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-JUNIT_OUTCOME = {"passed": "passed", "failed": "failed", "error": "error", "skipped": "skipped",
-                 "not covered": "skipped"}
+JUNIT_OUTCOME = {
+    "passed": "passed",
+    "failed": "failed",
+    "error": "error",
+    "skipped": "skipped",
+    "not covered": "skipped",
+}
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (SIGINT/SIGKILL to a child)")
 
 
 def assert_valid(doc: dict) -> None:
     errors = sorted(VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path))
     assert not errors, "record.json does not match its schema:\n" + "\n".join(
-        f"  {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10])
+        f"  {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10]
+    )
 
 
 def load_record(run_dir: Path) -> dict:
@@ -61,10 +67,11 @@ def utc(text: str) -> datetime:
 
 # -- a whole run, checked against its JUnit XML ---------------------------------------------------
 
+
 def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     results, output = run_device_suite(tmp_path, args=("--report-dir", str(tmp_path), "-k", "identity or keeps_time"))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     rec = load_record(tmp_path)
     assert rec["status"] == "finished" and rec["status_reason"] is None, output
     # every selected test passed, but the full suite requires them all: -k left most out
@@ -73,8 +80,9 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
     assert suite["name"] == "full" and suite["covered"] == len(results) and suite["required"] >= 45, suite
     assert len(suite["missing"]) == suite["required"] - suite["covered"]
     assert {m["why"] for m in suite["missing"]} == {"deselected (-k, -m or --deselect)"}, suite["missing"]
-    assert rec["verdict_reason"].startswith(f"{len(results)} of {suite['required']} required tests ran (suite full); "
-                                            "missing: "), rec["verdict_reason"]
+    assert rec["verdict_reason"].startswith(
+        f"{len(results)} of {suite['required']} required tests ran (suite full); missing: "
+    ), rec["verdict_reason"]
     assert rec["schema_version"] == SCHEMA_VERSION and rec["run_id"] == tmp_path.name
     assert rec["bench"]["version"] == bench_version()
     assert rec["station"]["id"] == "virtual" and rec["station"]["virtual"] is True
@@ -83,7 +91,8 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
 
     # the same tests with the same outcomes as junit.xml, and counts that add up
     assert {t["nodeid"]: JUNIT_OUTCOME[t["outcome"]] for t in rec["tests"]} == {
-        n: r.outcome for n, r in results.items()}
+        n: r.outcome for n, r in results.items()
+    }
     assert len(rec["tests"]) == rec["counts"]["collected"] == rec["counts"]["passed"] == len(results) >= 3
 
     # every measurement has its value, unit, limits and outcome
@@ -114,7 +123,8 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
 
 def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
     results, output = run_device_suite(
-        tmp_path, faults=["count_not_persisted"], args=("--report-dir", str(tmp_path), "-k", "persistence"))
+        tmp_path, faults=["count_not_persisted"], args=("--report-dir", str(tmp_path), "-k", "persistence")
+    )
     rec = load_record(tmp_path)
     failed = {n: r for n, r in results.items() if r.outcome == "failed"}
     assert failed, output
@@ -132,13 +142,16 @@ def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
 def test_not_covered_checks_are_recorded_as_such(tmp_path):
     """On the HDK adapter the identity checks cannot be made: 'not covered', never 'passed'."""
     results, output = run_device_suite(
-        tmp_path, args=("--report-dir", str(tmp_path), "--rig", "docs/rigs/hdk-virtual.toml", "-k", "test_identity"))
+        tmp_path, args=("--report-dir", str(tmp_path), "--rig", "docs/rigs/hdk-virtual.toml", "-k", "test_identity")
+    )
     rec = load_record(tmp_path)
     assert results and all(r.outcome == "skipped" for r in results.values()), output
     assert {t["outcome"] for t in rec["tests"]} == {"not covered"}, rec["tests"]
     assert all(t["reason"].startswith("not covered: the hdk adapter") for t in rec["tests"]), rec["tests"]
     assert rec["verdict"] == "INCOMPLETE" and rec["exit_status"] == 2  # nothing ran: never PASSED
-    assert rec["verdict_reason"].startswith("no device test ran (every one skipped or not covered)"), rec["verdict_reason"]
+    assert rec["verdict_reason"].startswith("no device test ran (every one skipped or not covered)"), rec[
+        "verdict_reason"
+    ]
     rig_file = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
     assert rec["station"]["rig_sha256"] == hashlib.sha256(rig_file.read_bytes()).hexdigest()
 
@@ -160,9 +173,22 @@ def test_the_identity_the_dut_reported_is_recorded(tmp_path):
 
 # -- runs that do not end normally ----------------------------------------------------------------
 
+
 def start_suite(run_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider", "--no-plots",
-           "--report-dir", str(run_dir), f"--junitxml={run_dir / 'junit.xml'}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/device",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-plots",
+        "--report-dir",
+        str(run_dir),
+        f"--junitxml={run_dir / 'junit.xml'}",
+        *args,
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -200,12 +226,15 @@ def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
     rec = load_record(tmp_path)
     assert rec["status"] == "interrupted" and rec["exit_status"] == 2, (rec["status"], output)
     assert rec["verdict"] == "INCOMPLETE" and proc.returncode == 2
-    assert rec["verdict_reason"].startswith("interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of "), rec["verdict_reason"]
+    assert rec["verdict_reason"].startswith("interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of "), rec[
+        "verdict_reason"
+    ]
     assert "KeyboardInterrupt" in rec["status_reason"], rec["status_reason"]
     assert utc(rec["ended_at"]) >= utc(rec["started_at"])
     stopped = [t for t in rec["tests"] if t["outcome"] == "interrupted"]
-    assert [t["nodeid"] for t in stopped] == ["tests/device/test_timekeeping.py::test_rtc_keeps_time_while_unpowered"], (
-        rec["tests"], output)
+    assert [t["nodeid"] for t in stopped] == [
+        "tests/device/test_timekeeping.py::test_rtc_keeps_time_while_unpowered"
+    ], (rec["tests"], output)
     assert "KeyboardInterrupt" in stopped[0]["reason"] and rec["counts"]["interrupted"] == 1
     assert rec["counts"]["passed"] == 2 and rec["counts"]["collected"] == 3
 
@@ -216,19 +245,32 @@ def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(tmp_path
     (tmp_path / "crashing_plugin.py").write_text(
         "def pytest_runtest_logreport(report):\n"
         "    if report.when == 'call':\n"
-        "        raise RuntimeError('a plugin crashed')\n", encoding="utf-8")
+        "        raise RuntimeError('a plugin crashed')\n",
+        encoding="utf-8",
+    )
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    proc = start_suite(run_dir, "-p", "crashing_plugin", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                       "-k", "test_identity", env=env)
+    proc = start_suite(
+        run_dir,
+        "-p",
+        "crashing_plugin",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        "-k",
+        "test_identity",
+        env=env,
+    )
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 3, output
     rec = load_record(run_dir)
-    assert rec["verdict"] == "BENCH ERROR" and rec["exit_status"] == 3 and rec["status"] == "interrupted", rec["verdict"]
+    assert rec["verdict"] == "BENCH ERROR" and rec["exit_status"] == 3 and rec["status"] == "interrupted", rec[
+        "verdict"
+    ]
     assert rec["verdict_reason"].startswith("internal error: ") and "a plugin crashed" in rec["verdict_reason"]
     assert "a plugin crashed" in rec["status_reason"], rec["status_reason"]
     assert [(t["nodeid"], t["outcome"]) for t in rec["tests"]] == [
-        ("tests/device/test_identity.py::test_identity", "interrupted")], rec["tests"]
+        ("tests/device/test_identity.py::test_identity", "interrupted")
+    ], rec["tests"]
 
 
 @POSIX_ONLY
@@ -257,8 +299,9 @@ def test_collect_only_is_incomplete_never_passed(tmp_path):
     output, _ = proc.communicate(timeout=60)
     rec = load_record(tmp_path)
     assert proc.returncode == 2 and rec["verdict"] == "INCOMPLETE" and rec["tests"] == [], output
-    assert rec["verdict_reason"] == (f"no device test ran (--collect-only); 0 of {rec['suite']['required']} "
-                                     "required tests ran (suite full)")
+    assert rec["verdict_reason"] == (
+        f"no device test ran (--collect-only); 0 of {rec['suite']['required']} required tests ran (suite full)"
+    )
     assert output.rstrip().splitlines()[-1] == f"paygo-bench: INCOMPLETE: {rec['verdict_reason']}"
 
 
@@ -275,8 +318,9 @@ def test_the_bench_giving_up_is_bench_error(tmp_path):
     (tmp_path / "give_up.py").write_text(GIVE_UP, encoding="utf-8")
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    proc = start_suite(run_dir, "-p", "give_up", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                       "-k", "test_identity", env=env)
+    proc = start_suite(
+        run_dir, "-p", "give_up", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-k", "test_identity", env=env
+    )
     output, _ = proc.communicate(timeout=60)
     rec = load_record(run_dir)
     assert proc.returncode == 3 and rec["verdict"] == "BENCH ERROR", output
@@ -294,6 +338,7 @@ def test_a_record_that_cannot_be_written_is_bench_error(tmp_path):
 
 
 # -- the writer and the schema --------------------------------------------------------------------
+
 
 def test_a_failing_serialisation_leaves_the_previous_record_intact(tmp_path):
     path = tmp_path / RECORD_NAME
@@ -325,8 +370,12 @@ def test_a_failing_rename_leaves_the_previous_record_intact(tmp_path, monkeypatc
 def small_record(**changes) -> RunRecord:
     now = utc_now()
     rec = RunRecord(
-        run_id="20261205T000000Z-virtual", status="running", started_at=now, bench_version="0.1.0",
-        python_version="3.11.7", pytest_version="9.0.0",
+        run_id="20261205T000000Z-virtual",
+        status="running",
+        started_at=now,
+        bench_version="0.1.0",
+        python_version="3.11.7",
+        pytest_version="9.0.0",
         station=StationRecord("virtual", "", "host", "ana", None, None, True, []),
         dut=DutRecord("reference", "SIM000001", "", ""),
     )
@@ -338,9 +387,19 @@ def small_record(**changes) -> RunRecord:
 def test_a_record_never_holds_the_device_key(tmp_path):
     """Even where a reason quotes a DUT that echoed its key, the written record masks it."""
     key = VIRTUAL_DUT_KEY
-    rec = small_record(tests=[TestRecord(
-        "tests/device/test_x.py::test_y", "failed", f"AssertionError: reply 'OK key={key.upper()}'",
-        utc_now(), utc_now(), 0.1, [MeasurementRecord.of(Measurement("drift", math.nan, "ppm", -50, 50))])])
+    rec = small_record(
+        tests=[
+            TestRecord(
+                "tests/device/test_x.py::test_y",
+                "failed",
+                f"AssertionError: reply 'OK key={key.upper()}'",
+                utc_now(),
+                utc_now(),
+                0.1,
+                [MeasurementRecord.of(Measurement("drift", math.nan, "ppm", -50, 50))],
+            )
+        ]
+    )
     path = write_record(tmp_path, rec, secrets=[key])
     text = path.read_text(encoding="utf-8")
     assert key.lower() not in text.lower() and "key=***" in text
@@ -353,8 +412,15 @@ def test_a_record_never_holds_the_device_key(tmp_path):
 def test_the_schema_refuses_what_a_record_must_not_be():
     good = json.loads(json.dumps(small_record().to_dict()))
     assert_valid(good)
-    ended = {**good, "status": "finished", "ended_at": good["started_at"], "duration_s": 1.0, "exit_status": 0,
-             "verdict": "PASSED", "verdict_reason": "1 of 1 required tests ran and passed (suite full)"}
+    ended = {
+        **good,
+        "status": "finished",
+        "ended_at": good["started_at"],
+        "duration_s": 1.0,
+        "exit_status": 0,
+        "verdict": "PASSED",
+        "verdict_reason": "1 of 1 required tests ran and passed (suite full)",
+    }
     assert_valid(ended)
     bad_cases = {
         "running but ended": {**good, "ended_at": good["started_at"]},
@@ -369,9 +435,21 @@ def test_the_schema_refuses_what_a_record_must_not_be():
         "a missing test without why": {**ended, "suite": {**ended["suite"], "missing": [{"nodeid": "t::x"}]}},
         "local time": {**good, "started_at": good["started_at"].replace("Z", "+02:00")},
         "unknown status": {**good, "status": "crashed"},
-        "failed test without a reason": {**good, "tests": [{
-            "nodeid": "t::x", "outcome": "failed", "reason": None, "started_at": good["started_at"],
-            "ended_at": good["started_at"], "duration_s": 0, "measurements": [], "attachments": []}]},
+        "failed test without a reason": {
+            **good,
+            "tests": [
+                {
+                    "nodeid": "t::x",
+                    "outcome": "failed",
+                    "reason": None,
+                    "started_at": good["started_at"],
+                    "ended_at": good["started_at"],
+                    "duration_s": 0,
+                    "measurements": [],
+                    "attachments": [],
+                }
+            ],
+        },
     }
     for name, doc in bad_cases.items():
         assert list(VALIDATOR.iter_errors(doc)), f"the schema accepts a record that is {name}"
@@ -381,7 +459,8 @@ def test_the_schema_refuses_what_a_record_must_not_be():
 def test_the_schema_file_in_docs_is_the_schema_in_code():
     assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_json(), (
         "docs/record.schema.json is stale: regenerate it with "
-        "python -c \"from bench.record.schema import write_schema_file; write_schema_file()\"")
+        'python -c "from bench.record.schema import write_schema_file; write_schema_file()"'
+    )
     doc = (ROOT / "docs" / "record.md").read_text(encoding="utf-8")
     assert f"`{SCHEMA_VERSION}`" in doc, "docs/record.md does not name the current schema version"
     for name in SCHEMA["required"]:

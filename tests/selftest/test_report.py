@@ -27,7 +27,8 @@ def test_report_shows_psu_trace_inline_and_links_raw_data(tmp_path):
     out = tmp_path / "run"
     report = out / "report.html"
     results, output = run_device_suite(
-        tmp_path, args=("--report-dir", str(out), "-k", SELECTED, f"--html={report}", "--self-contained-html"),
+        tmp_path,
+        args=("--report-dir", str(out), "-k", SELECTED, f"--html={report}", "--self-contained-html"),
         plots=True,
     )
     assert results and all(r.outcome == "passed" for r in results.values()), output
@@ -67,18 +68,21 @@ def test_report_shows_the_captured_metrics(tmp_path):
     out = tmp_path / "run"
     report = out / "report.html"
     results, output = run_device_suite(
-        tmp_path, args=("--report-dir", str(out), "-k", "metrics_tokens_applied", f"--html={report}",
-                        "--self-contained-html"),
+        tmp_path,
+        args=("--report-dir", str(out), "-k", "metrics_tokens_applied", f"--html={report}", "--self-contained-html"),
         plots=True,
     )
     assert list(results) == ["tests/device/test_metrics.py::test_metrics_tokens_applied"], output
     assert all(r.outcome == "passed" for r in results.values()), output
-    (nodeid, runs), = report_tests(report).items()
+    ((nodeid, runs),) = report_tests(report).items()
     extras = [e for r in runs for e in r.get("extras", [])]
     tables = [e["content"] for e in extras if e.get("format_type") == "html" and "metrics-requests" in e["content"]]
     assert len(tables) == 1, f"{nodeid}: extras {[(e.get('name'), e.get('format_type')) for e in extras]}"
-    csv_links = [e["content"] for e in extras if e.get("format_type") == "url" and e["content"].endswith(".csv")
-                 and "metrics-requests" in e["content"]]
+    csv_links = [
+        e["content"]
+        for e in extras
+        if e.get("format_type") == "url" and e["content"].endswith(".csv") and "metrics-requests" in e["content"]
+    ]
     assert len(csv_links) == 1, csv_links
     lines = (report.parent / csv_links[0]).read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("id,received_at,method,route,kind,status,verdict"), lines[0]
@@ -92,8 +96,11 @@ def test_report_shows_the_captured_metrics(tmp_path):
     assert any("Historical data" in (e.get("name") or "") for e in images), [e.get("name") for e in images]
     key = VIRTUAL_DUT_KEY
     assert key not in report.read_text(encoding="utf-8")
-    assert not any(key in p.read_text(encoding="utf-8", errors="replace") for p in (out / "logs").iterdir()
-                   if p.suffix in (".log", ".csv", ".html"))
+    assert not any(
+        key in p.read_text(encoding="utf-8", errors="replace")
+        for p in (out / "logs").iterdir()
+        if p.suffix in (".log", ".csv", ".html")
+    )
 
 
 def header_text(report) -> str:
@@ -116,14 +123,26 @@ def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
     out = tmp_path / "run"
     report = out / "report.html"
     results, output = run_device_suite(
-        tmp_path, args=("--report-dir", str(out), "-k", "test_identity", f"--html={report}", "--self-contained-html",
-                        "--operator", "ana"))
+        tmp_path,
+        args=(
+            "--report-dir",
+            str(out),
+            "-k",
+            "test_identity",
+            f"--html={report}",
+            "--self-contained-html",
+            "--operator",
+            "ana",
+        ),
+    )
     assert results and all(r.outcome == "passed" for r in results.values()), output
     head = " ".join(header_text(report).split())
     # the verdict first: both passed, but the full suite requires every device test
     n, m = len(results), json.loads((out / "record.json").read_text(encoding="utf-8"))["suite"]["required"]
     coverage = f"{n} of {m} required (suite full)"
-    assert head.startswith(f"INCOMPLETE verdict INCOMPLETE: {n} of {m} required tests ran (suite full); missing: "), head
+    assert head.startswith(f"INCOMPLETE verdict INCOMPLETE: {n} of {m} required tests ran (suite full); missing: "), (
+        head
+    )
     assert f"DUT serial SIM000001 station virtual coverage {coverage}: Full device suite Run " in head, head
     assert "background:#b35900" in report.read_text(encoding="utf-8")  # amber
     assert page_title(report) == f"INCOMPLETE - DUT SIM000001 - station virtual - {coverage}"
@@ -140,11 +159,23 @@ def test_report_lists_the_tests_the_dut_could_not_be_given(tmp_path):
     report = out / "report.html"
     rig = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
     results, output = run_device_suite(
-        tmp_path, args=("--rig", str(rig), "--report-dir", str(out), "-k", "identity", f"--html={report}",
-                        "--self-contained-html"))
+        tmp_path,
+        args=(
+            "--rig",
+            str(rig),
+            "--report-dir",
+            str(out),
+            "-k",
+            "identity",
+            f"--html={report}",
+            "--self-contained-html",
+        ),
+    )
     skipped = sorted(n for n, r in results.items() if r.outcome == "skipped")
-    assert skipped == ["tests/device/test_identity.py::test_identity",
-                       "tests/device/test_identity.py::test_provisioning_round_trip"], output
+    assert skipped == [
+        "tests/device/test_identity.py::test_identity",
+        "tests/device/test_identity.py::test_provisioning_round_trip",
+    ], output
     head = " ".join(header_text(report).split())
     assert head.startswith("INCOMPLETE verdict INCOMPLETE: no device test ran (every one skipped or not covered)"), head
     assert page_title(report).startswith("INCOMPLETE - DUT ")
@@ -161,15 +192,30 @@ def test_the_header_leads_with_the_verdict_in_its_colour_and_never_shows_a_key()
 
     for verdict, colour in VERDICT_COLOURS.items():
         rec = RunRecord(
-            run_id="r", status="finished", started_at=utc_now(), bench_version="0.1.0", python_version="3.11",
-            pytest_version="9", station=StationRecord("lab-3", "", "host", "", None, None, False, []),
-            dut=DutRecord("reference", "PG1", "", ""), verdict=verdict,
+            run_id="r",
+            status="finished",
+            started_at=utc_now(),
+            bench_version="0.1.0",
+            python_version="3.11",
+            pytest_version="9",
+            station=StationRecord("lab-3", "", "host", "", None, None, False, []),
+            dut=DutRecord("reference", "PG1", "", ""),
+            verdict=verdict,
             verdict_reason=f"the DUT said key={VIRTUAL_DUT_KEY}",
-            suite=Coverage("token", "OpenPAYGO Token certification", 30, 29,
-                           (Missing("tests/device/test_lockout.py::test_x", "skipped: no rtc_set"),)))
+            suite=Coverage(
+                "token",
+                "OpenPAYGO Token certification",
+                30,
+                29,
+                (Missing("tests/device/test_lockout.py::test_x", "skipped: no rtc_set"),),
+            ),
+        )
         page = run_header_html(rec, (), [VIRTUAL_DUT_KEY])
         assert page.startswith(f"<h2 class='paygo-verdict' style='color:#fff;background:{colour};"), page[:120]
         assert page.index(f">{verdict}</h2>") < page.index("<h2>Run</h2>") < page.index("Required, not passed (1)")
         assert "29 of 30 required (suite token): OpenPAYGO Token certification" in page
         assert VIRTUAL_DUT_KEY not in page and "key=***" in page
-        assert title_text(rec, [VIRTUAL_DUT_KEY]) == f"{verdict} - DUT PG1 - station lab-3 - 29 of 30 required (suite token)"
+        assert (
+            title_text(rec, [VIRTUAL_DUT_KEY])
+            == f"{verdict} - DUT PG1 - station lab-3 - 29 of 30 required (suite token)"
+        )

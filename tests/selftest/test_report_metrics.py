@@ -9,7 +9,7 @@ import csv
 import json
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,14 +25,28 @@ STEP = 60
 
 def row(i: int) -> dict:
     """Sample i: readings in mV / mA, as the device sends them."""
-    return {"panel_voltage": 18000 + i, "panel_current": 500 + i, "battery_voltage": 12000 + 10 * i,
-            "battery_current": -100 - i, "load_current": 200, "timestamp": T0 + STEP * i}
+    return {
+        "panel_voltage": 18000 + i,
+        "panel_current": 500 + i,
+        "battery_voltage": 12000 + 10 * i,
+        "battery_current": -100 - i,
+        "load_current": 200,
+        "timestamp": T0 + STEP * i,
+    }
 
 
 def send(server, dut, *, rc: int, samples, df: int, serial: str | None = None, auth: str = "ra"):
-    built = build_request(serial=serial or dut.serial_number, key_hex=dut.key.reveal(), auth=auth,
-                          ts=int(time.time()) + rc, rc=rc, data={"token_count": 1},
-                          rows=[row(i) for i in samples], data_format=device_format(STEP), df=df)
+    built = build_request(
+        serial=serial or dut.serial_number,
+        key_hex=dut.key.reveal(),
+        auth=auth,
+        ts=int(time.time()) + rc,
+        rc=rc,
+        data={"token_count": 1},
+        rows=[row(i) for i in samples],
+        data_format=device_format(STEP),
+        df=df,
+    )
     return server.post("/dd", built.body, built.content_type)
 
 
@@ -47,7 +61,7 @@ def df(server) -> int:
 def session(server, server_dut, df):
     """Three sessions, the second resending two rows of the first (a lost reply), a replayed
     one refused, an unknown device with markup in its serial refused; tokens in the replies."""
-    server.registry.set_target(server_dut.serial_number, datetime.now(timezone.utc) + timedelta(days=3))
+    server.registry.set_target(server_dut.serial_number, datetime.now(UTC) + timedelta(days=3))
     assert send(server, server_dut, rc=1, samples=[0, 1, 2], df=df).status == 201
     assert send(server, server_dut, rc=2, samples=[1, 2, 3, 4], df=df).status == 201
     assert send(server, server_dut, rc=2, samples=[5], df=df).status == 409  # replay: its row is not taken
@@ -109,18 +123,23 @@ def test_several_devices_are_keyed_by_serial(server, server_dut, df):
     assert send(server, server_dut, rc=2, samples=[1], df=df).status == 201
     reqs = server.requests()
     # the first one again as if device B had sent it
-    other = [replace(r, serial_number="B", simple={**r.simple, "serial_number": "B"})
-             for r in reqs if r.kind == "device_data"][:1]
+    other = [
+        replace(r, serial_number="B", simple={**r.simple, "serial_number": "B"})
+        for r in reqs
+        if r.kind == "device_data"
+    ][:1]
     series = historical_series(reqs + other)
     assert series["B/panel_voltage"] == [(float(T0), 18000.0)]
     assert len(series[f"{server_dut.serial_number}/panel_voltage"]) == 2
     assert historical_series(reqs + other, serial_number="B") == {
-        k.split("/")[1]: v for k, v in series.items() if k.startswith("B/")}
+        k.split("/")[1]: v for k, v in series.items() if k.startswith("B/")
+    }
 
 
 def test_evidence_files_csv_and_png(session, server, tmp_path):
-    files = write_metrics_evidence(tmp_path / "out", evidence(session, formats=server.store.data_format),
-                                   "test one/metrics")
+    files = write_metrics_evidence(
+        tmp_path / "out", evidence(session, formats=server.store.data_format), "test one/metrics"
+    )
     assert [f.name for f in files] == ["test_one_metrics-requests.csv", "test_one_metrics-series.png"]
     with files[0].open(newline="", encoding="utf-8") as f:
         lines = list(csv.DictReader(f))

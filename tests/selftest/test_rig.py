@@ -51,6 +51,7 @@ def without_file(rig: Rig) -> Rig:
 
 # --- the shipped examples ------------------------------------------------------------------------
 
+
 def test_virtual_toml_is_the_builtin_virtual_rig():
     rig = load_rig(DOCS / "virtual.toml")
     assert without_file(rig) == virtual_rig()
@@ -85,13 +86,22 @@ def test_device_list_example_rows(tmp_path):
     one = load(base + 'device_serial = "TEST220000001"\n').dut
     two = load(base + 'device_serial = "TEST240000002"\n').dut
     assert (one.serial_number, one.starting_code, one.secret_key.reveal(), one.token_count) == (
-        "TEST220000001", 516959010, KEY, 1)
+        "TEST220000001",
+        516959010,
+        KEY,
+        1,
+    )
     assert (two.serial_number, two.starting_code, two.secret_key.reveal(), two.token_count) == (
-        "TEST240000002", 432435255, "dac86b1a29ab82edc5fbbc41ec9530f6", 10)
+        "TEST240000002",
+        432435255,
+        "dac86b1a29ab82edc5fbbc41ec9530f6",
+        10,
+    )
     assert two.time_divider == 1 and two.restricted_digits is False
 
 
 # --- structure -------------------------------------------------------------------------------------
+
 
 def test_a_virtual_rig_may_omit_every_section_but_station():
     rig = load('[station]\nid = "ci-1"\n')
@@ -131,9 +141,11 @@ def test_missing_rig_file_is_named():
 
 # --- types and ranges ------------------------------------------------------------------------------
 
+
 def test_wrong_type_names_file_key_value_and_expectation():
     assert error('[station]\nid = "x"\n[psu]\nchannel = "a"\n') == (
-        "lab.toml: psu.channel: got 'a' (string); expected an integer 1..8")
+        "lab.toml: psu.channel: got 'a' (string); expected an integer 1..8"
+    )
 
 
 def test_a_bool_is_not_an_integer_but_an_integer_is_a_float():
@@ -141,67 +153,89 @@ def test_a_bool_is_not_an_integer_but_an_integer_is_a_float():
     rig = load('[station]\nid = "x"\n[psu]\nvoltage = 5\n')
     assert rig.psu.voltage == 5.0 and isinstance(rig.psu.voltage, float)
     assert "dut.restricted_digits: got 1 (integer); expected true or false" in error(
-        '[station]\nid = "x"\n[dut]\nrestricted_digits = 1\n')
+        '[station]\nid = "x"\n[dut]\nrestricted_digits = 1\n'
+    )
 
 
-@pytest.mark.parametrize("section, line, key", [
-    ("link", "baud = 12345", "link.baud"),
-    ("link", "reply_timeout_s = 0", "link.reply_timeout_s"),
-    ("link", 'port = "ftp://host:21"', "link.port"),
-    ("link", 'port = "socket://host"', "link.port"),
-    ("psu", 'profile = "hp-6632"', "psu.profile"),
-    ("psu", "channel = 9", "psu.channel"),
-    ("psu", "voltage = 60.5", "psu.voltage"),
-    ("psu", "voltage = nan", "psu.voltage"),
-    ("psu", "current_limit = 0", "psu.current_limit"),
-    ("psu", "off_threshold_v = 12.0", "psu.off_threshold_v"),
-    ("psu", "min_off_s = -1", "psu.min_off_s"),
-    ("psu", 'safe_state = "low"', "psu.safe_state"),
-    ("dut", 'adapter = "angaza"', "dut.adapter"),
-    ("dut", 'serial_number = "SN 1"', "dut.serial_number"),
-    ("dut", "starting_code = 1000000000", "dut.starting_code"),
-    ("dut", "token_count = 65536", "dut.token_count"),
-    ("dut", "time_divider = 0", "dut.time_divider"),
-    ("dut", 'capabilities = ["rtc", "Bad-Name"]', "dut.capabilities"),
-    ("dut", "rtc_drift_limit_ppm = 0", "dut.rtc_drift_limit_ppm"),
-    ("dut", "rtc_drift_limit_ppm = 100001", "dut.rtc_drift_limit_ppm"),
-    ("dut", "rtc_drift_observe_s = 0.5", "dut.rtc_drift_observe_s"),
-    ("dut", "rtc_drift_observe_s = 86401", "dut.rtc_drift_observe_s"),
-    ("dut", "rtc_drift_max_observe_s = 0", "dut.rtc_drift_max_observe_s"),
-    ("server", "port = 70000", "server.port"),
-    ("server", 'base_path = "api"', "server.base_path"),
-    ("sim", "faults = [1]", "sim.faults"),
-    ("sim", "rtc_drift_ppm = 20000", "sim.rtc_drift_ppm"),
-    ("sim", 'link = "usb"', "sim.link"),
-    ("sim", "brownout_v = 0", "sim.brownout_v"),
-    ("sim", 'metrics_mode = "wifi"', "sim.metrics_mode"),
-    ("sim", "metrics_period_s = 0.01", "sim.metrics_period_s"),
-    ("sim", "metrics_sample_s = 1.5", "sim.metrics_sample_s"),
-    ("sim", "metrics_sample_s = 0", "sim.metrics_sample_s"),
-    ("sim", 'metrics_encoding = "xml"', "sim.metrics_encoding"),
-    ("sim", "metrics_reply_timeout_s = 0", "sim.metrics_reply_timeout_s"),
-    ("dut", 'metrics_auth = "none"', "dut.metrics_auth"),
-    ("dut", 'metrics_auth = "RA"', "dut.metrics_auth"),
-    ("dut", "metrics_period_s = 0.5", "dut.metrics_period_s"),
-    ("dut", "metrics_budget_bytes_per_month = 0", "dut.metrics_budget_bytes_per_month"),
-    ("dut", "metrics_budget_bytes_per_month = 1.5", "dut.metrics_budget_bytes_per_month"),
-])
+@pytest.mark.parametrize(
+    "section, line, key",
+    [
+        ("link", "baud = 12345", "link.baud"),
+        ("link", "reply_timeout_s = 0", "link.reply_timeout_s"),
+        ("link", 'port = "ftp://host:21"', "link.port"),
+        ("link", 'port = "socket://host"', "link.port"),
+        ("psu", 'profile = "hp-6632"', "psu.profile"),
+        ("psu", "channel = 9", "psu.channel"),
+        ("psu", "voltage = 60.5", "psu.voltage"),
+        ("psu", "voltage = nan", "psu.voltage"),
+        ("psu", "current_limit = 0", "psu.current_limit"),
+        ("psu", "off_threshold_v = 12.0", "psu.off_threshold_v"),
+        ("psu", "min_off_s = -1", "psu.min_off_s"),
+        ("psu", 'safe_state = "low"', "psu.safe_state"),
+        ("dut", 'adapter = "angaza"', "dut.adapter"),
+        ("dut", 'serial_number = "SN 1"', "dut.serial_number"),
+        ("dut", "starting_code = 1000000000", "dut.starting_code"),
+        ("dut", "token_count = 65536", "dut.token_count"),
+        ("dut", "time_divider = 0", "dut.time_divider"),
+        ("dut", 'capabilities = ["rtc", "Bad-Name"]', "dut.capabilities"),
+        ("dut", "rtc_drift_limit_ppm = 0", "dut.rtc_drift_limit_ppm"),
+        ("dut", "rtc_drift_limit_ppm = 100001", "dut.rtc_drift_limit_ppm"),
+        ("dut", "rtc_drift_observe_s = 0.5", "dut.rtc_drift_observe_s"),
+        ("dut", "rtc_drift_observe_s = 86401", "dut.rtc_drift_observe_s"),
+        ("dut", "rtc_drift_max_observe_s = 0", "dut.rtc_drift_max_observe_s"),
+        ("server", "port = 70000", "server.port"),
+        ("server", 'base_path = "api"', "server.base_path"),
+        ("sim", "faults = [1]", "sim.faults"),
+        ("sim", "rtc_drift_ppm = 20000", "sim.rtc_drift_ppm"),
+        ("sim", 'link = "usb"', "sim.link"),
+        ("sim", "brownout_v = 0", "sim.brownout_v"),
+        ("sim", 'metrics_mode = "wifi"', "sim.metrics_mode"),
+        ("sim", "metrics_period_s = 0.01", "sim.metrics_period_s"),
+        ("sim", "metrics_sample_s = 1.5", "sim.metrics_sample_s"),
+        ("sim", "metrics_sample_s = 0", "sim.metrics_sample_s"),
+        ("sim", 'metrics_encoding = "xml"', "sim.metrics_encoding"),
+        ("sim", "metrics_reply_timeout_s = 0", "sim.metrics_reply_timeout_s"),
+        ("dut", 'metrics_auth = "none"', "dut.metrics_auth"),
+        ("dut", 'metrics_auth = "RA"', "dut.metrics_auth"),
+        ("dut", "metrics_period_s = 0.5", "dut.metrics_period_s"),
+        ("dut", "metrics_budget_bytes_per_month = 0", "dut.metrics_budget_bytes_per_month"),
+        ("dut", "metrics_budget_bytes_per_month = 1.5", "dut.metrics_budget_bytes_per_month"),
+    ],
+)
 def test_out_of_range_values_are_named(section, line, key):
     message = error(f'[station]\nid = "x"\n[{section}]\n{line}\n')
     assert message.startswith(f"lab.toml: {key}: got ") and "; expected " in message
 
 
-@pytest.mark.parametrize("port", ["/dev/ttyUSB0", "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0", "COM3",
-                                  "rfc2217://ser2net.lab:4001", "socket://10.0.0.7:4001", "loop://"])
+@pytest.mark.parametrize(
+    "port",
+    [
+        "/dev/ttyUSB0",
+        "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0",
+        "COM3",
+        "rfc2217://ser2net.lab:4001",
+        "socket://10.0.0.7:4001",
+        "loop://",
+    ],
+)
 def test_serial_ports_accepted(port):
     assert load(REAL.replace('"/dev/ttyUSB0"', f'"{port}"') + f'secret_key = "{KEY}"\n').link.port == port
 
 
-@pytest.mark.parametrize("resource", ["TCPIP0::10.0.0.5::5025::SOCKET", "USB0::0x2A8D::0x1202::MY1::INSTR",
-                                      "ASRL/dev/ttyUSB1::INSTR", "TCPIP::psu.lab::INSTR"])
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "TCPIP0::10.0.0.5::5025::SOCKET",
+        "USB0::0x2A8D::0x1202::MY1::INSTR",
+        "ASRL/dev/ttyUSB1::INSTR",
+        "TCPIP::psu.lab::INSTR",
+    ],
+)
 def test_visa_resources_accepted(resource):
-    assert load(REAL.replace("TCPIP0::10.0.0.5::5025::SOCKET", resource) + f'secret_key = "{KEY}"\n'
-                ).psu.resource == resource
+    assert (
+        load(REAL.replace("TCPIP0::10.0.0.5::5025::SOCKET", resource) + f'secret_key = "{KEY}"\n').psu.resource
+        == resource
+    )
 
 
 def test_visa_resource_checked():
@@ -211,6 +245,7 @@ def test_visa_resource_checked():
 
 # --- virtual vs real -------------------------------------------------------------------------------
 
+
 def test_mixing_virtual_and_real_instruments_is_refused():
     message = error('[station]\nid = "x"\n[psu]\nresource = "TCPIP0::10.0.0.5::5025::SOCKET"\n')
     assert message.startswith("lab.toml: link.port/psu.resource: ")
@@ -219,13 +254,17 @@ def test_mixing_virtual_and_real_instruments_is_refused():
 
 
 def test_sim_section_is_refused_on_a_real_rig():
-    assert error(REAL + f'secret_key = "{KEY}"\n[sim]\nfaults = []\n').startswith(
-        "lab.toml: sim: given on a real rig")
+    assert error(REAL + f'secret_key = "{KEY}"\n[sim]\nfaults = []\n').startswith("lab.toml: sim: given on a real rig")
 
 
-@pytest.mark.parametrize("drop, key", [('serial_number = "PG0001"\n', "dut.serial_number"),
-                                       ("starting_code = 123\n", "dut.starting_code"),
-                                       ("", "dut.secret_key")])
+@pytest.mark.parametrize(
+    "drop, key",
+    [
+        ('serial_number = "PG0001"\n', "dut.serial_number"),
+        ("starting_code = 123\n", "dut.starting_code"),
+        ("", "dut.secret_key"),
+    ],
+)
 def test_a_real_dut_has_no_default_identity(drop, key):
     text = REAL.replace(drop, "") + ("" if key == "dut.secret_key" else f'secret_key = "{KEY}"\n')
     assert error(text).startswith(f"lab.toml: {key}: missing (a real DUT has no default identity)")
@@ -254,19 +293,36 @@ def test_metrics_keys_default_and_reach_the_simulator():
     from bench.station.virtual_rig import sim_options
 
     rig = virtual_rig()
-    assert (rig.sim.metrics_mode, rig.sim.metrics_period_s, rig.sim.metrics_sample_s, rig.sim.metrics_encoding,
-            rig.sim.metrics_reply_timeout_s) == ("direct", 1.0, 1, "json", 1.0)
-    assert (rig.dut.metrics_auth, rig.dut.metrics_period_s, rig.dut.metrics_budget_bytes_per_month) == ("ra", 3600.0, 750_000)
-    real = load(REAL + f'secret_key = "{KEY}"\nmetrics_auth = "ca"\nmetrics_period_s = 86400\n'
-                "metrics_budget_bytes_per_month = 100000\n").dut
+    assert (
+        rig.sim.metrics_mode,
+        rig.sim.metrics_period_s,
+        rig.sim.metrics_sample_s,
+        rig.sim.metrics_encoding,
+        rig.sim.metrics_reply_timeout_s,
+    ) == ("direct", 1.0, 1, "json", 1.0)
+    assert (rig.dut.metrics_auth, rig.dut.metrics_period_s, rig.dut.metrics_budget_bytes_per_month) == (
+        "ra",
+        3600.0,
+        750_000,
+    )
+    real = load(
+        REAL + f'secret_key = "{KEY}"\nmetrics_auth = "ca"\nmetrics_period_s = 86400\n'
+        "metrics_budget_bytes_per_month = 100000\n"
+    ).dut
     assert (real.metrics_auth, real.metrics_period_s, real.metrics_budget_bytes_per_month) == ("ca", 86400.0, 100_000)
     bridge = virtual_rig(metrics_mode="bridge", metrics_encoding="cbor", metrics_period_s=0.5, metrics_sample_s=2)
     build = SimOptions.from_dict(sim_options(bridge, "/tmp/unused")).build
-    assert (build.metrics_mode, build.metrics_encoding, build.metrics_period_s, build.metrics_sample_s,
-            build.metrics_reply_timeout_s) == ("bridge", "cbor", 0.5, 2, 1.0)
+    assert (
+        build.metrics_mode,
+        build.metrics_encoding,
+        build.metrics_period_s,
+        build.metrics_sample_s,
+        build.metrics_reply_timeout_s,
+    ) == ("bridge", "cbor", 0.5, 2, 1.0)
     assert load_rig(DOCS / "virtual-bridge.toml").sim == dataclasses.replace(virtual_rig().sim, metrics_mode="bridge")
     assert error('[station]\nid = "x"\n[sim]\nmetrics_mode = "wifi"\n') == (
-        'lab.toml: sim.metrics_mode: got \'wifi\' (string); expected one of "off", "direct", "bridge"')
+        'lab.toml: sim.metrics_mode: got \'wifi\' (string); expected one of "off", "direct", "bridge"'
+    )
 
 
 def test_hdk_virtual_rig_still_loads():
@@ -276,24 +332,30 @@ def test_hdk_virtual_rig_still_loads():
 
 def test_rtc_drift_max_observe_must_cover_observe():
     message = error(REAL + f'secret_key = "{KEY}"\nrtc_drift_observe_s = 3600\n')
-    assert message == ("lab.toml: dut.rtc_drift_max_observe_s: got 1800 with dut.rtc_drift_observe_s 3600; "
-                       "expected seconds >= dut.rtc_drift_observe_s")
+    assert message == (
+        "lab.toml: dut.rtc_drift_max_observe_s: got 1800 with dut.rtc_drift_observe_s 3600; "
+        "expected seconds >= dut.rtc_drift_observe_s"
+    )
     rig = load(REAL + f'secret_key = "{KEY}"\nrtc_drift_observe_s = 60\nrtc_drift_max_observe_s = 60\n')
     assert (rig.dut.rtc_drift_observe_s, rig.dut.rtc_drift_max_observe_s) == (60.0, 60.0)
 
 
 # --- secrets ---------------------------------------------------------------------------------------
 
+
 def test_exactly_one_key_source():
     message = error(REAL + f'secret_key = "{KEY}"\nsecret_key_env = "K"\n', env={"K": KEY})
-    assert message.startswith("lab.toml: dut.secret_key_env: given together with dut.secret_key; "
-                              "expected exactly one of secret_key, secret_key_env, secret_key_file")
+    assert message.startswith(
+        "lab.toml: dut.secret_key_env: given together with dut.secret_key; "
+        "expected exactly one of secret_key, secret_key_env, secret_key_file"
+    )
 
 
 def test_key_from_environment():
     assert load(REAL + 'secret_key_env = "K"\n', env={"K": f" {KEY}\n"}).dut.secret_key.reveal() == KEY
     assert error(REAL + 'secret_key_env = "K"\n').startswith(
-        "lab.toml: dut.secret_key_env: environment variable K is not set")
+        "lab.toml: dut.secret_key_env: environment variable K is not set"
+    )
 
 
 def test_key_from_file_relative_to_the_rig_file(tmp_path):
@@ -309,11 +371,14 @@ def test_key_from_file_relative_to_the_rig_file(tmp_path):
 BAD_KEY = KEY[:30]  # a leaked-looking but wrong key: must not be shown either
 
 
-@pytest.mark.parametrize("setup, line, key", [
-    ({}, f'secret_key = "{BAD_KEY}"', "dut.secret_key"),
-    ({"env": {"K": BAD_KEY}}, 'secret_key_env = "K"', "dut.secret_key_env"),
-    ({"file": BAD_KEY}, 'secret_key_file = "k.txt"', "dut.secret_key_file"),
-])
+@pytest.mark.parametrize(
+    "setup, line, key",
+    [
+        ({}, f'secret_key = "{BAD_KEY}"', "dut.secret_key"),
+        ({"env": {"K": BAD_KEY}}, 'secret_key_env = "K"', "dut.secret_key_env"),
+        ({"file": BAD_KEY}, 'secret_key_file = "k.txt"', "dut.secret_key_file"),
+    ],
+)
 def test_a_bad_key_is_counted_never_shown(setup, line, key):
     if "file" in setup:
         Path("k.txt").write_text(setup["file"])
@@ -323,14 +388,17 @@ def test_a_bad_key_is_counted_never_shown(setup, line, key):
     assert BAD_KEY not in message
 
 
-@pytest.mark.parametrize("text", [
-    REAL + "secret_key = 12345678901234567890\n",  # wrong type: its value is still not shown
-    REAL + f'secret_key = "{KEY}x"\n',
-    REAL + f'secret_key = "{KEY}"\n[link2]\n',
-    REAL.replace('"PG0001"', f'"{KEY}-"') + f'secret_key = "{KEY}"\n',  # key in the wrong place
-    f'[station]\nid = "{KEY}!"\n',
-    f'[station]\nid = "x"\n[dut]\ndevice_list = "devices.csv"\ndevice_serial = "{KEY}"\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        REAL + "secret_key = 12345678901234567890\n",  # wrong type: its value is still not shown
+        REAL + f'secret_key = "{KEY}x"\n',
+        REAL + f'secret_key = "{KEY}"\n[link2]\n',
+        REAL.replace('"PG0001"', f'"{KEY}-"') + f'secret_key = "{KEY}"\n',  # key in the wrong place
+        f'[station]\nid = "{KEY}!"\n',
+        f'[station]\nid = "x"\n[dut]\ndevice_list = "devices.csv"\ndevice_serial = "{KEY}"\n',
+    ],
+)
 def test_no_error_shows_a_key(text):
     Path("devices.csv").write_bytes((DOCS / "devices-example.csv").read_bytes())
     with pytest.raises(RigError) as info:
@@ -349,10 +417,10 @@ def test_repr_describe_and_secrets_mask_the_key():
 
 # --- the device list -------------------------------------------------------------------------------
 
-HEADER = ("Serial Number,Starting Code,Key,Count,Time Divider,Restricted Digit Mode,"
-          "Hardware Model,Version,Test Code\n")
-LISTED = REAL.replace('serial_number = "PG0001"\nstarting_code = 123\n',
-                      'device_list = "d.csv"\ndevice_serial = "PG0001"\n')
+HEADER = "Serial Number,Starting Code,Key,Count,Time Divider,Restricted Digit Mode,Hardware Model,Version,Test Code\n"
+LISTED = REAL.replace(
+    'serial_number = "PG0001"\nstarting_code = 123\n', 'device_list = "d.csv"\ndevice_serial = "PG0001"\n'
+)
 
 
 def csv_rows(*rows: str) -> None:
@@ -372,21 +440,23 @@ def test_blank_cells_take_defaults_or_dut_values():
 def test_device_list_value_given_twice_is_refused():
     csv_rows(f"PG0001,42,{KEY},1,1,0,,,")
     assert error(LISTED + "starting_code = 7\n").startswith(
-        "lab.toml: dut.starting_code: also given by the device list row of dut.device_serial")
+        "lab.toml: dut.starting_code: also given by the device list row of dut.device_serial"
+    )
     assert error(LISTED + f'secret_key = "{KEY}"\n').startswith("lab.toml: dut.secret_key: also given")
 
 
 def test_serial_missing_from_the_device_list_is_named():
     csv_rows(f"PG0002,42,{KEY},1,1,0,,,")
-    assert error(LISTED).startswith(
-        "lab.toml: dut.device_serial: no row with Serial Number 'PG0001' (string) in ")
+    assert error(LISTED).startswith("lab.toml: dut.device_serial: no row with Serial Number 'PG0001' (string) in ")
 
 
 def test_duplicate_serial_in_the_device_list_is_refused():
     csv_rows(f"PG0001,42,{KEY},1,1,0,,,", f"PG0001,43,{KEY},1,1,0,,,")
     with pytest.raises(RigError) as info:  # the one device-list parser: a list naming a device twice is wrong
         load(LISTED)
-    assert str(info.value).endswith("d.csv: line 3: Serial Number: 'PG0001' is also on line 2; expected each device once")
+    assert str(info.value).endswith(
+        "d.csv: line 3: Serial Number: 'PG0001' is also on line 2; expected each device once"
+    )
 
 
 def test_device_list_with_wrong_headers_is_named():
@@ -412,13 +482,14 @@ def test_device_list_bad_cells_are_named_by_line_and_column():
 def test_device_list_file_and_serial_go_together():
     assert error(LISTED).startswith("lab.toml: dut.device_list: ") and "not found" in error(LISTED)
     csv_rows(f"PG0001,42,{KEY},1,1,0,,,")
-    assert error(LISTED.replace('device_serial = "PG0001"\n', "")).startswith(
-        "lab.toml: dut.device_serial: missing")
+    assert error(LISTED.replace('device_serial = "PG0001"\n', "")).startswith("lab.toml: dut.device_serial: missing")
     assert error('[station]\nid = "x"\n[dut]\ndevice_serial = "PG0001"\n').startswith(
-        "lab.toml: dut.device_serial: given without dut.device_list")
+        "lab.toml: dut.device_serial: given without dut.device_list"
+    )
 
 
 # --- virtual_rig and resolve_rig -------------------------------------------------------------------
+
 
 def test_virtual_rig_overrides_are_validated():
     assert virtual_rig(faults=["nvm_torn_write"], rtc_drift_ppm=50).sim.faults == ("nvm_torn_write",)
@@ -447,7 +518,12 @@ def test_one_device_list_parser_serves_the_rig_and_the_metrics_server():
     dut = load(LISTED).dut
     (device,) = load_devices("d.csv")
     assert (dut.starting_code, dut.secret_key, dut.token_count, dut.time_divider, dut.restricted_digits) == (
-        device.starting_code, device.key, device.count, device.time_divider, device.restricted_digits)
+        device.starting_code,
+        device.key,
+        device.count,
+        device.time_divider,
+        device.restricted_digits,
+    )
     csv_rows(f"PG0001,0,{KEY},1,1,0,,,")
     with pytest.raises(RigError) as rig_error:
         load(LISTED)

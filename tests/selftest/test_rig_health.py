@@ -11,12 +11,28 @@ import sys
 from bench.report.junit import read_junit
 from tests.selftest.device_suite import ROOT
 
+
 def run_scenario(tmp_path, name: str, *args: str):
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", f"tests/selftest/scenarios/{name}.py", "-p", "no:cacheprovider",
-         "--report-dir", str(tmp_path / "run"), f"--junitxml={junit}", "-o", "junit_family=xunit2", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"tests/selftest/scenarios/{name}.py",
+            "-p",
+            "no:cacheprovider",
+            "--report-dir",
+            str(tmp_path / "run"),
+            f"--junitxml={junit}",
+            "-o",
+            "junit_family=xunit2",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return read_junit(junit), proc.stdout + proc.stderr, proc.returncode
 
@@ -61,7 +77,10 @@ def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
     rig.write_text('[station]\nid = "lab-1"\n[psu]\nresource = "virtual"\nvolatge = 12\n')
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/device", "--rig", str(rig), "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     # pytest's usage error: without a rig there is no record (paygo-bench run says BENCH ERROR, exit 3)
     assert proc.returncode == 4, proc.stdout + proc.stderr

@@ -57,8 +57,10 @@ def assert_interval_holds(m: dict[str, float], true_ppm: float) -> None:
 def assert_hard_bound_holds(out_dir: Path, true_ppm: float) -> None:
     """true_ppm lies inside the two-point hard bound of the attached edges (drift-points.csv)."""
     (points,) = (out_dir / "run" / "logs").glob("*test_rtc_drift*.drift-points.csv")
-    edges = [Edge(float(r["host_s"]), float(r["device_s"]), float(r["half_width_s"]), float(r["bracket_s"]))
-             for r in csv.DictReader(points.open())]
+    edges = [
+        Edge(float(r["host_s"]), float(r["device_s"]), float(r["half_width_s"]), float(r["bracket_s"]))
+        for r in csv.DictReader(points.open())
+    ]
     bound = two_point_drift(edges)
     assert bound.ci_low_ppm <= true_ppm <= bound.ci_high_ppm, (
         f"{points.name}: first and last edge give {bound.ppm:+.3f} ppm, hard bound "

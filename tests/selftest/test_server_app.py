@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cbor2
 import openpaygo
@@ -21,8 +21,11 @@ from bench.openpaygo.metrics.wire import Encoding
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import Device
 
-FMT = {"data_order": ["token_count", "tampered", "firmware_version"],
-       "historical_data_order": ["panel_voltage", "battery_voltage"], "historical_data_interval": -60}
+FMT = {
+    "data_order": ["token_count", "tampered", "firmware_version"],
+    "historical_data_order": ["panel_voltage", "battery_voltage"],
+    "historical_data_interval": -60,
+}
 
 
 @pytest.fixture
@@ -56,7 +59,12 @@ def test_device_data_201_empty_object_and_the_row_is_stored(metrics_server, dut)
     assert (answer.status, answer.body, answer.content_type) == (201, b"{}", "application/json")
     (row,) = metrics_server.requests()
     assert (row.status, row.verdict, row.serial_number, row.auth, row.body) == (
-        201, "accepted", dut.serial_number, "ra", built.body)
+        201,
+        "accepted",
+        dut.serial_number,
+        "ra",
+        built.body,
+    )
     assert row.simple["data"] == {"firmware": "1.0"} and row.reply == b"{}"
     assert row.received_at.endswith("Z") and row.remote == "127.0.0.1" and row.route == "/dd"
 
@@ -66,8 +74,13 @@ def test_device_data_201_empty_object_and_the_row_is_stored(metrics_server, dut)
 def test_both_routes_json_and_cbor_with_a_registered_format(metrics_server, dut, route, encoding):
     fid = register(metrics_server)
     fmt = parse_data_format(FMT).with_id(fid)
-    built = signed(dut, data={"token_count": 1, "firmware_version": "2.0"}, data_format=fmt, encoding=encoding,
-                   historical_data=[{"panel_voltage": 17.5}, {"battery_voltage": 12.5}])
+    built = signed(
+        dut,
+        data={"token_count": 1, "firmware_version": "2.0"},
+        data_format=fmt,
+        encoding=encoding,
+        historical_data=[{"panel_voltage": 17.5}, {"battery_voltage": 12.5}],
+    )
     answer = metrics_server.post(route, built.body, built.content_type)
     assert answer.status == 201 and answer.content_type == encoding.content_type
     reply = decode_reply(answer.body, answer.content_type, expected_serial=dut.serial_number)
@@ -80,8 +93,9 @@ def test_both_routes_json_and_cbor_with_a_registered_format(metrics_server, dut,
 @pytest.mark.parametrize("simple", [True, False])
 def test_openpaygo_requests_are_accepted_with_each_method(metrics_server, dut, method, simple):
     fid = register(metrics_server)
-    h = MetricsRequestHandler(dut.serial_number, data_format={**FMT, "id": fid}, secret_key=dut.key.reveal(),
-                              auth_method=method)
+    h = MetricsRequestHandler(
+        dut.serial_number, data_format={**FMT, "id": fid}, secret_key=dut.key.reveal(), auth_method=method
+    )
     h.set_timestamp(int(time.time()))
     h.set_request_count(7)
     h.set_data({"token_count": 1, "tampered": False, "firmware_version": "1.14.2"})
@@ -101,11 +115,14 @@ def test_a_forged_signature_is_403_and_stored(metrics_server, dut):
     assert (row.verdict, row.error_code, row.body, row.simple) == ("rejected", "auth_invalid", forged, None)
 
 
-@pytest.mark.parametrize("payload, code", [
-    ({"sn": "SIM000001", "d": {"tc": 1}}, "auth_missing"),
-    ({"sn": "NOBODY", "ts": 5, "d": {"tc": 1}, "a": "sa1234"}, "unknown_device"),
-    ({"sn": "NOBODY", "d": {"tc": 1}}, "unknown_device"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"sn": "SIM000001", "d": {"tc": 1}}, "auth_missing"),
+        ({"sn": "NOBODY", "ts": 5, "d": {"tc": 1}, "a": "sa1234"}, "unknown_device"),
+        ({"sn": "NOBODY", "d": {"tc": 1}}, "unknown_device"),
+    ],
+)
 def test_payload_policy_refusals(metrics_server, payload, code):
     answer = metrics_server.post("/dd", json.dumps(payload).encode())
     assert answer.status == 403 and error_of(answer) == code
@@ -139,7 +156,7 @@ def test_replay_state_survives_a_restart(start_metrics_server, tmp_path, rig):
 
 
 def test_tokens_bring_the_device_to_its_target(metrics_server, dut):
-    target = datetime.now(timezone.utc) + timedelta(days=3)
+    target = datetime.now(UTC) + timedelta(days=3)
     metrics_server.registry.set_target(dut.serial_number, target)
     count = metrics_server.registry.count(dut.serial_number)
     built = signed(dut, data={"token_count": count}, request_count=1)
@@ -148,8 +165,13 @@ def test_tokens_bring_the_device_to_its_target(metrics_server, dut):
     assert reply.verify(dut.key, request_timestamp=built.payload["ts"], request_count=1)
     (code,) = reply.token_list
     value, kind, new_count, _ = openpaygo.decode_token(
-        token=str(code).zfill(9), secret_key=dut.key.reveal(), count=count, used_counts=[count],
-        starting_code=dut.starting_code, value_divider=dut.time_divider)
+        token=str(code).zfill(9),
+        secret_key=dut.key.reveal(),
+        count=count,
+        used_counts=[count],
+        starting_code=dut.starting_code,
+        value_divider=dut.time_divider,
+    )
     assert (kind, value) == (TokenType.SET_TIME, 3.0)
     assert metrics_server.registry.count(dut.serial_number) == new_count  # advanced and persisted
     # the device entered it: the next report needs no token
@@ -158,7 +180,7 @@ def test_tokens_bring_the_device_to_its_target(metrics_server, dut):
 
 
 def test_auts_and_asl_are_signed_integers(metrics_server, dut):
-    target = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    target = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     metrics_server.registry.set_target(dut.serial_number, target)
     built = signed(dut, data={"active_until_timestamp_requested": True, "active_seconds_left_requested": 1})
     answer = json.loads(metrics_server.post("/dd", built.body).body)
@@ -188,8 +210,9 @@ def test_base_url_announced_at_run_time_and_withdrawn(start_metrics_server):
     server = start_metrics_server()
     dut = server.registry.get(server.registry.serials()[0])
     t = int(time.time())
-    reply = decode_reply(server.post("/dd", signed(dut, data={"x": "1"}, request_count=1, timestamp=t).body).body,
-                         "json")
+    reply = decode_reply(
+        server.post("/dd", signed(dut, data={"x": "1"}, request_count=1, timestamp=t).body).body, "json"
+    )
     assert reply is None or reply.settings is None
     server.announce_base_url("http://127.0.0.1:1/next")
     built = signed(dut, data={"x": "1"}, request_count=2, timestamp=t + 1)
@@ -197,8 +220,9 @@ def test_base_url_announced_at_run_time_and_withdrawn(start_metrics_server):
     assert reply.settings == {"base_url": "http://127.0.0.1:1/next"}
     assert reply.verify(dut.key, request_timestamp=built.payload["ts"], request_count=2)
     server.announce_base_url(None)
-    reply = decode_reply(server.post("/dd", signed(dut, data={"x": "1"}, request_count=3, timestamp=t + 2).body).body,
-                         "json")
+    reply = decode_reply(
+        server.post("/dd", signed(dut, data={"x": "1"}, request_count=3, timestamp=t + 2).body).body, "json"
+    )
     assert reply is None or reply.settings is None
 
 
@@ -208,29 +232,35 @@ def test_base_path(start_metrics_server):
     assert server.url.endswith("/metrics/v1")
     assert server.post("/dd", signed(dut).body).status == 201
     from bench.fixtures.metrics_server import http_request
+
     answer = http_request(server.server.url + "/dd", "POST", signed(dut).body, {"Content-Type": "json"})
     assert answer.status == 404 and error_of(answer) == "not_found"
 
 
 def test_unknown_routes_and_methods_are_json_and_stored(metrics_server):
-    for answer, code in ((metrics_server.post("/nope", b"{}"), "not_found"),
-                         (metrics_server.post("/", b"{}"), "not_found"),
-                         (metrics_server.get("/data_format"), "method_not_allowed")):
+    for answer, code in (
+        (metrics_server.post("/nope", b"{}"), "not_found"),
+        (metrics_server.post("/", b"{}"), "not_found"),
+        (metrics_server.get("/data_format"), "method_not_allowed"),
+    ):
         assert error_of(answer) == code
     assert [r.error_code for r in metrics_server.requests()] == ["not_found", "not_found", "method_not_allowed"]
 
 
-@pytest.mark.parametrize("body, ctype, status, code", [
-    (b'{"sn":', "application/json", 400, "bad_json"),
-    (b"\xa1\x62sn", "application/cbor", 400, "bad_cbor"),
-    (b"{}", "text/plain", 415, "unsupported_media_type"),
-    (b"{}", None, 415, "unsupported_media_type"),
-    (b'{"sn":"SIM000001","df":1,"dfo":{},"d":[1]}', "json", 422, "both_data_formats"),
-    (b'{"sn":"SIM000001"}', "json", 422, "no_data"),
-    (b'{"sn":"SIM000001","d":[1]}', "json", 422, "no_data_format"),
-    (b'{"sn":"SIM000001","df":404,"d":[1]}', "json", 422, "unknown_data_format"),
-    (b"[1]", "json", 422, "not_an_object"),
-])
+@pytest.mark.parametrize(
+    "body, ctype, status, code",
+    [
+        (b'{"sn":', "application/json", 400, "bad_json"),
+        (b"\xa1\x62sn", "application/cbor", 400, "bad_cbor"),
+        (b"{}", "text/plain", 415, "unsupported_media_type"),
+        (b"{}", None, 415, "unsupported_media_type"),
+        (b'{"sn":"SIM000001","df":1,"dfo":{},"d":[1]}', "json", 422, "both_data_formats"),
+        (b'{"sn":"SIM000001"}', "json", 422, "no_data"),
+        (b'{"sn":"SIM000001","d":[1]}', "json", 422, "no_data_format"),
+        (b'{"sn":"SIM000001","df":404,"d":[1]}', "json", 422, "unknown_data_format"),
+        (b"[1]", "json", 422, "not_an_object"),
+    ],
+)
 def test_malformed_requests(metrics_server, body, ctype, status, code):
     answer = metrics_server.post("/dd", body, ctype)
     assert (answer.status, error_of(answer)) == (status, code)
@@ -263,8 +293,9 @@ def test_get_device_data_by_time_range_in_the_simple_format(metrics_server, dut)
     rows = [{"panel_voltage": float(i)} for i in range(5)]
     built = signed(dut, data={"token_count": 1}, timestamp=t0, data_format=fmt, historical_data=rows)
     assert metrics_server.post("/dd", built.body).status == 201
-    answer = metrics_server.get("/device_data", {"from_datetime": "2023-11-14T22:11:00Z",
-                                                 "to_datetime": "2023-11-14T22:12:00Z"})
+    answer = metrics_server.get(
+        "/device_data", {"from_datetime": "2023-11-14T22:11:00Z", "to_datetime": "2023-11-14T22:12:00Z"}
+    )
     assert answer.status == 200
     (obj,) = json.loads(answer.body)
     assert obj["serial_number"] == dut.serial_number and "data" not in obj  # t0 = 22:13:20
@@ -287,14 +318,18 @@ def test_policy_none_accepts_unknown_devices_and_still_stores(start_metrics_serv
 def test_secrets_never_reach_rows_logs_or_replies(start_metrics_server, caplog, tmp_path):
     jwt_secret = "j" * 40
     from bench.secret import Secret
-    server = start_metrics_server(MetricsServerConfig(auth="either", jwt_secret=Secret(jwt_secret)),
-                                  db=tmp_path / "secret.db")
+
+    server = start_metrics_server(
+        MetricsServerConfig(auth="either", jwt_secret=Secret(jwt_secret)), db=tmp_path / "secret.db"
+    )
     dut = server.registry.get(server.registry.serials()[0])
     caplog.set_level(logging.DEBUG)
-    bodies = [server.post("/dd", signed(dut).body).body,
-              server.post("/dd", signed(dut, "da").body.replace(b"tc", b"TC")).body,
-              server.post("/dd", b'{"sn":"X","d":{"a":1}}', headers={"Authorization": "JWT abc.def.ghi"}).body,
-              server.post("/dd", b"\x00garbage").body]
+    bodies = [
+        server.post("/dd", signed(dut).body).body,
+        server.post("/dd", signed(dut, "da").body.replace(b"tc", b"TC")).body,
+        server.post("/dd", b'{"sn":"X","d":{"a":1}}', headers={"Authorization": "JWT abc.def.ghi"}).body,
+        server.post("/dd", b"\x00garbage").body,
+    ]
     server.server.stop()
     server.store.close()
     blob = (tmp_path / "secret.db").read_bytes() + b"".join(bodies) + caplog.text.encode()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import openpaygo
 import pytest
 from openpaygo import TokenType
 
 from bench.rig import virtual_rig
+from bench.secret import Secret
 from bench.server.activation import active_seconds_left, active_until_timestamp, plan_tokens
 from bench.server.devices import Device, DeviceFileError, DeviceRegistry, device_from_profile, load_devices
 from bench.server.store import DeviceState, Store
-from bench.secret import Secret
 
 KEY = "bc41ec9530f6dac86b1a29ab82edc5fb"
 NOW = 1_800_000_000.0
@@ -21,26 +21,39 @@ DEV = Device("TEST220000001", Secret(KEY), 516959010, count=1)
 
 
 def decode(code: str, count: int, device: Device = DEV):
-    value, kind, new_count, _ = openpaygo.decode_token(token=code, secret_key=device.key.reveal(), count=count,
-                                                       used_counts=[count],
-                                                       starting_code=device.starting_code,
-                                                       value_divider=device.time_divider,
-                                                       restricted_digit_set=device.restricted_digits)
+    value, kind, new_count, _ = openpaygo.decode_token(
+        token=code,
+        secret_key=device.key.reveal(),
+        count=count,
+        used_counts=[count],
+        starting_code=device.starting_code,
+        value_divider=device.time_divider,
+        restricted_digit_set=device.restricted_digits,
+    )
     return value, kind, new_count
 
 
 def test_toml_json_and_csv_device_files(tmp_path, monkeypatch):
     (tmp_path / "d.toml").write_text(
         '[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 123456789\n'
-        'time_divider = 4\nactive_until = 2030-01-01T00:00:00Z\n'
-        '[[device]]\nserial_number = "B"\nsecret_key_env = "B_KEY"\nstarting_code = 5\ncount = 10\n' % KEY)
-    (tmp_path / "d.json").write_text(json.dumps({"devices": [
-        {"serial_number": "A", "secret_key": KEY.upper(), "starting_code": 1, "restricted_digits": True}]}))
+        "time_divider = 4\nactive_until = 2030-01-01T00:00:00Z\n"
+        '[[device]]\nserial_number = "B"\nsecret_key_env = "B_KEY"\nstarting_code = 5\ncount = 10\n' % KEY
+    )
+    (tmp_path / "d.json").write_text(
+        json.dumps(
+            {
+                "devices": [
+                    {"serial_number": "A", "secret_key": KEY.upper(), "starting_code": 1, "restricted_digits": True}
+                ]
+            }
+        )
+    )
     (tmp_path / "d.csv").write_text(
         "Serial Number,Starting Code,Key,Count,Time Divider,Restricted Digit Mode,Hardware Model,Version,Test Code\n"
-        f"TEST220000001,516959010,{KEY},1,1,0,,,\nTEST2,432435255,{KEY},10,2,1,M,1.0,\n")
+        f"TEST220000001,516959010,{KEY},1,1,0,,,\nTEST2,432435255,{KEY},10,2,1,M,1.0,\n"
+    )
     a, b = load_devices(tmp_path / "d.toml", env={"B_KEY": KEY})
-    assert a.time_divider == 4 and a.active_until == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert a.time_divider == 4 and a.active_until == datetime(2030, 1, 1, tzinfo=UTC)
     assert b.count == 10 and b.key.reveal() == KEY
     (j,) = load_devices(tmp_path / "d.json")
     assert j.restricted_digits and j.key.reveal() == KEY
@@ -49,13 +62,16 @@ def test_toml_json_and_csv_device_files(tmp_path, monkeypatch):
     assert (c2.time_divider, c2.restricted_digits) == (2, True)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('[[device]]\nserial_number = "A"\nstarting_code = 1\n', "exactly one of secret_key"),
-    ('[[device]]\nserial_number = "A"\nsecret_key = "abc"\nstarting_code = 1\n', "not 32 hex"),
-    ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 0\n' % KEY, "starting_code"),
-    ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 1\ncolour = 1\n' % KEY, "unknown key"),
-    ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 1\n' % KEY * 2, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[[device]]\nserial_number = "A"\nstarting_code = 1\n', "exactly one of secret_key"),
+        ('[[device]]\nserial_number = "A"\nsecret_key = "abc"\nstarting_code = 1\n', "not 32 hex"),
+        ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 0\n' % KEY, "starting_code"),
+        ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 1\ncolour = 1\n' % KEY, "unknown key"),
+        ('[[device]]\nserial_number = "A"\nsecret_key = "%s"\nstarting_code = 1\n' % KEY * 2, "listed twice"),
+    ],
+)
 def test_device_file_errors_name_the_key_and_never_show_it(tmp_path, text, fragment):
     (tmp_path / "d.toml").write_text(text)
     with pytest.raises(DeviceFileError) as info:
@@ -68,13 +84,15 @@ def test_a_registry_from_the_rig_profile_persists_state(tmp_path):
     with Store(tmp_path / "m.db") as store:
         reg = DeviceRegistry([device], store)
         assert reg.count(device.serial_number) == device.count
-        reg.set_target(device.serial_number, datetime(2030, 1, 1, tzinfo=timezone.utc))
+        reg.set_target(device.serial_number, datetime(2030, 1, 1, tzinfo=UTC))
         with pytest.raises(ValueError):
             reg.set_target(device.serial_number, datetime(2030, 1, 1))
     with Store(tmp_path / "m.db") as store:
         reg = DeviceRegistry([device], store)  # the file's count does not overwrite the stored state
-        assert reg.state(device.serial_number).target_until == datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
-        assert "***" in repr(reg.get(device.serial_number)) and device.key.reveal() not in repr(reg.get(device.serial_number))
+        assert reg.state(device.serial_number).target_until == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+        assert "***" in repr(reg.get(device.serial_number)) and device.key.reveal() not in repr(
+            reg.get(device.serial_number)
+        )
 
 
 def test_one_set_time_token_for_the_remaining_time():

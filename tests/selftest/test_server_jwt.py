@@ -36,17 +36,20 @@ def test_a_valid_token_is_accepted_for_any_device(jwt_server):
     assert jwt_server.requests()[-1].auth == "jwt"
 
 
-@pytest.mark.parametrize("header, expected", [
-    (None, "auth_missing"),
-    ("Bearer " + make_jwt(SECRET), "jwt_invalid"),
-    ("JWT", "jwt_invalid"),
-    ("JWT not.a.token", "jwt_invalid"),
-    ("JWT " + jwt.encode({"sub": "x"}, None, algorithm="none"), "jwt_invalid"),
-    ("JWT " + jwt.encode({"sub": "x"}, "another-secret-of-at-least-32-bytes!", algorithm="HS256"), "jwt_invalid"),
-    ("JWT " + jwt.encode({"sub": "x"}, SECRET.reveal(), algorithm="HS512"), "jwt_invalid"),
-    ("JWT " + make_jwt(SECRET, {"exp": int(time.time()) - 3600}), "jwt_invalid"),
-    ("JWT " + make_jwt(SECRET, {"nbf": int(time.time()) + 3600}), "jwt_invalid"),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (None, "auth_missing"),
+        ("Bearer " + make_jwt(SECRET), "jwt_invalid"),
+        ("JWT", "jwt_invalid"),
+        ("JWT not.a.token", "jwt_invalid"),
+        ("JWT " + jwt.encode({"sub": "x"}, None, algorithm="none"), "jwt_invalid"),
+        ("JWT " + jwt.encode({"sub": "x"}, "another-secret-of-at-least-32-bytes!", algorithm="HS256"), "jwt_invalid"),
+        ("JWT " + jwt.encode({"sub": "x"}, SECRET.reveal(), algorithm="HS512"), "jwt_invalid"),
+        ("JWT " + make_jwt(SECRET, {"exp": int(time.time()) - 3600}), "jwt_invalid"),
+        ("JWT " + make_jwt(SECRET, {"nbf": int(time.time()) + 3600}), "jwt_invalid"),
+    ],
+)
 def test_bad_tokens_are_403(jwt_server, header, expected):
     answer = jwt_server.post("/dd", BODY, headers={"Authorization": header} if header else None)
     assert answer.status == 403 and code(answer) == expected
@@ -58,13 +61,15 @@ def test_either_policy(start_metrics_server):
     server = start_metrics_server(MetricsServerConfig(auth="either", jwt_secret=SECRET))
     dut = server.registry.get(server.registry.serials()[0])
     ts = int(time.time())
-    signed = build_request(dut.serial_number, data={"x": "1"}, timestamp=ts, auth_method="ca", key=dut.key,
-                           request_count=1)
+    signed = build_request(
+        dut.serial_number, data={"x": "1"}, timestamp=ts, auth_method="ca", key=dut.key, request_count=1
+    )
     assert server.post("/dd", signed.body).status == 201
     assert server.post("/dd", BODY, headers=auth(make_jwt(SECRET))).status == 201
     assert code(server.post("/dd", BODY)) == "auth_missing"
-    again = build_request(dut.serial_number, data={"x": "1"}, timestamp=ts + 1, auth_method="ca", key=dut.key,
-                          request_count=2)
+    again = build_request(
+        dut.serial_number, data={"x": "1"}, timestamp=ts + 1, auth_method="ca", key=dut.key, request_count=2
+    )
     bad_jwt = server.post("/dd", again.body, headers=auth("x.y.z"))
     assert bad_jwt.status == 403 and code(bad_jwt) == "jwt_invalid"  # a present credential must be valid
     both = server.post("/dd", again.body, headers=auth(make_jwt(SECRET)))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.fixtures.metrics_server import http_request
 from bench.server.config import MetricsServerConfig
 from bench.server.serve import SPEC_CIPHERS
-from bench.fixtures.metrics_server import http_request
 
 ROOT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 30.0
@@ -41,7 +41,11 @@ def test_a_killed_server_has_every_row_it_answered(tmp_path):
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "serve", "--db", str(db), "--port", "0", "--auth", "none"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = read_line(proc, time.monotonic() + START_DEADLINE_S)
         m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
@@ -65,9 +69,22 @@ def test_a_killed_server_has_every_row_it_answered(tmp_path):
 
 def test_serve_refuses_a_bad_device_file(tmp_path):
     (tmp_path / "d.json").write_text('{"devices": [{"serial_number": "A"}]}')
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "serve", "--db", str(tmp_path / "x.db"),
-                          "--devices", str(tmp_path / "d.json")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--devices",
+            str(tmp_path / "d.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "secret_key" in out.stderr
 
 
@@ -81,18 +98,24 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paygo-bench test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     d = tmp_path_factory.mktemp("tls")
     (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    (d / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return d / "cert.pem", d / "key.pem"
 
 
@@ -105,6 +128,7 @@ def test_https_with_a_local_certificate(start_metrics_server, certificate):
     assert answer.status == 201 and server.requests()[-1].verdict == "accepted"
     # the handshake follows the spec: TLS 1.2+ and its cipher list
     import socket
+
     with socket.create_connection(("127.0.0.1", server.server.port), timeout=10) as raw:
         with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
@@ -112,8 +136,9 @@ def test_https_with_a_local_certificate(start_metrics_server, certificate):
                 assert "GCM" in tls.cipher()[0] or "AES256" in tls.cipher()[0]
     # an untrusting client refuses it, and plain HTTP gets no answer
     with pytest.raises(ssl.SSLError):
-        http_request(server.url + "/dd", "POST", b"{}", {"Content-Type": "json"},
-                     ssl_context=ssl.create_default_context())
+        http_request(
+            server.url + "/dd", "POST", b"{}", {"Content-Type": "json"}, ssl_context=ssl.create_default_context()
+        )
     with pytest.raises((OSError, http.client.HTTPException)):  # reset, or no status line
         http_request(server.url.replace("https", "http") + "/dd", "POST", b"{}", {"Content-Type": "json"}, timeout=3)
     assert SPEC_CIPHERS.count(":") == 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,20 +11,37 @@ from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import parse_data_format
 from bench.server.store import DeviceState, IssuedToken, RequestRecord, Store
 
-T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
 def record(status=201, error=None, **kw) -> RequestRecord:
-    base = dict(received_at=T0, remote="127.0.0.1", method="POST", route="/dd", kind="device_data",
-                content_type="application/json", body=b'{"sn":"X"}', status=status, error=error)
+    base = dict(
+        received_at=T0,
+        remote="127.0.0.1",
+        method="POST",
+        route="/dd",
+        kind="device_data",
+        content_type="application/json",
+        body=b'{"sn":"X"}',
+        status=status,
+        error=error,
+    )
     base.update(kw)
     return RequestRecord(**base)
 
 
 def test_wal_mode_and_utc_rows(tmp_path):
     with Store(tmp_path / "m.db") as store:
-        rid = store.record(record(serial_number="X", simple={"serial_number": "X"}, data_times=(5, 9),
-                                  reply=b"{}", reply_content_type="application/json", auth="ra"))
+        rid = store.record(
+            record(
+                serial_number="X",
+                simple={"serial_number": "X"},
+                data_times=(5, 9),
+                reply=b"{}",
+                reply_content_type="application/json",
+                auth="ra",
+            )
+        )
         (row,) = store.requests()
         assert row.id == rid and row.received_at == "2026-01-02T03:04:05.678901Z"
         assert row.verdict == "accepted" and row.simple == {"serial_number": "X"} and row.body == b'{"sn":"X"}'

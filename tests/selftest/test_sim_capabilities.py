@@ -23,10 +23,10 @@ from bench.sim.capabilities import ESSENTIAL, HIDEABLE
 from bench.sim.eeprom import Eeprom
 from bench.sim.firmware import Firmware
 from bench.sim.firmware_config import FirmwareConfig
-from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
 from bench.sim.virtual_rig import SimOptions, VirtualRig
+from bench.station.virtual_rig import SimStartError, start_virtual_rig
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 SC = 123456789
@@ -64,8 +64,12 @@ NEEDS = {
     "nvm": [("NVM", "NVM")],
     "factory_reset": [("NVM ERASE", "NVM ERASE"), ("NVM ERASE NOW", "NVM ERASE")],
     "metrics_bridge": [("METRICS EXPORT", "METRICS EXPORT"), ("METRICS IMPORT b64=e30=", "METRICS IMPORT")],
-    "metrics_report": [("METRICS CONFIG", "METRICS CONFIG"), ("METRICS REPORT", "METRICS REPORT"),
-                       ("METRICS STATUS", "METRICS STATUS"), ("METRICS FORMAT", "METRICS FORMAT")],
+    "metrics_report": [
+        ("METRICS CONFIG", "METRICS CONFIG"),
+        ("METRICS REPORT", "METRICS REPORT"),
+        ("METRICS STATUS", "METRICS STATUS"),
+        ("METRICS FORMAT", "METRICS FORMAT"),
+    ],
     "rtc_subsecond": [],
     "extended_tokens": [],
 }
@@ -130,11 +134,14 @@ def test_no_reset_no_clock_build_provisions_once_and_keeps_the_rest(tmp_path):
     assert re.search(r" sn=SIM000001 ", d("ID"))
 
 
-@pytest.mark.parametrize("hide,message", [
-    ({"token"}, "hide_capabilities: 'token' cannot be hidden"),
-    ({"status"}, "hide_capabilities: 'status' cannot be hidden"),
-    ({"factory_rest"}, "hide_capabilities: unknown capability 'factory_rest'; known: token, status, rtc"),
-])
+@pytest.mark.parametrize(
+    "hide,message",
+    [
+        ({"token"}, "hide_capabilities: 'token' cannot be hidden"),
+        ({"status"}, "hide_capabilities: 'status' cannot be hidden"),
+        ({"factory_rest"}, "hide_capabilities: unknown capability 'factory_rest'; known: token, status, rtc"),
+    ],
+)
 def test_hiding_what_cannot_be_hidden_is_refused_at_build_time(hide, message):
     with pytest.raises(ValueError) as e:
         FirmwareConfig(hide_capabilities=frozenset(hide))
@@ -151,9 +158,11 @@ def test_simulator_refuses_a_bad_build_with_a_clear_error():
     """Through the simulator process: the error names the option, no traceback."""
     with pytest.raises(SimStartError) as e:
         start_virtual_rig({"hide_capabilities": ["rtc", "tokens"]})
-    assert str(e.value) == ("virtual rig did not start: paygo-bench sim: hide_capabilities: unknown capability "
-                            "'tokens'; known: token, status, rtc, rtc_subsecond, rtc_set, nvm, factory_reset, "
-                            "metrics_bridge, metrics_report, extended_tokens")
+    assert str(e.value) == (
+        "virtual rig did not start: paygo-bench sim: hide_capabilities: unknown capability "
+        "'tokens'; known: token, status, rtc, rtc_subsecond, rtc_set, nvm, factory_reset, "
+        "metrics_bridge, metrics_report, extended_tokens"
+    )
 
 
 # -- over the real pty, through the reference adapter ---------------------------------------------
@@ -164,8 +173,16 @@ def test_hidden_capabilities_over_the_serial_link(tmp_path):
     them, the adapter's factory_reset and rtc_set are refused by the device with 404 (nothing
     changes), provisioning on the blank device works, the clock reads."""
     with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
-        rig = VirtualRig(SimOptions.from_dict({"state_dir": state_dir, "psu_decay_s": 0.0, "boot_delay_s": 0.01,
-                                              "hide_capabilities": ["factory_reset", "rtc_set"]}))
+        rig = VirtualRig(
+            SimOptions.from_dict(
+                {
+                    "state_dir": state_dir,
+                    "psu_decay_s": 0.0,
+                    "boot_delay_s": 0.01,
+                    "hide_capabilities": ["factory_reset", "rtc_set"],
+                }
+            )
+        )
         port = rig.start()["port"]
         link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
         try:

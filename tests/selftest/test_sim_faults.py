@@ -38,8 +38,11 @@ def test_a_firmware_build_holds_faults_and_refuses_a_misspelt_one():
 
 
 def test_no_simulator_module_tests_a_fault_by_its_name_as_a_string():
-    found = [f"{path.relative_to(SIM)}:{node.lineno}: {node.value!r}"
-             for path in sorted(SIM.rglob("*.py")) if path.name != "faults.py"
-             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in CATALOGUE]
+    found = [
+        f"{path.relative_to(SIM)}:{node.lineno}: {node.value!r}"
+        for path in sorted(SIM.rglob("*.py"))
+        if path.name != "faults.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in CATALOGUE
+    ]
     assert not found, f"use the Fault member instead: {found}"

@@ -264,7 +264,14 @@ def test_reused_token_is_already_used(prov, gen):
 
 def test_status_after_add(prov, gen):
     """STATUS reflects an ADD 1 day from now: active, active_until = now + 86400, count 2."""
-    assert prov.status() == {"payg": "inactive", "active_until": "0", "left": "0", "count": "1", "invalid": "0", "locked": "0"}
+    assert prov.status() == {
+        "payg": "inactive",
+        "active_until": "0",
+        "left": "0",
+        "count": "1",
+        "invalid": "0",
+        "locked": "0",
+    }
     now = prov.now()
     prov(f"TOKEN {gen.add_days(1).code}")
     s = prov.status()
@@ -312,7 +319,9 @@ def test_fourth_invalid_doubles_lockout(prov, gen):
     assert 239 <= int(prov.status()["locked"]) <= 240
 
 
-@pytest.mark.parametrize("unit_s,locks", [(1.0, [0, 0, 2, 4, 8]), (0.25, [0, 0, 1, 1, 2]), (60.0, [0, 0, 120, 240, 480])])
+@pytest.mark.parametrize(
+    "unit_s,locks", [(1.0, [0, 0, 2, 4, 8]), (0.25, [0, 0, 1, 1, 2]), (60.0, [0, 0, 120, 240, 480])]
+)
 def test_lockout_unit_scales_the_schedule(tmp_path, gen, unit_s, locks):
     """lockout_unit_s is the build's lockout "minute": error n >= 3 locks 2^(n-2) units (whole
     RTC seconds, rounded up); the clock is set past each lock before the next error."""
@@ -521,9 +530,19 @@ def test_key_never_in_any_reply(dev, gen):
         dev(line[0])
     dev(PROV)
     for line in [
-        "ID", "STATUS", "RTC", "NVM", "METRICS EXPORT", f"TOKEN {gen.add_days(1).code}",
-        f"TOKEN {gen.invalid(0)}", PROV, f"PROV sn={SN} key={KEY} sc={SC} bogus=1",
-        f"PROV sn={SN} key={KEY} sc=x", f"PROV key={KEY}", "PING", "FOO",
+        "ID",
+        "STATUS",
+        "RTC",
+        "NVM",
+        "METRICS EXPORT",
+        f"TOKEN {gen.add_days(1).code}",
+        f"TOKEN {gen.invalid(0)}",
+        PROV,
+        f"PROV sn={SN} key={KEY} sc={SC} bogus=1",
+        f"PROV sn={SN} key={KEY} sc=x",
+        f"PROV key={KEY}",
+        "PING",
+        "FOO",
     ]:
         dev(line)
     dev.power_cycle()
@@ -543,13 +562,29 @@ def test_key_not_echoed_in_prov_error(dev):
 
 FIRMWARE_FAULTS = sorted(n for n, f in CATALOGUE.items() if f.layer == "firmware")
 TESTED_FAULTS = {
-    "count_not_persisted", "provisioning_not_persisted", "serial_truncated", "key_echoed", "wrong_protocol_major",
-    "no_lockout", "lockout_not_persisted", "used_counts_not_persisted", "slow_decode", "leading_zero_dropped",
-    "set_does_not_relock", "add_relocks", "metrics_counter_not_persisted", "torn_write_corrupts_state",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "serial_truncated",
+    "key_echoed",
+    "wrong_protocol_major",
+    "no_lockout",
+    "lockout_not_persisted",
+    "used_counts_not_persisted",
+    "slow_decode",
+    "leading_zero_dropped",
+    "set_does_not_relock",
+    "add_relocks",
+    "metrics_counter_not_persisted",
+    "torn_write_corrupts_state",
     "state_not_ab_crc",
     # the Metrics session defects: tests/selftest/test_sim_metrics_faults.py, against the real server
-    "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed", "metrics_data_dropped_before_reply",
-    "metrics_rows_duplicated_on_retry", "metrics_tokens_not_applied", "metrics_base_url_not_followed",
+    "metrics_wrong_short_key",
+    "metrics_unsigned",
+    "metrics_mis_signed",
+    "metrics_data_dropped_before_reply",
+    "metrics_rows_duplicated_on_retry",
+    "metrics_tokens_not_applied",
+    "metrics_base_url_not_followed",
     "metrics_auts_ignored",
 }
 # Firmware defects tested in tests/selftest/test_sim_credit_faults.py, switched on by name in

@@ -27,8 +27,18 @@ DAY = 86400
 
 class SimHdk:
     def __init__(self, state_dir: str, fixed: bool) -> None:
-        self.rig = VirtualRig(SimOptions.from_dict({"firmware": "hdk", "hdk_fixed": fixed, "lockout_unit_s": 1.0,
-                                                   "psu_decay_s": 0.0, "boot_delay_s": 0.01, "state_dir": state_dir}))
+        self.rig = VirtualRig(
+            SimOptions.from_dict(
+                {
+                    "firmware": "hdk",
+                    "hdk_fixed": fixed,
+                    "lockout_unit_s": 1.0,
+                    "psu_decay_s": 0.0,
+                    "boot_delay_s": 0.01,
+                    "state_dir": state_dir,
+                }
+            )
+        )
         port = self.rig.start()["port"]
         self.link = SerialLink(port, log=TrafficLog(), poll_s=0.01).open()
         self.hdk = HdkAdapter(self.link, reply_timeout_s=1.0)

@@ -25,8 +25,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_simulator_imports_nothing_of_the_host_side():
-    found = {f"{path.relative_to(SIM)}: {name}"
-             for path in sorted(SIM.rglob("*.py")) for name in _imports(path)
-             if name.split(".")[0] not in sys.stdlib_module_names
-             and not any(name == a or name.startswith(a + ".") for a in ALLOWED)}
+    found = {
+        f"{path.relative_to(SIM)}: {name}"
+        for path in sorted(SIM.rglob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] not in sys.stdlib_module_names
+        and not any(name == a or name.startswith(a + ".") for a in ALLOWED)
+    }
     assert not found, sorted(found)

@@ -9,7 +9,7 @@ time on a server of its own (one device, one serial: a second device would be a 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -31,8 +31,13 @@ def rig_for(tmp_path, start_metrics_server, dut):
     a fresh server (and proxy in front of it when asked), a device provisioned to report to it."""
     proxies: list[FaultProxy] = []
 
-    def make(faults: tuple[str, ...] = (), auth: str = "ra", server_config: MetricsServerConfig | None = None,
-             proxy: bool = False, **config):
+    def make(
+        faults: tuple[str, ...] = (),
+        auth: str = "ra",
+        server_config: MetricsServerConfig | None = None,
+        proxy: bool = False,
+        **config,
+    ):
         server = start_metrics_server(server_config)
         home = tmp_path / f"dev{len(proxies)}-{'-'.join(faults) or 'good'}"
         home.mkdir()
@@ -58,6 +63,7 @@ def last_device_data(server):
 
 # -- 1. metrics_wrong_short_key ----------------------------------------------------------------
 
+
 def test_wrong_short_key_sends_rqc_and_the_server_refuses_it(rig_for):
     sim, server, _ = rig_for(("metrics_wrong_short_key",))
     sim.advance(2 * SAMPLE)
@@ -67,7 +73,11 @@ def test_wrong_short_key_sends_rqc_and_the_server_refuses_it(rig_for):
     body = json.loads(stored.body)
     assert body["rqc"] == 1 and "rc" not in body
     assert (stored.status, stored.verdict, stored.error_code, stored.error_where) == (
-        422, "rejected", "unknown_field", "rqc")
+        422,
+        "rejected",
+        "unknown_field",
+        "rqc",
+    )
     with pytest.raises(MetricsError) as caught:  # the bench's codec names it the same way
         parse_body(stored.body, stored.content_type, received_at=T0)
     assert (caught.value.code, caught.value.where) == ("unknown_field", "rqc")
@@ -80,6 +90,7 @@ def test_wrong_short_key_sends_rqc_and_the_server_refuses_it(rig_for):
 
 
 # -- 2. metrics_unsigned -----------------------------------------------------------------------
+
 
 def test_unsigned_build_is_refused_by_a_payload_auth_server(rig_for):
     sim, server, _ = rig_for(("metrics_unsigned",))  # provisioned auth=ra: the build ignores it
@@ -104,6 +115,7 @@ def test_unsigned_build_is_refused_by_a_payload_auth_server(rig_for):
 
 
 # -- 3. metrics_mis_signed ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["ra", "da"])
 def test_mis_signed_rows_are_refused_403(rig_for, method):
@@ -135,6 +147,7 @@ def test_mis_signed_goes_unnoticed_with_a_method_that_does_not_cover_rows(rig_fo
 
 # -- 4. metrics_data_dropped_before_reply -------------------------------------------------------
 
+
 def _fail_once_then_deliver(sim, proxy) -> tuple[dict, dict, dict]:
     """Two rows, a session the server answers 500 (never stored), a row, then two good sessions."""
     sim.advance(2 * SAMPLE)
@@ -165,6 +178,7 @@ def test_data_dropped_before_reply_loses_the_rows_of_a_failed_session(rig_for):
 
 # -- 5. metrics_rows_duplicated_on_retry --------------------------------------------------------
 
+
 def test_rows_duplicated_on_retry_reach_the_server_twice(rig_for):
     sim, server, proxy = rig_for(("metrics_rows_duplicated_on_retry",), proxy=True)
     _, first, second = _fail_once_then_deliver(sim, proxy)
@@ -182,8 +196,9 @@ def test_rows_duplicated_on_retry_reach_the_server_twice(rig_for):
 
 # -- 6. metrics_tokens_not_applied --------------------------------------------------------------
 
+
 def _credit_three_days(sim, server, dut) -> tuple[dict, list]:
-    target = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
+    target = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
     server.registry.set_target(dut.serial_number, target)
     done = sim.session()
     reply = json.loads(accepted(server)[-1].reply)
@@ -211,6 +226,7 @@ def test_tokens_not_applied_acknowledges_the_reply_but_the_count_does_not_move(r
 
 # -- 7. metrics_base_url_not_followed -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("faulty", [True, False])
 def test_base_url_not_followed_keeps_reporting_to_the_old_server(tmp_path, start_metrics_server, dut, faulty):
     new = start_metrics_server()
@@ -232,6 +248,7 @@ def test_base_url_not_followed_keeps_reporting_to_the_old_server(tmp_path, start
 
 
 # -- 8. metrics_auts_ignored --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("faulty", [True, False])
 def test_auts_ignored_asks_for_it_but_never_holds_it(rig_for, dut, faulty):

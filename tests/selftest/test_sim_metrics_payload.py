@@ -20,8 +20,18 @@ from bench.openpaygo.metrics.wire import Encoding
 from bench.sim.metrics import sensors as metrics_sensors
 from bench.sim.metrics.device_format import DATA_ORDER, HISTORICAL_ORDER, device_format
 from bench.sim.metrics.payload import (
-    AUTH_METHODS, CBOR_CT, JSON_CT, ReplyRefused, build_request, compact_json, condense, condense_rows,
-    decode_reply, parse_reply, sign_request, token_text,
+    AUTH_METHODS,
+    CBOR_CT,
+    JSON_CT,
+    ReplyRefused,
+    build_request,
+    compact_json,
+    condense,
+    condense_rows,
+    decode_reply,
+    parse_reply,
+    sign_request,
+    token_text,
 )
 
 # openpaygo.md §5 "Auth vectors"
@@ -37,12 +47,15 @@ T0 = 1_700_000_000
 FMT = device_format(60)
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("sa", "safc4499591b87ba1c"),
-    ("ta", "tabdc447493edff1ef"),
-    ("da", "da64c00b295ccf6ef5"),
-    ("ra", "ra4b2b119e6bb63f1a"),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("sa", "safc4499591b87ba1c"),
+        ("ta", "tabdc447493edff1ef"),
+        ("da", "da64c00b295ccf6ef5"),
+        ("ra", "ra4b2b119e6bb63f1a"),
+    ],
+)
 def test_request_auth_vectors(method, expected):
     assert sign_request(method, VKEY, VSN, ts=VTS, data=VD, historical=VHD) == expected
 
@@ -59,11 +72,13 @@ def test_counter_auth_vector_and_missing_fields():
 
 def test_reply_auth_vectors():
     """Responses signed over sn + request ts + tkl JSON / auts (openpaygo.md §5)."""
-    tkl = parse_reply({"sn": VSN, "tkl": [111222333], "a": "da6e7f5e9bc45cf1f3"}, serial=VSN, key_hex=VKEY,
-                      ts=VTS, rc=None)
+    tkl = parse_reply(
+        {"sn": VSN, "tkl": [111222333], "a": "da6e7f5e9bc45cf1f3"}, serial=VSN, key_hex=VKEY, ts=VTS, rc=None
+    )
     assert tkl.authenticated and tkl.tokens == ("111222333",)
-    auts = parse_reply({"sn": VSN, "auts": 1616081621, "a": "dab9176324754456bd"}, serial=VSN, key_hex=VKEY,
-                       ts=VTS, rc=None)
+    auts = parse_reply(
+        {"sn": VSN, "auts": 1616081621, "a": "dab9176324754456bd"}, serial=VSN, key_hex=VKEY, ts=VTS, rc=None
+    )
     assert auts.authenticated and auts.active_until_timestamp == 1616081621
 
 
@@ -72,10 +87,27 @@ def rows(*times: int) -> list[dict]:
 
 
 def build(auth="ra", encoding="json", df=7, times=(T0 - 180, T0 - 120, T0 - 60), ts=T0, rc=5):
-    data = {"token_count": 3, "firmware_version": "1.0.0", "tampered": False, "payg_active_until": T0 + 86400,
-            "payg_disabled": False, "rows_dropped": 0, "active_until_timestamp_requested": True}
-    return build_request(serial=SN, key_hex=KEY, auth=auth, ts=ts, rc=rc, data=data, rows=rows(*times),
-                         data_format=FMT, df=df, encoding=encoding)
+    data = {
+        "token_count": 3,
+        "firmware_version": "1.0.0",
+        "tampered": False,
+        "payg_active_until": T0 + 86400,
+        "payg_disabled": False,
+        "rows_dropped": 0,
+        "active_until_timestamp_requested": True,
+    }
+    return build_request(
+        serial=SN,
+        key_hex=KEY,
+        auth=auth,
+        ts=ts,
+        rc=rc,
+        data=data,
+        rows=rows(*times),
+        data_format=FMT,
+        df=df,
+        encoding=encoding,
+    )
 
 
 def test_condensed_compact_json_shape():
@@ -155,6 +187,7 @@ def test_the_device_format_is_a_valid_data_format():
 
 # -- replies ----------------------------------------------------------------------------------
 
+
 def server_reply(**kw) -> MetricsReply:
     return MetricsReply(SN, **kw).signed(KEY, request_timestamp=T0, request_count=5)
 
@@ -162,8 +195,11 @@ def server_reply(**kw) -> MetricsReply:
 @pytest.mark.parametrize("encoding", [Encoding.JSON, Encoding.CBOR])
 @pytest.mark.parametrize("condensed", [True, False])
 def test_replies_from_the_bench_server_are_accepted(encoding, condensed):
-    reply = server_reply(token_list=(48662027, "123456789"), active_until_timestamp=T0 + 3600,
-                         settings={"base_url": "http://127.0.0.1:9/m"})
+    reply = server_reply(
+        token_list=(48662027, "123456789"),
+        active_until_timestamp=T0 + 3600,
+        settings={"base_url": "http://127.0.0.1:9/m"},
+    )
     body = reply.encode(encoding, condensed=condensed)
     got = parse_reply(decode_reply(body, encoding.content_type), serial=SN, key_hex=KEY, ts=T0, rc=5)
     assert got.authenticated and got.tokens == ("048662027", "123456789")
@@ -185,20 +221,23 @@ def test_empty_and_token_only_replies_need_no_signature():
     assert got.tokens == () and not got.authenticated
 
 
-@pytest.mark.parametrize("reply, reason", [
-    ({"tkl": [1]}, "no_serial"),
-    ({"sn": "OTHER", "tkl": [1]}, "not_own"),
-    ({"sn": SN, "auts": T0}, "auth_missing"),
-    ({"sn": SN, "st": {"base_url": "http://x"}}, "auth_missing"),
-    ({"sn": SN, "tkl": [1], "a": "da1234"}, "bad_auth"),
-    ({"sn": SN, "tkl": [1], "a": "ra1234"}, "bad_auth"),
-    ({"sn": SN, "tkl": 5}, "malformed"),
-    ({"sn": SN, "tkl": [True]}, "malformed"),
-    ({"sn": SN, "tkl": ["12a"]}, "malformed"),
-    ({"sn": SN, "auts": 1.5, "a": "da1"}, "malformed"),
-    ({"sn": SN, "tkl": [1], "token_list": [2]}, "malformed"),
-    ([1], "malformed"),
-])
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ({"tkl": [1]}, "no_serial"),
+        ({"sn": "OTHER", "tkl": [1]}, "not_own"),
+        ({"sn": SN, "auts": T0}, "auth_missing"),
+        ({"sn": SN, "st": {"base_url": "http://x"}}, "auth_missing"),
+        ({"sn": SN, "tkl": [1], "a": "da1234"}, "bad_auth"),
+        ({"sn": SN, "tkl": [1], "a": "ra1234"}, "bad_auth"),
+        ({"sn": SN, "tkl": 5}, "malformed"),
+        ({"sn": SN, "tkl": [True]}, "malformed"),
+        ({"sn": SN, "tkl": ["12a"]}, "malformed"),
+        ({"sn": SN, "auts": 1.5, "a": "da1"}, "malformed"),
+        ({"sn": SN, "tkl": [1], "token_list": [2]}, "malformed"),
+        ([1], "malformed"),
+    ],
+)
 def test_replies_the_device_refuses(reply, reason):
     with pytest.raises(ReplyRefused) as e:
         parse_reply(reply, serial=SN, key_hex=KEY, ts=T0, rc=5)
@@ -212,10 +251,16 @@ def test_a_signature_for_another_request_is_refused():
         parse_reply(old, serial=SN, key_hex=KEY, ts=T0 + 60, rc=6)
 
 
-@pytest.mark.parametrize("body, ct", [
-    (b'{"sn":"a","sn":"b"}', JSON_CT), (b"{nope", JSON_CT), (b"\xa1", CBOR_CT), (b"{}", "text/plain"),
-    (b'{"asl":NaN}', None),
-])
+@pytest.mark.parametrize(
+    "body, ct",
+    [
+        (b'{"sn":"a","sn":"b"}', JSON_CT),
+        (b"{nope", JSON_CT),
+        (b"\xa1", CBOR_CT),
+        (b"{}", "text/plain"),
+        (b'{"asl":NaN}', None),
+    ],
+)
 def test_undecodable_replies(body, ct):
     with pytest.raises(ReplyRefused, match="malformed"):
         decode_reply(body, ct)
@@ -223,7 +268,11 @@ def test_undecodable_replies(body, ct):
 
 def test_token_text_restores_leading_zeros():
     assert [token_text(t) for t in (48662027, "048662027", 12345678901, 324244134441123)] == [
-        "048662027", "048662027", "012345678901", "324244134441123"]
+        "048662027",
+        "048662027",
+        "012345678901",
+        "324244134441123",
+    ]
 
 
 # -- sensors ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import socket
 import socketserver
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,9 +30,9 @@ from bench.server.config import MetricsServerConfig
 from bench.sim.eeprom import Eeprom
 from bench.sim.firmware import Firmware
 from bench.sim.firmware_config import FirmwareConfig
-from bench.station.virtual_rig import start_virtual_rig
 from bench.sim.nvstate import RecordStore
 from bench.sim.rtc import Rtc
+from bench.station.virtual_rig import start_virtual_rig
 
 T0 = 1_700_000_000
 SAMPLE = 60
@@ -89,8 +89,13 @@ class Sim:
 
     def provision(self, url: str = "", auth: str = "ra", **metrics) -> None:
         d = self.dut
-        assert self(f"PROV sn={d.serial_number} key={d.key.reveal()} sc={d.starting_code} count=1 "
-                    f"td={d.time_divider} auth={auth}") == f"OK sn={d.serial_number}"
+        assert (
+            self(
+                f"PROV sn={d.serial_number} key={d.key.reveal()} sc={d.starting_code} count=1 "
+                f"td={d.time_divider} auth={auth}"
+            )
+            == f"OK sn={d.serial_number}"
+        )
         settings = {"mode": "direct", "period": 3600, **metrics}
         if url:
             settings["url"] = url
@@ -139,6 +144,7 @@ def row_times(server) -> list[int]:
 
 
 # -- a real TCP proxy that misbehaves like a sick server or network ---------------------------------
+
 
 class FaultProxy:
     """Between the device and the server. mode: pass | http500 | slow (holds the request past the
@@ -196,8 +202,11 @@ class FaultProxy:
         self.forwarded += 1
         if mode == "drop_after":
             return
-        sock.sendall(f"HTTP/1.1 {resp.status} X\r\nContent-Type: {resp.getheader('Content-Type')}\r\n"
-                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        sock.sendall(
+            f"HTTP/1.1 {resp.status} X\r\nContent-Type: {resp.getheader('Content-Type')}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
+        )
 
 
 @pytest.fixture
@@ -215,6 +224,7 @@ def free_port() -> int:
 
 # -- direct mode --------------------------------------------------------------------------------
 
+
 def test_sessions_deliver_each_row_once_with_increasing_rc(sim, server):
     sim.advance(3 * SAMPLE)
     first = sim.session()
@@ -231,7 +241,13 @@ def test_sessions_deliver_each_row_once_with_increasing_rc(sim, server):
     assert reqs[-1].simple["timestamp"] > reqs[0].simple["timestamp"]
     st = sim.status()
     assert (st["rc"], st["rows"], st["requests"], st["answered"], st["sent_rows"], st["last"]) == (
-        "2", "0", "2", "2", "5", "ok")
+        "2",
+        "0",
+        "2",
+        "2",
+        "5",
+        "ok",
+    )
     assert st["auts"] == "0"  # asked every session; no target on the server yet
     assert sim.store.load().state.metrics_rc == 2  # in NVM
 
@@ -364,7 +380,7 @@ def test_a_full_buffer_drops_the_oldest_row_not_in_flight_and_says_so(tmp_path, 
 
 
 def test_tokens_in_the_reply_are_entered_and_auts_recorded(sim, server, server_dut):
-    target = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
+    target = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
     server.registry.set_target(server_dut.serial_number, target)
     done = sim.session()
     assert done["tokens"] == "1/1"
@@ -414,12 +430,22 @@ def test_metrics_off_changes_nothing(tmp_path, server_dut):
     assert s.status()["rows"] == "0"
 
 
-@pytest.mark.parametrize("line, code", [
-    ("METRICS CONFIG mode=fast", 400), ("METRICS CONFIG period=0", 400), ("METRICS CONFIG period=1e3", 400),
-    ("METRICS CONFIG sample=0", 400), ("METRICS CONFIG enc=xml", 400), ("METRICS CONFIG url=ftp://x", 400),
-    ("METRICS CONFIG auth=zz", 400), ("METRICS CONFIG colour=red", 400), ("METRICS IMPORT b64=e30=", 409),
-    ("METRICS IMPORT b64=e30= x=1", 400), ("METRICS NOW", 400),
-])
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        ("METRICS CONFIG mode=fast", 400),
+        ("METRICS CONFIG period=0", 400),
+        ("METRICS CONFIG period=1e3", 400),
+        ("METRICS CONFIG sample=0", 400),
+        ("METRICS CONFIG enc=xml", 400),
+        ("METRICS CONFIG url=ftp://x", 400),
+        ("METRICS CONFIG auth=zz", 400),
+        ("METRICS CONFIG colour=red", 400),
+        ("METRICS IMPORT b64=e30=", 409),
+        ("METRICS IMPORT b64=e30= x=1", 400),
+        ("METRICS NOW", 400),
+    ],
+)
 def test_metrics_command_errors(sim, line, code):
     assert sim(line).startswith(f"ERR {code} ")
 
@@ -432,6 +458,7 @@ def test_a_bad_build_config_is_refused():
 
 
 # -- bridge mode ---------------------------------------------------------------------------------
+
 
 def relay(sim: Sim, server, export: dict[str, str]) -> str:
     """What the bench relay does: POST the exported request, IMPORT the reply."""
@@ -487,6 +514,7 @@ def test_two_exports_in_one_second_carry_increasing_ts(tmp_path, server, server_
 
 # -- end to end: a virtual rig process, its UART and its PSU, and the server over HTTP -----------
 
+
 def test_end_to_end_through_a_virtual_rig_process(server, server_dut):
     proc = start_virtual_rig({"psu_decay_s": 0.0, "boot_delay_s": 0.01})
     link = SerialLink(proc.port, log=TrafficLog(), poll_s=0.01).open()
@@ -497,8 +525,11 @@ def test_end_to_end_through_a_virtual_rig_process(server, server_dut):
         since = time.monotonic()
         psu.output(True)
         adapter.wait_boot(5.0, since=since)
-        adapter.provision(Provisioning(server_dut.serial_number, server_dut.key, server_dut.starting_code,
-                                       metrics_url=server.url, auth="ra"))
+        adapter.provision(
+            Provisioning(
+                server_dut.serial_number, server_dut.key, server_dut.starting_code, metrics_url=server.url, auth="ra"
+            )
+        )
         assert link.request("METRICS CONFIG mode=direct period=0.2 sample=1", 2.0).startswith("OK mode=direct")
         for rc in (1, 2):
             done = link.wait_event("! EVT metrics_done", 6.0)

@@ -95,9 +95,13 @@ def test_channels_are_independent_and_ranges_checked():
     s = SimulatedSupply(channels=2, max_voltage=30, max_current=5)
     s.set_voltage(2, 12)
     assert s.setpoint(1) == 0.0 and s.setpoint(2) == 12.0
-    for bad in (lambda: s.set_voltage(3, 1), lambda: s.set_voltage(1, 31),
-                lambda: s.set_voltage(1, -1), lambda: s.set_current_limit(1, 6),
-                lambda: s.set_voltage(1, float("nan"))):
+    for bad in (
+        lambda: s.set_voltage(3, 1),
+        lambda: s.set_voltage(1, 31),
+        lambda: s.set_voltage(1, -1),
+        lambda: s.set_current_limit(1, 6),
+        lambda: s.set_voltage(1, float("nan")),
+    ):
         with pytest.raises(ValueError):
             bad()
 
@@ -333,8 +337,17 @@ def test_output_change_reaches_observers(server, client):
 
 
 def test_malformed_input_never_kills_the_server(server, client):
-    for junk in (b"\xff\xfe\x00garbage\n", b";;;\n", b"::\n", b"VOLT 1,2,3\n", b"(@\n",
-                 b"VOLT 1,(@x)\n", b"*IDN? extra\n", b"x" * 10000 + b"\n", b"\r\n"):
+    for junk in (
+        b"\xff\xfe\x00garbage\n",
+        b";;;\n",
+        b"::\n",
+        b"VOLT 1,2,3\n",
+        b"(@\n",
+        b"VOLT 1,(@x)\n",
+        b"*IDN? extra\n",
+        b"x" * 10000 + b"\n",
+        b"\r\n",
+    ):
         client.send(junk)
     assert client.ask("*IDN?").startswith("PAYGO-BENCH")
     assert len(client.errors()) >= 6

@@ -24,11 +24,10 @@ from bench.power.driver import Psu
 from bench.rig import load_rig
 from bench.secret import Secret
 from bench.sim.eeprom import EEPROM_SIZE
-from bench.station.virtual_rig import SimStartError, start_virtual_rig
 from bench.sim.rtc import Rtc
 from bench.sim.state_dir import RTC_FILE, RtcReading, StateDir
 from bench.sim.virtual_rig import SimOptions, VirtualRig
-from bench.station.virtual_rig import sim_options
+from bench.station.virtual_rig import SimStartError, sim_options, start_virtual_rig
 from bench.timeout import sleep_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,11 +93,17 @@ def test_a_new_state_dir_starts_the_clock_at_the_default_and_saves_atomically(tm
     state.close()
 
 
-@pytest.mark.parametrize("content,problem", [
-    ("{not json", "rtc.json is unreadable"),
-    ('{"format": 1, "device_s": "x", "host_utc_s": 1, "drift_ppm": 0, "running": true}', "device_s is not a finite number"),
-    ('{"format": 2}', "not format 1"),
-])
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        ("{not json", "rtc.json is unreadable"),
+        (
+            '{"format": 1, "device_s": "x", "host_utc_s": 1, "drift_ppm": 0, "running": true}',
+            "device_s is not a finite number",
+        ),
+        ('{"format": 2}', "not format 1"),
+    ],
+)
 def test_an_unreadable_rtc_file_is_a_clear_error(tmp_path, content, problem):
     (tmp_path / RTC_FILE).write_text(content)
     state = StateDir(tmp_path, EEPROM_SIZE)
@@ -153,11 +158,19 @@ def test_the_unfixed_hdk_still_restarts_its_clock_from_a_state_dir(tmp_path):
 def test_rig_keys_reach_the_simulator(tmp_path):
     """sim_options maps the rig's [sim] build keys, and its state_dir when it gives one (else the
     run's temporary directory); every shipped virtual rig for these builds starts."""
-    for name, want in (("no-reset-virtual", {"hide_capabilities": ["factory_reset", "rtc_set"], "lockout_unit_s": 1.0,
-                                             "hdk_fixed": False, "firmware": "reference"}),
-                       ("hdk-fixed-virtual", {"hide_capabilities": [], "lockout_unit_s": 1.0, "hdk_fixed": True,
-                                              "firmware": "hdk"}),
-                       ("hdk-virtual", {"lockout_unit_s": 1.0, "hdk_fixed": False, "firmware": "hdk"})):
+    for name, want in (
+        (
+            "no-reset-virtual",
+            {
+                "hide_capabilities": ["factory_reset", "rtc_set"],
+                "lockout_unit_s": 1.0,
+                "hdk_fixed": False,
+                "firmware": "reference",
+            },
+        ),
+        ("hdk-fixed-virtual", {"hide_capabilities": [], "lockout_unit_s": 1.0, "hdk_fixed": True, "firmware": "hdk"}),
+        ("hdk-virtual", {"lockout_unit_s": 1.0, "hdk_fixed": False, "firmware": "hdk"}),
+    ):
         rig = load_rig(ROOT / "docs" / "rigs" / f"{name}.toml")
         opts = sim_options(rig, str(tmp_path / name))
         assert {k: opts[k] for k in want} == want, name
@@ -177,8 +190,15 @@ class Run:
     """One simulator process on the state dir, powered, with the bench's link, adapter and PSU."""
 
     def __init__(self, state_dir: Path, **options) -> None:
-        self.proc = start_virtual_rig({"psu_decay_s": 0.0, "boot_delay_s": 0.01, "state_dir": str(state_dir),
-                                       "hide_capabilities": ["factory_reset"], **options})
+        self.proc = start_virtual_rig(
+            {
+                "psu_decay_s": 0.0,
+                "boot_delay_s": 0.01,
+                "state_dir": str(state_dir),
+                "hide_capabilities": ["factory_reset"],
+                **options,
+            }
+        )
         self.link = SerialLink(self.proc.port, log=TrafficLog(), poll_s=0.01).open()
         self.psu = Psu.open(self.proc.visa, "paygo-sim", self.proc.channel)
         self.dut = ReferenceAdapter(self.link, reply_timeout_s=2.0)
@@ -217,7 +237,11 @@ def test_device_keeps_provisioning_tokens_and_clock_across_runs(tmp_path):
         assert run.banner.fields["nvm"] == "ok"
         assert run.dut.identify().serial_number == SN
         after = run.dut.status()
-        assert (after.token_count, after.active_until) == (before.token_count, before.active_until) == (2, before.active_until)
+        assert (
+            (after.token_count, after.active_until)
+            == (before.token_count, before.active_until)
+            == (2, before.active_until)
+        )
         assert run.dut.rtc_read() == pytest.approx(ahead + (time.time() - set_at), abs=1.5)
     finally:
         run.close()

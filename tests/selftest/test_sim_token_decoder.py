@@ -41,7 +41,12 @@ class SimDevice:
         result, self.state = decode(code, bytes.fromhex(self.key), self.sc, self.state, faults=self.faults)
         if result.outcome == "accepted":
             self.active_until, self.disabled = apply_time(
-                result.kind, result.value, now, self.active_until, self.disabled, self.divider,
+                result.kind,
+                result.value,
+                now,
+                self.active_until,
+                self.disabled,
+                self.divider,
                 faults=self.faults,
             )
         return result
@@ -68,8 +73,14 @@ def _scenarios() -> dict[str, Scenario]:
         entries = [(e, 0) if isinstance(e, str) else e for e in entries]
         out[name] = Scenario(name, count, entries, outcomes.split(), **kw)
 
-    add("quick_test", 0, "123456789 662486790 662486790 927706818 942433796 650975787 592185789".split(),
-        "invalid accepted already_used accepted accepted accepted accepted", key=KEY_Q, sc=SC_Q)
+    add(
+        "quick_test",
+        0,
+        "123456789 662486790 662486790 927706818 942433796 650975787 592185789".split(),
+        "invalid accepted already_used accepted accepted accepted accepted",
+        key=KEY_Q,
+        sc=SC_Q,
+    )
     steps = full_test_procedure(TokenGenerator(KEY, SC, 1))
     add("full_procedure", 1, [(s.code, s.wait_seconds) for s in steps], " ".join(s.expect for s in steps))
     g = TokenGenerator(KEY, SC, 1)
@@ -141,6 +152,7 @@ FAULT_SCENARIOS = {
     "unbounded_jump": ("jump", {"jump", "sync_window"}),
     "time_divider_ignored": ("divider", {"divider"}),
 }
+
 
 @functools.cache
 def good(name: str) -> list[tuple]:

@@ -25,19 +25,27 @@ def spec_file(tmp_path: Path, body: str, head: str = HEAD) -> Path:
     return path
 
 
-@pytest.mark.parametrize("body, head, where, what", [
-    ('[measurements.x]\nunit = "s"\nhigh = 1\n', '[spec]\nversion = "1"\n', "spec.product", "missing"),
-    ('[measurements.x]\nunit = "s"\nhigh = 1\nmax = 2\n', HEAD, "measurements.x", "unknown key(s) max"),
-    ('[measurements.x]\nunit = "s"\nlow = 2\nhigh = 1\n', HEAD, "measurements.x", "low 2 > high 1"),
-    ('[measurements.x]\nunit = "s"\n', HEAD, "measurements.x", "no limits"),
-    ('[measurements.x]\nunit = "s"\nlimits = "test"\nhigh = 1\nwhy = "w"\n', HEAD, "measurements.x", "one or the other"),
-    ('[measurements.x]\nunit = "s"\nlimits = "test"\n', HEAD, "measurements.x.why", "must say why"),
-    ('[measurements.x]\nunit = "s"\nlimits = "maybe"\n', HEAD, "measurements.x.limits", "'maybe'"),
-    ('[measurements.x]\nunit = "s"\nhigh = "1"\n', HEAD, "measurements.x.high", "expected a finite number"),
-    ('[measurements.x]\nunit = "s"\nhigh = 1\nmarginal = 0.7\n', HEAD, "measurements.x.marginal", "[0, 0.5)"),
-    ('[measurements.x\n', HEAD, "TOML", ""),
-    ('', HEAD, "measurements", "missing"),
-])
+@pytest.mark.parametrize(
+    "body, head, where, what",
+    [
+        ('[measurements.x]\nunit = "s"\nhigh = 1\n', '[spec]\nversion = "1"\n', "spec.product", "missing"),
+        ('[measurements.x]\nunit = "s"\nhigh = 1\nmax = 2\n', HEAD, "measurements.x", "unknown key(s) max"),
+        ('[measurements.x]\nunit = "s"\nlow = 2\nhigh = 1\n', HEAD, "measurements.x", "low 2 > high 1"),
+        ('[measurements.x]\nunit = "s"\n', HEAD, "measurements.x", "no limits"),
+        (
+            '[measurements.x]\nunit = "s"\nlimits = "test"\nhigh = 1\nwhy = "w"\n',
+            HEAD,
+            "measurements.x",
+            "one or the other",
+        ),
+        ('[measurements.x]\nunit = "s"\nlimits = "test"\n', HEAD, "measurements.x.why", "must say why"),
+        ('[measurements.x]\nunit = "s"\nlimits = "maybe"\n', HEAD, "measurements.x.limits", "'maybe'"),
+        ('[measurements.x]\nunit = "s"\nhigh = "1"\n', HEAD, "measurements.x.high", "expected a finite number"),
+        ('[measurements.x]\nunit = "s"\nhigh = 1\nmarginal = 0.7\n', HEAD, "measurements.x.marginal", "[0, 0.5)"),
+        ("[measurements.x\n", HEAD, "TOML", ""),
+        ("", HEAD, "measurements", "missing"),
+    ],
+)
 def test_a_bad_spec_is_one_line_naming_file_and_entry(tmp_path, body, head, where, what):
     path = spec_file(tmp_path, body, head)
     with pytest.raises(SpecError) as e:
@@ -47,11 +55,17 @@ def test_a_bad_spec_is_one_line_naming_file_and_entry(tmp_path, body, head, wher
 
 
 def test_entries_match_by_name_then_longest_glob(tmp_path):
-    spec = load_spec(spec_file(tmp_path, (
-        '[measurements."a*"]\nunit = "s"\nhigh = 9\n'
-        '[measurements."ab*"]\nunit = "s"\nhigh = 5\n'
-        '[measurements.abc]\nunit = "s"\nlimits = "test"\nwhy = "w"\n'
-        '[measurements.n]\nunit = ""\nlimits = "none"\nwhy = "w"\n')))
+    spec = load_spec(
+        spec_file(
+            tmp_path,
+            (
+                '[measurements."a*"]\nunit = "s"\nhigh = 9\n'
+                '[measurements."ab*"]\nunit = "s"\nhigh = 5\n'
+                '[measurements.abc]\nunit = "s"\nlimits = "test"\nwhy = "w"\n'
+                '[measurements.n]\nunit = ""\nlimits = "none"\nwhy = "w"\n'
+            ),
+        )
+    )
     assert spec.entry("abc").pattern == "abc" and spec.entry("abd").pattern == "ab*"
     assert spec.entry("ax").pattern == "a*" and spec.entry("zz") is None
     assert (spec.apply("abd", "s", 0, 100).low, spec.apply("abd", "s", 0, 100).high) == (None, 5.0)
@@ -76,11 +90,21 @@ def test_the_spec_judges_and_marks_marginal_passes(tmp_path):
         m("t", 3, "s", expected=3)
 
 
-@pytest.mark.parametrize("value, low, high, band, marginal", [
-    (9.5, 0, 10, 0.1, True), (0.5, 0, 10, 0.1, True), (5, 0, 10, 0.1, False), (10.5, 0, 10, 0.1, False),
-    (4.8, None, 5, 0.1, True), (4.0, None, 5, 0.1, False), (0.0011, 0.001, None, 0.2, True),
-    (9.5, 0, 10, 0.0, False), (True, 0, 10, 0.1, False), (float("nan"), 0, 10, 0.1, False),
-])
+@pytest.mark.parametrize(
+    "value, low, high, band, marginal",
+    [
+        (9.5, 0, 10, 0.1, True),
+        (0.5, 0, 10, 0.1, True),
+        (5, 0, 10, 0.1, False),
+        (10.5, 0, 10, 0.1, False),
+        (4.8, None, 5, 0.1, True),
+        (4.0, None, 5, 0.1, False),
+        (0.0011, 0.001, None, 0.2, True),
+        (9.5, 0, 10, 0.0, False),
+        (True, 0, 10, 0.1, False),
+        (float("nan"), 0, 10, 0.1, False),
+    ],
+)
 def test_marginal_band(value, low, high, band, marginal):
     assert is_marginal(value, low, high, band) is marginal
 
@@ -93,7 +117,9 @@ def test_the_reference_spec_loads_and_explains_every_borrowed_limit():
 
 def narrowed_rig(tmp_path: Path) -> Path:
     spec = REFERENCE.read_text(encoding="utf-8").replace(
-        '[measurements."G8*_decode_time"]\nunit = "s"\nhigh = 5.0', '[measurements."G8*_decode_time"]\nunit = "s"\nhigh = 0.000001')
+        '[measurements."G8*_decode_time"]\nunit = "s"\nhigh = 5.0',
+        '[measurements."G8*_decode_time"]\nunit = "s"\nhigh = 0.000001',
+    )
     assert "high = 0.000001" in spec
     (tmp_path / "narrow.toml").write_text(spec, encoding="utf-8")
     rig = tmp_path / "rig.toml"
@@ -103,7 +129,7 @@ def narrowed_rig(tmp_path: Path) -> Path:
 
 def test_the_rig_selects_the_spec_and_its_limits_decide(tmp_path):
     results, output = run_device_suite(tmp_path, args=("--rig", str(narrowed_rig(tmp_path)), "-k", "full_procedure"))
-    (name, result), = results.items()
+    ((name, result),) = results.items()
     assert name.endswith("test_full_procedure") and result.outcome == "failed", output
     assert "G8A_decode_time" in result.message and "<= 1e-06 s" in result.message, result.message
 
@@ -111,8 +137,13 @@ def test_the_rig_selects_the_spec_and_its_limits_decide(tmp_path):
 def test_a_missing_spec_file_stops_the_run_in_one_line(tmp_path):
     rig = tmp_path / "rig.toml"
     rig.write_text('[station]\nid = "virtual"\n[dut]\nspec = "nowhere.toml"\n', encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/device", "-q", "--rig", str(rig)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/device", "-q", "--rig", str(rig)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert f"test spec: {tmp_path / 'nowhere.toml'}: file: cannot be read" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr

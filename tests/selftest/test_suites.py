@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from bench.suites import (
-    RequiredTest, SuiteError, declared_tests, expand_required, load_profile, matches, parse_profile, profile_names)
+    RequiredTest,
+    SuiteError,
+    declared_tests,
+    expand_required,
+    load_profile,
+    matches,
+    parse_profile,
+    profile_names,
+)
 from tests.selftest.device_suite import ROOT
 
 DEVICE = ROOT / "tests" / "device"
@@ -73,31 +81,48 @@ def test_the_token_profile_requires_what_certification_asks():
 def test_expansion_keeps_collection_order_and_reports_unmatched_patterns():
     ids = ["a.py::test_1", "a.py::test_2", "b.py::test_3[x]", "b.py::test_3[y]"]
     got = expand_required(["b.py::test_3", "a.py::*", "a.py::test_1", "c.py::test_9"], ids)
-    assert got == [RequiredTest("a.py::test_1", True), RequiredTest("a.py::test_2", True),
-                   RequiredTest("b.py::test_3[x]", True), RequiredTest("b.py::test_3[y]", True),
-                   RequiredTest("c.py::test_9", False)]
+    assert got == [
+        RequiredTest("a.py::test_1", True),
+        RequiredTest("a.py::test_2", True),
+        RequiredTest("b.py::test_3[x]", True),
+        RequiredTest("b.py::test_3[y]", True),
+        RequiredTest("c.py::test_9", False),
+    ]
     assert [r.test_id for r in expand_required(["*"], ids)] == ids
     # tests of the suite the run did not collect (a narrower path) are required too, as not collected
     got = expand_required(["*"], ids[:2], uncollected=["b.py::test_3", "c.py::test_9"])
-    assert got == [RequiredTest("a.py::test_1", True), RequiredTest("a.py::test_2", True),
-                   RequiredTest("b.py::test_3", False), RequiredTest("c.py::test_9", False)]
+    assert got == [
+        RequiredTest("a.py::test_1", True),
+        RequiredTest("a.py::test_2", True),
+        RequiredTest("b.py::test_3", False),
+        RequiredTest("c.py::test_9", False),
+    ]
 
 
 GOOD = b'name = "mine"\ntitle = "Mine"\nrequired = ["test_tokens.py::*"]\n'
 
 
-@pytest.mark.parametrize("text, says", [
-    (GOOD.replace(b'"Mine"', b'3'), "mine.toml: title: got 3; expected a TOML str"),
-    (GOOD + b'selct = "quick"\n', "mine.toml: selct: unknown key; expected one of name, title"),
-    (GOOD.replace(b'["test_tokens.py::*"]', b'[]'), "mine.toml: required: empty"),
-    (GOOD.replace(b'"test_tokens.py::*"', b'"tokens"'), "mine.toml: required[0]: got 'tokens'; expected 'file.py::test_name'"),
-    (GOOD + b'select = "quick and"\n', "mine.toml: select: got 'quick and'; expected a pytest -m marker expression"),
-    (GOOD + b'soak_factor = 0\n', "mine.toml: soak_factor: got 0; expected a whole number >= 1"),
-    (GOOD + b'soak_factor = true\n', "mine.toml: soak_factor: got True; expected a TOML int"),
-    (GOOD.replace(b'"mine"', b'"other"'), "mine.toml: name: got 'other'; expected the file's name, 'mine'"),
-    (b'name = "mine"\n', "mine.toml: title: missing"),
-    (b'name = "mine\n', "mine.toml: not a valid UTF-8 TOML file"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (GOOD.replace(b'"Mine"', b"3"), "mine.toml: title: got 3; expected a TOML str"),
+        (GOOD + b'selct = "quick"\n', "mine.toml: selct: unknown key; expected one of name, title"),
+        (GOOD.replace(b'["test_tokens.py::*"]', b"[]"), "mine.toml: required: empty"),
+        (
+            GOOD.replace(b'"test_tokens.py::*"', b'"tokens"'),
+            "mine.toml: required[0]: got 'tokens'; expected 'file.py::test_name'",
+        ),
+        (
+            GOOD + b'select = "quick and"\n',
+            "mine.toml: select: got 'quick and'; expected a pytest -m marker expression",
+        ),
+        (GOOD + b"soak_factor = 0\n", "mine.toml: soak_factor: got 0; expected a whole number >= 1"),
+        (GOOD + b"soak_factor = true\n", "mine.toml: soak_factor: got True; expected a TOML int"),
+        (GOOD.replace(b'"mine"', b'"other"'), "mine.toml: name: got 'other'; expected the file's name, 'mine'"),
+        (b'name = "mine"\n', "mine.toml: title: missing"),
+        (b'name = "mine\n', "mine.toml: not a valid UTF-8 TOML file"),
+    ],
+)
 def test_a_malformed_profile_is_refused_in_one_line_naming_the_file(tmp_path, text, says):
     (tmp_path / "mine.toml").write_bytes(text)
     with pytest.raises(SuiteError) as e:
@@ -123,19 +148,30 @@ def test_the_tests_doc_lists_every_profile():
 
 # -- the plugin, as pytest runs it ---------------------------------------------------------------
 
+
 def collected(*args: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
     run = tmp_path / "run"
     proc = pytest_run(*args, "--collect-only", "-q", "--report-dir", str(run))
     return proc, json.loads((run / "record.json").read_text(encoding="utf-8"))
+
 
 def pytest_run(*args: str, plugin_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = None
     if plugin_dir is not None:
         import os
 
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env=env)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])),
+        }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_an_unknown_suite_option_is_one_line_naming_the_option_and_the_known_names(tmp_path):
@@ -165,8 +201,9 @@ def test_the_rig_files_suite_selects_and_the_option_overrides_it(tmp_path):
     suite = json.loads((run / "record.json").read_text(encoding="utf-8"))["suite"]
     assert (suite["name"], suite["required"], suite["covered"]) == ("quick", 7, 0)
     assert {m["why"] for m in suite["missing"]} == {"not run"}
-    proc = pytest_run("tests/device", "--rig", str(rig), "--suite", "token", "--collect-only", "-q",
-                      "--report-dir", str(run))
+    proc = pytest_run(
+        "tests/device", "--rig", str(rig), "--suite", "token", "--collect-only", "-q", "--report-dir", str(run)
+    )
     suite = json.loads((run / "record.json").read_text(encoding="utf-8"))["suite"]
     assert suite["name"] == "token" and "deselected" not in proc.stdout, proc.stdout
 
@@ -197,10 +234,22 @@ def pytest_configure(config):
 """
 
 
-@pytest.mark.parametrize("args, cycles", [((), 200), (("--suite", "soak"), 2000),
-                                          (("--suite", "soak", "--soak-factor", "3"), 600)])
+@pytest.mark.parametrize(
+    "args, cycles", [((), 200), (("--suite", "soak"), 2000), (("--suite", "soak", "--soak-factor", "3"), 600)]
+)
 def test_the_soak_profile_scales_the_endurance_settings_and_the_option_overrides_it(tmp_path, args, cycles):
     (tmp_path / "soak_probe.py").write_text(PROBE, encoding="utf-8")
-    proc = pytest_run("tests/device/test_power_cuts.py", "-p", "soak_probe", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                      "--collect-only", "-q", "--report-dir", str(tmp_path / "run"), *args, plugin_dir=tmp_path)
+    proc = pytest_run(
+        "tests/device/test_power_cuts.py",
+        "-p",
+        "soak_probe",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        "--collect-only",
+        "-q",
+        "--report-dir",
+        str(tmp_path / "run"),
+        *args,
+        plugin_dir=tmp_path,
+    )
     assert f"power_cut_cycles {cycles}\n" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -6,8 +6,22 @@ from __future__ import annotations
 import pytest
 
 from bench.record.verdict import (
-    BENCH_ERROR, EXIT_CODES, FAILED, INCOMPLETE, PASSED, USAGE_EXIT, VERDICTS, Coverage, Missing, RequiredState,
-    SessionEnd, TestOutcome, coverage, final_outcomes, judge)
+    BENCH_ERROR,
+    EXIT_CODES,
+    FAILED,
+    INCOMPLETE,
+    PASSED,
+    USAGE_EXIT,
+    VERDICTS,
+    Coverage,
+    Missing,
+    RequiredState,
+    SessionEnd,
+    TestOutcome,
+    coverage,
+    final_outcomes,
+    judge,
+)
 
 P = "tests/device/"
 A, B, C, D, E = (f"{P}test_{x}.py::test_{x}" for x in "abcde")
@@ -65,16 +79,24 @@ def test_missing_tests_are_named_up_to_three_then_counted():
     tests = outcomes(a="passed", b="skipped", c="skipped", d="skipped", e="skipped")
     v = verdict(ALL_SELECTED, tests, required=(A, B, C, D, E))
     assert v.verdict == INCOMPLETE
-    assert v.reason.startswith("1 of 5 required tests ran (suite quick); missing: test_b.py::test_b (skipped: because b), ")
+    assert v.reason.startswith(
+        "1 of 5 required tests ran (suite quick); missing: test_b.py::test_b (skipped: because b), "
+    )
     assert v.reason.endswith("test_d.py::test_d (skipped: because d) and 1 more"), v.reason
     assert "\n" not in v.reason
 
 
 def test_coverage_says_why_each_required_test_did_not_count():
-    tests = [TestOutcome(A, "passed"), TestOutcome(B, "not covered", "not covered: the hdk adapter lacks 'identity'"),
-             TestOutcome(C, "error", "setup: boom")]
-    c = cov(tests, required=(A, B, C, D, E, f"{P}test_f.py::test_f"),
-            why={E: "deselected (-k, -m or --deselect)", f"{P}test_f.py::test_f": "not collected"})
+    tests = [
+        TestOutcome(A, "passed"),
+        TestOutcome(B, "not covered", "not covered: the hdk adapter lacks 'identity'"),
+        TestOutcome(C, "error", "setup: boom"),
+    ]
+    c = cov(
+        tests,
+        required=(A, B, C, D, E, f"{P}test_f.py::test_f"),
+        why={E: "deselected (-k, -m or --deselect)", f"{P}test_f.py::test_f": "not collected"},
+    )
     assert (c.required, c.covered) == (6, 1)
     assert c.missing == (
         Missing(B, "not covered: the hdk adapter lacks 'identity'"),  # the reason already says what it was
@@ -108,14 +130,22 @@ def test_failed_wins_over_incomplete_and_interrupted():
     assert verdict(end, outcomes(a="failed", b="interrupted")).verdict == FAILED
 
 
-@pytest.mark.parametrize("end, says", [
-    (SessionEnd(rig_broken="cannot open serial port /dev/x: gone"), "rig broken: cannot open serial port /dev/x: gone"),
-    (SessionEnd(bench_gave_up="the virtual rig did not start: no pty"), "the virtual rig did not start: no pty"),
-    (SessionEnd(internal_error="RuntimeError: a plugin crashed"), "internal error: RuntimeError: a plugin crashed"),
-    (SessionEnd(usage_error=True), "usage error: pytest refused its arguments"),
-    (SessionEnd(record_error="reports/x/record.json: disk full"),
-     "the record could not be written: reports/x/record.json: disk full"),
-])
+@pytest.mark.parametrize(
+    "end, says",
+    [
+        (
+            SessionEnd(rig_broken="cannot open serial port /dev/x: gone"),
+            "rig broken: cannot open serial port /dev/x: gone",
+        ),
+        (SessionEnd(bench_gave_up="the virtual rig did not start: no pty"), "the virtual rig did not start: no pty"),
+        (SessionEnd(internal_error="RuntimeError: a plugin crashed"), "internal error: RuntimeError: a plugin crashed"),
+        (SessionEnd(usage_error=True), "usage error: pytest refused its arguments"),
+        (
+            SessionEnd(record_error="reports/x/record.json: disk full"),
+            "the record could not be written: reports/x/record.json: disk full",
+        ),
+    ],
+)
 def test_a_broken_rig_or_bench_is_bench_error_never_the_device(end, says):
     tests = outcomes(a="failed", b="passed")  # a device failure before: still not the device's verdict
     v = verdict(end, tests)
@@ -126,7 +156,10 @@ def test_a_broken_rig_or_bench_is_bench_error_never_the_device(end, says):
 
 def test_the_test_that_found_the_rig_broken_is_not_counted_again():
     broke = "cannot open serial port /dev/x: gone"
-    tests = [TestOutcome(A, "error", f"setup: PortOpenError: {broke}"), TestOutcome(B, "skipped", f"rig broken: {broke}")]
+    tests = [
+        TestOutcome(A, "error", f"setup: PortOpenError: {broke}"),
+        TestOutcome(B, "skipped", f"rig broken: {broke}"),
+    ]
     v = verdict(SessionEnd(rig_broken=broke), tests)
     assert v.verdict == BENCH_ERROR and v.reason == f"rig broken: {broke}"
 
@@ -137,8 +170,9 @@ def test_the_rig_breaking_wins_over_everything_else():
 
 
 def test_an_interrupted_run_is_incomplete_even_when_all_required_passed():
-    end = SessionEnd(interrupted="KeyboardInterrupt (Ctrl-C or SIGINT)", device_tests=5, device_selected=5,
-                     device_ids=DEVICE)
+    end = SessionEnd(
+        interrupted="KeyboardInterrupt (Ctrl-C or SIGINT)", device_tests=5, device_selected=5, device_ids=DEVICE
+    )
     v = verdict(end, outcomes(a="passed", b="passed"))
     assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)
     assert v.reason == "interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of 2 required tests ran (suite quick)"
@@ -150,18 +184,22 @@ def test_a_lab_s_own_tests_are_judged_as_themselves_never_as_the_device_suite():
     own = [TestOutcome("mytests/test_lab.py::test_y", "passed"), TestOutcome("mytests/test_lab.py::test_z", "skipped")]
     v = verdict(SessionEnd(), own)
     assert (v.verdict, v.exit_code) == (PASSED, 0)
-    assert v.reason == ("1 test ran and passed; no device-suite test in this run, so no suite profile applies; "
-                        "not run: 1 skipped"), v.reason
+    assert v.reason == (
+        "1 test ran and passed; no device-suite test in this run, so no suite profile applies; not run: 1 skipped"
+    ), v.reason
     failed = verdict(SessionEnd(), [TestOutcome("mytests/test_lab.py::test_y", "failed", "boom")])
     assert failed.verdict == FAILED
 
 
-@pytest.mark.parametrize("end, tests, why", [
-    (SessionEnd(collect_only=True, device_tests=5, device_selected=5, device_ids=DEVICE), [], "--collect-only"),
-    (SessionEnd(), [], "none collected from the device suite"),
-    (SessionEnd(device_tests=5, device_selected=0, device_ids=DEVICE), [], "all 5 deselected"),
-    (ALL_SELECTED, outcomes(a="not covered", b="skipped"), "every one skipped or not covered"),
-])
+@pytest.mark.parametrize(
+    "end, tests, why",
+    [
+        (SessionEnd(collect_only=True, device_tests=5, device_selected=5, device_ids=DEVICE), [], "--collect-only"),
+        (SessionEnd(), [], "none collected from the device suite"),
+        (SessionEnd(device_tests=5, device_selected=0, device_ids=DEVICE), [], "all 5 deselected"),
+        (ALL_SELECTED, outcomes(a="not covered", b="skipped"), "every one skipped or not covered"),
+    ],
+)
 def test_a_run_where_no_device_test_ran_is_incomplete_never_passed(end, tests, why):
     v = verdict(end, tests)
     assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)

@@ -16,8 +16,9 @@ Every tolerance that was needed is reported (`AuthResult.variant`), so the bench
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
 
@@ -91,6 +92,7 @@ def hex_of(value: int, pad: bool = False) -> str:
 
 # -- requests ---------------------------------------------------------------------------------
 
+
 def _parts(f: SignedFields, raw: bool) -> tuple[str, str, str | None, str | None, list[str]]:
     """(ts, rc, data JSON or None, historical JSON or None, row JSONs) as the signature sees them."""
     r = f.raw_text() if raw else None
@@ -117,8 +119,7 @@ def _parts(f: SignedFields, raw: bool) -> tuple[str, str, str | None, str | None
     return ts, rc, data, hd, rows
 
 
-def request_signature(f: SignedFields, method: str, key: Secret | str, *, pad: bool = False,
-                      raw: bool = False) -> str:
+def request_signature(f: SignedFields, method: str, key: Secret | str, *, pad: bool = False, raw: bool = False) -> str:
     """The `a` value for a request, e.g. "da64c00b295ccf6ef5". Reference output with the
     defaults; `pad` zero-pads every hex (including the `ra` chain), `raw` uses the device's text.
     ValueError if the method needs a field the request lacks (ta: ts, ca: rc), as the reference."""
@@ -161,8 +162,11 @@ def parse_auth(auth: Any, where: str = "a") -> tuple[str, int]:
         raise MetricsError("auth_malformed", "auth must be a string", where)
     m = _AUTH.fullmatch(auth)
     if m is None:
-        raise MetricsError("auth_malformed", "auth must be sa|ta|ca|da|ra followed by 1..16 hex digits "
-                           f"(got {len(auth)} characters)", where)
+        raise MetricsError(
+            "auth_malformed",
+            f"auth must be sa|ta|ca|da|ra followed by 1..16 hex digits (got {len(auth)} characters)",
+            where,
+        )
     return m.group(1), int(m.group(2), 16)
 
 
@@ -188,17 +192,27 @@ def verify_request(f: SignedFields, auth: Any, key: Secret | str) -> AuthResult:
         seen.add(sig)
         if int(sig[2:], 16) == value:
             return AuthResult(method, name)
-    raise MetricsError("auth_invalid", f"the {METHODS[method]} auth ({method}) signature does not verify "
-                       "with this device's key", "a")
+    raise MetricsError(
+        "auth_invalid", f"the {METHODS[method]} auth ({method}) signature does not verify with this device's key", "a"
+    )
 
 
 # -- replies ----------------------------------------------------------------------------------
 
-def reply_signature(key: Secret | str, serial_number: str, *, timestamp: Any = None,
-                    request_count: Any = None, active_until_timestamp: Any = None,
-                    active_seconds_left: Any = None, token_list: Iterable | None = None,
-                    settings: dict | None = None, extra_data: dict | None = None,
-                    pad: bool = False) -> str:
+
+def reply_signature(
+    key: Secret | str,
+    serial_number: str,
+    *,
+    timestamp: Any = None,
+    request_count: Any = None,
+    active_until_timestamp: Any = None,
+    active_seconds_left: Any = None,
+    token_list: Iterable | None = None,
+    settings: dict | None = None,
+    extra_data: dict | None = None,
+    pad: bool = False,
+) -> str:
     """The reply's `a` ("da..."): SipHash of sn + request ts + request rc + auts + asl + tkl JSON
     + st JSON + ed JSON, each left out when falsy: the reference order and rules."""
     payload = serial_number

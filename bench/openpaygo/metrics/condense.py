@@ -7,14 +7,18 @@ it anyway. Condensing an expanded request and expanding it again gives the same 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from bench.openpaygo.metrics.auth import MISSING, SignedFields, request_signature
 from bench.openpaygo.metrics.codec import MetricsRequest, request_head
 from bench.openpaygo.metrics.format import DataFormat
 from bench.openpaygo.metrics.keys import (
-    DATA_LONG_TO_SHORT, REQUEST_LONG_TO_SHORT, ROW_RELATIVE_TIME, ROW_TIMESTAMP,
+    DATA_LONG_TO_SHORT,
+    REQUEST_LONG_TO_SHORT,
+    ROW_RELATIVE_TIME,
+    ROW_TIMESTAMP,
 )
 from bench.openpaygo.metrics.timestamps import whole
 from bench.openpaygo.metrics.wire import Encoding, canonical_json, encode
@@ -63,8 +67,7 @@ def condense_rows(rows: Iterable[Mapping[str, Any]], fmt: DataFormat | None, bas
     return out
 
 
-def to_condensed(req: MetricsRequest, *, reference_time: float | int | None = None,
-                 auth: str | None = None) -> dict:
+def to_condensed(req: MetricsRequest, *, reference_time: float | int | None = None, auth: str | None = None) -> dict:
     """An expanded request -> its condensed form (short keys, rows in the format's order).
     `reference_time` stands for the reception time when the request carries no ts/dct."""
     fmt = req.data_format
@@ -74,7 +77,9 @@ def to_condensed(req: MetricsRequest, *, reference_time: float | int | None = No
     elif req.data_format_id is not None:
         out["df"] = req.data_format_id
     if req.data is not None:
-        out["d"] = condense_row(req.data, fmt.data_order) if fmt is not None and fmt.data_order else _short_data(req.data)
+        out["d"] = (
+            condense_row(req.data, fmt.data_order) if fmt is not None and fmt.data_order else _short_data(req.data)
+        )
     if req.historical_data is not None:
         base = req.timestamp if req.timestamp is not None else req.data_collection_timestamp
         base = base if base is not None else reference_time

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
 
@@ -33,8 +34,12 @@ def check_name(name: Any, where: str) -> str:
     if not name:
         raise MetricsError("bad_value", "a variable name must not be empty", where)
     if _INTEGERISH.fullmatch(name.strip()):
-        raise MetricsError("integer_name", f"variable name {name!r} is an integer; names must not be "
-                           "integers, even as strings (they clash with index keys)", where)
+        raise MetricsError(
+            "integer_name",
+            f"variable name {name!r} is an integer; names must not be "
+            "integers, even as strings (they clash with index keys)",
+            where,
+        )
     return name
 
 
@@ -43,8 +48,9 @@ def type_name(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return {int: "an integer", float: "a number", str: "a string", list: "an array",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def is_number(value: Any) -> bool:
@@ -85,11 +91,18 @@ class VariableType:
             "gps": _is_gps,
         }[self.type](value)
         if not ok:
-            want = {"text": "a string", "integer": "an integer", "float": "a number",
-                    "bool": "true/false (or 0/1)",
-                    "gps": "[longitude, latitude] in degrees"}[self.type]
-            raise MetricsError("type_mismatch", f"{type_name(value)} {_short(value)} for a variable of type "
-                               f"{self.type}; expected {want}", where)
+            want = {
+                "text": "a string",
+                "integer": "an integer",
+                "float": "a number",
+                "bool": "true/false (or 0/1)",
+                "gps": "[longitude, latitude] in degrees",
+            }[self.type]
+            raise MetricsError(
+                "type_mismatch",
+                f"{type_name(value)} {_short(value)} for a variable of type {self.type}; expected {want}",
+                where,
+            )
 
     def scaled(self, value: Any) -> Any:
         """The value multiplied by scale_factor (spec: "for processing and displaying")."""
@@ -99,8 +112,13 @@ class VariableType:
 
 
 def _is_gps(v: Any) -> bool:
-    return (isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v)
-            and -180 <= v[0] <= 180 and -90 <= v[1] <= 90)
+    return (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(is_number(x) for x in v)
+        and -180 <= v[0] <= 180
+        and -90 <= v[1] <= 90
+    )
 
 
 def _short(value: Any) -> str:
@@ -116,30 +134,37 @@ def parse_variable(obj: Any, where: str) -> VariableType:
         raise MetricsError("wrong_type", f"a variable type must be an object, got {type_name(obj)}", where)
     for key in obj:
         if key not in _VARIABLE_KEYS:
-            raise MetricsError("unknown_field", f"unknown key {key[:40]!r}; a variable type has "
-                               + ", ".join(_VARIABLE_KEYS), f"{where}.{key}")
+            raise MetricsError(
+                "unknown_field",
+                f"unknown key {key[:40]!r}; a variable type has " + ", ".join(_VARIABLE_KEYS),
+                f"{where}.{key}",
+            )
     if "name" not in obj:
-        raise MetricsError("missing_field", "a variable type needs a \"name\"", where)
+        raise MetricsError("missing_field", 'a variable type needs a "name"', where)
     name = obj["name"]
     if not isinstance(name, str):
         raise MetricsError("wrong_type", f"name must be a string, got {type_name(name)}", f"{where}.name")
     vtype = obj.get("type", "text")
     if vtype not in VARIABLE_TYPES:
-        raise MetricsError("bad_value", f"type {_short(vtype)} is not one of {', '.join(VARIABLE_TYPES)}",
-                           f"{where}.type")
+        raise MetricsError(
+            "bad_value", f"type {_short(vtype)} is not one of {', '.join(VARIABLE_TYPES)}", f"{where}.type"
+        )
     for key in ("unit", "description"):
         if key in obj and not isinstance(obj[key], str):
             raise MetricsError("wrong_type", f"{key} must be a string, got {type_name(obj[key])}", f"{where}.{key}")
     scale = obj.get("scale_factor")
     if scale is not None and not is_number(scale):
-        raise MetricsError("wrong_type", f"scale_factor must be a number, got {type_name(scale)}",
-                           f"{where}.scale_factor")
+        raise MetricsError(
+            "wrong_type", f"scale_factor must be a number, got {type_name(scale)}", f"{where}.scale_factor"
+        )
     agg = obj.get("aggregation_method")
     if agg is not None and agg not in AGGREGATIONS:
-        raise MetricsError("bad_value", f"aggregation_method {_short(agg)} is not one of {', '.join(AGGREGATIONS)}",
-                           f"{where}.aggregation_method")
-    return VariableType(name, vtype, obj.get("unit"), obj.get("description"), scale, agg,
-                        type_declared="type" in obj)
+        raise MetricsError(
+            "bad_value",
+            f"aggregation_method {_short(agg)} is not one of {', '.join(AGGREGATIONS)}",
+            f"{where}.aggregation_method",
+        )
+    return VariableType(name, vtype, obj.get("unit"), obj.get("description"), scale, agg, type_declared="type" in obj)
 
 
 @dataclass(frozen=True)
@@ -169,9 +194,10 @@ class DataFormat:
             out["id"] = self.id
         return out
 
-    def with_id(self, id: int) -> "DataFormat":
-        return DataFormat(self.data_order, self.historical_data_order, self.historical_data_interval,
-                          self.variables, id)
+    def with_id(self, id: int) -> DataFormat:
+        return DataFormat(
+            self.data_order, self.historical_data_order, self.historical_data_interval, self.variables, id
+        )
 
     def variable(self, name: str) -> VariableType | None:
         return self.variables.get(name)
@@ -193,16 +219,22 @@ def parse_order(value: Any, where: str) -> tuple[str | None, ...]:
         slots: dict[int, str] = {}
         for key, name in value.items():
             if not is_index_key(key):
-                raise MetricsError("bad_index", f"key {key[:20]!r} of an index-keyed order is not an index "
-                                   "(0, 1, 2, ...)", f"{where}.{key}")
+                raise MetricsError(
+                    "bad_index",
+                    f"key {key[:20]!r} of an index-keyed order is not an index (0, 1, 2, ...)",
+                    f"{where}.{key}",
+                )
             slots[int(key)] = check_name(name, f"{where}.{key}")
         size = max(slots, default=-1) + 1
         if size > MAX_ORDER:
             raise MetricsError("bad_value", f"an order of {size} slots; at most {MAX_ORDER}", where)
         names = [slots.get(i) for i in range(size)]
     else:
-        raise MetricsError("wrong_type", f"an order must be an array of names (or an index-keyed object), "
-                           f"got {type_name(value)}", where)
+        raise MetricsError(
+            "wrong_type",
+            f"an order must be an array of names (or an index-keyed object), got {type_name(value)}",
+            where,
+        )
     if len(names) > MAX_ORDER:
         raise MetricsError("bad_value", f"an order of {len(names)} variables; at most {MAX_ORDER}", where)
     seen: set[str] = set()
@@ -217,6 +249,7 @@ def parse_order(value: Any, where: str) -> tuple[str | None, ...]:
 
 def _expand_name(name: str) -> str:
     from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG
+
     return DATA_SHORT_TO_LONG.get(name, name)
 
 
@@ -228,19 +261,30 @@ def parse_data_format(obj: Any, where: str = "", *, allow_id: bool = True) -> Da
     pre = f"{where}." if where else ""
     for key in obj:
         if key not in _FORMAT_KEYS or (key == "id" and not allow_id):
-            raise MetricsError("unknown_field", f"unknown key {key[:40]!r}; a data format has data_order, "
-                               "historical_data_order, historical_data_interval, variables", pre + key)
+            raise MetricsError(
+                "unknown_field",
+                f"unknown key {key[:40]!r}; a data format has data_order, "
+                "historical_data_order, historical_data_interval, variables",
+                pre + key,
+            )
     data_order = parse_order(obj["data_order"], pre + "data_order") if "data_order" in obj else ()
-    hd_order = (parse_order(obj["historical_data_order"], pre + "historical_data_order")
-                if "historical_data_order" in obj else ())
+    hd_order = (
+        parse_order(obj["historical_data_order"], pre + "historical_data_order")
+        if "historical_data_order" in obj
+        else ()
+    )
     interval = obj.get("historical_data_interval")
     if interval is not None and not is_number(interval):
-        raise MetricsError("wrong_type", f"historical_data_interval must be a number of seconds, got "
-                           f"{type_name(interval)}", pre + "historical_data_interval")
+        raise MetricsError(
+            "wrong_type",
+            f"historical_data_interval must be a number of seconds, got {type_name(interval)}",
+            pre + "historical_data_interval",
+        )
     variables_obj = obj.get("variables", {})
     if not isinstance(variables_obj, dict):
-        raise MetricsError("wrong_type", f"variables must be an object, got {type_name(variables_obj)}",
-                           pre + "variables")
+        raise MetricsError(
+            "wrong_type", f"variables must be an object, got {type_name(variables_obj)}", pre + "variables"
+        )
     variables = {}
     for name, vt in variables_obj.items():
         check_name(name, f"{pre}variables.{name}")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
@@ -24,11 +24,12 @@ def parse_iso(text: str, where: str) -> datetime:
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise MetricsError("bad_value", f"{text[:40]!r} is not an ISO 8601 date and time "
-                           "(e.g. 2018-06-30T23:58:59Z)", where) from None
+        raise MetricsError(
+            "bad_value", f"{text[:40]!r} is not an ISO 8601 date and time (e.g. 2018-06-30T23:58:59Z)", where
+        ) from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def parse_time(value: Any, where: str, *, signed: bool = False) -> float | int:
@@ -36,8 +37,9 @@ def parse_time(value: Any, where: str, *, signed: bool = False) -> float | int:
     if isinstance(value, str):
         return whole(parse_iso(value, where).timestamp())
     if not is_number(value):
-        raise MetricsError("wrong_type", f"a time must be a UNIX number or an ISO 8601 string, got "
-                           f"{type_name(value)}", where)
+        raise MetricsError(
+            "wrong_type", f"a time must be a UNIX number or an ISO 8601 string, got {type_name(value)}", where
+        )
     low = -MAX_UNIX if signed else 0
     if not low <= value <= MAX_UNIX:
         raise MetricsError("bad_value", f"time {value!r} is outside {low}..{MAX_UNIX}", where)
@@ -46,5 +48,5 @@ def parse_time(value: Any, where: str, *, signed: bool = False) -> float | int:
 
 def iso_utc(unix: float | int) -> str:
     """UNIX seconds -> "2021-01-25T13:57:50Z" (microseconds kept when present)."""
-    dt = datetime.fromtimestamp(unix, tz=timezone.utc)
+    dt = datetime.fromtimestamp(unix, tz=UTC)
     return dt.isoformat().replace("+00:00", "Z")

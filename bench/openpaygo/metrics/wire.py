@@ -34,31 +34,45 @@ class Encoding(Enum):
         return f"application/{self.value}"
 
 
-_MEDIA = {"application/json": Encoding.JSON, "json": Encoding.JSON,
-          "application/cbor": Encoding.CBOR, "cbor": Encoding.CBOR}
+_MEDIA = {
+    "application/json": Encoding.JSON,
+    "json": Encoding.JSON,
+    "application/cbor": Encoding.CBOR,
+    "cbor": Encoding.CBOR,
+}
 
 
 def encoding_of(content_type: str | None) -> Encoding:
     """The encoding named by a Content-Type header (spec: application/json|json|application/cbor|
     cbor, any letter case, parameters allowed; a charset other than UTF-8 is refused)."""
     if not content_type or not content_type.strip():
-        raise MetricsError("unsupported_media_type", "no Content-Type; expected application/json, json, "
-                           "application/cbor or cbor", "Content-Type")
+        raise MetricsError(
+            "unsupported_media_type",
+            "no Content-Type; expected application/json, json, application/cbor or cbor",
+            "Content-Type",
+        )
     media, *params = (p.strip() for p in content_type.split(";"))
     enc = _MEDIA.get(media.lower())
     if enc is None:
         shown = media if len(media) <= 60 else media[:57] + "..."
-        raise MetricsError("unsupported_media_type", f"Content-Type {shown!r} is not one of application/json, "
-                           "json, application/cbor, cbor", "Content-Type")
+        raise MetricsError(
+            "unsupported_media_type",
+            f"Content-Type {shown!r} is not one of application/json, json, application/cbor, cbor",
+            "Content-Type",
+        )
     for p in params:
         name, _, value = p.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise MetricsError("unsupported_media_type", "JSON must be UTF-8 (RFC 8259); got charset "
-                               f"{value.strip()[:20]!r}", "Content-Type")
+            raise MetricsError(
+                "unsupported_media_type",
+                f"JSON must be UTF-8 (RFC 8259); got charset {value.strip()[:20]!r}",
+                "Content-Type",
+            )
     return enc
 
 
 # -- decoding -------------------------------------------------------------------------------
+
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
@@ -96,8 +110,9 @@ def _depth_at(value: Any, limit: int) -> str | None:
             if depth > limit:
                 return where
             items = v.items() if isinstance(v, dict) else enumerate(v)
-            stack.extend((child, depth + 1, f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]")
-                         for k, child in items)
+            stack.extend(
+                (child, depth + 1, f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]") for k, child in items
+            )
     return None
 
 
@@ -109,15 +124,17 @@ def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     if text.startswith("\ufeff"):
         raise MetricsError("bad_json", "a byte order mark is not allowed in JSON (RFC 8259 §8.1)", "byte 0")
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite_float,
-                           parse_constant=_reject_constant)
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_float=_finite_float, parse_constant=_reject_constant
+        )
     except RecursionError:
         raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", "") from None
     except _Dup as e:
         raise MetricsError("bad_json", f"duplicate key {e.key[:40]!r} in one object", "") from None
     except json.JSONDecodeError as e:
-        raise MetricsError("bad_json", f"{e.msg} at line {e.lineno} column {e.colno}",
-                           f"line {e.lineno} column {e.colno}") from None
+        raise MetricsError(
+            "bad_json", f"{e.msg} at line {e.lineno} column {e.colno}", f"line {e.lineno} column {e.colno}"
+        ) from None
     except ValueError as e:  # huge integers (int max str digits), floats beyond the range
         raise MetricsError("bad_json", str(e)[:120], "") from None
     deep = _depth_at(value, max_depth)
@@ -161,19 +178,22 @@ def _plain(value: Any, where: str, depth: int, max_depth: int) -> Any:
             if isinstance(k, int) and not isinstance(k, bool) and k >= 0:
                 k = str(k)
             if not isinstance(k, str):
-                raise MetricsError("bad_cbor", f"map key of type {type(k).__name__}; expected text or an "
-                                   "unsigned integer", where or "$")
+                raise MetricsError(
+                    "bad_cbor",
+                    f"map key of type {type(k).__name__}; expected text or an unsigned integer",
+                    where or "$",
+                )
             if k in out:
                 raise MetricsError("bad_cbor", f"duplicate key {k[:40]!r} in one map", where or "$")
             out[k] = _plain(v, f"{where}.{k}" if where else k, depth + 1, max_depth)
         return out
     what = type(value).__name__
-    raise MetricsError("bad_cbor", f"a CBOR {what} (tag, byte string, undefined or simple value) has no "
-                       "JSON form", where or "$")
+    raise MetricsError(
+        "bad_cbor", f"a CBOR {what} (tag, byte string, undefined or simple value) has no JSON form", where or "$"
+    )
 
 
-def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES,
-           max_depth: int = MAX_DEPTH) -> Any:
+def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     """Bytes -> plain value, or MetricsError (413 too large, 400 unreadable)."""
     if len(body) > max_bytes:
         raise MetricsError("too_large", f"{len(body)} bytes; the limit is {max_bytes} (4096 KB)", "")
@@ -183,6 +203,7 @@ def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES,
 
 
 # -- encoding -------------------------------------------------------------------------------
+
 
 def canonical_json(value: Any) -> str:
     """The compact JSON a signature is computed over: exactly Python's
@@ -197,6 +218,7 @@ def encode(value: Any, encoding: Encoding) -> bytes:
 
 
 # -- raw spans (signatures over the device's own text) ---------------------------------------
+
 
 @dataclass(frozen=True)
 class Span:

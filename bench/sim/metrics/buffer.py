@@ -4,9 +4,10 @@ protected from overflow (docs/simulator.md "Metrics sessions")."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

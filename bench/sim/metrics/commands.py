@@ -23,6 +23,7 @@ class MetricsCommands:
     """A part of Firmware (bench/sim/firmware.py): the METRICS command family."""
 
     if TYPE_CHECKING:  # provided by Firmware, which this part makes up with the others
+
         def _require_provisioned(self) -> None: ...
         def _persist(self) -> None: ...
         def enter_token(self, code: str) -> str: ...
@@ -38,8 +39,10 @@ class MetricsCommands:
         sub = args[0] if args else ""
         if sub == "FORMAT" and len(args) == 1:  # compiled in: no provisioning needed
             fmt = compact_json(self.metrics.format).encode()
-            return Reply(f"OK id={self.state.data_format_id} interval={self.config.metrics_sample_s} "
-                         f"b64={base64.b64encode(fmt).decode()}")
+            return Reply(
+                f"OK id={self.state.data_format_id} interval={self.config.metrics_sample_s} "
+                f"b64={base64.b64encode(fmt).decode()}"
+            )
         self._require_provisioned()
         if sub == "CONFIG":
             return self._metrics_config(args[1:])
@@ -56,8 +59,9 @@ class MetricsCommands:
         if args == ["EXPORT"]:
             inf, wait_s = self.metrics.export()
             req = inf.request
-            return Reply(f"OK ct={req.content_type} rc={req.rc} b64={base64.b64encode(req.body).decode()}",
-                         delay_s=wait_s)
+            return Reply(
+                f"OK ct={req.content_type} rc={req.rc} b64={base64.b64encode(req.body).decode()}", delay_s=wait_s
+            )
         if len(args) in (2, 3) and args[0] == "IMPORT" and args[1].startswith("b64="):
             kv = parse_kv(args[2:])
             if set(kv) - {"ct"}:
@@ -73,8 +77,11 @@ class MetricsCommands:
             except ReplyRefused as e:
                 raise CommandError(422, f"reply refused: {e.reason}: {e.detail}") from None
             return Reply(f"OK tokens={done.tokens_accepted}/{done.tokens_received} rc={done.rc} rows={done.rows}")
-        raise CommandError(400, "usage: METRICS EXPORT | METRICS IMPORT b64=<reply> | METRICS CONFIG ... | "
-                           "METRICS STATUS | METRICS REPORT | METRICS FORMAT")
+        raise CommandError(
+            400,
+            "usage: METRICS EXPORT | METRICS IMPORT b64=<reply> | METRICS CONFIG ... | "
+            "METRICS STATUS | METRICS REPORT | METRICS FORMAT",
+        )
 
     def _metrics_config(self, args: list[str]) -> Reply:
         """METRICS CONFIG [mode=] [period=] [sample=] [enc=] [url=] [df=] [auth=]: url, df and
@@ -105,17 +112,22 @@ class MetricsCommands:
         auth = kv.get("auth", state.auth)
         if auth not in AUTH_METHODS:
             raise CommandError(400, f"auth= must be one of {','.join(sorted(AUTH_METHODS))}")
-        new_state = replace(state, metrics_url=kv.get("url", state.metrics_url),
-                            data_format_id=int_arg(kv, "df", 0, 2**31 - 1, default=state.data_format_id),
-                            auth=auth)
+        new_state = replace(
+            state,
+            metrics_url=kv.get("url", state.metrics_url),
+            data_format_id=int_arg(kv, "df", 0, 2**31 - 1, default=state.data_format_id),
+            auth=auth,
+        )
         if new_state != state:
             self.state = new_state
             self._persist()
         self.metrics.configure(settings)
         st = self.state
         url = st.metrics_url if valid_base_url(st.metrics_url) else ("-" if not st.metrics_url else "?")
-        return Reply(f"OK mode={settings.mode} period={settings.period_s:g} sample={settings.sample_s} "
-                     f"enc={settings.encoding} auth={st.auth} df={st.data_format_id} url={url}")
+        return Reply(
+            f"OK mode={settings.mode} period={settings.period_s:g} sample={settings.sample_s} "
+            f"enc={settings.encoding} auth={st.auth} df={st.data_format_id} url={url}"
+        )
 
     def _metrics_minimal(self, args: list[str]) -> Reply:
         """Metrics off: protocol 1.0's minimal bridge. EXPORT gives a simple-form request with the
@@ -130,9 +142,7 @@ class MetricsCommands:
                 "data": {"token_count": self.state.last_count},
             }
             body = json.dumps(payload, separators=(",", ":")).encode()
-            return Reply(
-                f"OK ct=application/json rc={self.state.metrics_rc} b64={base64.b64encode(body).decode()}"
-            )
+            return Reply(f"OK ct=application/json rc={self.state.metrics_rc} b64={base64.b64encode(body).decode()}")
         if len(args) == 2 and args[0] == "IMPORT" and args[1].startswith("b64="):
             try:
                 reply = json.loads(base64.b64decode(args[1][4:], validate=True))

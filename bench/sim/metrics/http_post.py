@@ -30,12 +30,17 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResu
     try:
         if parts.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, parts.port, timeout=timeout_s, context=ssl.create_default_context())
+                host, parts.port, timeout=timeout_s, context=ssl.create_default_context()
+            )
         else:
             conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
         try:
-            conn.request("POST", path, body=body, headers={
-                "Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT})
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={"Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT},
+            )
             resp = conn.getresponse()
             data = resp.read(MAX_REPLY_BYTES)
             return HttpResult(0, resp.status, resp.getheader("Content-Type"), data)
@@ -45,8 +50,14 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResu
         return HttpResult(0, error="refused")
     except TimeoutError:  # socket.timeout is TimeoutError
         return HttpResult(0, error="timeout")
-    except (http.client.RemoteDisconnected, http.client.IncompleteRead, http.client.BadStatusLine,
-            ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+    except (
+        http.client.RemoteDisconnected,
+        http.client.IncompleteRead,
+        http.client.BadStatusLine,
+        ConnectionResetError,
+        ConnectionAbortedError,
+        BrokenPipeError,
+    ):
         return HttpResult(0, error="dropped")
     except ssl.SSLError:
         return HttpResult(0, error="tls")

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import cbor2
 
@@ -69,8 +70,17 @@ def _hex(key_hex: str, message: str) -> str:
 
 # -- requests ---------------------------------------------------------------------------------
 
-def sign_request(method: str, key_hex: str, serial: str, *, ts: int | None = None, rc: int | None = None,
-                 data: Any = None, historical: Sequence[Any] | None = None) -> str:
+
+def sign_request(
+    method: str,
+    key_hex: str,
+    serial: str,
+    *,
+    ts: int | None = None,
+    rc: int | None = None,
+    data: Any = None,
+    historical: Sequence[Any] | None = None,
+) -> str:
     """The `a` of a request. `data` / `historical` None = not sent. ValueError for an unknown
     method, or ta without ts / ca without rc."""
     ts_text = str(ts) if ts else ""
@@ -112,8 +122,9 @@ def condense(values: Mapping[str, Any], order: Sequence[str]) -> list:
     return out
 
 
-def condense_rows(rows: Sequence[Mapping[str, Any]], order: Sequence[str], interval_s: int | None,
-                  time_key: str = "timestamp") -> list[list]:
+def condense_rows(
+    rows: Sequence[Mapping[str, Any]], order: Sequence[str], interval_s: int | None, time_key: str = "timestamp"
+) -> list[list]:
     """Historical rows (each with its absolute `time_key`) as arrays. A row's time is sent when
     it is the first, or when it is not `interval_s` after the previous row; otherwise it is left
     out (the format's interval gives it)."""
@@ -141,9 +152,20 @@ class Request:
     rows: int  # historical rows it carries
 
 
-def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: int | None,
-                  data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], data_format: Mapping[str, Any],
-                  df: int, encoding: str = "json", faults: frozenset[Fault] = frozenset()) -> Request:
+def build_request(
+    *,
+    serial: str,
+    key_hex: str,
+    auth: str,
+    ts: int | None,
+    rc: int | None,
+    data: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    data_format: Mapping[str, Any],
+    df: int,
+    encoding: str = "json",
+    faults: frozenset[Fault] = frozenset(),
+) -> Request:
     """The condensed request. `data` and each row map variable names to values (rows with an
     absolute `timestamp`); `df` 0 embeds `data_format` (dfo) instead of naming it. `auth` is
     one of sa/ta/ca/da/ra, or "none" for an unsigned request.
@@ -178,6 +200,7 @@ def build_request(*, serial: str, key_hex: str, auth: str, ts: int | None, rc: i
 
 
 # -- replies ----------------------------------------------------------------------------------
+
 
 class ReplyRefused(ValueError):
     """A reply the device does not act on. `reason` is one word (for events and ERR lines)."""
@@ -249,8 +272,18 @@ def _whole(value: Any, name: str) -> int:
     return value
 
 
-def reply_signature(key_hex: str, serial: str, *, ts: int | None, rc: int | None, auts: Any = None,
-                    asl: Any = None, tkl: Any = None, st: Any = None, ed: Any = None) -> int:
+def reply_signature(
+    key_hex: str,
+    serial: str,
+    *,
+    ts: int | None,
+    rc: int | None,
+    auts: Any = None,
+    asl: Any = None,
+    tkl: Any = None,
+    st: Any = None,
+    ed: Any = None,
+) -> int:
     """The SipHash a reply's `da` must carry for the request (ts, rc) it answers."""
     message = serial
     for value in (ts, rc, auts, asl):
@@ -306,8 +339,9 @@ def parse_reply(value: Any, *, serial: str, key_hex: str, ts: int | None, rc: in
     tkl = fields.get("token_list")
     if tkl is not None:
         if not isinstance(tkl, list) or not all(
-                (isinstance(t, int) and not isinstance(t, bool) and t >= 0) or (isinstance(t, str) and _DIGITS.fullmatch(t))
-                for t in tkl):
+            (isinstance(t, int) and not isinstance(t, bool) and t >= 0) or (isinstance(t, str) and _DIGITS.fullmatch(t))
+            for t in tkl
+        ):
             raise ReplyRefused("malformed", "tkl is not a list of tokens")
     auts = fields.get("active_until_timestamp")
     asl = fields.get("active_seconds_left")

@@ -41,7 +41,7 @@ class DevicePort(Protocol):
 class FirmwareMetricsPort:
     """The firmware as the Metrics session sees it (DevicePort)."""
 
-    def __init__(self, fw: "Firmware") -> None:
+    def __init__(self, fw: Firmware) -> None:
         self.fw = fw
 
     @property
@@ -101,8 +101,15 @@ class FirmwareMetricsPort:
 
         def count_of(item: tuple[int, str]) -> tuple[float, int]:
             index, code = item
-            result, _ = decode(code, key, st.starting_code, TokenState(st.last_count, st.used_mask),
-                               restricted_digits=st.restricted, extended=len(code) in (12, 20), faults=fw.faults)
+            result, _ = decode(
+                code,
+                key,
+                st.starting_code,
+                TokenState(st.last_count, st.used_mask),
+                restricted_digits=st.restricted,
+                extended=len(code) in (12, 20),
+                faults=fw.faults,
+            )
             return (result.count if result.outcome == "accepted" and result.count is not None else float("inf"), index)
 
         accepted = 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from bench.sim.faults import Fault
 from bench.sim.metrics import sensors
@@ -70,10 +71,16 @@ class Counters:
 
 
 class MetricsSession:
-    def __init__(self, port: DevicePort, settings: MetricsSettings, data_format: Mapping[str, Any],
-                 clock: Callable[[], float] = time.monotonic,
-                 sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
-                 *, faults: frozenset[Fault] = frozenset()) -> None:
+    def __init__(
+        self,
+        port: DevicePort,
+        settings: MetricsSettings,
+        data_format: Mapping[str, Any],
+        clock: Callable[[], float] = time.monotonic,
+        sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
+        *,
+        faults: frozenset[Fault] = frozenset(),
+    ) -> None:
         self.port = port
         self.faults = frozenset(faults)
         self.settings = settings
@@ -196,8 +203,12 @@ class MetricsSession:
         if via == "http":
             inf.deadline = now + s.reply_timeout_s + 1.0  # the socket timeout fires first; this is a backstop
             self._event("metrics_sent", **fields)
-            threading.Thread(target=self._http, args=(inf.seq, self.port.base_url, inf.request, s.reply_timeout_s),
-                             name="sim-metrics-http", daemon=True).start()
+            threading.Thread(
+                target=self._http,
+                args=(inf.seq, self.port.base_url, inf.request, s.reply_timeout_s),
+                name="sim-metrics-http",
+                daemon=True,
+            ).start()
         else:
             self._event("metrics_pending", **fields)
 
@@ -211,14 +222,26 @@ class MetricsSession:
         retry = self._retry_rows is not None
         if self._retry_rows is not None:
             rows = self._retry_rows[: s.request_rows]
-        data = {**self.port.current_data(), "rows_dropped": self.buffer.dropped,
-                "active_until_timestamp_requested": True}
+        data = {
+            **self.port.current_data(),
+            "rows_dropped": self.buffer.dropped,
+            "active_until_timestamp_requested": True,
+        }
         rc = self.port.next_request_count()  # in NVM before anything leaves
         while True:
             request = build_request(
-                serial=self.port.serial, key_hex=self.port.key_hex, auth=self.port.auth, ts=ts, rc=rc,
-                data=data, rows=[r.values for r in rows], data_format=self.format,
-                df=self.port.data_format_id, encoding=s.encoding, faults=self.faults)
+                serial=self.port.serial,
+                key_hex=self.port.key_hex,
+                auth=self.port.auth,
+                ts=ts,
+                rc=rc,
+                data=data,
+                rows=[r.values for r in rows],
+                data_format=self.format,
+                df=self.port.data_format_id,
+                encoding=s.encoding,
+                faults=self.faults,
+            )
             if len(request.body) <= s.max_body_bytes or not rows:
                 break
             rows = rows[: max(0, min(len(rows) - 1, len(rows) * s.max_body_bytes // len(request.body) - 1))]
@@ -238,8 +261,12 @@ class MetricsSession:
 
     def _fail(self, reason: str) -> None:
         inf = self.inflight
-        if (inf is not None and not inf.retry and inf.last_row_id
-                and Fault.METRICS_ROWS_DUPLICATED_ON_RETRY in self.faults):
+        if (
+            inf is not None
+            and not inf.retry
+            and inf.last_row_id
+            and Fault.METRICS_ROWS_DUPLICATED_ON_RETRY in self.faults
+        ):
             self._retry_rows = [r for r in self.buffer.rows if r.id <= inf.last_row_id]  # and left there
         self.inflight = None
         self.buffer.protected_id = 0
@@ -252,8 +279,13 @@ class MetricsSession:
         request in flight (the caller decides whether that ends it)."""
         inf = self.inflight
         assert inf is not None
-        reply = parse_reply(decode_reply(body, content_type), serial=self.port.serial, key_hex=self.port.key_hex,
-                            ts=inf.request.ts, rc=inf.request.rc)
+        reply = parse_reply(
+            decode_reply(body, content_type),
+            serial=self.port.serial,
+            key_hex=self.port.key_hex,
+            ts=inf.request.ts,
+            rc=inf.request.rc,
+        )
         cleared = self.buffer.ack(inf.last_row_id)
         if inf.retry:
             cleared = inf.request.rows
@@ -266,16 +298,16 @@ class MetricsSession:
         c.answered += 1
         c.rows_sent += cleared
         c.last = "ok"
-        if ((reply.active_until_timestamp is not None or reply.active_seconds_left is not None)
-                and Fault.METRICS_AUTS_IGNORED not in self.faults):
+        if (
+            reply.active_until_timestamp is not None or reply.active_seconds_left is not None
+        ) and Fault.METRICS_AUTS_IGNORED not in self.faults:
             c.auts, c.asl = reply.active_until_timestamp, reply.active_seconds_left
             c.reply_at = int(self.port.rtc_now())
         accepted = self.port.enter_tokens(list(reply.tokens)) if reply.tokens else 0
         c.tokens += accepted
         if reply.settings:
             self._follow(reply.settings)
-        self._event("metrics_done", rc=inf.request.rc, via=how, rows=cleared,
-                    tokens=f"{accepted}/{len(reply.tokens)}")
+        self._event("metrics_done", rc=inf.request.rc, via=how, rows=cleared, tokens=f"{accepted}/{len(reply.tokens)}")
         return Outcome(inf.request.rc, cleared, accepted, len(reply.tokens))
 
     def _follow(self, settings: Mapping[str, Any]) -> None:
@@ -284,8 +316,11 @@ class MetricsSession:
         new_url = url if valid_base_url(url) and url != self.port.base_url else None
         if Fault.METRICS_BASE_URL_NOT_FOLLOWED in self.faults:
             new_url = None  # parsed, signature checked, then dropped
-        new_df = df if (isinstance(df, int) and not isinstance(df, bool) and 0 < df < 2**31
-                        and df != self.port.data_format_id) else None
+        new_df = (
+            df
+            if (isinstance(df, int) and not isinstance(df, bool) and 0 < df < 2**31 and df != self.port.data_format_id)
+            else None
+        )
         if new_url is None and new_df is None:
             return
         self.port.follow(new_url, new_df)

@@ -46,7 +46,6 @@ class MetricsSettings:
             raise ValueError("metrics request body limit must be 512 .. 6000 bytes")
 
 
-
 def valid_base_url(url: Any) -> bool:
     """A URL the device can use and keep: http(s)://host[:port][/path], ASCII, no spaces or '='
     (the same text PROV url= could have given it), at most 200 characters."""

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from bench.sim.psu.scpi import (
     CHANNEL_LIST,

@@ -21,7 +21,7 @@ MAX_LINE = 4096
 class _Handler(socketserver.StreamRequestHandler):
     """One client connection: LF-terminated lines in, one reply line per line with queries."""
 
-    server: "_TcpServer"
+    server: _TcpServer
 
     def setup(self) -> None:
         super().setup()
@@ -117,7 +117,7 @@ class ScpiServer:
     def visa_resource(self) -> str:
         return f"TCPIP0::{self.host}::{self.port}::SOCKET"
 
-    def start(self) -> "ScpiServer":
+    def start(self) -> ScpiServer:
         """Serve in a background daemon thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
@@ -138,7 +138,7 @@ class ScpiServer:
         self._server.drop_clients()
         self._server.server_close()
 
-    def __enter__(self) -> "ScpiServer":
+    def __enter__(self) -> ScpiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
