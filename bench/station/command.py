@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.openpaygo.model import ModelState
-from bench.station.ledger import LEDGER_NAME, Ledger, LedgerError, LedgerState
+from bench.station.ledger import LEDGER_NAME, Ledger, LedgerError
+from bench.station.ledger_state import LedgerState
 
 EXAMPLES = """examples:
   paygo-bench ledger --rig lab.toml                  # the rig's DUT in the rig's ledger

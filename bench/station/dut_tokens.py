@@ -22,8 +22,9 @@ from bench.dut.adapter import DeviceAdapter
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import TokenGenerator
 from bench.rig import DutProfile
-from bench.station.ledger import DeviceIdentity, Ledger, LedgerState, key_fingerprint
+from bench.station.ledger import Ledger
 from bench.station.ledger_recorder import LedgerRecorder, NoKnownState
+from bench.station.ledger_state import DeviceIdentity, LedgerState, key_fingerprint
 from bench.station.profile import fresh_state, generator_for, model_for, provisioning_for
 from bench.station.rebase import rebaseline
 from bench.station.token_session import ModelClock, TokenSession

@@ -19,18 +19,22 @@ last commits; the next bring-up then finds the device ahead of its ledger and sa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import Token
-from bench.secret import Secret
+from bench.station.ledger_state import (
+    DeviceIdentity,
+    LedgerState,
+    Pending,
+    state_from_json,
+    state_json,
+    utc_text,
+)
 
 LEDGER_VERSION = 1
 BUSY_TIMEOUT_S = 30.0  # another station writing the same file holds it this long at most
@@ -75,79 +79,6 @@ def default_ledger_path(rig, run_dir: Path, reports: Path) -> Path:
 
 class LedgerError(Exception):
     """The ledger file cannot be used; the message names the file and what to do."""
-
-
-def utc_text(when: datetime | None = None) -> str:
-    return (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def key_fingerprint(key: Secret) -> str:
-    """A one-way fingerprint of the device key: tells a key change from the key the ledger saw,
-    and shows nothing of the key (16 random bytes cannot be searched back from it)."""
-    return hashlib.sha256(b"paygo-bench ledger key\x00" + bytes.fromhex(key.reveal())).hexdigest()[:16]
-
-
-def state_json(s: ModelState) -> str:
-    return json.dumps(
-        {
-            "last_count": s.last_count,
-            "used": sorted(s.used),
-            "active_until": s.active_until,
-            "payg_disabled": s.payg_disabled,
-            "invalid_streak": s.invalid_streak,
-            "locked_until": s.locked_until,
-        },
-        separators=(",", ":"),
-    )
-
-
-def state_from_json(text: str) -> ModelState:
-    d = json.loads(text)
-    return ModelState(
-        int(d["last_count"]),
-        frozenset(int(c) for c in d["used"]),
-        int(d["active_until"]),
-        bool(d["payg_disabled"]),
-        int(d["invalid_streak"]),
-        int(d["locked_until"]),
-    )
-
-
-@dataclass(frozen=True)
-class DeviceIdentity:
-    serial: str
-    key_fingerprint: str
-    starting_code: int
-    adapter: str
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A token entry written ahead whose reply was never recorded (the run stopped)."""
-
-    entry_id: int
-    code: str
-    count: int | None  # the count the token was made for (None: a code with no count, e.g. invalid)
-    predicted: str  # the model's predicted outcome
-    before: ModelState
-    after: ModelState  # the model's state had the DUT done what it predicted
-    at: str
-    run_id: str
-
-
-@dataclass(frozen=True)
-class LedgerState:
-    serial: str
-    epoch: int
-    epoch_how: str
-    epoch_started: str
-    state: ModelState
-    clock_offset_s: int
-    trusted: bool
-    why_untrusted: str | None
-    max_count_sent: int  # the highest count of a token the bench entered in this epoch
-    pending: Pending | None
-    updated_at: str
 
 
 class Ledger:

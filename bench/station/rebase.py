@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from bench.dut.adapter import TokenOutcome
 from bench.openpaygo.model import MAX_UNUSED_OLDER_TOKENS, ModelState
 from bench.openpaygo.tokens import Token, TokenKind
-from bench.station.ledger import LedgerState
 from bench.station.ledger_recorder import LedgerRecorder, NoKnownState
+from bench.station.ledger_state import LedgerState
 from bench.station.profile import generator_for, model_for
 from bench.station.token_session import TokenSession, status_differences
 

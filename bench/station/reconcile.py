@@ -15,8 +15,8 @@ from bench.dut.adapter import DeviceStatus
 from bench.dut.errors import DeviceRefused
 from bench.openpaygo.model import DeviceModel
 from bench.station.dut_tokens import DutTokens
-from bench.station.ledger import LedgerState, Pending
 from bench.station.ledger_recorder import LedgerRecorder
+from bench.station.ledger_state import LedgerState, Pending
 from bench.station.profile import fresh_state, model_for
 from bench.station.rebase import REPROVISION_HINT, rebaseline
 from bench.station.token_session import SECONDS_LEFT_TOLERANCE, status_differences

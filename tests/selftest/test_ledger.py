@@ -15,15 +15,8 @@ import pytest
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import TokenGenerator
 from bench.secret import Secret
-from bench.station.ledger import (
-    LEDGER_VERSION,
-    DeviceIdentity,
-    Ledger,
-    LedgerError,
-    key_fingerprint,
-    state_from_json,
-    state_json,
-)
+from bench.station.ledger import LEDGER_VERSION, Ledger, LedgerError
+from bench.station.ledger_state import DeviceIdentity, key_fingerprint, state_from_json, state_json
 
 KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 IDENT = DeviceIdentity("SN1", key_fingerprint(Secret(KEY)), 123456789, "reference")

@@ -19,19 +19,15 @@ from bench.openpaygo.metrics.auth import MISSING, RawText, SignedFields
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import (
     DataFormat,
-    check_name,
-    is_index_key,
-    is_number,
     parse_data_format,
     type_name,
 )
 from bench.openpaygo.metrics.keys import (
-    DATA_SHORT_TO_LONG,
     REQUEST_SHORT_TO_LONG,
-    ROW_RELATIVE_TIME,
     ROW_TIMESTAMP,
 )
-from bench.openpaygo.metrics.timestamps import parse_time, whole
+from bench.openpaygo.metrics.rows import expand, historical
+from bench.openpaygo.metrics.timestamps import parse_time
 from bench.openpaygo.metrics.wire import (
     MAX_BODY_BYTES,
     MAX_DEPTH,
@@ -193,119 +189,27 @@ def parse_request(
     root = where or "$"
     if not isinstance(value, dict):
         raise MetricsError("not_an_object", f"a Device Request Object must be an object, got {type_name(value)}", root)
-    pre = f"{where}." if where else ""
-    fields: dict[str, Any] = {}
-    shown: dict[str, str] = {}
-    short_used = long_used = False
-    for key, v in value.items():
-        if key in REQUEST_SHORT_TO_LONG:
-            name, short_used = REQUEST_SHORT_TO_LONG[key], True
-        elif key in REQUEST_SHORT_TO_LONG.values():
-            name, long_used = key, True
-        else:
-            raise MetricsError(
-                "unknown_field",
-                f"unknown key {key[:40]!r} in a Device Request Object (current data goes in d, readings in hd)",
-                pre + key[:40],
-            )
-        if name in fields:
-            raise MetricsError("duplicate_field", f"{name} given twice (as {shown[name]!r} and {key!r})", pre + key)
-        fields[name], shown[name] = v, key
-
-    def at(name: str) -> str:
-        return pre + shown.get(name, name)
-
-    if "serial_number" not in fields:
-        raise MetricsError("missing_field", "serial_number (sn) is required", pre + "sn")
-    sn = fields["serial_number"]
-    if not isinstance(sn, str):
-        raise MetricsError("wrong_type", f"serial_number must be a string, got {type_name(sn)}", at("serial_number"))
-    if not sn or len(sn) > MAX_SERIAL or _CONTROL.search(sn):
-        raise MetricsError(
-            "bad_value", f"serial_number must be 1..{MAX_SERIAL} printable characters", at("serial_number")
-        )
-
-    ts = parse_time(fields["timestamp"], at("timestamp")) if "timestamp" in fields else None
+    f = _Fields.of(value, f"{where}." if where else "")
+    sn = _serial_number(f)
+    ts = parse_time(f.values["timestamp"], f.at("timestamp")) if "timestamp" in f.values else None
     dct = (
-        parse_time(fields["data_collection_timestamp"], at("data_collection_timestamp"))
-        if "data_collection_timestamp" in fields
+        parse_time(f.values["data_collection_timestamp"], f.at("data_collection_timestamp"))
+        if "data_collection_timestamp" in f.values
         else None
     )
-    rc = fields.get("request_count")
-    if rc is not None or "request_count" in fields:
-        if not isinstance(rc, int) or isinstance(rc, bool) or rc < 0:
-            raise MetricsError(
-                "wrong_type", f"request_count must be a whole number >= 0, got {type_name(rc)}", at("request_count")
-            )
-    auth = fields.get("auth")
-    if "auth" in fields and not isinstance(auth, str):
-        raise MetricsError("wrong_type", f"auth must be a string, got {type_name(auth)}", at("auth"))
-
-    # data format: registered (df) or embedded (dfo), never both
-    if "data_format_id" in fields and "data_format" in fields:
-        raise MetricsError(
-            "both_data_formats", "data_format_id (df) and data_format (dfo) given together; send one", at("data_format")
-        )
-    fmt: DataFormat | None = None
-    df = fields.get("data_format_id")
-    if "data_format_id" in fields:
-        if not isinstance(df, int) or isinstance(df, bool) or df < 0:
-            raise MetricsError(
-                "wrong_type", f"data_format_id must be a whole number, got {type_name(df)}", at("data_format_id")
-            )
-        fmt = formats(df)
-        if fmt is None:
-            raise MetricsError(
-                "unknown_data_format",
-                f"no data format {df} is registered on this server; POST it to /data_format first",
-                at("data_format_id"),
-            )
-    elif "data_format" in fields:
-        fmt = parse_data_format(fields["data_format"], at("data_format"))
-
+    rc = _request_count(f)
+    auth = f.values.get("auth")
+    if "auth" in f.values and not isinstance(auth, str):
+        raise MetricsError("wrong_type", f"auth must be a string, got {type_name(auth)}", f.at("auth"))
+    fmt = _data_format(f, formats)
     base = ts if ts is not None else dct if dct is not None else int(received_at)
-
-    data = None
-    if "data" in fields:
-        data = _expand(fields["data"], fmt, "data", at("data"))
-    hd_value = fields.get("historical_data", MISSING)
-    rows: tuple[dict[str, Any], ...] | None = None
-    if hd_value is not MISSING:
-        if hd_value == {}:  # openpaygo's simple payload sends "historical_data": {} when unset
-            rows = ()
-        elif not isinstance(hd_value, list):
-            raise MetricsError(
-                "wrong_type",
-                f"historical_data must be an array of rows, got {type_name(hd_value)}",
-                at("historical_data"),
-            )
-        else:
-            rows = _historical(hd_value, fmt, base, at("historical_data"))
+    data = expand(f.values["data"], fmt, "data", f.at("data")) if "data" in f.values else None
+    hd_value = f.values.get("historical_data", MISSING)
+    rows = _historical_rows(f, hd_value, fmt, base)
     if not data and not rows:
         raise MetricsError("no_data", "at least one of data (d) and historical_data (hd) must carry something", root)
-
-    accessories: list[MetricsRequest] = []
-    if "accessories" in fields:
-        acc = fields["accessories"]
-        if not isinstance(acc, list):
-            raise MetricsError(
-                "wrong_type",
-                f"accessories must be an array of Device Request Objects, got {type_name(acc)}",
-                at("accessories"),
-            )
-        if acc and depth >= MAX_ACCESSORY_DEPTH:
-            raise MetricsError(
-                "too_deep", f"accessories nested deeper than {MAX_ACCESSORY_DEPTH} levels", at("accessories")
-            )
-        for i, item in enumerate(acc):
-            accessories.append(
-                parse_request(
-                    item, formats=formats, received_at=received_at, where=f"{at('accessories')}[{i}]", depth=depth + 1
-                )
-            )
-
     signed = SignedFields(
-        sn, fields.get("timestamp"), rc, fields.get("data", MISSING), hd_value, raw if depth == 0 else None
+        sn, f.values.get("timestamp"), rc, f.values.get("data", MISSING), hd_value, raw if depth == 0 else None
     )
     return MetricsRequest(
         serial_number=sn,
@@ -315,130 +219,135 @@ def parse_request(
         request_count=rc,
         data_collection_timestamp=dct,
         auth=auth,
-        data_format_id=df if "data_format_id" in fields else None,
+        data_format_id=f.values.get("data_format_id") if "data_format_id" in f.values else None,
         data_format=fmt,
-        embedded_format="data_format" in fields,
-        accessories=tuple(accessories),
-        condensed_keys=short_used or not long_used,
+        embedded_format="data_format" in f.values,
+        accessories=_accessories(f, formats, received_at, depth),
+        condensed_keys=f.short_used or not f.long_used,
         data_time=base,
         signed=signed,
     )
 
 
-def _order_of(fmt: DataFormat | None, which: str) -> tuple[str | None, ...]:
-    if fmt is None:
-        return ()
-    return fmt.data_order if which == "data" else fmt.historical_data_order
+@dataclass
+class _Fields:
+    """A request object's fields by long name, with the key each was sent as (for errors)."""
 
+    values: dict[str, Any]
+    shown: dict[str, str]
+    prefix: str
+    short_used: bool
+    long_used: bool
 
-def _expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[str, Any]:
-    """One row (the `data` object/array or a historical row) -> {name: value}."""
-    order = _order_of(fmt, which)
-    order_name = "data_order" if which == "data" else "historical_data_order"
-    out: dict[str, Any] = {}
-    seen: set[str] = set()
-    if isinstance(value, list):
-        if not order:
-            raise MetricsError("no_data_format", f"an array needs a data format with a {order_name} (df or dfo)", where)
-        if len(value) > len(order):
-            raise MetricsError(
-                "bad_index",
-                f"{len(value)} values but the {order_name} has {len(order)} variables",
-                f"{where}[{len(order)}]",
-            )
-        for i, v in enumerate(value):
-            if v is None:
-                continue
-            name = order[i]
-            if name is None:
-                raise MetricsError("bad_index", f"position {i} is an unused slot of the {order_name}", f"{where}[{i}]")
-            out[name] = v
-    elif isinstance(value, dict):
+    @classmethod
+    def of(cls, value: dict, prefix: str) -> _Fields:
+        values: dict[str, Any] = {}
+        shown: dict[str, str] = {}
+        short_used = long_used = False
         for key, v in value.items():
-            if is_index_key(key):
-                if not order:
-                    raise MetricsError(
-                        "no_data_format",
-                        f"index key {key!r} needs a data format with a {order_name} (df or dfo)",
-                        f"{where}.{key}",
-                    )
-                idx = int(key)
-                if idx >= len(order) or order[idx] is None:
-                    raise MetricsError(
-                        "bad_index",
-                        f"index {idx} has no variable in the {order_name} ({len(order)} slots)",
-                        f"{where}.{key}",
-                    )
-                name = order[idx]
+            if key in REQUEST_SHORT_TO_LONG:
+                name, short_used = REQUEST_SHORT_TO_LONG[key], True
+            elif key in REQUEST_SHORT_TO_LONG.values():
+                name, long_used = key, True
             else:
-                name = DATA_SHORT_TO_LONG.get(check_name(key, f"{where}.{key}"), key)
-            if name in seen:
-                raise MetricsError("duplicate_variable", f"{name!r} given twice in one row", f"{where}.{key}")
-            seen.add(name)  # type: ignore[arg-type]
-            if v is not None:
-                out[name] = v  # type: ignore[index]
-    else:
-        raise MetricsError("wrong_type", f"a row must be an object or an array, got {type_name(value)}", where)
-    _check_types(out, fmt, which, where)
-    return out
+                raise MetricsError(
+                    "unknown_field",
+                    f"unknown key {key[:40]!r} in a Device Request Object (current data goes in d, readings in hd)",
+                    prefix + key[:40],
+                )
+            if name in values:
+                raise MetricsError(
+                    "duplicate_field", f"{name} given twice (as {shown[name]!r} and {key!r})", prefix + key
+                )
+            values[name], shown[name] = v, key
+        return cls(values, shown, prefix, short_used, long_used)
+
+    def at(self, name: str) -> str:
+        return self.prefix + self.shown.get(name, name)
 
 
-def _check_types(row: dict[str, Any], fmt: DataFormat | None, which: str, where: str) -> None:
-    tc = row.get("token_count")
-    if tc is not None and (not isinstance(tc, int) or isinstance(tc, bool) or tc < 0):
+def _serial_number(f: _Fields) -> str:
+    if "serial_number" not in f.values:
+        raise MetricsError("missing_field", "serial_number (sn) is required", f.prefix + "sn")
+    sn = f.values["serial_number"]
+    if not isinstance(sn, str):
+        raise MetricsError("wrong_type", f"serial_number must be a string, got {type_name(sn)}", f.at("serial_number"))
+    if not sn or len(sn) > MAX_SERIAL or _CONTROL.search(sn):
         raise MetricsError(
-            "type_mismatch", f"token_count must be a whole number >= 0, got {type_name(tc)}", f"{where}.token_count"
+            "bad_value", f"serial_number must be 1..{MAX_SERIAL} printable characters", f.at("serial_number")
         )
-    for flag in ("active_until_timestamp_requested", "active_seconds_left_requested"):
-        v = row.get(flag)
-        if v is not None and not (isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))):
+    return sn
+
+
+def _request_count(f: _Fields) -> int | None:
+    rc = f.values.get("request_count")
+    if rc is not None or "request_count" in f.values:
+        if not isinstance(rc, int) or isinstance(rc, bool) or rc < 0:
             raise MetricsError(
-                "type_mismatch", f"{flag} must be true/false (or 1/0), got {type_name(v)}", f"{where}.{flag}"
+                "wrong_type", f"request_count must be a whole number >= 0, got {type_name(rc)}", f.at("request_count")
             )
-    if fmt is not None:
-        for name, v in row.items():
-            vt = fmt.variables.get(name)
-            if vt is not None and name not in (ROW_TIMESTAMP, ROW_RELATIVE_TIME):
-                vt.check(v, f"{where}.{name}")
+    return rc
 
 
-def _historical(rows: list, fmt: DataFormat | None, base: int | float, where: str) -> tuple[dict[str, Any], ...]:
-    """Rows expanded, each given its absolute time: its own `timestamp` (which resets the base),
-    else `relative_time` after the previous row (the first: after the base), else the format's
-    interval after the previous row (the first: the base itself)."""
-    interval = fmt.historical_data_interval if fmt is not None else None
-    out = []
-    prev: int | float | None = None
-    for i, item in enumerate(rows):
-        w = f"{where}[{i}]"
-        row = _expand(item, fmt, "historical", w)
-        if ROW_TIMESTAMP in row:
-            t = parse_time(row[ROW_TIMESTAMP], f"{w}.timestamp")
-            if ROW_RELATIVE_TIME in row:  # an explicit time wins over a relative one
-                _check_rel(row, w)
-                del row[ROW_RELATIVE_TIME]
-        elif ROW_RELATIVE_TIME in row:
-            rel = _check_rel(row, w)
-            t = whole((prev if prev is not None else base) + rel)
-            del row[ROW_RELATIVE_TIME]
-        elif interval is not None:
-            t = base if prev is None else whole(prev + interval)
-        else:
-            raise MetricsError(
-                "no_time",
-                "this row has no timestamp or relative_time, and the data format defines no historical_data_interval",
-                w,
-            )
-        row[ROW_TIMESTAMP] = t
-        prev = t
-        out.append(row)
-    return tuple(out)
-
-
-def _check_rel(row: dict[str, Any], where: str) -> int | float:
-    rel = row[ROW_RELATIVE_TIME]
-    if not is_number(rel):
+def _data_format(f: _Fields, formats: FormatLookup) -> DataFormat | None:
+    """The request's data format: registered (df) or embedded (dfo), never both."""
+    if "data_format_id" in f.values and "data_format" in f.values:
         raise MetricsError(
-            "wrong_type", f"relative_time must be a number of seconds, got {type_name(rel)}", f"{where}.relative_time"
+            "both_data_formats",
+            "data_format_id (df) and data_format (dfo) given together; send one",
+            f.at("data_format"),
         )
-    return rel
+    if "data_format_id" in f.values:
+        df = f.values["data_format_id"]
+        if not isinstance(df, int) or isinstance(df, bool) or df < 0:
+            raise MetricsError(
+                "wrong_type", f"data_format_id must be a whole number, got {type_name(df)}", f.at("data_format_id")
+            )
+        fmt = formats(df)
+        if fmt is None:
+            raise MetricsError(
+                "unknown_data_format",
+                f"no data format {df} is registered on this server; POST it to /data_format first",
+                f.at("data_format_id"),
+            )
+        return fmt
+    if "data_format" in f.values:
+        return parse_data_format(f.values["data_format"], f.at("data_format"))
+    return None
+
+
+def _historical_rows(
+    f: _Fields, hd_value: Any, fmt: DataFormat | None, base: int | float
+) -> tuple[dict[str, Any], ...] | None:
+    if hd_value is MISSING:
+        return None
+    if hd_value == {}:  # openpaygo's simple payload sends "historical_data": {} when unset
+        return ()
+    if not isinstance(hd_value, list):
+        raise MetricsError(
+            "wrong_type",
+            f"historical_data must be an array of rows, got {type_name(hd_value)}",
+            f.at("historical_data"),
+        )
+    return historical(hd_value, fmt, base, f.at("historical_data"))
+
+
+def _accessories(f: _Fields, formats: FormatLookup, received_at: float, depth: int) -> tuple[MetricsRequest, ...]:
+    if "accessories" not in f.values:
+        return ()
+    acc = f.values["accessories"]
+    if not isinstance(acc, list):
+        raise MetricsError(
+            "wrong_type",
+            f"accessories must be an array of Device Request Objects, got {type_name(acc)}",
+            f.at("accessories"),
+        )
+    if acc and depth >= MAX_ACCESSORY_DEPTH:
+        raise MetricsError(
+            "too_deep", f"accessories nested deeper than {MAX_ACCESSORY_DEPTH} levels", f.at("accessories")
+        )
+    where = f.at("accessories")
+    return tuple(
+        parse_request(item, formats=formats, received_at=received_at, where=f"{where}[{i}]", depth=depth + 1)
+        for i, item in enumerate(acc)
+    )

@@ -1,0 +1,132 @@
+"""The rows of a Metrics request expanded to the simple form: a `d` object or array, and the
+`hd` rows with their times (`timestamp`, `relative_time` or `historical_data_interval`), keys
+short or long, arrays and index keys checked against the data format's order and declared
+types. Every refusal is a `MetricsError` naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.openpaygo.metrics.errors import MetricsError
+from bench.openpaygo.metrics.format import DataFormat, check_name, is_index_key, is_number, type_name
+from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG, ROW_RELATIVE_TIME, ROW_TIMESTAMP
+from bench.openpaygo.metrics.timestamps import parse_time, whole
+
+
+def _order_of(fmt: DataFormat | None, which: str) -> tuple[str | None, ...]:
+    if fmt is None:
+        return ()
+    return fmt.data_order if which == "data" else fmt.historical_data_order
+
+
+def expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[str, Any]:
+    """One row (the `data` object/array or a historical row) -> {name: value}."""
+    order = _order_of(fmt, which)
+    order_name = "data_order" if which == "data" else "historical_data_order"
+    out: dict[str, Any] = {}
+    seen: set[str] = set()
+    if isinstance(value, list):
+        if not order:
+            raise MetricsError("no_data_format", f"an array needs a data format with a {order_name} (df or dfo)", where)
+        if len(value) > len(order):
+            raise MetricsError(
+                "bad_index",
+                f"{len(value)} values but the {order_name} has {len(order)} variables",
+                f"{where}[{len(order)}]",
+            )
+        for i, v in enumerate(value):
+            if v is None:
+                continue
+            name = order[i]
+            if name is None:
+                raise MetricsError("bad_index", f"position {i} is an unused slot of the {order_name}", f"{where}[{i}]")
+            out[name] = v
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            if is_index_key(key):
+                if not order:
+                    raise MetricsError(
+                        "no_data_format",
+                        f"index key {key!r} needs a data format with a {order_name} (df or dfo)",
+                        f"{where}.{key}",
+                    )
+                idx = int(key)
+                if idx >= len(order) or order[idx] is None:
+                    raise MetricsError(
+                        "bad_index",
+                        f"index {idx} has no variable in the {order_name} ({len(order)} slots)",
+                        f"{where}.{key}",
+                    )
+                name = order[idx]
+            else:
+                name = DATA_SHORT_TO_LONG.get(check_name(key, f"{where}.{key}"), key)
+            if name in seen:
+                raise MetricsError("duplicate_variable", f"{name!r} given twice in one row", f"{where}.{key}")
+            seen.add(name)  # type: ignore[arg-type]
+            if v is not None:
+                out[name] = v  # type: ignore[index]
+    else:
+        raise MetricsError("wrong_type", f"a row must be an object or an array, got {type_name(value)}", where)
+    _check_types(out, fmt, which, where)
+    return out
+
+
+def _check_types(row: dict[str, Any], fmt: DataFormat | None, which: str, where: str) -> None:
+    tc = row.get("token_count")
+    if tc is not None and (not isinstance(tc, int) or isinstance(tc, bool) or tc < 0):
+        raise MetricsError(
+            "type_mismatch", f"token_count must be a whole number >= 0, got {type_name(tc)}", f"{where}.token_count"
+        )
+    for flag in ("active_until_timestamp_requested", "active_seconds_left_requested"):
+        v = row.get(flag)
+        if v is not None and not (isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))):
+            raise MetricsError(
+                "type_mismatch", f"{flag} must be true/false (or 1/0), got {type_name(v)}", f"{where}.{flag}"
+            )
+    if fmt is not None:
+        for name, v in row.items():
+            vt = fmt.variables.get(name)
+            if vt is not None and name not in (ROW_TIMESTAMP, ROW_RELATIVE_TIME):
+                vt.check(v, f"{where}.{name}")
+
+
+def historical(rows: list, fmt: DataFormat | None, base: int | float, where: str) -> tuple[dict[str, Any], ...]:
+    """Rows expanded, each given its absolute time: its own `timestamp` (which resets the base),
+    else `relative_time` after the previous row (the first: after the base), else the format's
+    interval after the previous row (the first: the base itself)."""
+    interval = fmt.historical_data_interval if fmt is not None else None
+    out = []
+    prev: int | float | None = None
+    for i, item in enumerate(rows):
+        w = f"{where}[{i}]"
+        row = expand(item, fmt, "historical", w)
+        if ROW_TIMESTAMP in row:
+            t = parse_time(row[ROW_TIMESTAMP], f"{w}.timestamp")
+            if ROW_RELATIVE_TIME in row:  # an explicit time wins over a relative one
+                _check_rel(row, w)
+                del row[ROW_RELATIVE_TIME]
+        elif ROW_RELATIVE_TIME in row:
+            rel = _check_rel(row, w)
+            t = whole((prev if prev is not None else base) + rel)
+            del row[ROW_RELATIVE_TIME]
+        elif interval is not None:
+            t = base if prev is None else whole(prev + interval)
+        else:
+            raise MetricsError(
+                "no_time",
+                "this row has no timestamp or relative_time, and the data format defines no historical_data_interval",
+                w,
+            )
+        row[ROW_TIMESTAMP] = t
+        prev = t
+        out.append(row)
+    return tuple(out)
+
+
+def _check_rel(row: dict[str, Any], where: str) -> int | float:
+    rel = row[ROW_RELATIVE_TIME]
+    if not is_number(rel):
+        raise MetricsError(
+            "wrong_type", f"relative_time must be a number of seconds, got {type_name(rel)}", f"{where}.relative_time"
+        )
+    return rel
