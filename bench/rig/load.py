@@ -3,6 +3,7 @@ schema, the DUT profile merged from [dut], a device-list row and the virtual dev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -73,30 +74,47 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
     """Merge [dut], a device-list row and (virtual rig only) the simulated device's identity."""
     values = _with_defaults("dut", given)
     key = _key_from_sources(where, given, base, env)
-    row: dict[str, Any] = {}
-    if "device_list" in given:
-        row = _device_list_row(where, given, base)
-        for name in row:  # a non-blank cell and a [dut] key for the same thing clash
-            same = _KEY_SOURCES if name == "secret_key" else () if name == "serial_number" else (name,)
-            clash = next((k for k in same if k in given), None)
-            if clash:
-                raise RigError(
-                    where,
-                    f"dut.{clash}",
-                    "also given by the device list row of dut.device_serial; expected it in one place only",
-                )
-        if "serial_number" in given and given["serial_number"] != row["serial_number"]:
-            raise RigError(
-                where,
-                "dut.serial_number",
-                f"got {_got(given['serial_number'])}, not "
-                "dut.device_serial; expected them equal, or serial_number left out",
-            )
-    elif "device_serial" in given:
-        raise RigError(where, "dut.device_serial", "given without dut.device_list; expected both or neither")
-    values.update(row)
+    values.update(_device_list_values(where, given, base))
     if key is not None:
         values["secret_key"] = key
+    _fill_defaults(where, values, virtual)
+    return DutProfile(
+        **{
+            **{f.name: values[f.name] for f in dataclasses.fields(DutProfile)},
+            "capabilities": frozenset(values["capabilities"]),
+            "spec": _relative(base, values["spec"]) if values.get("spec") else None,
+            "ledger": _relative(base, values["ledger"]) if values.get("ledger") else None,
+        }
+    )
+
+
+def _device_list_values(where: str, given: dict, base: Path) -> dict[str, Any]:
+    """The DUT's row of dut.device_list (none without one): each value in one place only."""
+    if "device_list" not in given:
+        if "device_serial" in given:
+            raise RigError(where, "dut.device_serial", "given without dut.device_list; expected both or neither")
+        return {}
+    row = _device_list_row(where, given, base)
+    for name in row:  # a non-blank cell and a [dut] key for the same thing clash
+        same = _KEY_SOURCES if name == "secret_key" else () if name == "serial_number" else (name,)
+        clash = next((k for k in same if k in given), None)
+        if clash:
+            raise RigError(
+                where,
+                f"dut.{clash}",
+                "also given by the device list row of dut.device_serial; expected it in one place only",
+            )
+    if "serial_number" in given and given["serial_number"] != row["serial_number"]:
+        raise RigError(
+            where,
+            "dut.serial_number",
+            f"got {_got(given['serial_number'])}, not dut.device_serial; expected them equal, or serial_number left out",
+        )
+    return row
+
+
+def _fill_defaults(where: str, values: dict[str, Any], virtual: bool) -> None:
+    """Defaults for what the rig left out; a real DUT's identity has none."""
     for name, default in _DUT_DEFAULTS.items():
         if values[name] is not None:
             continue
@@ -112,13 +130,13 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
                 f"missing (a real DUT has no default identity); expected {what}, or dut.device_list",
             )
         values[name] = default
-    for name, default in (
+    for name, by_rig in (
         ("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
         ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
         ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S),
     ):
         if values[name] is None:
-            values[name] = default[virtual]
+            values[name] = by_rig[virtual]
     if values["rtc_drift_max_observe_s"] < values["rtc_drift_observe_s"]:
         raise RigError(
             where,
@@ -127,37 +145,6 @@ def _dut_profile(where: str, given: dict, base: Path, env: Mapping[str, str], vi
             f"with dut.rtc_drift_observe_s {values['rtc_drift_observe_s']:g}; "
             "expected seconds >= dut.rtc_drift_observe_s",
         )
-    return DutProfile(
-        adapter=values["adapter"],
-        serial_number=values["serial_number"],
-        secret_key=values["secret_key"],
-        starting_code=values["starting_code"],
-        token_count=values["token_count"],
-        time_divider=values["time_divider"],
-        restricted_digits=values["restricted_digits"],
-        extended_tokens=values["extended_tokens"],
-        hardware_model=values["hardware_model"],
-        lockout_free_errors=values["lockout_free_errors"],
-        lockout_first_minutes=values["lockout_first_minutes"],
-        lockout_max_minutes=values["lockout_max_minutes"],
-        lockout_max_streak=values["lockout_max_streak"],
-        lockout_unit_s=values["lockout_unit_s"],
-        lockout_wait_budget_s=values["lockout_wait_budget_s"],
-        rtc_off_test_s=values["rtc_off_test_s"],
-        power_cut_cycles=values["power_cut_cycles"],
-        power_cut_off_s=values["power_cut_off_s"],
-        rtc_drift_limit_ppm=values["rtc_drift_limit_ppm"],
-        rtc_drift_observe_s=values["rtc_drift_observe_s"],
-        rtc_drift_max_observe_s=values["rtc_drift_max_observe_s"],
-        metrics_auth=values["metrics_auth"],
-        metrics_period_s=values["metrics_period_s"],
-        metrics_budget_bytes_per_month=values["metrics_budget_bytes_per_month"],
-        firmware_version=values["firmware_version"],
-        capabilities=frozenset(values["capabilities"]),
-        spec=_relative(base, values["spec"]) if values.get("spec") else None,
-        suite=values["suite"],
-        ledger=_relative(base, values["ledger"]) if values.get("ledger") else None,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
