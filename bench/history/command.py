@@ -85,13 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.last < 1:
         print("paygo-bench history: --last must be at least 1", file=sys.stderr)
         return 2
-    rig_sha = None
-    if args.rig:
-        try:
-            rig_sha = hashlib.sha256(Path(args.rig).read_bytes()).hexdigest()
-        except OSError as e:
-            print(f"paygo-bench history: --rig {args.rig}: {e.strerror or e}", file=sys.stderr)
-            return 2
+    try:
+        rig_sha = hashlib.sha256(Path(args.rig).read_bytes()).hexdigest() if args.rig else None
+    except OSError as e:
+        print(f"paygo-bench history: --rig {args.rig}: {e.strerror or e}", file=sys.stderr)
+        return 2
     if not reports.is_dir():
         print(f"no runs: {reports} does not exist")
         return 0
@@ -119,17 +117,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"no runs{' matching ' + what if what else ''} in {reports}")
             return 0
         window = rows[-args.last :]
-        # each station/rig/suite's newest run in the window, and the last earlier run given the
-        # same tests (perhaps outside the window)
         wanted = {r.run_id: r for r in window}
-        pairs = []
-        for members in _groups(rows).values():
-            newest = [r for r in members if r.run_id in wanted]
-            if newest:
-                previous = comparable(members, newest[-1])
-                pairs.append((newest[-1], previous, members.index(newest[-1])))
-                if previous is not None:
-                    wanted.setdefault(previous.run_id, previous)
+        pairs = _newest_pairs(rows, wanted, comparable)
         loaded = {run_id: index.load(r) for run_id, r in wanted.items()}
     shown = [loaded[r.run_id] for r in window]
     measures = tuple(args.measure or DEFAULT_MEASUREMENTS)
@@ -141,6 +130,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         print(_write_plot_and_page(view, tuple(args.plot or measures), reports / "history", trend))
     return 0
+
+
+def _newest_pairs(rows, wanted: dict, comparable) -> list:
+    """Each station/rig/suite's newest run in the window with the last earlier run given the same
+    tests (perhaps outside the window, then added to `wanted`) and how many runs came before."""
+    pairs = []
+    for members in _groups(rows).values():
+        newest = [r for r in members if r.run_id in wanted]
+        if newest:
+            previous = comparable(members, newest[-1])
+            pairs.append((newest[-1], previous, members.index(newest[-1])))
+            if previous is not None:
+                wanted.setdefault(previous.run_id, previous)
+    return pairs
 
 
 def _groups(rows) -> dict:
