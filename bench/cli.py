@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
@@ -28,8 +26,8 @@ exit status (the verdict, also the last line printed):
   0  PASSED       every test the suite profile requires ran and passed
   1  FAILED       the device failed a test (or a test errored)
   2  INCOMPLETE   a required test did not run and pass, nothing ran, or the run was interrupted
-  3  BENCH ERROR  the rig or the bench broke (port missing, PSU silent, bad rig file): the device is not judged
-  4  usage error  the paygo-bench command line was wrong
+  3  BENCH ERROR  the rig or the bench broke (port missing, PSU silent, bad rig file, a full disk): the device is not judged
+  4  usage error  the paygo-bench command line was wrong (--report-dir holding another run's files included)
 """
 
 SIM_EXAMPLES = """examples:
@@ -62,14 +60,18 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     except (RigError, SuiteError) as e:
         print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
         return EXIT_CODES[BENCH_ERROR]
-    from bench.locations import checkout_root, reports_root
+    from bench.locations import RunDirError, RunDirInUse, checkout_root, new_run_dir, reports_root
     from bench.suites import DEVICE_SUITE
 
     root = checkout_root()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.station.id)}"
-    run_dir = Path(args.report_dir) if args.report_dir else reports_root() / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:  # a new directory for this run alone, or the --report-dir named, new or empty
+        run_dir = new_run_dir(Path(args.report_dir) if args.report_dir else None, reports_root(), rig.station.id)
+    except RunDirInUse as e:
+        print(f"paygo-bench run: error: {e}", file=sys.stderr)
+        return USAGE_EXIT
+    except RunDirError as e:
+        print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
+        return EXIT_CODES[BENCH_ERROR]
     record = run_dir / "record.json"
     before = _stamp(record)
     # From a checkout: its settings and node ids (tests/device/...). Installed: the suite in the
@@ -102,12 +104,28 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         pytest_args += ["--sim-fault", fault]
     pytest_args += [flag for flag, on in (("--resync", args.resync), ("--reprovision", args.reprovision)) if on]
     print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, suite {suite}")
-    code = int(pytest.main(pytest_args + extra))
-    verdict, line = run_verdict(record, code, stale=_stamp(record) == before)
+    session = SessionVerdict()
+    code = int(pytest.main(pytest_args + extra, plugins=[session]))
+    verdict, line = session.judged or run_verdict(record, code, stale=_stamp(record) == before)
     print(f"paygo-bench: report {run_dir / 'report.html'}")
     print(f"paygo-bench: record {record}")
     print(f"paygo-bench: {line}")
     return EXIT_CODES[verdict]
+
+
+class SessionVerdict:
+    """A pytest plugin that keeps the verdict the session judged (fixtures/record.py). The run's
+    own verdict comes first: when the record could not be written (a full disk), the file holds
+    the last state written whole, not the verdict."""
+
+    judged: tuple[str, str] | None = None
+
+    def pytest_unconfigure(self, config) -> None:  # registered first: called after the recorder's
+        from bench.fixtures.keys import RECORDER_KEY
+
+        recorder = config.stash.get(RECORDER_KEY, None)
+        if recorder is not None and recorder.verdict is not None:
+            self.judged = (recorder.verdict.verdict, recorder.verdict_line())
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -270,7 +288,11 @@ def _add_run_parser(sub) -> None:
         "token: OpenPAYGO Token certification",
     )
     run.add_argument("-k", help="only tests matching this pytest -k expression")
-    run.add_argument("--report-dir", help="write here instead of reports/<run-id>/")
+    run.add_argument(
+        "--report-dir",
+        help="write here instead of a new reports/<run-id>/: a new or empty directory (one holding "
+        "files, another run's, is refused)",
+    )
     run.add_argument(
         "--sim-fault",
         action="append",

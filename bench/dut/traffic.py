@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from bench.locations import cannot
 from bench.secret import Secret, mask
 
 
@@ -25,7 +26,12 @@ class TrafficLog:
         self.leaks: list[str] = []  # masked RX lines in which a secret was found
         self._t0 = time.monotonic()
         self._file: TextIO | None = None
+        self._path: Path | None = None
         self._lock = threading.Lock()
+        # A log file that cannot be written (a full disk) does not stop the traffic: the log goes
+        # on in memory, the first failure is kept in one line and handed to on_write_error.
+        self.write_error: str | None = None
+        self.on_write_error: Callable[[str], None] | None = None
 
     def add_secret(self, secret: Secret) -> None:
         if secret not in self.secrets:
@@ -35,11 +41,18 @@ class TrafficLog:
         """Send the log to a new file (None: memory only)."""
         with self._lock:
             if self._file:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as e:
+                    self._failed(e)
                 self._file = None
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = path.open("a", encoding="utf-8")
+            self._path = path
+            if path is not None and self.write_error is None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = path.open("a", encoding="utf-8")
+                except OSError as e:
+                    self._failed(e)
 
     def close(self) -> None:
         self.to_file(None)
@@ -55,9 +68,25 @@ class TrafficLog:
         entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {masked}\n"
         with self._lock:
             if self._file:
-                self._file.write(entry)
-                self._file.flush()
+                try:
+                    self._file.write(entry)
+                    self._file.flush()
+                except OSError as e:
+                    self._failed(e)
         return masked
+
+    def _failed(self, error: OSError) -> None:
+        """Stop writing to files (the lock is held); keep and hand on the first failure."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass  # the same failure, flushing what it could not write
+        if self.write_error is None:
+            self.write_error = cannot("write", self._path or "the traffic log", error)
+            if self.on_write_error is not None:
+                self.on_write_error(self.write_error)
 
     def note(self, text: str) -> None:
         self.record("--", text)

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.locations import OWNER_FILE, cannot
 from bench.record.model import (
     AttachmentRecord,
     DutIdentity,
@@ -29,7 +30,6 @@ from bench.record.model import (
     TestRecord,
     utc_now,
 )
-from bench.record.verdict import BENCH_ERROR, Verdict
 from bench.record.writer import RECORD_NAME, write_record
 
 # a test's outcome is the worst of its phases' (setup, call, teardown)
@@ -148,7 +148,9 @@ def run_file_attachments(record: RunRecord, run_dir: Path, elsewhere: Mapping[Pa
     titles = {p.resolve(): title for p, title in elsewhere.items()}
     out = []
     for path in paths:
-        if (path.name == RECORD_NAME and path.parent == run_dir) or path.name.startswith(f".{RECORD_NAME}."):
+        if (path.name in (RECORD_NAME, OWNER_FILE) and path.parent == run_dir) or path.name.startswith(
+            f".{RECORD_NAME}."
+        ):
             continue
         try:
             att = AttachmentRecord.of_file(path, run_dir, "")
@@ -162,8 +164,9 @@ def run_file_attachments(record: RunRecord, run_dir: Path, elsewhere: Mapping[Pa
 
 
 class RecordFile:
-    """record.json in the run directory; a write that fails (a full disk) does not end the run,
-    it is kept to be said at the end, and makes the verdict a bench error."""
+    """record.json in the run directory. A write that fails (a full disk) does not end the run
+    here: the file keeps its last whole version (writes are atomic), and the first failure is
+    kept, in one line naming the file and the errno, for the run to stop on and say."""
 
     def __init__(self, run_dir: Path, secrets: Iterable[Any]) -> None:
         self.run_dir = run_dir
@@ -179,11 +182,4 @@ class RecordFile:
         try:
             write_record(self.run_dir, record, self.secrets)
         except OSError as e:
-            self.error = f"{self.path}: {e}"
-
-    def judged(self, verdict: Verdict) -> Verdict:
-        """The verdict, unless the record could not be written: then a bench error, whatever the
-        tests said."""
-        if self.error and verdict.verdict != BENCH_ERROR:
-            return Verdict(BENCH_ERROR, f"the record could not be written: {self.error}")
-        return verdict
+            self.error = self.error or cannot("write", self.path, e)

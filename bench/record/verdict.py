@@ -1,8 +1,8 @@
 """The run's verdict: one of four, judged once when the session ends, from plain data.
 
 - BENCH ERROR: the rig or the bench broke (a port missing, a PSU silent, the simulator not
-  starting, pytest failing inside, the record not written): nothing may be concluded about the
-  device, and it is never blamed on it.
+  starting, pytest failing inside, a file of the run not written): nothing may be concluded
+  about the device, and it is never blamed on it.
 - FAILED: a test failed or errored.
 - INCOMPLETE: the run was interrupted, ran no device test, or a test the suite profile requires
   did not run and pass (not covered, skipped, deselected, not collected).
@@ -72,7 +72,8 @@ class SessionEnd:
     bench_gave_up: str | None = None  # pytest.exit(..., returncode=3): the simulator could not start
     internal_error: str | None = None
     usage_error: bool = False
-    record_error: str | None = None  # record.json could not be written
+    write_error: str | None = None  # a file of the run could not be written: one line, file and errno
+    bench_failed: frozenset[str] = field(default_factory=frozenset)  # tests that failed on that, not on the DUT
     interrupted: str | None = None  # Ctrl-C, pytest.exit: why
     collect_only: bool = False
     device_tests: int = 0  # device-suite tests collected before any deselection
@@ -124,7 +125,11 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
     bad = [t for t in outcomes.values() if t.outcome in FAILING]
     broke = _bench_error(end)
     if broke:  # tests that failed for another reason than the breakage itself are still said
-        other = [t for t in bad if not (end.rig_broken and end.rig_broken in (t.reason or ""))]
+        other = [
+            t
+            for t in bad
+            if not (end.rig_broken and end.rig_broken in (t.reason or "")) and t.nodeid not in end.bench_failed
+        ]
         also = f"; {len(other)} other test{'s' * (len(other) != 1)} failed or errored" if other else ""
         return Verdict(BENCH_ERROR, broke + also)
     if bad:
@@ -168,14 +173,14 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
 def _bench_error(end: SessionEnd) -> str | None:
     if end.rig_broken:
         return f"rig broken: {end.rig_broken}"
+    if end.write_error:  # first: what else gave up may be its consequence
+        return end.write_error
     if end.bench_gave_up:
         return end.bench_gave_up
     if end.internal_error:
         return f"internal error: {end.internal_error}"
     if end.usage_error:
         return "usage error: pytest refused its arguments"
-    if end.record_error:
-        return f"the record could not be written: {end.record_error}"
     return None
 
 

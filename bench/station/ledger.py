@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.locations import storage_failure
 from bench.openpaygo.model import ModelState
 from bench.openpaygo.tokens import Token
 from bench.station.ledger_state import (
@@ -91,9 +92,12 @@ class Ledger:
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=NORMAL")
             version = self.con.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:  # a new file: the tables, then the version, in one transaction
+                self.con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {LEDGER_VERSION};COMMIT;")
         except (sqlite3.DatabaseError, OSError) as e:
             raise LedgerError(
-                f"{self.path}: cannot be used as the device ledger ({e}); it is not a paygo-bench "
+                storage_failure(e, self.path)  # a full disk, a read-only folder: the file and the errno
+                or f"{self.path}: cannot be used as the device ledger ({e}); it is not a paygo-bench "
                 "ledger, or its folder is not writable"
             ) from None
         if version > LEDGER_VERSION:
@@ -102,8 +106,6 @@ class Ledger:
                 f"{self.path} was written by a newer paygo-bench (ledger version {version}; this one "
                 f"reads up to {LEDGER_VERSION}): update the bench"
             )
-        if version == 0:  # a new file: the tables, then the version, in one transaction
-            self.con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {LEDGER_VERSION};COMMIT;")
 
     def close(self) -> None:
         self.con.close()

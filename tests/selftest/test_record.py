@@ -328,13 +328,30 @@ def test_the_bench_giving_up_is_bench_error(tmp_path):
     assert rec["status"] == "interrupted"
 
 
+TAKE_THE_RECORDS_PLACE = """
+import os
+
+def pytest_runtest_setup(item):
+    record = os.path.join(item.config.getoption("--report-dir"), "record.json")
+    if os.path.isfile(record):
+        os.remove(record)
+        os.mkdir(record)  # the record's place is taken: every later write fails
+"""
+
+
 def test_a_record_that_cannot_be_written_is_bench_error(tmp_path):
-    (tmp_path / RECORD_NAME).mkdir()  # the record's place is taken: every write fails
-    proc = start_suite(tmp_path, "-k", "test_identity")
+    """(A full disk, for real: tests/selftest/test_run_files.py.)"""
+    (tmp_path / "take_place.py").write_text(TAKE_THE_RECORDS_PLACE, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = start_suite(
+        run_dir, "-p", "take_place", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-k", "test_identity", env=env
+    )
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 3, output
     last = output.rstrip().splitlines()[-1]
-    assert last.startswith("paygo-bench: BENCH ERROR: the record could not be written: ") and RECORD_NAME in last, last
+    assert last == f"paygo-bench: BENCH ERROR: cannot write {run_dir / RECORD_NAME}: [Errno 21] Is a directory", last
+    assert "Traceback" not in output and "1 passed" in output, output[-3000:]  # the test in progress ends
 
 
 # -- the writer and the schema --------------------------------------------------------------------

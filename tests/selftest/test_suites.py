@@ -201,6 +201,7 @@ def test_the_rig_files_suite_selects_and_the_option_overrides_it(tmp_path):
     suite = json.loads((run / "record.json").read_text(encoding="utf-8"))["suite"]
     assert (suite["name"], suite["required"], suite["covered"]) == ("quick", 7, 0)
     assert {m["why"] for m in suite["missing"]} == {"not run"}
+    run = tmp_path / "run2"  # a run directory is never reused
     proc = pytest_run(
         "tests/device", "--rig", str(rig), "--suite", "token", "--collect-only", "-q", "--report-dir", str(run)
     )

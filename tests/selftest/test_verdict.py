@@ -141,8 +141,8 @@ def test_failed_wins_over_incomplete_and_interrupted():
         (SessionEnd(internal_error="RuntimeError: a plugin crashed"), "internal error: RuntimeError: a plugin crashed"),
         (SessionEnd(usage_error=True), "usage error: pytest refused its arguments"),
         (
-            SessionEnd(record_error="reports/x/record.json: disk full"),
-            "the record could not be written: reports/x/record.json: disk full",
+            SessionEnd(write_error="cannot write reports/x/record.json: [Errno 28] No space left on device"),
+            "cannot write reports/x/record.json: [Errno 28] No space left on device",
         ),
     ],
 )
@@ -164,8 +164,17 @@ def test_the_test_that_found_the_rig_broken_is_not_counted_again():
     assert v.verdict == BENCH_ERROR and v.reason == f"rig broken: {broke}"
 
 
+def test_a_test_that_failed_on_a_file_of_the_run_is_not_counted_as_the_devices():
+    full = "cannot write reports/x/ledger.sqlite: [Errno 28] No space left on device"
+    tests = [TestOutcome(A, "failed", full), TestOutcome(B, "passed")]
+    v = verdict(SessionEnd(write_error=full, bench_gave_up="ledger: x", bench_failed=frozenset({A})), tests)
+    assert (v.verdict, v.reason) == (BENCH_ERROR, full)  # the write first: what gave up after may follow from it
+    v = verdict(SessionEnd(write_error=full), tests)
+    assert v.reason == f"{full}; 1 other test failed or errored"
+
+
 def test_the_rig_breaking_wins_over_everything_else():
-    end = SessionEnd(rig_broken="PSU silent", internal_error="x", interrupted="Ctrl-C", record_error="y")
+    end = SessionEnd(rig_broken="PSU silent", internal_error="x", interrupted="Ctrl-C", write_error="y")
     assert verdict(end, []).reason == "rig broken: PSU silent"
 
 

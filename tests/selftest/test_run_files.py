@@ -1,0 +1,384 @@
+"""Runs and files (docs/bench-faults.md, "Runs and files"): two runs started in the same second,
+a --report-dir holding another run, a disk that fills, a read-only report folder, a run killed
+with its simulated device's key on disk. Each through the real bench in a child process
+(`python -m bench.cli run`, `python -m pytest tests/device`) on the virtual rig.
+
+A full disk and a read-only folder are real: a tmpfs mounted for the child alone, in a mount
+namespace of its own (`unshare --user --map-root-user --mount`: no root needed, and root's
+permissions do not get around it as they get around chmod). The mount ends with the child, so
+what the run left there is copied out before it ends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.dut.traffic import TrafficLog
+from bench.locations import OWNER_FILE, RunPlace, new_run_dir, run_id
+from bench.record.schema import SCHEMA
+from bench.rig import VIRTUAL_DUT_KEY
+from bench.station.sim_state import OWNERS_FILE, PREFIX, alive, remove_stale
+from tests.selftest.device_suite import ROOT
+
+POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and process ids")
+QUICK = ("--suite", "quick", "--", "--no-plots")
+
+# sh -c: mount a tmpfs (options $4) on $1, start the filler when $3 appears (if given), run the
+# command, copy what it left to $2 (the mount ends with this process), exit with its status.
+IN_TMPFS = r"""
+mnt=$1; out=$2; trigger=$3; options=$4; shift 4
+mount -t tmpfs -o "$options" paygo-test "$mnt" || exit 97
+filler=
+if [ -n "$trigger" ]; then
+  ( while [ ! -e "$trigger" ]; do sleep 0.02; done; cat /dev/zero > "$mnt/filler" 2>/dev/null ) &
+  filler=$!
+fi
+"$@"; rc=$?
+[ -n "$filler" ] && kill "$filler" 2>/dev/null
+rm -f "$mnt/filler"
+cp -a "$mnt/." "$out/"
+exit $rc
+"""
+
+
+def _tmpfs_works() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        probe = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k paygo-test /tmp"],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+NEEDS_TMPFS = pytest.mark.skipif(
+    not _tmpfs_works(), reason="needs a private tmpfs (Linux user and mount namespaces: unshare -rm)"
+)
+
+
+def bench(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def pytest_device(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "tests/device", "-p", "no:cacheprovider", "--no-plots", *args]
+
+
+def in_tmpfs(tmp_path: Path, options: str, argv: list[str], trigger: Path | None = None, env=None) -> subprocess.Popen:
+    """argv with a tmpfs on tmp_path/mnt for it alone; what it left there is in tmp_path/out."""
+    for name in ("mnt", "out"):
+        (tmp_path / name).mkdir()
+    cmd = ["unshare", "-rm", "sh", "-c", IN_TMPFS, "sh", str(tmp_path / "mnt"), str(tmp_path / "out")]
+    return subprocess.Popen(
+        [*cmd, str(trigger or ""), options, *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def record_of(run_dir: Path) -> dict:
+    doc = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def one_line_bench_error(output: str, pattern: str) -> re.Match:
+    """The output says BENCH ERROR in one line matching `pattern`, and shows no traceback."""
+    assert "Traceback" not in output, output[-4000:]
+    m = re.search(rf"^paygo-bench: BENCH ERROR: {pattern}$", output, re.M)
+    assert m, output[-4000:]
+    return m
+
+
+def files_of(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()
+    }
+
+
+# -- the run's directory ------------------------------------------------------------------------
+
+
+def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(tmp_path):
+    """Two `paygo-bench run` at once, their names taken for the next minute (as by runs of the
+    same station started in the same second): each makes its own directory, `<id>+n`, ends with
+    its own verdict read from its own record, and keeps its own logs."""
+    reports = tmp_path / "reports"
+    now = datetime.now(UTC)
+    taken = {reports / run_id("virtual", now + timedelta(seconds=s)) for s in range(60)}
+    for path in taken:
+        path.mkdir(parents=True)
+    env = {**os.environ, "PAYGO_BENCH_REPORTS": str(reports)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.cli", "run", *QUICK], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    made = sorted(set(reports.iterdir()) - taken)
+    assert len(made) == 2 and all(re.fullmatch(r"\d{8}T\d{6}Z-virtual\+\d+", d.name) for d in made), made
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+        assert output.splitlines()[-1].startswith("paygo-bench: PASSED: "), output[-2000:]
+    said = {re.search(r"^paygo-bench: record (.*)$", out, re.M).group(1) for out in outputs}
+    assert said == {str(d / "record.json") for d in made}, said  # each read its own record
+    ports = set()
+    for d in made:
+        rec = record_of(d)
+        assert (rec["run_id"], rec["verdict"], rec["status"]) == (d.name, "PASSED", "finished"), rec["verdict_reason"]
+        log = (d / "logs" / "bring-up.log").read_text(encoding="utf-8")
+        links = set(re.findall(r"DUT link (\S+) at", log))
+        assert len(links) == 1, links  # one run's traffic only
+        ports |= links
+    assert len(ports) == 2, ports
+    assert all(not any(path.iterdir()) for path in taken), "a run wrote into a directory it did not make"
+
+
+def _make(args: tuple[Path, datetime]) -> str:
+    return new_run_dir(None, args[0], "lab-1", args[1]).name
+
+
+def test_run_directories_made_at_once_in_one_second_are_distinct_and_sort_by_time(tmp_path):
+    """The one function both `paygo-bench run` and a plain `pytest --rig` run use, from eight
+    processes at once with the same second: eight directories, each claimed by its maker."""
+    when = datetime(2026, 12, 5, 22, 50, 59, tzinfo=UTC)
+    with ProcessPoolExecutor(4) as pool:
+        names = list(pool.map(_make, [(tmp_path, when)] * 8))
+    base = "20261205T225059Z-lab-1"
+    assert sorted(names) == sorted([base] + [f"{base}+{n}" for n in range(2, 9)]), names
+    assert all((tmp_path / n / OWNER_FILE).read_text().strip().isdigit() for n in names)
+    later = new_run_dir(None, tmp_path, "lab-1", when + timedelta(seconds=1)).name
+    assert sorted([*names, later])[-1] == later and min(names) == base
+    place = RunPlace(None, tmp_path / "plain", "lab 1/a")
+    assert place.make() == place.make() and place.name.endswith("-lab_1_a")  # made once, a safe name
+
+
+def test_a_report_dir_holding_another_run_is_refused_in_one_line(tmp_path):
+    """An explicit --report-dir that holds files (a finished run's) is refused before anything
+    runs, by `paygo-bench run` (usage error, 4) and by pytest (usage error, 4), naming the
+    directory; the run in it is left untouched. An empty one is taken."""
+    old = tmp_path / "old"
+    first = bench("run", "-k", "nomatch", "--report-dir", str(old))
+    assert first.returncode == 2 and record_of(old)["verdict"] == "INCOMPLETE", first.stdout[-2000:]
+    before = files_of(old)
+    proc = bench("run", *QUICK[:2], "--report-dir", str(old))
+    assert proc.returncode == 4 and proc.stdout == "", proc.stdout[-2000:] + proc.stderr
+    refused = f"--report-dir {old} already holds files (record.json, "
+    said = proc.stderr.splitlines()
+    assert len(said) == 1 and said[0].startswith(f"paygo-bench run: error: {refused}"), said
+    assert said[0].endswith("another run's directory is never written over; name a new or empty directory")
+    plain = subprocess.run(
+        pytest_device("-k", "test_identity", "--report-dir", str(old)), cwd=ROOT, capture_output=True, text=True
+    )
+    assert plain.returncode == 4 and "Traceback" not in plain.stdout + plain.stderr, plain.stdout[-2000:]
+    said = plain.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"ERROR: {refused}"), said
+    assert files_of(old) == before, "the earlier run's files changed"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = bench("run", "-k", "nomatch", "--report-dir", str(empty))
+    assert proc.returncode == 2 and record_of(empty)["run_id"] == "empty", proc.stdout[-2000:] + proc.stderr
+
+
+# -- a full disk, a read-only folder --------------------------------------------------------------
+
+
+@NEEDS_TMPFS
+def test_a_disk_that_fills_during_the_run_is_bench_error_naming_the_file_and_errno(tmp_path):
+    """The report disk fills after the second test: the run stops after the test in progress
+    (not every test erroring one by one), says BENCH ERROR in one line naming the file that
+    could not be written and the errno, exits 3 with no traceback (the JUnit writer failing
+    too), and the record on disk is the last one written whole."""
+    trigger = tmp_path / "fill-now"
+    run = tmp_path / "mnt" / "run"
+    proc = in_tmpfs(
+        tmp_path, "size=4m", [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(run), *QUICK], trigger
+    )
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(r" PASSED +\[2/9\]$", line):
+            trigger.touch()
+    proc.wait(timeout=180)
+    output = "".join(lines)
+    assert trigger.exists() and proc.returncode == 3, output[-4000:]
+    m = one_line_bench_error(output, r"cannot write (\S+): \[Errno 28\] No space left on device( \(SQLite: .*\))?")
+    assert m.group(1).startswith(f"{run}/"), m.group(0)
+    assert output.splitlines()[-1] == m.group(0)
+    ran = re.findall(r" (PASSED|FAILED|ERROR) +\[(\d)/9\]$", output, re.M)
+    assert ran and max(int(n) for _, n in ran) <= 4, ran  # stopped, not run to the end
+    rec = record_of(tmp_path / "out" / "run")  # the last record written whole
+    assert (rec["status"], rec["verdict"], rec["ended_at"]) == ("running", None, None), rec["status"]
+    assert rec["tests"] and {t["outcome"] for t in rec["tests"]} == {"passed"}, rec["tests"]
+
+
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /dev/full")
+
+
+@LINUX_ONLY
+def test_a_junit_file_that_cannot_be_written_is_bench_error_and_the_record_is_finished(tmp_path):
+    """pytest's JUnit writer on a full device (/dev/full: every write fails with ENOSPC) ends the
+    session without a traceback; the verdict names the file and the errno, the record is
+    finished with it."""
+    run = tmp_path / "run"
+    argv = pytest_device("-k", "test_identity", "--report-dir", str(run), "--junitxml=/dev/full")
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 3, output[-4000:]
+    line = one_line_bench_error(output, re.escape("cannot write /dev/full: [Errno 28] No space left on device"))
+    assert "2 passed" in output and line.group(0) == proc.stdout.splitlines()[-1]
+    rec = record_of(run)
+    assert (rec["status"], rec["verdict"], rec["exit_status"]) == ("finished", "BENCH ERROR", 3), rec["status"]
+    assert rec["verdict_reason"] == "cannot write /dev/full: [Errno 28] No space left on device"
+    assert {t["outcome"] for t in rec["tests"]} == {"passed"} and rec["ended_at"], rec["tests"]
+
+
+@LINUX_ONLY
+def test_a_traffic_log_that_cannot_be_written_goes_on_in_memory_and_says_so_once():
+    said = []
+    log = TrafficLog()
+    log.on_write_error = said.append
+    log.to_file(Path("/dev/full"))
+    log.record("RX", "STATUS ok")  # raises nothing: the traffic goes on
+    log.record("RX", "STATUS again")
+    assert said == ["cannot write /dev/full: [Errno 28] No space left on device"] and log.write_error == said[0]
+    assert list(log.recent) == ["STATUS ok", "STATUS again"]
+    log.close()
+
+
+@NEEDS_TMPFS
+def test_a_disk_full_from_the_start_is_bench_error_before_any_test(tmp_path):
+    """pytest --rig straight on a full disk: nothing can be written in the run directory; one
+    line naming the file and the errno, exit 3, no test run and no traceback."""
+    run = tmp_path / "mnt" / "run"
+    fill = 'cat /dev/zero > "$0" 2>/dev/null; exec "$@"'
+    argv = [
+        "sh",
+        "-c",
+        fill,
+        str(tmp_path / "mnt" / "filler"),
+        *pytest_device("-k", "test_identity", "--report-dir", str(run)),
+    ]
+    proc = in_tmpfs(tmp_path, "size=1m", argv)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, output[-4000:]
+    m = one_line_bench_error(output, r"cannot write (\S+): \[Errno 28\] No space left on device")
+    assert m.group(1).startswith(f"{run}/"), m.group(0)
+    assert not re.search(r"(PASSED|FAILED|ERROR) *\[", output) and "1 passed" not in output, output[-3000:]
+    assert not (tmp_path / "out" / "run" / "record.json").exists()
+
+
+@NEEDS_TMPFS
+def test_a_read_only_report_folder_is_bench_error_naming_it(tmp_path):
+    """The reports folder (or --report-dir) on a read-only file system: `paygo-bench run` says
+    BENCH ERROR in one line on stderr before starting anything, exit 3; pytest --rig says it as
+    its verdict, exit 3; no traceback from mkdir."""
+    ro = tmp_path / "mnt"
+    env = {**os.environ, "PAYGO_BENCH_REPORTS": str(ro / "reports")}
+    proc = in_tmpfs(tmp_path, "ro,size=64k", [sys.executable, "-m", "bench.cli", "run", *QUICK], env=env)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, output
+    assert output.splitlines() == [
+        f"paygo-bench: BENCH ERROR: cannot create the run directory {ro / 'reports'}: [Errno 30] Read-only file system"
+    ], output
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    proc = in_tmpfs(
+        plain, "ro,size=64k", pytest_device("-k", "test_identity", "--report-dir", str(plain / "mnt" / "run"))
+    )
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, output[-3000:]
+    one_line_bench_error(
+        output, re.escape(f"cannot create the run directory {plain / 'mnt' / 'run'}: [Errno 30] Read-only file system")
+    )
+
+
+# -- a killed run's simulated device --------------------------------------------------------------
+
+
+@POSIX_ONLY
+def test_a_killed_runs_simulator_folder_with_the_key_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL a run once its simulated device holds its key: the state folder (the EEPROM, the
+    key in clear) outlives it; the next run's start removes it, and its own at its end."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(tmp_path / "killed"), *QUICK],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        folder = _wait_for_key_on_disk(tmp, killed)
+        pids = [int(p) for p in (folder / OWNERS_FILE).read_text().split()]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait(10)
+    assert pids[0] == killed.pid and len(pids) == 2, pids  # the bench, then its simulator
+    deadline = time.monotonic() + 15
+    while alive(pids[1]) and time.monotonic() < deadline:  # the simulator sees its stdin close
+        time.sleep(0.05)
+    assert not alive(pids[1]), "the simulator outlived its bench"
+    assert VIRTUAL_DUT_KEY.encode() in (folder / "eeprom.bin").read_bytes()  # left behind, key in clear
+    assert record_of(tmp_path / "killed")["status"] == "running"
+    proc = bench("run", "--report-dir", str(tmp_path / "next"), *QUICK, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert not folder.exists(), "the killed run's device (its key) is still on disk"
+    assert list(tmp.glob(f"{PREFIX}*")) == [], "the run left its own state folder behind"
+
+
+def _wait_for_key_on_disk(tmp: Path, proc: subprocess.Popen) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        for folder in tmp.glob(f"{PREFIX}*"):
+            try:
+                if VIRTUAL_DUT_KEY.encode() in (folder / "eeprom.bin").read_bytes():
+                    return folder
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("no simulated device with its key on disk within 60 s")
+
+
+def test_only_folders_whose_owners_are_all_gone_are_removed(tmp_path):
+    """A folder a live process owns, one without an owners file (made by hand, by another tool),
+    and one whose owners are gone: only the last goes."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folders = {name: tmp_path / f"{PREFIX}{name}" for name in ("live", "unowned", "stale")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "eeprom.bin").write_bytes(VIRTUAL_DUT_KEY.encode())
+    (folders["live"] / OWNERS_FILE).write_text(f"{gone.pid}\n{os.getpid()}\n")
+    (folders["stale"] / OWNERS_FILE).write_text(f"{gone.pid}\n")
+    assert remove_stale(tmp_path) == [folders["stale"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}live", f"{PREFIX}unowned"]
