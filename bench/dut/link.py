@@ -210,11 +210,14 @@ class SerialLink:
             self._store(chunk)
         return len(chunk)
 
-    def _check_abort(self, action: str) -> None:
-        """The time limit first, then abort_when()'s check (see there)."""
+    def _check_expired(self, action: str) -> None:
         if self._expired is not None:
             self.log.note(f"stopped waiting: {self._expired}")
             raise TestTimeLimit(f"{self._expired}; the link was {action}")
+
+    def _check_abort(self, action: str) -> None:
+        """The time limit first, then abort_when()'s check (see there)."""
+        self._check_expired(action)
         if self._abort is not None and (why := self._abort[0]()):
             self.log.note(f"stopped waiting: {why}")
             raise WaitAborted(self.url, action.removeprefix("waiting for the "), why, list(self.log.recent))
@@ -229,6 +232,7 @@ class SerialLink:
         arrive just before the deadline still gets its quiet time. The abort check runs whenever
         the port was idle for a poll, and at least every poll_s while bytes flood in.
         """
+        self._check_expired(action)
         quiet_since = checked = time.monotonic()
         while True:
             line = self._next_buffered()
