@@ -113,7 +113,7 @@ class HdkAdapter(DeviceAdapter):
             raise self._error(request, line, "is not a reply this request can get")
         rest = line[m.end() :]
         if rest.startswith(DEBUG_PREFIX):  # a reply without newline, then debug output
-            self.link.log.note(f"debug output glued to the reply (no newline between): {self.link.masked(rest)!r}")
+            self.link.log.note(f"debug output glued to the reply (no newline between): '{self.link.shown(rest)}'")
         elif rest:
             raise self._error(request, line, "has text after the reply")
         return m
@@ -137,14 +137,19 @@ class HdkAdapter(DeviceAdapter):
     # -- boot -----------------------------------------------------------------------------------
     def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner:
         """Boot is `INFO: OpenPAYGO-HDK Starting...` ... `INFO: OpenPAYGO-HDK Started!`; the
-        banner is the last line, with setup=done|not_done when the firmware said which."""
+        banner is the last line, with setup=done|not_done when the firmware said which. A line
+        the reset cut off before it is dropped (SerialLink.wait_event)."""
         deadline = time.monotonic() + timeout_s
         fields: dict[str, str] = {}
         while True:
             try:
-                line = self.link.wait_event(DEBUG_PREFIX, max(0.0, deadline - time.monotonic()), since=since)
+                line = self.link.wait_event(
+                    DEBUG_PREFIX, max(0.0, deadline - time.monotonic()), since=since, after_reset=True
+                )
             except LinkSilent as e:
-                raise LinkSilent(self.link.url, f"'{BOOT_STARTED}' boot banner", timeout_s, e.last_lines) from None
+                raise LinkSilent(
+                    self.link.url, f"'{BOOT_STARTED}' boot banner", timeout_s, e.last_lines, e.unterminated, e.pending
+                ) from None
             if line.startswith("INFO: Factory setup NOT done"):
                 fields["setup"] = "not_done"
             elif line.startswith("INFO: Factory setup done"):

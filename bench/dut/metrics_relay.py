@@ -130,7 +130,7 @@ class MetricsRelay:
                 if left <= 0:
                     return
                 try:
-                    line = self.link.wait_event(self.link.unsolicited, min(left, READ_SLICE_S))  # type: ignore[arg-type]
+                    line = self.link.wait_event(self.link.unsolicited, min(left, READ_SLICE_S))
                 except LinkSilent:
                     continue  # nothing within this slice: the loop checks the deadline
                 self._route(time.monotonic(), line, held)

@@ -172,7 +172,8 @@ class ReferenceAdapter(DeviceAdapter):
 
     # -- boot -----------------------------------------------------------------------------------
     def wait_boot(self, timeout_s: float, since: float | None = None) -> Banner:
-        return self.parse_banner(self.link.wait_event(BANNER_PREFIX, timeout_s, since=since))
+        """The boot banner; a line the reset cut off before it is dropped (SerialLink.wait_event)."""
+        return self.parse_banner(self.link.wait_event(BANNER_PREFIX, timeout_s, since=since, after_reset=True))
 
     def parse_banner(self, line: str, at: float | None = None) -> Banner:
         """`! BOOT model=... fw=... proto=... reset=... nvm=...` (protocol.md §Unsolicited lines)."""

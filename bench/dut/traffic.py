@@ -2,7 +2,9 @@
 
 One file per test (the `dut` fixture switches the file), in the spirit of pytest-embedded's
 per-test serial logs. Each line carries the UTC wall time (for the record) and the monotonic
-offset from the start of the run (for durations).
+offset from the start of the run (for durations). What a device sent is written as one printable
+line: control bytes escaped, and cut with its length noted past FILE_LINE_LIMIT characters (the
+lines kept for error messages past bench.secret.LINE_LIMIT).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from pathlib import Path
 from typing import TextIO
 
 from bench.locations import cannot
-from bench.secret import Secret, mask
+from bench.secret import LINE_LIMIT, Secret, mask, shown
+
+FILE_LINE_LIMIT = 16384  # the link's longest line (bench/dut/link.py MAX_LINE): whole in the file
 
 
 class TrafficLog:
     def __init__(self, secrets: Iterable[Secret] = (), keep: int = 50) -> None:
         self.secrets = list(secrets)
-        self.recent: deque[str] = deque(maxlen=keep)  # masked RX lines, for error messages
-        self.leaks: list[str] = []  # masked RX lines in which a secret was found
+        self.recent: deque[str] = deque(maxlen=keep)  # masked RX lines, shown() short, for error messages
+        self.leaks: list[str] = []  # masked RX lines in which a secret was found, shown() short
         self._t0 = time.monotonic()
         self._file: TextIO | None = None
         self._path: Path | None = None
@@ -61,11 +65,12 @@ class TrafficLog:
         """Log one line (direction TX, RX, EV for unsolicited, or -- for a note); return it masked."""
         masked = mask(text, self.secrets)
         if direction in ("RX", "EV"):
+            short = shown(masked, LINE_LIMIT)
             if masked != text:
-                self.leaks.append(masked)
-            self.recent.append(masked)
+                self.leaks.append(short)
+            self.recent.append(short)
         stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {masked}\n"
+        entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {shown(masked, FILE_LINE_LIMIT)}\n"
         with self._lock:
             if self._file:
                 try:

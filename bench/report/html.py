@@ -1,5 +1,6 @@
 """pytest-html hooks: each test's measurements against limits and its serial traffic log, inline
-in the self-contained report."""
+in the self-contained report. The log's lines are cut at REPORT_LINE_LIMIT characters with their
+length noted and control bytes escaped: a device's megabyte line stays in its log file only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from bench.secret import shown
+
 MAX_LOG_CHARS = 200_000
+REPORT_LINE_LIMIT = 1000
+
+
+def log_excerpt(text: str) -> str:
+    """The end of a traffic log as the report shows it: each line printable and at most
+    REPORT_LINE_LIMIT characters (plus the note of its length), MAX_LOG_CHARS in all."""
+    lines = [shown(line, REPORT_LINE_LIMIT) for line in text.splitlines()]
+    return "\n".join(lines)[-MAX_LOG_CHARS:]
 
 
 def _colour(m) -> str:
@@ -68,7 +79,7 @@ class HtmlReportPlugin:
             extras.append(pytest_html.extras.html(measurements_html(m.items)))
         path = item.stash.get(self.log_key, None)
         if path is not None and path.exists():
-            text = path.read_text(encoding="utf-8", errors="replace")[-MAX_LOG_CHARS:]
+            text = log_excerpt(path.read_text(encoding="utf-8", errors="replace"))
             extras.append(pytest_html.extras.text(text, name="serial traffic log"))
         if self.attachments_key is not None:
             extras.extend(attachment_extras(item.stash.get(self.attachments_key, []), path))

@@ -61,6 +61,18 @@ class Fault(StrEnum):
         "firmware",
         "a debug leftover echoes the secret key in the provisioning reply",
     )
+    KEY_ECHOED_BASE64 = (
+        "key_echoed_base64",
+        "firmware",
+        "a debug leftover prints the secret key in base64 in the provisioning reply (dbg=...): a leak a "
+        "scrub that looks for the hex key alone misses",
+    )
+    KEY_ECHOED_DECIMAL = (
+        "key_echoed_decimal",
+        "firmware",
+        "once provisioned, ID reports a 'key id' (kid=) that is the secret key's 16 bytes read as a "
+        "little-endian integer: the key itself, in decimal",
+    )
     WRONG_PROTOCOL_MAJOR = (
         "wrong_protocol_major",
         "firmware",

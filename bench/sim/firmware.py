@@ -148,8 +148,12 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
 
     def _id(self, args: list[str]) -> Reply:
         sn = self.state.serial if self.state.provisioned else "-"
+        kid = ""
+        if Fault.KEY_ECHOED_DECIMAL in self.faults and self.state.provisioned:
+            kid = f" kid={int.from_bytes(bytes.fromhex(self.state.key_hex), 'little')}"
         return Reply(
-            f"OK model={MODEL} fw={FIRMWARE_VERSION} proto={self._proto()} sn={sn} caps={','.join(self.capabilities())}"
+            f"OK model={MODEL} fw={FIRMWARE_VERSION} proto={self._proto()} sn={sn} "
+            f"caps={','.join(self.capabilities())}{kid}"
         )
 
     def _status(self, args: list[str]) -> Reply:

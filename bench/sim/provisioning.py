@@ -3,6 +3,7 @@ settings checked and written to NVM once, and the defects that live there."""
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -74,4 +75,6 @@ class ProvisioningCommand:
             self.credit.set_end(0)
         self._persist()
         extra = f" key={self.state.key_hex}" if Fault.KEY_ECHOED in self.faults else ""
+        if Fault.KEY_ECHOED_BASE64 in self.faults:
+            extra += f" dbg={base64.b64encode(bytes.fromhex(self.state.key_hex)).decode('ascii')}"
         return Reply(f"OK sn={self.state.serial}{extra}")

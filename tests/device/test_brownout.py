@@ -38,6 +38,7 @@ RTC_JUMP_S = 3600
     "no_brownout_reset",
 )
 @pytest.mark.needs("token", "status")
+@pytest.mark.time_limit(exchanges=4 * STEPS)  # each step down and up: the supply set and read, the DUT asked
 def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, measure):
     """instruments.md §5.2 (slow ramps through the BOR threshold; IEC 61000-4-29 criterion:
     no loss of data): the supply is stepped down from `psu.voltage` in 40 steps; at each step

@@ -211,6 +211,7 @@ class Run:
     "state_not_ab_crc",
 )
 @pytest.mark.needs("token", "status")
+@pytest.mark.time_limit(cycles="power_cut_cycles")
 def test_state_survives_power_cuts_during_nvm_writes(
     request, token_session, tokens, power_cycle, rig, measure, power_cut_plan
 ):

@@ -156,6 +156,7 @@ def clock_source(dut, request: pytest.FixtureRequest):
 
 
 @pytest.mark.catches("rtc_drift_beyond_limit")
+@pytest.mark.time_limit(wait="rtc_drift_max_observe_s")
 def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     """openpaygo.md §2: the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
     year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`

@@ -57,6 +57,7 @@ def hold_off(power_cycle, off_s: float) -> float:
 
 @pytest.mark.catches("backfeed_from_uart", "rtc_lost_on_power_loss", "rtc_stopped_unpowered")
 @pytest.mark.needs("rtc")
+@pytest.mark.time_limit(wait="rtc_off_test_s")
 def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     """openpaygo.md §2: the RTC keeps counting while the device is off (backup battery), so the
     credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file;
@@ -100,6 +101,7 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     "credit_runs_on_uptime",
     "rtc_stopped_unpowered",
 )
+@pytest.mark.time_limit(wait="rtc_off_test_s")
 def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, rig, measure):
     """Credit is an end time on the DUT's clock (docs/tokens.md "Clock and credit"): it must not
     move while the DUT is unpowered. A SET of 1 day gives known credit; its end on the host's

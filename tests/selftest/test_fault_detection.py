@@ -31,7 +31,7 @@ from tests.selftest.device_suite import (
 
 # Faults no test can show on a device without factory reset: their only tests provision the DUT
 # themselves (another time divider; the provisioning reply).
-NOT_APPLICABLE_WITHOUT_RESET = {"time_divider_ignored", "key_echoed"}
+NOT_APPLICABLE_WITHOUT_RESET = {"time_divider_ignored", "key_echoed", "key_echoed_base64", "key_echoed_decimal"}
 
 
 @pytest.fixture(scope="module")

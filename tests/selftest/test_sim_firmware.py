@@ -566,6 +566,8 @@ TESTED_FAULTS = {
     "provisioning_not_persisted",
     "serial_truncated",
     "key_echoed",
+    "key_echoed_base64",
+    "key_echoed_decimal",
     "wrong_protocol_major",
     "no_lockout",
     "lockout_not_persisted",
@@ -656,6 +658,24 @@ def test_fault_key_echoed(tmp_path, faulty):
     else:
         assert reply == f"OK sn={SN}"
         assert KEY not in reply
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_key_echoed_base64(tmp_path, faulty):
+    """key_echoed_base64: the PROV reply carries dbg=<the key's bytes in base64>."""
+    d = Device(tmp_path, faults=frozenset({"key_echoed_base64"} if faulty else ()))
+    b64 = base64.b64encode(bytes.fromhex(KEY)).decode()
+    assert d(PROV) == (f"OK sn={SN} dbg={b64}" if faulty else f"OK sn={SN}")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_key_echoed_decimal(tmp_path, faulty):
+    """key_echoed_decimal: once provisioned, ID ends with kid=<the key as a little-endian integer>."""
+    d = Device(tmp_path, faults=frozenset({"key_echoed_decimal"} if faulty else ()))
+    assert " kid=" not in d("ID")  # nothing to echo before provisioning
+    d(PROV)
+    kid = str(int.from_bytes(bytes.fromhex(KEY), "little"))
+    assert d("ID").endswith(f" kid={kid}") == faulty
 
 
 @pytest.mark.parametrize("faulty", [False, True])
