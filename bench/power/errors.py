@@ -21,3 +21,21 @@ class PowerCycleError(InstrumentError):
     def __init__(self, message: str, trace: list[tuple[float, float, float]] | None = None):
         super().__init__(message)
         self.trace: list[tuple[float, float, float]] = list(trace or [])
+
+
+class OutputStateMismatch(PowerCycleError):
+    """The output state the PSU reports disagrees with the rail it measures: on with no voltage,
+    or off with the voltage still there. One of the two readings is wrong, so neither can be
+    trusted: an instrument fault, never the DUT's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reported_on: bool,
+        volts: float,
+        trace: list[tuple[float, float, float]] | None = None,
+    ):
+        super().__init__(message, trace)
+        self.reported_on = reported_on
+        self.volts = volts
