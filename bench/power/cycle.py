@@ -160,6 +160,7 @@ def _rail_stayed_up(
         f"{text}; it reports its output on: the switch-off did not take (a stuck output relay, or the "
         "command lost on its way)",
         trace=trace,
+        reported_on=True,
     )
 
 

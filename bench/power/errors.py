@@ -15,12 +15,20 @@ class InstrumentError(Exception):
 class PowerCycleError(InstrumentError):
     """A power cycle step did not reach its goal (e.g. the rail never fell below the threshold).
 
-    `trace` holds the (t_rel_s, volts, amps) samples taken so far, for the report.
+    `trace` holds the (t_rel_s, volts, amps) samples taken so far, for the report;
+    `reported_on` the output state the PSU reported at the end (None: not asked, or unreadable).
     """
 
-    def __init__(self, message: str, trace: list[tuple[float, float, float]] | None = None):
+    def __init__(
+        self,
+        message: str,
+        trace: list[tuple[float, float, float]] | None = None,
+        *,
+        reported_on: bool | None = None,
+    ):
         super().__init__(message)
         self.trace: list[tuple[float, float, float]] = list(trace or [])
+        self.reported_on = reported_on
 
 
 class OutputStateMismatch(PowerCycleError):
@@ -36,6 +44,5 @@ class OutputStateMismatch(PowerCycleError):
         volts: float,
         trace: list[tuple[float, float, float]] | None = None,
     ):
-        super().__init__(message, trace)
-        self.reported_on = reported_on
+        super().__init__(message, trace, reported_on=reported_on)
         self.volts = volts
