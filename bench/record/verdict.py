@@ -123,7 +123,10 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
     """The verdict and its one-line reason; `short` shortens a nodeid for that line."""
     outcomes = final_outcomes(tests)
     bad = [t for t in outcomes.values() if t.outcome in FAILING]
-    broke = "; ".join(x for x in (_bench_error(end), end.unsafe_supply) if x)  # the cause, then the supply
+    unsafe = end.unsafe_supply
+    if unsafe and end.rig_broken and end.rig_broken in unsafe:  # said once: the fault that broke the rig
+        unsafe = unsafe.replace(end.rig_broken, "the same fault")
+    broke = "; ".join(x for x in (_bench_error(end), unsafe) if x)  # the cause, then the supply it left
     if broke:  # tests that failed for another reason than the breakage itself are still said
         other = [t for t in bad if not (end.rig_broken and end.rig_broken in (t.reason or ""))]
         also = f"; {len(other)} other test{'s' * (len(other) != 1)} failed or errored" if other else ""

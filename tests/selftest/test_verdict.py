@@ -222,3 +222,9 @@ def test_a_supply_not_confirmed_safe_is_bench_error_whatever_the_tests_said():
 def test_the_cause_comes_first_then_the_supply_it_left_unsafe():
     end = SessionEnd(rig_broken="PSU at X: the PSU closed the connection", unsafe_supply=UNSAFE)
     assert verdict(end, []).reason == f"rig broken: PSU at X: the PSU closed the connection; {UNSAFE}"
+
+
+def test_a_supply_left_unsafe_by_the_fault_that_broke_the_rig_says_it_once():
+    fault = "PSU at X: output still at 12.000 V; it reports its output on"
+    end = SessionEnd(rig_broken=fault, unsafe_supply=f"supply NOT confirmed off: {fault}")
+    assert verdict(end, []).reason == f"rig broken: {fault}; supply NOT confirmed off: the same fault"
