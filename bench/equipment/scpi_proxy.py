@@ -73,12 +73,16 @@ class _Connection:
         self.pending: deque[_Reply] = deque()
         self.lock = threading.Lock()
         self.running = 2  # its two threads: commands and replies
+        self.client_gone = False
 
     def end(self) -> None:
-        """Drop both sides (FIN): wakes the threads blocked on them."""
-        for sock in (self.client, self.upstream):
+        """Drop the bench's side at once; end the PSU's side gracefully (FIN after what was
+        forwarded, its last replies read and dropped), so the PSU takes every command the proxy
+        passed on: only the commands the proxy itself swallows are lost."""
+        self.client_gone = True
+        for sock, how in ((self.client, socket.SHUT_RDWR), (self.upstream, socket.SHUT_WR)):
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(how)
             except OSError:
                 pass
 
@@ -146,6 +150,13 @@ class ScpiFaultProxy:
             threads = list(self._threads)
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            stuck = list(self._connections.values())
+        for conn in stuck:  # a PSU that never closed its side: stop waiting for it
+            try:
+                conn.upstream.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         with self._changed:
             self._changed.notify_all()
 
@@ -321,7 +332,7 @@ class ScpiFaultProxy:
                 with conn.lock:
                     conn.pending.append(reply)
             conn.upstream.sendall(raw)
-            self._note(conn, "command", text, "forwarded")
+            self._note(conn, "command", text, "forwarded")  # once on its way: a watcher may act on it
 
     def _replies(self, conn: _Connection) -> None:
         """PSU to bench: each reply line passed on, inverted or held as its query asked."""
@@ -337,8 +348,13 @@ class ScpiFaultProxy:
                 return
             if reply.delay_s:
                 action = "delayed"
-            conn.client.sendall(raw)
-            self._note(conn, "reply", text, action)
+            if conn.client_gone:
+                continue  # the PSU's last words, after the bench's side was dropped
+            self._note(conn, "reply", text, action)  # noted first: the bench acts on it at once
+            try:
+                conn.client.sendall(raw)
+            except OSError:
+                conn.end()
 
 
 def _lines_of(sock: socket.socket):

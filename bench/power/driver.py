@@ -6,7 +6,9 @@ names the resource, the command and the reply, so a failed bench run says what w
 
 A connection the PSU closed (a LAN instrument rebooting, a switch port flapping) is reopened
 once and the command retried once: one dropped socket must not end a night's run, and a PSU
-that stays unreachable still fails at once, naming both attempts.
+that stays unreachable still fails at once, naming both attempts. Writes have no reply, so the
+ones sent since the PSU last answered a query may have gone down with the connection: they are
+sent again on the new one first (setpoints and output switching are idempotent).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ TrafficCallback = Callable[[str, str], None]
 for a note (a lost connection reopened)."""
 
 TRAFFIC_LOG_MAX = 10_000
+UNCONFIRMED_MAX = 64  # writes kept for re-sending after a reconnect (a query answered confirms them all)
 _REPLY_STRIP = " \t\r\n\x00"  # CR from CRLF instruments, NUL padding from some USB serial links
 _TRANSPORT_ERRORS = (pyvisa.errors.Error, OSError, EOFError)
 T = TypeVar("T")
@@ -71,6 +74,7 @@ class Psu:
         self._inst = instrument
         self._reopen = reopen  # opens the resource again after a lost connection (None: never)
         self.reconnects = 0
+        self._unconfirmed: deque[str] = deque(maxlen=UNCONFIRMED_MAX)  # writes since the last answered query
         self._next_cmd_at = 0.0
         self._closed = False
         self._unsettled = False  # an exchange was cut short: its reply may still arrive
@@ -253,6 +257,7 @@ class Psu:
             return InstrumentError(f"PSU at {self.resource} did not accept '{cmd}': {exc}")
 
         self._exchange(cmd, lambda inst: inst.write(cmd), failed)
+        self._unconfirmed.append(cmd)
 
     def _query(self, cmd: str) -> str:
         def failed(exc: BaseException) -> InstrumentError:
@@ -260,6 +265,7 @@ class Psu:
             return InstrumentError(f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}")
 
         raw = self._exchange(cmd, lambda inst: inst.query(cmd), failed)
+        self._unconfirmed.clear()  # instruments work in order: every earlier write was taken
         if not isinstance(raw, str):
             raise self._bad_reply(cmd, repr(raw), "reply is not text")
         reply = raw.strip(_REPLY_STRIP)
@@ -308,7 +314,8 @@ class Psu:
         return peer_closed(self._inst) if self._reopen is not None else None
 
     def _reconnect(self, cmd: str, why: str) -> None:
-        """Reopen the resource once and select the channel again on the new connection."""
+        """Reopen the resource once, select the channel again and re-send the writes the PSU may
+        not have taken before the connection went."""
         assert self._reopen is not None  # only called when the driver can reopen
         log.warning("PSU %s: %s at '%s': reconnecting once", self.resource, why, cmd)
         self._record("--", f"PSU connection: {why} at '{cmd}': reconnecting once")
@@ -319,10 +326,15 @@ class Psu:
         try:
             self._inst = self._reopen()
             self.reconnects += 1
+            resend = list(self._unconfirmed)
             if self.profile.select_channel is not None:
                 select = self.profile.command(self.profile.select_channel, self.channel)
-                self._record("TX", select)
-                self._inst.write(select)
+                if resend[:1] != [select]:
+                    resend.insert(0, select)
+            for write in resend:
+                self._record("TX", write)
+                self._inst.write(write)
+                time.sleep(self.profile.interval_after(write))  # a slow parser's pacing, as for any write
         except Exception as exc:  # noqa: BLE001 - backends raise plain Exception when they cannot connect
             raise InstrumentError(f"PSU at {self.resource}: {why} at '{cmd}', and reconnecting failed: {exc}") from exc
 

@@ -69,6 +69,20 @@ def test_a_connection_closed_on_a_query_is_reopened_and_the_query_retried_once(b
     assert (psu.reconnects, proxy.connections, proxy.mode) == (1, 2, ScpiMode.PASS)
 
 
+def test_writes_lost_with_the_connection_are_sent_again_on_the_new_one(bench):
+    """A write has no reply: one the PSU never took before its connection went would be lost
+    silently. Those sent since the last answered query are re-sent after the reconnect."""
+    supply, proxy, psu = bench
+    psu.output(True)
+    psu.operation_complete()
+    proxy.set_mode(ScpiMode.CLOSE, after=1)  # INST:NSEL passes, OUTP OFF is lost with the connection
+    psu.output(False)  # written into a socket that is closing: no error
+    assert psu.output_state() is False and not supply.output(2)  # re-sent before the query
+    assert commands(proxy, "closed") == ["OUTP OFF"]
+    assert commands(proxy)[-4:] == ["INST:NSEL 2", "OUTP OFF", "INST:NSEL 2", "OUTP?"]  # re-sent, then the query
+    assert psu.reconnects == 1
+
+
 def test_a_psu_gone_for_good_fails_at_once_naming_it_and_the_reconnect(bench):
     supply, proxy, psu = bench
     psu.output(True)

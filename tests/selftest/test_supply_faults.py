@@ -56,7 +56,7 @@ def rig_file(tmp_path: Path, sim: VirtualRigProcess, resource: str) -> Path:
     path = tmp_path / "lab.toml"
     path.write_text(
         f'[station]\nid = "lab-proxied"\n[link]\nport = "{sim.port}"\nboot_timeout_s = 2.0\nreply_timeout_s = 1.0\n'
-        f'[psu]\nresource = "{resource}"\nprofile = "paygo-sim"\ntimeout_s = 1.0\nsettle_timeout_s = 1.0\n'
+        f'[psu]\nresource = "{resource}"\nprofile = "paygo-sim"\ntimeout_s = 0.5\nsettle_timeout_s = 1.5\n'
         f'[dut]\nserial_number = "SIM000001"\nstarting_code = 123456789\nsecret_key = "{VIRTUAL_DUT_KEY}"\n'
         'token_count = 1\ntime_divider = 1\nrestricted_digits = false\nledger = "ledger.sqlite"\n'
         "power_cut_cycles = 5\nrtc_drift_observe_s = 30\nrtc_drift_max_observe_s = 30\n",
@@ -92,11 +92,17 @@ def last_lines(proc: subprocess.CompletedProcess, n: int = 2) -> list[str]:
     return proc.stdout.rstrip().splitlines()[-n:]
 
 
-def when_seen(proxy: ScpiFaultProxy, command: str, then, timeout_s: float = 60) -> threading.Thread:
-    """Run then() once the bench has sent `command` through the proxy (in a thread)."""
+def when_seen(proxy: ScpiFaultProxy, command: str, then, nth: int = 1, timeout_s: float = 60) -> threading.Thread:
+    """Run then() once the bench has sent `command` through the proxy for the nth time (in a thread)."""
+    seen = []
+
+    def nth_time(line) -> bool:
+        if line.direction == "command" and line.text.startswith(command):
+            seen.append(line)
+        return len(seen) >= nth
 
     def watch() -> None:
-        if proxy.wait_for(lambda x: x.direction == "command" and x.text.startswith(command), timeout_s):
+        if proxy.wait_for(nth_time, timeout_s):
             then()
 
     t = threading.Thread(target=watch, daemon=True)
@@ -168,12 +174,13 @@ def test_a_stop_signal_tears_down_puts_the_supply_off_and_records_interrupted(tm
 
 
 def test_a_connection_closed_mid_run_is_reopened_and_the_run_goes_on(tmp_path, simulator, proxy):
-    """Dropped while idle (after bring-up) and closed on a command (during a power cycle): the
-    driver reconnects once each time and retries; the tests pass, the supply ends off."""
+    """Dropped while idle (bring-up waiting for the boot banner) and closed on a command (the first
+    test's switch-off, polling the rail): the driver reconnects once each time and retries; the
+    tests pass, the supply ends off."""
     out = tmp_path / "run"
     rig = rig_file(tmp_path, simulator, proxy.resource)
     when_seen(proxy, "OUTP ON", proxy.close_connections)  # bring-up switched the DUT on
-    when_seen(proxy, "OUTP OFF", lambda: proxy.set_mode(ScpiMode.CLOSE, after=2), timeout_s=60)
+    when_seen(proxy, "OUTP OFF", lambda: proxy.set_mode(ScpiMode.CLOSE, after=2), nth=2)  # bring-up's was the 1st
     proc = run_bench(rig, out, POWER_TESTS)
     rec = record_of(out)
     assert proc.returncode == 2 and rec["verdict"] == "INCOMPLETE", proc.stdout[-3000:]  # -k: not all required
