@@ -238,13 +238,13 @@ class PowerControl:
             finished = True
         except WaitAborted:
             pass
-        except Exception:
+        except Exception:  # not an interrupt: that goes straight on, the safe state sees to the supply
             # the action failed otherwise (a DUT silent while the PSU says it is on): believe the
             # PSU only if its rail agrees, and leave no trigger armed
             if timer is None and self.output_on():
                 self.psu.cut_on_nvm_write(0)
             raise
-        finally:  # (an interrupt goes straight on: the safe state deals with the supply)
+        finally:
             if timer is not None:
                 timer.join()
         if timer is None and finished and self.output_on():
