@@ -106,9 +106,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, suite {suite}")
     session = SessionVerdict()
     code = int(pytest.main(pytest_args + extra, plugins=[session]))
-    verdict, line = session.judged or run_verdict(record, code, stale=_stamp(record) == before)
+    stale = _stamp(record) == before
+    verdict, line = session.judged or run_verdict(record, code, stale=stale)
     print(f"paygo-bench: report {run_dir / 'report.html'}")
     print(f"paygo-bench: record {record}")
+    print(f"paygo-bench: {supply_line(record, stale)}")
     print(f"paygo-bench: {line}")
     return EXIT_CODES[verdict]
 
@@ -160,6 +162,22 @@ def run_verdict(record_path: Path, code: int, stale: bool = False) -> tuple[str,
             f"({one_line(str(e))}; pytest exit status {code}: see its output above)"
         )
     return verdict, f"{verdict}: {one_line(reason)}"
+
+
+def supply_line(record_path: Path, stale: bool = False) -> str:
+    """Where the run left the supply, as its record says (docs/record.md, safe_state): the line
+    an operator reads before walking away from the bench."""
+    from bench.record.model import safe_state_line
+
+    try:
+        if stale:
+            raise ValueError("not written by this run")
+        safe = json.loads(record_path.read_text(encoding="utf-8")).get("safe_state")
+        if safe is None:
+            return "supply not switched by this run (no test opened the PSU)"
+        return safe_state_line(str(safe["wanted"]), safe["confirmed"], str(safe["detail"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "supply state not known (no record from this run): check the PSU's output"
 
 
 def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:

@@ -208,7 +208,7 @@ def main() -> None:
             t_test = time.perf_counter() - t0
             t_end = time.perf_counter()
         finally:
-            apply_safe_state(psu, cfg.safe_state)
+            apply_safe_state(psu, cfg)
             psu.close()
             link.close()
             log.close()

@@ -3,6 +3,10 @@
 `OUTP OFF` returns at once but the rail decays through the output capacitance, so "off" means
 "measured below a threshold", polled against a deadline. The off time is counted from the moment
 the output was switched off, so min_off_s is a guarantee, not a sleep added on top.
+
+The output state the PSU reports is believed only when the measured rail agrees with it: a relay
+that stuck, or a query that answers the wrong state, is an instrument fault named as such, never
+a DUT that went silent.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bench.power.errors import PowerCycleError
+from bench.power.errors import InstrumentError, OutputStateMismatch, PowerCycleError
 from bench.timeout import sleep_until
 
 log = logging.getLogger("bench.power")
@@ -28,6 +32,8 @@ class SwitchedSupply(Protocol):
     resource: str
 
     def output(self, on: bool) -> None: ...
+
+    def output_state(self) -> bool: ...
 
     def measure_voltage(self) -> float: ...
 
@@ -76,10 +82,13 @@ def power_off(
     settle_timeout_s: float = 5.0,
     poll_interval_s: float = 0.02,
 ) -> PowerOff:
-    """Switch the output off and wait until the measured rail is below off_threshold_v.
+    """Switch the output off, wait until the measured rail is below off_threshold_v, and check
+    that the PSU reports its output off.
 
-    Raises PowerCycleError naming the last measured voltage if it is still above the threshold
-    settle_timeout_s after the switch-off.
+    Raises PowerCycleError naming the last measured voltage and the reported state if the rail is
+    still above the threshold settle_timeout_s after the switch-off (OutputStateMismatch if the
+    PSU reports it off all the same), and OutputStateMismatch if the rail fell but the PSU
+    reports its output on.
     """
     t0 = time.monotonic()
     psu.output(False)
@@ -105,15 +114,92 @@ def power_off(
                 now - off_at,
                 f"{volts:.3f} V < {off_threshold_v} V after {polls} reads",
             )
+            if psu.output_state():
+                raise OutputStateMismatch(
+                    f"PSU at {psu.resource} reports its output on, yet measures {volts:.3f} V ({amps:.4f} A) "
+                    f"after switch-off: {DISAGREE}",
+                    reported_on=True,
+                    volts=volts,
+                    trace=result.trace,
+                )
             return result
         if now >= deadline:
-            raise PowerCycleError(
-                f"PSU at {psu.resource}: output still at {volts:.3f} V ({amps:.4f} A), above the "
-                f"{off_threshold_v} V off threshold, {now - off_at:.2f} s after switch-off "
-                f"(settle timeout {settle_timeout_s} s)",
-                trace=result.trace,
-            )
+            _rail_stayed_up(psu, volts, amps, now - off_at, off_threshold_v, settle_timeout_s, result.trace)
         sleep_until(min(now + poll_interval_s, deadline))
+
+
+DISAGREE = "its output-state query and its measurement disagree (an instrument fault)"
+
+
+def _rail_stayed_up(
+    psu: SwitchedSupply,
+    volts: float,
+    amps: float,
+    after_s: float,
+    off_threshold_v: float,
+    settle_timeout_s: float,
+    trace: list[tuple[float, float, float]],
+) -> None:
+    """The rail did not fall: say which fault the reported state points at, and raise."""
+    text = (
+        f"PSU at {psu.resource}: output still at {volts:.3f} V ({amps:.4f} A), above the "
+        f"{off_threshold_v} V off threshold, {after_s:.2f} s after switch-off (settle timeout {settle_timeout_s} s)"
+    )
+    try:
+        reported_on = psu.output_state()
+    except InstrumentError as exc:  # the rail's reading is the error; this only adds to it
+        raise PowerCycleError(f"{text}; its output state could not be read: {exc}", trace=trace) from exc
+    if not reported_on:
+        raise OutputStateMismatch(
+            f"{text}; it reports its output off: {DISAGREE}, or something else holds the rail up",
+            reported_on=False,
+            volts=volts,
+            trace=trace,
+        )
+    raise PowerCycleError(
+        f"{text}; it reports its output on: the switch-off did not take (a stuck output relay, or the "
+        "command lost on its way)",
+        trace=trace,
+        reported_on=True,
+    )
+
+
+def checked_output_state(
+    psu: SwitchedSupply,
+    *,
+    off_threshold_v: float = 0.5,
+    settle_timeout_s: float = 5.0,
+    poll_interval_s: float = 0.02,
+) -> bool:
+    """The output state the PSU reports, believed only when its measured rail agrees.
+
+    On with the rail below off_threshold_v raises OutputStateMismatch at once; off with the rail
+    above it is given settle_timeout_s to fall (a switch-off a moment ago), then raises it too.
+    """
+    on = psu.output_state()
+    volts = psu.measure_voltage()
+    if on and volts < off_threshold_v:
+        amps = psu.measure_current()
+        raise OutputStateMismatch(
+            f"PSU at {psu.resource} reports its output on, yet measures {volts:.3f} V ({amps:.4f} A), below "
+            f"the {off_threshold_v} V off threshold: {DISAGREE}",
+            reported_on=True,
+            volts=volts,
+        )
+    t0 = time.monotonic()
+    while not on and volts >= off_threshold_v:
+        now = time.monotonic()
+        if now >= t0 + settle_timeout_s:
+            raise OutputStateMismatch(
+                f"PSU at {psu.resource} reports its output off, yet measures {volts:.3f} V, above the "
+                f"{off_threshold_v} V off threshold, {now - t0:.2f} s later: {DISAGREE}, or something else "
+                "holds the rail up",
+                reported_on=False,
+                volts=volts,
+            )
+        sleep_until(min(now + poll_interval_s, t0 + settle_timeout_s))
+        volts = psu.measure_voltage()
+    return on
 
 
 def power_on(

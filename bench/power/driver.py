@@ -3,34 +3,41 @@
 All model differences come from a `PsuProfile`. Every reply is parsed here, at the edge, and
 every failure (no answer, lost connection, unparseable reply) becomes an `InstrumentError` that
 names the resource, the command and the reply, so a failed bench run says what went wrong.
+
+A connection the PSU closed (a LAN instrument rebooting, a switch port flapping) is reopened
+once and the command retried once: one dropped socket must not end a night's run, and a PSU
+that stays unreachable still fails at once, naming both attempts. Writes have no reply, so the
+ones sent since the PSU last answered a query may have gone down with the connection: they are
+sent again on the new one first (setpoints and output switching are idempotent).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pyvisa
 import pyvisa.errors
-from pyvisa import constants
-from pyvisa.constants import ResourceAttribute
 
 from bench.power.errors import InstrumentError
 from bench.power.profiles import PsuProfile, get_profile
+from bench.power.transport import connection_lost, disable_nagle, drain, peer_closed
 
 log = logging.getLogger("bench.power")
 
 TrafficCallback = Callable[[str, str], None]
-"""Called with ("TX" | "RX", text) for every command sent and reply received."""
+"""Called with ("TX" | "RX", text) for every command sent and reply received, and ("--", text)
+for a note (a lost connection reopened)."""
 
 TRAFFIC_LOG_MAX = 10_000
+UNCONFIRMED_MAX = 64  # writes kept for re-sending after a reconnect (a query answered confirms them all)
 _REPLY_STRIP = " \t\r\n\x00"  # CR from CRLF instruments, NUL padding from some USB serial links
 _TRANSPORT_ERRORS = (pyvisa.errors.Error, OSError, EOFError)
+T = TypeVar("T")
 
 
 class Instrument(Protocol):
@@ -55,6 +62,7 @@ class Psu:
         resource: str | None = None,
         timeout_s: float | None = None,
         on_traffic: TrafficCallback | None = None,
+        reopen: Callable[[], Instrument] | None = None,
     ) -> None:
         _check_channel(channel)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -64,8 +72,12 @@ class Psu:
         self.on_traffic = on_traffic
         self.traffic: deque[tuple[float, str, str]] = deque(maxlen=TRAFFIC_LOG_MAX)
         self._inst = instrument
+        self._reopen = reopen  # opens the resource again after a lost connection (None: never)
+        self.reconnects = 0
+        self._unconfirmed: deque[str] = deque(maxlen=UNCONFIRMED_MAX)  # writes since the last answered query
         self._next_cmd_at = 0.0
         self._closed = False
+        self._unsettled = False  # an exchange was cut short: its reply may still arrive
 
     @classmethod
     def open(
@@ -89,18 +101,26 @@ class Psu:
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         try:
             rm = pyvisa.ResourceManager(visa_library)
+        except Exception as exc:  # noqa: BLE001 - backends raise plain Exception
+            raise InstrumentError(f"could not open PSU at {resource} ({prof.name} profile): {exc}") from exc
+
+        def opener() -> Instrument:
             inst: Instrument = rm.open_resource(  # type: ignore[assignment]  # a message-based resource
                 resource,
                 read_termination=prof.read_termination,
                 write_termination=prof.write_termination,
                 timeout=round(timeout_s * 1000),
             )
+            if resource.upper().endswith("::SOCKET"):
+                disable_nagle(inst, resource)
+            return inst
+
+        try:
+            inst = opener()
         except Exception as exc:  # noqa: BLE001 - backends raise plain Exception (pyvisa-py DNS)
             raise InstrumentError(f"could not open PSU at {resource} ({prof.name} profile): {exc}") from exc
-        if resource.upper().endswith("::SOCKET"):
-            _disable_nagle(inst, resource)
         log.info("opened PSU %s, profile %s, channel %d", resource, prof.name, channel)
-        return cls(inst, prof, channel, resource=resource, timeout_s=timeout_s, on_traffic=on_traffic)
+        return cls(inst, prof, channel, resource=resource, timeout_s=timeout_s, on_traffic=on_traffic, reopen=opener)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -233,30 +253,90 @@ class Psu:
         return value
 
     def _write(self, cmd: str) -> None:
-        self._pace()
-        self._record("TX", cmd)
-        try:
-            self._inst.write(cmd)
-        except _TRANSPORT_ERRORS as exc:
-            raise InstrumentError(f"PSU at {self.resource} did not accept '{cmd}': {exc}") from exc
-        finally:
-            self._next_cmd_at = time.monotonic() + self.profile.interval_after(cmd)
+        def failed(exc: BaseException) -> InstrumentError:
+            return InstrumentError(f"PSU at {self.resource} did not accept '{cmd}': {exc}")
+
+        self._exchange(cmd, lambda inst: inst.write(cmd), failed)
+        self._unconfirmed.append(cmd)
 
     def _query(self, cmd: str) -> str:
-        self._pace()
-        self._record("TX", cmd)
-        try:
-            raw = self._inst.query(cmd)
-        except _TRANSPORT_ERRORS as exc:
+        def failed(exc: BaseException) -> InstrumentError:
             within = f" within {self.timeout_s} s" if self.timeout_s is not None else ""
-            raise InstrumentError(f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}") from exc
-        finally:
-            self._next_cmd_at = time.monotonic() + self.profile.interval_after(cmd)
+            return InstrumentError(f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}")
+
+        raw = self._exchange(cmd, lambda inst: inst.query(cmd), failed)
+        self._unconfirmed.clear()  # instruments work in order: every earlier write was taken
         if not isinstance(raw, str):
             raise self._bad_reply(cmd, repr(raw), "reply is not text")
         reply = raw.strip(_REPLY_STRIP)
         self._record("RX", reply)
         return reply
+
+    def _exchange(
+        self, cmd: str, op: Callable[[Instrument], T], failed: Callable[[BaseException], InstrumentError]
+    ) -> T:
+        """Send one command (op) paced; a connection found lost is reopened once and the command
+        retried once. Failures are InstrumentErrors naming the resource and the command."""
+        self._pace()
+        try:
+            lost = self._settle()
+            if lost is None:
+                self._record("TX", cmd)
+                try:
+                    return self._attempt(op)
+                except _TRANSPORT_ERRORS as exc:
+                    lost = connection_lost(self._inst, exc) if self._reopen is not None else None
+                    if lost is None:
+                        raise failed(exc) from exc
+            self._reconnect(cmd, lost)
+            self._record("TX", cmd)
+            try:
+                return self._attempt(op)
+            except _TRANSPORT_ERRORS as exc:
+                raise InstrumentError(
+                    f"PSU at {self.resource}: {lost} at '{cmd}'; reconnected once, and '{cmd}' failed again: {exc}"
+                ) from exc
+        finally:
+            self._next_cmd_at = time.monotonic() + self.profile.interval_after(cmd)
+
+    def _attempt(self, op: Callable[[Instrument], T]) -> T:
+        self._unsettled = True  # stays set if the exchange is cut short (a timeout, a signal)
+        result = op(self._inst)
+        self._unsettled = False
+        return result
+
+    def _settle(self) -> str | None:
+        """Before a command: read off the reply of one cut short, and say if the PSU closed the
+        connection meanwhile (then the command goes out on a new one)."""
+        if self._unsettled:
+            drain(self._inst)
+            self._unsettled = False
+        return peer_closed(self._inst) if self._reopen is not None else None
+
+    def _reconnect(self, cmd: str, why: str) -> None:
+        """Reopen the resource once, select the channel again and re-send the writes the PSU may
+        not have taken before the connection went."""
+        assert self._reopen is not None  # only called when the driver can reopen
+        log.warning("PSU %s: %s at '%s': reconnecting once", self.resource, why, cmd)
+        self._record("--", f"PSU connection: {why} at '{cmd}': reconnecting once")
+        try:
+            self._inst.close()
+        except _TRANSPORT_ERRORS:
+            pass
+        try:
+            self._inst = self._reopen()
+            self.reconnects += 1
+            resend = list(self._unconfirmed)
+            if self.profile.select_channel is not None:
+                select = self.profile.command(self.profile.select_channel, self.channel)
+                if resend[:1] != [select]:
+                    resend.insert(0, select)
+            for write in resend:
+                self._record("TX", write)
+                self._inst.write(write)
+                time.sleep(self.profile.interval_after(write))  # a slow parser's pacing, as for any write
+        except Exception as exc:  # noqa: BLE001 - backends raise plain Exception when they cannot connect
+            raise InstrumentError(f"PSU at {self.resource}: {why} at '{cmd}', and reconnecting failed: {exc}") from exc
 
     def _pace(self) -> None:
         """Wait out the profile's inter-command gap (a sleep until a monotonic deadline)."""
@@ -279,32 +359,6 @@ class Psu:
 def _check_channel(channel: int) -> None:
     if isinstance(channel, bool) or not isinstance(channel, int) or channel < 1:
         raise ValueError(f"PSU channel must be an integer >= 1, got {channel!r}")
-
-
-def _disable_nagle(inst: object, resource: str) -> None:
-    """Set TCP_NODELAY on a raw-socket session, as NI-VISA does by default.
-
-    With Nagle on, a channel-select write followed by a query waits for the instrument's delayed
-    ACK (~40 ms on Linux), which skews off-voltage polling; some LAN firmwares also choke on the
-    coalesced segments. pyvisa-py 0.8 leaves Nagle on and its VI_ATTR_TCPIP_NODELAY setter raises
-    UnknownAttribute, so fall back to the session's socket (pyvisa-py internals, guarded).
-    """
-    try:
-        inst.set_visa_attribute(  # type: ignore[attr-defined]
-            ResourceAttribute.tcpip_nodelay, constants.VI_TRUE
-        )
-        return
-    except Exception:  # noqa: BLE001 - backend-specific: UnknownAttribute, VisaIOError, ...
-        pass
-    try:
-        session = inst.visalib.sessions[inst.session]  # type: ignore[attr-defined]
-        sock = session.interface
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return
-    except Exception:  # noqa: BLE001 - another backend: leave its defaults alone
-        pass
-    log.debug("PSU %s: could not disable Nagle; commands may be delayed", resource)
 
 
 def _setpoint(value: float, what: str) -> float:

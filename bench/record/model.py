@@ -209,6 +209,43 @@ class LedgerRecord:
     findings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SafeStateRecord:
+    """Where the supply was left when the run ended, as measured (docs/record.md)."""
+
+    wanted: str  # the rig's psu.safe_state: off | on | unchanged
+    confirmed: bool | None  # measured in that state; None: nothing to confirm (unchanged)
+    volts: float | None  # the rail as last measured, V
+    output: str | None  # on | off: the output state the PSU reported; None: not read
+    detail: str  # one line: how it was confirmed, or why not
+    checked_at: datetime
+
+    @classmethod
+    def of(cls, outcome: Any, checked_at: datetime) -> SafeStateRecord:
+        """From a bench.station.safe_state.SafeStateOutcome (duck-typed: the record does not need it)."""
+        volts = outcome.volts
+        return cls(
+            outcome.wanted,
+            outcome.confirmed,
+            None if volts is None or not math.isfinite(volts) else round(float(volts), 6),
+            None if outcome.output_on is None else ("on" if outcome.output_on else "off"),
+            one_line(outcome.detail) or "-",
+            checked_at,
+        )
+
+    def line(self) -> str:
+        return safe_state_line(self.wanted, self.confirmed, self.detail)
+
+
+def safe_state_line(wanted: str, confirmed: bool | None, detail: str) -> str:
+    """One line for people (the CLI's, the report's) from the record's safe_state fields."""
+    if confirmed is None:
+        return f"supply {detail}"
+    if confirmed:
+        return f"supply {wanted}, confirmed: {detail}"
+    return f"supply NOT confirmed {wanted}: {detail}"
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -231,6 +268,7 @@ class RunRecord:
     instruments: list[InstrumentRecord] = field(default_factory=list)
     spec: SpecRecord | None = None
     ledger: LedgerRecord | None = None
+    safe_state: SafeStateRecord | None = None  # None while running, or when the run never opened the PSU
     tests: list[TestRecord] = field(default_factory=list)
     attachments: list[AttachmentRecord] = field(default_factory=list)
 
@@ -256,6 +294,7 @@ class RunRecord:
             "instruments": [_plain(i) for i in self.instruments],
             "spec": _plain(self.spec) if self.spec is not None else None,
             "ledger": _plain(self.ledger) if self.ledger is not None else None,
+            "safe_state": _plain(self.safe_state) if self.safe_state is not None else None,
             "counts": _plain(Counts.of(self.tests, self.collected)),
             "tests": [_plain(t) for t in self.tests],
             "attachments": [_plain(a) for a in self.attachments],

@@ -10,6 +10,8 @@ bumps the major. Objects allow unknown properties so a 2.x reader accepts any la
 (`suite`) are new; `status` is now the lifecycle only (running, finished, interrupted) and
 `exit_status` the bench's code for the verdict. The 1.0 schema is kept, frozen, as
 record-1.schema.json in this package, for readers of old records (bench/history).
+
+2.1 (from 2.0): `safe_state`, where the supply was left when the run ended, as measured.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from bench.record.verdict import EXIT_CODES, VERDICTS
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 SCHEMA_ID = "paygo-bench/record"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "record.schema.json"
 
@@ -106,6 +108,11 @@ SCHEMA: dict = {
                 "bring_up": {"type": "string"},
                 "findings": {"type": "array", "items": {"type": "string"}},
             },
+        },
+        "safe_state": {
+            "description": "where the supply was left when the run ended, as measured (2.1); null while "
+            "running, or when the run never opened the PSU",
+            "anyOf": [{"$ref": "#/$defs/safe_state"}, {"type": "null"}],
         },
         "counts": {"$ref": "#/$defs/counts"},
         "tests": {"type": "array", "items": {"$ref": "#/$defs/test"}},
@@ -210,6 +217,21 @@ SCHEMA: dict = {
                 "channel": {"type": "integer"},
                 "idn": _OPT_STR,
             },
+        },
+        "safe_state": {
+            "type": "object",
+            "required": ["wanted", "confirmed", "volts", "output", "detail", "checked_at"],
+            "properties": {
+                "wanted": {"enum": ["off", "on", "unchanged"]},
+                "confirmed": {"type": ["boolean", "null"]},
+                "volts": _NUM_OR_NULL,
+                "output": {"enum": ["on", "off", None]},
+                "detail": {"type": "string", "minLength": 1},
+                "checked_at": _UTC,
+            },
+            "if": {"properties": {"wanted": {"const": "unchanged"}}},
+            "then": {"properties": {"confirmed": {"type": "null"}}},
+            "else": {"properties": {"confirmed": {"type": "boolean"}}},
         },
         "counts": {
             "type": "object",

@@ -1,8 +1,8 @@
 """The run's verdict: one of four, judged once when the session ends, from plain data.
 
-- BENCH ERROR: the rig or the bench broke (a port missing, a PSU silent, the simulator not
-  starting, pytest failing inside, a file of the run not written): nothing may be concluded
-  about the device, and it is never blamed on it.
+- BENCH ERROR: the rig or the bench broke (the supply not confirmed in its safe state at the
+  end, a port missing, a PSU silent, the simulator not starting, pytest failing inside, a file of
+  the run not written): nothing may be concluded about the device, and it is never blamed on it.
 - FAILED: a test failed or errored.
 - INCOMPLETE: the run was interrupted, ran no device test, or a test the suite profile requires
   did not run and pass (not covered, skipped, deselected, not collected).
@@ -74,7 +74,8 @@ class SessionEnd:
     usage_error: bool = False
     write_error: str | None = None  # a file of the run could not be written: one line, file and errno
     bench_failed: frozenset[str] = field(default_factory=frozenset)  # tests that failed on that, not on the DUT
-    interrupted: str | None = None  # Ctrl-C, pytest.exit: why
+    interrupted: str | None = None  # Ctrl-C, SIGTERM, SIGHUP, pytest.exit: why
+    unsafe_supply: str | None = None  # the supply's safe state not confirmed: the line saying so
     collect_only: bool = False
     device_tests: int = 0  # device-suite tests collected before any deselection
     device_selected: int = 0  # of them, left to run after deselection
@@ -123,7 +124,10 @@ def judge(end: SessionEnd, tests: Sequence[TestOutcome], cov: Coverage, short=la
     """The verdict and its one-line reason; `short` shortens a nodeid for that line."""
     outcomes = final_outcomes(tests)
     bad = [t for t in outcomes.values() if t.outcome in FAILING]
-    broke = _bench_error(end)
+    unsafe = end.unsafe_supply
+    if unsafe and end.rig_broken and end.rig_broken in unsafe:  # said once: the fault that broke the rig
+        unsafe = unsafe.replace(end.rig_broken, "the same fault")
+    broke = "; ".join(x for x in (_bench_error(end), unsafe) if x)  # the cause, then the supply it left
     if broke:  # tests that failed for another reason than the breakage itself are still said
         other = [
             t

@@ -1,5 +1,5 @@
-"""The report's header: the verdict first (what the run found, the DUT, the station and how much
-of the suite profile's required tests it covered), then what was tested, where, by whom, with
+"""The report's header: the verdict first (what the run found, the DUT, the station, how much
+of the suite profile's required tests it covered and where the supply was left), then what was tested, where, by whom, with
 what, as the run record holds it (bench/record) -- the DUT as it described itself, not as the
 rig file says it should be -- then the required tests that did not run and pass, and the device
 tests this DUT could not be given (not covered: it lacks the capability)."""
@@ -63,6 +63,15 @@ def title_text(record: RunRecord, secrets: Iterable[Secret | str | None] = ()) -
     )
 
 
+def supply_text(record: RunRecord) -> str:
+    """Where the run left the supply (its safe state, as measured), or why that is not known."""
+    if record.safe_state is not None:
+        return record.safe_state.line()
+    if record.verdict is None:
+        return "not known yet: the run has not ended"
+    return "not switched by this run (no test opened the PSU)"
+
+
 def verdict_html(record: RunRecord) -> str:
     verdict = record.verdict or "RUNNING"
     colour = VERDICT_COLOURS.get(verdict, RUNNING_COLOUR)
@@ -72,6 +81,7 @@ def verdict_html(record: RunRecord) -> str:
         _row("DUT serial", dut_serial(record)),
         _row("station", record.station.id),
         _row("coverage", f"{coverage_text(record)}: {record.suite.title}"),
+        _row("supply at the end", supply_text(record)),
     ]
     return (
         f"<h2 class='paygo-verdict' style='color:#fff;background:{colour};padding:6px 12px;display:inline-block'>"

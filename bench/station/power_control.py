@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dut.errors import WaitAborted
-from bench.power.cycle import CycleReport, PowerOff, Step, power_off, power_on
+from bench.power.cycle import CycleReport, PowerOff, Step, checked_output_state, power_off, power_on
 from bench.power.cycle import power_cycle as _power_cycle
 from bench.timeout import sleep_until
 
@@ -129,6 +129,14 @@ class PowerControl:
                 out.writerow([f"{t:.6f}", label, f"{volts:.6g}", f"{amps:.6g}"])
         return path
 
+    def output_on(self) -> bool:
+        """Whether the supply is on, as the PSU reports it and its measured rail confirms (a PSU
+        whose two readings disagree raises OutputStateMismatch: an instrument fault)."""
+        cfg = self.rig.psu
+        return checked_output_state(
+            self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s
+        )
+
     def _log_steps(self, steps) -> None:
         for s in steps:
             self.link.log.note(f"power: {s.name} {s.duration_s * 1000:.1f} ms ({s.detail})")
@@ -230,16 +238,18 @@ class PowerControl:
             finished = True
         except WaitAborted:
             pass
-        except BaseException:
-            if timer is None and self.psu.output_state():
-                self.psu.cut_on_nvm_write(0)  # the action failed otherwise: leave no trigger armed
+        except Exception:  # not an interrupt: that goes straight on, the safe state sees to the supply
+            # the action failed otherwise (a DUT silent while the PSU says it is on): believe the
+            # PSU only if its rail agrees, and leave no trigger armed
+            if timer is None and self.output_on():
+                self.psu.cut_on_nvm_write(0)
             raise
         finally:
             if timer is not None:
                 timer.join()
-        if timer is None and finished and self.psu.output_state():
+        if timer is None and finished and self.output_on():
             self.psu.cut_on_nvm_write(0)  # it wrote fewer pages than that: disarm, nothing cut
-            if self.psu.output_state():  # (unless it wrote them after replying, before the disarm)
+            if self.output_on():  # (unless it wrote them after replying, before the disarm)
                 return CutOutcome(False, result)
         cfg = self.rig.psu
         off = power_off(self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s)

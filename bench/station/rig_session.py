@@ -109,9 +109,9 @@ def _open_ledger(
 
 def ensure_alive(session: RigSession, note: Callable[[str], None] | None = None) -> None:
     """Power the DUT on if a previous test left it off; recover a hung DUT with one power cycle."""
-    adapter, psu, power = session.adapter, session.psu, session.power
+    adapter, power = session.adapter, session.power
     note = note or session.link.log.note
-    if not psu.output_state():
+    if not power.output_on():
         note("PSU output found off at test start: switching on")
         try:
             power.on()

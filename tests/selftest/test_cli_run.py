@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import build_parser, run_verdict
+from bench.cli import build_parser, run_verdict, supply_line
 from bench.fixtures.rig import soaked
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
@@ -47,6 +47,8 @@ def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_pa
     verdict = f"paygo-bench: PASSED: {QUICK_REQUIRED} of {QUICK_REQUIRED} required tests ran and passed (suite quick)"
     assert lines[-1] == verdict, lines[-1]
     assert lines.count(verdict) == 2, "pytest's own output should end with the verdict too"
+    supply = lines[-2]  # where the supply was left, measured, before the verdict (twice too)
+    assert supply.startswith("paygo-bench: supply off, confirmed: rail measured at ") and lines.count(supply) == 2
     for name in ("report.html", "record.json", "junit.xml"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -220,6 +222,14 @@ def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_pat
     assert verdict == "BENCH ERROR" and "it says PASSED (exit status 0), pytest ended with 3" in line
     record.write_text(json.dumps({"verdict": None, "verdict_reason": None, "status": "running"}), encoding="utf-8")
     assert "no verdict (status 'running')" in run_verdict(record, 0)[1]
+    assert supply_line(record) == "supply not switched by this run (no test opened the PSU)"
+    record.write_text(
+        json.dumps({"safe_state": {"wanted": "off", "confirmed": False, "detail": "PSU at X: output still at 12 V"}}),
+        encoding="utf-8",
+    )
+    assert supply_line(record) == "supply NOT confirmed off: PSU at X: output still at 12 V"
+    assert supply_line(record, stale=True).startswith("supply state not known (no record from this run)")
+    assert supply_line(tmp_path / "none.json").startswith("supply state not known")
 
 
 # -- help --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Power cycling through real pyvisa-py against the simulated PSU.
 
 Off time is checked from the supply's own output-change events, not from the report alone, so the
-report can't grade itself.
+report can't grade itself. The PSU's faults (a stuck relay, an output query answering the wrong
+state) are injected by the SCPI fault proxy between the driver and the simulated PSU.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import time
 
 import pytest
 
-from bench.power import PowerCycleError, Psu, power_cycle, power_off, power_on
+from bench.equipment.scpi_proxy import ScpiFaultProxy, ScpiMode
+from bench.power import (
+    OutputStateMismatch,
+    PowerCycleError,
+    Psu,
+    checked_output_state,
+    power_cycle,
+    power_off,
+    power_on,
+)
 from bench.sim.psu.server import ScpiServer
 from bench.sim.psu.supply import SimulatedSupply
 
@@ -151,3 +161,61 @@ def test_boot_timeout_propagates(rig_factory):
 def test_invalid_arguments():
     with pytest.raises(ValueError):
         power_cycle(None, min_off_s=-1)  # type: ignore[arg-type]
+
+
+# -- the PSU's reported output state, believed only when its rail agrees --------------------------
+
+
+@pytest.fixture
+def proxied(rig_factory):
+    """The rig's supply reached through the SCPI fault proxy (bench/equipment/scpi_proxy.py)."""
+    rig = rig_factory(decay_s=0.05)
+    with ScpiFaultProxy((rig.server.host, rig.server.port)) as proxy:
+        psu = Psu.open(proxy.resource, "keysight-e36", 1, timeout_s=0.5)
+        try:
+            yield rig, proxy, psu
+        finally:
+            psu.close()
+
+
+def test_a_stuck_relay_is_named_with_both_readings_never_a_silent_device(proxied):
+    rig, proxy, psu = proxied
+    proxy.set_mode(ScpiMode.STUCK_OFF)
+    with pytest.raises(PowerCycleError) as err:
+        power_off(psu, settle_timeout_s=0.2, poll_interval_s=0.01)
+    msg = str(err.value)
+    assert not isinstance(err.value, OutputStateMismatch)
+    assert msg.startswith(f"PSU at {proxy.resource}: output still at 5.000 V"), msg
+    assert "it reports its output on: the switch-off did not take (a stuck output relay" in msg, msg
+    assert rig.supply.output(1) and err.value.trace
+
+
+def test_an_output_query_answering_on_after_the_rail_fell_is_an_instrument_fault(proxied):
+    rig, proxy, psu = proxied
+    proxy.set_mode(ScpiMode.INVERT_STATE)
+    with pytest.raises(OutputStateMismatch) as err:
+        power_off(psu, settle_timeout_s=1.0, poll_interval_s=0.01)
+    msg = str(err.value)
+    assert msg.startswith(f"PSU at {proxy.resource} reports its output on, yet measures 0.")
+    assert "its output-state query and its measurement disagree (an instrument fault)" in msg, msg
+    assert err.value.reported_on and err.value.volts < 0.5 and not rig.supply.output(1)
+
+
+def test_the_checked_output_state_believes_the_psu_only_when_the_rail_agrees(proxied):
+    rig, proxy, psu = proxied
+    assert checked_output_state(psu) is True  # on at 5 V: agreed
+    proxy.set_mode(ScpiMode.INVERT_STATE)
+    t0 = time.monotonic()
+    with pytest.raises(OutputStateMismatch, match=r"reports its output off, yet measures 5\.000 V") as off:
+        checked_output_state(psu, settle_timeout_s=0.2, poll_interval_s=0.01)
+    assert 0.2 <= time.monotonic() - t0 < 1.0 and off.value.reported_on is False  # a falling rail was waited for
+    rig.supply.set_output(1, False)
+    time.sleep(0.1)  # decayed
+    with pytest.raises(OutputStateMismatch, match=r"reports its output on, yet measures 0\.000 V") as on:
+        checked_output_state(psu)
+    assert on.value.reported_on is True
+    proxy.set_mode(ScpiMode.PASS)
+    assert checked_output_state(psu) is False
+    rig.supply.set_output(1, True)
+    rig.supply.set_output(1, False)  # switched off this moment: the rail is still falling
+    assert checked_output_state(psu, settle_timeout_s=1.0, poll_interval_s=0.01) is False

@@ -88,6 +88,8 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
     assert rec["station"]["id"] == "virtual" and rec["station"]["virtual"] is True
     assert rec["dut"]["profile_serial"] == "SIM000001" and rec["dut"]["identity"]["model"], rec["dut"]
     assert rec["instruments"][0]["idn"], rec["instruments"]
+    safe = rec["safe_state"]  # switched off at the end and measured so
+    assert (safe["wanted"], safe["confirmed"], safe["output"]) == ("off", True, "off") and safe["volts"] < 0.5, safe
 
     # the same tests with the same outcomes as junit.xml, and counts that add up
     assert {t["nodeid"]: JUNIT_OUTCOME[t["outcome"]] for t in rec["tests"]} == {
@@ -470,7 +472,34 @@ def test_the_schema_refuses_what_a_record_must_not_be():
     }
     for name, doc in bad_cases.items():
         assert list(VALIDATOR.iter_errors(doc)), f"the schema accepts a record that is {name}"
-    assert_valid({**good, "a_field_from_2_1": True})  # readers of 2.0 must accept later 2.x
+    assert_valid({**good, "a_field_from_2_2": True})  # readers of 2.1 must accept later 2.x
+
+
+def test_the_safe_state_is_recorded_as_measured_and_checked_by_the_schema():
+    from bench.record.model import SafeStateRecord, utc_now
+    from bench.station.safe_state import SafeStateOutcome
+
+    rec = small_record()
+    outcome = SafeStateOutcome("off", False, 12.0000004, True, "PSU at X: output still at 12.000 V\ntraceback")
+    rec.safe_state = SafeStateRecord.of(outcome, utc_now())
+    doc = json.loads(json.dumps(rec.to_dict()))
+    assert_valid(doc)
+    safe = doc["safe_state"]
+    assert (safe["wanted"], safe["confirmed"], safe["volts"], safe["output"]) == ("off", False, 12.0, "on")
+    assert safe["detail"] == "PSU at X: output still at 12.000 V" and safe["checked_at"].endswith("Z")
+    assert rec.safe_state.line() == "supply NOT confirmed off: PSU at X: output still at 12.000 V"
+    bad = {
+        "unchanged yet confirmed": {**safe, "wanted": "unchanged", "confirmed": True},
+        "off with nothing said of it": {**safe, "confirmed": None},
+        "an unknown safe state": {**safe, "wanted": "standby"},
+        "no detail": {**safe, "detail": ""},
+        "local time": {**safe, "checked_at": safe["checked_at"].replace("Z", "+02:00")},
+    }
+    for name, value in bad.items():
+        assert list(VALIDATOR.iter_errors({**doc, "safe_state": value})), f"the schema accepts a safe state {name}"
+    assert_valid({**doc, "safe_state": None})
+    assert "safe_state" not in SCHEMA["required"]  # added in 2.1: a 2.0 record has none
+    assert "`safe_state`" in (ROOT / "docs" / "record.md").read_text(encoding="utf-8")
 
 
 def test_the_schema_file_in_docs_is_the_schema_in_code():

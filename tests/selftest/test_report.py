@@ -143,7 +143,10 @@ def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
     assert head.startswith(f"INCOMPLETE verdict INCOMPLETE: {n} of {m} required tests ran (suite full); missing: "), (
         head
     )
-    assert f"DUT serial SIM000001 station virtual coverage {coverage}: Full device suite Run " in head, head
+    assert f"DUT serial SIM000001 station virtual coverage {coverage}: Full device suite supply at the end " in head
+    # where the supply was left, as measured when the session's PSU fixture tore down
+    supply = re.search(r"supply at the end (supply off, confirmed: rail measured at (\S+) V, .*?) Run ", head)
+    assert supply and float(supply.group(2)) < 0.5 and "reports its output off" in supply.group(1), head
     assert "background:#b35900" in report.read_text(encoding="utf-8")  # amber
     assert page_title(report) == f"INCOMPLETE - DUT SIM000001 - station virtual - {coverage}"
     assert f"Required, not passed ({m - n})" in head and "deselected (-k, -m or --deselect)" in head
@@ -219,3 +222,29 @@ def test_the_header_leads_with_the_verdict_in_its_colour_and_never_shows_a_key()
             title_text(rec, [VIRTUAL_DUT_KEY])
             == f"{verdict} - DUT PG1 - station lab-3 - 29 of 30 required (suite token)"
         )
+        assert "<th style='text-align:left'>supply at the end</th><td>not switched by this run" in page
+
+
+def test_the_header_says_where_the_supply_was_left_confirmed_or_not():
+    from bench.record.model import DutRecord, RunRecord, SafeStateRecord, StationRecord, utc_now
+    from bench.report.header import verdict_html
+
+    rec = RunRecord(
+        "r",
+        "running",
+        utc_now(),
+        "0.1.0",
+        "3.11",
+        "9",
+        StationRecord("s", "", "h", "", None, None, False, []),
+        DutRecord("reference", "PG1", "", ""),
+    )
+    assert "supply at the end</th><td>not known yet: the run has not ended" in verdict_html(rec)
+    rec.verdict, rec.verdict_reason = "BENCH ERROR", "supply NOT confirmed off: ..."
+    rec.safe_state = SafeStateRecord("off", False, 12.0, "on", "PSU at X: output still at 12.000 V", utc_now())
+    assert (
+        "supply at the end</th><td>supply NOT confirmed off: PSU at X: output still at 12.000 V</td>"
+        in verdict_html(rec)
+    )
+    rec.safe_state = SafeStateRecord("unchanged", None, None, None, "left as the run left it", utc_now())
+    assert "supply at the end</th><td>supply left as the run left it</td>" in verdict_html(rec)

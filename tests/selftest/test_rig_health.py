@@ -91,12 +91,18 @@ def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
 
 
 def test_interrupted_run_leaves_the_psu_in_its_safe_state(tmp_path):
-    """Ctrl-C mid-test: pytest still tears the session down, and the PSU output is switched off
-    (the virtual rig's safe_state) as the last PSU command of the run."""
+    """Ctrl-C mid-test: pytest still tears the session down, the PSU output is switched off (the
+    virtual rig's safe_state) and nothing switches it on again; the rail is measured down and the
+    PSU asked, and the record, the log and the output say so."""
     results, output, code = run_scenario(tmp_path, "interrupted")
     assert "KeyboardInterrupt" in output or "Interrupted" in output, output
     verdict, reason = verdict_of(tmp_path, code)
     assert (verdict, code) == ("INCOMPLETE", 2) and reason.startswith("interrupted ("), reason
     session_log = (tmp_path / "run" / "logs" / "session.log").read_text()
     psu_commands = [line.split(" PTX ", 1)[1] for line in session_log.splitlines() if " PTX " in line]
-    assert psu_commands and psu_commands[-1] == "OUTP OFF", session_log[-2000:]
+    off = len(psu_commands) - 1 - psu_commands[::-1].index("OUTP OFF")
+    assert "OUTP ON" not in psu_commands[off:] and psu_commands[-1] == "OUTP?", session_log[-2000:]
+    assert "-- safe state: supply off, confirmed: rail measured at " in session_log, session_log[-2000:]
+    safe = json.loads((tmp_path / "run" / "record.json").read_text(encoding="utf-8"))["safe_state"]
+    assert (safe["wanted"], safe["confirmed"], safe["output"]) == ("off", True, "off") and safe["volts"] < 0.5, safe
+    assert "paygo-bench: supply off, confirmed: rail measured at " in output

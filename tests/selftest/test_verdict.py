@@ -213,3 +213,27 @@ def test_a_run_where_no_device_test_ran_is_incomplete_never_passed(end, tests, w
     v = verdict(end, tests)
     assert (v.verdict, v.exit_code) == (INCOMPLETE, 2)
     assert v.reason == f"no device test ran ({why}); 0 of 2 required tests ran (suite quick)", v.reason
+
+
+UNSAFE = "supply NOT confirmed off: PSU at TCPIP0::10.0.0.5::5025::SOCKET: output still at 12.000 V"
+
+
+def test_a_supply_not_confirmed_safe_is_bench_error_whatever_the_tests_said():
+    end = SessionEnd(device_tests=5, device_selected=5, device_ids=DEVICE, unsafe_supply=UNSAFE)
+    v = verdict(end, outcomes(a="passed", b="passed"))
+    assert (v.verdict, v.exit_code, v.reason) == (BENCH_ERROR, 3, UNSAFE)
+    v = verdict(end, outcomes(a="failed", b="passed"))  # never a device failure while the supply is unsafe
+    assert v.verdict == BENCH_ERROR and v.reason == f"{UNSAFE}; 1 other test failed or errored", v.reason
+    interrupted = SessionEnd(interrupted="SIGTERM", device_tests=5, device_ids=DEVICE, unsafe_supply=UNSAFE)
+    assert verdict(interrupted, outcomes(a="passed")).verdict == BENCH_ERROR
+
+
+def test_the_cause_comes_first_then_the_supply_it_left_unsafe():
+    end = SessionEnd(rig_broken="PSU at X: the PSU closed the connection", unsafe_supply=UNSAFE)
+    assert verdict(end, []).reason == f"rig broken: PSU at X: the PSU closed the connection; {UNSAFE}"
+
+
+def test_a_supply_left_unsafe_by_the_fault_that_broke_the_rig_says_it_once():
+    fault = "PSU at X: output still at 12.000 V; it reports its output on"
+    end = SessionEnd(rig_broken=fault, unsafe_supply=f"supply NOT confirmed off: {fault}")
+    assert verdict(end, []).reason == f"rig broken: {fault}; supply NOT confirmed off: the same fault"
