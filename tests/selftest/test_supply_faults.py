@@ -251,3 +251,37 @@ def test_a_lying_output_query_is_bench_error_never_a_silent_device(tmp_path, sim
     assert (safe["confirmed"], safe["output"]) == (False, "on") and safe["volts"] < 0.5, safe
     assert f"PSU at {proxy.resource} reports its output on, yet measures 0." in safe["detail"], safe
     assert psu_now(simulator) == (False, 0.0)
+
+
+# -- a test that never ends -----------------------------------------------------------------------
+
+STUCK_TEST = """
+import time
+
+
+def test_swallows_everything(dut, power_cycle):
+    power_cycle.sample("running")  # the supply is on
+    while True:
+        try:
+            time.sleep(0.2)
+        except BaseException:
+            pass
+"""
+
+
+def test_a_run_the_watchdog_stops_leaves_the_supply_off(tmp_path, simulator):
+    """A test that swallows even the watchdog's interruption: before the run is stopped (exit 3)
+    the supply is put in its safe state and that is said; the simulated PSU confirms it is off."""
+    (tmp_path / "test_stuck.py").write_text(STUCK_TEST, encoding="utf-8")
+    rig = rig_file(tmp_path, simulator, simulator.visa)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_stuck.py"), "-p", "no:cacheprovider", "--no-plots"]
+        + ["--rig", str(rig), "--time-limit", "1", "--report-dir", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "paygo-bench: supply off, confirmed" in proc.stderr, proc.stderr[-2000:]
+    assert psu_now(simulator) == (False, pytest.approx(0.0, abs=0.05))
