@@ -33,6 +33,7 @@ TrafficCallback = Callable[[str, str], None]
 """Called with ("TX" | "RX", text) for every command sent and reply received, and ("--", text)
 for a note (a lost connection reopened)."""
 
+SLOW_ANSWER_FRACTION = 0.5  # an answer slower than this part of the timeout is said at the end of the run
 TRAFFIC_LOG_MAX = 10_000
 UNCONFIRMED_MAX = 64  # writes kept for re-sending after a reconnect (a query answered confirms them all)
 _REPLY_STRIP = " \t\r\n\x00"  # CR from CRLF instruments, NUL padding from some USB serial links
@@ -74,6 +75,7 @@ class Psu:
         self._inst = instrument
         self._reopen = reopen  # opens the resource again after a lost connection (None: never)
         self.reconnects = 0
+        self.slowest_query: tuple[float, str] = (0.0, "")  # (seconds, command): the longest answer so far
         self._unconfirmed: deque[str] = deque(maxlen=UNCONFIRMED_MAX)  # writes since the last answered query
         self._next_cmd_at = 0.0
         self._closed = False
@@ -241,6 +243,18 @@ class Psu:
     def _send_for_channel(self, template: str, value: float | None = None) -> None:
         self._write(self._for_channel(template, value))
 
+    def slow_answer(self, fraction: float = SLOW_ANSWER_FRACTION) -> str | None:
+        """A line for people if the PSU's slowest answer took more than `fraction` of its timeout:
+        every test that talks to it then runs that much longer, within its timeout and so without
+        an error; the bench says so rather than let a run stretch silently."""
+        took, cmd = self.slowest_query
+        if self.timeout_s is None or took <= fraction * self.timeout_s:
+            return None
+        return (
+            f"the PSU at {self.resource} answered '{cmd}' in {took:.2f} s, {took / self.timeout_s:.0%} of its "
+            f"{self.timeout_s:g} s timeout (psu.timeout_s): tests that talk to it run that much slower"
+        )
+
     def _query_number(self, template: str) -> float:
         cmd = self._for_channel(template)
         reply = self._query(cmd)
@@ -264,7 +278,9 @@ class Psu:
             within = f" within {self.timeout_s} s" if self.timeout_s is not None else ""
             return InstrumentError(f"PSU at {self.resource} did not answer '{cmd}'{within}: {exc}")
 
+        started = time.monotonic()
         raw = self._exchange(cmd, lambda inst: inst.query(cmd), failed)
+        self.slowest_query = max(self.slowest_query, (time.monotonic() - started, cmd))
         self._unconfirmed.clear()  # instruments work in order: every earlier write was taken
         if not isinstance(raw, str):
             raise self._bad_reply(cmd, repr(raw), "reply is not text")

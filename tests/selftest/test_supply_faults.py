@@ -285,3 +285,27 @@ def test_a_run_the_watchdog_stops_leaves_the_supply_off(tmp_path, simulator):
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "paygo-bench: supply off, confirmed" in proc.stderr, proc.stderr[-2000:]
     assert psu_now(simulator) == (False, pytest.approx(0.0, abs=0.05))
+
+
+# -- an instrument slow within its timeout --------------------------------------------------------
+
+
+def test_a_psu_answering_near_its_timeout_is_said(tmp_path, simulator, proxy):
+    """A PSU that answers every query in 0.3 s of its 0.5 s timeout: no error (it is within its
+    rights), the run passes, and the end of the run says the PSU answers slowly and how slowly,
+    so hours of run time are not left unexplained."""
+    proxy.set_mode(ScpiMode.SLOW)
+    proxy.delay_s = 0.3
+    out = tmp_path / "run"
+    proc = run_bench(rig_file(tmp_path, simulator, proxy.resource), out, "test_power_cycle_reboots_device")
+    assert proc.returncode == 2 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]  # one test
+    said = [line for line in proc.stdout.splitlines() if line.startswith(f"the PSU at {proxy.resource} answered")]
+    assert len(said) == 1 and "of its 0.5 s timeout (psu.timeout_s)" in said[0], proc.stdout[-3000:]
+    took = float(said[0].split(" in ", 1)[1].split(" s,", 1)[0])
+    assert 0.3 <= took < 0.5
+
+
+def test_a_psu_answering_briskly_is_not_called_slow(tmp_path, simulator, proxy):
+    proc = run_bench(rig_file(tmp_path, simulator, proxy.resource), tmp_path / "run", "test_power_cycle_reboots_device")
+    assert proc.returncode == 2 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]  # one test
+    assert "slow instrument" not in proc.stdout
