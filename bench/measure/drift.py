@@ -204,7 +204,8 @@ def lsq_bound_half_width(sigma_s: float, n: int, spacing_s: float, confidence: f
     """Theoretical least-squares half-width (ppm) for n edges every spacing_s with sd sigma_s.
 
     z * sigma * sqrt(12) / (N * sqrt(n(n^2 - 1))) ~ z * sigma * sqrt(12 N) / T^1.5 (docs/drift.md
-    "What the length of a measurement buys"): what the fit should reach when the edge errors are independent with that sd.
+    "What the length of a measurement buys"): what the fit should reach when the edge errors are
+    independent with that sd.
     """
     if n < 2:
         return math.inf

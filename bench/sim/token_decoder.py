@@ -47,7 +47,7 @@ ALL_USED = 0xFFFF
 
 FAULTS: dict[Fault, str] = {
     Fault.REUSED_TOKEN_ACCEPTED: "decoder skips the used-count check: an already-entered token is accepted again",
-    Fault.ACCEPTS_STARTING_CODE: "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (as openpaygo 0.6.3)",
+    Fault.ACCEPTS_STARTING_CODE: "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (openpaygo 0.6.3)",
     Fault.U2D_ACCEPTED: "decoder shifts the used mask like the C reference: an ADD older than a SET passes (U2D)",
     Fault.SET_AS_ADD: "decoder reports SET_TIME tokens as ADD_TIME, so the firmware adds instead of setting",
     Fault.PARITY_BEFORE_SPECIAL: "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",

@@ -2,8 +2,9 @@
 
 JSON is read strictly (RFC 8259: UTF-8, no NaN/Infinity, no duplicate keys, finite numbers), CBOR
 is read with cbor2 and then held to the same value model (no tags, byte strings, undefined or
-trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and
-a signature has one canonical JSON text ("Re-dumped JSON" in docs/metrics.md). Nesting is bounded before anything walks it.
+trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and a
+signature has one canonical JSON text ("Re-dumped JSON" in docs/metrics.md). Nesting is bounded
+before anything walks it.
 
 `json_spans` finds where top-level values sit in a JSON text, so a signature over the device's
 own bytes ("12.50") can be checked too, not only over the canonical re-dump ("12.5")."""
