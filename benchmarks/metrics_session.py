@@ -1,6 +1,6 @@
 """The spec's example session, shared by the Metrics benchmarks: one hourly request carrying 30
 readings (2-minute resolution) of 5 metrics, a few alarms and the token count, signed with
-Recursive Data Auth; the server answers with one token (openpaygo.md §6, spec "Purpose")."""
+Recursive Data Auth; the server answers with one token (docs/metrics.md "Transport and size": the spec's "Purpose")."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench.openpaygo.metrics.wire import Encoding
 from bench.secret import Secret
 
 SERIAL = "SIM000001"
-KEY = Secret("a29ab82edc5fbbc41ec9530f6dac86b1")  # the public quick-test key (openpaygo.md §3a)
+KEY = Secret("a29ab82edc5fbbc41ec9530f6dac86b1")  # the public quick-test key (docs/tokens.md "Quick test")
 STARTING_CODE = 123456789
 METRICS = ["battery_voltage", "battery_current", "panel_voltage", "output_1_current", "output_2_current"]
 FORMAT_JSON: dict[str, Any] = {

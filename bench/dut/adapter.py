@@ -80,7 +80,7 @@ class NvmInfo:
 
 @dataclass(frozen=True)
 class MetricsExport:
-    """The OpenPAYGO Metrics request a device would send now (protocol.md §Metrics bridge)."""
+    """The OpenPAYGO Metrics request a device would send now (docs/protocol.md "Metrics bridge")."""
 
     content_type: str  # application/json | application/cbor
     request_count: int  # rc: incremented and stored on every export
@@ -89,7 +89,8 @@ class MetricsExport:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """The device's Metrics settings as `METRICS CONFIG` reports them (protocol.md §Metrics sessions)."""
+    """The device's Metrics settings as `METRICS CONFIG` reports them (docs/protocol.md "Metrics
+    sessions")."""
 
     mode: str  # off | direct | bridge
     period_s: float  # a session every period
@@ -170,7 +171,7 @@ class DeviceAdapter(ABC):
     @property
     @abstractmethod
     def capabilities(self) -> frozenset[str]:
-        """What the device offers (docs/protocol.md §Capabilities): reported or rig-declared."""
+        """What the device offers (docs/protocol.md "Capabilities"): reported or rig-declared."""
 
     def offers(self, capability: str) -> bool:
         """Whether a test needing this capability can run: the device's or the protocol's."""

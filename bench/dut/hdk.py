@@ -1,4 +1,4 @@
-"""The adapter for the OpenPAYGO HDK firmware's UART protocol (openpaygo.md §7, docs/protocol.md
+"""The adapter for the OpenPAYGO HDK firmware's UART protocol (EnAccess/OpenPAYGO-HDK; docs/protocol.md
 "Other protocols: the OpenPAYGO HDK").
 
     #SETUP;<sn>;<starting code>;<key hex>   only while unconfigured; answered by INFO: lines only

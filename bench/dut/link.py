@@ -42,7 +42,7 @@ _NOISE = b"\x00\xff"  # what a UART reads while the far end powers up or down
 # UART delivers a line's bytes back to back; USB-UART bridges batch them within ~16 ms.
 QUIET_S = 0.1
 # The longest line the link keeps: the reference protocol's longest (8192, METRICS IMPORT and
-# EXPORT: docs/protocol.md §Framing) with a margin of 2; a longer one is dropped, with a note.
+# EXPORT: docs/protocol.md "Framing") with a margin of 2; a longer one is dropped, with a note.
 MAX_LINE = 16384
 READ_CHUNK = 65536  # the most one read takes, so a flood is handled in bounded steps
 

@@ -51,9 +51,9 @@ METRICS_MODES = ("off", "direct", "bridge")
 METRICS_AUTH = ("none", "sa", "ta", "ca", "da", "ra")
 METRICS_CONTENT_TYPES = ("application/json", "application/cbor")
 MAX_LINE = 1024
-MAX_METRICS_LINE = 8192  # METRICS IMPORT and the reply to METRICS EXPORT (protocol.md §Framing)
+MAX_METRICS_LINE = 8192  # METRICS IMPORT and the reply to METRICS EXPORT (docs/protocol.md "Framing")
 _URL = re.compile(r"https?://[^\s=]{1,192}")
-# METRICS EXPORT may wait for the RTC's next second before it answers (protocol.md §Metrics bridge)
+# METRICS EXPORT may wait for the RTC's next second before it answers (docs/protocol.md "Metrics bridge")
 EXPORT_EXTRA_S = 1.5
 
 
@@ -176,7 +176,7 @@ class ReferenceAdapter(DeviceAdapter):
         return self.parse_banner(self.link.wait_event(BANNER_PREFIX, timeout_s, since=since, after_reset=True))
 
     def parse_banner(self, line: str, at: float | None = None) -> Banner:
-        """`! BOOT model=... fw=... proto=... reset=... nvm=...` (protocol.md §Unsolicited lines)."""
+        """`! BOOT model=... fw=... proto=... reset=... nvm=...` (docs/protocol.md "Unsolicited lines")."""
         fields = parse_fields(line[len(BANNER_PREFIX) :]) if line.startswith(BANNER_PREFIX) else {}
         return Banner(line, fields, time.monotonic() if at is None else at)
 

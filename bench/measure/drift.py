@@ -2,7 +2,7 @@
 
 Why pure functions: this is the maths most likely to be quietly wrong, so it is kept away from
 I/O and tested against synthetic clocks whose drift is known. The method and its numbers are in
-docs/drift.md (and the research behind them in instruments.md §4):
+docs/drift.md (and their background and sources in docs/drift.md "Background"):
 
 - each query is timestamped at the midpoint of send and receive on the host's monotonic clock;
 - with a 1 s readout, the rollover k-1 -> k lies between the last reply reading k-1 and the
@@ -203,8 +203,9 @@ def two_point_drift(points: Sequence, sigma_s: float | None = None, confidence: 
 def lsq_bound_half_width(sigma_s: float, n: int, spacing_s: float, confidence: float = 0.95) -> float:
     """Theoretical least-squares half-width (ppm) for n edges every spacing_s with sd sigma_s.
 
-    z * sigma * sqrt(12) / (N * sqrt(n(n^2 - 1))) ~ z * sigma * sqrt(12 N) / T^1.5 (instruments.md
-    §4): what the fit should reach when the edge errors are independent with that sd.
+    z * sigma * sqrt(12) / (N * sqrt(n(n^2 - 1))) ~ z * sigma * sqrt(12 N) / T^1.5 (docs/drift.md
+    "What the length of a measurement buys"): what the fit should reach when the edge errors are
+    independent with that sd.
     """
     if n < 2:
         return math.inf

@@ -2,7 +2,7 @@
 
 Dense queries only in a window around each predicted second rollover (sparse fixed-phase polling
 learns nothing: 1 ppm is 1 µs per second), the window shrinking as the fit converges; see
-docs/drift.md and instruments.md §4.
+docs/drift.md "Method" and "Background".
 """
 
 from __future__ import annotations

@@ -1,29 +1,31 @@
 """The bench's model of a device's token state: what a correct device must do with a code.
 
 Tests use it to PREDICT an outcome before entering a token, never the device's answer. It is a
-plain set-based statement of the reference semantics (openpaygo.md §1-2), written independently
+plain set-based statement of the reference semantics (docs/tokens.md), written independently
 of the simulator's bit-mask decoder (`bench.sim.token_decoder`) so the two can be compared.
 
-Rules (openpaygo.md clause in brackets):
-- value = (token base - starting-code base) mod 1000 [§1 Value]; 996/997 are reserved: invalid;
-  998 is DISABLE_PAYG and 999 COUNTER_SYNC at ANY count, checked before parity; otherwise odd
-  count = SET_TIME, even = ADD_TIME [§1 Count].
-- a code is looked up at counts 1..last+64 (last+100 for 999) [§1 Constants]. Count 0 is the
-  starting code, never a token: a code matching only there is invalid (library bug §5.2 not
-  inherited). A code that matches a count but is refused there is already_used.
-- accepted when: SYNC: last-64 < count <= last+100 and count not used [§1 windows; a used sync is
-  refused, unlike openpaygo §5.9]; others: last < count <= last+64; or an older ADD: even,
-  count != 0, last-16 < count < last and not used [§1 "Older unused ADD"].
-- used counts: the device remembers the 16 counts below last, plus last itself [§1 Used-count
-  tracking]; every odd count <= last is used (parity = type: older SET/DISABLE/SYNC are never
-  accepted, §1 Docs); SET/DISABLE/SYNC mark every older count used, so an ADD older than them is
-  refused (U2D, §3e). A SYNC below last moves the count down and forgets counts above it.
-- time [§1 Time vs credit, §2 Re-lock]: ADD extends active_until (from now if expired), SET sets
+Rules (the docs/tokens.md section in brackets):
+- value = (token base - starting-code base) mod 1000; 996/997 are reserved: invalid; 998 is
+  DISABLE_PAYG and 999 COUNTER_SYNC at ANY count, checked before parity; otherwise odd count =
+  SET_TIME, even = ADD_TIME ["Values and types"].
+- a code is looked up at counts 1..last+64 (last+100 for 999) ["Windows"]. Count 0 is the
+  starting code, never a token: a code matching only there is invalid ["The starting code";
+  openpaygo's "Starting code accepted" not inherited]. A code that matches a count but is
+  refused there is already_used.
+- accepted when: SYNC: last-64 < count <= last+100 and count not used ["Windows"; a used sync is
+  refused, unlike openpaygo's "Sync re-accepted"]; others: last < count <= last+64; or an older
+  ADD: even, count != 0, last-16 < count < last and not used ["Windows", older unused ADD].
+- used counts: the device remembers the 16 counts below last, plus last itself ["Used
+  counts"]; every odd count <= last is used (parity = type: older SET/DISABLE/SYNC are never
+  accepted, "Windows"); SET/DISABLE/SYNC mark every older count used, so an ADD older than them
+  is refused (U2D, "What the bench adds"). A SYNC below last moves the count down and forgets
+  counts above it.
+- time ["Credit", "Re-lock"]: ADD extends active_until (from now if expired), SET sets
   now + days, DISABLE makes PAYG unlimited, a SET re-enables PAYG, an ADD does not (G11B).
   Seconds = value * 86400 // time_divider (whole RTC seconds, as the reference C does).
-- brute force [§2]: a lockout schedule (reference: 2 free errors, then 2^(n-2) min, 512 max);
-  while locked an entry is "locked", not decoded and not counted; already_used neither counts
-  nor resets the streak; an accepted token resets it.
+- brute force ["Brute-force lockout"]: a lockout schedule (reference: 2 free errors, then
+  2^(n-2) min, 512 max); while locked an entry is "locked", not decoded and not counted;
+  already_used neither counts nor resets the streak; an accepted token resets it.
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ Outcome = Literal["accepted", "invalid", "already_used", "locked"]
 
 @dataclass(frozen=True)
 class LockoutSchedule:
-    """Seconds token entry is locked after the n-th consecutive invalid token (§2)."""
+    """Seconds token entry is locked after the n-th consecutive invalid token (docs/tokens.md
+    "Brute-force lockout")."""
 
     free_errors: int = 2
     first_minutes: int = 2
     max_minutes: int | None = 512
-    max_streak: int | None = 11  # the reference C stops counting at 11 (§2)
+    max_streak: int | None = 11  # the reference C stops counting at 11
     unit_s: float = 60.0  # a "minute" of the schedule: 60 s, unless a test build shortens it
 
     def seconds(self, streak: int) -> int:
@@ -72,7 +75,8 @@ class LockoutSchedule:
         return math.ceil(self.unit_s * minutes)
 
 
-# Reference C / HDK: errors 1-2 free, error n>=3 locks 2^(n-2) min, capped at 512 min (§2).
+# Reference C / HDK: errors 1-2 free, error n>=3 locks 2^(n-2) min, capped at 512 min
+# (docs/tokens.md "Brute-force lockout").
 REFERENCE_LOCKOUT = LockoutSchedule()
 # Docs/PDF reading: 1 min doubling from the first error up to 512 min.
 DOCS_LOCKOUT = LockoutSchedule(free_errors=0, first_minutes=1, max_minutes=512, max_streak=None)
@@ -179,12 +183,12 @@ class DeviceModel:
         return self.payg_disabled or self.active_until > now
 
     def is_used(self, count: int) -> bool:
-        """§1 used-count tracking, as a set: remembered counts, last itself, odd counts <= last."""
+        """docs/tokens.md "Used counts", as a set: remembered counts, last itself, odd counts <= last."""
         return count in self.used or count == self.last_count or (count % 2 == 1 and count <= self.last_count)
 
     # -- entry --------------------------------------------------------------------------------
     def enter(self, code: str, now: int) -> Prediction:
-        if self.locked_until > now:  # §2: entry refused while locked, nothing decoded or counted
+        if self.locked_until > now:  # entry refused while locked, nothing decoded or counted
             return self._predict("locked", None, None, None, now)
         found = self._lookup(code)
         if found is None:
@@ -205,7 +209,8 @@ class DeviceModel:
 
     @staticmethod
     def kind_at(value: int, count: int) -> TokenKind:
-        """998/999 before parity (§1 Count): an even-count 998 is still DISABLE_PAYG."""
+        """998/999 before parity (docs/tokens.md "Values and types"): an even-count 998 is still
+        DISABLE_PAYG."""
         if value == PAYG_DISABLE_VALUE:
             return TokenKind.DISABLE_PAYG
         if value == COUNTER_SYNC_VALUE:
@@ -231,7 +236,7 @@ class DeviceModel:
                 self.last_count = count
                 self.used = {c for c in self.used if c >= count - MAX_UNUSED_OLDER_TOKENS}
             self.used.add(count)
-        else:  # SET/DISABLE/SYNC: this count and every older one is used (§1)
+        else:  # SET/DISABLE/SYNC: this count and every older one is used ("Used counts")
             self.last_count = count
             self.used = set(range(max(0, count - MAX_UNUSED_OLDER_TOKENS), count + 1))
         seconds = value * DAY // self.time_divider
@@ -239,7 +244,7 @@ class DeviceModel:
             self.active_until = max(self.active_until, now) + seconds
         elif kind is TokenKind.SET_TIME:
             self.active_until = now + seconds
-            self.payg_disabled = False  # any SET re-locks (§2 Re-lock)
+            self.payg_disabled = False  # any SET re-locks (docs/tokens.md "Re-lock")
         elif kind is TokenKind.DISABLE_PAYG:
             self.payg_disabled = True
 
@@ -287,7 +292,8 @@ class DeviceModel:
 
     def _chain(self, extended: bool, base: int, upto: int) -> list[int]:
         """codes[c] = the code at count c for this base: put_base(H^c(put_base(SC, base)), base)
-        (§1 Count; the hash runs on the raw output, the base is put back for comparison)."""
+        (docs/tokens.md "How a token is made"; the hash runs on the raw output, the base is put back for
+        comparison)."""
         shared = OpenPAYGOTokenSharedExtended if extended else OpenPAYGOTokenShared
         raw, codes = self._chains.setdefault((extended, base), ([], []))
         if not raw:

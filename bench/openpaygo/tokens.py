@@ -1,8 +1,9 @@
 """OpenPAYGO Token generation for the bench: the "server side" of every token test.
 
-`TokenGenerator` keeps the server's token count the way a real server does (openpaygo.md §1:
-ADD goes to the next even count, SET/DISABLE/SYNC to the next odd one) and hashes with
-`openpaygo.generate_token`, wrapping its quirks (§5): the value must be None for DISABLE/SYNC
+`TokenGenerator` keeps the server's token count the way a real server does (docs/tokens.md
+"How a token is made": ADD goes to the next even count, SET/DISABLE/SYNC to the next odd one) and
+hashes with `openpaygo.generate_token`, wrapping its quirks (docs/tokens.md "openpaygo 0.6.3: what
+the bench does not inherit"): the value must be None for DISABLE/SYNC
 (issue #25), a value is accepted only if days x time_divider is a whole number 0..995, and the
 starting code 0 is refused because openpaygo would silently derive one from the key instead.
 
@@ -27,12 +28,12 @@ from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
 from bench.secret import Secret
 
-MAX_ACTIVATION_VALUE = 995  # §1: 0..995 are activation values
-RESERVED_VALUES = (996, 997)  # §1: reserved, never issued
+MAX_ACTIVATION_VALUE = 995  # 0..995 are activation values (docs/tokens.md "Values and types")
+RESERVED_VALUES = (996, 997)  # reserved, never issued
 PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
-MAX_EXTENDED_VALUE = 999_999  # §1 "Extended": 6-digit value field
-MAX_TIME_DIVIDER = 255  # §1 "Device parameters": divider 1..255
+MAX_EXTENDED_VALUE = 999_999  # 6-digit value field (docs/tokens.md "Extended tokens")
+MAX_TIME_DIVIDER = 255  # divider 1..255 (docs/tokens.md "A device's parameters")
 
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -58,8 +59,8 @@ _SPECIAL = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: 
 @dataclass(frozen=True)
 class Token:
     """One generated token. `value` is the raw activation value (None for DISABLE/SYNC);
-    `count` is the count the token carries (not written in it, §1 "Count"); `days` is
-    value / time_divider."""
+    `count` is the count the token carries (not written in it, docs/tokens.md "How a token is
+    made"); `days` is value / time_divider."""
 
     code: str
     kind: TokenKind
@@ -72,7 +73,8 @@ class Token:
 
 
 def next_count(kind: TokenKind, count: int) -> int:
-    """The count a server gives the next token of this kind (openpaygo `_get_new_count`, §1):
+    """The count a server gives the next token of this kind (openpaygo `_get_new_count`,
+    docs/tokens.md "How a token is made"):
     parity = type, so ADD moves to the next even count and the others to the next odd one."""
     if kind is TokenKind.ADD_TIME:
         return count + 1 if count % 2 else count + 2
@@ -80,7 +82,8 @@ def next_count(kind: TokenKind, count: int) -> int:
 
 
 def token_length(restricted_digits: bool, extended: bool) -> int:
-    """Digits in a token: 9 / 12 (extended), 15 / 20 in the restricted 1-4 digit set (§1)."""
+    """Digits in a token: 9 / 12 (extended), 15 / 20 in the restricted 1-4 digit set (docs/tokens.md
+    "Restricted digits")."""
     return {(False, False): 9, (False, True): 12, (True, False): 15, (True, True): 20}[
         (bool(restricted_digits), bool(extended))
     ]
@@ -89,8 +92,8 @@ def token_length(restricted_digits: bool, extended: bool) -> int:
 def key_hex_of(secret_key: str | Secret) -> str:
     """Validate a 16-byte key given as 32 hex characters (or a Secret holding them).
 
-    Checked up front because openpaygo raises struct.error for other lengths (§5 bug 5); the
-    message never contains the key."""
+    Checked up front because openpaygo raises struct.error for other lengths (docs/tokens.md,
+    "Key length"); the message never contains the key."""
     raw = secret_key.reveal() if isinstance(secret_key, Secret) else secret_key
     if not isinstance(raw, str) or not _HEX32.fullmatch(raw):
         raise ValueError("secret key must be 32 hexadecimal characters (16 bytes)")
@@ -157,8 +160,9 @@ class TokenGenerator:
 
     # -- values ---------------------------------------------------------------------------
     def value_for(self, days: float | int | Fraction) -> int:
-        """Raw value for a number of days: days x time_divider, a whole number 0..995 (§1
-        "Time divider"); extended tokens allow 0..999999 except the reserved 996..999."""
+        """Raw value for a number of days: days x time_divider, a whole number 0..995
+        (docs/tokens.md "Time divider"); extended tokens allow 0..999999 except the reserved
+        996..999."""
         if isinstance(days, bool) or not isinstance(days, (int, float, Fraction)):
             raise TypeError(f"days must be a number, got {type(days).__name__}")
         if isinstance(days, float) and not math.isfinite(days):
@@ -221,9 +225,10 @@ class TokenGenerator:
     def at_count(self, kind: TokenKind, value: int | None, count: int, *, advance: bool = False) -> Token:
         """A token of `kind` carrying exactly `count` (jump windows, older tokens, ...).
 
-        ADD must sit at an even count and SET at an odd one (parity = type, §1); DISABLE and
-        SYNC may sit at any count >= 1, because devices check 998/999 before parity. The server
-        count is left alone unless `advance` (then it moves up to `count`, never down)."""
+        ADD must sit at an even count and SET at an odd one (parity = type, docs/tokens.md
+        "Values and types"); DISABLE and SYNC may sit at any count >= 1, because devices check
+        998/999 before parity. The server count is left alone unless `advance` (then it moves up
+        to `count`, never down)."""
         if kind in _SPECIAL:
             if value is not None:
                 raise ValueError(f"{kind.name} carries no value (got {value!r})")
@@ -246,7 +251,8 @@ class TokenGenerator:
     def craft(self, raw_value: int, count: int) -> str:
         """The code for any raw value (0..999, reserved ones included) at any count >= 0.
 
-        Count 0 is the starting code with the value's base put in (§3a caveat)."""
+        Count 0 is the starting code with the value's base put in (docs/tokens.md "The starting
+        code")."""
         top = MAX_EXTENDED_VALUE if self.extended else 999
         if isinstance(raw_value, bool) or not isinstance(raw_value, int) or not 0 <= raw_value <= top:
             raise ValueError(f"raw value must be 0..{top}, got {raw_value!r}")
@@ -297,7 +303,7 @@ class TokenGenerator:
         raise RuntimeError("could not find an invalid token")  # pragma: no cover
 
 
-# -- the official full test procedure (openpaygo.md §3b) ------------------------------------
+# -- the official full test procedure (docs/tokens.md "Full test procedure G1–G12") ---------
 Expect = str  # "accepted" | "invalid" | "already_used"
 
 
@@ -319,11 +325,12 @@ class ProcedureStep:
 def full_test_procedure(
     gen: TokenGenerator, *, spreadsheet: bool = False, with_u2d: bool = True
 ) -> list[ProcedureStep]:
-    """G1..G12, U1..U3 (+ the bench's U2D, §3e) generated in the server's order, as
-    `OpenPAYGO-python:test/full_test_procedure.py` does: G8 tokens jump 29 counts before the
-    next odd one, and U3's DISABLE is a 998 at the next EVEN count (generated in ADD mode, V2).
+    """G1..G12, U1..U3 (+ the bench's U2D, docs/tokens.md "What the bench adds") generated in the
+    server's order, as `OpenPAYGO-python:test/full_test_procedure.py` does: G8 tokens jump 29
+    counts before the next odd one, and U3's DISABLE is a 998 at the next EVEN count (generated
+    in ADD mode, as in the vectors of docs/tokens.md "Test vectors").
     `spreadsheet=True` follows `test_spreadsheet_generator.py` instead, whose U3 DISABLE is an
-    ordinary odd-count one (V3).
+    ordinary odd-count one (its tokens are the ones `wan-oge/openpaygo-zephyr`'s token tests use).
 
     The device must be at `gen.count` and time-based with `gen.time_divider`."""
     steps: list[ProcedureStep] = []

@@ -3,7 +3,7 @@
 A profile holds the command templates (`{ch}` = channel number, `{value}` = a formatted setpoint),
 the line terminators, the pacing a slow parser needs, and small parsers for the replies that
 differ between families (output state, error queue, numbers with headers or units).
-Sources: docs/power.md and shared/reference/instruments.md §2. Claims marked "(verify)" come from
+Sources: docs/power.md "Sources" and "Profiles". Claims marked "(verify)" come from
 third-party drivers or manuals and have not been checked on a physical unit.
 """
 

@@ -25,11 +25,11 @@ DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
 DEFAULT_LOCKOUT_WAIT_BUDGET_S = {True: 60.0, False: 1800.0}
 VIRTUAL = "virtual"
 SECTIONS = ("station", "link", "psu", "dut", "server", "sim")  # the rig file's tables
-# OpenPAYGO Metrics payload auth methods (openpaygo.md §6 Security); "none" is not one a bench
+# OpenPAYGO Metrics payload auth methods (docs/metrics.md "Authentication"); "none" is not one a bench
 # qualifies a device with.
 METRICS_AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 RIG_ENV_VAR = "PAYGO_BENCH_RIG"
-# The public test device of the OpenPAYGO quick test (openpaygo.md §3a): fine to ship in source.
+# The public test device of the OpenPAYGO quick test (docs/tokens.md "Quick test"): fine to ship in source.
 VIRTUAL_DUT_SERIAL = "SIM000001"
 VIRTUAL_DUT_KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 VIRTUAL_DUT_STARTING_CODE = 123456789
@@ -118,7 +118,7 @@ class DutProfile:
     time_divider: int
     restricted_digits: bool
     extended_tokens: bool
-    lockout_free_errors: int  # brute-force lockout schedule (openpaygo.md §2): errors with no wait,
+    lockout_free_errors: int  # lockout schedule (docs/tokens.md "Brute-force lockout"): free errors,
     lockout_first_minutes: int  # the first lock, doubling per further error,
     lockout_max_minutes: int  # up to this cap,
     lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)

@@ -60,7 +60,8 @@ def active_until_timestamp(state: DeviceState) -> int:
 
 def active_seconds_left(state: DeviceState, now: float) -> int:
     """`asl`: whole seconds from now to the target, never negative (the reference has the sign
-    backwards and answers a float, §5 bugs 1-2)."""
+    backwards and answers a float: "asl sign" and "auts float" in
+    docs/metrics.md)."""
     if state.target_until is None:
         return 0
     return max(0, int(state.target_until - now))

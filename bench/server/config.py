@@ -18,7 +18,7 @@ from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
 from bench.secret import Secret
 
 AUTH_POLICIES = ("payload", "jwt", "either", "none")
-MIN_JWT_SECRET_BYTES = 32  # HS256 needs a 256-bit secret (RFC 7518 §3.2)
+MIN_JWT_SECRET_BYTES = 32  # HS256 needs a 256-bit secret (RFC 7518, section 3.2)
 _BASE_PATH = re.compile(r"/([A-Za-z0-9._~-]+/?)*")
 
 

@@ -1,7 +1,7 @@
 """The Metrics server's evidence of a run, as plain data the report can render: one summary per
 stored request (what the server received and answered, never the raw body or a secret) and the
 historical series the device reported, expanded by the bench's codec and scaled to the units of
-its data format (docs/server.md "Evidence in the report").
+its data format (docs/server.md "Metrics evidence in the report").
 
 The series come from the stored simple form (`simple_json`): the request expanded by the codec
 when the server received it, every row with its absolute `timestamp`; a stored request without

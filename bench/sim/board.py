@@ -37,7 +37,7 @@ LOOP_S = 0.002  # how often the board samples its supply when the UART is quiet
 MCU_MIN_FRACTION = 0.6  # no_brownout_reset: the MCU runs down to this fraction of brownout_v
 POR_V = 0.5  # a restart after the supply stayed above this is a brown-out reset, not power-on
 # rtc_lost_on_power_loss: the epoch an RTC without backup starts from (the OpenPAYGO HDK's
-# 2021-01-01, openpaygo.md §7).
+# 2021-01-01, docs/protocol.md "What the HDK does not have").
 RTC_RESET_EPOCH = 1_609_459_200
 
 

@@ -89,7 +89,7 @@ class Fault(StrEnum):
         "decoder",
         "the used-count mask is updated like the reference C decoder (MarkCountAsUsed drops a bit and "
         "ORs unnormalised ones): an ADD older than an entered SET is accepted after a newer ADD (U2D, "
-        "openpaygo.md §3e); the official procedure still passes",
+        'docs/tokens.md "What the bench adds"); the official procedure still passes',
     )
     SET_AS_ADD = (
         "set_as_add",
@@ -101,7 +101,7 @@ class Fault(StrEnum):
         "parity_before_special",
         "decoder",
         "the token type is decided by parity before checking for 998/999: a DISABLE_PAYG at an even "
-        "count is taken as ADD_TIME 998 days (openpaygo.md §1 Count)",
+        'count is taken as ADD_TIME 998 days (docs/tokens.md "Values and types")',
     )
     UNBOUNDED_JUMP = (
         "unbounded_jump",
@@ -117,13 +117,14 @@ class Fault(StrEnum):
     NO_LOCKOUT = (
         "no_lockout",
         "firmware",
-        "invalid tokens are counted but token entry is never locked: no brute-force protection (openpaygo.md §2)",
+        "invalid tokens are counted but token entry is never locked: no brute-force protection "
+        '(docs/tokens.md "Brute-force lockout")',
     )
     LOCKOUT_NOT_PERSISTED = (
         "lockout_not_persisted",
         "firmware",
         "the invalid-token streak and the lockout end are kept in RAM only: a power cycle clears the "
-        "lockout (openpaygo.md §2 requires it to survive off/on)",
+        'lockout (docs/tokens.md "Brute-force lockout" requires it to survive off/on)',
     )
     USED_COUNTS_NOT_PERSISTED = (
         "used_counts_not_persisted",
@@ -136,7 +137,7 @@ class Fault(StrEnum):
         "firmware",
         "a software SipHash on a slow MCU (about 8.6 ms a step): the firmware keeps the chain around "
         "its last count (+-16) but walks it from count 0 for any other token, so a token far ahead at "
-        "a high count (the top of G8: 30 counts apart near count 600) takes more than 5 s (§3b G8 "
+        "a high count (the top of G8: 30 counts apart near count 600) takes more than 5 s (the G8 "
         "limit)",
     )
     LEADING_ZERO_DROPPED = (
@@ -149,7 +150,7 @@ class Fault(StrEnum):
         "set_does_not_relock",
         "firmware",
         "a SET token sets the expiry but leaves the PAYG-disabled flag: once DISABLE_PAYG was entered "
-        "the device cannot be re-locked (openpaygo.md §2 Re-lock, G10)",
+        'the device cannot be re-locked (docs/tokens.md "Re-lock", G10)',
     )
     ADD_RELOCKS = (
         "add_relocks",
@@ -161,7 +162,7 @@ class Fault(StrEnum):
         "board",
         "no backup battery for the RTC: it restarts from a fixed epoch (2021-01-01, as on the "
         "OpenPAYGO HDK) at every power-on, so after a power cut the credit is measured against the "
-        "wrong time (openpaygo.md §2: battery-backed RTC)",
+        'wrong time (docs/tokens.md "Clock and credit": battery-backed RTC)',
     )
     CREDIT_RUNS_ON_UPTIME = (
         "credit_runs_on_uptime",
@@ -210,7 +211,7 @@ class Fault(StrEnum):
         "metrics_data_dropped_before_reply",
         "firmware",
         "the historical buffer is cleared as soon as the request is sent, not when the reply arrives "
-        "(openpaygo.md §6): a refused or lost request loses its rows",
+        '(docs/metrics.md "Asynchronous flow"): a refused or lost request loses its rows',
     )
     METRICS_ROWS_DUPLICATED_ON_RETRY = (
         "metrics_rows_duplicated_on_retry",
@@ -263,7 +264,7 @@ class Fault(StrEnum):
         "board",
         "the 32 kHz crystal's load capacitors are wrong (or the RTC is clocked from the internal RC "
         "oscillator): the RTC runs +2000 ppm fast on top of the configured drift, about 17 h a year, "
-        "far beyond OpenPAYGO's ~6 h (openpaygo.md §2)",
+        'far beyond OpenPAYGO\'s ~6 h (docs/drift.md "Units and the OpenPAYGO limit")',
     )
 
 

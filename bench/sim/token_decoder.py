@@ -1,6 +1,6 @@
 """The simulated firmware's OpenPAYGO Token decoder, written the way the reference C does it.
 
-State is what a device keeps in NVM (openpaygo.md §1 "Used-count tracking", §2 "NVM state"):
+State is what a device keeps in NVM (docs/tokens.md "Used counts" and "What a device keeps"):
 `last_count` (C `MaxCount`, u16) and `used_mask` (C `UsedCounts`, u16) where bit i stands for
 count last_count-1-i. Odd counts <= last_count and last_count itself always count as used;
 SET/DISABLE/SYNC set all 16 bits. Decoding walks the hash chain from count 0 to the upper
@@ -8,11 +8,14 @@ bound like `GetActivationValueFromToken`, so the work per token is what a device
 
 Deliberate differences from the C reference (bugs the bench must not inherit):
 - the mask is shifted correctly when last_count moves up (the C `MarkCountAsUsed` drops the
-  old bit `RelativeCount` and ORs unnormalised bits: U2D passes, §3e);
-- count 0 (the starting code) is never a candidate: such a code is invalid (§3a caveat, §5.2);
-- a COUNTER_SYNC is refused if its count is used (C/Python re-accept it, §5.9), and a sync
+  old bit `RelativeCount` and ORs unnormalised bits: U2D passes, docs/tokens.md "What the bench
+  adds");
+- count 0 (the starting code) is never a candidate: such a code is invalid (docs/tokens.md "The
+  starting code"; openpaygo's "Starting code accepted");
+- a COUNTER_SYNC is refused if its count is used (C/Python re-accept it: openpaygo's
+  "Sync re-accepted"), and a sync
   below last_count moves the count down (as the Python simulator does) with all bits set;
-- 996/997 are invalid, 998/999 are classified before parity (§1 Count).
+- 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types").
 
 Time and lockout are the firmware's job; `apply_time` is the pure rule it calls.
 
@@ -44,7 +47,7 @@ ALL_USED = 0xFFFF
 
 FAULTS: dict[Fault, str] = {
     Fault.REUSED_TOKEN_ACCEPTED: "decoder skips the used-count check: an already-entered token is accepted again",
-    Fault.ACCEPTS_STARTING_CODE: "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (§5.2)",
+    Fault.ACCEPTS_STARTING_CODE: "decoder tries count 0: the starting code is accepted as ADD_TIME 0 (openpaygo 0.6.3)",
     Fault.U2D_ACCEPTED: "decoder shifts the used mask like the C reference: an ADD older than a SET passes (U2D)",
     Fault.SET_AS_ADD: "decoder reports SET_TIME tokens as ADD_TIME, so the firmware adds instead of setting",
     Fault.PARITY_BEFORE_SPECIAL: "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
@@ -103,7 +106,7 @@ def decode(
     value = token_base - starting_base
     if value < 0:
         value += offset
-    if value in (996, 997):  # reserved (§1 Value)
+    if value in (996, 997):  # reserved (docs/tokens.md "Values and types")
         return _INVALID, state
 
     last = state.last_count
@@ -129,7 +132,8 @@ def decode(
 
 
 def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int, bool] | None:
-    """Keypad digits -> (token number, is extended). Length decides the format, as in §1."""
+    """Keypad digits -> (token number, is extended). Length decides the format (docs/tokens.md
+    "Extended tokens")."""
     if not isinstance(code, str) or not code.isascii() or not code.isdigit():
         return None
     if restricted_digits:
@@ -151,7 +155,8 @@ def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int
 
 
 def _token_kind(value: int, count: int, faults: frozenset[Fault]) -> TokenKind:
-    """The token type, as the device logic decides it (§1: 998/999 before parity)."""
+    """The token type, as the device logic decides it (998/999 before parity: docs/tokens.md
+    "Values and types")."""
     if Fault.PARITY_BEFORE_SPECIAL in faults and count % 2 == 0:
         return TokenKind.ADD_TIME
     if value == PAYG_DISABLE_VALUE:
@@ -180,7 +185,7 @@ def _is_in_used_counts(count: int, state: TokenState) -> bool:
 
 
 def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: frozenset[Fault]) -> bool:
-    """C `IsCountValid`, plus the used check for syncs (§5.9 not inherited)."""
+    """C `IsCountValid`, plus the used check for syncs (openpaygo's "Sync re-accepted" not inherited)."""
     last = state.last_count
     check_used = Fault.REUSED_TOKEN_ACCEPTED not in faults
     if kind is TokenKind.COUNTER_SYNC:
@@ -214,7 +219,7 @@ def _mark_count_as_used(count: int, value: int, state: TokenState, faults: froze
 
 
 def _c_reference_shift(relative: int, mask: int) -> int:
-    """The reference C (OpenPAYGO-HW `opaygo_decoder.c`) mask update, bug for bug (§3e)."""
+    """The reference C (OpenPAYGO-HW `opaygo_decoder.c`) mask update, bug for bug (docs/tokens.md "Used counts")."""
 
     def set_bit(variable: int, position: int, bit_value: int) -> int:
         return ((variable & ~(1 << position)) | (bit_value << position)) & ALL_USED  # u16 store
@@ -240,7 +245,7 @@ def apply_time(
     *,
     faults: frozenset[Fault] = frozenset(),
 ) -> tuple[int, bool]:
-    """The device logic's time update for an accepted token (§1 Time vs credit, §2 Re-lock):
+    """The device logic's time update for an accepted token (docs/tokens.md "Credit" and "Re-lock"):
     ADD extends (from now if expired), SET sets now + days and re-enables PAYG, DISABLE makes
     PAYG unlimited, SYNC changes nothing. Whole RTC seconds, as the C `AddTime`/`SetTime`.
 

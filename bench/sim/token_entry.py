@@ -85,7 +85,7 @@ class TokenEntry:
             if Fault.SET_DOES_NOT_RELOCK in self.faults and result.kind is TokenKind.SET_TIME:
                 disabled = st.payg_disabled  # the expiry is set, the PAYG-disabled flag left alone
             if Fault.ADD_RELOCKS in self.faults and result.kind is TokenKind.ADD_TIME:
-                disabled = False  # legacy: any ADD re-enables PAYG (§2 Re-lock, G11B)
+                disabled = False  # legacy: any ADD re-enables PAYG (docs/tokens.md "Re-lock", G11B)
             self.state = replace(
                 st,
                 last_count=tstate.last_count,
@@ -119,7 +119,7 @@ class TokenEntry:
 
 def _slow_decode_steps(count: int | None, last: int) -> int:
     """Hash steps the slow_decode firmware walks for a token matched at `count` (None: no match,
-    the whole window searched from count 0, openpaygo.md §1 Constants)."""
+    the whole window searched from count 0, docs/tokens.md "Windows")."""
     if count is None:
         return last + MAX_TOKEN_JUMP + 1
     if abs(count - last) <= SLOW_DECODE_CACHED:

@@ -1,4 +1,4 @@
-"""Brown-out (shared/reference/instruments.md §5.2): a slow ramp of the supply down through the
+"""Brown-out (docs/power.md "Supply dips and brown-out"): a slow ramp of the supply down through the
 device's brown-out threshold and back up, in VOLT steps. The bench does not know the threshold:
 it finds where the device stops answering and where it boots again, and holds the device to
 the model: every answer on the way down is the model's, nothing is lost, and it comes back
@@ -40,7 +40,7 @@ RTC_JUMP_S = 3600
 @pytest.mark.needs("token", "status")
 @pytest.mark.time_limit(exchanges=4 * STEPS)  # each step down and up: the supply set and read, the DUT asked
 def test_brownout_ramp_reboots_cleanly(token_session, tokens, power_cycle, rig, measure):
-    """instruments.md §5.2 (slow ramps through the BOR threshold; IEC 61000-4-29 criterion:
+    """docs/power.md "Supply dips and brown-out" (slow ramps through the BOR threshold; IEC 61000-4-29:
     no loss of data): the supply is stepped down from `psu.voltage` in 40 steps; at each step
     the device is given a token, and every answer must be the model's. Once it stays silent
     (10x an answer's time at full voltage, at least 0.5 s) it is stepped 3 steps lower and back

@@ -1,4 +1,4 @@
-"""Identity and factory provisioning (docs/protocol.md §Identity, §Provisioning)."""
+"""Identity and factory provisioning (docs/protocol.md "Identity" and "Provisioning")."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.station.profile import provisioning_for
 @pytest.mark.needs("identity")
 @pytest.mark.quick
 def test_identity(dut, rig, rig_up):
-    """Protocol §Identity: the DUT names its model and firmware and speaks a compatible protocol
+    """docs/protocol.md "Identity": the DUT names its model and firmware and speaks a compatible protocol
     major version; the boot banner agrees with ID; a pinned model/firmware (rig file) matches."""
     ident = dut.identify()
     assert ident.model, "ID reported an empty model"
@@ -36,7 +36,7 @@ def test_identity(dut, rig, rig_up):
 @pytest.mark.needs("factory_reset", "identity")
 @pytest.mark.quick
 def test_provisioning_round_trip(dut, rig, traffic_log):
-    """Protocol §Provisioning: a factory-fresh DUT takes the profile's serial, key and starting
+    """docs/protocol.md "Provisioning": a factory-fresh DUT takes the profile's serial, key and starting
     code; it reads the serial back exactly and never sends the key back, in any reply and in any
     encoding (hex, separated hex, base64, decimal: bench.secret.mask finds them all)."""
     dut.factory_reset(rig.link.boot_timeout_s)

@@ -1,5 +1,5 @@
-"""OpenPAYGO Metrics as the device reports it (docs/protocol.md "Metrics sessions", openpaygo.md
-§6): the DUT, in a token state the bench knows (factory-fresh, or as its ledger holds it), reports to the bench's
+"""OpenPAYGO Metrics as the device reports it (docs/protocol.md "Metrics sessions", docs/metrics.md):
+the DUT, in a token state the bench knows (factory-fresh, or as its ledger holds it), reports to the bench's
 Metrics server through a fault-injecting proxy (`metrics_dut`, fixtures/metrics_device.py), by
 itself over HTTP (direct mode) or relayed over its UART by the bench (bridge mode). What is judged
 is what reached the server, read by the bench's own codec, and what the bench's token model
@@ -477,8 +477,8 @@ def test_metrics_data_budget(metrics_dut, rig, measure):
     """A session's cost on the wire (HTTP request and response, headers included, as the proxy
     counted them; TCP/IP and TLS not counted) over BUDGET_SESSIONS sessions, times the sessions a
     30-day month has at the product's period (`dut.metrics_period_s`), within the month's budget
-    (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, openpaygo.md
-    §6). The virtual rig's sessions each carry the rows of its 1-second period; a real device's
+    (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, docs/metrics.md
+    "Transport and size"). The virtual rig's sessions each carry the rows of its 1-second period; a real device's
     are measured as it sends them.
     Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month."""
     m = metrics_dut

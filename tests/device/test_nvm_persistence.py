@@ -1,9 +1,9 @@
-"""NVM persistence after each kind of state change (shared/reference/openpaygo.md §2 NVM state,
-instruments.md §5): the device changes one thing, is power-cycled, and must come back with ALL
-of its state as the bench's model has it: PAYG state, credit, token count, invalid streak and
-lockout (STATUS against the model), the used counts (an accepted token stays used), and, where
-the DUT reports it, a valid NVM record. The request counter of the Metrics bridge continues
-after the cycle and never repeats."""
+"""NVM persistence after each kind of state change (docs/tokens.md "What a device keeps",
+docs/power.md "Power cuts during NVM writes"): the device changes one thing, is power-cycled, and
+must come back with ALL of its state as the bench's model has it: PAYG state, credit, token count,
+invalid streak and lockout (STATUS against the model), the used counts (an accepted token stays
+used), and, where the DUT reports it, a valid NVM record. The request counter of the Metrics bridge
+continues after the cycle and never repeats."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def cycle_and_check(session, power_cycle):
     "rtc_lost_on_power_loss",
 )
 def test_state_persists_after_token_accepted(token_session, tokens, power_cycle):
-    """§2: the state is stored after every valid token: an invalid token (streak 1), then a valid
-    ADD (count, used counts and credit move, the streak resets) and an older one entered out
-    of order; after a power cycle everything is the model's, and both tokens are already used
-    while the one between them, never entered, is still accepted."""
+    """docs/tokens.md "What a device keeps": the state is stored after every valid token: an invalid
+    token (streak 1), then a valid ADD (count, used counts and credit move, the streak resets) and
+    an older one entered out of order; after a power cycle everything is the model's, and both
+    tokens are already used while the one between them, never entered, is still accepted."""
     s = token_session
     if s.dut.offers("rtc_set"):
         s.advance(RTC_AHEAD_S)
@@ -56,9 +56,9 @@ def test_state_persists_after_token_accepted(token_session, tokens, power_cycle)
     "count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout", "lockout_not_persisted"
 )
 def test_state_persists_after_lockout_started(token_session, tokens, power_cycle):
-    """§2: the lockout must survive off/on, and with it the credit bought before it: an ADD,
-    then invalid tokens until entry locks; after a power cycle the credit, count, streak and
-    remaining lock are the model's, and a valid token is refused as locked."""
+    """docs/tokens.md "Brute-force lockout": the lockout must survive off/on, and with it the credit
+    bought before it: an ADD, then invalid tokens until entry locks; after a power cycle the credit,
+    count, streak and remaining lock are the model's, and a valid token is refused as locked."""
     s = token_session
     assert s.expect(tokens.add_days(2)).result == "accepted"
     seed = 0
@@ -72,8 +72,9 @@ def test_state_persists_after_lockout_started(token_session, tokens, power_cycle
 
 @pytest.mark.catches("count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart")
 def test_state_persists_after_payg_disabled(token_session, tokens, power_cycle):
-    """§2 (PAYGEnabled in NVM): after DISABLE_PAYG the device stays unlocked through a power
-    cycle, with the count of the DISABLE token (so it is already used) and no streak."""
+    """docs/tokens.md "What a device keeps" (PAYG on or disabled): after DISABLE_PAYG the device
+    stays unlocked through a power cycle, with the count of the DISABLE token (so it is already
+    used) and no streak."""
     s = token_session
     assert s.expect(tokens.add_days(1)).result == "accepted"
     disable = tokens.disable()
@@ -89,7 +90,7 @@ def test_state_persists_after_payg_disabled(token_session, tokens, power_cycle):
 )
 @pytest.mark.needs("metrics_bridge")
 def test_request_counter_persists(token_session, tokens, power_cycle, measure):
-    """protocol.md §Metrics bridge, OpenPAYGO Metrics `request_count` (incremented on request,
+    """docs/protocol.md "Metrics bridge", OpenPAYGO Metrics `request_count` (incremented on request,
     not on response): each export's counter is the previous one plus one, across a power cycle
     too, so the server never sees a counter twice (it would take a replay for a new request);
     the token state is the model's before and after. Measurements: the counters."""

@@ -1,4 +1,4 @@
-"""What the DUT keeps through a power cycle (openpaygo.md §2: NVM state; instruments.md §5)."""
+"""What the DUT keeps through a power cycle (docs/tokens.md "What a device keeps"; docs/power.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 @pytest.mark.catches("provisioning_not_persisted", "backfeed_from_uart")
 @pytest.mark.needs("identity")
 def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
-    """openpaygo.md §2: factory data (serial, key, starting code) lives in NVM."""
+    """docs/tokens.md "What a device keeps": factory data (serial, key, starting code) lives in NVM."""
     before = provisioned_dut.identify()
     assert before.serial_number is not None, "the DUT does not report a serial right after provisioning"
     power_cycle()
@@ -27,7 +27,7 @@ def test_provisioning_survives_power_cycle(provisioned_dut, power_cycle):
 )
 @pytest.mark.quick
 def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
-    """openpaygo.md §2–3e: the token count, the used counts and the credit survive a power cycle,
+    """docs/tokens.md "What a device keeps": the token count, the used counts and the credit survive a power cycle,
     so an accepted token stays used."""
     first = tokens.add_days(1)
     token_session.expect(first)
@@ -48,8 +48,8 @@ def test_token_state_survives_power_cycle(token_session, tokens, power_cycle):
     "used_counts_not_persisted",
 )
 def test_used_counts_survive_power_cycle(token_session, tokens, power_cycle):
-    """openpaygo.md §2 (NVM: TokenCount and UsedTokens, stored after every valid token), §3e
-    (reused tokens after a power cycle): three ADD tokens are generated and the newest and the
+    """docs/tokens.md "What a device keeps" (the count and the used counts, stored after every valid token),
+    "What the bench adds" (reused tokens after a power cycle): three ADD tokens are generated and the newest and the
     oldest entered (unordered entry); after a power cycle both are already used, while the
     middle one, never entered, is still accepted: the used-count record came back bit for bit,
     neither lost nor set wholesale."""

@@ -10,7 +10,7 @@ from bench.dut.errors import LinkSilent
 @pytest.mark.catches("backfeed_from_uart")
 @pytest.mark.quick
 def test_device_silent_when_unpowered(dut, power_cycle, rig_endpoints):
-    """Design §The picture: switching the PSU output off powers the DUT down: it stops answering,
+    """docs/power.md "Power cycle": switching the PSU output off powers the DUT down: it stops answering,
     and the bench reports that clearly (naming the port)."""
     power_cycle.off()
     with pytest.raises(LinkSilent) as silent:
@@ -39,7 +39,7 @@ def test_power_cycle_reboots_device(dut, power_cycle, rig, measure):
 @pytest.mark.catches("backfeed_from_uart")
 @pytest.mark.needs("boot_reason")
 def test_power_cycle_reports_power_on_reset(dut, power_cycle):
-    """protocol.md §Unsolicited lines: the boot banner after a power cycle says `reset=power`
+    """docs/protocol.md "Unsolicited lines": the boot banner after a power cycle says `reset=power`
     (a device that reports a soft reset after losing power is hiding a brown-out path)."""
     report = power_cycle()
     banner = dut.parse_banner(report.boot_banner or "")

@@ -1,4 +1,4 @@
-"""Power cuts during NVM writes (shared/reference/instruments.md §5): the supply is cut inside
+"""Power cuts during NVM writes (docs/power.md "Power cuts during NVM writes"): the supply is cut inside
 the window in which the DUT stores its token state, over and over, and after every boot the
 state must be one the bench's model allows: the one before the entry or the one after it.
 
@@ -119,9 +119,10 @@ class Run:
         return entry.before, entry.after, entry.predicted, outcome
 
     def after_boot(self, op: Op, cut: CutPoint, old, new, outcome) -> str:
-        """instruments.md §5 after a cut: the device boots, its count never decreases, its state
-        is the model's before or after the entry (so no credit without a token, the lockout
-        kept, nothing garbage), and a token it acknowledged is kept. Returns "old" or "new"."""
+        """docs/power.md "Power cuts during NVM writes", after a cut: the device boots, its count
+        never decreases, its state is the model's before or after the entry (so no credit without a
+        token, the lockout kept, nothing garbage), and a token it acknowledged is kept. Returns
+        "old" or "new"."""
         s = self.s
         assert outcome.banner, "no boot banner after the supply came back"
         if s.dut.parse_banner(outcome.banner).fields.get("nvm") == "recovered":
@@ -215,15 +216,15 @@ class Run:
 def test_state_survives_power_cuts_during_nvm_writes(
     request, token_session, tokens, power_cycle, rig, measure, power_cut_plan
 ):
-    """instruments.md §5: `dut.power_cut_cycles` power cuts (200 on the virtual rig) inside the
-    NVM write of token entries (ADD, SET, DISABLE_PAYG and invalid ones up to a lockout): after
-    every boot the device answers, its token count never went down, its whole status is the
-    model's state before or after the entry (no credit without a token, the lockout kept, the
-    state never garbage), a token it acknowledged is kept, and once an entry was stored its
-    token is refused as already used. A failure names the seed and the cut point and how to
-    replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new
-    state, boots that recovered a torn record, the most page writes one entry took (trigger)
-    or the cut window (random delays)."""
+    """docs/power.md "Power cuts during NVM writes": `dut.power_cut_cycles` power cuts (200 on the
+    virtual rig) inside the NVM write of token entries (ADD, SET, DISABLE_PAYG and invalid ones up
+    to a lockout): after every boot the device answers, its token count never went down, its whole
+    status is the model's state before or after the entry (no credit without a token, the lockout
+    kept, the state never garbage), a token it acknowledged is kept, and once an entry was stored
+    its token is refused as already used. A failure names the seed and the cut point and how to
+    replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new state,
+    boots that recovered a torn record, the most page writes one entry took (trigger) or the cut
+    window (random delays)."""
     s, plan = token_session, power_cut_plan
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
     ops = Ops(s, tokens, can_skip)

@@ -1,4 +1,4 @@
-"""RTC drift (shared/reference/openpaygo.md §2: the RTC must drift less than about 6 h in 12
+"""RTC drift (docs/tokens.md "Clock and credit": the RTC must drift less than about 6 h in 12
 months, 685 ppm): the credit is an expiry in RTC seconds, so a fast clock eats credit and a
 slow one gives it away. Measured over the UART against the host's monotonic clock, with the
 method and verdict of docs/drift.md: least squares over the second rollovers, a Student-t
@@ -158,7 +158,7 @@ def clock_source(dut, request: pytest.FixtureRequest):
 @pytest.mark.catches("rtc_drift_beyond_limit")
 @pytest.mark.time_limit(wait="rtc_drift_max_observe_s")
 def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
-    """openpaygo.md §2: the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
+    """docs/tokens.md "Clock and credit": the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
     year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`
     (6 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
     send and receive on the host's monotonic clock: a 1 s readout densely around each predicted

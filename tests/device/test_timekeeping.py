@@ -16,7 +16,7 @@ from bench.measure.rtc_readout import CreditCountdown, CreditRanOut, read_rtc
 from bench.timeout import Timeout, sleep_until
 
 # The RTC's own drift over the few seconds of the test, allowed on top (a 32 kHz crystal is
-# within +-100 ppm even far off 25 degC; instruments.md §4): microseconds, not a readout step.
+# within +-100 ppm even far off 25 degC; docs/drift.md "Crystals and temperature"): microseconds, not a readout step.
 DRIFT_ALLOWANCE_PPM = 500.0
 EDGE_TIMEOUT_S = 3.0  # a 1 s readout rolls over within a second; longer means the RTC stands still
 POLL_EVERY_S = 0.01  # readouts this far apart bracket the rollover within 10 ms plus a round trip
@@ -59,7 +59,7 @@ def hold_off(power_cycle, off_s: float) -> float:
 @pytest.mark.needs("rtc")
 @pytest.mark.time_limit(wait="rtc_off_test_s")
 def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
-    """openpaygo.md §2: the RTC keeps counting while the device is off (backup battery), so the
+    """docs/tokens.md "Clock and credit": the RTC keeps counting while the device is off (backup battery), so the
     credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file;
     2 s on the virtual rig), counted from the confirmed switch-off; its clock must then have
     advanced by the host time that passed between a rollover seen before the cut and a

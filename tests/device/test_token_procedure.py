@@ -1,5 +1,5 @@
-"""The official OpenPAYGO Token test procedures (shared/reference/openpaygo.md §3a quick test
-"scenario 1", §3b full test procedure G1–G12, U1–U3), generated for the DUT's profile and
+"""The official OpenPAYGO Token test procedures (docs/tokens.md "The official procedures": the quick
+test "scenario 1", the full test procedure G1–G12, U1–U3), generated for the DUT's profile and
 checked step by step against the bench's model."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from bench.openpaygo.model import DAY
 from bench.openpaygo.tokens import full_test_procedure
 from bench.timeout import sleep_for
 
-G8_DECODE_LIMIT_S = 5.0  # §3b G8: "validation should not take more than 5 seconds"
-OPTIONAL_STEPS = {"G11B"}  # §3b/§2 Re-lock: "Optional"; its own test below
+G8_DECODE_LIMIT_S = 5.0  # G8: "validation should not take more than 5 seconds"
+OPTIONAL_STEPS = {"G11B"}  # docs/tokens.md "Re-lock": "Optional"; its own test below
 RTC_STEPS = {"G12B"}  # the 48-hour wait: its own test below
 # G12 without `rtc_set`: how long the DUT stays expired before the ADD, s (well past the 3 s
 # credit tolerance, so owed seconds show).
@@ -30,7 +30,7 @@ def assert_unchanged(before, after, what: str) -> None:
 @pytest.mark.catches("reused_token_accepted", "accepts_starting_code", "set_as_add", "set_does_not_relock")
 @pytest.mark.quick
 def test_quick_test_scenario_1(token_session, tokens):
-    """Quick test "scenario 1" (openpaygo.md §3a), for the DUT's profile: on the published test
+    """Quick test "scenario 1" (docs/tokens.md "Quick test"), for the DUT's profile: on the published test
     device these are exactly the published tokens. Step 2's "invalid" token is the starting code,
     which sits at count 0: refused as invalid or already used, and nothing changes. Then +1 day,
     the same token again (already used, unchanged), +29 days, SET 7 days, PAYG disabled, SET 0
@@ -67,7 +67,7 @@ def test_quick_test_scenario_1(token_session, tokens):
     "set_does_not_relock",
 )
 def test_full_procedure(token_session, tokens, measure):
-    """Full test procedure G1–G12, U1–U3 (openpaygo.md §3b, OpenPAYGO-python
+    """Full test procedure G1–G12, U1–U3 (docs/tokens.md "Full test procedure G1–G12", OpenPAYGO-python
     test/full_test_procedure.py), generated in the server's order: every token's outcome, and
     the credit (days remaining) after every step, against the model, which itself reproduces
     the procedure's Expected column (tests/selftest/test_token_model.py). G1's token
@@ -95,7 +95,7 @@ def test_full_procedure(token_session, tokens, measure):
 
 @pytest.mark.catches("add_relocks")
 def test_g11b_add_after_disable_does_not_relock(token_session, tokens):
-    """G11A/B (openpaygo.md §3b, §2 Re-lock), marked Optional by the procedure: after DISABLE_PAYG
+    """G11A/B (docs/tokens.md "Re-lock"), marked Optional by the procedure: after DISABLE_PAYG
     an ADD (here of 0 days, as G11B) must not re-lock the device; only a SET does. A device that
     re-locks fails this test (the report shows which optional clause it misses)."""
     s = token_session
@@ -109,11 +109,11 @@ def test_g11b_add_after_disable_does_not_relock(token_session, tokens):
 
 @pytest.mark.catches("set_as_add", "add_counts_expired_days")
 def test_g12_days_late_are_not_counted(token_session, tokens, measure):
-    """G12A/B (openpaygo.md §3b): SET 0, then time passes with the device expired, then ADD 1
-    day: 1 day remains; the days the device spent expired are not owed (an ADD counts from now
-    once the credit has run out). The procedure waits 48 hours: with `rtc_set` the DUT's clock is
-    set 48 h forward; without it the bench waits G12_WAIT_S on the real clock, several times the
-    credit tolerance, so a device that owes the expired time shows it.
+    """G12A/B (docs/tokens.md "Full test procedure G1–G12"): SET 0, then time passes with the device
+    expired, then ADD 1 day: 1 day remains; the days the device spent expired are not owed (an ADD
+    counts from now once the credit has run out). The procedure waits 48 hours: with `rtc_set` the
+    DUT's clock is set 48 h forward; without it the bench waits G12_WAIT_S on the real clock,
+    several times the credit tolerance, so a device that owes the expired time shows it.
     Measurement: g12_expired_for (s)."""
     s = token_session
     s.expect(tokens.set_days(0))

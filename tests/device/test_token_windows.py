@@ -1,4 +1,4 @@
-"""What the official procedures miss (shared/reference/openpaygo.md §3e): the validity windows at
+"""What the official procedures miss (docs/tokens.md "What the bench adds"): the validity windows at
 their edges, U2D, leading zeros, the time divider, the restricted digit set, extended tokens and
 re-locking. Every outcome is the model's prediction; tokens are crafted at exact counts with
 `TokenGenerator.at_count`."""
@@ -14,7 +14,7 @@ ADD, SET, DISABLE, SYNC = TokenKind.ADD_TIME, TokenKind.SET_TIME, TokenKind.DISA
 
 
 def timed_kind(count: int) -> TokenKind:
-    """Parity = type (§1): the ADD or SET token that can sit at this count."""
+    """Parity = type (docs/tokens.md "Values and types"): the ADD or SET token that can sit at this count."""
     return SET if count % 2 else ADD
 
 
@@ -30,11 +30,11 @@ def first_leading_zero_token(tokens, last: int):
 
 @pytest.mark.catches("reused_token_accepted", "u2d_accepted", "set_as_add")
 def test_u2d_older_add_refused_after_set(token_session, tokens):
-    """U2A–C (openpaygo.md §3b) plus the bench's U2D (§3e): generate ADD 5, SET 10, ADD 3; enter
-    the SET (10 days), the older ADD (refused: older than a SET), the newer ADD (13 days), then
-    the older ADD again: still refused. The reference C decoder accepts it there (its used-count
-    mask update drops the bit), so a device built on it passes the official procedure and fails
-    here."""
+    """U2A–C (docs/tokens.md "Unordered entry U1–U3") plus the bench's U2D ("What the bench adds"):
+    generate ADD 5, SET 10, ADD 3; enter the SET (10 days), the older ADD (refused: older than a
+    SET), the newer ADD (13 days), then the older ADD again: still refused. The reference C decoder
+    accepts it there (its used-count mask update drops the bit), so a device built on it passes the
+    official procedure and fails here."""
     s = token_session
     u2a, u2b, u2c = tokens.add_days(5), tokens.set_days(10), tokens.add_days(3)
     for token, result in ((u2b, "accepted"), (u2a, "already_used"), (u2c, "accepted"), (u2a, "already_used")):
@@ -45,7 +45,7 @@ def test_u2d_older_add_refused_after_set(token_session, tokens):
 
 @pytest.mark.catches("set_as_add", "unbounded_jump")
 def test_jump_window_edges(token_session, tokens):
-    """§1 Constants/windows: a token may be at most MAX_TOKEN_JUMP = 64 counts above the last one
+    """docs/tokens.md "Windows": a token may be at most MAX_TOKEN_JUMP = 64 counts above the last one
     (maintainer, OpenPAYGO-HW #11; not the PDF's 30): last+65 is invalid, last+64 is accepted,
     and again from the new count."""
     s = token_session
@@ -61,7 +61,7 @@ def test_jump_window_edges(token_session, tokens):
 
 @pytest.mark.catches("parity_before_special", "unbounded_jump", "leading_zero_dropped")
 def test_counter_sync_window_edges(token_session, tokens):
-    """§1 windows, COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
+    """docs/tokens.md "Windows", COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
     is accepted; then below the new count N a sync at the oldest even count inside the window is
     accepted and moves the count DOWN, one at the newest even count outside it (<= N-64) is
     refused (odd counts <= N are used anyway, so only even ones test the edge; the exact edge
@@ -85,9 +85,9 @@ def test_counter_sync_window_edges(token_session, tokens):
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add", "leading_zero_dropped")
 def test_older_add_window_edges(token_session, tokens):
-    """§1 windows, older unused ADD: an even count with last-16 < count < last, never used, is
+    """docs/tokens.md "Windows", older unused ADD: an even count with last-16 < count < last, never used, is
     accepted (unordered entry); last-16 is refused, so is an ADD entered twice and an older SET
-    (older SET/DISABLE/SYNC are never accepted, §1 Docs). A SET 0 first gives a known credit."""
+    (older SET/DISABLE/SYNC are never accepted). A SET 0 first gives a known credit."""
     s = token_session
     assert s.expect(tokens.set_days(0)).result == "accepted"  # a known credit (0), whatever came before
     last = s.model.last_count
@@ -108,9 +108,9 @@ def test_older_add_window_edges(token_session, tokens):
 
 @pytest.mark.catches("set_as_add", "leading_zero_dropped")
 def test_leading_zero_token(token_session, tokens):
-    """§3e, §4 (G8Q `048662027`): a token whose first digit is 0 is a 9-digit token like any
-    other; the device must not read it as a number and refuse it for being short. The first
-    such token of this profile within the jump window is used."""
+    """docs/tokens.md "What the bench adds" (G8Q `048662027`): a token whose first digit is 0 is a
+    9-digit token like any other; the device must not read it as a number and refuse it for being
+    short. The first such token of this profile within the jump window is used."""
     if tokens.restricted_digits:
         pytest.skip("the profile uses the restricted digit set (1-4): no token starts with 0")
     s = token_session
@@ -125,8 +125,9 @@ def test_leading_zero_token(token_session, tokens):
 
 @pytest.mark.catches("set_as_add", "time_divider_ignored")
 def test_time_divider(reprovisioned):
-    """§1 Time divider: provisioned with divider 4, a token's value counts quarter days: ADD 2.5
-    days (value 10; §4 vector `940641799` on the published device), ADD 0.25 day, SET 1.75 days."""
+    """docs/tokens.md "Time divider": provisioned with divider 4, a token's value counts quarter
+    days: ADD 2.5 days (value 10; the "Test vectors" divider vector `940641799` on the published
+    device), ADD 0.25 day, SET 1.75 days."""
     s, gen = reprovisioned(time_divider=4)
     add = gen.add_days(2.5)
     assert add.value == 10
@@ -138,7 +139,7 @@ def test_time_divider(reprovisioned):
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
 def test_restricted_digit_tokens(reprovisioned):
-    """§1 Restricted digit set: provisioned in restricted mode, tokens are 15 digits of 1-4 (two
+    """docs/tokens.md "Restricted digits": provisioned in restricted mode, tokens are 15 digits of 1-4 (two
     bits a digit); they are accepted and refused like standard ones, and a 15-digit code with a
     digit outside 1-4 is invalid."""
     s, gen = reprovisioned(restricted_digits=True)
@@ -156,7 +157,7 @@ def test_restricted_digit_tokens(reprovisioned):
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
 @pytest.mark.needs("extended_tokens")
 def test_extended_tokens(reprovisioned):
-    """§1 Extended (not standard; DUT capability `extended_tokens`): 12-digit tokens carry values
+    """docs/tokens.md "Extended tokens" (not standard; DUT capability `extended_tokens`): 12-digit tokens carry values
     up to 999999: ADD 1000 days (more than a standard token can), entered twice (already used),
     then SET 2 days."""
     s, gen = reprovisioned(extended_tokens=True)
@@ -169,7 +170,7 @@ def test_extended_tokens(reprovisioned):
 
 @pytest.mark.catches("set_as_add", "leading_zero_dropped", "set_does_not_relock")
 def test_disable_then_set_relocks(token_session, tokens):
-    """§2 Re-lock, G9/G10: DISABLE_PAYG (998) unlocks the device for good, until a SET token
+    """docs/tokens.md "Re-lock", G9/G10: DISABLE_PAYG (998) unlocks the device for good, until a SET token
     (any value 0..995) re-enables PAYG with that credit; an ADD after it adds normally."""
     s = token_session
     s.expect(tokens.add_days(5))

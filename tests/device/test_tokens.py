@@ -1,4 +1,4 @@
-"""Token entry (shared/reference/openpaygo.md §1–3): outcomes predicted by the bench's model."""
+"""Token entry (docs/tokens.md): outcomes predicted by the bench's model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 
 @pytest.mark.quick
 def test_valid_token_accepted(token_session, tokens):
-    """Quick test §3a step 3: a valid ADD token adds its days; the count moves to the token's."""
+    """Quick test step 3 (docs/tokens.md "Quick test"): a valid ADD token adds its days; the count
+    moves to the token's."""
     token_session.check_status()
     out = token_session.expect(tokens.add_days(1))
     assert out.result == "accepted"
@@ -17,9 +18,10 @@ def test_valid_token_accepted(token_session, tokens):
 @pytest.mark.catches("accepts_starting_code")
 @pytest.mark.quick
 def test_invalid_tokens_refused(token_session, tokens, rig):
-    """Quick test §3a step 2 and G1: an invalid token is refused and changes nothing. The quick
-    test's "invalid" token is the starting code itself, which matches at count 0: it must be
-    refused (invalid or already used), never accepted (openpaygo.md §5 bug 2)."""
+    """Quick test step 2 and G1: an invalid token is refused and changes nothing. The quick test's
+    "invalid" token is the starting code itself, which matches at count 0: it must be refused
+    (invalid or already used), never accepted (docs/tokens.md "The starting code"; openpaygo's
+    "Starting code accepted")."""
     before = token_session.check_status()
     for code in (tokens.invalid(seed=1), f"{rig.dut.starting_code:09d}"):
         got = token_session.enter(code)
@@ -32,7 +34,7 @@ def test_invalid_tokens_refused(token_session, tokens, rig):
 @pytest.mark.catches("reused_token_accepted")
 @pytest.mark.quick
 def test_reused_token_refused(token_session, tokens):
-    """Quick test §3a step 4, G4A: re-entering an accepted token is refused as already used and
+    """Quick test step 4, G4A: re-entering an accepted token is refused as already used and
     changes nothing."""
     first = tokens.add_days(1)
     token_session.expect(first)

@@ -224,7 +224,8 @@ def test_a_round_trip_takes_time():
 
 
 def test_lsq_bound_reproduces_the_reference_table():
-    """instruments.md §4: sigma 1 ms, +-1 ppm takes 358 s at N=1 and 770 s at N=10; 4.6 ms, 991 s."""
+    """docs/drift.md "What the length of a measurement buys": sigma 1 ms, +-1 ppm takes 358 s at N=1
+    and 770 s at N=10; 4.6 ms, 991 s."""
     assert lsq_bound_half_width(1 * MS, 358, 1.0) == pytest.approx(1.0, rel=0.01)
     assert lsq_bound_half_width(1 * MS, 78, 10.0) == pytest.approx(1.0, rel=0.03)
     assert lsq_bound_half_width(4.6 * MS, 991, 1.0) == pytest.approx(1.0, rel=0.01)

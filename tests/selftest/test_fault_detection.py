@@ -1,5 +1,5 @@
 """Trust in the bench: every device check fails on the defect it targets and passes on the good
-device (DESIGN.md, "Trust in the bench itself").
+device (docs/simulator.md "Faults", docs/detection-matrix.md).
 
 For each fault in the simulator's catalogue, the whole device suite runs against a virtual rig
 with that one defect switched on; exactly the tests the catalogue names must fail, and every

@@ -1,5 +1,6 @@
 """The HDK adapter (bench/dut/hdk.py) and the link features it relies on: first against a
-scripted fake HDK on a REAL pty, one firmware quirk at a time (openpaygo.md §7), then against
+scripted fake HDK on a REAL pty, one firmware quirk at a time (docs/protocol.md "Quirks, and what
+the adapter does about them"), then against
 the simulated HDK firmware (bench/sim/hdk_firmware.py) on an in-process virtual rig.
 """
 

@@ -24,7 +24,7 @@ from bench.openpaygo.metrics.format import parse_data_format
 from bench.openpaygo.metrics.reply import MetricsReply
 from bench.secret import Secret
 
-KEY = "dac86b1a29ab82edc5fbbc41ec9530f6"  # openpaygo.md §5 auth vectors
+KEY = "dac86b1a29ab82edc5fbbc41ec9530f6"  # docs/metrics.md "Reference vectors"
 SN, TS = "A111222", 1611583070
 D = [13, False, "1.14.2"]
 HD = [[17.5, 12.5, 2.2, 3.2], [15.7, 12.6, 2.2, 3.2, 0.7]]
@@ -115,7 +115,7 @@ def test_tampered_data_does_not_verify():
         verify_request(req.signed, req.auth, KEY)
 
 
-def test_zero_padded_and_upper_case_hex_are_accepted():  # §5 bug 5
+def test_zero_padded_and_upper_case_hex_are_accepted():  # openpaygo's "Unpadded hex" (docs/metrics.md)
     # find a serial whose sa hash has a leading zero nibble, so padding changes the text
     sn = next(s for s in (f"SN{i}" for i in range(1000)) if len(hex_of(siphash64(KEY, s))) < 16)
     fields = SignedFields(sn, TS)
@@ -134,7 +134,7 @@ def test_a_zero_padded_ra_chain_is_accepted_and_reported():
     assert verify_request(fields, sig, KEY).variant == "zero-padded chain"
 
 
-def test_a_device_signing_its_own_json_text_is_accepted():  # §5 bug 6
+def test_a_device_signing_its_own_json_text_is_accepted():  # openpaygo's "Re-dumped JSON" (docs/metrics.md)
     body = b'{"sn":"A111222","ts":1611583070,"dfo":{"data_order":["v"]},"d":[12.50],"a":"%s"}'
     own = "da" + hex_of(siphash64(KEY, "A1112221611583070[12.50]"))
     req = parse_body(body % own.encode(), "json", received_at=TS)

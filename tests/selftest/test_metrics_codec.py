@@ -93,11 +93,11 @@ def test_short_and_long_keys_expand_to_the_same_request():
     assert a.accessories[0].serial_number == "TV1"
 
 
-def test_openpaygo_dtc_is_read_as_dct():  # §5 bug 4
+def test_openpaygo_dtc_is_read_as_dct():  # openpaygo's "dtc for dct" (docs/metrics.md)
     assert parse({"sn": "X", "dtc": NOW, "d": {"x": "1"}}).data_collection_timestamp == NOW
 
 
-def test_short_data_keys_inside_d_objects_are_expanded():  # §5 bug 3
+def test_short_data_keys_inside_d_objects_are_expanded():  # openpaygo's "Short keys in d" (docs/metrics.md)
     req = parse({"sn": "X", "d": {"tc": 5}})
     assert req.data == {"token_count": 5} and req.token_count == 5
 

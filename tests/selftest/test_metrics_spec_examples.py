@@ -159,7 +159,8 @@ def test_reply_examples_parse(version, name):
 
 
 def test_the_signed_round_trip_request_of_the_reference(start_metrics_server):
-    """openpaygo.md §5: this exact body verifies with all 5 methods; a replay is refused."""
+    """docs/metrics.md "Reference vectors": this exact body verifies with all 5 methods; a replay is
+    refused."""
     key = Secret("dac86b1a29ab82edc5fbbc41ec9530f6")
     handle = start_metrics_server(devices=[Device("A111222", key, 123456789)])
     handle.store.add_data_format(parse_data_format(json.loads(example("v1.0", "data_format_register.json"))), id=12)

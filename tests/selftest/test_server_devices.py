@@ -134,7 +134,7 @@ def test_time_divider_granularity():
     assert decode(tokens[0].code, 1, dev)[0] == 2.5
 
 
-def test_auts_and_asl_are_integers_with_the_right_sign():  # §5 bugs 1-2
+def test_auts_and_asl_are_integers_with_the_right_sign():  # "asl sign", "auts float" (docs/metrics.md)
     state = DeviceState("X", 1, target_until=NOW + 3600.7)
     assert active_until_timestamp(state) == int(NOW + 3600) and isinstance(active_until_timestamp(state), int)
     assert active_seconds_left(state, NOW) == 3600

@@ -1,8 +1,9 @@
 """The simulated OpenPAYGO HDK firmware (bench/sim/hdk_firmware.py) driven line by line.
 
-Each request goes through `HdkFirmware.handle`, as the board feeds it from the UART; a restart
-is a new `HdkFirmware` on the same NVM image and RTC. The expected behaviour is the HDK's
-source as openpaygo.md §7 describes it; tokens come from `TokenGenerator`, not the firmware.
+Each request goes through `HdkFirmware.handle`, as the board feeds it from the UART; a restart is a
+new `HdkFirmware` on the same NVM image and RTC. The expected behaviour is the HDK's source as
+docs/protocol.md "Other protocols: the OpenPAYGO HDK" describes it; tokens come from
+`TokenGenerator`, not the firmware.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The simulated device's own OpenPAYGO Metrics payloads (bench/sim/metrics/payload.py), its data
-format and its sensors, checked against the published auth vectors (openpaygo.md §5) and judged by
+format and its sensors, checked against the auth vectors (docs/metrics.md "Reference vectors") and judged by
 the bench's codec and by openpaygo itself: the device's implementation shares nothing with the
 codec but SipHash, so here is where the two must agree.
 """
@@ -34,7 +34,7 @@ from bench.sim.metrics.payload import (
     token_text,
 )
 
-# openpaygo.md §5 "Auth vectors"
+# docs/metrics.md "Reference vectors"
 VKEY = "dac86b1a29ab82edc5fbbc41ec9530f6"
 VSN = "A111222"
 VTS = 1611583070
@@ -71,7 +71,7 @@ def test_counter_auth_vector_and_missing_fields():
 
 
 def test_reply_auth_vectors():
-    """Responses signed over sn + request ts + tkl JSON / auts (openpaygo.md §5)."""
+    """Responses signed over sn + request ts + tkl JSON / auts (docs/metrics.md "Reference vectors")."""
     tkl = parse_reply(
         {"sn": VSN, "tkl": [111222333], "a": "da6e7f5e9bc45cf1f3"}, serial=VSN, key_hex=VKEY, ts=VTS, rc=None
     )

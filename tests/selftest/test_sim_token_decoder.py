@@ -190,7 +190,8 @@ def test_other_layers_faults_are_ignored():
 
 
 def test_u2d_ported_c_bug_keeps_the_procedure_passing():
-    """The C reference passes the official procedure (§3e): the fault only shows on U2D."""
+    """The C reference passes the official procedure (docs/tokens.md "Used counts"): the fault only
+    shows on U2D."""
     got = run_decoder(SCENARIOS["full_procedure"], frozenset({"u2d_accepted"}))
     diff = [i for i, (a, b) in enumerate(zip(got, good("full_procedure"))) if a != b]
     steps = full_test_procedure(TokenGenerator(KEY, SC, 1))

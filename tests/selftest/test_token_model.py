@@ -1,5 +1,5 @@
 """The bench's device model (bench.openpaygo.model) against the reference semantics
-(openpaygo.md §1-3): the full procedure, windows, used counts, time and the lockout."""
+(docs/tokens.md): the full procedure, windows, used counts, time and the lockout."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def outcome(m: DeviceModel, code: str, now: int = T0) -> tuple:
     return p.outcome, p.kind, p.value, p.count
 
 
-# -- the full procedure (§3b) -------------------------------------------------------------------
+# -- the full procedure (docs/tokens.md "Full test procedure G1–G12") ---------------------------
 @pytest.mark.parametrize("divider", [1, 4])
 def test_full_procedure_days(divider):
     m = model(time_divider=divider)
@@ -93,12 +93,12 @@ def test_sync_plus_100_accepted_plus_101_refused():
 
 def test_sync_minus_63_accepted_minus_64_refused():
     """The lower sync window (last-64 < count) moves the count down. Odd counts <= last are
-    used (§1), so only an even-count 999 can sit there: last is odd here."""
+    used (docs/tokens.md "Used counts"), so only an even-count 999 can sit there: last is odd here."""
     g = gen()
     m = model(101)
     assert outcome(m, g.at_count(SYNC, None, 38).code) == ("accepted", SYNC, None, 38)
     assert m.last_count == 38
-    assert outcome(m, g.at_count(SYNC, None, 38).code)[0] == "already_used"  # not re-accepted (§5.9)
+    assert outcome(m, g.at_count(SYNC, None, 38).code)[0] == "already_used"  # not re-accepted (unlike openpaygo)
     m = model(100)
     assert outcome(m, g.at_count(SYNC, None, 36).code) == ("already_used", SYNC, None, 36)
     assert m.last_count == 100
@@ -155,7 +155,8 @@ def test_leading_zero_token():
 
 
 def test_starting_code_is_not_a_token():
-    """§5.2: openpaygo accepts the starting code as a count-0 ADD 0. Here it is invalid."""
+    """openpaygo accepts the starting code as a count-0 ADD 0 ("Starting code accepted" in
+    docs/tokens.md). Here it is invalid."""
     for count in (0, 1, 5):
         m = model(count)
         assert outcome(m, f"{SC:09d}")[0] == "invalid"
@@ -190,7 +191,7 @@ def test_restricted_and_format_checks():
         assert outcome(model(1), junk)[0] == "invalid"
 
 
-# -- lockout (§2) -------------------------------------------------------------------------------
+# -- lockout (docs/tokens.md "Brute-force lockout") ---------------------------------------------
 def invalid_codes(n: int) -> list[str]:
     g = gen()
     return [g.invalid(seed) for seed in range(n)]

@@ -1,15 +1,17 @@
 """OpenPAYGO Metrics payload signatures (`a`): sa, ta, ca, da, ra on requests, da on replies.
 
 The hash is openpaygo's own SipHash-2-4 (`OpenPAYGOMetricsShared.generate_hash_string`) keyed
-with the device's 16-byte token key. Signing follows the reference implementation byte for byte (openpaygo.md §5):
+with the device's 16-byte token key. Signing follows the reference implementation byte for byte
+(docs/metrics.md "Authentication"):
 lowercase hex with NO zero padding, strings built from Python str() and compact JSON, fields left
 out when falsy, `ra` chaining the unpadded hex of each step.
 
 Verifying is deliberately more tolerant than the reference (we must not inherit its bugs):
-- the hex may be zero-padded or not (§5 bug 5: `%016llx` devices fail 6% of the time otherwise),
+- the hex may be zero-padded or not ("Unpadded hex" in docs/metrics.md: `%016llx` devices fail
+  6% of the time otherwise),
   and in any letter case: values are compared, not strings;
-- `da`/`ra` are also checked over the device's own JSON text of ts, rc, d, hd (§5 bug 6: a device
-  that signs `12.50` fails a server that re-dumps it as `12.5`);
+- `da`/`ra` are also checked over the device's own JSON text of ts, rc, d, hd ("Re-dumped JSON" in
+  docs/metrics.md: a device that signs `12.50` fails a server that re-dumps it as `12.5`);
 - an `ra` chain may carry zero-padded intermediate hashes.
 Every tolerance that was needed is reported (`AuthResult.variant`), so the bench can flag it."""
 

@@ -1,9 +1,10 @@
 """OpenPAYGO Metrics requests: a request body (JSON or CBOR, simple or condensed, v0.11 or v1.0)
 parsed into a typed `MetricsRequest` whose data is expanded to the simple form, and back.
 
-Expansion is complete, unlike openpaygo's (§5): short keys inside `d` objects (bug 3), `dct` and
-`dtc` (bug 4), index-keyed objects in `d` as well as `hd`, data arrays and index keys checked
-against the order, declared variable types checked, row times from `timestamp` (number or ISO),
+Expansion is complete, unlike openpaygo's (docs/metrics.md "openpaygo 0.6.3: what the bench does
+not inherit"): short keys inside `d` objects ("Short keys in d"), `dct` and `dtc` ("dtc for
+dct"), index-keyed objects in `d` as well as `hd`, data arrays and index keys checked against the
+order, declared variable types checked, row times from `timestamp` (number or ISO),
 `relative_time` or `historical_data_interval` (either sign), accessories recursively. Every
 refusal is a `MetricsError` naming the field (`where`). Condensing and request building live in
 `condense`, replies in `reply`."""
@@ -156,7 +157,8 @@ def parse_body(
 
 
 def _raw_text(body: bytes, value: Any) -> RawText | None:
-    """The device's own text of ts, rc, d, hd and each row, for signature checks (§5 bug 6)."""
+    """The device's own text of ts, rc, d, hd and each row, for signature checks ("Re-dumped JSON" in
+    docs/metrics.md)."""
     if not isinstance(value, dict):
         return None
     try:

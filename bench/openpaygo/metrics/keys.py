@@ -1,7 +1,7 @@
 """Every short key of both spec versions (v0.11 draft and v1.0.0-rc1), in one place.
 
 openpaygo 0.6.3 spells data_collection_timestamp's short key `dtc` where the spec says `dct`
-(§5 bug 4): both are read, `dct` is written."""
+("dtc for dct" in docs/metrics.md): both are read, `dct` is written."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REQUEST_LONG_TO_SHORT = {
     "accessories": "acc",
 }
 REQUEST_SHORT_TO_LONG = {v: k for k, v in REQUEST_LONG_TO_SHORT.items()}
-REQUEST_SHORT_TO_LONG["dtc"] = "data_collection_timestamp"  # openpaygo's spelling (§5 bug 4)
+REQUEST_SHORT_TO_LONG["dtc"] = "data_collection_timestamp"  # openpaygo's spelling ("dtc for dct")
 
 REPLY_LONG_TO_SHORT = {
     "serial_number": "sn",

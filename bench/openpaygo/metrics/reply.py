@@ -1,8 +1,9 @@
 """The Server Response Object: built and signed by the server, read and checked by a device.
 
-Unlike openpaygo's `get_answer_payload` (§5), the reply always carries `sn`, `auts` and `asl` are
-integers with the right sign, and the `da` signature covers sn + request ts/rc + auts|asl|tkl +
-st + ed in the library's order (so a device using the reference code verifies it)."""
+Unlike openpaygo's `get_answer_payload` (docs/metrics.md "openpaygo 0.6.3: what the bench does not
+inherit"), the reply always carries `sn`, `auts` and `asl` are integers with the right sign, and the
+`da` signature covers sn + request ts/rc + auts|asl|tkl + st + ed in the library's order (so a
+device using the reference code verifies it)."""
 
 from __future__ import annotations
 

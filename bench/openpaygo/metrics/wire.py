@@ -2,8 +2,9 @@
 
 JSON is read strictly (RFC 8259: UTF-8, no NaN/Infinity, no duplicate keys, finite numbers), CBOR
 is read with cbor2 and then held to the same value model (no tags, byte strings, undefined or
-trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and
-a signature has one canonical JSON text (§5 bug 6). Nesting is bounded before anything walks it.
+trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and a
+signature has one canonical JSON text ("Re-dumped JSON" in docs/metrics.md). Nesting is bounded
+before anything walks it.
 
 `json_spans` finds where top-level values sit in a JSON text, so a signature over the device's
 own bytes ("12.50") can be checked too, not only over the canonical re-dump ("12.5")."""
@@ -122,7 +123,7 @@ def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError as e:
         raise MetricsError("bad_json", f"not UTF-8 (byte {e.start})", f"byte {e.start}") from None
     if text.startswith("\ufeff"):
-        raise MetricsError("bad_json", "a byte order mark is not allowed in JSON (RFC 8259 §8.1)", "byte 0")
+        raise MetricsError("bad_json", "a byte order mark is not allowed in JSON (RFC 8259, section 8.1)", "byte 0")
     try:
         value = json.loads(
             text, object_pairs_hook=_no_duplicates, parse_float=_finite_float, parse_constant=_reject_constant
@@ -207,7 +208,8 @@ def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES, max
 
 def canonical_json(value: Any) -> str:
     """The compact JSON a signature is computed over: exactly Python's
-    json.dumps(separators=(",", ":")) as the reference implementation does (§5 bug 6)."""
+    json.dumps(separators=(",", ":")) as the reference implementation does ("Re-dumped JSON" in
+    docs/metrics.md)."""
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -4,17 +4,17 @@ the Server Response it reads back and checks.
 An independent implementation, as a device firmware has its own: it shares nothing with the
 bench's codec (bench/openpaygo/metrics_codec.py, _condense, _reply), which is what judges it; only
 the SipHash-2-4 primitive is shared (a hash, not protocol logic). Sources: the Metrics spec
-v1.0.0-rc1 and the reference library's behaviour (shared/reference/openpaygo.md §5-§6).
+v1.0.0-rc1 and the reference library's behaviour, as docs/metrics.md states them.
 
 Request (condensed, short keys), keys in this order: `sn`, `df` (or `dfo`, the embedded format,
 when the device has no registered id), `ts`, `rc`, `d` (array in data_order), `hd` (arrays in
 historical_data_order, oldest first; omitted when there are no rows), `a`. Arrays lose their
 trailing nulls. JSON is compact canonical JSON (Python's json.dumps with (",", ":"), ASCII), so a
-server that re-dumps the values to check a signature gets the device's own text (§5 bug 6); CBOR
-is the same values through cbor2.
+server that re-dumps the values to check a signature gets the device's own text ("Re-dumped
+JSON" in docs/metrics.md); CBOR is the same values through cbor2.
 
 Signatures (`a` = method + lowercase hex of SipHash-2-4 keyed with the device key, NOT zero-padded
-(a firmware's `%llx`; the reference compares strings, §5 bug 5)):
+(a firmware's `%llx`; the reference compares strings: "Unpadded hex" in docs/metrics.md)):
 - sa: sn;  ta: sn + ts;  ca: sn + rc;
 - da: sn + ts + rc + JSON(d) + JSON(hd), each left out when absent or empty;
 - ra: h = H(sn); h = H(hex(h) + ts); h = H(hex(h) + rc) (each when present); h = H(hex(h) +
