@@ -20,11 +20,10 @@ from typing import Any
 
 from bench.equipment import tcp
 from bench.equipment.http_wire import RECV_BYTES, Closed, Malformed, Wire, parse_request_head, simple_response
+from bench.equipment.listener import ACCEPT_POLL_S, CLOSE_JOIN_S, Listener
 from bench.equipment.upstream import Upstream
 
 MAX_ERROR_LOG = 200
-ACCEPT_POLL_S = 0.05
-CLOSE_JOIN_S = 2.0
 
 
 class ProxyMode(StrEnum):
@@ -86,27 +85,14 @@ class FaultProxy:
         self._errors: list[str] = []
         self._error_count = 0
         self._stop = threading.Event()
-        self._listener: socket.socket | None = None
+        self._listener = Listener(self._listen, "fault-proxy", self._accept, self._error)
         self._threads: set[threading.Thread] = set()
         self._sockets: set[socket.socket] = set()
-        self._accept_thread: threading.Thread | None = None
-        self._port: int | None = None
 
     # -- life -----------------------------------------------------------------------------------
 
     def start(self) -> FaultProxy:
-        if self._listener is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self._listen[0] else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(self._listen)
-        listener.listen(64)
-        listener.settimeout(ACCEPT_POLL_S)
-        self._listener = listener
-        self._port = listener.getsockname()[1]
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"fault-proxy-{self._port}", daemon=True)
-        self._accept_thread.start()
+        self._listener.start()
         return self
 
     def close(self) -> None:
@@ -121,10 +107,7 @@ class FaultProxy:
             except OSError:
                 pass
         deadline = time.monotonic() + CLOSE_JOIN_S
-        if self._accept_thread is not None:
-            self._accept_thread.join(max(0.0, deadline - time.monotonic()))
-        if self._listener is not None:
-            self._listener.close()
+        self._listener.close(deadline)
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         with self._changed:
@@ -138,9 +121,7 @@ class FaultProxy:
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the proxy is not started")
-        return self._port
+        return self._listener.port
 
     @property
     def base_url(self) -> str:
@@ -232,36 +213,25 @@ class FaultProxy:
         with self._lock:
             self._sockets.discard(sock)
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as e:
-                if not self._stop.is_set():
-                    self._error(f"accept: {e!r}")
-                    time.sleep(ACCEPT_POLL_S)
-                continue
-            mode = self._take_mode()
-            started = time.monotonic()
-            if mode is ProxyMode.REFUSE:  # at once, on this thread: nothing is read
-                self._record(ProxiedExchange(started, mode, "", "", 0, 0, None, False, False))
-                tcp.reset(client)
-                continue
-            if not self._track(client):
-                tcp.reset(client)
-                continue
-            t = threading.Thread(
-                target=self._connection,
-                args=(client, mode, started),
-                name=f"fault-proxy-{self._port}-conn",
-                daemon=True,
-            )
-            with self._lock:
-                self._threads.add(t)
-            t.start()
+    def _accept(self, client: socket.socket) -> None:
+        mode = self._take_mode()
+        started = time.monotonic()
+        if mode is ProxyMode.REFUSE:  # at once, on this thread: nothing is read
+            self._record(ProxiedExchange(started, mode, "", "", 0, 0, None, False, False))
+            tcp.reset(client)
+            return
+        if not self._track(client):
+            tcp.reset(client)
+            return
+        t = threading.Thread(
+            target=self._connection,
+            args=(client, mode, started),
+            name=f"fault-proxy-{self.port}-conn",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads.add(t)
+        t.start()
 
     def _connection(self, client: socket.socket, mode: ProxyMode | None, started: float) -> None:
         """One client connection: its requests, one exchange each, until one side closes."""

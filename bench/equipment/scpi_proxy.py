@@ -25,11 +25,10 @@ from enum import StrEnum
 from typing import Any
 
 from bench.equipment import tcp
+from bench.equipment.listener import CLOSE_JOIN_S, Listener
 
 MAX_LINES = 100_000
 MAX_LINE_BYTES = 4096
-ACCEPT_POLL_S = 0.05
-CLOSE_JOIN_S = 2.0
 # Keysight-style spellings (the bench's keysight-e36, generic-scpi, rs-hmp and paygo-sim profiles);
 # another dialect passes its own patterns.
 OFF_COMMAND = r"(?::?OUTP(?:UT)?(?::STAT(?:E)?)?)\s+(?:OFF|0)(?:\s*,\s*\(@[\d,:\s]+\))?"
@@ -119,22 +118,12 @@ class ScpiFaultProxy:
         self._accepted = 0
         self._threads: set[threading.Thread] = set()
         self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._listener = Listener(self._listen, "scpi-proxy", self._accept, self._error, backlog=16)
 
     # -- life -----------------------------------------------------------------------------------
 
     def start(self) -> ScpiFaultProxy:
-        if self._listener is not None:
-            return self
-        listener = socket.socket(socket.AF_INET6 if ":" in self._listen[0] else socket.AF_INET)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(self._listen)
-        listener.listen(16)
-        listener.settimeout(ACCEPT_POLL_S)
-        self._listener = listener
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"scpi-proxy-{self.port}", daemon=True)
-        self._accept_thread.start()
+        self._listener.start()
         return self
 
     def close(self) -> None:
@@ -142,10 +131,7 @@ class ScpiFaultProxy:
         self._stop.set()
         self.close_connections()
         deadline = time.monotonic() + CLOSE_JOIN_S
-        if self._accept_thread is not None:
-            self._accept_thread.join(max(0.0, deadline - time.monotonic()))
-        if self._listener is not None:
-            self._listener.close()
+        self._listener.close(deadline)
         with self._lock:
             threads = list(self._threads)
         for t in threads:
@@ -168,9 +154,7 @@ class ScpiFaultProxy:
 
     @property
     def port(self) -> int:
-        if self._listener is None:
-            raise RuntimeError("the proxy is not started")
-        return int(self._listener.getsockname()[1])
+        return self._listener.port
 
     @property
     def resource(self) -> str:
@@ -255,25 +239,15 @@ class ScpiFaultProxy:
             self._errors.append(reason)
             del self._errors[:-200]
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as e:
-                if not self._stop.is_set():
-                    self._error(f"accept: {e!r}")
-                continue
-            with self._lock:
-                self._accepted += 1
-                number = self._accepted
-                refused = self._mode is ScpiMode.REFUSE and self._after == 0
-            if refused:
-                tcp.reset(client)
-                continue
-            self._open(number, client)
+    def _accept(self, client: socket.socket) -> None:
+        with self._lock:
+            self._accepted += 1
+            number = self._accepted
+            refused = self._mode is ScpiMode.REFUSE and self._after == 0
+        if refused:
+            tcp.reset(client)
+            return
+        self._open(number, client)
 
     def _open(self, number: int, client: socket.socket) -> None:
         try:
