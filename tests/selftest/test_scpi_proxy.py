@@ -64,7 +64,8 @@ def test_a_connection_closed_on_a_query_is_reopened_and_the_query_retried_once(b
     t0 = time.monotonic()
     assert psu.measure_voltage() == pytest.approx(5.0)
     assert 0.25 <= time.monotonic() - t0 < 1.5  # the lost reply costs the driver its timeout, once
-    assert commands(proxy, "closed") == ["MEAS:VOLT?"] and commands(proxy)[-1] == "MEAS:VOLT?"
+    assert commands(proxy, "closed") == ["MEAS:VOLT?"]  # and retried on the new connection:
+    assert proxy.wait_for(lambda x: x.connection == 2 and x.text == "MEAS:VOLT?", timeout_s=5) is not None
     assert psu.operation_complete() is None and psu.reconnects == 1  # and it stays connected
     assert (psu.reconnects, proxy.connections, proxy.mode) == (1, 2, ScpiMode.PASS)
 
@@ -79,7 +80,11 @@ def test_writes_lost_with_the_connection_are_sent_again_on_the_new_one(bench):
     psu.output(False)  # written into a socket that is closing: no error
     assert psu.output_state() is False and not supply.output(2)  # re-sent before the query
     assert commands(proxy, "closed") == ["OUTP OFF"]
-    assert commands(proxy)[-4:] == ["INST:NSEL 2", "OUTP OFF", "INST:NSEL 2", "OUTP?"]  # re-sent, then the query
+    # on the new connection: the lost write re-sent before the query (the proxy's threads record
+    # lines as they pass, so wait for the query's line rather than read the list at once)
+    assert proxy.wait_for(lambda x: x.connection == 2 and x.text == "OUTP?", timeout_s=5) is not None
+    again = [x.text for x in proxy.lines() if x.connection == 2 and x.direction == "command"]
+    assert "OUTP OFF" in again and again.index("OUTP OFF") < again.index("OUTP?"), again
     assert psu.reconnects == 1
 
 
