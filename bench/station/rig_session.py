@@ -87,9 +87,6 @@ def _open_ledger(
     """Open the device ledger; a DUT without factory reset is reconciled with it now (provisioned
     if blank): the bench cannot judge a device whose token history it does not know."""
     path = default_ledger_path(rig, run_dir, reports)
-    if rig.virtual and not rig.sim.state_dir and rig.dut.ledger is None:
-        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            stale.unlink(missing_ok=True)  # a run directory reused: its device is new, so is its ledger
     try:
         ledger = Ledger(path, run_dir.name)
     except LedgerError as e:
