@@ -14,12 +14,15 @@ from concurrent.futures import as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.detection.hook_windows import WINDOWS_FILE
+from bench.detection.hooks import RECORD, FullMatrixRecord, HookMap, read_trace, reduced_section, sources_digest
 from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary, no_reset_cell, no_reset_good
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
 from bench.detection.runner import (
     DEFAULT_JOBS,
     NO_RESET,
     NO_RESET_RIG,
+    TRACE_DIR,
     RunSpec,
     SuiteDidNotRun,
     find_root,
@@ -151,6 +154,9 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     if suites is None:
         print("paygo-bench selftest: interrupted; no matrix written", file=sys.stderr)
         return 130
+    whole = not suite_args and not args.fault
+    record = full_record(specs, suites, out / "runs", root) if whole and args.good_runs else None
+    uncovered = record.uncovered(CATALOGUE) if record else {}
     matrix = _write_matrix(
         specs,
         suites,
@@ -158,8 +164,34 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
         RunInfo(datetime.now(UTC), bench_version(), time.monotonic() - started, suite_args),
         root if args.docs else None,
         CATALOGUE,
+        reduced_section(record, uncovered, CATALOGUE) if record else [],
     )
-    return 0 if matrix.ok else 1
+    if record is not None:
+        (out / "detection-matrix.json").write_text(record.to_json(), encoding="utf-8")
+        if args.docs:
+            (root / RECORD).write_text(record.to_json(), encoding="utf-8")
+            print(f"paygo-bench selftest: full-matrix record {root / RECORD} (the self-tests' reduced matrix uses it)")
+    for fault, tests in uncovered.items():
+        print(f"paygo-bench selftest: the reduced run of {fault} would miss {', '.join(tests)}", file=sys.stderr)
+    return 0 if matrix.ok and not uncovered else 1
+
+
+def full_record(specs: list, suites: dict[str, SuiteRun], runs_dir: Path, root: Path) -> FullMatrixRecord:
+    """What this full run established, for the reduced matrix: each fault's tests that did not
+    pass, and the union of the good runs' hook maps."""
+    hooks = HookMap()
+    goods = [s for s in specs if s.trace]
+    for spec in goods:
+        folder = runs_dir / spec.key.replace("@", "_") / TRACE_DIR
+        if (folder / WINDOWS_FILE).exists():
+            hooks = hooks.merge(read_trace(folder))
+    not_passed = {
+        s.key: sorted(n for n, r in suites[s.key].results.items() if r.outcome in ("failed", "error"))
+        for s in specs
+        if s.faults and not s.key.endswith(NO_RESET)
+    }
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    return FullMatrixRecord(sources_digest(root), stamp, len(goods), hooks, not_passed)
 
 
 def _run_all(
@@ -192,7 +224,13 @@ def _run_all(
 
 
 def _write_matrix(
-    specs: list, suites: dict[str, SuiteRun], out: Path, info: RunInfo, docs_root: Path | None, catalogue: dict
+    specs: list,
+    suites: dict[str, SuiteRun],
+    out: Path,
+    info: RunInfo,
+    docs_root: Path | None,
+    catalogue: dict,
+    extra: list[str],
 ):
     """The matrix from the runs, as markdown and HTML in `out` (and docs/ when asked)."""
     plain = [s for s in specs if not s.key.endswith(NO_RESET)]
@@ -204,7 +242,7 @@ def _write_matrix(
         {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
         next((suites[s.key] for s in column if not s.faults), None),
     )
-    md = markdown(matrix, info)
+    md = markdown(matrix, info) + "\n".join(extra)
     (out / MATRIX_MD).write_text(md, encoding="utf-8")
     (out / MATRIX_HTML).write_text(html_page(matrix, info), encoding="utf-8")
     print(f"paygo-bench selftest: {summary_line(matrix)}")

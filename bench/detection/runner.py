@@ -16,6 +16,9 @@ from pathlib import Path
 
 from bench.locations import find_root  # noqa: F401  (re-exported: bench.detection.runner.find_root)
 from bench.report.junit import CaseResult, read_junit
+from bench.sim.hook_trace import ENV as HOOK_TRACE_ENV
+
+TRACE_DIR = "hooks"  # a traced run's hook trace, in its folder
 
 
 class SuiteDidNotRun(AssertionError):
@@ -51,13 +54,19 @@ def run_device_suite(
     plots: bool = False,
     root: Path | None = None,
     paths: Sequence[str] = ("tests/device",),
+    trace: bool = False,
 ) -> tuple[dict[str, CaseResult], str]:
     """plots=False by default: the self-tests judge outcomes, and drawing every PNG of every
     suite run would cost them time, not evidence (the report tests turn them on). `paths`: the
-    whole device suite, or some of its tests by node id."""
+    whole device suite, or some of its tests by node id. trace: note which fault hooks each test
+    reaches, in out_dir/hooks (bench/detection/hooks.py reads it)."""
     root = root or ROOT
     out_dir = Path(out_dir).resolve()  # the child runs in the checkout, not in our cwd
     junit = out_dir / "junit.xml"
+    env = None
+    if trace:
+        (out_dir / TRACE_DIR).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, HOOK_TRACE_ENV: str(out_dir / TRACE_DIR)}
     cmd = [
         sys.executable,
         "-m",
@@ -66,6 +75,10 @@ def run_device_suite(
         "-q",
         "-p",
         "no:cacheprovider",
+        # The device suite uses no hypothesis; its pytest plugin costs each run ~0.4 s of start-up.
+        "-p",
+        "no:hypothesispytest",
+        *(("-p", "bench.detection.hook_windows") if trace else ()),
         *(() if plots else ("--no-plots",)),
         "--report-dir",
         str(out_dir / "run"),
@@ -75,7 +88,7 @@ def run_device_suite(
         *[a for f in faults for a in ("--sim-fault", f)],
         *args,
     ]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s, env=env)
     output = proc.stdout[-12000:] + proc.stderr[-2000:]
     if not junit.exists():
         raise SuiteDidNotRun(f"the device suite did not run (exit {proc.returncode}):\n{output}")
@@ -97,12 +110,14 @@ class RunSpec:
     faults: tuple[str, ...]
     args: tuple[str, ...] = ()
     paths: tuple[str, ...] = ("tests/device",)
+    trace: bool = False
 
 
 @dataclass
 class DetectionRuns:
     pool: ThreadPoolExecutor
     futures: dict[str, Future]
+    dirs: dict[str, Path]
 
 
 def good_key(index: int, numbered: bool) -> str:
@@ -110,13 +125,24 @@ def good_key(index: int, numbered: bool) -> str:
     return f"{GOOD}-{index:02d}" if numbered else GOOD
 
 
-def plan_runs(faults: Iterable[str], good_runs: int = 1, numbered: bool = False) -> list[RunSpec]:
-    """The longest runs first, so the pool's tail is short; then the good runs, then the rest."""
+def plan_runs(
+    faults: Iterable[str],
+    good_runs: int = 1,
+    numbered: bool = False,
+    selection: Callable[[str], Sequence[str]] | None = None,
+) -> list[RunSpec]:
+    """The longest runs first, so the pool's tail is short; then the good runs (traced: which
+    tests reach which fault hooks), then the rest. selection(fault): the tests of a fault's
+    reduced run (bench/detection/hooks.py); without it every fault runs the whole suite."""
     faults = set(faults)
     first = [f for f in RUN_FIRST if f in faults]
     numbered = numbered or good_runs > 1
-    goods = [RunSpec(good_key(i, numbered), ()) for i in range(1, good_runs + 1)]
-    return [RunSpec(f, (f,)) for f in first] + goods + [RunSpec(f, (f,)) for f in sorted(faults - set(first))]
+    goods = [RunSpec(good_key(i, numbered), (), trace=True) for i in range(1, good_runs + 1)]
+
+    def spec(fault: str) -> RunSpec:
+        return RunSpec(fault, (fault,), paths=tuple(selection(fault)) if selection else ("tests/device",))
+
+    return [spec(f) for f in first] + goods + [spec(f) for f in sorted(faults - set(first))]
 
 
 def plan_no_reset_runs(faults: Iterable[str], catalogue, rig: str = NO_RESET_RIG) -> list[RunSpec]:
@@ -145,17 +171,20 @@ def start_runs(
     subprocess._USE_VFORK = False  # type: ignore[misc]
     pool = pool or ThreadPoolExecutor(max(1, jobs), thread_name_prefix="device-suite")
     futures: dict[str, Future] = {}
+    dirs: dict[str, Path] = {}
     for spec in specs:
+        dirs[spec.key] = mkdir(spec.key)
         futures[spec.key] = pool.submit(
             run_device_suite,
-            mkdir(spec.key),
+            dirs[spec.key],
             faults=spec.faults,
             args=(*spec.args, *args),
             timeout_s=timeout_s,
             root=root,
             paths=spec.paths,
+            trace=spec.trace,
         )
-    return DetectionRuns(pool, futures)
+    return DetectionRuns(pool, futures, dirs)
 
 
 def start_detection_runs(
@@ -164,11 +193,16 @@ def start_detection_runs(
     jobs: int | None = None,
     no_reset: Iterable[str] | None = None,
     pool: ThreadPoolExecutor | None = None,
+    reduced: bool = False,
 ) -> DetectionRuns:
     """One run per fault plus one good device (the fault-detection self-test's runs), and the
-    no-reset column's good run and runs for the faults in `no_reset` (None: no column)."""
+    no-reset column's good run and runs for the faults in `no_reset` (None: no column).
+    reduced: each fault on its reduced selection while the full-matrix record holds
+    (bench/detection/hooks.py), else the whole suite."""
     from bench.detection.catalogue import CATALOGUE
+    from bench.detection.hooks import reduced_selection
 
+    selection = reduced_selection(ROOT, CATALOGUE) if reduced else None
     column = plan_no_reset_runs(no_reset, CATALOGUE) if no_reset is not None else []
-    specs = column[:1] + plan_runs(faults, 1) + column[1:]  # its good run is the longest: first
+    specs = column[:1] + plan_runs(faults, 1, selection=selection) + column[1:]  # its good run is the longest: first
     return start_runs(specs, lambda key: mkdir(key.replace("@", "_")), jobs or jobs_from_env(), pool=pool)

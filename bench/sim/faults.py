@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from bench.sim import hook_trace
+
 
 class Fault(StrEnum):
     """One defect of the catalogue. Its value is its name in rig files, CLI options and records
@@ -270,6 +272,23 @@ class Fault(StrEnum):
 
 # name -> fault, in catalogue order (what the host side reads: bench/detection/catalogue.py)
 CATALOGUE: dict[str, Fault] = {fault.value: fault for fault in Fault}
+
+
+class FaultSet(frozenset):
+    """The faults a build has: a frozenset whose `in` is also noted by the hook trace when one is
+    on (bench/sim/hook_trace.py), so the detection matrix knows which tests reach which fault's code.
+    Code that passes a build's faults on keeps this type (FaultSet(faults), not frozenset(faults))."""
+
+    __slots__ = ()
+
+    def __contains__(self, item: object) -> bool:
+        trace = hook_trace.TRACE
+        if trace is not None:
+            trace.note(str(item))
+        return frozenset.__contains__(self, item)
+
+
+NO_FAULTS = FaultSet()
 
 
 def validate(names: Iterable[str]) -> tuple[Fault, ...]:

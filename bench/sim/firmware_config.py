@@ -8,13 +8,13 @@ import math
 from dataclasses import dataclass
 
 from bench.sim.capabilities import validate_hidden
-from bench.sim.faults import Fault, validate
+from bench.sim.faults import NO_FAULTS, Fault, FaultSet, validate
 from bench.sim.metrics.settings import MetricsSettings
 
 
 @dataclass(frozen=True)
 class FirmwareConfig:
-    faults: frozenset[Fault] = frozenset()
+    faults: frozenset[Fault] = NO_FAULTS
     rtc_subsecond: bool = False
     extended_tokens: bool = False
     # Capabilities the build is made without (bench/sim/capabilities.py): left out of ID's caps=,
@@ -42,7 +42,7 @@ class FirmwareConfig:
     metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "faults", frozenset(validate(self.faults)))  # names -> Fault; unknown: ValueError
+        object.__setattr__(self, "faults", FaultSet(validate(self.faults)))  # names -> Fault; unknown: ValueError
         object.__setattr__(self, "hide_capabilities", validate_hidden(self.hide_capabilities))
         if not (math.isfinite(self.lockout_unit_s) and self.lockout_unit_s > 0):
             raise ValueError(f"lockout_unit_s: got {self.lockout_unit_s!r}; expected seconds > 0")

@@ -35,7 +35,7 @@ from openpaygo.token_shared import OpenPAYGOTokenShared
 from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
 from bench.openpaygo.tokens import TokenKind
-from bench.sim.faults import Fault
+from bench.sim.faults import NO_FAULTS, Fault
 
 MAX_TOKEN_JUMP = 64
 MAX_TOKEN_JUMP_COUNTER_SYNC = 100
@@ -90,7 +90,7 @@ def decode(
     *,
     restricted_digits: bool = False,
     extended: bool = False,
-    faults: frozenset[Fault] = frozenset(),
+    faults: frozenset[Fault] = NO_FAULTS,
 ) -> tuple[DecodeResult, TokenState]:
     """Decode one entered code; returns the result and the state to store (unchanged unless
     accepted)."""
@@ -243,7 +243,7 @@ def apply_time(
     payg_disabled: bool,
     time_divider: int,
     *,
-    faults: frozenset[Fault] = frozenset(),
+    faults: frozenset[Fault] = NO_FAULTS,
 ) -> tuple[int, bool]:
     """The device logic's time update for an accepted token (docs/tokens.md "Credit" and "Re-lock"):
     ADD extends (from now if expired), SET sets now + days and re-enables PAYG, DISABLE makes

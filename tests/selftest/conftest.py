@@ -58,6 +58,20 @@ def server_dut(server):
     return server.registry.get(server.registry.serials()[0])
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that wait for background work go last (those with a scenario, then the
+    fault-detection ones, in the order their work was submitted), so the main thread does its own
+    tests while the pool works instead of waiting early."""
+    waiting = {name.split(":", 1)[0] for name in background.SCENARIOS}
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith(DETECTION_MODULE):
+            return 2
+        return 1 if getattr(getattr(item, "module", None), "__name__", None) in waiting else 0
+
+    items.sort(key=rank)  # stable: the order inside each group is kept
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
@@ -68,7 +82,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[background.FUTURES_KEY] = background.start(session.items, pool, mktemp)
     if any(i.nodeid.startswith(DETECTION_MODULE) for i in session.items):
         session.config.stash[DETECTION_RUNS_KEY] = start_detection_runs(
-            selected_faults(session.items), mktemp, no_reset=no_reset_selection(session.items), pool=pool
+            selected_faults(session.items),
+            mktemp,
+            no_reset=no_reset_selection(session.items),
+            pool=pool,
+            reduced=True,
         )
 
 

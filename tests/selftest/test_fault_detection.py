@@ -1,9 +1,12 @@
 """Trust in the bench: every device check fails on the defect it targets and passes on the good
 device (docs/simulator.md "Faults", docs/detection-matrix.md).
 
-For each fault in the simulator's catalogue, the whole device suite runs against a virtual rig
-with that one defect switched on; exactly the tests the catalogue names must fail, and every
-other test must pass as it does on the good device.
+For each fault in the simulator's catalogue, the device suite runs against a virtual rig with
+that one defect switched on; exactly the tests the catalogue names must fail, and every other test
+must pass as it does on the good device. Each fault runs its reduced selection of the suite (the
+tests that reach its code, the tests that must catch it, a fixed sample of the rest:
+bench/detection/hooks.py) while the full-matrix record (docs/detection-matrix.json, made by
+`paygo-bench selftest --docs`) is current; the last tests here hold the two to each other.
 
 The suite runs are independent (each has its own virtual rig) and mostly wait on the simulated
 device, so they run side by side: all the runs this session selected start as soon as pytest has
@@ -19,11 +22,16 @@ from concurrent.futures import Future
 import pytest
 
 from bench.detection.catalogue import CATALOGUE
+from bench.detection.hooks import RECORD, FullMatrixRecord, read_trace, sources_digest
 from bench.detection.matrix import CAUGHT, PASSED, SuiteRun, fault_row, no_reset_cell
+from bench.detection.render import REGENERATE
+from bench.detection.runner import TRACE_DIR
 from tests.selftest.device_suite import (
     DETECTION_RUNS_KEY,
     GOOD,
     NO_RESET,
+    ROOT,
+    DetectionRuns,
     no_reset_selection,
     selected_faults,
     start_detection_runs,
@@ -35,26 +43,39 @@ NOT_APPLICABLE_WITHOUT_RESET = {"time_divider_ignored", "key_echoed", "key_echoe
 
 
 @pytest.fixture(scope="module")
-def suite_runs(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Future]:
+def detection_runs(request: pytest.FixtureRequest, tmp_path_factory) -> DetectionRuns:
     """One device-suite run per fault the session selected, plus the good device: started when
     collection finished (tests/selftest/conftest.py), or now if they were not."""
     runs = request.config.stash.get(DETECTION_RUNS_KEY, None)
     if runs is not None:  # on the session's shared pool: the conftest shuts it down
-        yield runs.futures
+        yield runs
         return
     items = request.session.items
     runs = start_detection_runs(
         selected_faults(items),
         lambda key: tmp_path_factory.mktemp(key.replace("@", "_")),
         no_reset=no_reset_selection(items),
+        reduced=True,
     )
-    yield runs.futures
+    yield runs
     runs.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def suite_runs(detection_runs) -> dict[str, Future]:
+    return detection_runs.futures
 
 
 @pytest.fixture(scope="module")
 def good_run(suite_runs):
     return suite_runs[GOOD].result()
+
+
+@pytest.fixture(scope="module")
+def full_record() -> FullMatrixRecord:
+    record = FullMatrixRecord.load(ROOT / RECORD)
+    assert record is not None, f"no full-matrix record at {RECORD}: run `{REGENERATE}`"
+    return record
 
 
 def test_good_device_passes_every_check(good_run):
@@ -117,3 +138,38 @@ def test_good_device_passes_without_factory_reset(suite_runs):
     skipped = {n: r.message for n, r in results.items() if r.outcome == "skipped"}
     assert all("'factory_reset'" in m for m in skipped.values()), skipped
     assert len(results) - len(skipped) >= 0.9 * len(results), f"{len(skipped)} of {len(results)} not covered"
+
+
+def test_the_full_matrix_record_is_current(full_record):
+    """The reduced matrix is trusted only for the sources the last full matrix ran: a change of the
+    simulator, the device suite or its fixtures calls for the full run again (about 4 minutes)."""
+    assert full_record.sources == sources_digest(ROOT), (
+        f"bench/sim, tests/device or fixtures changed since the full matrix of {full_record.generated_at} "
+        f"({RECORD}); every fault ran the whole suite this time. Run `{REGENERATE}` and commit {RECORD}."
+    )
+    missing = set(CATALOGUE) - set(full_record.not_passed)
+    assert not missing, f"{RECORD} has no full run for {sorted(missing)}: run `{REGENERATE}`"
+
+
+def test_reduced_and_full_matrix_agree(full_record, suite_runs, request):
+    """Every test a fault failed in the full matrix is in that fault's reduced run, and the reduced
+    runs of this session failed exactly the tests the full run failed."""
+    uncovered = full_record.uncovered(CATALOGUE)
+    assert not uncovered, f"the reduced runs leave out tests the full matrix failed: {uncovered}"
+    disagree = {}
+    for fault in sorted(selected_faults(request.session.items)):
+        results, _ = suite_runs[fault].result()
+        failed = sorted(n for n, r in results.items() if r.outcome in ("failed", "error"))
+        if failed != full_record.not_passed.get(fault):
+            disagree[fault] = f"reduced run failed {failed}, the full run {full_record.not_passed.get(fault)}"
+    assert not disagree, disagree
+
+
+def test_the_good_run_reaches_no_hook_the_record_lacks(full_record, detection_runs, good_run):
+    """What this session's good run reached is inside the record's hook map (the union of the full
+    matrix's good runs) or its reduced selection: a test that now reaches a fault's code and is
+    not in that fault's reduced run could change its verdict unseen."""
+    hooks = read_trace(detection_runs.dirs[GOOD] / TRACE_DIR)
+    assert hooks.tests, "the good run left no hook trace"
+    extra = hooks.missing_from(full_record.hooks, CATALOGUE)
+    assert not extra, f"reached now, not in {RECORD}: {extra[:20]}; run `{REGENERATE}`"

@@ -38,7 +38,7 @@ from typing import Any
 import cbor2
 
 from bench.openpaygo.metrics.auth import siphash64
-from bench.sim.faults import Fault
+from bench.sim.faults import NO_FAULTS, Fault
 
 AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
 JSON_CT = "application/json"
@@ -164,7 +164,7 @@ def build_request(
     data_format: Mapping[str, Any],
     df: int,
     encoding: str = "json",
-    faults: frozenset[Fault] = frozenset(),
+    faults: frozenset[Fault] = NO_FAULTS,
 ) -> Request:
     """The condensed request. `data` and each row map variable names to values (rows with an
     absolute `timestamp`); `df` 0 embeds `data_format` (dfo) instead of naming it. `auth` is

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.sim.faults import Fault
+from bench.sim.faults import NO_FAULTS, Fault, FaultSet
 from bench.sim.metrics import sensors
 from bench.sim.metrics.buffer import Row, RowBuffer
 from bench.sim.metrics.http_post import HTTP_OK, HttpResult, post
@@ -79,10 +79,10 @@ class MetricsSession:
         clock: Callable[[], float] = time.monotonic,
         sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
         *,
-        faults: frozenset[Fault] = frozenset(),
+        faults: frozenset[Fault] = NO_FAULTS,
     ) -> None:
         self.port = port
-        self.faults = frozenset(faults)
+        self.faults = FaultSet(faults)
         self.settings = settings
         self.format = dict(data_format)
         self.clock = clock
