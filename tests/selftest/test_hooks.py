@@ -129,3 +129,22 @@ def test_a_builds_faults_stay_traced_through_the_firmware_config_and_metrics_ses
 class _Port:
     def rtc_now(self) -> float:
         return 0.0
+
+
+def test_a_full_run_records_each_faults_failures_and_the_union_of_its_good_runs(tmp_path):
+    from bench.detection.command import full_record
+    from bench.detection.matrix import SuiteRun
+    from bench.detection.runner import plan_runs
+    from bench.report.junit import CaseResult
+
+    specs = plan_runs(["no_lockout"], good_runs=2, numbered=True)
+    for key, fault in (("good-01", "set_as_add"), ("good-02", "key_echoed")):
+        hooks = tmp_path / key / "hooks"
+        hooks.mkdir(parents=True)
+        traced(hooks, [f"test 1.0 2.0 {A}", f"test 2.1 3.0 {B}"], [f"1.500000 {fault}"])
+    results = {A: CaseResult(A, "passed", ""), B: CaseResult(B, "failed", "boom")}
+    suites = {s.key: SuiteRun(results) for s in specs}
+    record = full_record(specs, suites, tmp_path, tmp_path)
+    assert record.good_runs == 2
+    assert record.hooks.tests == {A: {"set_as_add", "key_echoed"}, B: set()}
+    assert record.not_passed == {"no_lockout": [B]}
