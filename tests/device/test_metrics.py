@@ -48,7 +48,7 @@ def wait_rows(m, sessions: int) -> list[StoredRequest]:
         found = m.requests()
         return found if len(found) >= sessions and any(wire_object(s).get("hd") for s in found) else None
 
-    return m.wait_until(  # type: ignore[return-value]
+    return m.wait_until(
         stored, session_timeout(m, sessions) + m.device_format.interval, f"{sessions} Metrics session(s), one with rows"
     )
 
