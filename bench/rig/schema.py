@@ -175,7 +175,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "nvm_page_write_ms": _float(1.0, lambda v: v >= 0, "milliseconds >= 0"),
         "rtc_subsecond": _bool(False),
         "metrics_mode": _choice("direct", ("off", "direct", "bridge")),
-        "metrics_period_s": _float(1.0, lambda v: 0.05 <= v <= 604800, "seconds, 0.05..604800"),
+        "metrics_period_s": _float(0.2, lambda v: 0.05 <= v <= 604800, "seconds, 0.05..604800"),
         "metrics_sample_s": _int(1, 1, 86400, "whole seconds"),
         "metrics_encoding": _choice("json", ("json", "cbor")),
         "metrics_reply_timeout_s": _float(1.0, lambda v: 0.05 <= v <= 600, "seconds, 0.05..600"),

@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS data_formats (
 CREATE TABLE IF NOT EXISTS devices (
     serial_number TEXT PRIMARY KEY,
     token_count INTEGER NOT NULL,         -- the last count the server issued (or the device reported)
-    last_timestamp REAL,                  -- replay protection: the last accepted ts ...
+    last_timestamp REAL,                  -- replay protection: the highest accepted ts ...
     last_request_count INTEGER,           -- ... and rc
     target_until REAL,                    -- where tokens should bring the device (UNIX UTC), NULL: none
     synced_target REAL,                   -- the target the last tokens were issued for

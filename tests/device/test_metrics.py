@@ -29,11 +29,28 @@ SERVER_FAULTS = (ProxyMode.REFUSE, ProxyMode.HTTP_ERROR, ProxyMode.STALL, ProxyM
 MONTH_S = 30 * 86400  # the data budget's month
 BUDGET_SESSIONS = 3
 TOKEN_DAYS = 3
+ROW_MARGIN_S = 0.1  # a session's way from the DUT to the proxy, at most (see _faulted_with_rows)
 
 
 def session_timeout(m, sessions: int) -> float:
     """Long enough for `sessions` sessions, a failed one's reply timeout and some slack."""
     return sessions * m.period_s + m.reply_timeout_s + 3.0
+
+
+def wait_rows(m, sessions: int) -> list[StoredRequest]:
+    """Wait until `sessions` requests were stored during the test, one of them at least carrying
+    rows (its `hd`); returns them all. A signature or a session that carries no row proves little
+    (one signed over the wrong rows verifies without rows), and at a sub-second period the
+    factory-fresh DUT's first sessions carry none: its first row comes a sample interval after
+    its boot."""
+
+    def stored() -> list[StoredRequest] | None:
+        found = m.requests()
+        return found if len(found) >= sessions and any(wire_object(s).get("hd") for s in found) else None
+
+    return m.wait_until(
+        stored, session_timeout(m, sessions) + m.device_format.interval, f"{sessions} Metrics session(s), one with rows"
+    )
 
 
 def label(stored: StoredRequest, wire: dict | None = None) -> str:
@@ -73,9 +90,15 @@ def test_metrics_payload_conforms(metrics_dut, rig):
     named), it names that format by id, the values have the types the format declares, the rows
     are in time order at whole multiples of the format's interval (within a request and from one
     request to the next) and not after the request's `ts`, and `d` carries `token_count` equal to the model's count and the DUT's `STATUS` count.
-    Method: two sessions on a server that answers every request."""
+    Method: sessions on a server that answers every request, until two of them carried rows (at a
+    sub-second period a session may carry none: the check from one request to the next needs two)."""
     m = metrics_dut
-    m.wait_sessions(2, session_timeout(m, 2))
+
+    def two_with_rows() -> list[StoredRequest] | None:
+        stored = m.requests()
+        return stored if len([s for s in stored if wire_object(s).get("hd")]) >= 2 else None
+
+    m.wait_until(two_with_rows, session_timeout(m, 2) + m.device_format.interval, "two Metrics sessions carrying rows")
     status = m.dut.status()
     model_count = m.session.model.last_count
     fmt = m.data_format
@@ -141,9 +164,10 @@ def test_metrics_auth_verifies(metrics_dut, rig):
     """Every request carries a payload signature `a` with the rig's method (`dut.metrics_auth`)
     that the server verified the way openpaygo's reference does (the stored verdict and method;
     a signature the server accepts only through one of its tolerances fails, named).
-    Method: two sessions on a server that requires payload auth."""
+    Method: two sessions or more, one carrying rows at least (`wait_rows`), on a server that
+    requires payload auth."""
     m = metrics_dut
-    m.wait_sessions(2, session_timeout(m, 2))
+    wait_rows(m, 2)
     method = rig.dut.metrics_auth
     for stored in m.requests():
         wire = wire_object(stored)
@@ -177,10 +201,13 @@ def test_metrics_auth_verifies(metrics_dut, rig):
 )
 @needs_metrics
 def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, power_cycle):
-    """The request counter `rc` and the timestamp `ts` strictly increase from each request to the
-    next, across a power cycle too: rc is incremented and stored in NVM before a request leaves
-    (on request, not on response), and a restarted device must not reuse a counter or a second
-    the server has seen (it would take the request for a replay).
+    """The request counter `rc` strictly increases from each request to the next, across a power
+    cycle too: rc is incremented and stored in NVM before a request leaves (on request, not on
+    response), and a restarted device must not reuse a counter the server has seen (it would take
+    the request for a replay). The timestamp `ts` never goes back (the RTC keeps time through a
+    power cycle), and under timestamp auth (`dut.metrics_auth = "ta"`) it strictly increases too:
+    there it is what guards against replays (docs/metrics.md "Replay protection"). Every request
+    must carry rc, so under any other auth rc is the guard and two requests may share a second.
     Method: two sessions, a power cycle (the Metrics settings sent again: the build's period is
     back), one more session; every stored request's rc and ts, in the order the server stored them."""
     m = metrics_dut
@@ -199,12 +226,34 @@ def test_metrics_counter_and_time_increase_across_power_cycles(metrics_dut, powe
             prc, pts, pstored = previous
             across = " across the power cycle" if pstored.id <= cycled_after < stored.id else ""
             assert rc > prc, f"{where}: rc {rc} follows rc {prc}{across}: the request counter must go up"
-            assert ts > pts, f"{where}: ts {ts} follows ts {pts} (rc {prc}){across}: the timestamp must go up"
+            assert ts >= pts, f"{where}: ts {ts} follows ts {pts} (rc {prc}){across}: the timestamp went back"
+            if m.auth == "ta":
+                assert ts > pts, (
+                    f"{where}: ts {ts} follows ts {pts} (rc {prc}){across}: under timestamp auth (ta) the "
+                    "timestamp must go up (the server takes an equal one for a replay)"
+                )
         previous = (rc, ts, stored)
 
 
 def _exchange_after(m, start: int, want) -> ProxiedExchange | None:
     return next((e for e in m.device_exchanges()[start:] if want(e)), None)
+
+
+def _faulted_with_rows(m, start: int, mode: ProxyMode, interval: int) -> ProxiedExchange | None:
+    """The first exchange after `start` that met `mode` and surely carried a row: the DUT samples a
+    row every interval, and every session since the last one the proxy passed (or since the DUT
+    was configured) met the fault, so a session started an interval after that one carries at
+    least the row sampled in between (ROW_MARGIN_S: sessions are timed by the proxy, a little
+    after the DUT started them). Sessions at a sub-second period mostly carry no row: one that
+    carries none can lose none, and would prove nothing."""
+    exchanges = m.device_exchanges()
+    faulted = [e for e in exchanges[start:] if e.mode is mode]
+    if not faulted:
+        return None
+    first = faulted[0].started_at
+    last_pass = max((e.started_at for e in exchanges if e.mode is ProxyMode.PASS and e.started_at < first), default=0.0)
+    due = max(last_pass, m.configured_at) + interval + ROW_MARGIN_S
+    return next((e for e in faulted if e.started_at >= due), None)
 
 
 @pytest.mark.catches(
@@ -221,22 +270,27 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     (Metrics v1.0 asynchronous flow: rows are cleared only once a reply arrives). For each of a
     connection reset (`refuse`), an HTTP 503, a server that answers after the DUT's reply timeout
     (`stall`), a connection dropped before the server got the request and one dropped after the
-    server stored it (`drop_after`): one session fails, then the server is back. Afterwards every
-    row time from the first stored row to the last is at the server (no gap at the sample
-    interval over all accepted requests; a clock running fast within the drift limit may skip one
-    second, so single missing rows up to the drift's share are tolerated), and no row time is in
-    two requests whose reply was delivered (`drop_after` legitimately makes the DUT send its rows
-    again: the server stored them but the DUT never had the reply)."""
+    server stored it (`drop_after`): sessions fail until one carrying a row did (the fault stays on
+    for a sample interval after the last session it let through: `_faulted_with_rows`), then the
+    server is back. Afterwards every row time from the first stored row to the last is at the server (no
+    gap at the sample interval over all accepted requests; a clock running fast within the drift
+    limit may skip one second, so single missing rows up to the drift's share are tolerated), and
+    no row time is in two requests whose reply was delivered (`drop_after` legitimately makes the
+    DUT send its rows again: the server stored them but the DUT never had the reply)."""
     m = metrics_dut
+    interval = int(m.data_format.historical_data_interval)
     m.wait_sessions(1, session_timeout(m, 1))
     for mode in SERVER_FAULTS:
         start = len(m.device_exchanges())
-        m.proxy.set_mode(mode, count=1)
-        faulted = m.wait_until(
-            lambda: _exchange_after(m, start, lambda e: e.mode is mode),
-            session_timeout(m, 1),
-            f"a Metrics session meeting the server fault {mode.value}",
-        )
+        m.proxy.set_mode(mode)  # until a session carrying a row met it
+        try:
+            faulted = m.wait_until(
+                lambda: _faulted_with_rows(m, start, mode, interval),
+                session_timeout(m, 2) + interval,
+                f"a Metrics session carrying a row meeting the server fault {mode.value}",
+            )
+        finally:
+            m.proxy.set_mode(ProxyMode.PASS)
         index = m.device_exchanges().index(faulted)
         m.wait_until(
             lambda: _exchange_after(m, index + 1, lambda e: e.mode is ProxyMode.PASS and e.delivered),
@@ -249,7 +303,6 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     assert len(forwarded) == len(stored), (
         f"the proxy forwarded {len(forwarded)} device-data requests but the server stored {len(stored)}"
     )
-    interval = int(m.data_format.historical_data_interval)
     at_server: dict[int, list[str]] = defaultdict(list)
     delivered_rows: dict[int, list[str]] = defaultdict(list)
     for s, ex in m.exchanged():
@@ -310,11 +363,11 @@ def test_metrics_tokens_applied(metrics_dut, rig):
     bring the DUT to TOKEN_DAYS days of credit (registry `set_target`), its reply carries the
     token(s) that do it, and after the next session the DUT's STATUS (count, PAYG state, credit)
     is what the bench's model predicts for exactly those tokens entered when the reply came.
-    Method: one session, the target set, sessions until a reply with tokens was delivered and
-    one more."""
+    Method: sessions until one carried rows (`wait_rows`), the target set, sessions until a reply
+    with tokens was delivered and one more."""
     m = metrics_dut
     session = m.session
-    m.wait_sessions(1, session_timeout(m, 1))
+    wait_rows(m, 1)
     serial = rig.dut.serial_number
     m.server.registry.set_target(serial, datetime.now(UTC) + timedelta(days=TOKEN_DAYS))
 
@@ -374,7 +427,7 @@ def test_metrics_active_until_honoured(metrics_dut, rig, request):
     Method: as test_metrics_tokens_applied, then one more session; the replies as stored.
     Not covered when the DUT asks for neither."""
     m = metrics_dut
-    first = m.wait_sessions(1, session_timeout(m, 1))
+    first = wait_rows(m, 1)
     asked = [(short, name, attr) for short, name, attr, wants in REPLY_FIELDS if getattr(m.parse(first[0]), wants)]
     if not asked:
         skip_not_covered(request, "the DUT asks for neither auts nor asl (no autsr / aslr in its Metrics data)")
@@ -433,12 +486,13 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
     migration): once the server announces a new base URL, the next sessions arrive there and
     none at the old one any more, and the device keeps the new URL through a power cycle (it is
     in NVM, like the one the bench configured).
-    Method: one session through the bench's proxy; the server then announces a second proxy in
-    front of it (a new host:port); the first delivered session there, two more, none meanwhile
-    at the old one; `METRICS CONFIG` names the new URL before and after a power cycle. In bridge
-    mode the bench relays where the device says it now reports (`metrics_settings`)."""
+    Method: sessions through the bench's proxy until one carried rows (`wait_rows`); the server
+    then announces a second proxy in front of it (a new host:port); the first delivered session
+    there, two more, none meanwhile at the old one; `METRICS CONFIG` names the new URL before and
+    after a power cycle. In bridge mode the bench relays where the device says it now reports
+    (`metrics_settings`)."""
     m = metrics_dut
-    m.wait_sessions(1, session_timeout(m, 1))
+    wait_rows(m, 1)
     with FaultProxy(m.server.url, stall_s=m.proxy.stall_s) as moved:
         m.server.announce_base_url(moved.base_url)
 
@@ -478,10 +532,14 @@ def test_metrics_data_budget(metrics_dut, rig, measure):
     counted them; TCP/IP and TLS not counted) over BUDGET_SESSIONS sessions, times the sessions a
     30-day month has at the product's period (`dut.metrics_period_s`), within the month's budget
     (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, docs/metrics.md
-    "Transport and size"). The virtual rig's sessions each carry the rows of its 1-second period; a real device's
+    "Transport and size"). The virtual rig's sessions each carry the rows of its sub-second period (a
+    row a second: one or none), so its measurement is the HTTP and payload overhead; a real device's
     are measured as it sends them.
+    The sessions counted start once one carried rows (`wait_rows`): a DUT whose rows are refused
+    keeps them, and no later session is answered.
     Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month."""
     m = metrics_dut
+    wait_rows(m, 1)
     start = len(m.device_exchanges())
 
     def answered() -> list[ProxiedExchange] | None:

@@ -4,6 +4,8 @@ hex, re-dumped JSON) are tolerated on input rather than inherited."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from openpaygo import AuthMethod, MetricsRequestHandler, MetricsResponseHandler
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
@@ -23,6 +25,7 @@ from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import parse_data_format
 from bench.openpaygo.metrics.reply import MetricsReply
 from bench.secret import Secret
+from bench.server.app import replay_guard
 
 KEY = "dac86b1a29ab82edc5fbbc41ec9530f6"  # docs/metrics.md "Reference vectors"
 SN, TS = "A111222", 1611583070
@@ -157,6 +160,27 @@ def test_timestamp_and_counter_auth_need_their_field():
             verify_request(fields, method + "1234", KEY)
         with pytest.raises(ValueError):
             request_signature(fields, method, KEY)
+
+
+@pytest.mark.parametrize(
+    "fields, guard",
+    [
+        ({"a": "ta1", "ts": TS, "rc": 5}, "ts"),  # Timestamp Auth signs ts
+        ({"a": "ca1", "ts": TS, "rc": 5}, "rc"),  # Counter Auth signs rc
+        ({"a": "ra1", "ts": TS, "rc": 5}, "rc"),  # Data Auth: ts or rc, the counter when there is one
+        ({"a": "da1", "ts": TS, "rc": 5}, "rc"),
+        ({"a": "sa1", "ts": TS, "rc": 5}, "rc"),
+        ({"ts": TS, "rc": 5}, "rc"),
+        ({"a": "ra1", "ts": TS}, "ts"),
+        ({"ts": TS}, "ts"),
+        ({"a": "ta1", "rc": 5}, "rc"),  # no ts to guard with (refused anyway when the device is known)
+        ({}, None),
+    ],
+)
+def test_the_replay_guard_is_the_field_the_signature_relies_on(fields, guard):
+    """docs/metrics.md "Replay protection": the server's guard per auth method."""
+    req = parse_body(json.dumps({"sn": SN, "d": {"x": 1}, **fields}).encode(), "application/json", received_at=TS)
+    assert replay_guard(req) == guard
 
 
 @pytest.mark.parametrize(

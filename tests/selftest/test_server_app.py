@@ -135,14 +135,59 @@ def test_a_signed_request_without_ts_or_rc_is_refused(metrics_server, dut):
 
 
 def test_replays_are_409(metrics_server, dut):
+    """Under ra the guard is rc: an equal rc is a replay whatever the ts."""
     ts = int(time.time())
     first = signed(dut, timestamp=ts, request_count=5)
     assert metrics_server.post("/dd", first.body).status == 201
-    for again in (first, signed(dut, timestamp=ts + 1, request_count=5), signed(dut, timestamp=ts, request_count=6)):
+    for again in (
+        first,
+        signed(dut, timestamp=ts + 1, request_count=5),
+        signed(dut, timestamp=ts + 1, request_count=4),
+    ):
         answer = metrics_server.post("/dd", again.body)
         assert answer.status == 409 and error_of(answer) == "replay"
     assert metrics_server.post("/dd", signed(dut, timestamp=ts + 1, request_count=6).body).status == 201
     assert [r.status for r in metrics_server.requests()] == [201, 409, 409, 409, 201]
+
+
+@pytest.mark.parametrize("method", ["ra", "da", "ca", "sa"])
+def test_a_same_second_request_with_a_higher_rc_is_accepted(metrics_server, dut, method):
+    """rc guards ra, da, ca and sa requests that carry it: a retry in the same second is no replay."""
+    ts = int(time.time())
+    for rc in (1, 2, 3):
+        assert metrics_server.post("/dd", signed(dut, method, timestamp=ts, request_count=rc).body).status == 201
+    assert metrics_server.post("/dd", signed(dut, method, timestamp=ts, request_count=3).body).status == 409
+
+
+def test_ta_is_guarded_by_ts(metrics_server, dut):
+    """Timestamp auth signs ts: a same-second request is a replay even with a higher rc, and a
+    higher ts is accepted even with a lower rc."""
+    ts = int(time.time())
+    assert metrics_server.post("/dd", signed(dut, "ta", timestamp=ts, request_count=5).body).status == 201
+    answer = metrics_server.post("/dd", signed(dut, "ta", timestamp=ts, request_count=6).body)
+    assert answer.status == 409 and error_of(answer) == "replay"
+    assert json.loads(answer.body)["where"] == "ts"
+    assert metrics_server.post("/dd", signed(dut, "ta", timestamp=ts + 1, request_count=2).body).status == 201
+
+
+def test_a_ts_going_back_with_a_higher_rc_is_accepted_and_the_highest_are_kept(metrics_server, dut):
+    """Under ra a clock that went back (a device whose RTC was lost) is not a replay; the server
+    keeps the highest ts and rc it accepted, so a later ta request must still beat the highest ts."""
+    ts = int(time.time())
+    assert metrics_server.post("/dd", signed(dut, timestamp=ts, request_count=1).body).status == 201
+    assert metrics_server.post("/dd", signed(dut, timestamp=ts - 3600, request_count=2).body).status == 201
+    state = metrics_server.store.device_state(dut.serial_number)
+    assert (state.last_timestamp, state.last_request_count) == (ts, 2)
+    assert metrics_server.post("/dd", signed(dut, "ta", timestamp=ts, request_count=3).body).status == 409
+    assert metrics_server.post("/dd", signed(dut, "ta", timestamp=ts + 1, request_count=3).body).status == 201
+
+
+def test_an_unsigned_request_without_rc_is_guarded_by_ts(start_metrics_server):
+    handle = start_metrics_server(config=MetricsServerConfig(auth="none"))
+    body = json.dumps({"sn": "ANYONE", "ts": 1_700_000_000, "d": {"tc": 1}}).encode()
+    assert handle.post("/dd", body).status == 201
+    answer = handle.post("/dd", body)
+    assert answer.status == 409 and json.loads(answer.body)["where"] == "ts"
 
 
 def test_replay_state_survives_a_restart(start_metrics_server, tmp_path, rig):

@@ -499,17 +499,51 @@ def test_bridge_refuses_a_reply_that_is_not_its_own_and_keeps_waiting(tmp_path, 
     assert relay(s, server, export).endswith("rc=1 rows=1")
 
 
-def test_two_exports_in_one_second_carry_increasing_ts(tmp_path, server, server_dut):
-    """A second EXPORT supersedes the first (new rc) and, made in the same RTC second, takes the
-    next second for its ts and is handed over when the RTC gets there."""
+@pytest.mark.parametrize("auth", ["ta", "ra"])
+def test_two_exports_in_one_second(tmp_path, server, server_dut, auth):
+    """A second EXPORT supersedes the first (new rc). Under timestamp auth, made in the same RTC
+    second, it takes the next second for its ts and is handed over when the RTC gets there; under
+    any other auth rc guards it, so it carries the same second and leaves at once."""
     s = Sim(tmp_path, server_dut)
-    s.provision(mode="bridge")
+    s.provision(mode="bridge", auth=auth)
     s.advance(SAMPLE)
     first = json.loads(base64.b64decode(s.ok("METRICS EXPORT")["b64"]))
     reply = s.fw.handle("METRICS EXPORT")
     second = json.loads(base64.b64decode(parse_fields(reply.line[2:])["b64"]))
-    assert second["rc"] == first["rc"] + 1 and second["ts"] == first["ts"] + 1 and 0 < reply.delay_s <= 1
-    assert second["hd"] == first["hd"]  # the same rows, once each per request
+    assert second["rc"] == first["rc"] + 1 and second["hd"] == first["hd"]  # the same rows, once each per request
+    if auth == "ta":
+        assert second["ts"] == first["ts"] + 1 and 0 < reply.delay_s <= 1
+    else:
+        assert second["ts"] == first["ts"] and reply.delay_s == 0
+
+
+def _session_end(s: Sim, since: int, timeout_s: float) -> bool:
+    """Tick (real time) until a session ended after event `since`; False if none did in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        s.tick()
+        if any(e.startswith(("! EVT metrics_done", "! EVT metrics_failed")) for e in s.events[since:]):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("auth", ["ta", "ra"])
+def test_sessions_in_one_rtc_second(tmp_path, server, server_dut, auth):
+    """At a sub-second period a device under ra reports as often as its period says, each
+    request in the same RTC second with a higher rc, and the server takes every one; under ta a
+    session waits for the next RTC second (ts is the guard there)."""
+    s = Sim(tmp_path, server_dut)
+    s.provision(server.url, auth=auth, period=0.25)
+    s.advance(SAMPLE)  # rows, and the first session (rc 1), in RTC second T0 + SAMPLE
+    assert _session_end(s, 0, 5.0)
+    for _ in range(3):
+        s.clock.t += 0.25
+        assert _session_end(s, len(s.events), 5.0 if auth == "ra" else 0.3) is (auth == "ra")
+    assert int(s.rtc.now()) == T0 + SAMPLE  # all within one RTC second
+    reqs = accepted(server)
+    assert [r.simple["request_count"] for r in reqs] == ([1, 2, 3, 4] if auth == "ra" else [1])
+    assert {r.simple["timestamp"] for r in reqs} == {T0 + SAMPLE}
 
 
 # -- end to end: a virtual rig process, its UART and its PSU, and the server over HTTP -----------

@@ -24,7 +24,7 @@ CODES: dict[str, tuple[int, str]] = {
     "not_found": (404, "no such route under the server's base path"),
     "method_not_allowed": (405, "the route exists but not for this HTTP method"),
     # 409: replay
-    "replay": (409, "timestamp or request_count is not above the last one accepted for this device"),
+    "replay": (409, "the field guarding the request (ts or rc, by its auth) is not above the highest accepted"),
     # 413/415: transport
     "too_large": (413, "the body is larger than 4096 KB"),
     "unsupported_media_type": (415, "Content-Type is not application/json, json, application/cbor or cbor"),

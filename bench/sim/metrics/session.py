@@ -98,7 +98,7 @@ class MetricsSession:
         self._next_sample = 0.0
         self._next_session = 0.0
         self._last_sample_t: int | None = None
-        self.last_ts = int(port.rtc_now())  # this second may already have carried a request
+        self.last_ts = int(port.rtc_now())  # this second may already have carried a request (ta)
         self._retry_rows: list[Row] | None = None  # metrics_rows_duplicated_on_retry's slot
 
     # -- configuration --------------------------------------------------------------------------
@@ -113,7 +113,8 @@ class MetricsSession:
             self._next_session = min(self._next_session, now + settings.period_s)
 
     def report_now(self) -> None:
-        """METRICS REPORT: start a session as soon as it may (the next RTC second at the latest)."""
+        """METRICS REPORT: start a session as soon as it may (at once, or under timestamp auth
+        the next RTC second at the latest)."""
         self._forced = True
 
     # -- the main loop --------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class MetricsSession:
             self._next_session = now + s.period_s
             self._event("metrics_skipped", reason="no_url", rows=len(self.buffer))
             return
-        if int(self.port.rtc_now()) <= self.last_ts:
+        if self._ts_guarded() and int(self.port.rtc_now()) <= self.last_ts:
             return  # ts must go up: wait for the next RTC second
         self._forced = False
         self._next_session = now + s.period_s
@@ -211,6 +212,13 @@ class MetricsSession:
             ).start()
         else:
             self._event("metrics_pending", **fields)
+
+    def _ts_guarded(self) -> bool:
+        """The server guards against replays with the field the signature relies on
+        (docs/metrics.md "Replay protection"): ts under timestamp auth (`ta`), else rc, which
+        every request of this device carries. Only a ts guard needs a new RTC second per request;
+        an rc guard lets sessions come as often as the period says."""
+        return self.port.auth == "ta"
 
     def _http(self, seq: int, url: str, request: Request, timeout_s: float) -> None:
         """The modem: runs on its own thread and touches nothing but the result queue."""
@@ -335,8 +343,9 @@ class MetricsSession:
     def export(self) -> tuple[InFlight, float]:
         """METRICS EXPORT: the pending request if one was announced and not yet taken, else a new
         request now (superseding one still unanswered: its rows go in the new one). Returns it
-        and how long the firmware must wait before handing it over (a new request in the RTC
-        second of the last one carries the next second and leaves when the RTC reaches it)."""
+        and how long the firmware must wait before handing it over (under timestamp auth a new
+        request in the RTC second of the last one carries the next second and leaves when the RTC
+        reaches it; under any other auth it carries the current second and leaves at once)."""
         inf = self.inflight
         if inf is not None and inf.via == "bridge" and not inf.exported:
             inf.exported = True
@@ -345,7 +354,7 @@ class MetricsSession:
             self._fail("superseded")
         now = self.clock()
         rtc = self.port.rtc_now()
-        ts = max(int(rtc), self.last_ts + 1)
+        ts = max(int(rtc), self.last_ts + 1) if self._ts_guarded() else int(rtc)
         inf = self._new_request(now, "bridge", ts)
         inf.exported = True
         return inf, max(0.0, ts - rtc)
