@@ -4,6 +4,9 @@ runs on a DUT that offers nothing else (from its device ledger, without factory 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 # One test per capability a production DUT may lack, and the token tests it can still be given.
@@ -14,13 +17,18 @@ SELECTED = (
 )
 
 
-def test_missing_capabilities_skip_with_the_reason_and_are_listed(tmp_path):
-    rig = tmp_path / "limited.toml"
+@background.scenario
+def limited_dut(tmp: Path):
+    rig = tmp / "limited.toml"
     rig.write_text(
         '[station]\nid = "virtual-limited"\n\n[dut]\ncapabilities = ["token", "status"]\n'
         "lockout_unit_s = 1\n\n[sim]\nlockout_unit_s = 1\n"
     )
-    results, output = run_device_suite(tmp_path, args=["--rig", str(rig), "-k", SELECTED])
+    return run_device_suite(tmp, args=["--rig", str(rig), "-k", SELECTED])
+
+
+def test_missing_capabilities_skip_with_the_reason_and_are_listed(request):
+    results, output = background.result(request, limited_dut)
     skipped = {n: r.message for n, r in results.items() if r.outcome == "skipped"}
     assert "tests/device/test_identity.py::test_provisioning_round_trip" in skipped, output
     assert "tests/device/test_timekeeping.py::test_rtc_keeps_time_while_unpowered" in skipped, output

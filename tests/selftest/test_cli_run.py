@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from bench.cli import build_parser, run_verdict, supply_line
 from bench.fixtures.rig import soaked
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
-from bench.station.virtual_rig import sim_options, start_virtual_rig
+from bench.station.virtual_rig import VirtualRigProcess, sim_options, start_virtual_rig
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT
 
 QUICK_REQUIRED = 7  # bench/suites/quick.toml
@@ -34,9 +37,14 @@ def record_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
 
 
-def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_path):
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--operator", "ana")
+@background.scenario
+def quick_suite(tmp: Path):
+    out = tmp / "run"
+    return out, paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--operator", "ana")
+
+
+def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(request):
+    out, proc = background.result(request, quick_suite)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     progress = [line for line in lines if line.rstrip().endswith("/9]") and " PASSED " in line]
@@ -71,9 +79,14 @@ def test_quick_suite_on_the_virtual_rig_passes_with_progress_and_evidence(tmp_pa
     }
 
 
-def test_a_failing_device_exits_1_naming_the_failed_test(tmp_path):
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--sim-fault", "count_not_persisted")
+@background.scenario
+def failing_device(tmp: Path):
+    out = tmp / "run"
+    return out, paygo_bench("run", "--suite", "quick", "--report-dir", str(out), "--sim-fault", "count_not_persisted")
+
+
+def test_a_failing_device_exits_1_naming_the_failed_test(request):
+    out, proc = background.result(request, failing_device)
     assert proc.returncode == 1, proc.stdout[-3000:]
     last = proc.stdout.splitlines()[-1]
     assert last.startswith(
@@ -82,9 +95,14 @@ def test_a_failing_device_exits_1_naming_the_failed_test(tmp_path):
     assert record_of(out)["verdict"] == "FAILED" and record_of(out)["exit_status"] == 1
 
 
-def test_nothing_selected_is_incomplete_exit_2_never_passed(tmp_path):
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "-k", "nomatch", "--report-dir", str(out))
+@background.scenario
+def nothing_selected(tmp: Path):
+    out = tmp / "run"
+    return out, paygo_bench("run", "-k", "nomatch", "--report-dir", str(out))
+
+
+def test_nothing_selected_is_incomplete_exit_2_never_passed(request):
+    out, proc = background.result(request, nothing_selected)
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
     last = proc.stdout.splitlines()[-1]
     rec = record_of(out)
@@ -98,13 +116,18 @@ def test_nothing_selected_is_incomplete_exit_2_never_passed(tmp_path):
     assert {x["why"] for x in rec["suite"]["missing"]} == {"deselected (-k, -m or --deselect)"}
 
 
-def test_a_required_test_the_dut_cannot_be_given_is_incomplete_naming_it(tmp_path):
+@background.scenario
+def status_only_dut(tmp: Path):
+    rig = tmp / "status-only.toml"
+    rig.write_text('[station]\nid = "lab-ts"\n[dut]\ncapabilities = ["status"]\nsuite = "quick"\n', encoding="utf-8")
+    out = tmp / "run"
+    return out, paygo_bench("run", "--rig", str(rig), "--report-dir", str(out))
+
+
+def test_a_required_test_the_dut_cannot_be_given_is_incomplete_naming_it(request):
     """A DUT that reports its status but takes no tokens over the link (a rig that declares only
     `status`), quick suite required: every token test is not covered, the verdict INCOMPLETE."""
-    rig = tmp_path / "status-only.toml"
-    rig.write_text('[station]\nid = "lab-ts"\n[dut]\ncapabilities = ["status"]\nsuite = "quick"\n', encoding="utf-8")
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "--rig", str(rig), "--report-dir", str(out))
+    out, proc = background.result(request, status_only_dut)
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
     rec = record_of(out)
     missing = {x["nodeid"]: x["why"] for x in rec["suite"]["missing"]}
@@ -143,8 +166,8 @@ def real_rig_file(path: Path, port: str, psu: str, profile: str = "paygo-sim") -
     return path
 
 
-@pytest.fixture(scope="module")
-def simulator():
+@contextmanager
+def simulator() -> Iterator[VirtualRigProcess]:
     """The simulated device and PSU, started by hand: a working port and a working PSU to pair
     with a broken one."""
     with tempfile.TemporaryDirectory(prefix="paygo-sim-") as state_dir:
@@ -166,20 +189,32 @@ def assert_bench_error(proc: subprocess.CompletedProcess, out: Path, names: str)
     return rec
 
 
-def test_a_missing_serial_port_is_bench_error_naming_the_port(tmp_path, simulator):
-    rig = real_rig_file(tmp_path / "lab.toml", "/dev/paygo-no-such-port", simulator.visa)  # a PSU that works
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+@background.scenario
+def missing_serial_port(tmp: Path):
+    with simulator() as sim:
+        rig = real_rig_file(tmp / "lab.toml", "/dev/paygo-no-such-port", sim.visa)  # a PSU that works
+        out = tmp / "run"
+        return out, paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+
+
+def test_a_missing_serial_port_is_bench_error_naming_the_port(request):
+    out, proc = background.result(request, missing_serial_port)
     rec = assert_bench_error(proc, out, "cannot open serial port /dev/paygo-no-such-port")
     skipped = [t for t in rec["tests"] if t["outcome"] == "skipped"]
     assert skipped and all(t["reason"].startswith("rig broken: ") for t in skipped), rec["tests"]
 
 
-def test_a_silent_psu_is_bench_error_naming_the_psu(tmp_path, simulator):
+@background.scenario
+def silent_psu(tmp: Path):
     resource = f"TCPIP0::127.0.0.1::{closed_port()}::SOCKET"
-    rig = real_rig_file(tmp_path / "lab.toml", simulator.port, resource)  # a port that works
-    out = tmp_path / "run"
-    proc = paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+    with simulator() as sim:
+        rig = real_rig_file(tmp / "lab.toml", sim.port, resource)  # a port that works
+        out = tmp / "run"
+        return resource, out, paygo_bench("run", "--rig", str(rig), "--suite", "quick", "--report-dir", str(out))
+
+
+def test_a_silent_psu_is_bench_error_naming_the_psu(request):
+    resource, out, proc = background.result(request, silent_psu)
     assert_bench_error(proc, out, f"PSU at {resource}")
 
 

@@ -19,6 +19,7 @@ from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
 from bench.history.reader import hash_of_tests
 from bench.history.view import no_comparison
 from bench.record.model import Counts
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
@@ -355,20 +356,30 @@ def test_rig_filters_by_the_rig_files_hash(tmp_path, capsys):
 DRIFT_TEST = "tests/device/test_rtc_drift.py::test_rtc_drift_within_limit"
 
 
-@pytest.fixture(scope="module")
-def three_runs(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Two good nights, then one with an RTC far out of its limit."""
-    reports = tmp_path_factory.mktemp("reports")
+@background.scenario
+def nights(tmp: Path) -> tuple[Path, list[str]]:
+    """Two good nights, then one with an RTC far out of its limit (in that order: the history
+    sorts them by start)."""
+    reports = tmp / "reports"
+    reports.mkdir()
     ids = []
     for n, faults in enumerate(([], [], ["rtc_drift_beyond_limit"])):
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-virtual{n}"
+        (tmp / f"run{n}").mkdir()
         run_device_suite(
-            tmp_path_factory.mktemp(f"run{n}"),
+            tmp / f"run{n}",
             faults=faults,
             args=("--report-dir", str(reports / run_id), "-k", "rtc_drift or identity"),
         )
-        assert (reports / run_id / "record.json").is_file()
         ids.append(run_id)
+    return reports, ids
+
+
+@pytest.fixture(scope="module")
+def three_runs(request) -> tuple[Path, list[str]]:
+    reports, ids = background.result(request, nights)
+    for run_id in ids:
+        assert (reports / run_id / "record.json").is_file()
     return reports, ids
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT, run_device_suite
 
 RIG = ROOT / "docs" / "rigs" / "virtual-bridge.toml"
@@ -22,10 +23,16 @@ def metrics_tests() -> set[str]:
     }
 
 
-def test_metrics_tests_pass_in_bridge_mode(tmp_path: Path):
+@background.scenario
+def bridge_mode(tmp: Path) -> tuple[dict, str, Path]:
+    results, output = run_device_suite(tmp, args=("--rig", str(RIG), "-k", "metrics"))
+    return results, output, tmp / "run" / "logs"
+
+
+def test_metrics_tests_pass_in_bridge_mode(request):
     expected = metrics_tests()
     assert len(expected) >= 6, expected
-    results, output = run_device_suite(tmp_path, args=("--rig", str(RIG), "-k", "metrics"))
+    results, output, logs = background.result(request, bridge_mode)
     ran = {n: r for n, r in results.items() if n in expected}
     assert set(ran) == expected, f"not run in bridge mode: {sorted(expected - set(ran))}\n{output}"
     not_passed = {n: f"{r.outcome}: {r.message}" for n, r in ran.items() if r.outcome != "passed"}
@@ -33,7 +40,7 @@ def test_metrics_tests_pass_in_bridge_mode(tmp_path: Path):
     # and the bench really was the modem: every test's traffic shows relayed sessions
     for nodeid in expected:
         name = nodeid.split("::")[1]
-        log = next((tmp_path / "run" / "logs").glob(f"*{name}.log")).read_text()
+        log = next(logs.glob(f"*{name}.log")).read_text()
         assert "METRICS EXPORT" in log and "metrics relay: rc=" in log and "METRICS IMPORT" in log, (
             f"{name}: no relayed session in its traffic log"
         )

@@ -3,13 +3,21 @@ socket://127.0.0.1:<port>, still opened through pyserial, and the whole device s
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 
-def test_device_suite_over_a_socket_link(tmp_path):
-    rig = tmp_path / "socket-rig.toml"
+@background.scenario
+def suite_over_a_socket(tmp: Path):
+    rig = tmp / "socket-rig.toml"
     rig.write_text('[station]\nid = "virtual-socket"\n\n[sim]\nlink = "socket"\n')
-    results, output = run_device_suite(tmp_path, args=["--rig", str(rig)])
+    return tmp, *run_device_suite(tmp, args=["--rig", str(rig)])
+
+
+def test_device_suite_over_a_socket_link(request):
+    tmp, results, output = background.result(request, suite_over_a_socket)
     assert results and all(r.outcome == "passed" for r in results.values()), output
-    bring_up = (tmp_path / "run" / "logs" / "bring-up.log").read_text()
+    bring_up = (tmp / "run" / "logs" / "bring-up.log").read_text()
     assert "DUT link socket://127.0.0.1:" in bring_up, bring_up[:500]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 NODE = "tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes"
@@ -25,33 +27,59 @@ def random_delay_rig(tmp_path, cycles: int = 40) -> str:
     return str(path)
 
 
-def test_trigger_failure_names_a_replay_that_fails_alone(tmp_path):
+REPLAY = r"--power-cut-replay (\d+:\d+:p\d+)"
+
+
+@background.scenario
+def trigger_and_replay(tmp: Path) -> dict:
+    """The failing run, then (if it named one) its replay on the faulty and on the good device."""
+    seen = {"full": run_device_suite(tmp / "full", faults=["torn_write_corrupts_state"], args=ONLY)}
+    results, output = seen["full"]
+    m = re.search(REPLAY, results[NODE].message + output) if NODE in results else None
+    if m:
+        replay = ("--power-cut-replay", m.group(1))
+        seen["again"] = run_device_suite(tmp / "replay", faults=["torn_write_corrupts_state"], args=ONLY + replay)
+        seen["good"] = run_device_suite(tmp / "good", args=ONLY + replay)
+    return seen
+
+
+def test_trigger_failure_names_a_replay_that_fails_alone(request):
     """torn_write_corrupts_state: the trigger path fails at its first cut and prints the replay
     line; that replay, run alone, fails the same way after one cut, and passes on the good
     device."""
-    results, output = run_device_suite(tmp_path / "full", faults=["torn_write_corrupts_state"], args=ONLY)
+    seen = background.result(request, trigger_and_replay)
+    results, output = seen["full"]
     assert results[NODE].outcome == "failed", output
-    m = re.search(r"--power-cut-replay (\d+:\d+:p\d+)", results[NODE].message + output)
+    m = re.search(REPLAY, results[NODE].message + output)
     assert m, results[NODE].message
-    replay = ("--power-cut-replay", m.group(1))
-    again, output = run_device_suite(tmp_path / "replay", faults=["torn_write_corrupts_state"], args=ONLY + replay)
+    again, output = seen["again"]
     assert again[NODE].outcome == "failed", output
     assert "power cut 1 of 1" in again[NODE].message + output
-    good, output = run_device_suite(tmp_path / "good", args=ONLY + replay)
+    good, output = seen["good"]
     assert good[NODE].outcome == "passed", output
 
 
-def test_random_delay_path_passes_the_good_device_and_catches_a_torn_write(tmp_path):
+@background.scenario
+def random_delays(tmp: Path) -> dict:
+    rig = random_delay_rig(tmp)
+    return {
+        "tmp": tmp,
+        "good": run_device_suite(tmp / "good", args=ONLY + ("--rig", rig, "--power-cut-seed", "7")),
+        "bad": run_device_suite(
+            tmp / "bad", faults=["torn_write_corrupts_state"], args=ONLY + ("--rig", rig, "--power-cut-seed", "7")
+        ),
+    }
+
+
+def test_random_delay_path_passes_the_good_device_and_catches_a_torn_write(request):
     """Without the PSU trigger the bench cuts at seeded random delays within the time an uncut
     entry takes: the good device passes all of them, the firmware that writes in place is
     caught, with a replay line giving the delay."""
-    rig = random_delay_rig(tmp_path)
-    good, output = run_device_suite(tmp_path / "good", args=ONLY + ("--rig", rig, "--power-cut-seed", "7"))
+    seen = background.result(request, random_delays)
+    good, output = seen["good"]
     assert good[NODE].outcome == "passed", output
-    assert_telemetry(tmp_path / "good")
-    bad, output = run_device_suite(
-        tmp_path / "bad", faults=["torn_write_corrupts_state"], args=ONLY + ("--rig", rig, "--power-cut-seed", "7")
-    )
+    assert_telemetry(seen["tmp"] / "good")
+    bad, output = seen["bad"]
     assert bad[NODE].outcome == "failed", output
     assert re.search(r"--power-cut-replay 7:\d+:\d+\.\d+ms", bad[NODE].message + output), bad[NODE].message
 

@@ -32,7 +32,9 @@ from bench.record.schema import SCHEMA, SCHEMA_FILE, SCHEMA_VERSION, schema_json
 from bench.record.writer import RECORD_NAME, write_json_atomic, write_record
 from bench.rig import VIRTUAL_DUT_KEY
 from bench.version import bench_version
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT, run_device_suite
+from tests.selftest.sigint import sigint_default
 
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 JUNIT_OUTCOME = {
@@ -43,6 +45,8 @@ JUNIT_OUTCOME = {
     "not covered": "skipped",
 }
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (SIGINT/SIGKILL to a child)")
+# The scenario of a POSIX-only test: started in the background only where its test can run.
+posix_scenario = background.scenario if sys.platform != "win32" else (lambda fn: fn)
 
 
 def assert_valid(doc: dict) -> None:
@@ -68,10 +72,16 @@ def utc(text: str) -> datetime:
 # -- a whole run, checked against its JUnit XML ---------------------------------------------------
 
 
-def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
+@background.scenario
+def passing_run(tmp: Path) -> dict:
     before = datetime.now(UTC)
-    results, output = run_device_suite(tmp_path, args=("--report-dir", str(tmp_path), "-k", "identity or keeps_time"))
-    after = datetime.now(UTC)
+    results, output = run_device_suite(tmp, args=("--report-dir", str(tmp), "-k", "identity or keeps_time"))
+    return {"tmp": tmp, "results": results, "output": output, "before": before, "after": datetime.now(UTC)}
+
+
+def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(request):
+    seen = background.result(request, passing_run)
+    tmp_path, results, output, before, after = (seen[k] for k in ("tmp", "results", "output", "before", "after"))
     rec = load_record(tmp_path)
     assert rec["status"] == "finished" and rec["status_reason"] is None, output
     # every selected test passed, but the full suite requires them all: -k left most out
@@ -123,10 +133,15 @@ def test_record_of_a_passing_run_is_valid_and_agrees_with_junit(tmp_path):
     assert VIRTUAL_DUT_KEY.lower() not in (tmp_path / RECORD_NAME).read_text(encoding="utf-8").lower()
 
 
-def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
-    results, output = run_device_suite(
-        tmp_path, faults=["count_not_persisted"], args=("--report-dir", str(tmp_path), "-k", "persistence")
+@background.scenario
+def faulty_device(tmp: Path):
+    return tmp, *run_device_suite(
+        tmp, faults=["count_not_persisted"], args=("--report-dir", str(tmp), "-k", "persistence")
     )
+
+
+def test_record_of_a_faulty_device_says_failed_with_each_reason(request):
+    tmp_path, results, output = background.result(request, faulty_device)
     rec = load_record(tmp_path)
     failed = {n: r for n, r in results.items() if r.outcome == "failed"}
     assert failed, output
@@ -141,11 +156,16 @@ def test_record_of_a_faulty_device_says_failed_with_each_reason(tmp_path):
     assert rec["counts"]["failed"] == len(failed) and rec["verdict_reason"].startswith(f"{len(failed)} failed (")
 
 
-def test_not_covered_checks_are_recorded_as_such(tmp_path):
-    """On the HDK adapter the identity checks cannot be made: 'not covered', never 'passed'."""
-    results, output = run_device_suite(
-        tmp_path, args=("--report-dir", str(tmp_path), "--rig", "docs/rigs/hdk-virtual.toml", "-k", "test_identity")
+@background.scenario
+def hdk_identity(tmp: Path):
+    return tmp, *run_device_suite(
+        tmp, args=("--report-dir", str(tmp), "--rig", "docs/rigs/hdk-virtual.toml", "-k", "test_identity")
     )
+
+
+def test_not_covered_checks_are_recorded_as_such(request):
+    """On the HDK adapter the identity checks cannot be made: 'not covered', never 'passed'."""
+    tmp_path, results, output = background.result(request, hdk_identity)
     rec = load_record(tmp_path)
     assert results and all(r.outcome == "skipped" for r in results.values()), output
     assert {t["outcome"] for t in rec["tests"]} == {"not covered"}, rec["tests"]
@@ -158,13 +178,17 @@ def test_not_covered_checks_are_recorded_as_such(tmp_path):
     assert rec["station"]["rig_sha256"] == hashlib.sha256(rig_file.read_bytes()).hexdigest()
 
 
-def test_the_identity_the_dut_reported_is_recorded(tmp_path):
+@background.scenario
+def reported_identity(tmp: Path):
+    run_dir = tmp / "run"
+    return run_dir, *finish(start_suite(run_dir, "-k", "provisioning_round_trip"))
+
+
+def test_the_identity_the_dut_reported_is_recorded(request):
     """Bring-up reads the DUT's ID (fixtures/dut.py); the record carries it in place of the boot
     banner's partial account, with the capabilities the DUT declared."""
-    run_dir = tmp_path / "run"
-    proc = start_suite(run_dir, "-k", "provisioning_round_trip")
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2, output  # INCOMPLETE: one test of the full suite
+    run_dir, returncode, output = background.result(request, reported_identity)
+    assert returncode == 2, output  # INCOMPLETE: one test of the full suite
     rec = load_record(run_dir)
     assert rec["tests"][0]["outcome"] == "passed", rec["tests"]
     ident = rec["dut"]["identity"]
@@ -177,6 +201,7 @@ def test_the_identity_the_dut_reported_is_recorded(tmp_path):
 
 
 def start_suite(run_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """The device suite in a child, SIGINT at its default (the Ctrl-C test sends it one)."""
     cmd = [
         sys.executable,
         "-m",
@@ -191,7 +216,15 @@ def start_suite(run_dir: Path, *args: str, env: dict | None = None) -> subproces
         f"--junitxml={run_dir / 'junit.xml'}",
         *args,
     ]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        sigint_default(cmd), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[int, str]:
+    """Its exit status and output, once it has ended."""
+    output, _ = proc.communicate(timeout=timeout_s)
+    return proc.returncode, output
 
 
 def wait_for_tests_done(proc: subprocess.Popen, run_dir: Path, n: int, timeout_s: float = 20.0) -> dict:
@@ -212,22 +245,29 @@ def wait_for_tests_done(proc: subprocess.Popen, run_dir: Path, n: int, timeout_s
     raise AssertionError(f"no {n} tests recorded within {timeout_s} s")
 
 
-@POSIX_ONLY
-def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
+@posix_scenario
+def ctrl_c(tmp: Path) -> dict:
     # two quick identity tests, then the RTC test that holds the DUT off for ~2 s: stopped there
-    proc = start_suite(tmp_path, "-k", "identity or keeps_time")
+    proc = start_suite(tmp, "-k", "identity or keeps_time")
     try:
-        running = wait_for_tests_done(proc, tmp_path, 2)
-        assert running["status"] == "running" and running["ended_at"] is None
+        running = wait_for_tests_done(proc, tmp, 2)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    rec = load_record(tmp_path)
+    return {"tmp": tmp, "running": running, "returncode": proc.returncode, "output": output}
+
+
+@POSIX_ONLY
+def test_ctrl_c_leaves_a_valid_record_marked_interrupted(request):
+    seen = background.result(request, ctrl_c)
+    running, output = seen["running"], seen["output"]
+    assert running["status"] == "running" and running["ended_at"] is None
+    rec = load_record(seen["tmp"])
     assert rec["status"] == "interrupted" and rec["exit_status"] == 2, (rec["status"], output)
-    assert rec["verdict"] == "INCOMPLETE" and proc.returncode == 2
+    assert rec["verdict"] == "INCOMPLETE" and seen["returncode"] == 2
     assert rec["verdict_reason"].startswith("interrupted (KeyboardInterrupt (Ctrl-C or SIGINT)); 2 of "), rec[
         "verdict_reason"
     ]
@@ -241,17 +281,23 @@ def test_ctrl_c_leaves_a_valid_record_marked_interrupted(tmp_path):
     assert rec["counts"]["passed"] == 2 and rec["counts"]["collected"] == 3
 
 
-def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(tmp_path):
-    """A bug in a plugin (pytest's INTERNALERROR) ends the run mid-test: the record says BENCH
-    ERROR, why, and which test was running."""
-    (tmp_path / "crashing_plugin.py").write_text(
-        "def pytest_runtest_logreport(report):\n"
-        "    if report.when == 'call':\n"
-        "        raise RuntimeError('a plugin crashed')\n",
-        encoding="utf-8",
-    )
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+def with_plugin(tmp: Path, name: str, code: str) -> dict:
+    """The environment of a child that can load tmp/<name>.py as a plugin (-p name)."""
+    (tmp / f"{name}.py").write_text(code, encoding="utf-8")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))}
+
+
+CRASHING_PLUGIN = """
+def pytest_runtest_logreport(report):
+    if report.when == 'call':
+        raise RuntimeError('a plugin crashed')
+"""
+
+
+@background.scenario
+def crash_inside_pytest(tmp: Path):
+    env = with_plugin(tmp, "crashing_plugin", CRASHING_PLUGIN)
+    run_dir = tmp / "run"
     proc = start_suite(
         run_dir,
         "-p",
@@ -262,8 +308,14 @@ def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(tmp_path
         "test_identity",
         env=env,
     )
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 3, output
+    return run_dir, *finish(proc)
+
+
+def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(request):
+    """A bug in a plugin (pytest's INTERNALERROR) ends the run mid-test: the record says BENCH
+    ERROR, why, and which test was running."""
+    run_dir, returncode, output = background.result(request, crash_inside_pytest)
+    assert returncode == 3, output
     rec = load_record(run_dir)
     assert rec["verdict"] == "BENCH ERROR" and rec["exit_status"] == 3 and rec["status"] == "interrupted", rec[
         "verdict"
@@ -275,17 +327,23 @@ def test_a_crash_inside_pytest_leaves_a_valid_record_marked_bench_error(tmp_path
     ], rec["tests"]
 
 
-@POSIX_ONLY
-def test_a_killed_run_leaves_its_last_valid_record(tmp_path):
-    proc = start_suite(tmp_path, "-k", "identity or keeps_time")
+@posix_scenario
+def killed_run(tmp: Path):
+    proc = start_suite(tmp, "-k", "identity or keeps_time")
     try:
-        running = wait_for_tests_done(proc, tmp_path, 1)
+        running = wait_for_tests_done(proc, tmp, 1)
         proc.kill()  # SIGKILL: no hook runs, no handler, nothing flushed
         proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return tmp, running
+
+
+@POSIX_ONLY
+def test_a_killed_run_leaves_its_last_valid_record(request):
+    tmp_path, running = background.result(request, killed_run)
     rec = load_record(tmp_path)
     assert rec["status"] == "running" and rec["exit_status"] is None and rec["ended_at"] is None
     assert rec["verdict"] is None and rec["verdict_reason"] is None
@@ -296,11 +354,15 @@ def test_a_killed_run_leaves_its_last_valid_record(tmp_path):
     assert rec["tests"][0]["outcome"] == "passed" and rec["tests"][0]["attachments"]
 
 
-def test_collect_only_is_incomplete_never_passed(tmp_path):
-    proc = start_suite(tmp_path, "--collect-only", "-q")
-    output, _ = proc.communicate(timeout=60)
+@background.scenario
+def collect_only(tmp: Path):
+    return tmp, *finish(start_suite(tmp, "--collect-only", "-q"))
+
+
+def test_collect_only_is_incomplete_never_passed(request):
+    tmp_path, returncode, output = background.result(request, collect_only)
     rec = load_record(tmp_path)
-    assert proc.returncode == 2 and rec["verdict"] == "INCOMPLETE" and rec["tests"] == [], output
+    assert returncode == 2 and rec["verdict"] == "INCOMPLETE" and rec["tests"] == [], output
     assert rec["verdict_reason"] == (
         f"no device test ran (--collect-only); 0 of {rec['suite']['required']} required tests ran (suite full)"
     )
@@ -315,17 +377,21 @@ def pytest_runtest_setup(item):
 """
 
 
-def test_the_bench_giving_up_is_bench_error(tmp_path):
-    """What fixtures/virtual_rig.py does when the simulator cannot start: pytest.exit(..., 3)."""
-    (tmp_path / "give_up.py").write_text(GIVE_UP, encoding="utf-8")
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+@background.scenario
+def giving_up(tmp: Path):
+    env = with_plugin(tmp, "give_up", GIVE_UP)
+    run_dir = tmp / "run"
     proc = start_suite(
         run_dir, "-p", "give_up", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-k", "test_identity", env=env
     )
-    output, _ = proc.communicate(timeout=60)
+    return run_dir, *finish(proc)
+
+
+def test_the_bench_giving_up_is_bench_error(request):
+    """What fixtures/virtual_rig.py does when the simulator cannot start: pytest.exit(..., 3)."""
+    run_dir, returncode, output = background.result(request, giving_up)
     rec = load_record(run_dir)
-    assert proc.returncode == 3 and rec["verdict"] == "BENCH ERROR", output
+    assert returncode == 3 and rec["verdict"] == "BENCH ERROR", output
     assert rec["verdict_reason"] == "the virtual rig did not start: no free pseudo-terminal"
     assert rec["status"] == "interrupted"
 
@@ -341,16 +407,20 @@ def pytest_runtest_setup(item):
 """
 
 
-def test_a_record_that_cannot_be_written_is_bench_error(tmp_path):
-    """(A full disk, for real: tests/selftest/test_run_files.py.)"""
-    (tmp_path / "take_place.py").write_text(TAKE_THE_RECORDS_PLACE, encoding="utf-8")
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+@background.scenario
+def record_place_taken(tmp: Path):
+    env = with_plugin(tmp, "take_place", TAKE_THE_RECORDS_PLACE)
+    run_dir = tmp / "run"
     proc = start_suite(
         run_dir, "-p", "take_place", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-k", "test_identity", env=env
     )
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 3, output
+    return run_dir, *finish(proc)
+
+
+def test_a_record_that_cannot_be_written_is_bench_error(request):
+    """(A full disk, for real: tests/selftest/test_run_files.py.)"""
+    run_dir, returncode, output = background.result(request, record_place_taken)
+    assert returncode == 3, output
     last = output.rstrip().splitlines()[-1]
     assert last == f"paygo-bench: BENCH ERROR: cannot write {run_dir / RECORD_NAME}: [Errno 21] Is a directory", last
     assert "Traceback" not in output and "1 passed" in output, output[-3000:]  # the test in progress ends

@@ -7,8 +7,10 @@ import base64
 import html
 import json
 import re
+from pathlib import Path
 
 from bench.rig import VIRTUAL_DUT_KEY
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT, run_device_suite
 
 SELECTED = "brownout or keeps_time"
@@ -23,14 +25,20 @@ def report_tests(path) -> dict[str, list[dict]]:
     return json.loads(html.unescape(m.group(1)))["tests"]
 
 
-def test_report_shows_psu_trace_inline_and_links_raw_data(tmp_path):
-    out = tmp_path / "run"
-    report = out / "report.html"
-    results, output = run_device_suite(
-        tmp_path,
-        args=("--report-dir", str(out), "-k", SELECTED, f"--html={report}", "--self-contained-html"),
+@background.scenario
+def psu_trace(tmp: Path):
+    out = tmp / "run"
+    return tmp, *run_device_suite(
+        tmp,
+        args=("--report-dir", str(out), "-k", SELECTED, f"--html={out / 'report.html'}", "--self-contained-html"),
         plots=True,
     )
+
+
+def test_report_shows_psu_trace_inline_and_links_raw_data(request):
+    tmp_path, results, output = background.result(request, psu_trace)
+    out = tmp_path / "run"
+    report = out / "report.html"
     assert results and all(r.outcome == "passed" for r in results.values()), output
     tests = report_tests(report)
     assert len(tests) == len(results), f"report has {sorted(tests)}, junit {sorted(results)}"
@@ -52,26 +60,44 @@ def test_report_shows_psu_trace_inline_and_links_raw_data(tmp_path):
         assert "supply_voltage_min" in measured and "supply_current_max" in measured, nodeid
 
 
-def test_no_plots_option_attaches_data_only(tmp_path):
+@background.scenario
+def no_plots(tmp: Path):
+    return tmp, *run_device_suite(tmp, args=("--report-dir", str(tmp / "run"), "-k", "keeps_time"))
+
+
+def test_no_plots_option_attaches_data_only(request):
+    tmp_path, results, output = background.result(request, no_plots)
     out = tmp_path / "run"
-    results, output = run_device_suite(tmp_path, args=("--report-dir", str(out), "-k", "keeps_time"))
     assert results and all(r.outcome == "passed" for r in results.values()), output
     logs = out / "logs"
     assert list(logs.glob("*.power.csv")), sorted(p.name for p in logs.iterdir())
     assert not list(logs.glob("*.png")), sorted(p.name for p in logs.glob("*.png"))
 
 
-def test_report_shows_the_captured_metrics(tmp_path):
+@background.scenario
+def captured_metrics(tmp: Path):
+    out = tmp / "run"
+    return tmp, *run_device_suite(
+        tmp,
+        args=(
+            "--report-dir",
+            str(out),
+            "-k",
+            "metrics_tokens_applied",
+            f"--html={out / 'report.html'}",
+            "--self-contained-html",
+        ),
+        plots=True,
+    )
+
+
+def test_report_shows_the_captured_metrics(request):
     """A Metrics test's report entry carries what reached the server: the requests as a table
     (one row per stored request, tokens answered included), their CSV linked, the historical
     series as an inline plot; the device's key appears nowhere in the page."""
+    tmp_path, results, output = background.result(request, captured_metrics)
     out = tmp_path / "run"
     report = out / "report.html"
-    results, output = run_device_suite(
-        tmp_path,
-        args=("--report-dir", str(out), "-k", "metrics_tokens_applied", f"--html={report}", "--self-contained-html"),
-        plots=True,
-    )
     assert list(results) == ["tests/device/test_metrics.py::test_metrics_tokens_applied"], output
     assert all(r.outcome == "passed" for r in results.values()), output
     ((nodeid, runs),) = report_tests(report).items()
@@ -119,22 +145,28 @@ def page_title(report) -> str:
     return html.unescape(m.group(1))
 
 
-def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
-    out = tmp_path / "run"
-    report = out / "report.html"
-    results, output = run_device_suite(
-        tmp_path,
+@background.scenario
+def header_of_a_run(tmp: Path):
+    out = tmp / "run"
+    return tmp, *run_device_suite(
+        tmp,
         args=(
             "--report-dir",
             str(out),
             "-k",
             "test_identity",
-            f"--html={report}",
+            f"--html={out / 'report.html'}",
             "--self-contained-html",
             "--operator",
             "ana",
         ),
     )
+
+
+def test_report_header_names_the_dut_as_it_reported_itself(request):
+    tmp_path, results, output = background.result(request, header_of_a_run)
+    out = tmp_path / "run"
+    report = out / "report.html"
     assert results and all(r.outcome == "passed" for r in results.values()), output
     head = " ".join(header_text(report).split())
     # the verdict first: both passed, but the full suite requires every device test
@@ -157,12 +189,12 @@ def test_report_header_names_the_dut_as_it_reported_itself(tmp_path):
     assert VIRTUAL_DUT_KEY not in report.read_text(encoding="utf-8")
 
 
-def test_report_lists_the_tests_the_dut_could_not_be_given(tmp_path):
-    out = tmp_path / "run"
-    report = out / "report.html"
+@background.scenario
+def header_of_an_hdk_run(tmp: Path):
+    out = tmp / "run"
     rig = ROOT / "docs" / "rigs" / "hdk-virtual.toml"
-    results, output = run_device_suite(
-        tmp_path,
+    return tmp, *run_device_suite(
+        tmp,
         args=(
             "--rig",
             str(rig),
@@ -170,10 +202,16 @@ def test_report_lists_the_tests_the_dut_could_not_be_given(tmp_path):
             str(out),
             "-k",
             "identity",
-            f"--html={report}",
+            f"--html={out / 'report.html'}",
             "--self-contained-html",
         ),
     )
+
+
+def test_report_lists_the_tests_the_dut_could_not_be_given(request):
+    tmp_path, results, output = background.result(request, header_of_an_hdk_run)
+    out = tmp_path / "run"
+    report = out / "report.html"
     skipped = sorted(n for n, r in results.items() if r.outcome == "skipped")
     assert skipped == [
         "tests/device/test_identity.py::test_identity",

@@ -7,34 +7,69 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.report.junit import read_junit
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT
+from tests.selftest.sigint import sigint_default
 
 
 def run_scenario(tmp_path, name: str, *args: str):
+    """tests/selftest/scenarios/<name>.py in a child pytest, SIGINT at its default (the
+    interrupted scenario sends itself one)."""
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            f"tests/selftest/scenarios/{name}.py",
-            "-p",
-            "no:cacheprovider",
-            "--report-dir",
-            str(tmp_path / "run"),
-            f"--junitxml={junit}",
-            "-o",
-            "junit_family=xunit2",
-            *args,
-        ],
+        sigint_default(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                f"tests/selftest/scenarios/{name}.py",
+                "-p",
+                "no:cacheprovider",
+                "--report-dir",
+                str(tmp_path / "run"),
+                f"--junitxml={junit}",
+                "-o",
+                "junit_family=xunit2",
+                *args,
+            ]
+        ),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     return read_junit(junit), proc.stdout + proc.stderr, proc.returncode
+
+
+@background.scenario
+def broken_rig(tmp: Path):
+    return tmp, *run_scenario(tmp, "broken_rig")
+
+
+@background.scenario
+def unpowered(tmp: Path):
+    return tmp, *run_scenario(tmp, "unpowered")
+
+
+@background.scenario
+def interrupted(tmp: Path):
+    return tmp, *run_scenario(tmp, "interrupted")
+
+
+@background.scenario
+def bad_rig_file(tmp: Path) -> subprocess.CompletedProcess:
+    rig = tmp / "bad.toml"
+    rig.write_text('[station]\nid = "lab-1"\n[psu]\nresource = "virtual"\nvolatge = 12\n')
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/device", "--rig", str(rig), "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def verdict_of(tmp_path, code: int) -> tuple[str, str]:
@@ -44,8 +79,8 @@ def verdict_of(tmp_path, code: int) -> tuple[str, str]:
     return rec["verdict"], rec["verdict_reason"]
 
 
-def test_vanished_port_skips_the_remaining_device_tests(tmp_path):
-    results, output, code = run_scenario(tmp_path, "broken_rig")
+def test_vanished_port_skips_the_remaining_device_tests(request):
+    tmp_path, results, output, code = background.result(request, broken_rig)
     prefix = "tests/selftest/scenarios/broken_rig.py::"
     first = results[prefix + "test_port_vanishes"]
     assert first.outcome == "failed", output
@@ -63,8 +98,8 @@ def test_vanished_port_skips_the_remaining_device_tests(tmp_path):
     assert output.rstrip().splitlines()[-1] == f"paygo-bench: BENCH ERROR: {reason}"
 
 
-def test_unpowered_dut_is_reported_as_silent_naming_the_port(tmp_path):
-    results, output, code = run_scenario(tmp_path, "unpowered")
+def test_unpowered_dut_is_reported_as_silent_naming_the_port(request):
+    tmp_path, results, output, code = background.result(request, unpowered)
     r = results["tests/selftest/scenarios/unpowered.py::test_request_while_off"]
     assert r.outcome == "failed", output
     assert "no reply to 'PING'" in r.message and "silent" in r.message, r.message
@@ -72,16 +107,8 @@ def test_unpowered_dut_is_reported_as_silent_naming_the_port(tmp_path):
     assert verdict_of(tmp_path, code)[0] == "FAILED" and code == 1
 
 
-def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
-    rig = tmp_path / "bad.toml"
-    rig.write_text('[station]\nid = "lab-1"\n[psu]\nresource = "virtual"\nvolatge = 12\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/device", "--rig", str(rig), "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_bad_rig_file_is_one_line_naming_the_key(request):
+    proc = background.result(request, bad_rig_file)
     # pytest's usage error: without a rig there is no record (paygo-bench run says BENCH ERROR, exit 3)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
@@ -90,11 +117,11 @@ def test_bad_rig_file_is_one_line_naming_the_key(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_interrupted_run_leaves_the_psu_in_its_safe_state(tmp_path):
+def test_interrupted_run_leaves_the_psu_in_its_safe_state(request):
     """Ctrl-C mid-test: pytest still tears the session down, the PSU output is switched off (the
     virtual rig's safe_state) and nothing switches it on again; the rail is measured down and the
     PSU asked, and the record, the log and the output say so."""
-    results, output, code = run_scenario(tmp_path, "interrupted")
+    tmp_path, results, output, code = background.result(request, interrupted)
     assert "KeyboardInterrupt" in output or "Interrupted" in output, output
     verdict, reason = verdict_of(tmp_path, code)
     assert (verdict, code) == ("INCOMPLETE", 2) and reason.startswith("interrupted ("), reason

@@ -20,6 +20,7 @@ from bench.measure.drift import Edge, two_point_drift
 from bench.measure.student_t import t_quantile
 from bench.rig import virtual_rig
 from bench.sim.virtual_rig import RTC_FAULT_DRIFT_PPM
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 NODE = "tests/device/test_rtc_drift.py::test_rtc_drift_within_limit"
@@ -68,8 +69,18 @@ def assert_hard_bound_holds(out_dir: Path, true_ppm: float) -> None:
     )
 
 
-def test_good_device_passes_and_its_interval_holds_the_injected_drift(tmp_path):
-    results, output = run_device_suite(tmp_path, args=ONLY)
+@background.scenario
+def good_device(tmp: Path):
+    return tmp, *run_device_suite(tmp, args=ONLY)
+
+
+@background.scenario
+def fast_rtc(tmp: Path):
+    return tmp, *run_device_suite(tmp, faults=["rtc_drift_beyond_limit"], args=ONLY)
+
+
+def test_good_device_passes_and_its_interval_holds_the_injected_drift(request):
+    tmp_path, results, output = background.result(request, good_device)
     assert results[NODE].outcome == "passed", output
     true_ppm = virtual_rig().sim.rtc_drift_ppm
     assert true_ppm == 250.0
@@ -77,8 +88,8 @@ def test_good_device_passes_and_its_interval_holds_the_injected_drift(tmp_path):
     assert_hard_bound_holds(tmp_path, true_ppm)
 
 
-def test_drift_beyond_the_limit_fails_naming_the_drift(tmp_path):
-    results, output = run_device_suite(tmp_path, faults=["rtc_drift_beyond_limit"], args=ONLY)
+def test_drift_beyond_the_limit_fails_naming_the_drift(request):
+    tmp_path, results, output = background.result(request, fast_rtc)
     assert results[NODE].outcome == "failed", output
     message = results[NODE].message
     named = re.search(r"RTC drift beyond the limit: \+\d+\.\d+ ppm, 95% interval \[.*\] wholly outside", message)

@@ -30,6 +30,7 @@ from bench.locations import OWNER_FILE, RunPlace, new_run_dir, run_id
 from bench.record.schema import SCHEMA
 from bench.rig import VIRTUAL_DUT_KEY
 from bench.station.sim_state import OWNERS_FILE, PREFIX, alive, remove_stale
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT
 
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and process ids")
@@ -67,8 +68,15 @@ def _tmpfs_works() -> bool:
     return probe.returncode == 0
 
 
+def scenario_where(possible: bool):
+    """background.scenario for a test that can run here; nothing started in vain where it is skipped."""
+    return background.scenario if possible else (lambda fn: fn)
+
+
+TMPFS = _tmpfs_works()
+tmpfs_scenario = scenario_where(TMPFS)
 NEEDS_TMPFS = pytest.mark.skipif(
-    not _tmpfs_works(), reason="needs a private tmpfs (Linux user and mount namespaces: unshare -rm)"
+    not TMPFS, reason="needs a private tmpfs (Linux user and mount namespaces: unshare -rm)"
 )
 
 
@@ -120,11 +128,9 @@ def files_of(path: Path) -> dict[str, str]:
 # -- the run's directory ------------------------------------------------------------------------
 
 
-def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(tmp_path):
-    """Two `paygo-bench run` at once, their names taken for the next minute (as by runs of the
-    same station started in the same second): each makes its own directory, `<id>+n`, ends with
-    its own verdict read from its own record, and keeps its own logs."""
-    reports = tmp_path / "reports"
+@background.scenario
+def same_second(tmp: Path) -> dict:
+    reports = tmp / "reports"
     now = datetime.now(UTC)
     taken = {reports / run_id("virtual", now + timedelta(seconds=s)) for s in range(60)}
     for path in taken:
@@ -137,10 +143,19 @@ def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(tmp_p
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
+    return {"reports": reports, "taken": taken, "outputs": outputs, "codes": [p.returncode for p in procs]}
+
+
+def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(request):
+    """Two `paygo-bench run` at once, their names taken for the next minute (as by runs of the
+    same station started in the same second): each makes its own directory, `<id>+n`, ends with
+    its own verdict read from its own record, and keeps its own logs."""
+    seen = background.result(request, same_second)
+    reports, taken, outputs = seen["reports"], seen["taken"], seen["outputs"]
     made = sorted(set(reports.iterdir()) - taken)
     assert len(made) == 2 and all(re.fullmatch(r"\d{8}T\d{6}Z-virtual\+\d+", d.name) for d in made), made
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-3000:]
+    for returncode, output in zip(seen["codes"], outputs, strict=True):
+        assert returncode == 0, output[-3000:]
         assert output.splitlines()[-1].startswith("paygo-bench: PASSED: "), output[-2000:]
     said = {re.search(r"^paygo-bench: record (.*)$", out, re.M).group(1) for out in outputs}
     assert said == {str(d / "record.json") for d in made}, said  # each read its own record
@@ -175,46 +190,56 @@ def test_run_directories_made_at_once_in_one_second_are_distinct_and_sort_by_tim
     assert place.make() == place.make() and place.name.endswith("-lab_1_a")  # made once, a safe name
 
 
-def test_a_report_dir_holding_another_run_is_refused_in_one_line(tmp_path):
+@background.scenario
+def report_dir_taken(tmp: Path) -> dict:
+    old = tmp / "old"
+    seen: dict = {"tmp": tmp, "first": bench("run", "-k", "nomatch", "--report-dir", str(old))}
+    seen["before"] = files_of(old)
+    seen["proc"] = bench("run", *QUICK[:2], "--report-dir", str(old))
+    seen["plain"] = subprocess.run(
+        pytest_device("-k", "test_identity", "--report-dir", str(old)), cwd=ROOT, capture_output=True, text=True
+    )
+    seen["after"] = files_of(old)
+    empty = tmp / "empty"
+    empty.mkdir()
+    seen["empty"] = bench("run", "-k", "nomatch", "--report-dir", str(empty))
+    return seen
+
+
+def test_a_report_dir_holding_another_run_is_refused_in_one_line(request):
     """An explicit --report-dir that holds files (a finished run's) is refused before anything
     runs, by `paygo-bench run` (usage error, 4) and by pytest (usage error, 4), naming the
     directory; the run in it is left untouched. An empty one is taken."""
-    old = tmp_path / "old"
-    first = bench("run", "-k", "nomatch", "--report-dir", str(old))
+    seen = background.result(request, report_dir_taken)
+    old = seen["tmp"] / "old"
+    first = seen["first"]
     assert first.returncode == 2 and record_of(old)["verdict"] == "INCOMPLETE", first.stdout[-2000:]
-    before = files_of(old)
-    proc = bench("run", *QUICK[:2], "--report-dir", str(old))
+    before = seen["before"]
+    proc = seen["proc"]
     assert proc.returncode == 4 and proc.stdout == "", proc.stdout[-2000:] + proc.stderr
     refused = f"--report-dir {old} already holds files (record.json, "
     said = proc.stderr.splitlines()
     assert len(said) == 1 and said[0].startswith(f"paygo-bench run: error: {refused}"), said
     assert said[0].endswith("another run's directory is never written over; name a new or empty directory")
-    plain = subprocess.run(
-        pytest_device("-k", "test_identity", "--report-dir", str(old)), cwd=ROOT, capture_output=True, text=True
-    )
+    plain = seen["plain"]
     assert plain.returncode == 4 and "Traceback" not in plain.stdout + plain.stderr, plain.stdout[-2000:]
     said = plain.stderr.strip().splitlines()
     assert len(said) == 1 and said[0].startswith(f"ERROR: {refused}"), said
-    assert files_of(old) == before, "the earlier run's files changed"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    proc = bench("run", "-k", "nomatch", "--report-dir", str(empty))
+    assert seen["after"] == files_of(old) == before, "the earlier run's files changed"
+    empty = seen["tmp"] / "empty"
+    proc = seen["empty"]
     assert proc.returncode == 2 and record_of(empty)["run_id"] == "empty", proc.stdout[-2000:] + proc.stderr
 
 
 # -- a full disk, a read-only folder --------------------------------------------------------------
 
 
-@NEEDS_TMPFS
-def test_a_disk_that_fills_during_the_run_is_bench_error_naming_the_file_and_errno(tmp_path):
-    """The report disk fills after the second test: the run stops after the test in progress
-    (not every test erroring one by one), says BENCH ERROR in one line naming the file that
-    could not be written and the errno, exits 3 with no traceback (the JUnit writer failing
-    too), and the record on disk is the last one written whole."""
-    trigger = tmp_path / "fill-now"
-    run = tmp_path / "mnt" / "run"
+@tmpfs_scenario
+def disk_fills(tmp: Path):
+    trigger = tmp / "fill-now"
+    run = tmp / "mnt" / "run"
     proc = in_tmpfs(
-        tmp_path, "size=4m", [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(run), *QUICK], trigger
+        tmp, "size=4m", [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(run), *QUICK], trigger
     )
     lines = []
     assert proc.stdout is not None
@@ -223,8 +248,19 @@ def test_a_disk_that_fills_during_the_run_is_bench_error_naming_the_file_and_err
         if re.search(r" PASSED +\[2/9\]$", line):
             trigger.touch()
     proc.wait(timeout=180)
-    output = "".join(lines)
-    assert trigger.exists() and proc.returncode == 3, output[-4000:]
+    return tmp, proc.returncode, "".join(lines)
+
+
+@NEEDS_TMPFS
+def test_a_disk_that_fills_during_the_run_is_bench_error_naming_the_file_and_errno(request):
+    """The report disk fills after the second test: the run stops after the test in progress
+    (not every test erroring one by one), says BENCH ERROR in one line naming the file that
+    could not be written and the errno, exits 3 with no traceback (the JUnit writer failing
+    too), and the record on disk is the last one written whole."""
+    tmp_path, returncode, output = background.result(request, disk_fills)
+    trigger = tmp_path / "fill-now"
+    run = tmp_path / "mnt" / "run"
+    assert trigger.exists() and returncode == 3, output[-4000:]
     m = one_line_bench_error(output, r"cannot write (\S+): \[Errno 28\] No space left on device( \(SQLite: .*\))?")
     assert m.group(1).startswith(f"{run}/"), m.group(0)
     assert output.splitlines()[-1] == m.group(0)
@@ -236,16 +272,22 @@ def test_a_disk_that_fills_during_the_run_is_bench_error_naming_the_file_and_err
 
 
 LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /dev/full")
+linux_scenario = scenario_where(sys.platform.startswith("linux"))
+
+
+@linux_scenario
+def junit_on_a_full_device(tmp: Path):
+    run = tmp / "run"
+    argv = pytest_device("-k", "test_identity", "--report-dir", str(run), "--junitxml=/dev/full")
+    return run, subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @LINUX_ONLY
-def test_a_junit_file_that_cannot_be_written_is_bench_error_and_the_record_is_finished(tmp_path):
+def test_a_junit_file_that_cannot_be_written_is_bench_error_and_the_record_is_finished(request):
     """pytest's JUnit writer on a full device (/dev/full: every write fails with ENOSPC) ends the
     session without a traceback; the verdict names the file and the errno, the record is
     finished with it."""
-    run = tmp_path / "run"
-    argv = pytest_device("-k", "test_identity", "--report-dir", str(run), "--junitxml=/dev/full")
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run, proc = background.result(request, junit_on_a_full_device)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 3, output[-4000:]
     line = one_line_bench_error(output, re.escape("cannot write /dev/full: [Errno 28] No space left on device"))
@@ -269,48 +311,64 @@ def test_a_traffic_log_that_cannot_be_written_goes_on_in_memory_and_says_so_once
     log.close()
 
 
-@NEEDS_TMPFS
-def test_a_disk_full_from_the_start_is_bench_error_before_any_test(tmp_path):
-    """pytest --rig straight on a full disk: nothing can be written in the run directory; one
-    line naming the file and the errno, exit 3, no test run and no traceback."""
-    run = tmp_path / "mnt" / "run"
+@tmpfs_scenario
+def disk_full_from_the_start(tmp: Path):
+    run = tmp / "mnt" / "run"
     fill = 'cat /dev/zero > "$0" 2>/dev/null; exec "$@"'
     argv = [
         "sh",
         "-c",
         fill,
-        str(tmp_path / "mnt" / "filler"),
+        str(tmp / "mnt" / "filler"),
         *pytest_device("-k", "test_identity", "--report-dir", str(run)),
     ]
-    proc = in_tmpfs(tmp_path, "size=1m", argv)
+    proc = in_tmpfs(tmp, "size=1m", argv)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 3, output[-4000:]
+    return tmp, proc.returncode, output
+
+
+@NEEDS_TMPFS
+def test_a_disk_full_from_the_start_is_bench_error_before_any_test(request):
+    """pytest --rig straight on a full disk: nothing can be written in the run directory; one
+    line naming the file and the errno, exit 3, no test run and no traceback."""
+    tmp_path, returncode, output = background.result(request, disk_full_from_the_start)
+    run = tmp_path / "mnt" / "run"
+    assert returncode == 3, output[-4000:]
     m = one_line_bench_error(output, r"cannot write (\S+): \[Errno 28\] No space left on device")
     assert m.group(1).startswith(f"{run}/"), m.group(0)
     assert not re.search(r"(PASSED|FAILED|ERROR) *\[", output) and "1 passed" not in output, output[-3000:]
     assert not (tmp_path / "out" / "run" / "record.json").exists()
 
 
-@NEEDS_TMPFS
-def test_a_read_only_report_folder_is_bench_error_naming_it(tmp_path):
-    """The reports folder (or --report-dir) on a read-only file system: `paygo-bench run` says
-    BENCH ERROR in one line on stderr before starting anything, exit 3; pytest --rig says it as
-    its verdict, exit 3; no traceback from mkdir."""
-    ro = tmp_path / "mnt"
-    env = {**os.environ, "PAYGO_BENCH_REPORTS": str(ro / "reports")}
-    proc = in_tmpfs(tmp_path, "ro,size=64k", [sys.executable, "-m", "bench.cli", "run", *QUICK], env=env)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 3, output
-    assert output.splitlines() == [
-        f"paygo-bench: BENCH ERROR: cannot create the run directory {ro / 'reports'}: [Errno 30] Read-only file system"
-    ], output
-    plain = tmp_path / "plain"
+@tmpfs_scenario
+def read_only_folder(tmp: Path) -> dict:
+    env = {**os.environ, "PAYGO_BENCH_REPORTS": str(tmp / "mnt" / "reports")}
+    cli = in_tmpfs(tmp, "ro,size=64k", [sys.executable, "-m", "bench.cli", "run", *QUICK], env=env)
+    cli_output, _ = cli.communicate(timeout=120)
+    plain = tmp / "plain"
     plain.mkdir()
     proc = in_tmpfs(
         plain, "ro,size=64k", pytest_device("-k", "test_identity", "--report-dir", str(plain / "mnt" / "run"))
     )
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 3, output[-3000:]
+    return {"tmp": tmp, "cli": (cli.returncode, cli_output), "plain": (proc.returncode, output)}
+
+
+@NEEDS_TMPFS
+def test_a_read_only_report_folder_is_bench_error_naming_it(request):
+    """The reports folder (or --report-dir) on a read-only file system: `paygo-bench run` says
+    BENCH ERROR in one line on stderr before starting anything, exit 3; pytest --rig says it as
+    its verdict, exit 3; no traceback from mkdir."""
+    seen = background.result(request, read_only_folder)
+    ro = seen["tmp"] / "mnt"
+    returncode, output = seen["cli"]
+    assert returncode == 3, output
+    assert output.splitlines() == [
+        f"paygo-bench: BENCH ERROR: cannot create the run directory {ro / 'reports'}: [Errno 30] Read-only file system"
+    ], output
+    plain = seen["tmp"] / "plain"
+    returncode, output = seen["plain"]
+    assert returncode == 3, output[-3000:]
     one_line_bench_error(
         output, re.escape(f"cannot create the run directory {plain / 'mnt' / 'run'}: [Errno 30] Read-only file system")
     )
@@ -319,22 +377,21 @@ def test_a_read_only_report_folder_is_bench_error_naming_it(tmp_path):
 # -- a killed run's simulated device --------------------------------------------------------------
 
 
-@POSIX_ONLY
-def test_a_killed_runs_simulator_folder_with_the_key_is_removed_by_the_next_run(tmp_path):
-    """SIGKILL a run once its simulated device holds its key: the state folder (the EEPROM, the
-    key in clear) outlives it; the next run's start removes it, and its own at its end."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
+@scenario_where(os.name == "posix")
+def killed_run_and_the_next(tmp: Path) -> dict:
+    """A run SIGKILLed with its device's key on disk; its simulator's end; the next run."""
+    state = tmp / "tmp"
+    state.mkdir()
+    env = {**os.environ, "TMPDIR": str(state)}
     killed = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(tmp_path / "killed"), *QUICK],
+        [sys.executable, "-m", "bench.cli", "run", "--report-dir", str(tmp / "killed"), *QUICK],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
     )
     try:
-        folder = _wait_for_key_on_disk(tmp, killed)
+        folder = _wait_for_key_on_disk(state, killed)
         pids = [int(p) for p in (folder / OWNERS_FILE).read_text().split()]
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
@@ -342,17 +399,33 @@ def test_a_killed_runs_simulator_folder_with_the_key_is_removed_by_the_next_run(
         if killed.poll() is None:
             killed.kill()
             killed.wait(10)
-    assert pids[0] == killed.pid and len(pids) == 2, pids  # the bench, then its simulator
+    seen: dict = {"tmp": tmp, "folder": folder, "pids": pids, "killed_pid": killed.pid}
+    if not (pids[0] == killed.pid and len(pids) == 2):
+        return seen
     deadline = time.monotonic() + 15
     while alive(pids[1]) and time.monotonic() < deadline:  # the simulator sees its stdin close
         time.sleep(0.05)
-    assert not alive(pids[1]), "the simulator outlived its bench"
-    assert VIRTUAL_DUT_KEY.encode() in (folder / "eeprom.bin").read_bytes()  # left behind, key in clear
-    assert record_of(tmp_path / "killed")["status"] == "running"
-    proc = bench("run", "--report-dir", str(tmp_path / "next"), *QUICK, env=env)
+    seen["simulator_alive"] = alive(pids[1])
+    seen["key_left"] = VIRTUAL_DUT_KEY.encode() in (folder / "eeprom.bin").read_bytes()
+    seen["killed_status"] = record_of(tmp / "killed")["status"]
+    seen["next"] = bench("run", "--report-dir", str(tmp / "next"), *QUICK, env=env)
+    return seen
+
+
+@POSIX_ONLY
+def test_a_killed_runs_simulator_folder_with_the_key_is_removed_by_the_next_run(request):
+    """SIGKILL a run once its simulated device holds its key: the state folder (the EEPROM, the
+    key in clear) outlives it; the next run's start removes it, and its own at its end."""
+    seen = background.result(request, killed_run_and_the_next)
+    pids, folder = seen["pids"], seen["folder"]
+    assert pids[0] == seen["killed_pid"] and len(pids) == 2, pids  # the bench, then its simulator
+    assert not seen["simulator_alive"], "the simulator outlived its bench"
+    assert seen["key_left"]  # left behind, key in clear
+    assert seen["killed_status"] == "running"
+    proc = seen["next"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert not folder.exists(), "the killed run's device (its key) is still on disk"
-    assert list(tmp.glob(f"{PREFIX}*")) == [], "the run left its own state folder behind"
+    assert list((seen["tmp"] / "tmp").glob(f"{PREFIX}*")) == [], "the run left its own state folder behind"
 
 
 def _wait_for_key_on_disk(tmp: Path, proc: subprocess.Popen) -> Path:

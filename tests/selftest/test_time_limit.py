@@ -18,6 +18,7 @@ from bench.report.junit import read_junit
 from bench.rig import virtual_rig
 from bench.station.time_limit import MARGIN, time_limit
 from bench.station.watchdog import Watchdog
+from tests.selftest import background
 from tests.selftest.device_suite import ROOT
 
 
@@ -90,14 +91,13 @@ def test_quick(dut):
 """
 
 
-def test_runaway_tests_fail_naming_their_limit(tmp_path: Path):
-    """--time-limit 2: a test stuck asking the DUT fails at 2 s through the link, one stuck in a
-    sleep at 2 s + grace (5 s) through SIGALRM; the quick one passes and the run ends FAILED."""
-    (tmp_path / "test_lab.py").write_text(LAB_TESTS, encoding="utf-8")
-    out = tmp_path / "run"
+@background.scenario
+def runaway_tests(tmp: Path) -> tuple[subprocess.CompletedProcess, float, Path]:
+    (tmp / "test_lab.py").write_text(LAB_TESTS, encoding="utf-8")
+    out = tmp / "run"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path / "test_lab.py"), "-p", "no:cacheprovider", "--no-plots"]
+        [sys.executable, "-m", "pytest", str(tmp / "test_lab.py"), "-p", "no:cacheprovider", "--no-plots"]
         + [
             "--time-limit",
             "2",
@@ -112,7 +112,13 @@ def test_runaway_tests_fail_naming_their_limit(tmp_path: Path):
         text=True,
         timeout=300,
     )
-    took = time.monotonic() - started
+    return proc, time.monotonic() - started, out
+
+
+def test_runaway_tests_fail_naming_their_limit(request):
+    """--time-limit 2: a test stuck asking the DUT fails at 2 s through the link, one stuck in a
+    sleep at 2 s + grace (5 s) through SIGALRM; the quick one passes and the run ends FAILED."""
+    proc, took, out = background.result(request, runaway_tests)
     results = read_junit(out / "junit.xml")
     outcomes = {name.rsplit("::", 1)[-1]: r.outcome for name, r in results.items()}
     assert outcomes == {"test_keeps_asking": "failed", "test_sleeps": "failed", "test_quick": "passed"}, proc.stdout[
@@ -144,21 +150,25 @@ def test_swallows_everything(dut):
 """
 
 
-def test_test_that_swallows_the_limit_stops_the_run(tmp_path: Path):
-    """A test that catches even the watchdog's exception: the run stops with exit 3 (bench error)
-    at the limit plus twice the grace, saying why and where every thread was."""
-    (tmp_path / "test_stuck.py").write_text(STUCK_TEST, encoding="utf-8")
-    out = tmp_path / "run"
+@background.scenario
+def swallowed_limit(tmp: Path) -> tuple[subprocess.CompletedProcess, float]:
+    (tmp / "test_stuck.py").write_text(STUCK_TEST, encoding="utf-8")
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path / "test_stuck.py"), "-p", "no:cacheprovider", "--no-plots"]
-        + ["--time-limit", "1", "--report-dir", str(out)],
+        [sys.executable, "-m", "pytest", str(tmp / "test_stuck.py"), "-p", "no:cacheprovider", "--no-plots"]
+        + ["--time-limit", "1", "--report-dir", str(tmp / "run")],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    took = time.monotonic() - started
+    return proc, time.monotonic() - started
+
+
+def test_test_that_swallows_the_limit_stops_the_run(request):
+    """A test that catches even the watchdog's exception: the run stops with exit 3 (bench error)
+    at the limit plus twice the grace, saying why and where every thread was."""
+    proc, took = background.result(request, swallowed_limit)
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the test ran past its time limit of 1 s (--time-limit); it did not stop 10 s after that" in proc.stderr
     assert "test_swallows_everything" in proc.stderr  # the stack dump shows where it was stuck
