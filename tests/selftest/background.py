@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -30,14 +31,35 @@ def scenario(fn: Callable[[Path], Any]) -> Callable[[Path], Any]:
     return fn
 
 
+def _names_used(code: CodeType) -> set[str]:
+    """The global names a function's code (and the functions and lambdas inside it) refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def wanted(item: pytest.Item) -> set[str]:
+    """The scenarios ("module:function") the selected test waits for: those its own function or
+    one of its fixtures names, from its module."""
+    module = getattr(getattr(item, "module", None), "__name__", None)
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        functions += [d.func for d in defs]
+    names: set[str] = set()
+    for fn in functions:
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            names |= {f"{fn.__module__}:{n}" for n in _names_used(code)}
+    return {n for n in names if n in SCENARIOS and n.split(":", 1)[0] == module}
+
+
 def start(items: Iterable[pytest.Item], pool: ThreadPoolExecutor, mkdir: Callable[[str], Path]) -> dict[str, Future]:
-    """Submit the scenarios of every module the session selected a test of."""
-    modules = {item.module.__name__ for item in items if getattr(item, "module", None) is not None}
-    return {
-        name: pool.submit(fn, mkdir(name.rsplit(":", 1)[1]))
-        for name, fn in SCENARIOS.items()
-        if name.split(":", 1)[0] in modules
-    }
+    """Submit the scenarios the selected tests wait for (not a whole module's for one test of it)."""
+    names = set().union(*(wanted(item) for item in items))
+    return {name: pool.submit(fn, mkdir(name.rsplit(":", 1)[1])) for name, fn in SCENARIOS.items() if name in names}
 
 
 def result(request: pytest.FixtureRequest, fn: Callable[[Path], Any]) -> Any:

@@ -62,12 +62,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """The tests that wait for background work go last (those with a scenario, then the
     fault-detection ones, in the order their work was submitted), so the main thread does its own
     tests while the pool works instead of waiting early."""
-    waiting = {name.split(":", 1)[0] for name in background.SCENARIOS}
 
     def rank(item: pytest.Item) -> int:
         if item.nodeid.startswith(DETECTION_MODULE):
             return 2
-        return 1 if getattr(getattr(item, "module", None), "__name__", None) in waiting else 0
+        return 1 if background.wanted(item) else 0
 
     items.sort(key=rank)  # stable: the order inside each group is kept
 
