@@ -58,7 +58,7 @@ class SimOptions:
     built once from the options: `from_dict`, `from_json`)."""
 
     rtc_drift_ppm: float = 0.0
-    psu_decay_s: float = 0.3
+    psu_decay_s: float = 0.1  # the rail's fall after OFF: a few of the bench's 20 ms polls see it above 0.5 V
     link: str = "auto"
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 1.0
@@ -133,6 +133,7 @@ class VirtualRig:
             brownout_v=opts.brownout_v,
             boot_delay_s=opts.boot_delay_s,
             firmware_factory=FIRMWARES[opts.firmware],
+            supply_lowest=lambda: self.supply.lowest_since_last(opts.channel),
         )
         self.supply.set_load(opts.channel, self.board.draw)
         # The board's "NVM write" marker drives the PSU's trigger input (SIM:TRIG:NVM), and a hard
