@@ -12,7 +12,7 @@ from bench.secret import MASK, Secret
 
 # Defaults that differ between the virtual rig and a real one (rig file leaves the key out):
 # psu.profile: the simulated PSU (with its NVM-write trigger), or the generic Keysight dialect;
-# link.boot_timeout_s: the simulated device boots in about 10 ms, a real one may take seconds.
+# link.boot_timeout_s: the simulated device boots in a few ms, a real one may take seconds.
 DEFAULT_PSU_PROFILE = {True: "paygo-sim", False: "keysight-e36"}
 DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
 # psu.min_off_s: a real DUT's capacitors hold it up for a while after the rail reads off. The

@@ -52,7 +52,7 @@ class Board:
         rtc: Rtc,
         config: FirmwareConfig,
         brownout_v: float = 3.0,
-        boot_delay_s: float = 0.005,
+        boot_delay_s: float = 0.001,
         firmware_factory: Callable[..., Firmware] = Firmware,
         supply_lowest: Callable[[], float] | None = None,
     ) -> None:

@@ -63,7 +63,7 @@ class SimOptions:
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 1.0
     channel: int = 1
-    boot_delay_s: float = 0.005  # supply up to boot banner; short, so that power-cut runs stay fast
+    boot_delay_s: float = 0.001  # supply up to boot banner; short, so that power-cut runs stay fast
     # where the device keeps its NVM image and RTC (bench/sim/state_dir.py); "" = a new temp dir
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
