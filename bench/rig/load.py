@@ -18,7 +18,9 @@ from bench.rig.model import (
     DEFAULT_DRIFT_MAX_OBSERVE_S,
     DEFAULT_DRIFT_OBSERVE_S,
     DEFAULT_LOCKOUT_WAIT_BUDGET_S,
+    DEFAULT_MIN_OFF_S,
     DEFAULT_PSU_PROFILE,
+    DEFAULT_RTC_OFF_TEST_S,
     RIG_ENV_VAR,
     VIRTUAL,
     DutProfile,
@@ -134,6 +136,7 @@ def _fill_defaults(where: str, values: dict[str, Any], virtual: bool) -> None:
         ("rtc_drift_observe_s", DEFAULT_DRIFT_OBSERVE_S),
         ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
         ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S),
+        ("rtc_off_test_s", DEFAULT_RTC_OFF_TEST_S),
     ):
         if values[name] is None:
             values[name] = by_rig[virtual]
@@ -185,6 +188,8 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
         psu["profile"] = DEFAULT_PSU_PROFILE[virtual]
     if link["boot_timeout_s"] is None:
         link["boot_timeout_s"] = DEFAULT_BOOT_TIMEOUT_S[virtual]
+    if psu["min_off_s"] is None:
+        psu["min_off_s"] = DEFAULT_MIN_OFF_S[virtual]
     if not virtual and "sim" in doc:
         raise RigError(where, "sim", "given on a real rig; expected [sim] only on the virtual rig")
     if not psu["off_threshold_v"] < psu["voltage"]:

@@ -2,7 +2,9 @@
 
 The device is powered while the simulated PSU's output is above the brown-out threshold. When
 it falls below, the firmware instance (its RAM) is dropped and the UART goes silent; input is
-lost. When the supply comes back, the firmware boots from NVM and prints its banner. The RTC
+lost. The brown-out detector is a comparator on the rail, not the firmware: the board goes by
+the lowest the rail has been since it last looked, so a short off period is never missed
+because a loaded host left the board loop unscheduled while the rail was down. When the supply comes back, the firmware boots from NVM and prints its banner. The RTC
 runs on through all of it (backup battery), unless a board fault takes the battery away:
 `rtc_lost_on_power_loss` (no backup battery: the RTC restarts from a fixed epoch at every
 power-on) or `rtc_stopped_unpowered` (a flat backup cell: the oscillator stops while the board
@@ -50,11 +52,15 @@ class Board:
         rtc: Rtc,
         config: FirmwareConfig,
         brownout_v: float = 3.0,
-        boot_delay_s: float = 0.005,
+        boot_delay_s: float = 0.001,
         firmware_factory: Callable[..., Firmware] = Firmware,
+        supply_lowest: Callable[[], float] | None = None,
     ) -> None:
         self.transport = transport
         self.supply_voltage = supply_voltage
+        # the lowest supply since the last call (the brown-out comparator's view); without one,
+        # the supply now
+        self.supply_lowest = supply_lowest or supply_voltage
         self.store = store
         self.rtc = rtc
         self.config = config
@@ -114,19 +120,22 @@ class Board:
                 self._lose_power()
             self._lowest_v = 0.0  # the rail went to 0 V, however soon it came back
         else:
-            v = self.supply_voltage()
-            on = v >= self.reset_v + HYSTERESIS_V if not self._powered else v >= self.reset_v
+            low, v = self.supply_lowest(), self.supply_voltage()
+            if self._powered and low < self.reset_v:
+                self._lose_power(low)  # down since the last look, even if the supply is back by now
+            on = v >= self.reset_v + HYSTERESIS_V if not self._powered else True
             if not self._powered:
-                self._lowest_v = min(self._lowest_v, v)
+                self._lowest_v = min(self._lowest_v, low)
         if on and not self._powered:
             self._powered = True
             self._boot_at = now + self.boot_delay_s
         elif not on and self._powered:
             self._lose_power()
 
-    def _lose_power(self) -> None:
+    def _lose_power(self, low: float | None = None) -> None:
         self._powered = False
-        self._lowest_v = self.supply_voltage()
+        now_v = self.supply_voltage()
+        self._lowest_v = now_v if low is None else min(low, now_v)
         self._boot_at = None
         self.firmware = None  # RAM is gone
         self._rx.clear()

@@ -58,12 +58,12 @@ class SimOptions:
     built once from the options: `from_dict`, `from_json`)."""
 
     rtc_drift_ppm: float = 0.0
-    psu_decay_s: float = 0.3
+    psu_decay_s: float = 0.1  # the rail's fall after OFF: a few of the bench's 20 ms polls see it above 0.5 V
     link: str = "auto"
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 1.0
     channel: int = 1
-    boot_delay_s: float = 0.005  # supply up to boot banner; short, so that power-cut runs stay fast
+    boot_delay_s: float = 0.001  # supply up to boot banner; short, so that power-cut runs stay fast
     # where the device keeps its NVM image and RTC (bench/sim/state_dir.py); "" = a new temp dir
     state_dir: str = ""
     firmware: str = "reference"  # which firmware the board runs: a key of FIRMWARES
@@ -133,6 +133,7 @@ class VirtualRig:
             brownout_v=opts.brownout_v,
             boot_delay_s=opts.boot_delay_s,
             firmware_factory=FIRMWARES[opts.firmware],
+            supply_lowest=lambda: self.supply.lowest_since_last(opts.channel),
         )
         self.supply.set_load(opts.channel, self.board.draw)
         # The board's "NVM write" marker drives the PSU's trigger input (SIM:TRIG:NVM), and a hard

@@ -285,6 +285,18 @@ def test_rtc_drift_keys_default_by_rig_kind():
     assert virtual.sim.rtc_drift_ppm == 250.0 and virtual.dut.rtc_drift_limit_ppm == 685.0
 
 
+def test_off_times_default_by_rig_kind():
+    """A real DUT's capacitors hold it up after the rail reads off: 0.5 s off per cycle and 2 s for
+    the timekeeping tests; the simulated rail is down in 0.1 s and its device cannot miss it. A
+    rig file's own values stand."""
+    real = load(REAL + f'secret_key = "{KEY}"\n')
+    assert (real.psu.min_off_s, real.dut.rtc_off_test_s) == (0.5, 2.0)
+    virtual = virtual_rig()
+    assert (virtual.psu.min_off_s, virtual.dut.rtc_off_test_s, virtual.sim.psu_decay_s) == (0.15, 1.5, 0.1)
+    given = load(REAL.replace("[dut]", "[dut]\nrtc_off_test_s = 5") + f'secret_key = "{KEY}"\n')
+    assert given.dut.rtc_off_test_s == 5.0
+
+
 def test_metrics_keys_default_and_reach_the_simulator():
     """[sim] metrics_*: the simulated firmware build's Metrics sessions (the virtual rig reports
     directly every 0.2 s with a row a second, so a Metrics test takes about a second); [dut]

@@ -152,6 +152,23 @@ def test_hard_cut_resets_the_board_even_if_the_supply_is_back_at_once(sim_rig):
     assert r.rig.board.boots == boots + 1
 
 
+def test_an_off_period_the_board_loop_did_not_see_still_resets_it(sim_rig):
+    """The brown-out detector watches the rail, not the board loop: an output switched off and
+    on again between two passes of the loop (as a loaded host may leave it unscheduled through a
+    short power cycle) still gives a fresh boot, reporting a power-on reset (the rail reached 0 V)."""
+    r = sim_rig(psu_decay_s=0.001)  # a decay, not a collapse: the board must see the rail low
+    r.on()
+    boots = r.rig.board.boots
+    r.link.drain()
+    since = time.monotonic()
+    r.supply.set_output(1, False)
+    while r.supply.voltage(1) > 0.0:  # about 1 ms: shorter than the board loop's 2 ms
+        pass
+    r.supply.set_output(1, True)
+    assert r.dut.wait_boot(2.0, since=since).fields["reset"] == "power"
+    assert r.rig.board.boots == boots + 1
+
+
 def test_a_cut_after_the_last_page_keeps_the_new_state_and_loses_the_reply(sim_rig):
     """Cut right after the record's last page: stored (new state after the boot), no reply."""
     r = sim_rig()

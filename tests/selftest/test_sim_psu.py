@@ -63,6 +63,30 @@ def test_on_during_decay_jumps_back_to_setpoint():
     assert s.voltage(1) == 5.0
 
 
+def test_lowest_since_last_holds_a_dip_the_reader_did_not_see():
+    """The low mark: an off period that ended before the reader looked still shows, at the
+    voltage the decaying rail had reached when it came back on; so does a setpoint dip; each
+    read starts a new stretch from the voltage then."""
+    clock = [100.0]
+    s = SimulatedSupply(decay_s=1.0, clock=lambda: clock[0])
+    s.set_voltage(1, 10.0)
+    s.set_output(1, True)
+    assert s.lowest_since_last(1) == 0.0  # off at power-up, until just now
+    assert s.lowest_since_last(1) == 10.0
+    s.set_output(1, False)
+    clock[0] += 0.75  # the rail down to 2.5 V
+    s.set_output(1, True)
+    clock[0] += 1.0
+    assert s.voltage(1) == 10.0 and s.lowest_since_last(1) == pytest.approx(2.5)
+    s.set_voltage(1, 2.0)
+    s.set_voltage(1, 10.0)
+    assert s.lowest_since_last(1) == 2.0
+    s.cut(1)
+    s.set_output(1, True)
+    assert s.lowest_since_last(1) == 0.0
+    assert s.lowest_since_last(1) == 10.0
+
+
 def test_current_follows_load_only_while_powered_and_is_limited():
     s = SimulatedSupply(decay_s=0)
     s.set_voltage(1, 5.0)

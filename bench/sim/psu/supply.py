@@ -6,7 +6,10 @@ Model choices:
 - after OFF the voltage falls *linearly* from its value at switch-off to 0 V over `decay_s`
   (0 = instant), standing in for the output capacitance discharging into a light load;
 - current = min(load(volts), limit) while the voltage is above 0, else 0; CC-mode voltage
-  fold-back is not modelled.
+  fold-back is not modelled;
+- `lowest_since_last(ch)`: the lowest the output has been since the previous call, for a
+  comparator (the device's brown-out detector) that watches the rail continuously while its
+  reader (the board loop) looks only now and then.
 
 Simulator extension (no real PSU has it): a trigger input counting the DUT's "NVM page written"
 markers. `arm_nvm_cut(ch, k)`: when the DUT on the channel completes its k-th NVM page write from
@@ -39,6 +42,7 @@ class _Channel:
     v_at_off: float = 0.0  # output voltage at that moment, start of the decay
     load: Load | None = None
     nvm_cut_after: int = 0  # armed NVM trigger: page writes to go before a cut (0 = not armed)
+    low_mark: float = math.inf  # the lowest output voltage since lowest_since_last() last read it
 
 
 class SimulatedSupply:
@@ -70,6 +74,7 @@ class SimulatedSupply:
     def set_voltage(self, ch: int, volts: float) -> None:
         volts = self._in_range(volts, self.max_voltage, "voltage")
         with self._lock:
+            self._mark_low(ch)
             self._chan(ch).setpoint_v = volts
 
     def set_current_limit(self, ch: int, amps: float) -> None:
@@ -99,6 +104,7 @@ class SimulatedSupply:
             if c.on == on:
                 return
             now = self.clock()
+            self._mark_low(ch, now)
             if not on:
                 c.v_at_off = 0.0 if collapse else c.setpoint_v
                 c.off_at = now
@@ -159,6 +165,22 @@ class SimulatedSupply:
             if self.decay_s == 0 or t >= self.decay_s:
                 return 0.0
             return c.v_at_off * (1.0 - max(t, 0.0) / self.decay_s)
+
+    def lowest_since_last(self, ch: int) -> float:
+        """The lowest output voltage since the previous call (the first call: since the supply
+        was made): what a comparator on the rail has seen, however seldom its reader looks."""
+        with self._lock:
+            self._mark_low(ch)
+            c = self._chan(ch)
+            low, c.low_mark = c.low_mark, self.voltage(ch)
+            return low
+
+    def _mark_low(self, ch: int, now: float | None = None) -> None:
+        """Fold the voltage now into the low mark; called before every change of the output.
+        Between changes the voltage is constant (on) or falls (off), so its lowest over that
+        stretch is its value at the end: the voltage just before each change, or at the read."""
+        c = self._chan(ch)
+        c.low_mark = min(c.low_mark, self.voltage(ch, now))
 
     def set_load(self, ch: int, fn: Load | None) -> None:
         """Register what the device draws (volts -> amps); None removes it."""
