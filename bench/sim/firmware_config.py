@@ -40,6 +40,7 @@ class FirmwareConfig:
     metrics_buffer_rows: int = 256  # rows held in RAM, the request in flight included
     metrics_request_rows: int = 64  # rows per request at most
     metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
+    metrics_first_row_at_start: bool = False  # a row when logging starts (else one sample_s later)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", FaultSet(validate(self.faults)))  # names -> Fault; unknown: ValueError
@@ -79,4 +80,5 @@ class FirmwareConfig:
             buffer_rows=self.metrics_buffer_rows,
             request_rows=self.metrics_request_rows,
             reply_timeout_s=self.metrics_reply_timeout_s,
+            first_row_at_start=self.metrics_first_row_at_start,
         )

@@ -49,7 +49,7 @@ BUILD_OPTIONS = (
     "metrics_encoding",
     "metrics_reply_timeout_s",
 )
-DEFAULT_BUILD = FirmwareConfig(extended_tokens=True)
+DEFAULT_BUILD = FirmwareConfig(extended_tokens=True, metrics_first_row_at_start=True)
 
 
 @dataclass

@@ -270,9 +270,11 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     (Metrics v1.0 asynchronous flow: rows are cleared only once a reply arrives). For each of a
     connection reset (`refuse`), an HTTP 503, a server that answers after the DUT's reply timeout
     (`stall`), a connection dropped before the server got the request and one dropped after the
-    server stored it (`drop_after`): sessions fail until one carrying a row did (the fault stays on
-    for a sample interval after the last session it let through: `_faulted_with_rows`), then the
-    server is back. Afterwards every row time from the first stored row to the last is at the server (no
+    server stored it (`drop_after`), one after another: each stays on until a session carrying
+    rows met it (`_faulted_with_rows`: the rows pending since the last session the proxy let
+    through, which every later session carries until one is answered), then the next; then the
+    server is back for two delivered sessions. The rows of five failed sessions in a row must all
+    arrive. Afterwards every row time from the first stored row to the last is at the server (no
     gap at the sample interval over all accepted requests; a clock running fast within the drift
     limit may skip one second, so single missing rows up to the drift's share are tolerated), and
     no row time is in two requests whose reply was delivered (`drop_after` legitimately makes the
@@ -291,12 +293,16 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
             )
         finally:
             m.proxy.set_mode(ProxyMode.PASS)
-        index = m.device_exchanges().index(faulted)
-        m.wait_until(
-            lambda: _exchange_after(m, index + 1, lambda e: e.mode is ProxyMode.PASS and e.delivered),
-            session_timeout(m, 2),
-            f"a delivered session after the server fault {mode.value}",
-        )
+    index = m.device_exchanges().index(faulted)
+
+    def delivered_twice() -> bool:  # the recovery, and one more: a retry must not leave rows to send again
+        return sum(e.mode is ProxyMode.PASS and e.delivered for e in m.device_exchanges()[index + 1 :]) >= 2
+
+    m.wait_until(
+        delivered_twice,
+        session_timeout(m, 3),
+        f"two delivered sessions after the server faults {', '.join(f.value for f in SERVER_FAULTS)}",
+    )
 
     stored = m.requests()
     forwarded = [e for e in m.device_exchanges() if e.forwarded]

@@ -126,7 +126,7 @@ class MetricsSession:
         now = self.clock()
         if not self._running:
             self._running = True
-            self._next_sample = now + self.settings.sample_s
+            self._next_sample = now if self.settings.first_row_at_start else now + self.settings.sample_s
             self._next_session = now + self.settings.period_s
         self._sample(now)
         self._collect(now)
