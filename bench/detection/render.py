@@ -119,7 +119,7 @@ def markdown(matrix: Matrix, info: RunInfo) -> str:
         "the catalogue names fail and every other test passes. The good device (no fault) must pass",
         "every run in full.",
         "",
-        "To regenerate (about 7 minutes on a 2-core machine, 14 runs side by side; `--jobs N` or `PAYGO_SELFTEST_JOBS`):",
+        "To regenerate (about 5 minutes on a 2-core machine, 14 runs side by side; `--jobs N` or `PAYGO_SELFTEST_JOBS`):",
         "",
         "```sh",
         REGENERATE,
