@@ -28,6 +28,7 @@ from bench.timeout import sleep_for
 SECONDS_LEFT_TOLERANCE = 3
 # Past a lockout's end by this much before entering again: clear of the readout and jump error.
 LOCK_MARGIN_S = 3
+CLOCK_AHEAD_S = 86_400  # clock_ahead(): a day, far beyond any test's time tolerance
 
 
 class ModelClock:
@@ -136,6 +137,18 @@ class TokenSession:
         self.dut.rtc_set(int(t) + int(seconds))
         self.clock.offset_s += int(seconds)
         self.recorder.clock(self.clock.offset_s, self.model.snapshot())
+
+    def clock_ahead(self) -> bool:
+        """Set the DUT's clock CLOCK_AHEAD_S ahead, the model's with it (where the clock can be set).
+        A clock that restarts from a fixed value at power loss then shows it as a jump back of at
+        least that much in a test that power-cycles, however long ago the device last powered up:
+        without it, such a test passes or fails by how long the rig ran before it (run alone, or
+        right after another power cycle, the restart is lost in the readout's second). False: the
+        clock cannot be set, and the test judges from wherever it is."""
+        if not self.can_advance:
+            return False
+        self.advance(CLOCK_AHEAD_S)
+        return True
 
     def lock_left(self) -> int:
         """Seconds the model says token entry stays locked (0: open)."""

@@ -226,6 +226,7 @@ def test_state_survives_power_cuts_during_nvm_writes(
     boots that recovered a torn record, the most page writes one entry took (trigger) or the cut
     window (random delays)."""
     s, plan = token_session, power_cut_plan
+    s.clock_ahead()  # a clock that restarts at power loss: a day's jump back at the first cut
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
     ops = Ops(s, tokens, can_skip)
     run = Run(s, power_cycle, plan, request.node.nodeid, rig.dut.power_cut_off_s)

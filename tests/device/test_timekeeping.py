@@ -62,7 +62,7 @@ def hold_off(power_cycle, off_s: float) -> float:
 @pytest.mark.catches("backfeed_from_uart", "rtc_lost_on_power_loss", "rtc_stopped_unpowered")
 @pytest.mark.needs("rtc")
 @pytest.mark.time_limit(wait="rtc_off_test_s")
-def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
+def test_rtc_keeps_time_while_unpowered(token_session, power_cycle, rig, measure):
     """docs/tokens.md "Clock and credit": the RTC keeps counting while the device is off (backup battery), so the
     credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file;
     1.5 s on the virtual rig), counted from the confirmed switch-off; its clock must then have
@@ -70,8 +70,12 @@ def test_rtc_keeps_time_while_unpowered(dut, power_cycle, rig, measure):
     readout after the boot, within the readout's 1 s (a whole-second readout is up to 1 s
     behind) plus the bound on each readout's timing (the rollover's bracket and the after
     readout's half round trip) plus 500 ppm of drift. A clock that restarts from an epoch,
-    stops while unpowered, or jumps fails. Measurements: off time, clock advance, host time,
-    error and the tolerance."""
+    stops while unpowered, or jumps fails; where the clock can be set it is first set a day ahead
+    (`clock_ahead`, the model's with it), so a restart from an epoch is a day's jump back however
+    long the rig ran before. Measurements: off time, clock advance, host time, error and the
+    tolerance."""
+    token_session.clock_ahead()
+    dut = token_session.dut
     subsecond = dut.offers("rtc_subsecond")
     off_s = rig.dut.rtc_off_test_s
     host0, device0, bound0 = rollover(dut, subsecond)
@@ -115,8 +119,11 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
     readout, the step's bracket, half the readout's round trip and 500 ppm of drift. A device
     whose credit runs on its uptime (counted down only while powered), whose clock restarts at
     boot, or that keeps no credit through power loss, fails. Needs only token entry and status.
+    Where the DUT's clock can be set it is first set a day ahead (`clock_ahead`), so a clock that
+    restarts at power loss moves the end by a day, however long the rig ran before.
     Measurements: off_time, credit_end_shift (limits ± the tolerance), credit_end_tolerance."""
     s = token_session
+    s.clock_ahead()
     assert s.expect(tokens.set_days(1)).result == "accepted"
     s.check_status("after SET 1 day")
     countdown = CreditCountdown(s.dut)
