@@ -100,6 +100,7 @@ class MetricsSession:
         self._last_sample_t: int | None = None
         self.last_ts = int(port.rtc_now())  # this second may already have carried a request (ta)
         self._retry_rows: list[Row] | None = None  # metrics_rows_duplicated_on_retry's slot
+        self._skip_said = False  # metrics_skipped announced since the URL went missing
 
     # -- configuration --------------------------------------------------------------------------
     def configure(self, settings: MetricsSettings) -> None:
@@ -190,10 +191,13 @@ class MetricsSession:
                 return  # nobody has taken it yet: the same request stays pending
             self._fail("no_reply" if inf.exported else "superseded")
         if s.mode == "direct" and not valid_base_url(self.port.base_url):
+            if self._forced or not self._skip_said:  # said once, not every period: the UART is not a log
+                self._event("metrics_skipped", reason="no_url", rows=len(self.buffer))
+                self._skip_said = True
             self._forced = False
             self._next_session = now + s.period_s
-            self._event("metrics_skipped", reason="no_url", rows=len(self.buffer))
             return
+        self._skip_said = False
         if self._ts_guarded() and int(self.port.rtc_now()) <= self.last_ts:
             return  # ts must go up: wait for the next RTC second
         self._forced = False
