@@ -6,6 +6,7 @@ on one pool of PAYGO_SELFTEST_JOBS workers."""
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.detection.runner import bytecode_cache_env
 from tests.selftest import background
 from tests.selftest.device_suite import (
     DETECTION_MODULE,
@@ -56,6 +58,14 @@ def server_dut(server):
     """The device `server` knows, with its key: what a device under test would be provisioned with.
     Not named `dut`: that is the plugin's DUT adapter, which other fixtures ask for."""
     return server.registry.get(server.registry.serials()[0])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every child process of the session (suite runs, scenarios, simulators) shares one bytecode
+    cache (bench/detection/runner.py `bytecode_cache_env`)."""
+    env = bytecode_cache_env()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = env["PYTHONPYCACHEPREFIX"]
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
