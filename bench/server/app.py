@@ -351,22 +351,18 @@ def _check_replay(req: MetricsRequest, state: DeviceState) -> None:
     device: an equal one is a replay too. The other field is not judged: a device whose clock
     went back while its counter went up is not replaying (the device tests judge its clock)."""
     guard = replay_guard(req)
-    if guard == "rc" and state.last_request_count is not None:
-        assert req.request_count is not None
-        if req.request_count <= state.last_request_count:
-            raise MetricsError(
-                "replay",
-                f"request_count {req.request_count} is not above the highest accepted ({state.last_request_count})",
-                "rc",
-            )
-    if guard == "ts" and state.last_timestamp is not None:
-        assert req.timestamp is not None
-        if req.timestamp <= state.last_timestamp:
-            raise MetricsError(
-                "replay",
-                f"timestamp {req.timestamp} is not above the highest accepted ({whole(state.last_timestamp)})",
-                "ts",
-            )
+    sent: float | None
+    last: float | None
+    if guard == "rc":
+        sent, last, name = req.request_count, state.last_request_count, "request_count"
+        last_text = str(last)
+    else:
+        sent, last, name = req.timestamp, state.last_timestamp, "timestamp"
+        last_text = str(whole(last)) if last is not None else ""
+    if guard is None or sent is None or last is None:
+        return
+    if sent <= last:
+        raise MetricsError("replay", f"{name} {sent} is not above the highest accepted ({last_text})", guard)
 
 
 def _highest(stored: Any, sent: Any) -> Any:

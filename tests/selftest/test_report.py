@@ -74,21 +74,16 @@ def test_no_plots_option_attaches_data_only(request):
     assert not list(logs.glob("*.png")), sorted(p.name for p in logs.glob("*.png"))
 
 
+def run_with_report(tmp: Path, k: str, *args: str, plots: bool = False):
+    """The device tests matching `k`, with a self-contained report.html in tmp/run."""
+    out = tmp / "run"
+    extra = ("--report-dir", str(out), "-k", k, f"--html={out / 'report.html'}", "--self-contained-html", *args)
+    return tmp, *run_device_suite(tmp, args=extra, plots=plots)
+
+
 @background.scenario
 def captured_metrics(tmp: Path):
-    out = tmp / "run"
-    return tmp, *run_device_suite(
-        tmp,
-        args=(
-            "--report-dir",
-            str(out),
-            "-k",
-            "metrics_tokens_applied",
-            f"--html={out / 'report.html'}",
-            "--self-contained-html",
-        ),
-        plots=True,
-    )
+    return run_with_report(tmp, "metrics_tokens_applied", plots=True)
 
 
 def test_report_shows_the_captured_metrics(request):
@@ -147,20 +142,7 @@ def page_title(report) -> str:
 
 @background.scenario
 def header_of_a_run(tmp: Path):
-    out = tmp / "run"
-    return tmp, *run_device_suite(
-        tmp,
-        args=(
-            "--report-dir",
-            str(out),
-            "-k",
-            "test_identity",
-            f"--html={out / 'report.html'}",
-            "--self-contained-html",
-            "--operator",
-            "ana",
-        ),
-    )
+    return run_with_report(tmp, "test_identity", "--operator", "ana")
 
 
 def test_report_header_names_the_dut_as_it_reported_itself(request):
