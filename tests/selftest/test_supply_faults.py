@@ -69,11 +69,13 @@ def after_the_run(sim: VirtualRigProcess, proxy: ScpiFaultProxy, proc: subproces
 
 
 def rig_file(
-    tmp_path: Path, sim: VirtualRigProcess, resource: str, psu_timeout_s: float = 1.5, settle_timeout_s: float = 1.5
+    tmp_path: Path, sim: VirtualRigProcess, resource: str, psu_timeout_s: float = 1.5, settle_timeout_s: float = 4.5
 ) -> Path:
     """A real (not virtual) rig: the simulator's port, the PSU at `resource`; short timeouts, so
     that a PSU fault shows in seconds (the PSU's 1.5 s: 0.5 s was exceeded by a good reply while
-    these runs shared two cores with the detection matrix); the device ledger beside the rig file."""
+    these runs shared two cores with the detection matrix; the rail's settle time three of those,
+    so a reconnect while the rail is polled still leaves time to see it fall); the device ledger
+    beside the rig file."""
     path = tmp_path / "lab.toml"
     path.write_text(
         f'[station]\nid = "lab-proxied"\n[link]\nport = "{sim.port}"\nboot_timeout_s = 2.0\nreply_timeout_s = 1.0\n'
