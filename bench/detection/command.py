@@ -27,6 +27,7 @@ from bench.detection.runner import (
     SuiteDidNotRun,
     find_root,
     jobs_from_env,
+    longest_first,
     plan_no_reset_runs,
     plan_runs,
     start_runs,
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     specs = plan_runs(faults, args.good_runs, numbered=True)
     if not args.skip_no_reset:
         column = plan_no_reset_runs(faults, CATALOGUE, args.no_reset_rig)
-        specs = column[:1] + specs + column[1:]  # its good run is among the longest: first
+        specs = longest_first(column[:1] + specs + column[1:])
     print(
         f"paygo-bench selftest: {len(faults)} fault(s) + {args.good_runs} good run(s)"
         f"{'' if args.skip_no_reset else ', and the no-reset column'}, {args.jobs} at a time; "

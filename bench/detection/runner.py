@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.detection import forkserver
 from bench.locations import find_root  # noqa: F401  (re-exported: bench.detection.runner.find_root)
 from bench.report.junit import CaseResult, read_junit
 from bench.sim.hook_trace import ENV as HOOK_TRACE_ENV
@@ -35,6 +36,14 @@ GOOD = "good"  # the run without a fault
 # beside the other self-tests a 2-core machine stayed about 0.7 cores busy, so more workers finish
 # sooner: 7 per core, at least 10 (each run takes ~100 MB). A slower machine can lower it.
 DEFAULT_JOBS = max(10, 7 * (os.cpu_count() or 1))
+# The detection matrix's runs are background work beside a self-test session's own tests, which
+# run one after the other on the main thread: forked (bench/detection/forkserver.py), they yield
+# the CPU to it, so the session's serial part is not stretched by 14 runs sharing 2 cores with
+# it. Their checks hold: they wait on simulated devices at the same niceness, and their verdicts
+# are the proof (the matrix's good runs must pass). A self-test that judges a measured value
+# (the RTC drift's interval) runs at the session's own niceness: a niced run reads scheduling
+# delays as drift.
+BACKGROUND_NICE = 10
 # Runs that take longest (a 5 s+ decode per token, 10 s boot timeouts): started first.
 RUN_FIRST = ("slow_decode", "backfeed_from_uart")
 
@@ -68,11 +77,13 @@ def run_device_suite(
     root: Path | None = None,
     paths: Sequence[str] = ("tests/device",),
     trace: bool = False,
+    nice: int = 0,
 ) -> tuple[dict[str, CaseResult], str]:
     """plots=False by default: the self-tests judge outcomes, and drawing every PNG of every
     suite run would cost them time, not evidence (the report tests turn them on). `paths`: the
     whole device suite, or some of its tests by node id. trace: note which fault hooks each test
-    reaches, in out_dir/hooks (bench/detection/hooks.py reads it)."""
+    reaches, in out_dir/hooks (bench/detection/hooks.py reads it). nice: added to the child's
+    niceness where runs are forked (BACKGROUND_NICE for the detection matrix's runs)."""
     root = root or ROOT
     out_dir = Path(out_dir).resolve()  # the child runs in the checkout, not in our cwd
     junit = out_dir / "junit.xml"
@@ -101,7 +112,12 @@ def run_device_suite(
         *[a for f in faults for a in ("--sim-fault", f)],
         *args,
     ]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s, env=env)
+    if forkserver.available() and root.resolve() == ROOT:  # the server imports this checkout's bench
+        proc: subprocess.CompletedProcess[str] | forkserver.Finished = forkserver.run_pytest(
+            cmd[3:], root, env, timeout_s, nice=nice
+        )
+    else:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s, env=env)
     output = proc.stdout[-12000:] + proc.stderr[-2000:]
     if not junit.exists():
         raise SuiteDidNotRun(f"the device suite did not run (exit {proc.returncode}):\n{output}")
@@ -167,6 +183,17 @@ def plan_no_reset_runs(faults: Iterable[str], catalogue, rig: str = NO_RESET_RIG
     return specs
 
 
+def longest_first(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    """The no-reset column's good run (a whole suite from the ledger), then every run of a slow
+    fault (RUN_FIRST, in both columns), then the rest in their order (the fault column's good
+    run before its faults, the no-reset column's short runs last): the pool's tail stays short."""
+
+    def rank(spec: RunSpec) -> int:
+        return 0 if spec.key == GOOD + NO_RESET else 1 if spec.faults and spec.faults[0] in RUN_FIRST else 2
+
+    return sorted(specs, key=rank)  # stable
+
+
 def start_runs(
     specs: Sequence[RunSpec],
     mkdir: Callable[[str], Path],
@@ -196,6 +223,7 @@ def start_runs(
             root=root,
             paths=spec.paths,
             trace=spec.trace,
+            nice=BACKGROUND_NICE,
         )
     return DetectionRuns(pool, futures, dirs)
 
@@ -217,5 +245,5 @@ def start_detection_runs(
 
     selection = reduced_selection(ROOT, CATALOGUE) if reduced else None
     column = plan_no_reset_runs(no_reset, CATALOGUE) if no_reset is not None else []
-    specs = column[:1] + plan_runs(faults, 1, selection=selection) + column[1:]  # its good run is the longest: first
+    specs = longest_first(column[:1] + plan_runs(faults, 1, selection=selection) + column[1:])
     return start_runs(specs, lambda key: mkdir(key.replace("@", "_")), jobs or jobs_from_env(), pool=pool)

@@ -12,7 +12,7 @@ import pytest
 
 from bench.detection import catalogue as faults
 from bench.detection import command
-from bench.detection.catalogue import Fault
+from bench.detection.catalogue import CATALOGUE, Fault
 from bench.detection.matrix import (
     CAUGHT,
     MISSED,
@@ -25,7 +25,7 @@ from bench.detection.matrix import (
     good_summary,
 )
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
-from bench.detection.runner import GOOD, plan_runs
+from bench.detection.runner import GOOD, NO_RESET, longest_first, plan_no_reset_runs, plan_runs
 from bench.report.junit import CaseResult
 
 A = "tests/device/test_a.py::test_one"
@@ -192,6 +192,22 @@ def test_plan_runs_puts_the_longest_first_then_the_good_runs():
     assert [s.key for s in plan] == ["slow_decode", "good-01", "good-02", "accepts_starting_code", "key_echoed"]
     assert plan[0].faults == ("slow_decode",) and plan[1].faults == ()
     assert [s.key for s in plan_runs(set(), 1)] == [GOOD]  # the fault-detection self-test's key
+
+
+def test_both_columns_start_their_longest_runs_first():
+    chosen = {"key_echoed", "slow_decode", "accepts_starting_code"}
+    column = plan_no_reset_runs(chosen, CATALOGUE)
+    plan = longest_first(column[:1] + plan_runs(chosen, 1) + column[1:])
+    assert [s.key for s in plan] == [
+        GOOD + NO_RESET,
+        "slow_decode",
+        "slow_decode" + NO_RESET,
+        GOOD,
+        "accepts_starting_code",
+        "key_echoed",
+        "accepts_starting_code" + NO_RESET,
+        "key_echoed" + NO_RESET,
+    ]
 
 
 def test_the_subcommand_registers_on_the_cli_parser():
