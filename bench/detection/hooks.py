@@ -62,8 +62,13 @@ class HookMap:
         return cls({t: set(f) for t, f in data["tests"].items()}, set(data["bring_up"]))
 
 
-def read_trace(folder: Path) -> HookMap:
-    """The hook map of one traced run: its windows file and the simulator traces beside it."""
+def read_trace(folder: Path, widen: bool = True) -> HookMap:
+    """The hook map of one traced run: its windows file and the simulator traces beside it.
+    widen: what each test may have reached (a noted question stands for any in the
+    TRACE_STEP_S after it, so a test that starts within that is counted too: the reduced
+    selections are built from this); else what each test certainly reached (a noted time
+    inside its span), which a check against the record uses so that a question asked just
+    before a test starts is not counted as the test's."""
     tests: list[tuple[float, float, str]] = []
     shared: list[tuple[float, float]] = []
     for line in (folder / WINDOWS_FILE).read_text(encoding="utf-8").splitlines():
@@ -78,14 +83,14 @@ def read_trace(folder: Path) -> HookMap:
     for trace in sorted(folder.glob("sim-*.trace")):
         for line in trace.read_text(encoding="ascii").splitlines():
             t, fault = line.split(" ", 1)
-            _attribute(float(t), fault, tests, starts, shared, hooks)
+            _attribute(float(t), fault, tests, starts, shared, hooks, TRACE_STEP_S if widen else 0.0)
     return hooks
 
 
-def _attribute(t, fault, tests, starts, shared, hooks: HookMap) -> None:
-    # The question was asked at t or, unnoted, up to TRACE_STEP_S later: every span that meets
-    # [t, t + TRACE_STEP_S] may have asked it.
-    lo, hi = t, t + TRACE_STEP_S
+def _attribute(t, fault, tests, starts, shared, hooks: HookMap, step: float) -> None:
+    # The question was asked at t or, unnoted, up to step later: every span that meets
+    # [t, t + step] may have asked it.
+    lo, hi = t, t + step
     met = False
     for i in range(max(0, bisect.bisect_right(starts, hi) - 1), -1, -1):
         s, e, name = tests[i]

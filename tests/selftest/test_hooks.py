@@ -19,10 +19,10 @@ from bench.sim.metrics.session import MetricsSession
 A, B, C = "tests/device/test_a.py::test_a", "tests/device/test_a.py::test_b", "tests/device/test_c.py::test_c"
 
 
-def traced(tmp_path: Path, windows: list[str], notes: list[str]) -> HookMap:
+def traced(tmp_path: Path, windows: list[str], notes: list[str], widen: bool = True) -> HookMap:
     (tmp_path / WINDOWS_FILE).write_text("".join(w + "\n" for w in windows), encoding="utf-8")
     (tmp_path / "sim-1.trace").write_text("".join(n + "\n" for n in notes), encoding="ascii")
-    return read_trace(tmp_path)
+    return read_trace(tmp_path, widen=widen)
 
 
 def test_a_note_belongs_to_the_test_it_falls_in_and_bring_up_to_none(tmp_path):
@@ -41,6 +41,9 @@ def test_a_note_just_before_a_boundary_counts_for_both_tests(tmp_path):
     hooks = traced(tmp_path, [f"test 1.0 2.0 {A}", f"test 2.0001 3.0 {B}"], [f"{t:.6f} set_as_add"])
     assert hooks.tests == {A: {"set_as_add"}, B: {"set_as_add"}}
     assert not hooks.bring_up
+    # what each test certainly reached: only the test the noted time falls in
+    certain = traced(tmp_path, [f"test 1.0 2.0 {A}", f"test 2.0001 3.0 {B}"], [f"{t:.6f} set_as_add"], widen=False)
+    assert certain.tests == {A: {"set_as_add"}, B: set()}
 
 
 def test_a_note_inside_a_shared_fixture_set_up_during_a_test_counts_for_the_test_too(tmp_path):
