@@ -319,7 +319,7 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
         f"two delivered sessions after the server faults {', '.join(f.value for f in SERVER_FAULTS)}",
     )
 
-    stored = m.requests()
+    stored = m.all_requests()
     forwarded = [e for e in m.device_exchanges() if e.forwarded]
     assert len(forwarded) == len(stored), (
         f"the proxy forwarded {len(forwarded)} device-data requests but the server stored {len(stored)}"
