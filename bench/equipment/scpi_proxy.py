@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +29,8 @@ from bench.equipment.listener import CLOSE_JOIN_S, Listener
 
 MAX_LINES = 100_000
 MAX_LINE_BYTES = 4096
+# A reply waits at most this long for its query's note (the noting thread only has to append a line).
+QUERY_NOTE_WAIT_S = 1.0
 # Keysight-style spellings (the bench's keysight-e36, generic-scpi, rs-hmp and paygo-sim profiles);
 # another dialect passes its own patterns.
 OFF_COMMAND = r"(?::?OUTP(?:UT)?(?::STAT(?:E)?)?)\s+(?:OFF|0)(?:\s*,\s*\(@[\d,:\s]+\))?"
@@ -62,6 +64,9 @@ class _Reply:
 
     invert: bool = False
     delay_s: float = 0.0
+    # set once its query is noted: the reply is noted (and passed on) after it, so the lines read
+    # in the order they crossed the wire, however the two threads are scheduled
+    query_noted: threading.Event = field(default_factory=threading.Event)
 
 
 class _Connection:
@@ -298,6 +303,7 @@ class ScpiFaultProxy:
             if mode is ScpiMode.STUCK_OFF and self._off.fullmatch(text.strip()):
                 self._note(conn, "command", text, "swallowed")
                 continue
+            reply = None
             if "?" in text:
                 reply = _Reply(
                     invert=mode is ScpiMode.INVERT_STATE and bool(self._query.fullmatch(text.strip())),
@@ -305,14 +311,22 @@ class ScpiFaultProxy:
                 )
                 with conn.lock:
                     conn.pending.append(reply)
-            conn.upstream.sendall(raw)
-            self._note(conn, "command", text, "forwarded")  # once on its way: a watcher may act on it
+            try:
+                conn.upstream.sendall(raw)
+                self._note(conn, "command", text, "forwarded")  # once on its way: a watcher may act on it
+            finally:
+                if reply is not None:
+                    reply.query_noted.set()
 
     def _replies(self, conn: _Connection) -> None:
         """PSU to bench: each reply line passed on, inverted or held as its query asked."""
         for raw in _lines_of(conn.upstream):
             with conn.lock:
-                reply = conn.pending.popleft() if conn.pending else _Reply()
+                reply = conn.pending.popleft() if conn.pending else None
+            if reply is None:
+                reply = _Reply()  # a line no query asked for
+            else:
+                reply.query_noted.wait(QUERY_NOTE_WAIT_S)
             text = raw.decode("ascii", "replace").strip("\r\n")
             action = "forwarded"
             if reply.invert and text.strip().upper() in _INVERSE:
