@@ -172,7 +172,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "psu_decay_s": _float(0.1, lambda v: v >= 0, "seconds >= 0"),
         "link": _choice("auto", ("auto", "pty", "socket")),
         "brownout_v": _float(3.0, lambda v: v > 0, "volts > 0"),
-        "nvm_page_write_ms": _float(1.0, lambda v: v >= 0, "milliseconds >= 0"),
+        "nvm_page_write_ms": _float(0.25, lambda v: v >= 0, "milliseconds >= 0"),
         "rtc_subsecond": _bool(False),
         "metrics_mode": _choice("direct", ("off", "direct", "bridge")),
         "metrics_period_s": _float(0.2, lambda v: 0.05 <= v <= 604800, "seconds, 0.05..604800"),

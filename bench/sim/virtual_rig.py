@@ -61,7 +61,7 @@ class SimOptions:
     psu_decay_s: float = 0.1  # the rail's fall after OFF: a few of the bench's 20 ms polls see it above 0.5 V
     link: str = "auto"
     brownout_v: float = 3.0
-    nvm_page_write_ms: float = 1.0
+    nvm_page_write_ms: float = 0.25
     channel: int = 1
     boot_delay_s: float = 0.001  # supply up to boot banner; short, so that power-cut runs stay fast
     # where the device keeps its NVM image and RTC (bench/sim/state_dir.py); "" = a new temp dir
