@@ -31,7 +31,13 @@ from bench.openpaygo.metrics.reply import MetricsReply
 from bench.openpaygo.metrics.timestamps import parse_iso, whole
 from bench.openpaygo.metrics.wire import Encoding, decode, encode, encoding_of
 from bench.secret import mask
-from bench.server.activation import active_seconds_left, active_until_timestamp, plan_tokens
+from bench.server.activation import (
+    MAX_AHEAD,
+    active_seconds_left,
+    active_until_timestamp,
+    beyond_windows,
+    plan_tokens,
+)
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import DeviceRegistry
 from bench.server.jwt_auth import check_jwt
@@ -40,6 +46,7 @@ from bench.server.store import DeviceState, RequestRecord, Store
 
 log = logging.getLogger("bench.server")
 JSON = "application/json"
+_PLAN_ATTEMPTS = 3  # plans made outside the lock before one is made inside it (a device racing itself)
 
 
 @dataclass
@@ -243,22 +250,41 @@ class MetricsServer:
         ex.data_times = (min(times), max(times)) if times else None
         ex.auth = self.authenticate(req)
         encoding = encoding_of(request.headers.get("Content-Type"))
-        with self.store.transaction() as tx:
-            state = tx.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
-            _check_replay(req, state)
-            reply, state = self._reply(req, state, now)
-            if reply.has_content():
-                reply = self._signed(req, reply)
-            answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
-            self._record(ex, answer, None, tx)
-            tx.put_device_state(
-                replace(
-                    state,
-                    last_timestamp=_highest(state.last_timestamp, req.timestamp),
-                    last_request_count=_highest(state.last_request_count, req.request_count),
+        seen = self.store.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
+        for attempt in range(_PLAN_ATTEMPTS):
+            # Tokens are planned and the reply signed outside the store's lock, from the state
+            # read before; the transaction then checks that nobody changed that state meanwhile.
+            _check_replay(req, seen)
+            reply, planned = self._reply(req, seen, now)
+            with self.store.transaction() as tx:
+                state = tx.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
+                if state != seen and attempt + 1 < _PLAN_ATTEMPTS:
+                    seen = state  # another request for this device came first: plan again
+                    continue
+                if state != seen:  # still racing: plan in the lock (bounded: see activation.py)
+                    seen = state
+                    _check_replay(req, seen)
+                    reply, planned = self._reply(req, seen, now)
+                answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
+                self._record(ex, answer, None, tx)
+                tx.put_device_state(
+                    replace(
+                        planned,
+                        last_timestamp=_highest(planned.last_timestamp, req.timestamp),
+                        last_request_count=_highest(planned.last_request_count, req.request_count),
+                    )
                 )
-            )
-        return Response(answer.body, 201, content_type=answer.content_type)
+            if self.registry.get(req.serial_number) is not None and beyond_windows(seen, req.token_count):
+                log.warning(
+                    "%s reported token_count %d, more than %d above the server's %d: no token takes a device"
+                    " there, so none was issued and the server's count is unchanged (docs/server.md, Tokens)",
+                    req.serial_number,
+                    req.token_count,
+                    MAX_AHEAD,
+                    seen.token_count,
+                )
+            return Response(answer.body, 201, content_type=answer.content_type)
+        raise AssertionError("unreachable: the last attempt always answers")  # pragma: no cover
 
     def _reply(self, req: MetricsRequest, state: DeviceState, now: float) -> tuple[MetricsReply, DeviceState]:
         device = self.registry.get(req.serial_number)
@@ -280,7 +306,8 @@ class MetricsServer:
             else (0 if req.wants_seconds_left else None)
         )
         settings = {"base_url": self.config.announce_base_url} if self.config.announce_base_url else None
-        return MetricsReply(req.serial_number, tokens, auts, asl, settings), state
+        reply = MetricsReply(req.serial_number, tokens, auts, asl, settings)
+        return (self._signed(req, reply) if reply.has_content() else reply), state
 
     def _signed(self, req: MetricsRequest, reply: MetricsReply) -> MetricsReply:
         device = self.registry.get(req.serial_number)

@@ -25,6 +25,7 @@ from bench.openpaygo.metrics.format import DataFormat, parse_data_format
 from bench.openpaygo.metrics.wire import canonical_json
 
 SCHEMA_VERSION = 1
+SQLITE_MAX_INT = 2**63 - 1  # the largest integer an SQLite INTEGER holds
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -290,6 +291,8 @@ class Store:
         """A registered format (formats never change once registered, so they are cached)."""
         if id in self._formats:
             return self._formats[id]
+        if not 0 <= id <= SQLITE_MAX_INT:
+            return None  # no id SQLite can hold: registered ids are all within its INTEGER
         with self._lock:
             row = self._conn.execute("SELECT canonical FROM data_formats WHERE id = ?", (id,)).fetchone()
         if row is None:

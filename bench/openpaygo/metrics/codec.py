@@ -41,6 +41,9 @@ from bench.openpaygo.metrics.wire import (
 
 MAX_ACCESSORY_DEPTH = 4  # a device > accessory > sub-accessory ...: deeper is not a real system
 MAX_SERIAL = 128
+# A request count a server keeps to guard against replays: a 64-bit signed integer, as SQLite
+# stores it (no device counter comes near it).
+MAX_REQUEST_COUNT = 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 FormatLookup = Callable[[int], "DataFormat | None"]
@@ -287,6 +290,10 @@ def _request_count(f: _Fields) -> int | None:
         if not isinstance(rc, int) or isinstance(rc, bool) or rc < 0:
             raise MetricsError(
                 "wrong_type", f"request_count must be a whole number >= 0, got {type_name(rc)}", f.at("request_count")
+            )
+        if rc > MAX_REQUEST_COUNT:
+            raise MetricsError(
+                "bad_value", f"request_count {rc} is above {MAX_REQUEST_COUNT}, the largest kept", f.at("request_count")
             )
     return rc
 

@@ -10,7 +10,7 @@ from typing import Any
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import DataFormat, check_name, is_index_key, is_number, type_name
 from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG, ROW_RELATIVE_TIME, ROW_TIMESTAMP
-from bench.openpaygo.metrics.timestamps import parse_time, whole
+from bench.openpaygo.metrics.timestamps import MAX_UNIX, parse_time, whole
 
 
 def _order_of(fmt: DataFormat | None, which: str) -> tuple[str | None, ...]:
@@ -107,10 +107,10 @@ def historical(rows: list, fmt: DataFormat | None, base: int | float, where: str
                 del row[ROW_RELATIVE_TIME]
         elif ROW_RELATIVE_TIME in row:
             rel = _check_rel(row, w)
-            t = whole((prev if prev is not None else base) + rel)
+            t = _computed((prev if prev is not None else base) + rel, "relative_time", f"{w}.relative_time")
             del row[ROW_RELATIVE_TIME]
         elif interval is not None:
-            t = base if prev is None else whole(prev + interval)
+            t = base if prev is None else _computed(prev + interval, "historical_data_interval", w)
         else:
             raise MetricsError(
                 "no_time",
@@ -121,6 +121,18 @@ def historical(rows: list, fmt: DataFormat | None, base: int | float, where: str
         prev = t
         out.append(row)
     return tuple(out)
+
+
+def _computed(t: int | float, step: str, where: str) -> int | float:
+    """A row time made from the previous one + a step must stay within the years a time can show
+    (either sign, as `parse_time(signed=True)`: a negative interval from ts 0 goes before 1970):
+    1e300 seconds later is no time a store, a query or a report can hold."""
+    if not -MAX_UNIX <= t <= MAX_UNIX:
+        shown = str(t) if len(str(t)) <= 24 else str(t)[:20] + "..."
+        raise MetricsError(
+            "bad_value", f"this row's time, the previous one + {step}, is {shown}: outside +-{MAX_UNIX}", where
+        )
+    return whole(t)
 
 
 def _check_rel(row: dict[str, Any], where: str) -> int | float:

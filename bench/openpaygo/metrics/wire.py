@@ -1,10 +1,10 @@
 """Bytes on the wire <-> plain values (dict, list, str, int, float, bool, None).
 
-JSON is read strictly (RFC 8259: UTF-8, no NaN/Infinity, no duplicate keys, finite numbers), CBOR
-is read with cbor2 and then held to the same value model (no tags, byte strings, undefined or
-trailing bytes), so that whatever the encoding, the rest of the code sees one kind of value and a
-signature has one canonical JSON text ("Re-dumped JSON" in docs/metrics.md). Nesting is bounded
-before anything walks it.
+JSON is read strictly (RFC 8259: UTF-8, no NaN/Infinity, no duplicate keys, finite numbers, no
+unpaired surrogate escapes: they have no UTF-8 form), CBOR is read with cbor2 and then held to the
+same value model (no tags, byte strings, undefined or trailing bytes), so that whatever the
+encoding, the rest of the code sees one kind of value and a signature has one canonical JSON text
+("Re-dumped JSON" in docs/metrics.md). Nesting is bounded before anything walks it.
 
 `json_spans` finds where top-level values sit in a JSON text, so a signature over the device's
 own bytes ("12.50") can be checked too, not only over the canonical re-dump ("12.5")."""
@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -101,19 +102,42 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259)")
 
 
-def _depth_at(value: Any, limit: int) -> str | None:
-    """The path of the first container nested deeper than `limit`, else None (iterative: the
-    value may be up to the parser's own recursion limit deep)."""
-    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
+# RFC 8259 section 8.2: "\uDEAD" alone is grammatical but encodes no Unicode character; it has no
+# UTF-8 form, so no CBOR text, store or signature could hold it as sent.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_MESSAGE = "an unpaired UTF-16 surrogate (\\ud800-\\udfff escape) is not a Unicode character (RFC 8259, 8.2)"
+
+
+def _shown(key: str) -> str:
+    """A key as a `where` path shows it: an unpaired surrogate as its \\u escape."""
+    return key if key.isascii() else key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unpaired(text: str) -> bool:
+    """True if the text holds an unpaired surrogate (json.loads joins the valid pairs)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _refusal_at(value: Any, limit: int) -> MetricsError | None:
+    """The first container nested deeper than `limit`, or string holding an unpaired surrogate,
+    as a refusal naming its path; None if there is none (iterative: the value may be up to the
+    parser's own recursion limit deep)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         v, depth, where = stack.pop()
+        if isinstance(v, str) and _unpaired(v):
+            return MetricsError("bad_json", _SURROGATE_MESSAGE, where or "$")
         if isinstance(v, (list, dict)):
             if depth > limit:
-                return where
-            items = v.items() if isinstance(v, dict) else enumerate(v)
-            stack.extend(
-                (child, depth + 1, f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]") for k, child in items
-            )
+                return MetricsError("too_deep", f"nesting deeper than {limit} levels", (where or "$")[:60] + "...")
+            if isinstance(v, dict):
+                for k, child in v.items():
+                    path = f"{where}.{_shown(k)}" if where else _shown(k)
+                    if _unpaired(k):
+                        return MetricsError("bad_json", _SURROGATE_MESSAGE, path)
+                    stack.append((child, depth + 1, path))
+            else:
+                stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(v))
     return None
 
 
@@ -138,9 +162,9 @@ def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
         ) from None
     except ValueError as e:  # huge integers (int max str digits), floats beyond the range
         raise MetricsError("bad_json", str(e)[:120], "") from None
-    deep = _depth_at(value, max_depth)
-    if deep is not None:
-        raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", deep[:60] + "...")
+    refusal = _refusal_at(value, max_depth)
+    if refusal is not None:
+        raise refusal
     return value
 
 
