@@ -23,10 +23,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bench.openpaygo.metrics.auth import verify_request
+from bench.openpaygo.metrics.auth import parse_auth, verify_request
 from bench.openpaygo.metrics.codec import MetricsRequest, parse_body
 from bench.openpaygo.metrics.errors import MetricsError
-from bench.openpaygo.metrics.format import parse_data_format
+from bench.openpaygo.metrics.format import parse_data_format, type_name
 from bench.openpaygo.metrics.reply import MetricsReply
 from bench.openpaygo.metrics.timestamps import parse_iso, whole
 from bench.openpaygo.metrics.wire import Encoding, decode, encode, encoding_of
@@ -181,36 +181,27 @@ class MetricsServer:
         """True if a valid JWT came; MetricsError if one came and is bad, or none came but must."""
         secret = self.config.jwt_secret
         header = request.headers.get("Authorization")
-        if secret is None:
-            return False  # no secret: a JWT cannot be checked, and none is asked for
         if header is None and not required:
             return False
+        if secret is None:  # a credential that is present must be valid; this one cannot be checked
+            raise MetricsError(
+                "jwt_invalid",
+                "this server has no JWT secret, so an Authorization JWT cannot be checked",
+                "Authorization",
+            )
         check_jwt(header, secret, self.config.jwt_leeway_s)
         return True
 
     def authenticate(self, req: MetricsRequest) -> str:
+        """How the request authenticated ("ra", "jwt", "ca+jwt", "none"...), or MetricsError.
+        Whatever the policy, a credential that is present must be valid: an `a` that cannot be
+        verified (malformed, or from a device the registry does not hold) is refused under
+        jwt, either and none too, never stored as if it had not been sent."""
         policy = self.config.auth
         jwt_ok = self._jwt(required=policy == "jwt")
-        device = self.registry.get(req.serial_number)
-        payload = None
-        if req.auth is not None:
-            if device is not None:
-                payload = verify_request(req.signed, req.auth, device.key).describe()
-                if req.signed.timestamp is None and req.signed.request_count is None:
-                    raise MetricsError(
-                        "auth_unprotected",
-                        "a signed request must carry timestamp (ts) or request_count (rc), or anyone could replay it",
-                        "a",
-                    )
-            elif policy == "payload" or (policy == "either" and not jwt_ok):
-                raise MetricsError(
-                    "unknown_device",
-                    f"serial number {req.serial_number!r} is not in this "
-                    "server's device registry, so its signature cannot be checked",
-                    "sn",
-                )
+        payload = self._payload_auth(req)
         if policy == "payload" and payload is None:
-            if device is None:
+            if self.registry.get(req.serial_number) is None:
                 raise MetricsError(
                     "unknown_device",
                     f"serial number {req.serial_number!r} is not in this server's device registry",
@@ -225,13 +216,32 @@ class MetricsServer:
             )
         return "+".join(p for p in (payload, "jwt" if jwt_ok else None) if p) or "none"
 
+    def _payload_auth(self, req: MetricsRequest) -> str | None:
+        """The verified `a` ("ra", "da (device's own JSON text)"...), None if the request has none."""
+        if req.auth is None:
+            return None
+        parse_auth(req.auth)  # its shape first: auth_malformed needs no key
+        device = self.registry.get(req.serial_number)
+        if device is None:
+            raise MetricsError(
+                "unknown_device",
+                f"serial number {req.serial_number!r} is not in this server's device registry, so its "
+                "signature (a) cannot be checked; a credential that is present must be valid",
+                "sn",
+            )
+        payload = verify_request(req.signed, req.auth, device.key).describe()
+        if req.signed.timestamp is None and req.signed.request_count is None:
+            raise MetricsError(
+                "auth_unprotected",
+                "a signed request must carry timestamp (ts) or request_count (rc), or anyone could replay it",
+                "a",
+            )
+        return payload
+
     def _admin(self, ex: _Exchange) -> None:
-        """The data-format and query routes need a JWT when the server has a secret."""
-        if self.config.jwt_secret is not None:
-            self._jwt(required=True)
-            ex.auth = "jwt"
-        else:
-            ex.auth = "none"
+        """The data-format and query routes need a JWT when the server has a secret (and, as
+        everywhere, one that is sent must be valid)."""
+        ex.auth = "jwt" if self._jwt(required=self.config.jwt_secret is not None) else "none"
 
     # -- routes --------------------------------------------------------------------------------
     def post_device_data(self, ex: _Exchange) -> Response:
@@ -319,7 +329,10 @@ class MetricsServer:
         self._admin(ex)
         body = self._read_body(ex)
         encoding = encoding_of(request.headers.get("Content-Type"))
-        fmt = parse_data_format(decode(body, encoding, self.config.max_body_bytes))
+        value = decode(body, encoding, self.config.max_body_bytes)
+        if not isinstance(value, dict):
+            raise MetricsError("not_an_object", f"a Data Format must be an object, got {type_name(value)}", "$")
+        fmt = parse_data_format(value)
         ex.simple = fmt.to_json()
         with self.store.transaction() as tx:
             fid = tx.add_data_format(fmt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 CODES: dict[str, tuple[int, str]] = {
     # 400: the body cannot be read as a Metrics value at all
     "bad_json": (400, "the body is not RFC 8259 JSON in UTF-8 (syntax, NaN/Infinity, duplicate keys)"),
-    "bad_cbor": (400, "the body is not one well-formed CBOR item"),
+    "bad_cbor": (400, "the body is not one well-formed CBOR item of JSON-like values (no tags)"),
     "too_deep": (400, "nesting deeper than the server accepts"),
     "bad_query": (400, "a query parameter is missing or malformed"),
     "bad_request": (400, "the request could not be processed; it was logged and stored"),
@@ -18,8 +18,14 @@ CODES: dict[str, tuple[int, str]] = {
     "auth_invalid": (403, "the payload signature `a` does not verify with the device key"),
     "auth_malformed": (403, "the payload signature `a` is not a 2-letter method and 1..16 hex digits"),
     "auth_unprotected": (403, "a signed request carries neither timestamp nor request_count, so it could be replayed"),
-    "unknown_device": (403, "payload auth is required but the serial number is not in the device registry"),
-    "jwt_invalid": (403, "the Authorization JWT is malformed, not HS256, badly signed, expired or not yet valid"),
+    "unknown_device": (
+        403,
+        "the serial number is not in the device registry, and payload auth is required or `a` is present",
+    ),
+    "jwt_invalid": (
+        403,
+        "the Authorization JWT is malformed, not HS256, badly signed, expired, not yet valid, or uncheckable (no secret)",
+    ),
     # 404/405: routing
     "not_found": (404, "no such route under the server's base path"),
     "method_not_allowed": (405, "the route exists but not for this HTTP method"),

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -168,10 +169,30 @@ def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+class _EveryTagKept(Mapping[int, Callable[[Any, bool], Any]]):
+    """cbor2's `semantic_decoders` for every tag number: the tagged item is kept as a CBORTag,
+    so `_plain` refuses it where it sits. cbor2 looks each tag up here before its own decoders,
+    which would otherwise turn tag 2/3 into a plain int (a bignum), 0/1 into a datetime, 28
+    (value sharing) and 55799 (self-described CBOR) into the bare item, all looking like JSON."""
+
+    def __getitem__(self, tag: int) -> Callable[[Any, bool], Any]:
+        return lambda item, _immutable: cbor2.CBORTag(tag, item)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())  # every tag is in it; none is worth listing
+
+    def __len__(self) -> int:
+        return 0
+
+
+_KEEP_TAGS = _EveryTagKept()
+_TAG_NAMES = {0: "a date/time string", 1: "an epoch date/time", 2: "a positive bignum", 3: "a negative bignum"}
+
+
 def decode_cbor(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     fp = io.BytesIO(body)
     try:
-        value = cbor2.CBORDecoder(fp).decode()
+        value = cbor2.CBORDecoder(fp, semantic_decoders=_KEEP_TAGS).decode()
     except RecursionError:
         raise MetricsError("too_deep", "CBOR nesting too deep", "") from None
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, MemoryError) as e:
@@ -195,6 +216,8 @@ def _plain(value: Any, where: str, depth: int, max_depth: int) -> Any:
         raise MetricsError("bad_cbor", "NaN and infinities have no JSON form", where)
     if isinstance(value, _SCALARS):
         return value
+    if isinstance(value, cbor2.CBORTag):
+        raise MetricsError("bad_cbor", _tag_refusal(value.tag), where or "$")
     if isinstance(value, list):
         return [_plain(v, f"{where}[{i}]", depth + 1, max_depth) for i, v in enumerate(value)]
     if isinstance(value, dict):
@@ -202,6 +225,8 @@ def _plain(value: Any, where: str, depth: int, max_depth: int) -> Any:
         for k, v in value.items():
             if isinstance(k, int) and not isinstance(k, bool) and k >= 0:
                 k = str(k)
+            if isinstance(k, cbor2.CBORTag):
+                raise MetricsError("bad_cbor", f"a map key: {_tag_refusal(k.tag)}", where or "$")
             if not isinstance(k, str):
                 raise MetricsError(
                     "bad_cbor",
@@ -215,6 +240,14 @@ def _plain(value: Any, where: str, depth: int, max_depth: int) -> Any:
     what = type(value).__name__
     raise MetricsError(
         "bad_cbor", f"a CBOR {what} (tag, byte string, undefined or simple value) has no JSON form", where or "$"
+    )
+
+
+def _tag_refusal(tag: int) -> str:
+    what = _TAG_NAMES.get(tag, "")
+    return (
+        f"CBOR tag {tag}{f' ({what})' if what else ''} is not allowed: "
+        "a Metrics body holds the values JSON can carry, and no tags"
     )
 
 
