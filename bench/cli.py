@@ -42,6 +42,12 @@ SERVE_EXAMPLES = """examples:
   paygo-bench serve --db m.db --devices devices.csv --port 0   # an OpenPAYGO device list, any free port
   paygo-bench serve --db m.db --jwt-secret-file jwt.key --auth either --base-path /metrics/
   paygo-bench serve --db m.db --cert server.pem --key server.key   # HTTPS
+  paygo-bench serve --db m.db --host 0.0.0.0 --jwt-secret-file jwt.key   # reachable by a DUT on the lab network
+
+exit status:
+  0  stopped by Ctrl-C
+  2  a device, rig or JWT secret file it cannot use, or a bad --base-path / --cert / --key
+  4  usage error: the command line was wrong (a non-loopback --host without --jwt-secret-file included)
 """
 
 
@@ -219,6 +225,22 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     except (RigError, DeviceFileError, ValueError, OSError) as e:
         print(f"paygo-bench serve: {e}", file=sys.stderr)
         return 2
+    if not is_loopback(args.host) and secret is None:
+        # without a JWT secret GET /device_data and POST /data_format are open: fine on loopback,
+        # not to a whole lab network
+        if not args.insecure_open_to_network:
+            print(
+                f"paygo-bench serve: error: --host {args.host} is reachable from other machines and no "
+                "--jwt-secret-file is given, so every device's data (GET /device_data) and POST /data_format "
+                "would be open to them: give --jwt-secret-file, or --insecure-open-to-network to serve them open",
+                file=sys.stderr,
+            )
+            return USAGE_EXIT
+        logging.getLogger("bench.server").warning(
+            "INSECURE: --insecure-open-to-network: listening on %s without a JWT secret: anyone who can reach "
+            "this machine can read every device's data (GET /device_data) and register data formats",
+            args.host,
+        )
     store = Store(args.db)
     registry = DeviceRegistry(devices, store)
     server = start(
@@ -229,7 +251,7 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         cert_file=config.cert_file,
         key_file=config.key_file,
     )
-    if not is_loopback(args.host):
+    if not is_loopback(args.host) and secret is not None:
         print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
     print(
         f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
@@ -346,13 +368,20 @@ def _add_sim_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
-        epilog=SERVE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    serve = _exit_4_on_usage_error(
+        sub.add_parser(
+            "serve",
+            help="run the OpenPAYGO Metrics server (docs/server.md) until Ctrl-C",
+            epilog=SERVE_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default loopback only); any other needs --jwt-secret-file "
+        "(or --insecure-open-to-network)",
+    )
     serve.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port; default 8080)")
     serve.add_argument("--db", required=True, help="SQLite file storing every request (created if absent)")
     serve.add_argument(
@@ -371,6 +400,12 @@ def _add_serve_parser(sub) -> None:
     serve.add_argument("--tokens-as-strings", action="store_true", help="tkl items as zero-padded strings")
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")
+    serve.add_argument(
+        "--insecure-open-to-network",
+        action="store_true",
+        help="allow a non-loopback --host without --jwt-secret-file: every device's data and POST "
+        "/data_format open to anyone who can reach the machine (logged as a warning)",
+    )
     serve.set_defaults(func=cmd_serve)
 
 

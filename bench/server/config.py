@@ -19,6 +19,9 @@ from bench.secret import Secret
 
 AUTH_POLICIES = ("payload", "jwt", "either", "none")
 MIN_JWT_SECRET_BYTES = 32  # HS256 needs a 256-bit secret (RFC 7518, section 3.2)
+# The request line and headers together: a Metrics request needs well under 2 KB (Host,
+# Content-Type, Content-Length, a JWT); 16 KB leaves room for a proxy's additions.
+MAX_HEADER_BYTES = 16 * 1024
 _BASE_PATH = re.compile(r"/([A-Za-z0-9._~-]+/?)*")
 
 

@@ -4,7 +4,13 @@ HTTP runs on waitress: a production WSGI server, pure Python, the same on Linux 
 waitress has no TLS, so HTTPS runs on werkzeug's threaded server with an `ssl.SSLContext` held to
 the spec's list (TLS 1.2+, ciphers EECDH+AESGCM, EDH+AESGCM, EECDH+AES256, EDH+AES256; TLS 1.1
 is in the spec but refused by current OpenSSL builds). Both are what `paygo-bench serve` and the
-`metrics_server` fixture use, so tests run the path a lab runs."""
+`metrics_server` fixture use, so tests run the path a lab runs.
+
+waitress holds a request's body until it has all of it, before the app sees it, so its own limits
+are set to the server's: a request whose headers or declared body are over them is refused as
+they arrive, unread (waitress's defaults would buffer 1 GB first). Those refusals are waitress's,
+in plain text, unstored: it has no documented hook to answer them otherwise (docs/server.md
+"Status codes")."""
 
 from __future__ import annotations
 
@@ -21,8 +27,13 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
+from bench.server.config import MAX_HEADER_BYTES
+
 SPEC_CIPHERS = "EECDH+AESGCM:EDH+AESGCM:EECDH+AES256:EDH+AES256"
 STOP_TIMEOUT_S = 10.0
+CONNECTION_LIMIT = 100  # open connections; more wait in the listen backlog
+IDLE_TIMEOUT_S = 120  # a connection that sends nothing for this long is closed
 
 
 def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -41,7 +52,9 @@ def _host_in_url(host: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """127.0.0.0/8, ::1 or localhost: only this machine can connect. A name other than localhost
+    counts as reachable (what it resolves to can change)."""
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -101,8 +114,10 @@ def start(
     cert_file: Path | None = None,
     key_file: Path | None = None,
     threads: int = 4,
+    max_header_bytes: int = MAX_HEADER_BYTES,
 ) -> RunningServer:
-    """Serve `app` on host:port (0 = an ephemeral port) until `stop()`."""
+    """Serve `app` on host:port (0 = an ephemeral port) until `stop()`. The body limit is the
+    app's own (Flask's MAX_CONTENT_LENGTH), so waitress refuses unread what the app would refuse."""
     if cert_file is not None and key_file is not None:
         return _start_tls(app, host, port, base_path, tls_context(cert_file, key_file))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
@@ -114,6 +129,11 @@ def start(
         clear_untrusted_proxy_headers=True,
         ident="paygo-bench",
         asyncore_loop_timeout=1,
+        # waitress refuses a size at or above its limit; the server's limits are the largest allowed
+        max_request_body_size=body_limit(app) + 1,
+        max_request_header_size=max_header_bytes + 1,
+        connection_limit=CONNECTION_LIMIT,
+        channel_timeout=IDLE_TIMEOUT_S,
     )
     bound_port = server.effective_port
     thread = threading.Thread(target=server.run, name=f"metrics-server-{bound_port}", daemon=True)
@@ -133,6 +153,12 @@ def start(
         server.task_dispatcher.shutdown()
 
     return RunningServer("http", host, bound_port, base_path, stop, thread)
+
+
+def body_limit(app: Any) -> int:
+    """The largest body `app` takes: its Flask MAX_CONTENT_LENGTH, else the spec's 4096 KB."""
+    limit = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
+    return limit if isinstance(limit, int) and limit > 0 else MAX_BODY_BYTES
 
 
 def _start_tls(app: Any, host: str, port: int, base_path: str, ctx: ssl.SSLContext) -> RunningServer:

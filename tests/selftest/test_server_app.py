@@ -312,14 +312,6 @@ def test_malformed_requests(metrics_server, body, ctype, status, code):
     assert metrics_server.requests()[-1].error_code == code
 
 
-def test_oversize_bodies_are_413_and_stored(metrics_server):
-    big = b'{"sn":"SIM000001","d":{"x":"' + b"x" * (4096 * 1024) + b'"}}'
-    answer = metrics_server.post("/dd", big)
-    assert answer.status == 413 and error_of(answer) == "too_large"
-    row = metrics_server.requests()[-1]
-    assert row.body == b"" and row.body_length == len(big)
-
-
 def test_data_format_registration(metrics_server):
     first = register(metrics_server)
     assert register(metrics_server) == first  # the same format keeps its id
