@@ -1,6 +1,6 @@
 """A faulty device must never freeze or fill the bench: whatever count or number a request
 carries, the Metrics server answers it at once, keeps serving everyone else, and refuses what it
-cannot hold with a 4xx naming the field (docs/server.md "Tokens" and "Status codes")."""
+cannot hold with a 4xx naming the field (docs/server.md "The reply" and "Status codes")."""
 
 from __future__ import annotations
 
