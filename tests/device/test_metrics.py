@@ -288,7 +288,8 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     server stored it (`drop_after`), one after another: each stays on until a session carrying
     rows met it (`_faulted_with_rows`: the rows pending since the last session the proxy let
     through, which every later session carries until one is answered), then the next; then the
-    server is back for two delivered sessions. The rows of five failed sessions in a row must all
+    server is back for two delivered sessions, and until a request after the faults carried rows
+    (else rows lost at the end would lie outside the span checked). The rows of five failed sessions in a row must all
     arrive. Afterwards every row time from the first stored row to the last is at the server (no
     gap at the sample interval over all accepted requests; a clock running fast within the drift
     limit may skip one second, so single missing rows up to the drift's share are tolerated), and
@@ -309,14 +310,22 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
         finally:
             m.proxy.set_mode(ProxyMode.PASS)
     index = m.device_exchanges().index(faulted)
+    stored_before = {r.id for r in m.all_requests()}
 
-    def delivered_twice() -> bool:  # the recovery, and one more: a retry must not leave rows to send again
-        return sum(e.mode is ProxyMode.PASS and e.delivered for e in m.device_exchanges()[index + 1 :]) >= 2
+    def recovered() -> bool:
+        """Two delivered sessions after the faults (the recovery, and one more: a retry must not
+        leave rows to send again), and a request after them at the server that carries rows: its
+        rows were sampled after the faulted ones, so the span of row times checked below reaches
+        past every row a fault could have lost (sessions at a sub-second period mostly carry none)."""
+        delivered = sum(e.mode is ProxyMode.PASS and e.delivered for e in m.device_exchanges()[index + 1 :])
+        after = [r for r in m.requests() if r.id not in stored_before and r.verdict == "accepted"]
+        return delivered >= 2 and any(row_times(m, r) for r in after)
 
     m.wait_until(
-        delivered_twice,
-        session_timeout(m, 3),
-        f"two delivered sessions after the server faults {', '.join(f.value for f in SERVER_FAULTS)}",
+        recovered,
+        session_timeout(m, 3) + interval,
+        f"two delivered sessions after the server faults {', '.join(f.value for f in SERVER_FAULTS)}, "
+        "one carrying rows",
     )
 
     stored = m.all_requests()
