@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.fixtures.dut import skip_not_covered
 from bench.measure.drift import DriftResult, Edge, Sample, Verdict, estimate_drift, find_edges, judge
 from bench.measure.host_clock import HostClock, host_clock_state
 from bench.measure.rtc_readout import CreditCountdown, host_now, measure_drift
@@ -166,7 +167,8 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     least-squares slope over the rollover edges (or the samples) with a 95 % Student-t interval,
     judged by the whole interval: PASS inside ±limit, FAIL wholly outside; an interval that
     straddles the limit is measured on (up to `dut.rtc_drift_max_observe_s` in all) and, if still
-    inconclusive, fails with the time it would need. The host clock's state (synchronised,
+    inconclusive, is not covered (the run INCOMPLETE, never a pass) with the time it would need:
+    the bench could not decide, which says nothing against the device. The host clock's state (synchronised,
     frequency correction) is logged before and after. Measurements: `rtc_drift` (limits
     ±limit), `rtc_drift_ci_low`, `rtc_drift_ci_high`, `rtc_drift_half_width`, `rtc_drift_edges`,
     `rtc_drift_span`, `rtc_drift_residual_sd`, and the host clock's; evidence: the raw samples,
@@ -214,7 +216,9 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
 
     if verdict.outcome == "FAIL":
         pytest.fail(f"RTC drift beyond the limit: {verdict.reason}")
-    assert verdict.outcome == "PASS", (
-        f"RTC drift not settled within dut.rtc_drift_max_observe_s = {budget_s:g} s "
-        f"(polled {polled_s:.0f} s): {verdict.reason}"
-    )
+    if verdict.outcome != "PASS":  # the bench could not decide: not a device failure, never a pass
+        skip_not_covered(
+            request,
+            f"RTC drift not settled within dut.rtc_drift_max_observe_s = {budget_s:g} s "
+            f"(polled {polled_s:.0f} s, residual sd {result.residual_sd_s * 1e3:.1f} ms): {verdict.reason}",
+        )
