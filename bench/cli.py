@@ -66,6 +66,17 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     except (RigError, SuiteError) as e:
         print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
         return EXIT_CODES[BENCH_ERROR]
+    if args.sim_fault:  # refused before a run directory or anything else exists
+        from bench.sim import faults as sim_faults
+
+        if not rig.virtual:
+            print(f"paygo-bench run: error: --sim-fault works only on the virtual rig ({rig.source})", file=sys.stderr)
+            return USAGE_EXIT
+        try:
+            sim_faults.validate(args.sim_fault)
+        except ValueError as e:
+            print(f"paygo-bench run: error: --sim-fault: {e}", file=sys.stderr)
+            return USAGE_EXIT
     from bench.locations import RunDirError, RunDirInUse, checkout_root, new_run_dir, reports_root
     from bench.suites import DEVICE_SUITE
 
@@ -290,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
             prog="paygo-bench", description="Hardware-in-the-loop test bench for OpenPAYGO devices."
         )
     )
+    from bench.version import bench_version
+
+    parser.add_argument("--version", action="version", version=f"paygo-bench {bench_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_run_parser,

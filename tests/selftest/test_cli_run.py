@@ -5,6 +5,7 @@ code (README, docs/record.md); all through the real command in a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from bench.cli import build_parser, run_verdict, supply_line
 from bench.fixtures.rig import soaked
+from bench.locations import REPORTS_ENV_VAR
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 from bench.rig import VIRTUAL_DUT_KEY, virtual_rig
 from bench.station.virtual_rig import VirtualRigProcess, sim_options, start_virtual_rig
@@ -27,9 +29,14 @@ from tests.selftest.device_suite import ROOT
 QUICK_REQUIRED = 7  # bench/suites/quick.toml
 
 
-def paygo_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def paygo_bench(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -243,6 +250,27 @@ def test_command_line_usage_errors_exit_4(args):
     proc = paygo_bench(*args)
     assert proc.returncode == USAGE_EXIT == 4, proc.stderr
     assert "usage: paygo-bench" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_sim_fault_is_refused_before_anything_starts(tmp_path):
+    """One line naming the fault and the known ones, exit 4, and no run directory made."""
+    reports = tmp_path / "reports"
+    proc = paygo_bench(
+        "run", "--sim-fault", "count_not_persisted", "--sim-fault", "nope", env={REPORTS_ENV_VAR: str(reports)}
+    )
+    assert proc.returncode == USAGE_EXIT == 4, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "paygo-bench run: error: --sim-fault: unknown simulator fault(s) nope; known: "
+    )
+    assert "count_not_persisted" in err[0] and "Traceback" not in proc.stdout + proc.stderr
+    assert not reports.exists() or not any(reports.iterdir()), list(reports.iterdir())
+
+
+def test_version_names_the_package_and_exits_0():
+    proc = paygo_bench("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"paygo-bench \d+\.\d+\.\d+(\+[0-9a-f]+)?\n", proc.stdout), proc.stdout
 
 
 def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_path):
