@@ -93,8 +93,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     before = _stamp(record)
     # From a checkout: its settings and node ids (tests/device/...). Installed: the suite in the
     # package, rooted at itself, and none of the current folder's pytest settings.
+    # No pytest cache: a run is always the whole suite profile (--lf is for developers), and runs
+    # side by side on one checkout must not write one cache.
     where = (
-        ["--rootdir", str(root), "-c", str(root / "pyproject.toml")]
+        ["--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-p", "no:cacheprovider"]
         if root is not None
         else ["--rootdir", str(DEVICE_SUITE), "-c", os.devnull, "-p", "no:cacheprovider"]
     )

@@ -138,7 +138,7 @@ def test_a_missing_spec_file_stops_the_run_in_one_line(tmp_path):
     rig = tmp_path / "rig.toml"
     rig.write_text('[station]\nid = "virtual"\n[dut]\nspec = "nowhere.toml"\n', encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/device", "-q", "--rig", str(rig)],
+        [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider", "--rig", str(rig)],
         cwd=ROOT,
         capture_output=True,
         text=True,
