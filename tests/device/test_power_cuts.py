@@ -11,7 +11,8 @@ The cut supply must collapse faster than the write takes: on a real rig, a MOSFE
 the supply line or a PSU with a fast down-programmer, not a slow decay.
 
 Replay one cut alone with the line a failure prints:
-`pytest tests/device/test_power_cuts.py --power-cut-replay SEED:OP:CUT`.
+`pytest tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes --rig RIG
+--sim-fault FAULT --power-cut-replay SEED:OP:CUT` (the failure prints it whole).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fractions import Fraction
 import pytest
 
 from bench.dut.errors import DutError
+from bench.fixtures.rig import replay_command
 from bench.station.power_control import CutPoint
 from bench.station.token_session import status_differences
 
@@ -83,8 +85,9 @@ def _token_state(model) -> tuple:
 class Run:
     """Bookkeeping and the invariants checked after every boot."""
 
-    def __init__(self, session, power, plan, nodeid: str, off_s: float) -> None:
+    def __init__(self, session, power, plan, config: pytest.Config, nodeid: str, off_s: float) -> None:
         self.s, self.power, self.plan, self.nodeid, self.off_s = session, power, plan, nodeid, off_s
+        self.config = config
         self.cuts = 0
         self.old_kept = 0
         self.new_kept = 0
@@ -97,7 +100,7 @@ class Run:
     def where(self, op: Op, cut: CutPoint) -> str:
         return (
             f"power cut {self.cuts} of {self.plan.cycles} (seed {self.plan.seed}, {op}, cut {cut}); replay it "
-            f"alone: pytest {self.nodeid.split('::')[0]} --power-cut-replay {self.plan.seed}:{op.number}:{cut}"
+            f"alone: {replay_command(self.config, self.nodeid, '--power-cut-replay', f'{self.plan.seed}:{op.number}:{cut}')}"
         )
 
     def entry(self, op: Op, cut: CutPoint):
@@ -229,7 +232,7 @@ def test_state_survives_power_cuts_during_nvm_writes(
     s.clock_ahead()  # a clock that restarts at power loss: a day's jump back at the first cut
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
     ops = Ops(s, tokens, can_skip)
-    run = Run(s, power_cycle, plan, request.node.nodeid, rig.dut.power_cut_off_s)
+    run = Run(s, power_cycle, plan, request.config, request.node.nodeid, rig.dut.power_cut_off_s)
     trigger = power_cycle.can_cut_on_nvm_write
     cut_rng = random.Random(f"{plan.seed}/cuts")
     window_s = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,19 +28,22 @@ def random_delay_rig(tmp_path, cycles: int = 40) -> str:
     return str(path)
 
 
-REPLAY = r"--power-cut-replay (\d+:\d+:p\d+)"
+# the whole command a failure prints: pytest, the test, the rig's faults, the replay point
+HINT = r"replay it alone: (pytest \S+ --sim-fault torn_write_corrupts_state --power-cut-replay \d+:\d+:p\d+)"
 
 
 @background.scenario
 def trigger_and_replay(tmp: Path) -> dict:
-    """The failing run, then (if it named one) its replay on the faulty and on the good device."""
+    """The failing run, then (if it named one) its replay on the faulty and on the good device:
+    the faulty one run with exactly the arguments of the printed command, nothing added."""
     seen = {"full": run_device_suite(tmp / "full", faults=["torn_write_corrupts_state"], args=ONLY)}
     results, output = seen["full"]
-    m = re.search(REPLAY, results[NODE].message + output) if NODE in results else None
+    m = re.search(HINT, results[NODE].message + output) if NODE in results else None
     if m:
-        replay = ("--power-cut-replay", m.group(1))
-        seen["again"] = run_device_suite(tmp / "replay", faults=["torn_write_corrupts_state"], args=ONLY + replay)
-        seen["good"] = run_device_suite(tmp / "good", args=ONLY + replay)
+        _, node, *hint_args = shlex.split(m.group(1))
+        seen["again"] = run_device_suite(tmp / "replay", args=hint_args, paths=(node,))
+        replay = hint_args[hint_args.index("--power-cut-replay") :]
+        seen["good"] = run_device_suite(tmp / "good", args=(*ONLY, *replay))
     return seen
 
 
@@ -50,7 +54,7 @@ def test_trigger_failure_names_a_replay_that_fails_alone(request):
     seen = background.result(request, trigger_and_replay)
     results, output = seen["full"]
     assert results[NODE].outcome == "failed", output
-    m = re.search(REPLAY, results[NODE].message + output)
+    m = re.search(HINT, results[NODE].message + output)
     assert m, results[NODE].message
     again, output = seen["again"]
     assert again[NODE].outcome == "failed", output
@@ -81,7 +85,11 @@ def test_random_delay_path_passes_the_good_device_and_catches_a_torn_write(reque
     assert_telemetry(seen["tmp"] / "good")
     bad, output = seen["bad"]
     assert bad[NODE].outcome == "failed", output
-    assert re.search(r"--power-cut-replay 7:\d+:\d+\.\d+ms", bad[NODE].message + output), bad[NODE].message
+    assert re.search(
+        rf"replay it alone: pytest {NODE} --rig \S+random-cuts.toml --sim-fault torn_write_corrupts_state "
+        r"--power-cut-replay 7:\d+:\d+\.\d+ms",
+        bad[NODE].message + output,
+    ), bad[NODE].message
 
 
 def assert_telemetry(out_dir) -> None:
