@@ -58,8 +58,12 @@ class SerialLink:
         poll_s: float = 0.02,
         unsolicited: tuple[str, ...] = ("!",),
         max_line: int = MAX_LINE,
+        exclusive: bool = False,
     ) -> None:
         self.url = url
+        # a local port opened for this process alone (pyserial's `exclusive`: a flock on POSIX);
+        # URL ports (socket://, rfc2217://) have no such lock
+        self.exclusive = exclusive and "://" not in url
         self.baud = baud
         self.log = log or TrafficLog()
         self.poll_s = poll_s
@@ -78,7 +82,10 @@ class SerialLink:
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> SerialLink:
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=self.poll_s, write_timeout=2)
+            extra = {"exclusive": True} if self.exclusive else {}
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baud, timeout=self.poll_s, write_timeout=2, **extra
+            )
         except _PORT_ERRORS as e:
             raise PortOpenError(self.url, e) from None
         self.log.note(f"opened {self.url} at {self.baud} baud")

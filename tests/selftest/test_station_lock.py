@@ -81,3 +81,27 @@ def test_a_run_on_a_busy_station_is_refused_before_it_opens_anything(tmp_path):
     assert "Traceback" not in out
     assert time.monotonic() - start < 60
     assert "supply not switched by this run" in out, "the PSU was opened before the lock was checked"
+
+
+def test_a_real_rigs_port_is_opened_exclusively(tmp_path):
+    """Another program holding the port exclusively (pyserial's flock) makes the run a bench error
+    naming the port; the run's own port is opened with the same lock."""
+    import serial
+
+    with simulator() as sim:
+        rig = real_rig_file(tmp_path / "lab.toml", sim.port, sim.visa)
+        other = serial.Serial(sim.port, exclusive=True)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.cli", "run", "--rig", str(rig), "--report-dir", str(tmp_path / "run")],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "PAYGO_BENCH_LOCKS": str(tmp_path)},
+            )
+        finally:
+            other.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out[-3000:]
+    assert f"cannot open serial port {sim.port}" in out and "exclusively lock" in out, out[-3000:]
