@@ -425,7 +425,16 @@ def _add_serve_parser(sub) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning meant for the operator (a shared key file) in one line, without Python's
+    file-and-line prefix."""
+    print(f"paygo-bench: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _show_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:  # everything after -- goes to pytest untouched

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+import stat
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,7 @@ def _key_from_sources(where: str, given: dict, base: Path, env: Mapping[str, str
             )
         return _secret(where, "dut.secret_key_env", env[var], f"environment variable {var}: ")
     file = _relative(base, given["secret_key_file"])
+    _warn_if_shared(file)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -145,6 +149,28 @@ def _key_from_sources(where: str, given: dict, base: Path, env: Mapping[str, str
             where, "dut.secret_key_file", f"{file}: {why}; expected a file holding the device key (32 hex characters)"
         ) from None
     return _secret(where, "dut.secret_key_file", text, f"{file}: ")
+
+
+class KeyFileWarning(UserWarning):
+    """A device key file other users of this host can read."""
+
+
+def _warn_if_shared(file: Path) -> None:
+    """A key file readable by its group or by others is a key every user of the host has (POSIX
+    modes; on Windows, where files have no such bits, nothing is said)."""
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return  # not there: the read below says so
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(
+            KeyFileWarning(
+                f"{file}: the device key file is readable by "
+                f"{' and '.join(w for w, bit in (('its group', stat.S_IRGRP), ('others', stat.S_IROTH)) if mode & bit)} "
+                f"(mode {stat.S_IMODE(mode):04o}); make it the owner's alone: chmod 600 {file}"
+            ),
+            stacklevel=2,
+        )
 
 
 def _relative(base: Path, name: str) -> Path:
