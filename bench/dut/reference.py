@@ -51,6 +51,7 @@ METRICS_MODES = ("off", "direct", "bridge")
 METRICS_AUTH = ("none", "sa", "ta", "ca", "da", "ra")
 METRICS_CONTENT_TYPES = ("application/json", "application/cbor")
 MAX_LINE = 1024
+NO_URL = "-"  # METRICS CONFIG url=-: no base URL (docs/protocol.md "Metrics sessions")
 MAX_METRICS_LINE = 8192  # METRICS IMPORT and the reply to METRICS EXPORT (docs/protocol.md "Framing")
 _URL = re.compile(r"https?://[^\s=]{1,192}")
 # METRICS EXPORT may wait for the RTC's next second before it answers (docs/protocol.md "Metrics bridge")
@@ -203,6 +204,8 @@ class ReferenceAdapter(DeviceAdapter):
             f"count={p.token_count} td={p.time_divider} rd={int(p.restricted_digits)}"
         )
         if p.metrics_url:
+            if not _URL.fullmatch(p.metrics_url):
+                raise ValueError(f"Metrics base URL {p.metrics_url!r}: expected http(s)://host[:port][/path]")
             request += f" url={p.metrics_url}"
         if p.data_format_id:
             request += f" df={p.data_format_id}"
@@ -270,18 +273,19 @@ class ReferenceAdapter(DeviceAdapter):
         )
 
     def metrics_configure(
-        self, url: str, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
+        self, url: str | None, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
     ) -> MetricsConfig:
-        if url and not _URL.fullmatch(url):
+        if url is not None and not _URL.fullmatch(url):
             raise ValueError(
                 f"Metrics base URL {url!r}: expected http(s)://host[:port][/path] without spaces "
-                "or '=', at most 200 characters"
+                "or '=', at most 200 characters (None: no base URL)"
             )
         if auth not in METRICS_AUTH:
             raise ValueError(f"Metrics auth {auth!r}: expected one of {', '.join(METRICS_AUTH)}")
         if not isinstance(data_format_id, int) or not 0 <= data_format_id < 2**31:
             raise ValueError(f"data format id {data_format_id!r}: expected 0..2147483647")
-        request = f"METRICS CONFIG url={url} df={data_format_id} auth={auth}"
+        # a value is never empty: `url=-` is the protocol's "no base URL" (docs/protocol.md)
+        request = f"METRICS CONFIG url={url or NO_URL} df={data_format_id} auth={auth}"
         if mode is not None:
             if mode not in METRICS_MODES:
                 raise ValueError(f"Metrics mode {mode!r}: expected one of {', '.join(METRICS_MODES)}")
@@ -303,7 +307,7 @@ class ReferenceAdapter(DeviceAdapter):
             encoding=r.choice("enc", ("json", "cbor"), "Metrics encoding"),
             auth=r.choice("auth", METRICS_AUTH, "Metrics auth method"),
             data_format_id=r.int("df"),
-            url=None if r["url"] == "-" else r["url"],
+            url=None if r["url"] == NO_URL else r["url"],
         )
 
     def metrics_status(self) -> MetricsStatus:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bench.sim.faults import Fault
-from bench.sim.metrics.settings import AUTH_METHODS
+from bench.sim.metrics.settings import AUTH_METHODS, NO_URL, URL_USAGE, url_to_store
 from bench.sim.nvstate import NvState
 from bench.sim.request_line import CommandError, Reply, int_arg, parse_kv
 from bench.sim.uptime_credit import UptimeCredit
@@ -51,6 +51,9 @@ class ProvisioningCommand:
         auth = kv.get("auth", "none")
         if auth not in AUTH_METHODS:
             raise CommandError(400, f"auth= must be one of {','.join(sorted(AUTH_METHODS))}")
+        url = url_to_store(kv.get("url", NO_URL))
+        if url is None:
+            raise CommandError(400, URL_USAGE)
         serial = kv["sn"][:8] if Fault.SERIAL_TRUNCATED in self.faults else kv["sn"]
         self.state = replace(
             self.state,
@@ -60,7 +63,7 @@ class ProvisioningCommand:
             starting_code=sc,
             time_divider=td,
             restricted=bool(rd),
-            metrics_url=kv.get("url", ""),
+            metrics_url=url,
             data_format_id=df,
             auth=auth,
             last_count=count,

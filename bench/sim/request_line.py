@@ -37,6 +37,8 @@ def parse_kv(args: list[str]) -> dict[str, str]:
         if not sep or not key:
             # the word is not echoed: it may be the secret key sent without its name
             raise CommandError(400, f"argument {position} is not key=value")
+        if not value:  # docs/protocol.md "Framing": a value is never empty ("-" where none is allowed)
+            raise CommandError(400, f"{key[:32]}= has no value")
         kv[key] = value
     return kv
 

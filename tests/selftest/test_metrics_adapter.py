@@ -5,6 +5,7 @@ rig and the real Metrics server; reply parsing at the edge against canned lines.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import tempfile
 import time
@@ -19,6 +20,7 @@ from bench.dut.link import SerialLink
 from bench.dut.metrics_relay import MetricsRelay
 from bench.dut.reference import ReferenceAdapter
 from bench.dut.traffic import TrafficLog
+from bench.fixtures.metrics_device import clear_base_url
 from bench.secret import Secret
 from bench.sim.virtual_rig import SimOptions, VirtualRig
 
@@ -114,11 +116,37 @@ def test_format_config_status_and_report_are_typed(device, start_metrics_server)
     assert isinstance(status, MetricsStatus) and status.mode == "direct" and status.request_count >= 1
     assert status.last == "ok" and status.active_until == 0 and status.failed == 0
     # back to no URL and metrics off until the next boot
-    config = d.dut.metrics_configure("", df, "ra", mode="off")
+    config = d.dut.metrics_configure(None, df, "ra", mode="off")
     assert config.url is None and config.mode == "off"
     with pytest.raises(DeviceRefused) as refused:
         d.dut.metrics_report_now()
     assert refused.value.code == 409
+
+
+def test_metrics_fixture_teardown_sends_only_what_the_protocol_allows(device, start_metrics_server, tmp_path):
+    """The Metrics fixture's teardown (`clear_base_url`, fixtures/metrics_device.py) asks for "no
+    base URL" the protocol's way, `METRICS CONFIG url=-` (docs/protocol.md "Metrics sessions"):
+    every line the bench sent is protocol-conformant (no `key=` with an empty value, the form the
+    reference firmware refuses), the device answered OK, nothing was noted, and the device holds
+    no base URL afterwards. Before, the teardown sent `url=` (empty)."""
+    d = device(metrics_mode="direct")
+    d.provision()
+    server = start_metrics_server()
+    df = register(server, d.dut.metrics_format().data_format)
+    d.dut.metrics_configure(server.url, df, "ra")
+    log = tmp_path / "traffic.log"
+    d.link.log.to_file(log)
+    notes: list[str] = []
+    clear_base_url(d.dut, df, "ra", notes.append)
+    d.link.log.close()
+    sent = [line.split(" TX ", 1)[1] for line in log.read_text().splitlines() if " TX " in line]
+    received = [line.split(" RX ", 1)[1] for line in log.read_text().splitlines() if " RX " in line]
+    assert sent == [f"METRICS CONFIG url=- df={df} auth=ra"], sent
+    assert all(re.fullmatch(r"[A-Z ]+( [a-z]+=[^\s=]+)*", line) for line in sent), sent
+    assert notes == [] and [r.split()[0] for r in received] == ["OK"], (notes, received)
+    assert d.dut.metrics_config().url is None
+    # and the reference firmware refuses what the protocol forbids: an empty value
+    assert d.link.request(f"METRICS CONFIG url= df={df} auth=ra", 2.0).startswith("ERR 400 url= has no value")
 
 
 def test_bad_arguments_are_refused_before_anything_is_sent(device):
@@ -126,6 +154,7 @@ def test_bad_arguments_are_refused_before_anything_is_sent(device):
     d.provision()
     d.link.send = lambda line: pytest.fail(f"sent {line[:60]!r} although the call was refused")  # type: ignore[method-assign]
     for call in (
+        lambda: d.dut.metrics_configure("", 1, "ra"),  # no base URL is None (url=-), never empty
         lambda: d.dut.metrics_configure("http://host/with space", 1, "ra"),
         lambda: d.dut.metrics_configure("http://host/a=b", 1, "ra"),
         lambda: d.dut.metrics_configure("ftp://host", 1, "ra"),
@@ -152,7 +181,7 @@ def test_relay_carries_bridge_sessions_and_keeps_other_events(device, start_metr
     d.provision()
     server = start_metrics_server()
     df = register(server, d.dut.metrics_format().data_format)
-    d.dut.metrics_configure("", df, "ra")
+    d.dut.metrics_configure(None, df, "ra")
     relay = MetricsRelay(d.dut, d.link, server.url, http_timeout_s=1.0)
     d.link.events.append((time.monotonic(), "! EVT payg state=expired"))  # not the relay's
     stored = wait_for(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.metrics.payload import ReplyRefused, compact_json
 from bench.sim.metrics.session import MetricsSession, NothingPending
-from bench.sim.metrics.settings import AUTH_METHODS, valid_base_url
+from bench.sim.metrics.settings import AUTH_METHODS, NO_URL, URL_USAGE, url_to_store, valid_base_url
 from bench.sim.nvstate import NvState
 from bench.sim.request_line import CommandError, Reply, int_arg, parse_kv
 
@@ -107,14 +107,18 @@ class MetricsCommands:
         except ValueError as e:
             raise CommandError(400, str(e)) from None
         state = self.state
-        if "url" in kv and kv["url"] and not valid_base_url(kv["url"]):
-            raise CommandError(400, "url= must be http(s)://host[:port][/path], at most 200 characters")
+        url = state.metrics_url
+        if "url" in kv:
+            stored = url_to_store(kv["url"])
+            if stored is None:
+                raise CommandError(400, URL_USAGE)
+            url = stored
         auth = kv.get("auth", state.auth)
         if auth not in AUTH_METHODS:
             raise CommandError(400, f"auth= must be one of {','.join(sorted(AUTH_METHODS))}")
         new_state = replace(
             state,
-            metrics_url=kv.get("url", state.metrics_url),
+            metrics_url=url,
             data_format_id=int_arg(kv, "df", 0, 2**31 - 1, default=state.data_format_id),
             auth=auth,
         )
@@ -123,10 +127,10 @@ class MetricsCommands:
             self._persist()
         self.metrics.configure(settings)
         st = self.state
-        url = st.metrics_url if valid_base_url(st.metrics_url) else ("-" if not st.metrics_url else "?")
+        shown = st.metrics_url if valid_base_url(st.metrics_url) else (NO_URL if not st.metrics_url else "?")
         return Reply(
             f"OK mode={settings.mode} period={settings.period_s:g} sample={settings.sample_s} "
-            f"enc={settings.encoding} auth={st.auth} df={st.data_format_id} url={url}"
+            f"enc={settings.encoding} auth={st.auth} df={st.data_format_id} url={shown}"
         )
 
     def _metrics_minimal(self, args: list[str]) -> Reply:

@@ -11,6 +11,8 @@ MODES = ("off", "direct", "bridge")
 AUTH_METHODS = {"none", "sa", "ta", "ca", "da", "ra"}  # Metrics request auth (PROV, METRICS CONFIG auth=)
 ENCODINGS = ("json", "cbor")
 MAX_URL = 200
+NO_URL = "-"  # `url=-`: no base URL (docs/protocol.md "Metrics sessions"), as METRICS CONFIG answers it
+URL_USAGE = "url= must be http(s)://host[:port][/path], at most 200 characters, or - (no base URL)"
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,11 @@ def valid_base_url(url: Any) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
+
+
+def url_to_store(arg: str) -> str | None:
+    """What a `url=` argument (PROV, METRICS CONFIG) stores: the URL, "" for `-` (none), or None
+    for a value the protocol forbids (an empty one never reaches here: request_line refuses it)."""
+    if arg == NO_URL:
+        return ""
+    return arg if valid_base_url(arg) else None
