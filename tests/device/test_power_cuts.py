@@ -217,7 +217,7 @@ class Run:
 @pytest.mark.needs("token", "status")
 @pytest.mark.time_limit(cycles="power_cut_cycles")
 def test_state_survives_power_cuts_during_nvm_writes(
-    request, token_session, tokens, power_cycle, rig, measure, power_cut_plan
+    request, token_session, tokens, power_cycle, rig, measure, power_cut_plan, progress
 ):
     """docs/power.md "Power cuts during NVM writes": `dut.power_cut_cycles` power cuts (200 on the
     virtual rig) inside the NVM write of token entries (ADD, SET, DISABLE_PAYG and invalid ones up
@@ -241,6 +241,7 @@ def test_state_survives_power_cuts_during_nvm_writes(
     failure = None
     try:
         while run.cuts < plan.cycles:
+            progress(f"power cut {run.cuts} of {plan.cycles}, {entries} entries, seed {plan.seed}")
             failure = None
             if s.model.locked_until > s.now() and can_skip:
                 s.advance(s.model.locked_until - s.now() + LOCK_MARGIN_S)

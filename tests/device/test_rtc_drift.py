@@ -71,6 +71,25 @@ def record_host_clock(log, measure, before: HostClock | None, after: HostClock |
             )
 
 
+class Watched:
+    """The reader, counting its readouts, and the last fit: what the progress line shows."""
+
+    def __init__(self, reader) -> None:
+        self.reader, self.readouts = reader, 0
+        self.result: DriftResult | None = None
+        self.started = host_now()
+
+    def rtc_read(self) -> float:
+        self.readouts += 1
+        return self.reader.rtc_read()
+
+    def line(self, observe_s: float, budget_s: float) -> str:
+        elapsed = host_now() - self.started
+        text = f"{elapsed:.0f} s of {observe_s:g} s (up to {budget_s:g} s), {self.readouts} readouts"
+        r = self.result
+        return text if r is None else f"{text}; last fit {r.ppm:+.1f} ppm [{r.ci_low_ppm:+.1f}, {r.ci_high_ppm:+.1f}]"
+
+
 def poll_until_settled(
     dut, log, limit: float, observe_s: float, budget_s: float, rng: random.Random, subsecond: bool
 ) -> tuple[list[Sample], DriftResult | None, Verdict | None, float]:
@@ -81,6 +100,8 @@ def poll_until_settled(
     started = host_now()
     samples = measure_drift(dut, observe_s, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
     result, verdict = fit(samples, limit)
+    if isinstance(dut, Watched):
+        dut.result = result
     while (
         result is not None
         and verdict is not None
@@ -94,6 +115,8 @@ def poll_until_settled(
         log.note(f"rtc drift: {verdict.reason}; polling {more:.1f} s more")
         samples += measure_drift(dut, more, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
         result, verdict = fit(samples, limit)
+        if isinstance(dut, Watched):
+            dut.result = result
     return samples, result, verdict, host_now() - started
 
 
@@ -158,7 +181,7 @@ def clock_source(dut, request: pytest.FixtureRequest):
 
 @pytest.mark.catches("rtc_drift_beyond_limit")
 @pytest.mark.time_limit(wait="rtc_drift_max_observe_s")
-def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
+def test_rtc_drift_within_limit(dut, rig, measure, attach, request, progress):
     """docs/tokens.md "Clock and credit": the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
     year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`
     (6 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
@@ -187,7 +210,11 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request):
     )
     before = host_clock_state()
     host_clock_note(log, "before", before)
-    samples, result, verdict, polled_s = poll_until_settled(reader, log, limit, observe_s, budget_s, rng, subsecond)
+    watched = Watched(reader)
+    with progress.running(lambda: watched.line(observe_s, budget_s)):
+        samples, result, verdict, polled_s = poll_until_settled(
+            watched, log, limit, observe_s, budget_s, rng, subsecond
+        )
     after = host_clock_state()
     host_clock_note(log, "after", after)
     record_host_clock(log, measure, before, after)
