@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import sqlite3
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bench.openpaygo.metrics.condense import build_request
+from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
 from bench.report.metrics import requests_table_html
+from bench.server import store as store_module  # its RefusalQuota is new: the module imports before the fix
 from bench.server.evidence import summary
+from bench.server.store import RequestRecord, Store
 
 # The defaults docs/server.md "Storage" states (bench/server/store.py RefusalQuota), as literals:
 # these tests ran against the code before the quota existed, to show they fail there.
@@ -72,11 +77,11 @@ def audited(start_metrics_server, tmp_path):
 
 
 def test_ten_thousand_unknown_serials_keep_the_newest_refusals_in_a_bounded_file(audited):
-    # Before: every refusal stored whole, 10,000 rows and the file grew all along (about
-    # 14 MB here with the WAL). After: the newest 2,000 kept; once the quota is reached SQLite
-    # reuses the pages of the rows deleted (no VACUUM: the file never shrinks, it stops growing),
-    # and the WAL stays at its auto-checkpoint size (1000 pages, about 4 MB), so the file has the
-    # same size after 10,000 refusals as after 5,000, both under 8 MB.
+    # Before: every refusal stored whole, and the file grew all along: 9.4 MB after 10,000
+    # (database 5.2 MB, growing 0.5 KB a refusal, and the WAL 4.1 MB). After: the newest 2,000
+    # kept; once the quota is reached SQLite reuses the pages of the rows deleted (no VACUUM: the
+    # file never shrinks, it stops growing), and the WAL stays at its auto-checkpoint size (1000
+    # pages, about 4 MB): 5.3 MB (database 1.1 MB), the same after 10,000 refusals as after 5,000.
     server, client, db = audited
     n = 10_000
     sizes = {}
@@ -85,12 +90,13 @@ def test_ten_thousand_unknown_serials_keep_the_newest_refusals_in_a_bounded_file
         assert refused_unknown(answer), (i, answer)
         if i + 1 in (n // 2, n):
             sizes[i + 1] = files_size(db)
+    assert db.stat().st_size <= 2 * MB, f"the database file is {db.stat().st_size / MB:.1f} MB after {n} refusals"
+    assert sizes[n] <= 7 * MB, f"{sizes[n] / MB:.1f} MB with the WAL after {n} refusals"
+    assert sizes[n] - sizes[n // 2] <= MB // 2, f"the file grew from {sizes[n // 2]} to {sizes[n]} bytes past the quota"
     refused = [r for r in server.requests() if r.verdict == "rejected"]
     assert len(refused) == KEPT_REFUSALS, f"{len(refused)} refused rows kept, the quota is {KEPT_REFUSALS}"
     assert [r.serial_number for r in refused] == [f"STRANGER-{i:05d}" for i in range(n - KEPT_REFUSALS, n)]
     assert all(r.error_code == "unknown_device" and r.body == stranger(int(r.serial_number[9:])) for r in refused)
-    assert sizes[n] <= 8 * MB, f"{sizes[n] / MB:.1f} MB after {n} refusals"
-    assert sizes[n] - sizes[n // 2] <= MB // 2, f"the file grew from {sizes[n // 2]} to {sizes[n]} bytes past the quota"
 
 
 def padded_stranger(i: int) -> bytes:
@@ -103,9 +109,9 @@ def padded_stranger(i: int) -> bytes:
 
 
 def test_refused_four_megabyte_bodies_add_a_small_bounded_amount(audited):
-    # Before: each refused body stored whole, 25 of them added about 100 MB. After: a 16 KB
-    # excerpt each and the metadata (each text field cut at 1 KB): 25 x (16 + 8) KB = 0.6 MB at
-    # most, and the WAL, which before took each 4 MB row, never holds more than that.
+    # Before: each refused body stored whole, 25 of them added 104 MB. After: a 16 KB excerpt
+    # each and the metadata (each text field cut at 1 KB): 25 x 23 KB = 0.6 MB of rows at most;
+    # measured 1.1 MB, nearly all WAL (each commit rewrites the pages it touches there).
     server, client, db = audited
     assert refused_unknown(client.post(stranger(0)))  # the tables exist, the WAL is started
     before = files_size(db)
@@ -160,3 +166,68 @@ def test_accepted_requests_are_never_dropped_by_the_quota(audited):
     accepted = [r for r in rows if r.verdict == "accepted"]
     assert [r.body for r in accepted] == sent and all(not r.body_is_excerpt for r in accepted)
     assert refused[0].serial_number == "STRANGER-00500" and accepted[0].id < refused[0].id
+
+
+# -- the store's rules, row by row -------------------------------------------------------------
+
+
+def refusal(i: int, **kw) -> RequestRecord:
+    base = dict(
+        received_at=datetime(2026, 1, 2, tzinfo=UTC),
+        remote="127.0.0.1",
+        method="POST",
+        route="/dd",
+        kind="device_data",
+        content_type="application/json",
+        body=stranger(i),
+        status=403,
+        error=MetricsError("unknown_device", f"serial {i} unknown", "sn"),
+        serial_number=f"STRANGER-{i:05d}",
+        reply=b'{"error":"unknown_device"}',
+    )
+    base.update(kw)
+    return RequestRecord(**base)
+
+
+def test_every_field_of_a_refused_row_is_capped_and_an_accepted_row_is_whole(tmp_path):
+    huge = "k" * 100_000
+    with Store(tmp_path / "m.db") as store:
+        store.record(
+            refusal(
+                0,
+                route="/dd?" + huge,
+                content_type="application/json; " + huge,
+                body=b"x" * 100_000,
+                reply=b"r" * 100_000,
+                error=MetricsError("unknown_field", "unknown key " + huge, "hd[0]." + huge),
+            )
+        )
+        store.record(refusal(1, status=201, error=None, body=b"y" * 100_000, reply=b"{}"))
+        cut, whole = store.requests()
+    assert (cut.body, cut.body_length, cut.body_is_excerpt) == (b"x" * EXCERPT_BYTES, 100_000, True)
+    for text in (cut.route, cut.content_type, cut.error_message, cut.error_where):
+        assert text is not None and len(text.encode()) <= 1024 and text.endswith("..."), text[:40]
+    assert cut.reply is not None and len(cut.reply) == 1024
+    assert (whole.body, whole.body_is_excerpt) == (b"y" * 100_000, False)
+
+
+def test_the_byte_quota_and_a_file_reopened_keep_the_newest_refusals(tmp_path):
+    small = store_module.RefusalQuota(
+        excerpt_bytes=1000, max_rows=1000, max_bytes=3 * store_module.RefusalQuota(excerpt_bytes=1000).row_bytes_max
+    )
+    with Store(tmp_path / "m.db") as store:
+        for i in range(30):
+            store.record(refusal(i, body=bytes([65 + i]) * 5000), store_module.RefusalQuota(max_rows=100))
+        assert len(store.requests()) == 30
+    conn = sqlite3.connect(tmp_path / "m.db")  # as a file from before the quota: no totals
+    conn.execute("DELETE FROM meta WHERE key LIKE 'refused_%'")
+    conn.commit()
+    conn.close()
+    with Store(tmp_path / "m.db") as store:  # the totals are counted again: the next refusal trims
+        store.record(refusal(30, body=b"z" * 5000), small)
+        kept = store.requests()
+        totals = dict(store._conn.execute("SELECT key, value FROM meta WHERE key LIKE 'refused_%'"))
+    assert 3 <= len(kept) <= 8 and [r.serial_number for r in kept][-1] == "STRANGER-00030"
+    assert [r.id for r in kept] == list(range(32 - len(kept), 32))  # the newest, in order
+    assert kept[-1].body == b"z" * 1000 and int(totals["refused_rows"]) == len(kept)
+    assert int(totals["refused_bytes"]) <= small.max_bytes
