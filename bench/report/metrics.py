@@ -35,6 +35,7 @@ CSV_COLUMNS = (
     "auth",
     "hd_rows",
     "body_bytes",
+    "body_stored_bytes",
     "reply_bytes",
     "tokens",
 )
@@ -84,7 +85,7 @@ def requests_table_html(requests: Sequence[dict[str, Any]], *, limit: int = 200)
             s["timestamp"],
             s["auth"],
             s["hd_rows"],
-            f"{s['body_bytes']} / {s['reply_bytes']}",
+            f"{_body_bytes(s)} / {s['reply_bytes']}",
             s["tokens"],
         )
         tds = "".join(
@@ -98,6 +99,14 @@ def requests_table_html(requests: Sequence[dict[str, Any]], *, limit: int = 200)
     if len(requests) > limit:
         more = f"<p>{len(requests) - max(0, limit)} more request(s) not shown (see the CSV).</p>"
     return f"<table class='metrics-requests'>{head}{''.join(rows)}</table>{more}"
+
+
+def _body_bytes(s: dict[str, Any]) -> str:
+    """The body's length, saying so when the server kept only an excerpt of it (a refusal)."""
+    stored = s.get("body_stored_bytes")
+    if stored is None or stored >= s["body_bytes"]:
+        return f"{s['body_bytes']}"
+    return f"{s['body_bytes']} (only the first {stored} stored)"
 
 
 # -- files -------------------------------------------------------------------------------------

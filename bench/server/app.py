@@ -134,8 +134,8 @@ class MetricsServer:
         )
         if tx is not None:
             tx.insert_request(rec)
-        else:
-            self.store.record(rec)
+        else:  # a refusal: kept as a bounded audit entry (store.RefusalQuota)
+            self.store.record(rec, self.config.refusal_quota)
         log.info(
             "%s %s %d %s %s %s %.1f ms",
             request.method,

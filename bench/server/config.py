@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
 from bench.secret import Secret
+from bench.server.store import DEFAULT_REFUSAL_QUOTA, RefusalQuota
 
 AUTH_POLICIES = ("payload", "jwt", "either", "none")
 MIN_JWT_SECRET_BYTES = 32  # HS256 needs a 256-bit secret (RFC 7518, section 3.2)
@@ -36,6 +37,7 @@ class MetricsServerConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     cert_file: Path | None = None
     key_file: Path | None = None
+    refusal_quota: RefusalQuota = DEFAULT_REFUSAL_QUOTA  # what is kept of refused requests (store.py)
 
     def __post_init__(self) -> None:
         if not _BASE_PATH.fullmatch(self.base_path):

@@ -61,8 +61,9 @@ def _auth(r: StoredRequest) -> str:
 
 def _as_sent(r: StoredRequest) -> dict:
     """A refused device-data request's top-level fields as sent (the server stores the simple
-    form of accepted requests only), long keys; {} if the body does not decode."""
-    if r.kind != "device_data" or not r.body:
+    form of accepted requests only), long keys; {} if the body does not decode, or if only an
+    excerpt of it is stored (a refused body over the store's excerpt, docs/server.md "Storage")."""
+    if r.kind != "device_data" or not r.body or r.body_is_excerpt:
         return {}
     try:
         value = decode(r.body, encoding_of(r.content_type))
@@ -96,6 +97,7 @@ def summary(r: StoredRequest) -> dict[str, Any]:
         "auth": _auth(r),
         "hd_rows": len(hd) if isinstance(hd, list) else 0,
         "body_bytes": r.body_length,
+        "body_stored_bytes": len(r.body),  # fewer than body_bytes: a refused body's excerpt
         "reply_bytes": len(r.reply) if r.reply is not None else 0,
         "tokens": " ".join(tokens) if tokens is not None else None,
     }

@@ -6,6 +6,10 @@ the row. A row and the device state it changes (replay counters, token count, to
 written in one transaction, so a crash never leaves half of it. `synchronous=FULL` makes each
 commit survive a power cut, not only a killed process.
 
+Accepted requests are kept whole, forever. Refused ones are an audit, bounded whatever a device
+sends (`RefusalQuota`): their metadata and a capped excerpt of the body, the oldest dropped once
+the refused rows exceed their quota (docs/server.md "Storage").
+
 Times are UTC: ISO 8601 text for people, UNIX seconds for queries."""
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_data_time ON requests (kind, data_time_min, data_time_max);
 CREATE INDEX IF NOT EXISTS requests_serial ON requests (serial_number, id);
+CREATE INDEX IF NOT EXISTS requests_refused ON requests (id) WHERE verdict = 'rejected';
 CREATE TABLE IF NOT EXISTS data_formats (
     id INTEGER PRIMARY KEY,
     canonical TEXT NOT NULL UNIQUE,       -- compact JSON of the simple Data Format object
@@ -72,6 +77,68 @@ CREATE TABLE IF NOT EXISTS devices (
     updated_at TEXT NOT NULL
 );
 """
+
+
+# What a refused row weighs against its quota: the bytes of its variable columns, plus a fixed
+# share for the rest (times, status, method, kind, the row's and its index entries' overhead).
+REFUSED_ROW_OVERHEAD = 256
+_REFUSED_ROW_BYTES = (
+    "(length(body) + IFNULL(length(reply), 0) + length(CAST(remote AS BLOB)) + length(CAST(route AS BLOB))"
+    " + IFNULL(length(CAST(content_type AS BLOB)), 0) + IFNULL(length(CAST(error_message AS BLOB)), 0)"
+    " + IFNULL(length(CAST(error_where AS BLOB)), 0) + IFNULL(length(CAST(serial_number AS BLOB)), 0)"
+    f" + {REFUSED_ROW_OVERHEAD})"
+)
+# A refused row's text columns (route, Content-Type, error message and where, serial, remote)
+# and its stored reply are cut to this many bytes each: a 16 KB header or a message quoting a key
+# cannot make one row large.
+REFUSED_FIELD_BYTES = 1024
+_REFUSED_TEXT_FIELDS = 6
+
+
+@dataclass(frozen=True)
+class RefusalQuota:
+    """What the store keeps of refused requests. A refusal is an audit entry, not evidence of
+    data: anyone reaching the server can send 4 MB bodies or thousands of unknown serials, and
+    the bench must stay up and bounded whatever a device sends. So a refused row keeps its
+    metadata and the first `excerpt_bytes` of the body (`body_length` keeps the length received),
+    and once the refused rows exceed `max_rows` or `max_bytes` (`_REFUSED_ROW_BYTES`) the
+    oldest are deleted, the newest never. Accepted rows are not counted and never dropped.
+
+    16 KB of excerpt keeps a device's request whole (the spec's use case sends under 1 KB, the
+    simple JSON form of a one-hour session 4.5 KB, the virtual DUT under 6000 bytes), so the
+    refusal can still be decoded to see what the device sent wrong; a 4 MB body keeps 0.4%.
+    2,000 refusals cover any test run of a misbehaving device; 8 MB caps large ones (about
+    400 rows at the full excerpt)."""
+
+    excerpt_bytes: int = 16 * 1024
+    max_rows: int = 2000
+    max_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.excerpt_bytes < 0:
+            raise ValueError("excerpt_bytes must be 0 or more")
+        if self.max_rows < 1:
+            raise ValueError("max_rows must be at least 1 (the newest refusal is always kept)")
+        if self.max_bytes < self.row_bytes_max:
+            raise ValueError(f"max_bytes must hold one refused row at least ({self.row_bytes_max} bytes)")
+
+    @property
+    def row_bytes_max(self) -> int:
+        """The most one refused row can weigh."""
+        return self.excerpt_bytes + (_REFUSED_TEXT_FIELDS + 1) * REFUSED_FIELD_BYTES + REFUSED_ROW_OVERHEAD
+
+
+DEFAULT_REFUSAL_QUOTA = RefusalQuota()
+
+
+def _cut_text(text: str | None, limit: int = REFUSED_FIELD_BYTES) -> str | None:
+    """`text` within `limit` UTF-8 bytes, ending in "..." if it was cut."""
+    if text is None or len(text) * 4 <= limit:
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 def utc_now() -> datetime:
@@ -147,6 +214,12 @@ class StoredRequest(RequestFields):
     simple: dict | None = field(repr=False)
     reply: bytes | None = field(repr=False)
 
+    @property
+    def body_is_excerpt(self) -> bool:
+        """True when `body` is not all that was received: a refused request's capped excerpt, or
+        nothing of a body refused unread as too large (`body_length` is the length received)."""
+        return len(self.body) < self.body_length
+
 
 class Tx:
     """Operations inside one transaction (see Store.transaction)."""
@@ -154,10 +227,25 @@ class Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
 
-    def insert_request(self, rec: RequestRecord) -> int:
+    def insert_request(self, rec: RequestRecord, quota: RefusalQuota = DEFAULT_REFUSAL_QUOTA) -> int:
+        """Store the request; a refused one as its audit entry (`RefusalQuota`): the body cut to
+        its excerpt, and the oldest refused rows deleted while the refused rows exceed the quota."""
         err = rec.error
         if (err is None) != (rec.status < 400):
             raise ValueError("a refused request needs its error, an accepted one none")
+        body_length = rec.body_length if rec.body_length is not None else len(rec.body)
+        if err is not None:
+            cut = _cut_text
+            err = MetricsError(err.code, cut(err.message) or "", cut(err.where) or "", status=err.status)
+            rec = replace(
+                rec,
+                remote=cut(rec.remote) or "",
+                route=cut(rec.route) or "",
+                content_type=cut(rec.content_type),
+                serial_number=cut(rec.serial_number),
+                body=rec.body[: quota.excerpt_bytes],
+                reply=rec.reply[:REFUSED_FIELD_BYTES] if rec.reply is not None else None,
+            )
         times = rec.data_times or (None, None)
         cur = self._c.execute(
             "INSERT INTO requests (received_at, received_unix, remote, method, route, kind, content_type, body,"
@@ -173,7 +261,7 @@ class Tx:
                 rec.kind,
                 rec.content_type,
                 rec.body,
-                rec.body_length if rec.body_length is not None else len(rec.body),
+                body_length,
                 rec.status,
                 "accepted" if err is None else "rejected",
                 err.code if err else None,
@@ -188,7 +276,42 @@ class Tx:
                 rec.reply_content_type,
             ),
         )
-        return int(cur.lastrowid)  # type: ignore[arg-type]
+        rid = int(cur.lastrowid)  # type: ignore[arg-type]
+        if err is not None:
+            self._keep_refusals_within(quota, rid)
+        return rid
+
+    def _keep_refusals_within(self, quota: RefusalQuota, newest: int) -> None:
+        """Count the refused row `newest` in the totals (meta: refused_rows, refused_bytes) and
+        delete the oldest refused rows while the totals exceed the quota; `newest` stays."""
+        (size,) = self._c.execute(f"SELECT {_REFUSED_ROW_BYTES} FROM requests WHERE id = ?", (newest,)).fetchone()
+        rows, total = self._refused_totals()
+        rows, total = rows + 1, total + int(size)
+        while rows > quota.max_rows or total > quota.max_bytes:
+            oldest = self._c.execute(
+                f"SELECT id, {_REFUSED_ROW_BYTES} FROM requests WHERE verdict = 'rejected' AND id < ?"
+                " ORDER BY id LIMIT 256",
+                (newest,),
+            ).fetchall()
+            if not oldest:
+                break
+            last = None
+            for rid, weight in oldest:
+                if rows <= quota.max_rows and total <= quota.max_bytes:
+                    break
+                last, rows, total = rid, rows - 1, total - int(weight)
+            self._c.execute("DELETE FROM requests WHERE verdict = 'rejected' AND id <= ?", (last,))
+        self._set_refused_totals(rows, total)
+
+    def _refused_totals(self) -> tuple[int, int]:
+        got = dict(self._c.execute("SELECT key, value FROM meta WHERE key IN ('refused_rows', 'refused_bytes')"))
+        return int(got.get("refused_rows", 0)), int(got.get("refused_bytes", 0))
+
+    def _set_refused_totals(self, rows: int, total: int) -> None:
+        self._c.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (("refused_rows", str(rows)), ("refused_bytes", str(total))),
+        )
 
     def device_state(self, serial: str) -> DeviceState | None:
         row = self._c.execute(
@@ -255,6 +378,12 @@ class Store:
                 tx._c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(version[0]) != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: store schema {version[0]}, this bench reads {SCHEMA_VERSION}")
+            # counted again at every start: a file written before the quota (or by an older
+            # bench) gets its true totals, and the next refusal trims it to the quota
+            rows, total = tx._c.execute(
+                f"SELECT COUNT(*), IFNULL(SUM({_REFUSED_ROW_BYTES}), 0) FROM requests WHERE verdict = 'rejected'"
+            ).fetchone()
+            tx._set_refused_totals(int(rows), int(total))
 
     def close(self) -> None:
         with self._lock:
@@ -279,9 +408,9 @@ class Store:
             self._conn.execute("COMMIT")
 
     # -- single-transaction helpers ------------------------------------------------------------
-    def record(self, rec: RequestRecord) -> int:
+    def record(self, rec: RequestRecord, quota: RefusalQuota = DEFAULT_REFUSAL_QUOTA) -> int:
         with self.transaction() as tx:
-            return tx.insert_request(rec)
+            return tx.insert_request(rec, quota)
 
     def add_data_format(self, fmt: DataFormat, id: int | None = None) -> int:
         with self.transaction() as tx:
