@@ -60,7 +60,14 @@ def label(stored: StoredRequest, wire: dict | None = None) -> str:
 
 
 def wire_object(stored: StoredRequest) -> dict:
-    """The request body as sent, decoded (JSON or CBOR by its Content-Type)."""
+    """The request body as sent, decoded (JSON or CBOR by its Content-Type). The server keeps only
+    the start of a refused body (docs/server.md "Storage"): such a request fails naming why it
+    was refused, not as a body that does not decode."""
+    if stored.body_is_excerpt:
+        raise AssertionError(
+            f"server row {stored.id}: refused ({stored.error_code} at {stored.error_where}: "
+            f"{stored.error_message}); only the first {len(stored.body)} of its {stored.body_length} bytes were kept"
+        )
     try:
         value = decode(stored.body, encoding_of(stored.content_type))
     except MetricsError as e:
