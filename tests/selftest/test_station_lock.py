@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,18 @@ from tests.selftest.test_cli_run import real_rig_file, simulator
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock: POSIX only (no lock is taken on Windows)")
 
 PORT, PSU = "/dev/ttyUSB7", "TCPIP0::10.0.0.9::5025::SOCKET"
+
+
+def run_on(rig: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`paygo-bench run` on the rig file, its locks in tmp_path."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--rig", str(rig), "--report-dir", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PAYGO_BENCH_LOCKS": str(tmp_path)},
+    )
 
 
 def test_a_second_holder_is_refused_naming_the_first_until_it_lets_go(tmp_path):
@@ -65,14 +78,7 @@ def test_a_run_on_a_busy_station_is_refused_before_it_opens_anything(tmp_path):
         held.acquire()
         try:
             start = time.monotonic()
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.cli", "run", "--rig", str(rig), "--report-dir", str(tmp_path / "run")],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env={**os.environ, "PAYGO_BENCH_LOCKS": str(tmp_path)},
-            )
+            proc = run_on(rig, tmp_path)
         finally:
             held.release()
     out = proc.stdout + proc.stderr
@@ -92,14 +98,7 @@ def test_a_real_rigs_port_is_opened_exclusively(tmp_path):
         rig = real_rig_file(tmp_path / "lab.toml", sim.port, sim.visa)
         other = serial.Serial(sim.port, exclusive=True)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.cli", "run", "--rig", str(rig), "--report-dir", str(tmp_path / "run")],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env={**os.environ, "PAYGO_BENCH_LOCKS": str(tmp_path)},
-            )
+            proc = run_on(rig, tmp_path)
         finally:
             other.close()
     out = proc.stdout + proc.stderr
