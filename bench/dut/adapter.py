@@ -227,11 +227,17 @@ class DeviceAdapter(ABC):
         raise CapabilityMissing("metrics_bridge", self.name)
 
     def metrics_configure(
-        self, url: str | None, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
+        self,
+        url: str | None,
+        data_format_id: int,
+        auth: str,
+        mode: str | None = None,
+        period_s: float | None = None,
+        sample_s: int | None = None,
     ) -> MetricsConfig:
         """Set the device's Metrics base URL (None: no base URL), data format id and payload auth
-        (kept in NVM), and optionally its mode and session period (until the next boot)
-        (metrics_report)."""
+        (kept in NVM), and optionally its mode, session period and sample interval (until the next
+        boot) (metrics_report)."""
         raise CapabilityMissing("metrics_report", self.name)
 
     def metrics_config(self) -> MetricsConfig:

@@ -273,7 +273,13 @@ class ReferenceAdapter(DeviceAdapter):
         )
 
     def metrics_configure(
-        self, url: str | None, data_format_id: int, auth: str, mode: str | None = None, period_s: float | None = None
+        self,
+        url: str | None,
+        data_format_id: int,
+        auth: str,
+        mode: str | None = None,
+        period_s: float | None = None,
+        sample_s: int | None = None,
     ) -> MetricsConfig:
         if url is not None and not _URL.fullmatch(url):
             raise ValueError(
@@ -294,6 +300,10 @@ class ReferenceAdapter(DeviceAdapter):
             if not 0.05 <= period_s <= 9_999_999:
                 raise ValueError(f"Metrics period {period_s!r} s: expected 0.05..9999999 s")
             request += " period=" + f"{period_s:.3f}".rstrip("0").rstrip(".")
+        if sample_s is not None:
+            if not isinstance(sample_s, int) or isinstance(sample_s, bool) or not 1 <= sample_s <= 86400:
+                raise ValueError(f"Metrics sample interval {sample_s!r} s: expected whole seconds 1..86400")
+            request += f" sample={sample_s}"
         return self._metrics_config_reply(self._call(request, _CONFIG_FIELDS))
 
     def metrics_config(self) -> MetricsConfig:

@@ -176,7 +176,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "rtc_subsecond": _bool(False),
         "metrics_mode": _choice("direct", ("off", "direct", "bridge")),
         "metrics_period_s": _float(0.2, lambda v: 0.05 <= v <= 604800, "seconds, 0.05..604800"),
-        "metrics_sample_s": _int(1, 1, 86400, "whole seconds"),
+        "metrics_sample_s": _int(300, 1, 86400, "whole seconds"),
         "metrics_encoding": _choice("json", ("json", "cbor")),
         "metrics_reply_timeout_s": _float(1.0, lambda v: 0.05 <= v <= 600, "seconds, 0.05..600"),
         "hide_capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),

@@ -19,7 +19,7 @@ from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
 from bench.fixtures.dut import skip_not_covered
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.keys import REQUEST_LONG_TO_SHORT
-from bench.openpaygo.metrics.wire import decode, encoding_of
+from bench.openpaygo.metrics.wire import decode, encode, encoding_of
 from bench.server.store import StoredRequest
 
 needs_metrics = pytest.mark.needs("metrics_report")
@@ -30,6 +30,15 @@ MONTH_S = 30 * 86400  # the data budget's month
 BUDGET_SESSIONS = 3
 TOKEN_DAYS = 3
 ROW_MARGIN_S = 0.1  # a session's way from the DUT to the proxy, at most (see _faulted_with_rows)
+# test_metrics_rows_survive_server_faults needs at least this many row times at the server: one
+# stored before the first fault, one sampled while the faults were on (every faulted session
+# carries it until one is answered), one sampled after the last: then every row a fault could lose
+# or send twice lies between rows the server holds, where a gap or a duplicate shows. Fewer (say
+# a single row over the whole test, a DUT sampling every minute): not covered.
+ROWS_AROUND_FAULTS = 3
+# The rows test waits a sample interval for each of those rows (and some sessions): a DUT that
+# samples more seldom than this (it refused the bench's sample=) would take minutes per run.
+ROWS_MAX_SAMPLE_S = 5
 
 
 def session_timeout(m, sessions: int) -> float:
@@ -49,7 +58,7 @@ def wait_rows(m, sessions: int) -> list[StoredRequest]:
         return found if len(found) >= sessions and any(wire_object(s).get("hd") for s in found) else None
 
     return m.wait_until(
-        stored, session_timeout(m, sessions) + m.device_format.interval, f"{sessions} Metrics session(s), one with rows"
+        stored, session_timeout(m, sessions) + m.sample_s, f"{sessions} Metrics session(s), one with rows"
     )
 
 
@@ -95,8 +104,9 @@ def test_metrics_payload_conforms(metrics_dut, rig):
     request: it parses with the bench's codec against the data format the DUT registered
     (`METRICS FORMAT`), its top-level keys are all the spec's short keys (an unknown one fails,
     named), it names that format by id, the values have the types the format declares, the rows
-    are in time order at whole multiples of the format's interval (within a request and from one
-    request to the next) and not after the request's `ts`, and `d` carries `token_count` equal to the model's count and the DUT's `STATUS` count.
+    are in time order at whole multiples of the sample interval the DUT runs at (the format's
+    interval unless the bench shortened it, `metrics_dut`; within a request and from one request
+    to the next) and not after the request's `ts`, and `d` carries `token_count` equal to the model's count and the DUT's `STATUS` count.
     Rows carry on from the last request whose reply the DUT took (its `metrics_done`): a request
     it gave up on (no reply within its wait, say a bridge round trip slower than its period) may
     have its rows sent again, and that is not held against it.
@@ -113,17 +123,17 @@ def test_metrics_payload_conforms(metrics_dut, rig):
 
     m.wait_until(
         answered_then_rows,
-        session_timeout(m, 3) + m.device_format.interval,
+        session_timeout(m, 3) + m.sample_s,
         "an answered Metrics session carrying rows, then another carrying rows",
     )
     answered = m.answered()
     status = m.dut.status()
     model_count = m.session.model.last_count
     fmt = m.data_format
-    interval = fmt.historical_data_interval
-    assert interval == m.device_format.interval, (
+    interval = m.sample_s
+    assert fmt.historical_data_interval == m.device_format.interval, (
         f"the DUT's METRICS FORMAT says interval={m.device_format.interval} but its Data Format object "
-        f"has historical_data_interval {interval!r}"
+        f"has historical_data_interval {fmt.historical_data_interval!r}"
     )
     assert status.token_count == model_count, (
         f"the DUT's STATUS count is {status.token_count}, the model's {model_count} (no token was entered)"
@@ -158,7 +168,7 @@ def test_metrics_payload_conforms(metrics_dut, rig):
             step = later - earlier
             assert step > 0 and step % interval == 0, (
                 f"{where}: row at {later} follows the row at {earlier}: rows must go forward in whole "
-                f"multiples of the format's interval ({interval} s)"
+                f"multiples of the sample interval ({interval} s)"
             )
         assert not times or req.timestamp is None or times[-1] <= req.timestamp, (
             f"{where}: its newest row ({times[-1]}) is after the request's ts ({req.timestamp})"
@@ -287,7 +297,7 @@ def _faulted_with_rows(m, start: int, mode: ProxyMode, interval: int) -> Proxied
     "metrics_rows_duplicated_on_retry",
 )
 @needs_metrics
-def test_metrics_rows_survive_server_faults(metrics_dut, rig):
+def test_metrics_rows_survive_server_faults(metrics_dut, rig, request):
     """No row is lost and none is delivered twice when the server or the network fails
     (Metrics v1.0 asynchronous flow: rows are cleared only once a reply arrives). For each of a
     connection reset (`refuse`), an HTTP 503, a server that answers after the DUT's reply timeout
@@ -301,10 +311,21 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     gap at the sample interval over all accepted requests; a clock running fast within the drift
     limit may skip one second, so single missing rows up to the drift's share are tolerated), and
     no row time is in two requests whose reply was delivered (`drop_after` legitimately makes the
-    DUT send its rows again: the server stored them but the DUT never had the reply)."""
+    DUT send its rows again: the server stored them but the DUT never had the reply).
+    Rows come at the sample interval the bench set (`metrics_dut`: a row a second, where a build
+    samples every minute or more); the faults start once a request carrying rows was stored.
+    Not covered (never passed) with fewer than ROWS_AROUND_FAULTS row times at the server, or
+    where the DUT samples more seldom than ROWS_MAX_SAMPLE_S: with too few rows a lost or
+    repeated one need not show."""
     m = metrics_dut
-    interval = int(m.data_format.historical_data_interval)
-    m.wait_sessions(1, session_timeout(m, 1))
+    interval = m.sample_s
+    if interval > ROWS_MAX_SAMPLE_S:
+        skip_not_covered(
+            request,
+            f"the DUT samples a row every {interval} s (its build: {m.build_sample_s} s; it did not take "
+            f"sample=1): {ROWS_AROUND_FAULTS} rows around the server faults would take minutes",
+        )
+    wait_rows(m, 1)  # a row at the server before the first fault
     for mode in SERVER_FAULTS:
         start = len(m.device_exchanges())
         m.proxy.set_mode(mode)  # until a session carrying a row met it
@@ -366,6 +387,13 @@ def test_metrics_rows_survive_server_faults(metrics_dut, rig):
     assert not twice, "rows delivered in more than one answered request: " + "; ".join(
         f"{t} in {' and '.join(names)}" for t, names in sorted(twice.items())[:5]
     )
+    if len(at_server) < ROWS_AROUND_FAULTS:
+        skip_not_covered(
+            request,
+            f"only {len(at_server)} row time(s) reached the server across {len(stored)} requests and "
+            f"{len(SERVER_FAULTS)} server faults (at least {ROWS_AROUND_FAULTS} needed for a lost or repeated "
+            f"row to show; the DUT samples every {interval} s)",
+        )
 
 
 def _runs(times: list[int], step: int) -> list[list[int]]:
@@ -562,31 +590,97 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
         )
 
 
+def _session_sizes(m, after_id: int) -> list[tuple[int, int]]:
+    """(rows, bytes on the wire) of each answered session stored after server row `after_id`:
+    accepted, its reply delivered with 200/201."""
+    return [
+        (len(row_times(m, s)), e.request_bytes + e.response_bytes)
+        for s, e in m.exchanged()
+        if s.id > after_id and s.verdict == "accepted" and e.delivered and e.status in (200, 201)
+    ]
+
+
+def _row_time_bytes(m, after_id: int) -> float:
+    """The mean bytes a row's own `timestamp` takes in the requests stored after `after_id`, as
+    encoded (the row against the same row with its time left out: trailing nulls dropped, else a
+    null); 0 if no row carried one."""
+    order = list(m.data_format.historical_data_order)
+    if "timestamp" not in order:
+        return 0.0
+    pos = order.index("timestamp")
+    costs = []
+    for s in m.requests():
+        if s.id <= after_id:
+            continue
+        enc = encoding_of(s.content_type)
+        for row in wire_object(s).get("hd") or ():
+            if isinstance(row, list) and len(row) > pos and row[pos] is not None:
+                bare = [None if i == pos else v for i, v in enumerate(row)]
+                while bare and bare[-1] is None:
+                    bare.pop()
+                costs.append(len(encode(row, enc)) - len(encode(bare, enc)))
+    return sum(costs) / len(costs) if costs else 0.0
+
+
+def _fit(sizes: list[tuple[int, int]]) -> tuple[float, float]:
+    """Least squares bytes = overhead + rows * per_row over sessions of two row counts at least."""
+    n = len(sizes)
+    mean_k = sum(k for k, _ in sizes) / n
+    mean_b = sum(b for _, b in sizes) / n
+    var = sum((k - mean_k) ** 2 for k, _ in sizes)
+    per_row = sum((k - mean_k) * (b - mean_b) for k, b in sizes) / var
+    return mean_b - per_row * mean_k, per_row
+
+
 @pytest.mark.catches("serial_truncated", "metrics_wrong_short_key", "metrics_unsigned", "metrics_mis_signed")
 @needs_metrics
-def test_metrics_data_budget(metrics_dut, rig, measure):
-    """A session's cost on the wire (HTTP request and response, headers included, as the proxy
-    counted them; TCP/IP and TLS not counted) over BUDGET_SESSIONS sessions, times the sessions a
-    30-day month has at the product's period (`dut.metrics_period_s`), within the month's budget
-    (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month, docs/metrics.md
-    "Transport and size"). The virtual rig's sessions each carry the rows of its sub-second period (a
-    row a second: one or none), so its measurement is the HTTP and payload overhead; a real device's
-    are measured as it sends them.
+def test_metrics_data_budget(metrics_dut, rig, measure, request):
+    """The month's bytes on the wire (HTTP request and response, headers included, as the proxy
+    counted them; TCP/IP and TLS not counted) at the product's real session, within the month's
+    budget (`dut.metrics_budget_bytes_per_month`; the spec's example is under 750 KB a month,
+    docs/metrics.md "Transport and size"). A product session every `dut.metrics_period_s` carries
+    the rows of that period at the build's sample interval (`build_sample_s`, what the DUT said
+    before the bench shortened it): rows_per_session = metrics_period_s / build_sample_s, so a
+    month costs (30 x 86400 / metrics_period_s) x (overhead + rows_per_session x bytes_per_row).
+    Method (an extrapolation, not a session of the real size, which would take the real period):
+    the test's sessions, at the bench's short period and sample interval, carry different numbers
+    of rows; a least-squares line through (rows, bytes) of BUDGET_SESSIONS answered sessions or
+    more, of two row counts at least, gives the bytes a session costs without rows (headers, `d`,
+    the signature, the reply) and the bytes a row adds. Where the bench shortened the sample
+    interval, each row carries its own timestamp (the format's interval is the build's), which in
+    a real session only the first row does: a row is then counted without the bytes its time
+    takes in the requests as encoded (`metrics_row_time_bytes`), the session with one. The `hd`
+    key's few bytes are counted with the rows: the estimate errs high, never low.
     The sessions counted start once one carried rows (`wait_rows`): a DUT whose rows are refused
-    keeps them, and no later session is answered.
-    Measurements: metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month."""
+    keeps them, and no later session is answered. Not covered when the sessions never carry two
+    different row counts (no line to draw).
+    Measurements: metrics_overhead_bytes_per_session, metrics_bytes_per_row, metrics_row_time_bytes,
+    metrics_rows_per_session, metrics_bytes_per_session, metrics_sessions_per_month, metrics_bytes_per_month."""
     m = metrics_dut
-    wait_rows(m, 1)
-    start = len(m.device_exchanges())
-
-    def answered() -> list[ProxiedExchange] | None:
-        done = [e for e in m.device_exchanges()[start:] if e.delivered and e.status in (200, 201)]
-        return done if len(done) >= BUDGET_SESSIONS else None
-
-    sessions = m.wait_until(answered, session_timeout(m, BUDGET_SESSIONS), f"{BUDGET_SESSIONS} answered sessions")
-    per_session = sum(e.request_bytes + e.response_bytes for e in sessions) / len(sessions)
+    after_id = max(r.id for r in wait_rows(m, 1))
+    m.wait_until(
+        lambda: len(_session_sizes(m, after_id)) >= BUDGET_SESSIONS,
+        session_timeout(m, BUDGET_SESSIONS),
+        f"{BUDGET_SESSIONS} answered sessions",
+    )
+    try:
+        sizes = m.wait_until(
+            lambda: (found := _session_sizes(m, after_id)) and len({k for k, _ in found}) >= 2 and found,
+            session_timeout(m, BUDGET_SESSIONS) + 2 * m.sample_s,
+            "answered sessions carrying two different numbers of rows",
+        )
+    except AssertionError as e:
+        skip_not_covered(request, f"no bytes per row to measure: {e}")
+    overhead, per_row = _fit(sizes)
+    assert all(b > 0 for _, b in sizes), f"the proxy counted no bytes for an answered session: {sizes}"
+    rows_per_session = rig.dut.metrics_period_s / m.build_sample_s
+    time_bytes = _row_time_bytes(m, after_id) if m.sample_s != m.device_format.interval else 0.0
+    per_session = overhead + time_bytes + rows_per_session * (per_row - time_bytes)
     per_month = MONTH_S / rig.dut.metrics_period_s
-    assert per_session > 0, f"the proxy counted no bytes for {len(sessions)} answered sessions"
+    measure("metrics_overhead_bytes_per_session", round(overhead, 1), "B")
+    measure("metrics_bytes_per_row", round(per_row, 1), "B")
+    measure("metrics_row_time_bytes", round(time_bytes, 1), "B")
+    measure("metrics_rows_per_session", round(rows_per_session, 1), "")
     measure("metrics_bytes_per_session", round(per_session, 1), "B")
     measure("metrics_sessions_per_month", round(per_month, 1), "")
     measure("metrics_bytes_per_month", round(per_session * per_month), "B", high=rig.dut.metrics_budget_bytes_per_month)

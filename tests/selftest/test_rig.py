@@ -299,7 +299,8 @@ def test_off_times_default_by_rig_kind():
 
 def test_metrics_keys_default_and_reach_the_simulator():
     """[sim] metrics_*: the simulated firmware build's Metrics sessions (the virtual rig reports
-    directly every 0.2 s with a row a second, so a Metrics test takes about a second); [dut]
+    directly every 0.2 s with a row every five minutes, as a product samples; the Metrics tests
+    ask it for a row a second); [dut]
     metrics_*: what the bench configures and judges on any DUT (payload auth, the product's
     period, the monthly budget)."""
     from bench.sim.virtual_rig import SimOptions
@@ -312,7 +313,7 @@ def test_metrics_keys_default_and_reach_the_simulator():
         rig.sim.metrics_sample_s,
         rig.sim.metrics_encoding,
         rig.sim.metrics_reply_timeout_s,
-    ) == ("direct", 0.2, 1, "json", 1.0)
+    ) == ("direct", 0.2, 300, "json", 1.0)
     assert (rig.dut.metrics_auth, rig.dut.metrics_period_s, rig.dut.metrics_budget_bytes_per_month) == (
         "ra",
         3600.0,
