@@ -2,8 +2,10 @@
 the virtual rig's test build: the rows test must still see enough rows to show a lost one (the
 bench shortens the sample interval, `METRICS CONFIG sample=`), and the data budget must be
 reckoned at the product's real session (an hour of rows at the build's interval), not at the
-bench's short one. A build that lost rows with a row a minute, or sent ~1.2 KB an hour (~890 KB a
-month against the spec's 750 KB), used to pass both.
+bench's short one. Before, a build sampling every minute passed both while it lost rows (the rows
+test waited a minute a row and judged one or two), and its hourly session of 60 rows (~2.5 KB as
+the test now estimates it, ~1.8 MB a month against the spec's 750 KB) was measured as the bench's
+0-1 row session (500 B, 360 KB a month).
 
 Child runs of the device tests (`run_device_suite`) on rig files written here: the default
 virtual rig with `[sim] metrics_sample_s` changed."""
@@ -71,8 +73,7 @@ def test_rows_test_never_passes_a_minute_build_losing_rows(request):
 
 
 def test_budget_fails_a_minute_build(request):
-    """60 rows a session at the hourly period: well over the 750 KB a month (the session the
-    bench's short sample gives carries one row or none, ~500 B, which passed)."""
+    """60 rows a session at the hourly period: well over the 750 KB a month."""
     results, output = background.result(request, minute_build_good)
     got, message = outcome(results, BUDGET, output)
     assert got == "failed" and "metrics_bytes_per_month" in message, f"{got}: {message}\n{output}"
