@@ -91,7 +91,10 @@ SQLITE_STORAGE = ("database or disk is full", "disk I/O error", "readonly databa
 def storage_failure(error: BaseException, database: Path | str | None = None) -> str | None:
     """One line when `error` is the storage refusing a write (a full disk, a quota, a read-only
     folder), else None. An SQLite error names neither file nor errno: `database`, the file the
-    run's SQLite writes go to (the device ledger), is named, and its folder asked for the errno."""
+    run's SQLite writes go to (the device ledger), is named, and its folder asked for the errno.
+    A group of errors (several teardowns failing at once) is one when any of its errors is."""
+    if isinstance(error, BaseExceptionGroup):
+        return next(filter(None, (storage_failure(e, database) for e in error.exceptions)), None)
     if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
         return cannot("write", error.filename or "a file of the run", error)
     if isinstance(error, sqlite3.OperationalError) and any(m in str(error) for m in SQLITE_STORAGE):

@@ -375,6 +375,7 @@ def test_key_from_environment():
 def test_key_from_file_relative_to_the_rig_file(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "k.txt").write_text(f"\n  {KEY}  \n")
+    (tmp_path / "keys" / "k.txt").chmod(0o600)  # the owner's alone, as a key file should be (test_key_file.py)
     Path("rigs").mkdir()
     rig = load(REAL + 'secret_key_file = "../keys/k.txt"\n', name="rigs/lab.toml")
     assert rig.dut.secret_key.reveal() == KEY
@@ -396,6 +397,7 @@ BAD_KEY = KEY[:30]  # a leaked-looking but wrong key: must not be shown either
 def test_a_bad_key_is_counted_never_shown(setup, line, key):
     if "file" in setup:
         Path("k.txt").write_text(setup["file"])
+        Path("k.txt").chmod(0o600)
     message = error(REAL + line + "\n", env=setup.get("env"))
     assert message.startswith(f"lab.toml: {key}: ")
     assert "not 32 hex characters (got 30 characters); expected 32 hex characters" in message

@@ -10,11 +10,13 @@ what the run left there is copied out before it ends."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +28,7 @@ import jsonschema
 import pytest
 
 from bench.dut.traffic import TrafficLog
-from bench.locations import OWNER_FILE, RunPlace, new_run_dir, run_id
+from bench.locations import OWNER_FILE, RunPlace, new_run_dir, run_id, storage_failure
 from bench.record.schema import SCHEMA
 from bench.rig import VIRTUAL_DUT_KEY
 from bench.station.sim_state import OWNERS_FILE, PREFIX, alive, remove_stale
@@ -455,3 +457,17 @@ def test_only_folders_whose_owners_are_all_gone_are_removed(tmp_path):
     (folders["stale"] / OWNERS_FILE).write_text(f"{gone.pid}\n")
     assert remove_stale(tmp_path) == [folders["stale"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}live", f"{PREFIX}unowned"]
+
+
+def test_a_storage_failure_inside_a_group_of_teardown_errors_is_still_one_line(tmp_path):
+    """pytest groups the errors of several failing teardowns (a ledger commit on a full disk and a
+    log write, say): the storage failure among them is still the run's one-line bench error."""
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "x.log"))
+    ledger = sqlite3.OperationalError("database or disk is full")
+    group = BaseExceptionGroup("errors while tearing down", [ValueError("other"), ExceptionGroup("inner", [ledger])])
+    assert storage_failure(group, tmp_path / "ledger.sqlite").endswith("(SQLite: database or disk is full)")
+    assert (
+        storage_failure(BaseExceptionGroup("x", [full]), None)
+        == f"cannot write {tmp_path / 'run' / 'x.log'}: [Errno 28] No space left on device"
+    )
+    assert storage_failure(BaseExceptionGroup("x", [ValueError("no")]), None) is None
