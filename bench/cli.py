@@ -37,6 +37,14 @@ SIM_EXAMPLES = """examples:
 """
 
 
+CHECK_EXAMPLES = """examples:
+  paygo-bench check --rig lab.toml    # every error of the rig file, then PSU, port and DUT
+  paygo-bench check                   # the built-in virtual rig (the simulator is started for it)
+
+exit status: 0 ready; 3 the rig file has errors or an instrument did not answer (BENCH ERROR)
+"""
+
+
 SERVE_EXAMPLES = """examples:
   paygo-bench serve --db metrics.db             # the rig's DUT, payload auth, http://127.0.0.1:8080/
   paygo-bench serve --db m.db --devices devices.csv --port 0   # an OpenPAYGO device list, any free port
@@ -199,6 +207,36 @@ def supply_line(record_path: Path, stale: bool = False) -> str:
         return "supply state not known (no record from this run): check the PSU's output"
 
 
+def cmd_check(args: argparse.Namespace, extra: list[str]) -> int:
+    from bench.record.verdict import BENCH_ERROR
+    from bench.rig import RIG_ENV_VAR, RigError, resolve_rig
+    from bench.station.check import Finding, check_instruments, rig_file_errors
+
+    chosen = args.rig or os.environ.get(RIG_ENV_VAR) or None
+    if chosen:
+        errors = rig_file_errors(Path(chosen))
+        for line in errors:
+            print(f"paygo-bench check: {line}")
+        if errors:
+            print(f"paygo-bench check: {BENCH_ERROR}: {len(errors)} error(s) in {chosen}")
+            return EXIT_CODES[BENCH_ERROR]
+        print(f"paygo-bench check: rig file {chosen}: OK")
+    try:
+        rig = resolve_rig(chosen)
+    except RigError as e:  # not reached: the file's errors were listed above
+        print(f"paygo-bench check: {BENCH_ERROR}: {e}")
+        return EXIT_CODES[BENCH_ERROR]
+
+    def say(finding: Finding) -> None:
+        print(f"paygo-bench check: {'ok' if finding.ok else 'FAILED'}: {finding.text}", flush=True)
+
+    if check_instruments(rig, say):
+        print(f"paygo-bench check: station {rig.station.id} is ready")
+        return 0
+    print(f"paygo-bench check: {BENCH_ERROR}: station {rig.station.id} is not ready (above)")
+    return EXIT_CODES[BENCH_ERROR]
+
+
 def cmd_sim(args: argparse.Namespace, extra: list[str]) -> int:
     from bench.sim.virtual_rig import main as sim_main
 
@@ -310,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_run_parser,
         _add_sim_parser,
+        _add_check_parser,
         _add_serve_parser,
         add_history_parser,
         add_selftest_parser,
@@ -368,6 +407,19 @@ def _add_run_parser(sub) -> None:
         help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch",
     )
     run.set_defaults(func=cmd_run)
+
+
+def _add_check_parser(sub) -> None:
+    check = _exit_4_on_usage_error(
+        sub.add_parser(
+            "check",
+            help="check a station without running a test: every rig file error, then PSU, serial port and DUT",
+            epilog=CHECK_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    check.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
+    check.set_defaults(func=cmd_check)
 
 
 def _add_sim_parser(sub) -> None:

@@ -298,7 +298,7 @@ def test_without_a_record_from_this_run_the_verdict_is_never_the_devices(tmp_pat
 # -- help --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "sim", "serve", "history", "selftest"])
+@pytest.mark.parametrize("command", ["run", "check", "sim", "serve", "history", "selftest"])
 def test_every_command_help_shows_examples(command, capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([command, "--help"])
