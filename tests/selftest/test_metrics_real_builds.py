@@ -84,3 +84,23 @@ def test_budget_passes_the_default_build(request):
     on the same device and payload."""
     results, output = background.result(request, default_build_budget)
     assert outcome(results, BUDGET, output)[0] == "passed", f"{outcome(results, BUDGET, output)}\n{output}"
+
+
+AUTH = "tests/device/test_metrics.py::test_metrics_auth_verifies"
+NO_RESET_RIG = ROOT / "docs" / "rigs" / "no-reset-virtual.toml"
+
+
+@background.scenario
+def budget_after_another_metrics_test(tmp: Path):
+    """On a DUT that is not rebooted between tests (no factory reset), another Metrics test first:
+    its `sample=1` lasts until the next boot."""
+    return run_device_suite(tmp, args=("--rig", str(NO_RESET_RIG)), paths=(AUTH, BUDGET))
+
+
+def test_the_budget_is_the_builds_whatever_test_ran_before(request):
+    """The build's sample interval is the one the DUT gave at its first Metrics test of the session
+    (bring-up booted it): read again after another test's `sample=1`, with no boot between, it was
+    the bench's own 1 s, and the good device failed the budget at about 85 MB a month."""
+    results, output = background.result(request, budget_after_another_metrics_test)
+    assert results[AUTH].outcome == "passed", output
+    assert results[BUDGET].outcome == "passed", output
