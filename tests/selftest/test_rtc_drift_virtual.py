@@ -102,13 +102,14 @@ def test_drift_beyond_the_limit_fails_naming_the_drift(request):
 
 @background.scenario
 def on_the_limit(tmp: Path):
-    """An RTC drifting exactly at the limit, observed 3 s in all, three times: a 95 % interval
-    around an estimate of a drift that is the limit holds the limit (the verdict: inconclusive)
-    in 95 % of runs, so at least one of three is undecided but one time in 8000."""
+    """An RTC drifting exactly at the limit, observed 5 s in all (5 rollovers: the 3 a fit needs,
+    under load too), three times: a 95 % interval around an estimate of a drift that is the limit
+    holds the limit (the verdict: inconclusive) in 95 % of runs, so at least one of three is
+    undecided but one time in 8000."""
     rig = tmp / "on-the-limit.toml"
     rig.write_text(
         '[station]\nid = "virtual-drift-on-limit"\n'
-        "[dut]\nrtc_drift_observe_s = 3.0\nrtc_drift_max_observe_s = 3.0\n"
+        "[dut]\nrtc_drift_observe_s = 5.0\nrtc_drift_max_observe_s = 5.0\n"
         "[sim]\nrtc_drift_ppm = 685.0\n"
     )
     return [run_device_suite(tmp / f"run{n}", args=(*ONLY, "--rig", str(rig))) for n in range(3)]
@@ -124,7 +125,7 @@ def test_an_undecided_drift_is_not_covered_never_failed_nor_passed(request):
         outcome, message = results[NODE].outcome, results[NODE].message
         if outcome == "skipped":
             undecided += 1
-            assert "not covered: RTC drift not settled within dut.rtc_drift_max_observe_s = 3 s" in message, message
+            assert "not covered: RTC drift not settled within dut.rtc_drift_max_observe_s = 5 s" in message, message
             assert re.search(r"inconclusive: .* straddles", message), message
             assert "INCOMPLETE" in output, output
         else:
