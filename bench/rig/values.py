@@ -94,16 +94,29 @@ def _unknown(where: str, key: str, valid: tuple[str, ...] | list[str], what: str
     return RigError(where, key, f"unknown {what}{hint}; expected one of {', '.join(valid)}")
 
 
-def _read_section(where: str, doc: dict, name: str) -> dict[str, Any]:
-    """The section's given keys, converted and checked (defaults are applied by the caller)."""
+def _read_section(where: str, doc: dict, name: str, errors: list[RigError] | None = None) -> dict[str, Any]:
+    """The section's given keys, converted and checked (defaults are applied by the caller).
+    RigError at the first bad key; with `errors`, every bad key's error is appended there and the
+    good keys are returned (`paygo-bench check` lists them all)."""
     table = doc.get(name, {})
     if not isinstance(table, dict):
-        raise RigError(where, name, f"got {_got(table)}; expected a table [{name}]")
+        error = RigError(where, name, f"got {_got(table)}; expected a table [{name}]")
+        if errors is None:
+            raise error
+        errors.append(error)
+        return {}
     schema = _SCHEMA[name]
+    values: dict[str, Any] = {}
     for key in table:
-        if key not in schema:
-            raise _unknown(where, f"{name}.{key}", list(schema), "key")
-    return {key: _field_value(where, f"{name}.{key}", schema[key], table[key]) for key in table}
+        try:
+            if key not in schema:
+                raise _unknown(where, f"{name}.{key}", list(schema), "key")
+            values[key] = _field_value(where, f"{name}.{key}", schema[key], table[key])
+        except RigError as e:
+            if errors is None:
+                raise
+            errors.append(e)
+    return values
 
 
 def _with_defaults(name: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.rig import Rig, RigError, load_rig
 from bench.rig.schema import _SCHEMA, _SECTIONS
-from bench.rig.values import _field_value, _unknown
+from bench.rig.values import _read_section, _unknown
 
 
 @dataclass(frozen=True)
@@ -40,28 +40,15 @@ def rig_file_errors(path: Path) -> list[str]:
         except RigError as e:
             return [str(e)]
         return []
-    errors: list[str] = []
-    for name, table in doc.items():
-        if name not in _SCHEMA:
-            errors.append(str(_unknown(where, name, _SECTIONS, "section")))
-            continue
-        if not isinstance(table, dict):
-            errors.append(str(RigError(where, name, f"expected a table [{name}]")))
-            continue
-        for key, value in table.items():
-            if key not in _SCHEMA[name]:
-                errors.append(str(_unknown(where, f"{name}.{key}", list(_SCHEMA[name]), "key")))
-                continue
-            try:
-                _field_value(where, f"{name}.{key}", _SCHEMA[name][key], value)
-            except RigError as e:
-                errors.append(str(e))
+    errors: list[RigError] = [_unknown(where, name, _SECTIONS, "section") for name in doc if name not in _SCHEMA]
+    for name in _SECTIONS:
+        _read_section(where, doc, name, errors)
     if not errors:
         try:
             load_rig(path)
         except RigError as e:
-            errors.append(str(e))
-    return errors
+            errors.append(e)
+    return [str(e) for e in errors]
 
 
 def check_instruments(rig: Rig, say: Callable[[Finding], None]) -> bool:
