@@ -91,10 +91,7 @@ def run_device_suite(
     if trace:
         (out_dir / TRACE_DIR).mkdir(parents=True, exist_ok=True)
         env[HOOK_TRACE_ENV] = str(out_dir / TRACE_DIR)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
+    pytest_args = [
         *paths,
         "-q",
         "-p",
@@ -112,9 +109,10 @@ def run_device_suite(
         *[a for f in faults for a in ("--sim-fault", f)],
         *args,
     ]
+    cmd = [sys.executable, "-m", "pytest", *pytest_args]
     if forkserver.available() and root.resolve() == ROOT:  # the server imports this checkout's bench
         proc: subprocess.CompletedProcess[str] | forkserver.Finished = forkserver.run_pytest(
-            cmd[3:], root, env, timeout_s, nice=nice
+            pytest_args, root, env, timeout_s, nice=nice
         )
     else:
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s, env=env)

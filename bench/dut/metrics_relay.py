@@ -91,6 +91,11 @@ def post(
         conn.close()
 
 
+def event_fields(line: str) -> dict[str, str]:
+    """The key=value fields of a Metrics event line (`! EVT metrics_<what> k=v ...`)."""
+    return dict(part.split("=", 1) for part in line.split()[3:] if "=" in part)
+
+
 def _plain_http(url: str) -> bool:
     parts = urllib.parse.urlsplit(url)
     return parts.scheme == "http" and bool(parts.hostname)
@@ -158,8 +163,7 @@ class MetricsRelay:
         """The device took a new base URL from a reply (`st.base_url`): a bridge carries its
         requests where the device now reports, as a modem would. A URL the relay cannot POST to
         (not plain HTTP) is noted and the old one kept."""
-        fields = dict(part.split("=", 1) for part in line.split()[3:] if "=" in part)
-        url = fields.get("base_url")
+        url = event_fields(line).get("base_url")
         if not url or url == self.server_url:
             return
         if not _plain_http(url):
