@@ -19,6 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from bench.fixtures.dut import log_name
 from bench.measure.measurement import Measurement
 from bench.record.model import (
     DutRecord,
@@ -251,6 +252,13 @@ def ctrl_c(tmp: Path) -> dict:
     proc = start_suite(tmp, "-k", "identity or keeps_time")
     try:
         running = wait_for_tests_done(proc, tmp, 2)
+        # the record is written as test 2 ends, before test 3 starts: wait until test 3 has its log
+        # (its dut fixture opened it), or the signal could land between the two and stop no test
+        third = tmp / "logs" / log_name("tests/device/test_timekeeping.py::test_rtc_keeps_time_while_unpowered")
+        deadline = time.monotonic() + 20.0
+        while not third.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert third.exists(), "the RTC test never started"
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     finally:
