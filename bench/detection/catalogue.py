@@ -17,6 +17,7 @@ from bench.sim.faults import CATALOGUE as SIM_FAULTS
 from bench.suites import DEVICE_SUITE
 
 MARKER = "catches"
+EXPLORES = "explores"  # a random exploration: may fail on any fault beyond the ones it names
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,23 @@ def marked_tests(suite: Path = DEVICE_SUITE) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _is_marker(dec: ast.expr, name: str) -> bool:
+    target = dec.func if isinstance(dec, ast.Call) else dec
+    return isinstance(target, ast.Attribute) and target.attr == name
+
+
+def explorer_tests(suite: Path = DEVICE_SUITE) -> frozenset[str]:
+    """The node ids of tests marked `explores` (the random walk): such a test must fail on the
+    faults its `catches` marker names and pass on the good device, and may fail on any other fault
+    (finding a defect nobody aimed it at is its purpose, never a false alarm)."""
+    prefix, out = _prefix(suite), set()
+    for path in sorted(suite.glob("test_*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and any(_is_marker(d, EXPLORES) for d in node.decorator_list):
+                out.add(f"{prefix}{path.name}::{node.name}")
+    return frozenset(out)
+
+
 def build_catalogue(suite: Path = DEVICE_SUITE) -> dict[str, Fault]:
     """Every simulator fault, in catalogue order, with the tests that catch it."""
     marked = marked_tests(suite)
@@ -79,3 +97,4 @@ def build_catalogue(suite: Path = DEVICE_SUITE) -> dict[str, Fault]:
 
 
 CATALOGUE = build_catalogue()
+EXPLORERS = explorer_tests()

@@ -106,6 +106,12 @@ def _collect(future) -> SuiteRun:
         return SuiteRun({}, f"{type(e).__name__}: {e}")
 
 
+def _explorers() -> frozenset[str]:
+    from bench.detection.catalogue import EXPLORERS
+
+    return EXPLORERS
+
+
 def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
     if spec.key.endswith(NO_RESET):
         if spec.faults:
@@ -113,7 +119,7 @@ def _progress(spec: RunSpec, suite: SuiteRun, catalogue) -> str:
         good = no_reset_good(suite)
         return f"good run without reset: {'passed' if good.ok else 'FAILED ' + good.problems[1][:200]}"
     if spec.faults:
-        row = fault_row(catalogue[spec.key], suite, [*suite.results, *catalogue[spec.key].caught_by])
+        row = fault_row(catalogue[spec.key], suite, [*suite.results, *catalogue[spec.key].caught_by], _explorers())
         caught = row.count("caught")
         return f"fault {spec.key}: {row.verdict} ({caught} test{'s' * (caught != 1)})"
     g = good_summary([suite])
@@ -242,6 +248,7 @@ def _write_matrix(
         [suites[s.key] for s in plain if not s.faults],
         {s.faults[0]: suites[s.key] for s in column if s.faults} or None,
         next((suites[s.key] for s in column if not s.faults), None),
+        _explorers(),
     )
     md = markdown(matrix, info) + "\n".join(extra)
     (out / MATRIX_MD).write_text(md, encoding="utf-8")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.detection.catalogue import EXPLORERS
 from bench.detection.hook_windows import WINDOWS_FILE
 from bench.sim.hook_trace import TRACE_STEP_S
 
@@ -104,9 +105,10 @@ def _attribute(t, fault, tests, starts, shared, hooks: HookMap, step: float) -> 
 
 
 def select(fault: str, caught_by: Iterable[str], hooks: HookMap, sample: int = SAMPLE) -> tuple[str, ...]:
-    """The tests a reduced run of `fault` runs, in suite order."""
-    chosen = {t for t, faults in hooks.tests.items() if fault in faults} | set(caught_by)
-    rest = sorted(set(hooks.tests) - chosen)
+    """The tests a reduced run of `fault` runs, in suite order. An explorer (the random walk)
+    runs only for the faults it names: what else it may find cannot make a verdict wrong."""
+    chosen = {t for t, faults in hooks.tests.items() if fault in faults and t not in EXPLORERS} | set(caught_by)
+    rest = sorted(set(hooks.tests) - chosen - EXPLORERS)
     chosen.update(random.Random(f"reduced-matrix:{fault}").sample(rest, min(sample, len(rest))))
     order = list(hooks.tests)
     return tuple(sorted(chosen, key=lambda t: order.index(t) if t in order else len(order)))
@@ -166,8 +168,8 @@ class FullMatrixRecord:
         out = {}
         for fault, failed in self.not_passed.items():
             chosen = select(fault, catalogue[fault].caught_by if fault in catalogue else (), self.hooks)
-            if set(failed) - set(chosen):
-                out[fault] = sorted(set(failed) - set(chosen))
+            if set(failed) - set(chosen) - EXPLORERS:
+                out[fault] = sorted(set(failed) - set(chosen) - EXPLORERS)
         return out
 
 

@@ -19,6 +19,7 @@ MISSED = "missed"  # the catalogue names it, but it passed
 UNEXPECTED = "unexpected failure"  # failed, but the catalogue does not name it
 NOT_RUN = "not run"  # skipped or not collected in this run
 PASSED = "passed"  # passed, and the catalogue does not name it (not expected to fail)
+FOUND = "found"  # an explorer (the random walk) failed where the catalogue does not name it: it found the defect
 
 _FAILED = ("failed", "error")
 
@@ -50,7 +51,7 @@ class FaultRow:
     @property
     def exact(self) -> bool:
         """Every named test failed and every other one passed."""
-        return not self.error and all(c.state in (CAUGHT, PASSED) for c in self.cells.values())
+        return not self.error and all(c.state in (CAUGHT, PASSED, FOUND) for c in self.cells.values())
 
     @property
     def verdict(self) -> str:
@@ -159,11 +160,11 @@ class Matrix:
         return self.caught_exactly == len(self.rows) and (self.good.ok or self.good.total == 0) and self.no_reset_ok
 
 
-def cell(result: CaseResult | None, expected: bool) -> Cell:
+def cell(result: CaseResult | None, expected: bool, explorer: bool = False) -> Cell:
     if result is None or result.outcome not in ("passed", *_FAILED):
         return Cell(NOT_RUN, expected, result.message if result else "not collected")
     if result.outcome in _FAILED:
-        return Cell(CAUGHT if expected else UNEXPECTED, expected, result.message)
+        return Cell(CAUGHT if expected else (FOUND if explorer else UNEXPECTED), expected, result.message)
     return Cell(MISSED if expected else PASSED, expected)
 
 
@@ -182,9 +183,9 @@ def columns(runs: Sequence[SuiteRun], expected: Sequence[str]) -> tuple[str, ...
     return tuple(sorted(seen, key=lambda t: (file_of(t), order[t])))
 
 
-def fault_row(fault: Fault, run: SuiteRun, tests: Sequence[str]) -> FaultRow:
+def fault_row(fault: Fault, run: SuiteRun, tests: Sequence[str], explorers: frozenset[str] = frozenset()) -> FaultRow:
     expected = set(fault.caught_by)
-    cells = {t: cell(run.results.get(t), t in expected) for t in tests}
+    cells = {t: cell(run.results.get(t), t in expected, t in explorers) for t in tests}
     if run.error:
         cells = {t: Cell(NOT_RUN, t in expected, "the run failed") for t in tests}
     return FaultRow(fault, cells, run.error)
@@ -210,6 +211,7 @@ def build_matrix(
     good_runs: Sequence[SuiteRun] = (),
     no_reset_runs: Mapping[str, SuiteRun] | None = None,
     no_reset_good_run: SuiteRun | None = None,
+    explorers: frozenset[str] = frozenset(),
 ) -> Matrix:
     """One row per fault in fault_runs (catalogue order), judged against its catalogue entry;
     with the no-reset column's runs (by fault) where they were made."""
@@ -219,7 +221,7 @@ def build_matrix(
         raise KeyError(f"not in the fault catalogue: {sorted(unknown)}")
     expected = [t for n in names for t in catalogue[n].caught_by]
     tests = columns([*fault_runs.values(), *good_runs], expected)
-    rows = tuple(fault_row(catalogue[n], fault_runs[n], tests) for n in names)
+    rows = tuple(fault_row(catalogue[n], fault_runs[n], tests, explorers) for n in names)
     column = {n: no_reset_cell(catalogue[n], run) for n, run in (no_reset_runs or {}).items()}
     return Matrix(
         tests,

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 
-from bench.detection.matrix import CAUGHT, MISSED, NOT_RUN, PASSED, UNEXPECTED, Matrix, file_of
+from bench.detection.matrix import CAUGHT, FOUND, MISSED, NOT_RUN, PASSED, UNEXPECTED, Matrix, file_of
 from bench.detection.runner import NO_RESET_RIG
 
-SYMBOL = {CAUGHT: "✓", MISSED: "✗", UNEXPECTED: "!", NOT_RUN: "–", PASSED: "·"}
+SYMBOL = {CAUGHT: "✓", MISSED: "✗", UNEXPECTED: "!", NOT_RUN: "–", PASSED: "·", FOUND: "+"}
 LEGEND = (
     (CAUGHT, "caught (failed, as the catalogue expects)"),
     (MISSED, "missed (the catalogue expects it to fail; it passed)"),
     (UNEXPECTED, "unexpected failure (failed; the catalogue does not name it)"),
+    (FOUND, "found by the random walk (an explorer: it may fail on any defect, and did, unaimed)"),
     (NOT_RUN, "not run (skipped or not collected)"),
     (PASSED, "not expected to fail, and passed"),
 )
@@ -163,7 +164,7 @@ def markdown(matrix: Matrix, info: RunInfo) -> str:
             out += [
                 f"  - {c.state}: `{t.removeprefix('tests/device/')}` {_md(c.message[:200])}"
                 for t, c in row.cells.items()
-                if c.state not in (CAUGHT, PASSED) and not row.error
+                if c.state not in (CAUGHT, PASSED, FOUND) and not row.error
             ]
     return "\n".join(out) + "\n"
 
@@ -175,10 +176,17 @@ th,td{border:1px solid #ccc;padding:2px 4px;text-align:center}
 td.f{text-align:left;white-space:nowrap} td.d{text-align:left;min-width:18em;max-width:28em}
 th.t{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;font-weight:normal}
 .caught{background:#c8f0c8}.missed{background:#f8b8b8;font-weight:bold}
-.unexpected{background:#ffd9a0;font-weight:bold}.notrun{background:#ddd}.passed{color:#999}
+.unexpected{background:#ffd9a0;font-weight:bold}.notrun{background:#ddd}.passed{color:#999}.found{background:#d8e8ff}
 .ok{color:#060}.bad{color:#a00}
 """
-_CLASS = {CAUGHT: "caught", MISSED: "missed", UNEXPECTED: "unexpected", NOT_RUN: "notrun", PASSED: "passed"}
+_CLASS = {
+    CAUGHT: "caught",
+    MISSED: "missed",
+    UNEXPECTED: "unexpected",
+    NOT_RUN: "notrun",
+    PASSED: "passed",
+    FOUND: "found",
+}
 
 
 def html_page(matrix: Matrix, info: RunInfo) -> str:

@@ -127,6 +127,7 @@ class TestRecord:
     duration_s: float  # setup + call + teardown, as JUnit's time
     measurements: list[MeasurementRecord] = field(default_factory=list)
     attachments: list[AttachmentRecord] = field(default_factory=list)
+    counterexample: dict[str, Any] | None = None  # a failing random walk, shrunk (schema 2.2)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class TestInProgress:
         files: Iterable[tuple[Path, str]] = (),
         outcome: str | None = None,
         reason: str | None = None,
+        counterexample: dict | None = None,
     ) -> TestRecord:
         """The test as recorded: its outcome (or the one given, e.g. "interrupted"), its
         measurements and the files it left that exist."""
@@ -78,6 +79,7 @@ class TestInProgress:
             duration_s=round(max(self.duration_s, 0.0), 3),
             measurements=[MeasurementRecord.of(m) for m in measurements],
             attachments=[AttachmentRecord.of_file(path, run_dir, title) for path, title in files if path.is_file()],
+            counterexample=counterexample,
         )
 
 

@@ -12,6 +12,9 @@ bumps the major. Objects allow unknown properties so a 2.x reader accepts any la
 record-1.schema.json in this package, for readers of old records (bench/history).
 
 2.1 (from 2.0): `safe_state`, where the supply was left when the run ended, as measured.
+
+2.2 (from 2.1): a test's `counterexample`, the shrunk steps of a failing random walk and the
+command that replays them (null for every other test).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from bench.record.verdict import EXIT_CODES, VERDICTS
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 SCHEMA_ID = "paygo-bench/record"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "record.schema.json"
 
@@ -268,6 +271,37 @@ SCHEMA: dict = {
                 "size": {"type": "integer", "minimum": 0},
             },
         },
+        "counterexample": {
+            "type": "object",
+            "description": "a failing random walk (test_random_walk.py), shrunk: docs/record.md",
+            "required": ["seed", "walk_steps", "steps", "signature", "reproduced", "replays", "replay"],
+            "properties": {
+                "seed": {"type": ["integer", "null"]},
+                "walk_steps": {"type": "integer", "minimum": 1},
+                "steps": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["step", "does", "code", "model", "dut", "problems", "skipped"],
+                        "properties": {
+                            "step": {"type": "string", "minLength": 1},
+                            "does": {"type": "string"},
+                            "code": _OPT_STR,
+                            "model": _OPT_STR,
+                            "dut": _OPT_STR,
+                            "problems": {"type": "array", "items": {"type": "string"}},
+                            "skipped": _OPT_STR,
+                        },
+                    },
+                },
+                "signature": {"type": "string"},
+                "reproduced": {"type": "boolean"},
+                "replays": {"type": "integer", "minimum": 0},
+                "shrinking_complete": {"type": "boolean"},
+                "replay": {"type": "string", "minLength": 1},
+            },
+        },
         "test": {
             "type": "object",
             "required": [
@@ -289,6 +323,7 @@ SCHEMA: dict = {
                 "duration_s": {"type": "number", "minimum": 0},
                 "measurements": {"type": "array", "items": {"$ref": "#/$defs/measurement"}},
                 "attachments": {"type": "array", "items": {"$ref": "#/$defs/attachment"}},
+                "counterexample": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/counterexample"}]},
             },
             "if": {"properties": {"outcome": {"enum": ["failed", "error", "skipped", "not covered"]}}},
             "then": {"properties": {"reason": {"type": "string", "minLength": 1}}},

@@ -143,6 +143,9 @@ class DutProfile:
     rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
     power_cut_cycles: int  # power cuts the power-cut test makes
     power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
+    walk_steps: int  # the random walk's steps (test_random_walk.py)
+    walk_power_cycles: int  # the most power cycles it makes
+    walk_shrink_s: float  # how long it may spend shrinking a failing walk on the DUT
     rtc_drift_limit_ppm: float  # the drift test's limit, |drift| <= this (OpenPAYGO: ~6 h/year)
     rtc_drift_observe_s: float  # how long the drift test polls the RTC first,
     rtc_drift_max_observe_s: float  # and how long in all when it must measure longer

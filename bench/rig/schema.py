@@ -144,6 +144,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "rtc_off_test_s": _Field("float", None, lambda v: 0 < v <= 86400, "seconds, 0 < s <= 86400"),
         "power_cut_cycles": _int(200, 1, 1_000_000, "a number of power cuts"),
         "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
+        "walk_steps": _int(300, 1, 1_000_000, "a number of random-walk steps"),
+        "walk_power_cycles": _int(6, 0, 100_000, "a number of power cycles"),
+        "walk_shrink_s": _float(120.0, lambda v: 0 <= v <= 86400, "seconds, 0..86400"),
         "rtc_drift_limit_ppm": _float(685.0, lambda v: 0 < v <= 100000, "ppm, 0 < v <= 100000"),
         "rtc_drift_observe_s": _Field("float", None, lambda v: 1 <= v <= 86400, "seconds, 1..86400"),
         "rtc_drift_max_observe_s": _Field(

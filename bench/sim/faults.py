@@ -93,6 +93,14 @@ class Fault(StrEnum):
         "ORs unnormalised ones): an ADD older than an entered SET is accepted after a newer ADD (U2D, "
         'docs/tokens.md "What the bench adds"); the official procedure still passes',
     )
+    SYNC_KEEPS_STALE_MASK = (
+        "sync_keeps_stale_mask",
+        "decoder",
+        "a counter sync that lowers the count stores the new count with the used-count mask it had "
+        "for the old one (the mask is set to all-used only when the count moves up): an older ADD "
+        "below the new count, never entered, is accepted where every older count must count as used "
+        '(docs/tokens.md "Used counts"); no scenario test was written for it: the random walk finds it',
+    )
     SET_AS_ADD = (
         "set_as_add",
         "decoder",

@@ -23,7 +23,7 @@ Fault flags (FAULTS) switch on realistic defects; each lives where the real bug 
 `reused_token_accepted`, `accepts_starting_code`, `u2d_accepted` in the count checks
 (`_is_count_valid` / `_mark_count_as_used`), `set_as_add` and `parity_before_special` in the
 type decision (`_token_kind`), `unbounded_jump` in the search bound, `time_divider_ignored` in
-`apply_time`. Names not in FAULTS belong to other layers and are ignored here.
+`apply_time`, `sync_keeps_stale_mask` in `_mark_count_as_used`. Names not in FAULTS belong to other layers and are ignored here.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ FAULTS: dict[Fault, str] = {
     Fault.PARITY_BEFORE_SPECIAL: "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
     Fault.UNBOUNDED_JUMP: "decoder has no +64 upper bound: any count up to last+10000 is accepted",
     Fault.TIME_DIVIDER_IGNORED: "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
+    Fault.SYNC_KEEPS_STALE_MASK: "a sync that lowers the count keeps the old count's used mask",
 }
 
 Outcome = Literal["accepted", "invalid", "already_used"]
@@ -205,6 +206,8 @@ def _mark_count_as_used(count: int, value: int, state: TokenState, faults: froze
     last, mask = state.last_count, state.used_mask
     if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
         # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
+        if value == COUNTER_SYNC_VALUE and count < last and Fault.SYNC_KEEPS_STALE_MASK in faults:
+            return TokenState(count, mask)
         return TokenState(count if count > last or value == COUNTER_SYNC_VALUE else last, ALL_USED)
     if count > last:
         if Fault.U2D_ACCEPTED in faults:

@@ -28,6 +28,8 @@ from bench.timeout import sleep_for
 SECONDS_LEFT_TOLERANCE = 3
 # Past a lockout's end by this much before entering again: clear of the readout and jump error.
 LOCK_MARGIN_S = 3
+TICK_WAIT_S = 1.5  # advance(on_tick=True): how long to watch for the DUT's second to turn over
+TICK_POLL_S = 0.02
 CLOCK_AHEAD_S = 86_400  # clock_ahead(): a day, far beyond any test's time tolerance
 
 
@@ -127,16 +129,33 @@ class TokenSession:
     def can_advance(self) -> bool:
         return self.dut.offers("rtc") and self.dut.offers("rtc_set")
 
-    def advance(self, seconds: int) -> None:
+    def advance(self, seconds: int, *, on_tick: bool = False) -> None:
         """Let `seconds` of device time pass at once: set the DUT's RTC forward (capabilities `rtc`
         and `rtc_set`) and move the model's clock by the same amount. The jump is taken from a
-        whole-second readout, so the DUT may lose up to a second of it (within the tolerance)."""
+        whole-second readout, so the DUT may lose up to a second of it (within the tolerance).
+        `on_tick`: set it just after the readout's second turns over (up to a second's wait), so it
+        loses only the link's latency: for many jumps in a row, whose losses would add up."""
         if seconds < 0:
             raise ValueError("advance() only moves time forward (an RTC must count up)")
-        t = self.dut.rtc_read()
+        t = self._next_tick() if on_tick else self.dut.rtc_read()
         self.dut.rtc_set(int(t) + int(seconds))
         self.clock.offset_s += int(seconds)
         self.recorder.clock(self.clock.offset_s, self.model.snapshot())
+
+    def _next_tick(self) -> float:
+        """The DUT's clock read just after its second turned over (the last reading if it does
+        not within TICK_WAIT_S: a stopped clock is for the status comparison to find)."""
+        first = self.dut.rtc_read()
+        if first != int(first):  # a sub-second readout: sleep to just before the turn
+            sleep_for(max(0.0, 1.0 - (first - int(first)) - 0.05))
+        deadline = time.monotonic() + TICK_WAIT_S
+        t = first
+        while time.monotonic() < deadline:
+            t = self.dut.rtc_read()
+            if int(t) != int(first):
+                return t
+            sleep_for(TICK_POLL_S)
+        return t
 
     def clock_ahead(self) -> bool:
         """Set the DUT's clock CLOCK_AHEAD_S ahead, the model's with it (where the clock can be set).

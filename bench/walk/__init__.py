@@ -1,0 +1,1 @@
+"""The random walk against the model: steps, their execution, generation and shrinking."""

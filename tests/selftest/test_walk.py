@@ -1,0 +1,86 @@
+"""The random walk's parts that need no device: its step text (what a replay command carries)
+and its shrinking (bench/walk/). The walk on a device is tests/selftest/test_walk_finds.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.openpaygo.tokens import TokenKind
+from bench.timeout import Timeout
+from bench.walk.shrink import shrink
+from bench.walk.steps import Step, StepSyntaxError, format_steps, parse_steps
+
+EVERY_KIND = [
+    Step(0, "token", TokenKind.ADD_TIME, 3, 2),
+    Step(1, "token", TokenKind.SET_TIME, 995, -17),
+    Step(2, "token", TokenKind.DISABLE_PAYG, None, 1),
+    Step(3, "token", TokenKind.COUNTER_SYNC, None, -63),
+    Step(4, "code", code="012345678"),
+    Step(5, "reenter", ref=0),
+    Step(6, "power"),
+    Step(7, "advance", seconds=86400),
+    Step(8, "wait"),
+]
+
+
+def test_every_step_reads_back_as_written():
+    text = format_steps(EVERY_KIND)
+    assert text == "0:a3@+2 1:s995@-17 2:d@+1 3:y@-63 4:c012345678 5:r0 6:p 7:t86400 8:w"
+    assert parse_steps(text) == EVERY_KIND
+    assert all(s.describe() for s in EVERY_KIND)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("", "empty"),
+        ("0:a3@2", "word 1 of the walk, '0:a3@2'"),  # the offset needs its sign
+        ("0:p 1:x", "word 2 of the walk, '1:x'"),
+        ("0:p 0:p", "step id 0 is used twice"),
+        ("0:c12ab", "word 1"),
+        ("p", "expected <id>:<step>"),
+    ],
+)
+def test_a_replay_text_that_is_not_a_walk_is_refused_naming_the_word(text, names):
+    with pytest.raises(StepSyntaxError) as e:
+        parse_steps(text)
+    assert names in str(e.value)
+
+
+def steps(n: int) -> list[Step]:
+    return [Step(i, "power") for i in range(n)]
+
+
+def failing_when(*needed: int):
+    """A predicate like a replay's: fails (returning the steps up to the failure) once every
+    `needed` id has been seen, in any order; counts its calls."""
+
+    def fails(candidate: list[Step]) -> list[Step] | None:
+        fails.calls += 1
+        seen: set[int] = set()
+        for i, s in enumerate(candidate):
+            seen.add(s.id)
+            if set(needed) <= seen:
+                return candidate[: i + 1]
+        return None
+
+    fails.calls = 0
+    return fails
+
+
+def test_shrinking_finds_the_steps_the_failure_needs():
+    fails = failing_when(3, 17, 40)
+    got = shrink(steps(60), fails, Timeout(60))
+    assert [s.id for s in got.steps] == [3, 17, 40]
+    assert got.complete and got.replays == fails.calls
+
+
+def test_shrinking_keeps_a_failure_that_needs_everything():
+    fails = failing_when(0, 1, 2, 3)
+    got = shrink(steps(4), fails, Timeout(60))
+    assert [s.id for s in got.steps] == [0, 1, 2, 3] and got.complete
+
+
+def test_shrinking_stops_at_its_deadline_with_the_shortest_so_far():
+    got = shrink(steps(60), failing_when(3, 17), Timeout(0))
+    assert not got.complete and len(got.steps) == 60 and got.replays == 0
