@@ -19,7 +19,11 @@ Rules (the docs/tokens.md section in brackets):
   counts"]; every odd count <= last is used (parity = type: older SET/DISABLE/SYNC are never
   accepted, "Windows"); SET/DISABLE/SYNC mark every older count used, so an ADD older than them
   is refused (U2D, "What the bench adds"). A SYNC below last moves the count down and forgets
-  counts above it.
+  counts above it, or (`sync_lowers_count=False`, the reference C) keeps the higher count with
+  every count below it used ["Where a device may choose"].
+- extended tokens ["Extended tokens"]: 996-999 mean what they mean in standard tokens, or
+  (`extended_special=False`, openpaygo 0.6.3) are time values like any other; an
+  `extended_only` device refuses standard-length codes as invalid.
 - time ["Credit", "Re-lock"]: ADD extends active_until (from now if expired), SET sets
   now + days, DISABLE makes PAYG unlimited, a SET re-enables PAYG, an ADD does not (G11B).
   Seconds = value * 86400 // time_divider (whole RTC seconds, as the reference C does).
@@ -126,6 +130,9 @@ class DeviceModel:
         invalid_streak: int = 0,
         locked_until: int = 0,
         lockout: LockoutSchedule = REFERENCE_LOCKOUT,
+        sync_lowers_count: bool = True,
+        extended_special: bool = True,
+        extended_only: bool = False,
     ) -> None:
         key = secret_key if isinstance(secret_key, bytes) else bytes.fromhex(key_hex_of(secret_key))
         if len(key) != 16:
@@ -142,6 +149,10 @@ class DeviceModel:
         self.restricted_digits = restricted_digits
         self.extended = extended
         self.lockout = lockout
+        # The choices the requirements leave (docs/tokens.md "Where a device may choose").
+        self.sync_lowers_count = sync_lowers_count
+        self.extended_special = extended_special
+        self.extended_only = extended_only
         self.last_count = count
         self.used: set[int] = {c for c in used if count - MAX_UNUSED_OLDER_TOKENS <= c <= count} | {count}
         self.active_until = active_until
@@ -193,16 +204,16 @@ class DeviceModel:
         found = self._lookup(code)
         if found is None:
             return self._invalid(now)
-        value, counts = found
+        value, counts, special = found
         for count in counts:  # lowest count first, as the reference decoders scan
-            kind = self.kind_at(value, count)
+            kind = self.kind_at(value, count) if special else _timed_kind(count)
             if self._acceptable(kind, count):
                 self._accept(kind, value, count, now)
                 self.invalid_streak = 0
                 shown = None if kind in (TokenKind.DISABLE_PAYG, TokenKind.COUNTER_SYNC) else value
                 return self._predict("accepted", kind, shown, count, now)
         if counts:
-            kind = self.kind_at(value, counts[0])
+            kind = self.kind_at(value, counts[0]) if special else _timed_kind(counts[0])
             shown = None if kind in (TokenKind.DISABLE_PAYG, TokenKind.COUNTER_SYNC) else value
             return self._predict("already_used", kind, shown, counts[0], now)
         return self._invalid(now)
@@ -236,6 +247,9 @@ class DeviceModel:
                 self.last_count = count
                 self.used = {c for c in self.used if c >= count - MAX_UNUSED_OLDER_TOKENS}
             self.used.add(count)
+        elif kind is TokenKind.COUNTER_SYNC and count < self.last_count and not self.sync_lowers_count:
+            # the reference C keeps its higher count and marks the 16 below it used
+            self.used = set(range(max(0, self.last_count - MAX_UNUSED_OLDER_TOKENS), self.last_count + 1))
         else:  # SET/DISABLE/SYNC: this count and every older one is used ("Used counts")
             self.last_count = count
             self.used = set(range(max(0, count - MAX_UNUSED_OLDER_TOKENS), count + 1))
@@ -262,26 +276,28 @@ class DeviceModel:
         return Prediction(outcome, kind, value, count, self.active_until, self.payg_disabled, lock)
 
     # -- hashing ------------------------------------------------------------------------------
-    def _lookup(self, code: str) -> tuple[int, list[int]] | None:
-        """(value, counts 1..upper where the code sits), or None if it can't be a token."""
+    def _lookup(self, code: str) -> tuple[int, list[int], bool] | None:
+        """(value, counts 1..upper where the code sits, whether 996-999 are special), or None if
+        it can't be a token."""
         parsed = self._parse(code)
         if parsed is None:
             return None
         token, extended = parsed
         offset = 1_000_000 if extended else 1000
         value = (token % offset - self.starting_code % offset) % offset
-        if value in RESERVED_VALUES:
+        special = self.extended_special or not extended
+        if special and value in RESERVED_VALUES:
             return None
-        jump = MAX_TOKEN_JUMP_COUNTER_SYNC if value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
+        jump = MAX_TOKEN_JUMP_COUNTER_SYNC if special and value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
         chain = self._chain(extended, token % offset, self.last_count + jump)
-        return value, [c for c in range(1, self.last_count + jump + 1) if chain[c] == token]
+        return value, [c for c in range(1, self.last_count + jump + 1) if chain[c] == token], special
 
     def _parse(self, code: str) -> tuple[int, bool] | None:
         if not isinstance(code, str) or not code.isascii() or not code.isdigit():
             return None
         lengths = {15: False, 20: True} if self.restricted_digits else {9: False, 12: True}
         extended = lengths.get(len(code))
-        if extended is None or (extended and not self.extended):
+        if extended is None or (extended and not self.extended) or (self.extended_only and not extended):
             return None
         if self.restricted_digits:
             if set(code) - set("1234"):
@@ -304,6 +320,11 @@ class DeviceModel:
             raw.append(shared.generate_next_token(raw[-1], key))
             codes.append(shared.put_base_in_token(raw[-1], base))
         return codes
+
+
+def _timed_kind(count: int) -> TokenKind:
+    """Parity alone (an extended 996-999 read as a time value): odd SET_TIME, even ADD_TIME."""
+    return TokenKind.SET_TIME if count % 2 else TokenKind.ADD_TIME
 
 
 class _KeyBytes:

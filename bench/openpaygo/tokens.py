@@ -89,6 +89,28 @@ def token_length(restricted_digits: bool, extended: bool) -> int:
     ]
 
 
+KEYPAD_DIGITS = "1234"  # the restricted digit set (docs/tokens.md "Restricted digits")
+
+
+def keypad_aliases(digit: str) -> set[str]:
+    """The keypad digits a decoder that does not check the digit set may read `digit` as: two
+    bits of digit - 1 (openpaygo's `convert_from_4_digit_token`, 5 reads as 1) or of the digit
+    itself."""
+    d = int(digit)
+    return {KEYPAD_DIGITS[(d - 1) % 4], KEYPAD_DIGITS[d % 4]}
+
+
+def outside_digit_probe(code: str) -> str:
+    """A restricted-digit code with its first digit replaced by one outside 1-4 that no reading in
+    `keypad_aliases` turns back into the original digit: a device that reads it so sees another
+    token (invalid), never the original (already used), so a correct device's answer is invalid
+    either way. Not 0: a code read as a number would lose it."""
+    if len(code) < 1 or set(code) - set(KEYPAD_DIGITS):
+        raise ValueError("not a restricted-digit code")
+    digit = next(d for d in "56789" if code[0] not in keypad_aliases(d))
+    return digit + code[1:]
+
+
 def key_hex_of(secret_key: str | Secret) -> str:
     """Validate a 16-byte key given as 32 hex characters (or a Secret holding them).
 

@@ -140,6 +140,17 @@ def _fill_defaults(where: str, values: dict[str, Any], virtual: bool) -> None:
     ):
         if values[name] is None:
             values[name] = by_rig[virtual]
+    if values["extended_only"] and not values["extended_tokens"]:
+        raise RigError(
+            where, "dut.extended_only", "true with dut.extended_tokens false; expected dut.extended_tokens = true too"
+        )
+    if values["extended_only"] and values["extended_998_999"] == "time":
+        raise RigError(
+            where,
+            "dut.extended_998_999",
+            '"time" with dut.extended_only: such a device has no DISABLE_PAYG or COUNTER_SYNC token, and '
+            'the bench re-bases a device with a counter-sync; expected "disable_sync", or extended_only = false',
+        )
     if values["rtc_drift_max_observe_s"] < values["rtc_drift_observe_s"]:
         raise RigError(
             where,

@@ -40,6 +40,10 @@ DEFAULT_RTC_OFF_TEST_S = {True: 1.5, False: 2.0}
 # hour; the virtual rig's test builds lock for seconds (dut.lockout_unit_s).
 DEFAULT_LOCKOUT_WAIT_BUDGET_S = {True: 60.0, False: 1800.0}
 VIRTUAL = "virtual"
+# dut.extended_998_999: what an extended token's 998/999 mean, the manufacturer's choice
+# (docs/tokens.md "Extended tokens"): DISABLE_PAYG/COUNTER_SYNC as in a standard token, or time
+# values like any other (openpaygo 0.6.3 decodes them as SET_TIME at an odd count).
+EXTENDED_998_999 = ("disable_sync", "time")
 SECTIONS = ("station", "link", "psu", "dut", "server", "sim")  # the rig file's tables
 # OpenPAYGO Metrics payload auth methods (docs/metrics.md "Authentication"); "none" is not one a bench
 # qualifies a device with.
@@ -134,6 +138,9 @@ class DutProfile:
     time_divider: int
     restricted_digits: bool
     extended_tokens: bool
+    extended_only: bool  # the DUT takes only extended tokens (a standard-length code is invalid)
+    extended_998_999: str  # what an extended 998/999 is: "disable_sync" (as standard) or "time"
+    sync_lowers_count: bool  # a counter-sync below the count lowers it (False: keeps the higher one)
     lockout_free_errors: int  # lockout schedule (docs/tokens.md "Brute-force lockout"): free errors,
     lockout_first_minutes: int  # the first lock, doubling per further error,
     lockout_max_minutes: int  # up to this cap,
@@ -184,6 +191,12 @@ class SimConfig:
     hide_capabilities: tuple[str, ...]  # capabilities the simulated firmware is built without
     lockout_unit_s: float  # the simulated build's lockout "minute", s
     hdk_fixed: bool  # the HDK firmware with its documented defects fixed (hdk adapter only)
+    # the simulated build's choices where the requirements leave one (docs/tokens.md "Where a
+    # device may choose"): a sync below the count keeps the higher one; extended 996-999 are
+    # time values; only extended tokens are taken
+    sync_keeps_higher_count: bool
+    extended_as_time: bool
+    extended_only: bool
     state_dir: str  # where the simulated device keeps NVM and RTC between runs ("" = a fresh device)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from bench.dut.registry import ADAPTERS
 from bench.power.profiles import PROFILES
 from bench.rig.model import (
+    EXTENDED_998_999,
     METRICS_AUTH_METHODS,
     SECTIONS,
     STANDARD_BAUDS,
@@ -135,6 +136,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "time_divider": _int(None, 1, 255),
         "restricted_digits": _bool(None),
         "extended_tokens": _bool(False),
+        "extended_only": _bool(False),
+        "extended_998_999": _choice("disable_sync", EXTENDED_998_999),
+        "sync_lowers_count": _bool(True),
         "lockout_free_errors": _int(2, 0, 100, "a number of errors"),
         "lockout_first_minutes": _int(2, 1, 10080, "minutes"),
         "lockout_max_minutes": _int(512, 1, 100000, "minutes"),
@@ -185,6 +189,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "hide_capabilities": _strlist(r"[a-z0-9_]+", "a list of capability names matching [a-z0-9_]+"),
         "lockout_unit_s": _float(60.0, lambda v: 0 < v <= 3600, "seconds, 0 < s <= 3600"),
         "hdk_fixed": _bool(False),
+        "sync_keeps_higher_count": _bool(False),
+        "extended_as_time": _bool(False),
+        "extended_only": _bool(False),
         "state_dir": _any_str(""),
     },
 }

@@ -62,7 +62,7 @@ def device_from_profile(profile: DutProfile, active_until: datetime | None = Non
         profile.token_count,
         profile.time_divider,
         profile.restricted_digits,
-        profile.extended_tokens,
+        profile.extended_only,  # standard tokens to a device that takes both (docs/tokens.md "Where a device may choose")
         _utc(active_until, "", "active_until") if active_until is not None else None,
     )
 

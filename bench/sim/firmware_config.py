@@ -30,6 +30,13 @@ class FirmwareConfig:
     # The HDK firmware with its documented defects corrected (bench/sim/hdk_firmware.py); the
     # reference firmware has none of them and ignores it.
     hdk_fixed: bool = False
+    # Choices the token requirements leave to the device (docs/tokens.md "Where a device may
+    # choose"), made the other way than the default build: a counter-sync below the count keeps
+    # the higher count (the reference C); an extended token's 996-999 are time values (openpaygo
+    # 0.6.3); only extended tokens are taken (a standard-length code is invalid).
+    sync_keeps_higher_count: bool = False
+    extended_as_time: bool = False
+    extended_only: bool = False
     # OpenPAYGO Metrics reporting (docs/protocol.md "Metrics sessions"): the build's settings.
     # `METRICS CONFIG` changes mode, period, sample and encoding until the next boot; the base
     # URL, data format id and auth method are provisioning data in NVM (PROV, METRICS CONFIG).
@@ -48,6 +55,8 @@ class FirmwareConfig:
         if not (math.isfinite(self.lockout_unit_s) and self.lockout_unit_s > 0):
             raise ValueError(f"lockout_unit_s: got {self.lockout_unit_s!r}; expected seconds > 0")
         self.metrics_settings()  # ValueError for a bad combination, at build time
+        if self.extended_only and not (self.extended_tokens and self.has("extended_tokens")):
+            raise ValueError("extended_only: a build that takes only extended tokens needs extended_tokens")
         hidden = self.hide_capabilities
         if self.metrics_mode != "off" and "metrics_report" in hidden:
             raise ValueError(

@@ -17,6 +17,11 @@ Deliberate differences from the C reference (bugs the bench must not inherit):
   below last_count moves the count down (as the Python simulator does) with all bits set;
 - 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types").
 
+Build options for the choices the requirements leave (docs/tokens.md "Where a device may
+choose"; not faults): `sync_keeps_higher_count` keeps last_count after a sync below it, as the
+reference C does; `extended_as_time` reads an extended token's 996-999 as time values by
+parity, as openpaygo 0.6.3 does.
+
 Time and lockout are the firmware's job; `apply_time` is the pure rule it calls.
 
 Fault flags (FAULTS) switch on realistic defects; each lives where the real bug would:
@@ -92,6 +97,8 @@ def decode(
     restricted_digits: bool = False,
     extended: bool = False,
     faults: frozenset[Fault] = NO_FAULTS,
+    sync_keeps_higher_count: bool = False,
+    extended_as_time: bool = False,
 ) -> tuple[DecodeResult, TokenState]:
     """Decode one entered code; returns the result and the state to store (unchanged unless
     accepted)."""
@@ -107,11 +114,12 @@ def decode(
     value = token_base - starting_base
     if value < 0:
         value += offset
-    if value in (996, 997):  # reserved (docs/tokens.md "Values and types")
+    special = not (is_extended and extended_as_time)
+    if special and value in (996, 997):  # reserved (docs/tokens.md "Values and types")
         return _INVALID, state
 
     last = state.last_count
-    jump = MAX_TOKEN_JUMP_COUNTER_SYNC if value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
+    jump = MAX_TOKEN_JUMP_COUNTER_SYNC if special and value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
     if Fault.UNBOUNDED_JUMP in faults:
         jump = max(jump, UNBOUNDED_JUMP)
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
@@ -119,9 +127,11 @@ def decode(
     older_match: tuple[int, TokenKind] | None = None
     for count in range(0, last + jump + 1):
         if count >= first and core.put_base_in_token(current, token_base) == number:
-            kind = _token_kind(value, count, faults)
+            kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
-                new_state = _mark_count_as_used(count, value, state, faults)
+                new_state = _mark_count_as_used(
+                    count, value if special else None, state, faults, sync_keeps_higher_count
+                )
                 return _result("accepted", kind, value, count, faults), new_state
             if older_match is None:
                 older_match = (count, kind)
@@ -155,9 +165,9 @@ def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int
     return number, is_extended
 
 
-def _token_kind(value: int, count: int, faults: frozenset[Fault]) -> TokenKind:
+def _token_kind(value: int | None, count: int, faults: frozenset[Fault]) -> TokenKind:
     """The token type, as the device logic decides it (998/999 before parity: docs/tokens.md
-    "Values and types")."""
+    "Values and types"; value None: a time value whatever it is)."""
     if Fault.PARITY_BEFORE_SPECIAL in faults and count % 2 == 0:
         return TokenKind.ADD_TIME
     if value == PAYG_DISABLE_VALUE:
@@ -201,14 +211,18 @@ def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: froz
     return False
 
 
-def _mark_count_as_used(count: int, value: int, state: TokenState, faults: frozenset[Fault]) -> TokenState:
-    """C `MarkCountAsUsed`, with the mask normalised when last_count moves."""
+def _mark_count_as_used(
+    count: int, value: int | None, state: TokenState, faults: frozenset[Fault], sync_keeps_higher_count: bool = False
+) -> TokenState:
+    """C `MarkCountAsUsed`, with the mask normalised when last_count moves (value None: a time
+    value, whatever it is)."""
     last, mask = state.last_count, state.used_mask
     if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
         # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
-        if value == COUNTER_SYNC_VALUE and count < last and Fault.SYNC_KEEPS_STALE_MASK in faults:
+        lowers = value == COUNTER_SYNC_VALUE and not sync_keeps_higher_count
+        if lowers and count < last and Fault.SYNC_KEEPS_STALE_MASK in faults:
             return TokenState(count, mask)
-        return TokenState(count if count > last or value == COUNTER_SYNC_VALUE else last, ALL_USED)
+        return TokenState(count if count > last or lowers else last, ALL_USED)
     if count > last:
         if Fault.U2D_ACCEPTED in faults:
             return TokenState(count, _c_reference_shift(count - last, mask))

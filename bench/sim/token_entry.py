@@ -63,6 +63,8 @@ class TokenEntry:
             return f"OK result=locked seconds={st.locked_until - now}"
         if st.restricted and set(code) - set("1234"):
             return self._invalid_entry(now)  # outside the restricted digit set: an invalid token
+        if self.config.extended_only and len(code) in (9, 15):
+            return self._invalid_entry(now)  # a build that takes only extended tokens
         if Fault.LEADING_ZERO_DROPPED in self.faults and code.startswith("0"):
             # the keypad buffer is read as a number and checked to have 9 (12) digits
             return self._invalid_entry(now)
@@ -74,6 +76,8 @@ class TokenEntry:
             restricted_digits=st.restricted,
             extended=len(code) in (12, 20),
             faults=self.faults,
+            sync_keeps_higher_count=self.config.sync_keeps_higher_count,
+            extended_as_time=self.config.extended_as_time,
         )
         self._decode_steps = _slow_decode_steps(result.count, st.last_count)
         if result.outcome == "accepted":

@@ -43,12 +43,18 @@ BUILD_OPTIONS = (
     "hide_capabilities",
     "lockout_unit_s",
     "hdk_fixed",
+    "sync_keeps_higher_count",
+    "extended_as_time",
+    "extended_only",
     "metrics_mode",
     "metrics_period_s",
     "metrics_sample_s",
     "metrics_encoding",
     "metrics_reply_timeout_s",
 )
+# The token choices only the reference firmware's decoder can be built to make (docs/tokens.md
+# "Where a device may choose").
+REFERENCE_CHOICES = ("sync_keeps_higher_count", "extended_as_time", "extended_only")
 DEFAULT_BUILD = FirmwareConfig(extended_tokens=True, metrics_first_row_at_start=True)
 
 
@@ -74,6 +80,11 @@ class SimOptions:
 
     def __post_init__(self) -> None:
         check_firmware(self.firmware, self.build.hdk_fixed, self.build.hide_capabilities)
+        chosen = [o for o in REFERENCE_CHOICES if getattr(self.build, o)]
+        if chosen and self.firmware != "reference":
+            raise ValueError(
+                f"{', '.join(chosen)}: a choice of the reference firmware's decoder, not the {self.firmware!r} one's"
+            )
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> SimOptions:

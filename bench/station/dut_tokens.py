@@ -111,11 +111,14 @@ class DutTokens:
     def new_session(self, model, recorder) -> TokenSession:
         return TokenSession(self.dut, model, self.clock, recorder, self.profile.lockout_wait_budget_s)
 
-    def generator(self, session: TokenSession, profile: DutProfile | None = None) -> TokenGenerator:
-        """A token server at the session's count, every token it issues kept in the ledger."""
+    def generator(
+        self, session: TokenSession, profile: DutProfile | None = None, extended: bool | None = None
+    ) -> TokenGenerator:
+        """A token server at the session's count, every token it issues kept in the ledger
+        (extended tokens: `generator_for`)."""
         recorder = session.recorder
         on_issue = recorder.generated.append if isinstance(recorder, LedgerRecorder) else None
-        return generator_for(profile or self.profile, session.model.last_count, on_issue=on_issue)
+        return generator_for(profile or self.profile, session.model.last_count, on_issue=on_issue, extended=extended)
 
     def end(self, session: TokenSession, passed: bool, test: str | None, why: str | None = None) -> None:
         """The test is over: its generated tokens written; a failed test leaves the state doubtful."""

@@ -76,20 +76,28 @@ def model_for(profile: DutProfile, state: ModelState | None = None) -> DeviceMod
         invalid_streak=s.invalid_streak,
         locked_until=s.locked_until,
         lockout=lockout_for(profile),
+        sync_lowers_count=profile.sync_lowers_count,
+        extended_special=profile.extended_998_999 == "disable_sync",
+        extended_only=profile.extended_only,
     )
 
 
 def generator_for(
-    profile: DutProfile, count: int | None = None, on_issue: Callable[[Token], None] | None = None
+    profile: DutProfile,
+    count: int | None = None,
+    on_issue: Callable[[Token], None] | None = None,
+    extended: bool | None = None,
 ) -> TokenGenerator:
     """A token server for the profile's device whose last issued count is `count` (default the
-    profile's starting count); `on_issue` hears of every token it hands out."""
+    profile's starting count); `on_issue` hears of every token it hands out. It issues standard
+    tokens even to a device that takes extended ones too (docs/tokens.md "Where a device may
+    choose"), extended ones where the profile takes only those or `extended` asks for them."""
     return TokenGenerator(
         profile.secret_key,
         profile.starting_code,
         profile.token_count if count is None else count,
         profile.time_divider,
         profile.restricted_digits,
-        profile.extended_tokens,
+        profile.extended_only if extended is None else extended,
         on_issue=on_issue,
     )

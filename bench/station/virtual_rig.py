@@ -111,4 +111,7 @@ def sim_options(rig: Rig, state_dir: str) -> dict:
         "hide_capabilities": list(s.hide_capabilities),
         "lockout_unit_s": s.lockout_unit_s,
         "hdk_fixed": s.hdk_fixed,
+        "sync_keeps_higher_count": s.sync_keeps_higher_count,
+        "extended_as_time": s.extended_as_time,
+        "extended_only": s.extended_only,
     }

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.fixtures.tokens import status_differences
 from bench.openpaygo.model import DAY, MAX_TOKEN_JUMP, MAX_TOKEN_JUMP_COUNTER_SYNC, MAX_UNUSED_OLDER_TOKENS
-from bench.openpaygo.tokens import TokenKind
+from bench.openpaygo.tokens import TokenKind, outside_digit_probe
 
 ADD, SET, DISABLE, SYNC = TokenKind.ADD_TIME, TokenKind.SET_TIME, TokenKind.DISABLE_PAYG, TokenKind.COUNTER_SYNC
 
@@ -63,9 +64,10 @@ def test_jump_window_edges(token_session, tokens):
 def test_counter_sync_window_edges(token_session, tokens):
     """docs/tokens.md "Windows", COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
     is accepted; then below the new count N a sync at the oldest even count inside the window is
-    accepted and moves the count DOWN, one at the newest even count outside it (<= N-64) is
-    refused (odd counts <= N are used anyway, so only even ones test the edge; the exact edge
-    is N-64 or N-63 depending on N's parity, as in the model's own tests)."""
+    accepted, one at the newest even count outside it (<= N-64) is refused (odd counts <= N are
+    used anyway, so only even ones test the edge; the exact edge is N-64 or N-63 depending on N's
+    parity, as in the model's own tests). The accepted one lowers the count or leaves the higher
+    one, as the profile says (dut.sync_lowers_count; both allowed: "Where a device may choose")."""
     s = token_session
     last = s.model.last_count
     assert s.expect(tokens.at_count(SYNC, None, last + MAX_TOKEN_JUMP_COUNTER_SYNC + 1)).result == "invalid"
@@ -78,9 +80,17 @@ def test_counter_sync_window_edges(token_session, tokens):
     assert s.expect(tokens.at_count(SYNC, None, outside)).result == "already_used"
     s.check_status()
     assert s.expect(tokens.at_count(SYNC, None, inside)).result == "accepted"
-    status = s.check_status()
-    assert s.model.last_count == inside, "the model did not move the count down"
-    assert status.token_count in (None, inside)
+    assert s.model.last_count == (inside if s.model.sync_lowers_count else top), "the model ignored the profile"
+    status = s.dut.status()
+    problems = status_differences(status, s.model, s.now())
+    other = top if s.model.sync_lowers_count else inside
+    if problems and status.token_count == other:
+        problems.append(
+            f"the DUT's count is {other}: it {'keeps its higher count' if other == top else 'lowers its count'} "
+            "after a counter-sync below it, a choice the requirements allow; the profile says otherwise "
+            f"(set dut.sync_lowers_count = {'false' if other == top else 'true'}, docs/rig.md)"
+        )
+    assert not problems, "after the sync inside the window: " + "; ".join(problems)
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add", "leading_zero_dropped")
@@ -139,17 +149,20 @@ def test_time_divider(reprovisioned):
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
 def test_restricted_digit_tokens(reprovisioned):
-    """docs/tokens.md "Restricted digits": provisioned in restricted mode, tokens are 15 digits of 1-4 (two
+    """docs/tokens.md "Restricted digits": provisioned in restricted mode, tokens are 15 digits of 1-4 (20 on a
+    device that takes only extended tokens; two
     bits a digit); they are accepted and refused like standard ones, and a 15-digit code with a
-    digit outside 1-4 is invalid."""
+    digit outside 1-4 is invalid (one chosen so that a device reading it as two bits anyway sees
+    another token, not the used one)."""
     s, gen = reprovisioned(restricted_digits=True)
     add, set_ = gen.add_days(2), gen.set_days(1)
     for t in (add, set_):
-        assert len(t.code) == 15 and set(t.code) <= set("1234"), t.code
+        assert len(t.code) == gen.length and set(t.code) <= set("1234"), t.code  # 15 (20 extended-only)
     for token, result in ((add, "accepted"), (add, "already_used"), (set_, "accepted")):
         assert s.expect(token).result == result
         s.check_status()
-    outside = "5" + add.code[1:]
+    # a digit outside 1-4 that no 2-bit reading turns back into the used token (outside_digit_probe)
+    outside = outside_digit_probe(add.code)
     assert s.expect(outside).result == "invalid"
     s.check_status()
 
@@ -159,13 +172,19 @@ def test_restricted_digit_tokens(reprovisioned):
 def test_extended_tokens(reprovisioned):
     """docs/tokens.md "Extended tokens" (not standard; DUT capability `extended_tokens`): 12-digit tokens carry values
     up to 999999: ADD 1000 days (more than a standard token can), entered twice (already used),
-    then SET 2 days."""
+    then SET 2 days; then an extended 998, which means what the profile declares."""
     s, gen = reprovisioned(extended_tokens=True)
     add = gen.add_days(1000)
     assert len(add.code) == 12
     for token, result in ((add, "accepted"), (add, "already_used"), (gen.set_days(2), "accepted")):
         assert s.expect(token).result == result
         s.check_status()
+    # an extended 998 at the next odd count: DISABLE_PAYG or SET_TIME 998, as the profile says
+    # (dut.extended_998_999, the manufacturer's choice)
+    odd = s.model.last_count + 1 + s.model.last_count % 2
+    out = s.expect(gen.at_count(DISABLE, None, odd, advance=True))
+    assert out.result == "accepted"
+    s.check_status("after an extended 998 (dut.extended_998_999 says what it is)")
 
 
 @pytest.mark.catches("set_as_add", "leading_zero_dropped", "set_does_not_relock")
