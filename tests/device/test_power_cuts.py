@@ -7,8 +7,8 @@ point is reached in turn, littlefs style: the same entry is cut after its 1st, 2
 page write until one cut comes after the write completed (the state moved on), then the next
 entry. Elsewhere the bench cuts the supply itself at a random delay, seeded, between the start
 of the entry and the time an uncut entry takes (measured first), until the state moves on.
-Every other entry of each kind (accepted token, invalid, lockout-starting) is cut instead as
-soon as the DUT has answered it: acknowledged means kept, so what that answer changed (the
+Every fourth entry of each kind (accepted token, invalid, lockout-starting; its 2nd, 6th, ...)
+is cut instead as soon as the DUT has answered it: acknowledged means kept, so what that answer changed (the
 token, the invalid streak, the lock it started) must be there after the boot. A run that could
 not cut each kind both before and after its reply is INCOMPLETE, never a pass.
 The cut supply must collapse faster than the write takes: on a real rig, a MOSFET or relay in
@@ -39,7 +39,7 @@ from fixtures.dut import skip_not_covered
 # its lockout afterwards (`rtc_set`); without it an ADD is entered instead.
 PATTERN = ("add", "invalid", "add", "set", "invalid", "invalid", "invalid", "invalid", "disable", "set")
 # What an entry's answer changes, by which the cuts are counted and planned: each kind is cut
-# before its reply (the sweep) and, every other entry of the kind, right after it.
+# before its reply (the sweep) and, its 2nd, 6th, 10th ... entry, right after it.
 KINDS = ("accepted", "invalid", "lockout")
 MAX_ATTEMPTS = 256  # an entry still not stored after this many cut entries never will be
 LOCK_MARGIN_S = 5
@@ -303,6 +303,8 @@ class Run:
     "credit_runs_on_uptime",
     "torn_write_corrupts_state",
     "state_not_ab_crc",
+    "streak_saved_late",
+    "lock_end_saved_late",
 )
 @pytest.mark.needs("token", "status")
 @pytest.mark.time_limit(cycles="power_cut_cycles")
@@ -317,7 +319,14 @@ def test_state_survives_power_cuts_during_nvm_writes(
     its token is refused as already used. A failure names the seed and the cut point and how to
     replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new state,
     boots that recovered a torn record, the most page writes one entry took (trigger) or the cut
-    window (random delays)."""
+    window (random delays). Every
+    fourth entry of each kind is cut right after its reply instead: what the answer changed (the
+    token, the invalid streak, the lock) must be kept (the streak and lock where the profile keeps
+    them, `dut.lockout_persists`). Measurements `cuts_before_reply_*` / `cuts_after_reply_*` count
+    the entries of each kind (accepted, invalid, lockout) cut before and after the reply; a run
+    without each (the cut budget used up, no reported status that tells) is not covered.
+    Lockout-starting entries need `rtc_set` (their lock is run out by setting the clock).
+    """
     s, plan = token_session, power_cut_plan
     s.clock_ahead()  # a clock that restarts at power loss: a day's jump back at the first cut
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
