@@ -147,6 +147,7 @@ class DutProfile:
     lockout_max_streak: int  # with the error count capped here (reference firmware: 2, 2, 512, 11)
     lockout_unit_s: float  # the schedule's "minute" in seconds (60; a test build may shorten it)
     lockout_wait_budget_s: float  # real-clock lockout waiting a run may spend (no rtc_set)
+    lockout_persists: bool  # the invalid streak and the lockout end survive a power loss (requirements: yes)
     rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
     power_cut_cycles: int  # power cuts the power-cut test makes
     power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down

@@ -276,6 +276,20 @@ class Fault(StrEnum):
         "oscillator): the RTC runs +2000 ppm fast on top of the configured drift, about 17 h a year, "
         'far beyond OpenPAYGO\'s ~6 h (docs/drift.md "Units and the OpenPAYGO limit")',
     )
+    STREAK_SAVED_LATE = (
+        "streak_saved_late",
+        "firmware",
+        "an invalid entry is answered at once but its streak (and the lock it starts) is saved by the "
+        "main loop a second later, to spare the EEPROM under brute force: a power cut after the reply "
+        'loses an entry the device acknowledged (docs/tokens.md "What a device keeps")',
+    )
+    LOCK_END_SAVED_LATE = (
+        "lock_end_saved_late",
+        "firmware",
+        "an invalid entry that starts a lockout is answered first and saved (the streak with the lock "
+        "end) by the main loop a second later, other invalid entries before the reply: a power cut "
+        'after the reply that locked entry unlocks it (docs/tokens.md "Brute-force lockout")',
+    )
 
 
 # name -> fault, in catalogue order (what the host side reads: bench/detection/catalogue.py)

@@ -46,6 +46,7 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         self.rtc = rtc
         self.config = config
         self.faults = config.faults
+        self._clock = clock
         loaded: LoadResult = self._load()
         self.boot_status = loaded.status
         self.state: NvState = loaded.state
@@ -95,6 +96,7 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         its thread; the unsolicited lines to send. PowerLost from an NVM write propagates."""
         if not self.state.provisioned:
             return []
+        self._late_save()
         self._refresh_credit()
         return self.metrics.tick()
 

@@ -1,12 +1,17 @@
 """The firmware's NVM writes, and the defects that live in them: state kept in RAM only, one
-record overwritten in place instead of A/B copies."""
+record overwritten in place instead of A/B copies, a save put off until after the reply."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from bench.sim.faults import Fault
 from bench.sim.nvstate import LoadResult, NvState, RecordStore
+
+# streak_saved_late / lock_end_saved_late: the main loop saves what an invalid entry changed this
+# long after the entry (coalescing the writes of a keypad under attack), well after the reply.
+LATE_SAVE_S = 1.0
 
 
 class Persistence:
@@ -16,6 +21,17 @@ class Persistence:
     faults: frozenset[Fault]
     state: NvState
     _nvm_at_boot: NvState  # what a RAM-only defect falls back to
+    _clock: Callable[[], float]
+    _save_due: float | None = None  # a save put off (streak_saved_late, lock_end_saved_late)
+
+    def _save_later(self) -> None:
+        """Leave the state unsaved until the main loop's pass LATE_SAVE_S from now."""
+        self._save_due = self._clock() + LATE_SAVE_S
+
+    def _late_save(self) -> None:
+        """The main loop's part: a save put off is made once it is due."""
+        if self._save_due is not None and self._clock() >= self._save_due:
+            self._persist()
 
     def _load(self) -> LoadResult:
         if Fault.TORN_WRITE_CORRUPTS_STATE in self.faults:  # one copy, CRC checked: torn = lost
@@ -25,6 +41,7 @@ class Persistence:
         return self.store.load()
 
     def _persist(self) -> None:
+        self._save_due = None  # this save holds everything a put-off one would
         saved = replace(self.state)
         if Fault.COUNT_NOT_PERSISTED in self.faults:
             saved.last_count = self._nvm_at_boot.last_count

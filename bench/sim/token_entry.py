@@ -31,6 +31,7 @@ class TokenEntry:
         def _offers(self, capability: str) -> bool: ...
         def _now(self) -> int: ...
         def _persist(self) -> None: ...
+        def _save_later(self) -> None: ...
 
     config: FirmwareConfig
     faults: frozenset[Fault]
@@ -117,7 +118,12 @@ class TokenEntry:
         if lock_s and Fault.NO_LOCKOUT not in self.faults:
             locked_until = now + lock_s
         self.state = replace(st, invalid_streak=streak, locked_until=locked_until)
-        self._persist()
+        if Fault.STREAK_SAVED_LATE in self.faults:
+            self._save_later()  # answered now, saved by the main loop later
+        elif Fault.LOCK_END_SAVED_LATE in self.faults and locked_until != st.locked_until:
+            self._save_later()  # the lock is started in the reply's epilogue, saved with it later
+        else:
+            self._persist()
         return "OK result=invalid"
 
 

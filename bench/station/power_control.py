@@ -27,28 +27,34 @@ from bench.timeout import sleep_until
 
 @dataclass(frozen=True)
 class CutPoint:
-    """Where a power cut falls: after the DUT's k-th NVM page write (PSU trigger), or a delay
-    after the operation started (the bench switches the PSU off)."""
+    """Where a power cut falls: after the DUT's k-th NVM page write (PSU trigger), a delay
+    after the operation started, or as soon as its reply is in (the bench switches the PSU off):
+    the last is where a device that stores what it acknowledged only later loses it."""
 
     after_pages: int | None = None
     after_s: float | None = None
+    after_reply: bool = False
 
     def __post_init__(self) -> None:
-        if (self.after_pages is None) == (self.after_s is None):
-            raise ValueError("a cut point is after some NVM page writes or after a delay, not both")
+        if (self.after_pages is not None) + (self.after_s is not None) + self.after_reply != 1:
+            raise ValueError("a cut point is after some NVM page writes, after a delay or after the reply: one of them")
 
     def __str__(self) -> str:
+        if self.after_reply:
+            return "reply"
         if self.after_pages is not None:
             return f"p{self.after_pages}"
         return f"{(self.after_s or 0.0) * 1000:.3f}ms"
 
     @classmethod
     def parse(cls, text: str) -> CutPoint:
+        if text == "reply":
+            return cls(after_reply=True)
         if m := re.fullmatch(r"p(\d+)", text):
             return cls(after_pages=int(m.group(1)))
         if m := re.fullmatch(r"(\d+(?:\.\d*)?)ms", text):
             return cls(after_s=float(m.group(1)) / 1000)
-        raise ValueError(f"cut point {text!r}: expected pK (after the K-th NVM page write) or Nms")
+        raise ValueError(f"cut point {text!r}: expected pK (after the K-th NVM page write), Nms or reply")
 
 
 @dataclass(frozen=True)
@@ -198,7 +204,10 @@ class PowerControl:
         nothing is cut (cut=False). after_s: a timer thread switches the PSU off that long after
         the action started, whether or not the action has finished by then. While the action
         waits for its reply, the wait ends at once when the cut is seen (WaitAborted): the
-        supply is gone, no reply is coming."""
+        supply is gone, no reply is coming. after_reply: the supply is switched off as soon as the
+        action has returned (its reply in)."""
+        if cut.after_reply:
+            return self._cut_now(action(), True, off_s)
         t0 = time.monotonic()
         fired = threading.Event()
         timer = None
@@ -251,6 +260,11 @@ class PowerControl:
             self.psu.cut_on_nvm_write(0)  # it wrote fewer pages than that: disarm, nothing cut
             if self.output_on():  # (unless it wrote them after replying, before the disarm)
                 return CutOutcome(False, result)
+        return self._cut_now(result, finished, off_s)
+
+    def _cut_now(self, result: Any, finished: bool, off_s: float) -> CutOutcome:
+        """The supply off (if a trigger or timer has not switched it off already), `off_s` once
+        the rail is down, on, and the boot banner."""
         cfg = self.rig.psu
         off = power_off(self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s)
         sleep_until(off.rail_down_at + off_s)  # off_s once the rail is down (rig dut.power_cut_off_s)

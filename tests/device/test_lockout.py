@@ -142,6 +142,8 @@ def test_valid_token_resets_streak(token_session, tokens):
     "no_lockout",
     "lockout_not_persisted",
     "rtc_lost_on_power_loss",
+    "streak_saved_late",
+    "lock_end_saved_late",
 )
 def test_lockout_survives_power_cycle(token_session, tokens, power_cycle):
     """The lockout must survive an off/on cycle (the requirements say so; the HDK does not store

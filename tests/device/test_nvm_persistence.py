@@ -53,7 +53,13 @@ def test_state_persists_after_token_accepted(token_session, tokens, power_cycle)
 
 
 @pytest.mark.catches(
-    "count_not_persisted", "provisioning_not_persisted", "backfeed_from_uart", "no_lockout", "lockout_not_persisted"
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "no_lockout",
+    "lockout_not_persisted",
+    "streak_saved_late",
+    "lock_end_saved_late",
 )
 def test_state_persists_after_lockout_started(token_session, tokens, power_cycle):
     """docs/tokens.md "Brute-force lockout": the lockout must survive off/on, and with it the credit

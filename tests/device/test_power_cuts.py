@@ -7,6 +7,10 @@ point is reached in turn, littlefs style: the same entry is cut after its 1st, 2
 page write until one cut comes after the write completed (the state moved on), then the next
 entry. Elsewhere the bench cuts the supply itself at a random delay, seeded, between the start
 of the entry and the time an uncut entry takes (measured first), until the state moves on.
+Every fourth entry of each kind (accepted token, invalid, lockout-starting; its 2nd, 6th, ...)
+is cut instead as soon as the DUT has answered it: acknowledged means kept, so what that answer changed (the
+token, the invalid streak, the lock it started) must be there after the boot. A run that could
+not cut each kind both before and after its reply is INCOMPLETE, never a pass.
 The cut supply must collapse faster than the write takes: on a real rig, a MOSFET or relay in
 the supply line or a PSU with a fast down-programmer, not a slow decay.
 
@@ -27,11 +31,16 @@ from bench.dut.errors import DutError
 from bench.fixtures.rig import replay_command
 from bench.station.power_control import CutPoint
 from bench.station.token_session import status_differences
+from fixtures.dut import skip_not_covered
 
-# The entries cut, in this order, round and round: credit, the invalid streak and a lockout,
-# SET after ADD, DISABLE_PAYG and the re-lock. A third invalid token in a row needs the RTC set
-# past its lockout afterwards (`rtc_set`); without it an ADD is entered instead.
-PATTERN = ("add", "invalid", "add", "set", "invalid", "invalid", "invalid", "disable", "set")
+# The entries cut, in this order, round and round: credit, the invalid streak and two lockouts
+# (the reference schedule locks at the 3rd and again at the 4th invalid token in a row), SET
+# after ADD, DISABLE_PAYG and the re-lock. An invalid token that locks needs the RTC set past
+# its lockout afterwards (`rtc_set`); without it an ADD is entered instead.
+PATTERN = ("add", "invalid", "add", "set", "invalid", "invalid", "invalid", "invalid", "disable", "set")
+# What an entry's answer changes, by which the cuts are counted and planned: each kind is cut
+# before its reply (the sweep) and, its 2nd, 6th, 10th ... entry, right after it.
+KINDS = ("accepted", "invalid", "lockout")
 MAX_ATTEMPTS = 256  # an entry still not stored after this many cut entries never will be
 LOCK_MARGIN_S = 5
 WINDOW_FACTOR = 1.2  # random cuts fall within 1.2 x the time an uncut entry takes
@@ -42,6 +51,8 @@ class Op:
     number: int
     kind: str
     code: str
+    effect: str = "accepted"  # one of KINDS
+    at_reply: bool = False  # cut once, right after the reply (else: swept before it)
 
     def __str__(self) -> str:
         return f"op {self.number} ({self.kind} {self.code})"
@@ -57,6 +68,7 @@ class Ops:
         self.rng = random.Random("power-cut-entries")
         self.can_skip = can_skip_lockout
         self.number = 0
+        self.of_effect = dict.fromkeys(KINDS, 0)
 
     def next(self) -> Op:
         kind = PATTERN[self.number % len(PATTERN)]
@@ -64,8 +76,11 @@ class Ops:
         value = self.rng.randint(1, 30)  # drawn for every entry, so the sequence never shifts
         invalid_seed = self.rng.randrange(10**9)
         model = self.s.model
-        if kind == "invalid" and not self.can_skip and model.lockout.seconds(model.invalid_streak + 1):
-            kind = "add"  # this one would lock entry, and the RTC cannot be set past the lock
+        locks = kind == "invalid" and model.lockout.seconds(model.invalid_streak + 1) > 0
+        if locks and not self.can_skip:
+            kind, locks = "add", False  # this one would lock entry, and the RTC cannot be set past the lock
+        effect = "lockout" if locks else "invalid" if kind == "invalid" else "accepted"
+        self.of_effect[effect] += 1
         days = Fraction(value, self.tokens.time_divider)
         code = {
             "add": lambda: self.tokens.add_days(days).code,
@@ -73,7 +88,7 @@ class Ops:
             "disable": lambda: self.tokens.disable().code,
             "invalid": lambda: self.tokens.invalid(seed=invalid_seed),
         }[kind]()
-        return Op(self.number, kind, code)
+        return Op(self.number, kind, code, effect, at_reply=self.of_effect[effect] % 4 == 2)
 
 
 def _token_state(model) -> tuple:
@@ -82,12 +97,66 @@ def _token_state(model) -> tuple:
     return st.last_count, st.used, st.active_until, st.payg_disabled
 
 
+def _unlocked(model):
+    """The model with its invalid streak and lock cleared: a state a power cut may leave on a
+    device whose profile keeps them in RAM (rig `dut.lockout_persists = false`)."""
+    m = model.copy()
+    m.invalid_streak, m.locked_until = 0, 0
+    return m
+
+
+def _what_it_changed(old, new, now: int) -> str:
+    """The acknowledged change, in words, for a failure message."""
+    if _token_state(old) != _token_state(new):
+        return f"count {old.last_count} -> {new.last_count}, the credit and PAYG state with it"
+    lock = max(0, new.locked_until - now)
+    return f"invalid streak {old.invalid_streak} -> {new.invalid_streak}" + (
+        f", token entry locked for {lock} s" if lock > max(0, old.locked_until - now) else ""
+    )
+
+
+NAMES = {"accepted": "an accepted token", "invalid": "an invalid entry", "lockout": "a lockout-starting entry"}
+
+
+def _missing(run, can_skip: bool, lock_persists: bool) -> list[str]:
+    """What the run was to cut and did not: each kind of entry cut before its reply and after it,
+    the status after the latter telling the state before the entry from the one after (else the
+    cut checked nothing). Empty: the run is complete."""
+    out = []
+    if not lock_persists:
+        out.append(
+            "a check that an acknowledged invalid entry or lockout is kept: the profile says the streak "
+            "and the lock do not survive a power loss (dut.lockout_persists = false)"
+        )
+    for kind in KINDS if lock_persists else ("accepted",):
+        if kind == "lockout" and not can_skip:
+            continue  # not planned: the DUT's clock cannot be set past a lock (rtc_set; reported as 0 cuts)
+        if not run.cut_before[kind]:
+            out.append(f"{NAMES[kind]} cut before its reply")
+        if not run.cut_after[kind]:
+            out.append(f"{NAMES[kind]} cut after its reply")
+        elif not run.kept_seen[kind] and (kind != "invalid" or run.reports_streak):
+            out.append(
+                f"{NAMES[kind]} cut after its reply whose status told the state before it from the one "
+                "after (the DUT does not report what it changed)"
+            )
+    return out
+
+
 class Run:
     """Bookkeeping and the invariants checked after every boot."""
 
-    def __init__(self, session, power, plan, config: pytest.Config, nodeid: str, off_s: float) -> None:
+    def __init__(
+        self, session, power, plan, config: pytest.Config, nodeid: str, off_s: float, lock_persists: bool
+    ) -> None:
         self.s, self.power, self.plan, self.nodeid, self.off_s = session, power, plan, nodeid, off_s
         self.config = config
+        self.lock_persists = lock_persists  # rig dut.lockout_persists
+        self.cut_before = dict.fromkeys(KINDS, 0)  # entries of each kind cut before their reply,
+        self.cut_after = dict.fromkeys(KINDS, 0)  # and after it,
+        self.kept_seen = dict.fromkeys(KINDS, 0)  # of those, where the status ruled the state before out
+        self._counted: set[tuple[int, bool]] = set()
+        self.reports_streak = True  # (an invalid entry's effect is seen only in a reported streak)
         self.cuts = 0
         self.old_kept = 0
         self.new_kept = 0
@@ -138,10 +207,19 @@ class Run:
             assert status.token_count >= self.highest_count, (
                 f"the token count went down from {self.highest_count} to {status.token_count}"
             )
+        self.reports_streak = status.invalid_streak is not None
         now = s.now()
         as_new = status_differences(status, new, now, streak=True)
         as_old = status_differences(status, old, now, streak=True)
+        if not self.lock_persists:  # the profile lets a cut clear the streak and the lock
+            if as_new and not status_differences(status, _unlocked(new), now, streak=True):
+                new, as_new = _unlocked(new), []
+            if as_old and not status_differences(status, _unlocked(old), now, streak=True):
+                old, as_old = _unlocked(old), []
+        acknowledged = outcome.result is not None and outcome.result.result in ("accepted", "invalid")
         if not as_new and not as_old and _token_state(old) != _token_state(new):
+            if acknowledged:
+                self.kept_seen[op.effect] += 1  # the token entered again tells
             return self.probe(op, old, new)  # the status cannot tell (a protocol that reports little)
         if not as_new:
             which = "new"  # (with both alike in token state: only the streak differs, counted is the safe side)
@@ -152,8 +230,15 @@ class Run:
                 f"after the cut the DUT's state is neither the one before the entry ({'; '.join(as_old)}) "
                 f"nor the one after it ({'; '.join(as_new)}): status {status}"
             )
-        if outcome.result is not None and outcome.result.result == "accepted":
-            assert which == "new", "the DUT acknowledged the token as accepted, then lost it in the cut"
+        if acknowledged:
+            # acknowledged means kept: a cut after the reply may not take back what it changed
+            assert which == "new", (
+                f"the DUT answered the entry {outcome.result.result} ({_what_it_changed(old, new, now)}), "
+                f"then lost it in the cut: its status after the boot is the state before the entry "
+                f"({'; '.join(as_new)})"
+            )
+            if as_old:
+                self.kept_seen[op.effect] += 1
         s.model = new if which == "new" else old
         if status.token_count is not None:
             self.highest_count = max(self.highest_count, status.token_count)
@@ -180,6 +265,11 @@ class Run:
         """One entry with a cut; True: the state moved on (op done), False: it stayed, None: no
         cut came (the entry finished first, with fewer page writes than the trigger's)."""
         old, new, predicted, outcome = self.entry(op, cut)
+        if outcome.cut:
+            replied = outcome.result is not None
+            if (op.number, replied) not in self._counted:
+                self._counted.add((op.number, replied))
+                (self.cut_after if replied else self.cut_before)[op.effect] += 1
         if not outcome.cut:
             self.s.check_streak()
             self.max_pages = max(self.max_pages, (cut.after_pages or 1) - 1)
@@ -213,6 +303,8 @@ class Run:
     "credit_runs_on_uptime",
     "torn_write_corrupts_state",
     "state_not_ab_crc",
+    "streak_saved_late",
+    "lock_end_saved_late",
 )
 @pytest.mark.needs("token", "status")
 @pytest.mark.time_limit(cycles="power_cut_cycles")
@@ -227,12 +319,20 @@ def test_state_survives_power_cuts_during_nvm_writes(
     its token is refused as already used. A failure names the seed and the cut point and how to
     replay it alone. Measurements: power cuts, entries, seed, cuts that left the old / new state,
     boots that recovered a torn record, the most page writes one entry took (trigger) or the cut
-    window (random delays)."""
+    window (random delays). Every
+    fourth entry of each kind is cut right after its reply instead: what the answer changed (the
+    token, the invalid streak, the lock) must be kept (the streak and lock where the profile keeps
+    them, `dut.lockout_persists`). Measurements `cuts_before_reply_*` / `cuts_after_reply_*` count
+    the entries of each kind (accepted, invalid, lockout) cut before and after the reply; a run
+    without each (the cut budget used up, no reported status that tells) is not covered.
+    Lockout-starting entries need `rtc_set` (their lock is run out by setting the clock).
+    """
     s, plan = token_session, power_cut_plan
     s.clock_ahead()  # a clock that restarts at power loss: a day's jump back at the first cut
     can_skip = s.dut.offers("rtc") and s.dut.offers("rtc_set")
     ops = Ops(s, tokens, can_skip)
-    run = Run(s, power_cycle, plan, request.config, request.node.nodeid, rig.dut.power_cut_off_s)
+    lock_persists = rig.dut.lockout_persists
+    run = Run(s, power_cycle, plan, request.config, request.node.nodeid, rig.dut.power_cut_off_s, lock_persists)
     trigger = power_cycle.can_cut_on_nvm_write
     cut_rng = random.Random(f"{plan.seed}/cuts")
     window_s = None
@@ -260,13 +360,15 @@ def test_state_survives_power_cuts_during_nvm_writes(
             while True:
                 if replaying:
                     cut = plan.replay_cut
+                elif op.at_reply:
+                    cut = CutPoint(after_reply=True)
                 elif trigger:
                     cut = CutPoint(after_pages=k)
                 else:
                     cut = CutPoint(after_s=round(cut_rng.uniform(0.0, window_s), 6))
                 failure = (op, cut)
                 done = run.cycle(op, cut)
-                if replaying:
+                if replaying or op.at_reply:
                     break
                 if done is not False:
                     break
@@ -284,6 +386,13 @@ def test_state_survives_power_cuts_during_nvm_writes(
                 break
         failure = None
         s.check_streak()
+        if plan.replay_op is None:
+            missing = _missing(run, can_skip, lock_persists)
+            if missing:
+                skip_not_covered(
+                    request,
+                    f"the power-cut run ended without {'; '.join(missing)} (in {run.cuts} cuts, {entries} entries)",
+                )
     finally:
         measure("power_cuts", run.cuts, low=plan.cycles)
         measure("entries", entries)
@@ -291,6 +400,9 @@ def test_state_survives_power_cuts_during_nvm_writes(
         measure("cuts_new_state_kept", run.new_kept)
         measure("boots_nvm_recovered", run.recovered)
         measure("cuts_told_apart_by_reentry", run.probed)
+        for kind in KINDS:
+            measure(f"cuts_before_reply_{kind}", run.cut_before[kind])
+            measure(f"cuts_after_reply_{kind}", run.cut_after[kind])
         if trigger:
             measure("max_page_writes_per_entry", run.max_pages)
         if failure is not None:

@@ -111,3 +111,24 @@ def assert_telemetry(out_dir) -> None:
     assert any(r["label"] == "cut" and float(r["volts"]) == 0.0 and float(r["amps"]) == 0.0 for r in rows)
     log = next((out_dir / "run" / "logs").glob("*power_cuts*.log")).read_text()
     assert "power: telemetry booted: 12.000 V 45.00 mA" in log
+
+
+def test_run_short_of_its_planned_entries_is_incomplete(tmp_path):
+    """Acknowledged means kept: a run whose cut budget (here 5, used up by the first entry's
+    sweep) ends before it has cut an invalid entry and a lockout-starting one before and after
+    their replies is not covered, never passed, and its message names what is missing; the
+    counts per kind are in its measurements."""
+    rig = tmp_path / "few-cuts.toml"
+    rig.write_text('[station]\nid = "virtual-few-cuts"\n[dut]\npower_cut_cycles = 5\n')
+    results, output = run_device_suite(tmp_path / "run", args=ONLY + ("--rig", str(rig), "--power-cut-seed", "7"))
+    case = results[NODE]
+    assert case.outcome == "skipped", output
+    assert "not covered: the power-cut run ended without" in case.message, case.message
+    for missing in ("an invalid entry cut before its reply", "a lockout-starting entry cut after its reply"):
+        assert missing in case.message, case.message
+    props = {
+        p.get("name"): p.get("value")
+        for case in ET.parse(tmp_path / "run" / "junit.xml").getroot().iter("testcase")
+        for p in case.iter("property")
+    }
+    assert props.get("measurement:cuts_after_reply_lockout", "").startswith("0"), sorted(props)
