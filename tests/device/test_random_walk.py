@@ -72,8 +72,9 @@ def test_random_walk(request, walk_starts, walk_plan, measure, progress):
         if found.reproduced
         else "it did not fail again from a fresh start (the walk as it failed)"
     )
+    walked = "replayed walk" if found.seed is None else f"random walk (seed {found.seed})"
     pytest.fail(
-        f"random walk (seed {found.seed}), step {found.walk_steps}: {failed.step.describe()}: "
+        f"{walked}, step {found.walk_steps}: {failed.step.describe()}: "
         f"{found.problem}\n{how}: {format_steps(found.steps)}\nreplay: {command}",
         pytrace=False,
     )

@@ -60,7 +60,7 @@ def test_jump_window_edges(token_session, tokens):
     assert s.model.last_count == tokens.count
 
 
-@pytest.mark.catches("parity_before_special", "unbounded_jump", "leading_zero_dropped")
+@pytest.mark.catches("parity_before_special", "unbounded_jump", "leading_zero_dropped", "sync_keeps_stale_mask")
 def test_counter_sync_window_edges(token_session, tokens):
     """docs/tokens.md "Windows", COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
     is accepted; then below the new count N a sync at the oldest even count inside the window is
@@ -91,6 +91,20 @@ def test_counter_sync_window_edges(token_session, tokens):
             f"(set dut.sync_lowers_count = {'false' if other == top else 'true'}, docs/rig.md)"
         )
     assert not problems, "after the sync inside the window: " + "; ".join(problems)
+    # A sync marks every count below its own used ("Used counts"), however the record looked
+    # before it: an ADD a few counts up leaves unused counts behind it, a sync back into that gap,
+    # then an ADD at every even count of the 16 below the count: all already used.
+    base = s.model.last_count
+    high = base + 4 + base % 2  # even, so the ADD can sit there
+    assert s.expect(tokens.at_count(ADD, 1, high, advance=True)).result == "accepted"
+    assert s.expect(tokens.at_count(SYNC, None, high - 2)).result == "accepted"
+    s.check_status("after a sync into the gap an ADD left")
+    last = s.model.last_count
+    for count in range(last - 1, max(0, last - MAX_UNUSED_OLDER_TOKENS), -1):
+        if count % 2 == 0:
+            out = s.expect(tokens.at_count(ADD, 1, count))
+            assert out.result == "already_used", f"an ADD at count {count}, below a sync's count {last}: {out.result}"
+    s.check_status()
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add", "leading_zero_dropped")
