@@ -299,6 +299,7 @@ SCHEMA: dict = {
                 "reproduced": {"type": "boolean"},
                 "replays": {"type": "integer", "minimum": 0},
                 "shrinking_complete": {"type": "boolean"},
+                "note": _OPT_STR,
                 "replay": {"type": "string", "minLength": 1},
             },
         },

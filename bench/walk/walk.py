@@ -18,6 +18,11 @@ from bench.walk.shrink import shrink
 from bench.walk.steps import Step
 
 
+class ReplayUnavailable(Exception):
+    """The DUT cannot be brought back to a known state for a replay (re-basing it failed, say):
+    the walk is reported as it failed, unshrunk."""
+
+
 @dataclass
 class Counterexample:
     """A failing walk, shrunk: what record.json and the report keep of it."""
@@ -30,6 +35,18 @@ class Counterexample:
     reproduced: bool  # it failed again from a fresh start (else `steps` is the walk as it failed)
     replays: int  # sequences replayed while shrinking
     complete: bool  # the shrinking ended by itself, not at its deadline
+    note: str = ""  # why it was not shrunk (or not further), when something stopped it
+
+    def account(self) -> str:
+        """How `steps` came to be, in words."""
+        if self.seed is None:
+            return f"the {len(self.steps)} steps given, replayed"
+        if not self.reproduced:
+            return f"the walk as it failed after {self.walk_steps} steps, not shrunk: {self.note}"
+        text = f"shrunk from {self.walk_steps} steps to {len(self.steps)} in {self.replays} replays"
+        if not self.complete:
+            text += f" ({self.note or 'dut.walk_shrink_s ran out'}: it may shrink further)"
+        return text
 
     @property
     def problem(self) -> str:
@@ -55,6 +72,7 @@ class Counterexample:
             "reproduced": self.reproduced,
             "replays": self.replays,
             "shrinking_complete": self.complete,
+            "note": self.note or None,
             "replay": replay,
         }
 
@@ -106,17 +124,36 @@ def minimise(
     original = [r.step for r in walked]
     best: list[list[StepResult]] = []
 
+    stopped: list[str] = []
+
     def fails(candidate: list[Step]) -> list[Step] | None:
-        results = replay(start(), candidate)
+        if stopped:
+            return None
+        try:
+            results = replay(start(), candidate)
+        except ReplayUnavailable as e:
+            stopped.append(f"shrinking stopped: {e}")
+            return None
         if results and results[-1].failed and results[-1].signature() == signature:
             best.append(results)
             return [r.step for r in results]
         return None
 
-    if deadline.expired or fails(original) is None:
-        return Counterexample(seed, len(walked), original, walked, signature, False, 1, False)
+    if deadline.expired:
+        return Counterexample(seed, len(walked), original, walked, signature, False, 0, False, "no time to shrink")
+    if fails(original) is None:
+        note = stopped[0] if stopped else "the walk did not fail the same way again from a fresh start"
+        return Counterexample(seed, len(walked), original, walked, signature, False, 1, False, note)
     shrunk = shrink([r.step for r in best[-1]], fails, deadline)
     results = best[-1]  # the last candidate that failed is the one shrink kept
     return Counterexample(
-        seed, len(walked), shrunk.steps, results, signature, True, shrunk.replays + 1, shrunk.complete
+        seed,
+        len(walked),
+        shrunk.steps,
+        results,
+        signature,
+        True,
+        shrunk.replays + 1,
+        shrunk.complete and not stopped,
+        stopped[0] if stopped else "",
     )

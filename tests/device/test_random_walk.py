@@ -60,21 +60,16 @@ def test_random_walk(request, walk_starts, walk_plan, measure, progress):
         return
     if plan.replay is not None:
         found = Counterexample(
-            None, len(results), [r.step for r in results], results, results[-1].signature(), True, 0, True
+            None, len(results), [r.step for r in results], results, results[-1].signature(), True, 0, True, "a replay"
         )
     else:
         progress(f"random walk failed at step {len(results)}: shrinking", force=True)
         found = minimise(plan.seed, results, walk_starts, Timeout(plan.shrink_s))
     command = keep_counterexample(request, found)
     failed = found.results[-1]
-    how = (
-        f"shrunk to {len(found.steps)} steps in {found.replays} replays"
-        if found.reproduced
-        else "it did not fail again from a fresh start (the walk as it failed)"
-    )
     walked = "replayed walk" if found.seed is None else f"random walk (seed {found.seed})"
     pytest.fail(
         f"{walked}, step {found.walk_steps}: {failed.step.describe()}: "
-        f"{found.problem}\n{how}: {format_steps(found.steps)}\nreplay: {command}",
+        f"{found.problem}\n{found.account()}: {format_steps(found.steps)}\nreplay: {command}",
         pytrace=False,
     )

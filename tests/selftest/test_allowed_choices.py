@@ -17,6 +17,7 @@ from tests.selftest.device_suite import run_device_suite
 WINDOWS = "tests/device/test_token_windows.py::"
 SYNC_TEST = WINDOWS + "test_counter_sync_window_edges"
 EXTENDED_TEST = WINDOWS + "test_extended_tokens"
+WALK_TEST = "tests/device/test_random_walk.py::test_random_walk"
 RESTRICTED_TEST = WINDOWS + "test_restricted_digit_tokens"
 INVALID_TEST = "tests/device/test_tokens.py::test_invalid_tokens_refused"
 SELECTED = "counter_sync_window_edges or extended_tokens or restricted_digit_tokens or invalid_tokens_refused"
@@ -66,11 +67,12 @@ def test_other_choices_pass_and_defects_still_fail(tmp_path):
     """Declared, the other choices pass; undeclared they fail, naming the choice; with the
     defects the tests catch they still fail."""
     declared = _rig(tmp_path, "declared", DECLARED + OTHER_BUILD)
-    results, output = run_device_suite(tmp_path / "declared", args=["--rig", str(declared), "-k", SELECTED])
-    chosen = (SYNC_TEST, EXTENDED_TEST, RESTRICTED_TEST, INVALID_TEST)
+    walking = f"{SELECTED} or random_walk"  # the walk, too, must follow the profile's choices
+    results, output = run_device_suite(tmp_path / "declared", args=["--rig", str(declared), "-k", walking])
+    chosen = (SYNC_TEST, EXTENDED_TEST, RESTRICTED_TEST, INVALID_TEST, WALK_TEST)
     assert {t: results[t].outcome for t in chosen} == dict.fromkeys(chosen, "passed"), output
     only = _rig(tmp_path, "extended-only", EXTENDED_ONLY)
-    results, output = run_device_suite(tmp_path / "only", args=["--rig", str(only), "-k", SELECTED])
+    results, output = run_device_suite(tmp_path / "only", args=["--rig", str(only), "-k", walking])
     assert {t: results[t].outcome for t in chosen} == dict.fromkeys(chosen, "passed"), output
 
     undeclared = _rig(tmp_path, "undeclared", "[dut]\nextended_tokens = true\n" + OTHER_BUILD)
