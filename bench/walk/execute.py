@@ -66,6 +66,7 @@ class WalkExecutor:
     tokens: TokenGenerator
     power_cycle: Callable[[], object]
     lock_wait_s: float = 0.0  # the longest real-clock wait for a lockout (`w` steps)
+    extended_tokens: TokenGenerator | None = None  # a device that takes both kinds: the extended ones
     codes: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -89,7 +90,10 @@ class WalkExecutor:
             if count is None:
                 return None
             assert step.kind is not None
-            return self.tokens.at_count(step.kind, step.value, count).code
+            tokens = self.extended_tokens if step.extended else self.tokens
+            if tokens is None:
+                return None
+            return tokens.at_count(step.kind, step.value, count).code
         if step.op == "code":
             return step.code
         if step.op == "reenter":
@@ -102,7 +106,15 @@ class WalkExecutor:
         if step.op in ("token", "code", "reenter"):
             code = self.code_for(step)
             if code is None:
-                why = "count below 1" if step.op == "token" else f"step {step.ref} is not in this walk"
+                why = (
+                    f"step {step.ref} is not in this walk"
+                    if step.op != "token"
+                    else (
+                        "the DUT takes no extended tokens"
+                        if step.extended and not self.extended_tokens
+                        else "count below 1"
+                    )
+                )
                 return StepResult(step, None, None, None, (), skipped=why)
             self.codes[step.id] = code
             checked = s.enter(code)

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 
 from bench.openpaygo.model import MAX_TOKEN_JUMP, MAX_TOKEN_JUMP_COUNTER_SYNC, MAX_UNUSED_OLDER_TOKENS
-from bench.openpaygo.tokens import TokenKind
+from bench.openpaygo.tokens import MAX_EXTENDED_VALUE, TokenKind
 from bench.walk.execute import WalkExecutor
 from bench.walk.steps import Step
 
@@ -39,6 +39,7 @@ WEIGHTS = {
     "reenter": 8,
     "advance": 2,
 }
+EXTENDED_SHARE = 0.25  # of the token steps, on a device that takes both kinds
 PROBE_AFTER_ACCEPT = 0.5  # chance of an older-ADD probe of the used-count window after an accepted token
 
 
@@ -51,6 +52,7 @@ class Abilities:
     restricted_digits: bool
     max_value: int  # the largest ADD/SET raw value
     lock_wait_s: float  # without rtc_set: the longest lockout the walk may wait out
+    extended_too: bool = False  # the device takes extended tokens besides standard ones
 
 
 class WalkGenerator:
@@ -100,6 +102,23 @@ class WalkGenerator:
             self.entered.append(step.id)
 
     def _draw(self, ex: WalkExecutor) -> Step | None:
+        step = self._draw_move(ex)
+        if (
+            step is not None
+            and step.op == "token"
+            and self.abilities.extended_too
+            and self.rng.random() < EXTENDED_SHARE
+        ):
+            value = None if step.value is None else self._extended_value()
+            return Step(step.id, "token", step.kind, value, step.offset, extended=True)
+        return step
+
+    def _extended_value(self) -> int:
+        """A value only an extended token can carry, now and then its largest."""
+        r = self.rng
+        return r.choice((r.randint(1000, 99_999), r.randint(1000, MAX_EXTENDED_VALUE), MAX_EXTENDED_VALUE))
+
+    def _draw_move(self, ex: WalkExecutor) -> Step | None:
         moves = dict(WEIGHTS)
         if not self.abilities.can_advance:
             del moves["advance"]

@@ -11,6 +11,7 @@ that made it; `r` refers to another step by it):
 | op | step |
 |---|---|
 | `a<v>@<±k>` | ADD of raw value v at count last±k (moved one further out if the parity is wrong) |
+| `xa<v>@<±k>`, `xs`, `xd`, `xy` | the same as an extended (12-digit) token, on a device that takes both kinds |
 | `s<v>@<±k>` | SET, likewise (SET sits at odd counts) |
 | `d@<±k>` | DISABLE_PAYG at last±k |
 | `y@<±k>` | COUNTER_SYNC at last±k |
@@ -32,7 +33,7 @@ from bench.openpaygo.tokens import TokenKind
 Op = Literal["token", "code", "reenter", "power", "advance", "wait"]
 _KINDS = {"a": TokenKind.ADD_TIME, "s": TokenKind.SET_TIME, "d": TokenKind.DISABLE_PAYG, "y": TokenKind.COUNTER_SYNC}
 _LETTER = {kind: letter for letter, kind in _KINDS.items()}
-_WORD = re.compile(r"(\d+):(?:([as])(\d+)@([+-]\d+)|([dy])@([+-]\d+)|c(\d{1,24})|r(\d+)|(p)|t(\d+)|(w))")
+_WORD = re.compile(r"(\d+):(x?)(?:([as])(\d+)@([+-]\d+)|([dy])@([+-]\d+)|c(\d{1,24})|r(\d+)|(p)|t(\d+)|(w))")
 MAX_STEPS_IN_TEXT = 100_000
 
 
@@ -50,11 +51,12 @@ class Step:
     code: str = ""  # code: the digits
     ref: int = -1  # reenter: the step whose code is entered again
     seconds: int = 0  # advance
+    extended: bool = False  # token: an extended token (on a device that takes both kinds)
 
     def text(self) -> str:
         if self.op == "token":
             assert self.kind is not None
-            letter = _LETTER[self.kind]
+            letter = ("x" if self.extended else "") + _LETTER[self.kind]
             value = "" if self.value is None else str(self.value)
             return f"{self.id}:{letter}{value}@{self.offset:+d}"
         if self.op == "code":
@@ -71,7 +73,8 @@ class Step:
         """The step in words, for the report's table."""
         if self.op == "token":
             assert self.kind is not None
-            what = self.kind.name + ("" if self.value is None else f" value {self.value}")
+            what = ("extended " if self.extended else "") + self.kind.name
+            what += "" if self.value is None else f" value {self.value}"
             return f"{what} at count last{self.offset:+d}"
         if self.op == "code":
             return f"enter the code {self.code} (wrong or malformed)"
@@ -108,18 +111,21 @@ def parse_steps(text: str) -> list[Step]:
         if sid in seen:
             raise StepSyntaxError(f"word {n} of the walk, {word!r}: step id {sid} is used twice")
         seen.add(sid)
-        if m.group(2):
-            steps.append(Step(sid, "token", _KINDS[m.group(2)], int(m.group(3)), int(m.group(4))))
-        elif m.group(5):
-            steps.append(Step(sid, "token", _KINDS[m.group(5)], None, int(m.group(6))))
-        elif m.group(7):
-            steps.append(Step(sid, "code", code=m.group(7)))
+        ext = bool(m.group(2))
+        if m.group(3):
+            steps.append(Step(sid, "token", _KINDS[m.group(3)], int(m.group(4)), int(m.group(5)), extended=ext))
+        elif m.group(6):
+            steps.append(Step(sid, "token", _KINDS[m.group(6)], None, int(m.group(7)), extended=ext))
+        elif ext:
+            raise StepSyntaxError(f"word {n} of the walk, {word!r}: only a token step can be extended (x)")
         elif m.group(8):
-            steps.append(Step(sid, "reenter", ref=int(m.group(8))))
+            steps.append(Step(sid, "code", code=m.group(8)))
         elif m.group(9):
+            steps.append(Step(sid, "reenter", ref=int(m.group(9))))
+        elif m.group(10):
             steps.append(Step(sid, "power"))
-        elif m.group(11):
+        elif m.group(12):
             steps.append(Step(sid, "wait"))
         else:
-            steps.append(Step(sid, "advance", seconds=int(m.group(10))))
+            steps.append(Step(sid, "advance", seconds=int(m.group(11))))
     return steps

@@ -20,12 +20,14 @@ EVERY_KIND = [
     Step(6, "power"),
     Step(7, "advance", seconds=86400),
     Step(8, "wait"),
+    Step(9, "token", TokenKind.ADD_TIME, 999999, 3, extended=True),
+    Step(10, "token", TokenKind.COUNTER_SYNC, None, -2, extended=True),
 ]
 
 
 def test_every_step_reads_back_as_written():
     text = format_steps(EVERY_KIND)
-    assert text == "0:a3@+2 1:s995@-17 2:d@+1 3:y@-63 4:c012345678 5:r0 6:p 7:t86400 8:w"
+    assert text == "0:a3@+2 1:s995@-17 2:d@+1 3:y@-63 4:c012345678 5:r0 6:p 7:t86400 8:w 9:xa999999@+3 10:xy@-2"
     assert parse_steps(text) == EVERY_KIND
     assert all(s.describe() for s in EVERY_KIND)
 
@@ -39,6 +41,7 @@ def test_every_step_reads_back_as_written():
         ("0:p 0:p", "step id 0 is used twice"),
         ("0:c12ab", "word 1"),
         ("p", "expected <id>:<step>"),
+        ("0:xp", "only a token step can be extended"),
     ],
 )
 def test_a_replay_text_that_is_not_a_walk_is_refused_naming_the_word(text, names):
