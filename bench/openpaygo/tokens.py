@@ -32,6 +32,7 @@ MAX_ACTIVATION_VALUE = 995  # 0..995 are activation values (docs/tokens.md "Valu
 RESERVED_VALUES = (996, 997)  # reserved, never issued
 PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
+CHAINS_KEPT = 64  # hash chains a TokenGenerator keeps for crafting (one per value's base)
 MAX_EXTENDED_VALUE = 999_999  # 6-digit value field (docs/tokens.md "Extended tokens")
 MAX_TIME_DIVIDER = 255  # divider 1..255 (docs/tokens.md "A device's parameters")
 
@@ -159,6 +160,7 @@ class TokenGenerator:
         self.restricted_digits = bool(restricted_digits)
         self.extended = bool(extended)
         self._count = count
+        self._chains: dict[int, list[int]] = {}  # token base -> raw hash chain (craft)
 
     def __repr__(self) -> str:
         return (
@@ -280,7 +282,6 @@ class TokenGenerator:
             raise ValueError(f"raw value must be 0..{top}, got {raw_value!r}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a whole number >= 0, got {count!r}")
-        key = bytes.fromhex(self._key.reveal())
         if count == 0:
             shared = OpenPAYGOTokenSharedExtended if self.extended else OpenPAYGOTokenShared
             offset = 1_000_000 if self.extended else 1000
@@ -289,17 +290,30 @@ class TokenGenerator:
             if self.restricted_digits:
                 token = shared.convert_to_4_digit_token(token)
             return str(token).zfill(self.length)
-        # The encoder hashes up to _get_new_count(count-1, mode): pick the mode whose parity
-        # lands exactly on `count`.
-        mode = TokenType.SET_TIME if count % 2 else TokenType.ADD_TIME
-        encode = (
-            OpenPAYGOTokenEncoder.generate_extended_token
-            if self.extended
-            else OpenPAYGOTokenEncoder.generate_standard_token
+        # What OpenPAYGOTokenEncoder.generate_{standard,extended}_token compute (the base put in
+        # the starting code, hashed `count` times, the base put back), from a chain kept per base:
+        # a walk crafts hundreds of tokens at counts in the hundreds, each from scratch otherwise.
+        shared = OpenPAYGOTokenSharedExtended if self.extended else OpenPAYGOTokenShared
+        encode_base = (
+            OpenPAYGOTokenEncoder._encode_base_extended if self.extended else OpenPAYGOTokenEncoder._encode_base
         )
-        got, code = encode(self.starting_code, key, raw_value, count - 1, mode, self.restricted_digits)
-        assert got == count
-        return str(code).zfill(self.length)
+        base = encode_base(shared.get_token_base(self.starting_code), raw_value)
+        chain = self._chain(shared, base, count)
+        token = shared.put_base_in_token(chain[count], base)
+        if self.restricted_digits:
+            token = shared.convert_to_4_digit_token(token)
+        return str(token).zfill(self.length)
+
+    def _chain(self, shared, base: int, count: int) -> list[int]:
+        """Raw hash outputs 0..count for this base (the most recently used CHAINS_KEPT bases kept)."""
+        chain = self._chains.pop(base, None) or [shared.put_base_in_token(self.starting_code, base)]
+        self._chains[base] = chain  # most recently used last
+        while len(self._chains) > CHAINS_KEPT:
+            del self._chains[next(iter(self._chains))]
+        key = bytes.fromhex(self._key.reveal())
+        while len(chain) <= count:
+            chain.append(shared.generate_next_token(chain[-1], key))
+        return chain
 
     def invalid(self, seed: int = 0) -> str:
         """A well-formed code that decodes at no count 0..count+200 (deterministic per seed)."""

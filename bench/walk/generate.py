@@ -37,10 +37,10 @@ WEIGHTS = {
     "sync_outside": 2,
     "wrong_code": 6,
     "reenter": 8,
-    "advance": 2,
+    "advance": 1,
 }
 EXTENDED_SHARE = 0.25  # of the token steps, on a device that takes both kinds
-PROBE_AFTER_ACCEPT = 0.5  # chance of an older-ADD probe of the used-count window after an accepted token
+PROBE_AFTER_ACCEPT = 0.5  # after an accepted token one older-ADD probe of the window, with this chance two
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ class WalkGenerator:
         earlier = self.entered[:-1]
         picks = self.rng.sample(earlier, min(REENTRIES_AFTER_ACCEPT, len(earlier)))
         steps = [self._step("reenter", ref=ref) for ref in picks]
-        if self.rng.random() < PROBE_AFTER_ACCEPT:
-            offset = -self.rng.randint(1, MAX_UNUSED_OLDER_TOKENS)
-            steps.append(self._step("token", kind=ADD, value=self._value(), offset=offset))
+        probes = 1 + (self.rng.random() < PROBE_AFTER_ACCEPT)
+        for offset in self.rng.sample(range(1, MAX_UNUSED_OLDER_TOKENS + 1), probes):
+            steps.append(self._step("token", kind=ADD, value=self._value(), offset=-offset))
         return steps
 
     def entered_code(self, step: Step) -> None:

@@ -255,3 +255,27 @@ def test_key_never_shown():
         TokenGenerator(KEY_A[:16], SC_A, 1)  # openpaygo would raise struct.error ("Key length")
     assert KEY_A[:16] not in str(err.value)
     assert TokenGenerator(secret, SC_A, 1).add_days(1).code == TokenGenerator(KEY_A, SC_A, 1).add_days(1).code
+
+
+@pytest.mark.parametrize(("restricted", "extended"), [(False, False), (True, False), (False, True), (True, True)])
+def test_crafted_codes_are_the_library_encoders(restricted, extended):
+    """craft() keeps a hash chain per value's base; every code it makes is the one openpaygo's own
+    encoder makes for that value and count, in whatever order they are asked for (a chain grown
+    for a high count, then read at a lower one; more bases than it keeps)."""
+    import random
+
+    from openpaygo import TokenType
+    from openpaygo.token_encode import OpenPAYGOTokenEncoder
+
+    key = "a29ab82edc5fbbc41ec9530f6dac86b1"
+    gen = TokenGenerator(key, 123456789, restricted_digits=restricted, extended=extended)
+    encode = (
+        OpenPAYGOTokenEncoder.generate_extended_token if extended else OpenPAYGOTokenEncoder.generate_standard_token
+    )
+    rng = random.Random(7)
+    for _ in range(120):
+        value = rng.choice((rng.randrange(0, 1000), rng.randrange(0, 5), 999 if not extended else 999_999))
+        count = rng.randrange(1, 300)
+        mode = TokenType.SET_TIME if count % 2 else TokenType.ADD_TIME
+        _, want = encode(123456789, bytes.fromhex(key), value, count - 1, mode, restricted)
+        assert gen.craft(value, count) == str(want), (value, count)

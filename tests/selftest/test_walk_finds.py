@@ -3,9 +3,10 @@
 
 The planted defect, `sync_keeps_stale_mask`, shows only after a particular sequence (an ADD that
 leaves unused counts, a counter sync that lowers the count into them, an older ADD there): with
-seed 8 the walk meets it after 150 steps. The failure must come back shrunk to at most 10 steps,
-in record.json and the report, with one command that replays it; that command fails the same way
-alone, and the same steps pass on the good device."""
+seed 4 the walk meets it after 152 steps (a seed, not a promise: a change to the walk's choices
+moves where a seed leads, and this test then asks for a seed that finds it again). The failure
+must come back shrunk to at most 10 steps, in record.json and the report, with one command that
+replays it; that command fails the same way alone, and the same steps pass on the good device."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.selftest.test_record import assert_valid
 
 NODE = "tests/device/test_random_walk.py::test_random_walk"
 FAULT = "sync_keeps_stale_mask"
-SEED = "8"
+SEED = "4"
 
 
 def counterexample(out: Path) -> dict:
