@@ -160,10 +160,13 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         self._require_provisioned()
         st = self.state
         now = self._now()
+        left = st.active_until - now
+        if Fault.CREDIT_COMPARE_INT32 in self.faults:  # (int32_t)(end - now): 2^31 s and more wrap negative
+            left = (left + 2**31) % 2**32 - 2**31
         if st.payg_disabled:
             payg, left = "disabled", 0
-        elif st.active_until > now:
-            payg, left = "active", st.active_until - now
+        elif left > 0:
+            payg = "active"
         else:
             payg, left = "inactive", 0
         return Reply(

@@ -15,14 +15,16 @@ Deliberate differences from the C reference (bugs the bench must not inherit):
 - a COUNTER_SYNC is refused if its count is used (C/Python re-accept it: openpaygo's
   "Sync re-accepted"), and a sync
   below last_count moves the count down (as the Python simulator does) with all bits set;
-- 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types").
+- 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types");
+- the search stops at 65535, the largest count the u16 can hold (the C searches on in an int
+  and stores the count found modulo 65536: `count_wraps_u16`).
 
 Time and lockout are the firmware's job; `apply_time` is the pure rule it calls.
 
 Fault flags (FAULTS) switch on realistic defects; each lives where the real bug would:
 `reused_token_accepted`, `accepts_starting_code`, `u2d_accepted` in the count checks
 (`_is_count_valid` / `_mark_count_as_used`), `set_as_add` and `parity_before_special` in the
-type decision (`_token_kind`), `unbounded_jump` in the search bound, `time_divider_ignored` in
+type decision (`_token_kind`), `unbounded_jump` and `count_wraps_u16` in the search bound, `time_divider_ignored` in
 `apply_time`. Names not in FAULTS belong to other layers and are ignored here.
 """
 
@@ -44,6 +46,7 @@ UNBOUNDED_JUMP = 10_000
 PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
 ALL_USED = 0xFFFF
+MAX_COUNT = 0xFFFF  # last_count is a u16 (C `MaxCount`)
 
 FAULTS: dict[Fault, str] = {
     Fault.REUSED_TOKEN_ACCEPTED: "decoder skips the used-count check: an already-entered token is accepted again",
@@ -53,6 +56,7 @@ FAULTS: dict[Fault, str] = {
     Fault.PARITY_BEFORE_SPECIAL: "decoder checks parity before 998/999: a 998 at an even count is ADD_TIME 998",
     Fault.UNBOUNDED_JUMP: "decoder has no +64 upper bound: any count up to last+10000 is accepted",
     Fault.TIME_DIVIDER_IGNORED: "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
+    Fault.COUNT_WRAPS_U16: "decoder searches past 65535 and stores the count found modulo 65536",
 }
 
 Outcome = Literal["accepted", "invalid", "already_used"]
@@ -113,10 +117,13 @@ def decode(
     jump = MAX_TOKEN_JUMP_COUNTER_SYNC if value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
     if Fault.UNBOUNDED_JUMP in faults:
         jump = max(jump, UNBOUNDED_JUMP)
+    top = last + jump
+    if Fault.COUNT_WRAPS_U16 not in faults:
+        top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
     current = core.put_base_in_token(starting_code, token_base)
     older_match: tuple[int, TokenKind] | None = None
-    for count in range(0, last + jump + 1):
+    for count in range(0, top + 1):
         if count >= first and core.put_base_in_token(current, token_base) == number:
             kind = _token_kind(value, count, faults)
             if _is_count_valid(count, kind, state, faults):
@@ -203,6 +210,9 @@ def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: froz
 def _mark_count_as_used(count: int, value: int, state: TokenState, faults: frozenset[Fault]) -> TokenState:
     """C `MarkCountAsUsed`, with the mask normalised when last_count moves."""
     last, mask = state.last_count, state.used_mask
+    if count > MAX_COUNT:  # count_wraps_u16: the u16 store keeps the low 16 bits
+        special = count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE)
+        return TokenState(count & MAX_COUNT, ALL_USED if special else 0)
     if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
         # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
         return TokenState(count if count > last or value == COUNTER_SYNC_VALUE else last, ALL_USED)
