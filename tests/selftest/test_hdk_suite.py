@@ -32,6 +32,9 @@ CREDIT_LOST_IN_POWER_CYCLE = {
     _T + "test_nvm_persistence.py::test_state_persists_after_token_accepted",
     _T + "test_power_cuts.py::test_state_survives_power_cuts_during_nvm_writes",
     _T + "test_brownout.py::test_brownout_ramp_reboots_cleanly",
+    _T + "test_boundaries.py::test_count_crosses_a_byte",
+    _T + "test_boundaries.py::test_used_counts_at_the_window_edges",
+    _T + "test_boundaries.py::test_credit_end_past_2038",
 }
 DISABLE_NOT_SAVED = {_T + "test_nvm_persistence.py::test_state_persists_after_payg_disabled"}
 CLOCK_RESET_AT_BOOT = {_T + "test_timekeeping.py::test_credit_end_holds_while_unpowered"}
@@ -47,6 +50,10 @@ NOT_COVERED = {
     _T + "test_token_windows.py::test_time_divider": "factory_reset",
     _T + "test_token_windows.py::test_restricted_digit_tokens": "factory_reset",
     _T + "test_nvm_persistence.py::test_request_counter_persists": "metrics_bridge",
+    _T + "test_boundaries.py::test_count_at_its_maximum": "factory_reset",
+    _T + "test_boundaries.py::test_seconds_left_past_2_31": "status",
+    _T + "test_boundaries.py::test_credit_end_years_in_the_past": "rtc_set",
+    _T + "test_boundaries.py::test_invalid_streak_at_its_cap": "rtc_set",
 }
 MIN_RUN = 28  # of the 45 tests before the ledger: all but identity, boot reason, Metrics, build options
 
