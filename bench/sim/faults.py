@@ -308,6 +308,13 @@ class Fault(StrEnum):
         "comes back as 3 after a power cycle, and the next invalid token locks for minutes instead "
         'of the longest lock (docs/tokens.md "Brute-force lockout")',
     )
+    RTC_SUPERCAP_BACKUP = (
+        "rtc_supercap_backup",
+        "board",
+        "the RTC's backup supply is a supercapacitor, not a cell: it keeps the clock running for a "
+        "minute unpowered, then the oscillator stops until power returns; short power cycles pass, "
+        "a long unpowered interval moves the end of credit later by all but that minute",
+    )
 
 
 # name -> fault, in catalogue order (what the host side reads: bench/detection/catalogue.py)

@@ -153,3 +153,31 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
         )
     )
     s.check_status("after the power cycle")
+
+
+@pytest.mark.catches("rtc_supercap_backup")
+@pytest.mark.time_limit(wait="unpowered_long_s")
+def test_credit_end_holds_through_a_long_unpowered_interval(token_session, tokens, power_cycle, rig, measure):
+    """The end of credit must not move however long the device is off (docs/tokens.md "Clock and
+    credit"), also far beyond the 3 s credit tolerance: a clock kept by a supercapacitor runs for
+    minutes and passes the short cycles. Credit for the off time and a day more (SETs of up to 995
+    days, then ADDs), the status the model's; the DUT held unpowered `dut.unpowered_long_s` (rig
+    file; on the virtual rig an hour, let pass at once by its PSU: `PowerControl.hold_off`, the
+    model's clock moved with it; elsewhere waited on the real clock); after the boot the status
+    is the model's: the credit ran down by exactly the time off. Where the clock can be set it is
+    first set a day ahead (`clock_ahead`), so a clock that restarts at power loss shows as well.
+    Measurement: off_time (the interval, simulated or real)."""
+    s = token_session
+    s.clock_ahead()
+    off_s = rig.dut.unpowered_long_s
+    days = min(995 // tokens.time_divider, int(off_s // 86400) + 1)
+    assert s.expect(tokens.set_days(days)).result == "accepted"
+    while s.model.seconds_left(s.now()) < off_s + 86400:
+        assert s.expect(tokens.add_days(days)).result == "accepted"
+    s.check_status("before the long unpowered interval")
+    power_cycle.off()
+    if power_cycle.hold_off(off_s):
+        s.passed_while_off(int(off_s))
+    power_cycle.on()
+    measure("off_time", off_s, "s", low=off_s)
+    s.check_status(f"after {off_s:g} s unpowered")
