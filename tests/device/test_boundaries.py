@@ -39,13 +39,23 @@ def _walk_to(s, tokens, target: int) -> None:
         assert s.expect(tokens.at_count(TokenKind.ADD_TIME, 0, count, advance=True)).result == "accepted"
 
 
-@pytest.mark.catches("count_stored_u8")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "used_counts_not_persisted",
+    "rtc_lost_on_power_loss",
+    "count_stored_u8",
+)
 def test_count_crosses_a_byte(token_session, tokens, power_cycle):
     """The token count across 255/256: from the last count the DUT has (a fresh one, or the
     ledger's), ADD tokens walk it to the next multiple of 256 less 2; a SET at 255 (mod 256) and
     ADDs at 256 and 258 cross it; power-cycled on each side; after each cycle the status is the
     model's and every token entered at the edge is refused (already used)."""
     s = token_session
+    s.clock_ahead()
     edge = (s.model.last_count + 2) // BYTE * BYTE + BYTE  # the next multiple of 256 with room below it
     _walk_to(s, tokens, edge - 2)
     below = tokens.at_count(TokenKind.SET_TIME, 1, edge - 1, advance=True)
@@ -81,7 +91,16 @@ def _enter_past_the_top(s, token) -> None:
     s.check_outcome(token, predicted, got.outcome)
 
 
-@pytest.mark.catches("count_stored_u8", "count_wraps_u16")
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "slow_decode",
+    "rtc_lost_on_power_loss",
+    "count_stored_u8",
+    "count_wraps_u16",
+)
 def test_count_at_its_maximum(reprovisioned, power_cycle):
     """The token count at the top of its u16 (65535): provisioned at 65534 (a factory reset), a
     SET at 65535 is accepted and the DUT power-cycled: the status is the model's; then an ADD at
@@ -90,6 +109,7 @@ def test_count_at_its_maximum(reprovisioned, power_cycle):
     cycle. (The reference C decoder searches past 65535 and stores the count found modulo 65536:
     the count falls back to 0.) Each token there is 65535 hash steps: two tokens, one re-entry."""
     s, tokens = reprovisioned(token_count=MAX_COUNT - 1)
+    s.clock_ahead()
     top = tokens.at_count(TokenKind.SET_TIME, 1, MAX_COUNT, advance=True)
     assert s.expect(top).result == "accepted"
     power_cycle()
@@ -102,7 +122,15 @@ def test_count_at_its_maximum(reprovisioned, power_cycle):
     assert out.result == "already_used", f"the SET at count {MAX_COUNT} was {out.result} after the power cycle"
 
 
-@pytest.mark.catches("used_mask_stored_u8")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "used_counts_not_persisted",
+    "rtc_lost_on_power_loss",
+    "used_mask_stored_u8",
+)
 def test_used_counts_at_the_window_edges(token_session, tokens, power_cycle):
     """The used-count record at the edges of its 16-count window: with a newest ADD at N, the
     older ADDs at N-14 (the oldest even count inside the window, the record's top bits) and N-2
@@ -110,6 +138,7 @@ def test_used_counts_at_the_window_edges(token_session, tokens, power_cycle):
     window) is refused, and N-4, never entered, is still accepted: the record came back bit for
     bit at both ends."""
     s = token_session
+    s.clock_ahead()
     last = s.model.last_count
     newest = last + 34 - last % 2  # N-16 > last: every count below N in the window is fresh
     t = {d: tokens.at_count(TokenKind.ADD_TIME, 1, newest - d, advance=d == 0) for d in (0, 2, 4, 14, 16)}
@@ -142,15 +171,26 @@ def _next_add(tokens) -> int:
     return tokens.count + 1 if tokens.count % 2 else tokens.count + 2
 
 
-@pytest.mark.catches("credit_end_int32")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "rtc_lost_on_power_loss",
+    "credit_end_int32",
+)
 @pytest.mark.time_limit(exchanges=60)
 def test_credit_end_past_2038(request, token_session, tokens, power_cycle):
     """The end of credit years ahead, across 2^31 on the DUT's clock (2038-01-19 03:14:08 UTC):
-    SET 0, then ADDs of 995 days until the end is just below it, a power cycle, one more ADD
-    past it, a power cycle: each time the status is the model's, and the last ADD stays used.
-    The crossing is placed on the DUT's own clock where it reads it (`rtc`); else its clock is
-    taken to hold the date."""
+        SET 0, then ADDs of 995 days until the end is just below it, a power cycle, one more ADD
+        past it, a power cycle: each time the status is the model's, and the last ADD stays used.
+        The crossing is placed on the DUT's own clock where it reads it (`rtc`); else its clock is
+        taken to hold the date. (Each power-cycling test here first sets the DUT's clock a day ahead
+    where it can, `clock_ahead`: a clock that restarts at power loss then shows, however long the
+    rig ran before.)"""
     s = token_session
+    s.clock_ahead()
     assert s.expect(tokens.set_days(0)).result == "accepted"
     to_edge = INT32 - (s.now() + _device_offset(s))
     if to_edge <= DAY:
@@ -166,7 +206,17 @@ def test_credit_end_past_2038(request, token_session, tokens, power_cycle):
     assert out.result == "already_used", f"the ADD at count {last} was {out.result} after the power cycle"
 
 
-@pytest.mark.catches("credit_end_int32", "credit_compare_int32")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "leading_zero_dropped",
+    "rtc_lost_on_power_loss",
+    "credit_end_int32",
+    "credit_compare_int32",
+)
 @pytest.mark.time_limit(exchanges=120)
 def test_seconds_left_past_2_31(request, token_session, tokens, power_cycle):
     """Seconds left across 2^31 (68 years of credit, 25 ADDs of 995 days): SET 0, ADDs until just
@@ -174,6 +224,7 @@ def test_seconds_left_past_2_31(request, token_session, tokens, power_cycle):
     (a device that judges credit by a signed 32-bit difference reads expired) and the last ADD
     stays used. The end must stay below 2^32 on the DUT's clock (a u32 RTC time)."""
     s = token_session
+    s.clock_ahead()
     readable = s.dut.max_seconds_left
     if readable is not None and readable < INT32:
         skip_not_covered(
@@ -195,7 +246,16 @@ def test_seconds_left_past_2_31(request, token_session, tokens, power_cycle):
     assert out.result == "already_used", f"the ADD at count {last} was {out.result} after the power cycle"
 
 
-@pytest.mark.catches("add_counts_expired_days")
+@pytest.mark.catches(
+    "reused_token_accepted",
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "rtc_lost_on_power_loss",
+    "credit_runs_on_uptime",
+    "add_counts_expired_days",
+)
 @pytest.mark.needs("rtc_set")
 def test_credit_end_years_in_the_past(token_session, tokens, power_cycle):
     """The end of credit years in the past: SET 1 day, the DUT's clock set 3 years on (`rtc_set`):
@@ -214,7 +274,15 @@ def test_credit_end_years_in_the_past(token_session, tokens, power_cycle):
     assert s.expect(add).result == "already_used"
 
 
-@pytest.mark.catches("streak_stored_3_bits")
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "no_lockout",
+    "lockout_not_persisted",
+    "rtc_lost_on_power_loss",
+    "streak_stored_3_bits",
+)
 def test_invalid_streak_at_its_cap(request, token_session, tokens, lockout, power_cycle):
     """The invalid streak at its cap (the profile's `dut.lockout_max_streak`, reference 11): invalid
     tokens, each lock run out, until the streak is at the cap and one past it; power-cycled there:
