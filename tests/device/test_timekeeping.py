@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 from bench.measure.drift import edge_between
 from bench.measure.rtc_readout import CreditCountdown, CreditRanOut, read_rtc
-from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 from bench.timeout import Timeout, sleep_until
 
 # The RTC's own drift over the few seconds of the test, allowed on top (a 32 kHz crystal is
