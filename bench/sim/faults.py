@@ -315,6 +315,13 @@ class Fault(StrEnum):
         "minute unpowered, then the oscillator stops until power returns; short power cycles pass, "
         "a long unpowered interval moves the end of credit later by all but that minute",
     )
+    EXPIRY_TIMER_U16 = (
+        "expiry_timer_u16",
+        "firmware",
+        "once fewer than 2^16 s (18 h 12 min) of credit are left the firmware counts them down on a "
+        "16-bit 1 Hz low-power timer instead of the RTC, saving its count in a backup register: the "
+        "timer stops while unpowered, so an off time in the last 18 h is never charged",
+    )
 
 
 # name -> fault, in catalogue order (what the host side reads: bench/detection/catalogue.py)

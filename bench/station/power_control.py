@@ -187,6 +187,11 @@ class PowerControl:
 
     __call__ = cycle
 
+    @property
+    def can_skip_off_time(self) -> bool:
+        """The PSU can let unpowered time pass at once (the virtual rig's)."""
+        return self.psu.can_skip_off_time
+
     def hold_off(self, seconds: float, skip: bool = True) -> bool:
         """Between off() and on(): keep the DUT unpowered `seconds` from the confirmed switch-off.
         Where the PSU can let that time pass at once (the virtual rig) and `skip`, it does and

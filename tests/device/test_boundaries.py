@@ -11,11 +11,13 @@ from __future__ import annotations
 import pytest
 
 from bench.fixtures.dut import skip_not_covered
+from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 from bench.openpaygo.model import DAY
 from bench.openpaygo.tokens import MAX_ACTIVATION_VALUE, TokenKind
 
 BYTE = 256
 MAX_COUNT = 0xFFFF  # the reference decoder's count is a u16 (docs/tokens.md "Stored widths")
+U16 = 2**16  # seconds left: 18 h 12 min 16 s
 INT32 = 2**31  # the signed 32-bit edge: 2038-01-19 as an RTC time, 68 years as a duration
 YEARS_PAST_S = 3 * 365 * DAY  # "years in the past": far beyond any tolerance, still well before 2038
 
@@ -204,6 +206,68 @@ def test_credit_end_past_2038(request, token_session, tokens, power_cycle):
     s.check_status("the credit ending after 2^31, after a power cycle")
     out = s.expect(tokens.at_count(TokenKind.ADD_TIME, MAX_ACTIVATION_VALUE, last))
     assert out.result == "already_used", f"the ADD at count {last} was {out.result} after the power cycle"
+
+
+def _let_pass(request, s, power_cycle, seconds: int) -> float:
+    """Let `seconds` of device time pass at once: the clock set forward (`rtc_set`), else the DUT
+    held off while its PSU lets the time pass (the virtual rig); the seconds the DUT's clock ran
+    on its own (its drift counts over them), 0 when it was set."""
+    if s.can_advance:
+        s.advance(seconds)
+        return 0.0
+    if not power_cycle.can_skip_off_time:
+        skip_not_covered(request, f"letting {seconds} s pass needs 'rtc_set' or a PSU that skips off time")
+    power_cycle.off()
+    power_cycle.hold_off(seconds)
+    s.passed_while_off(seconds)
+    power_cycle.on()
+    return float(seconds)
+
+
+def _check_credit(s, rig, ran_s: float, context: str) -> None:
+    """The status's credit against the model's, allowing the profile's drift limit over the
+    `ran_s` seconds the DUT's clock ran on its own (a skip, a long off) on top of the tolerance."""
+    tolerance = SECONDS_LEFT_TOLERANCE + rig.dut.rtc_drift_limit_ppm * 1e-6 * ran_s
+    status = s.dut.status()
+    want = s.model.seconds_left(s.now())
+    assert status.payg == "active" and abs(status.seconds_left - want) <= tolerance, (
+        f"{context}: the DUT has {status.seconds_left} s of credit left ({status.payg}), the model "
+        f"{want:.0f} s (tolerance {tolerance:.1f} s)"
+    )
+    assert status.token_count in (None, s.model.last_count), f"{context}: DUT token count {status.token_count}"
+
+
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "rtc_lost_on_power_loss",
+    "expiry_timer_u16",
+)
+@pytest.mark.time_limit(wait="unpowered_long_s")
+def test_seconds_left_across_2_16(request, token_session, tokens, power_cycle, rig):
+    """Seconds left across 2^16 (18 h 12 min): SET 1 day, time let pass (the clock set forward, or
+    the DUT held off while the virtual rig's PSU lets it pass) until 60 s above 2^16 are left, a
+    power cycle, the status the model's; 120 s more: 60 s below; the DUT then held unpowered for
+    `dut.unpowered_long_s` (at once where the PSU can): the status the model's, the credit run
+    down by the off time. The credit is compared within 3 s and the profile's drift limit over the
+    time the DUT's clock ran on its own. Not covered with neither `rtc_set` nor such a PSU (hours
+    on the real clock)."""
+    s = token_session
+    s.clock_ahead()
+    assert s.expect(tokens.set_days(1)).result == "accepted"
+    ran = _let_pass(request, s, power_cycle, DAY - U16 - 60)
+    power_cycle()
+    _check_credit(s, rig, ran, "60 s above 2^16 s left, after a power cycle")
+    ran += _let_pass(request, s, power_cycle, 120)
+    _check_credit(s, rig, ran, "60 s below 2^16 s left")
+    off_s = rig.dut.unpowered_long_s
+    power_cycle.off()
+    if power_cycle.hold_off(off_s):
+        s.passed_while_off(int(off_s))
+    power_cycle.on()
+    _check_credit(s, rig, ran + off_s, f"below 2^16 s left, after {off_s:g} s unpowered")
 
 
 @pytest.mark.catches(
