@@ -243,6 +243,10 @@ def _check_credit(s, rig, ran_s: float, context: str) -> None:
     "backfeed_from_uart",
     "set_as_add",
     "rtc_lost_on_power_loss",
+    "credit_runs_on_uptime",
+    "rtc_stopped_unpowered",
+    "rtc_drift_beyond_limit",
+    "rtc_supercap_backup",
     "expiry_timer_u16",
 )
 @pytest.mark.time_limit(wait="unpowered_long_s")
