@@ -158,6 +158,9 @@ class DeviceAdapter(ABC):
     # The protocol can say a token was refused because entry is locked (the reference protocol's
     # `result=locked`). The HDK's cannot: a locked entry there is answered like an invalid one.
     reports_locked: bool = True
+    # The most seconds of credit left the protocol can report (None: no limit). The HDK's uint32
+    # difference reads 2^31 and above as an expired credit that wrapped.
+    max_seconds_left: int | None = None
     # The major version of the test protocol this adapter speaks (what a DUT's ID must report).
     protocol_major: int | None = None
     link: SerialLink  # the DUT's serial link: adapters log to its traffic log

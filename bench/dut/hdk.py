@@ -74,6 +74,7 @@ class HdkAdapter(DeviceAdapter):
     name = "hdk"
     restart_after_provision = True
     reports_locked = False  # #TOKEN has no LOCKED answer: a corrected HDK answers INVALID while locked
+    max_seconds_left = WRAPPED_FROM - 1  # above it a seconds left reads as a wrapped difference
 
     def __init__(
         self,

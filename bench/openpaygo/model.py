@@ -8,7 +8,8 @@ Rules (the docs/tokens.md section in brackets):
 - value = (token base - starting-code base) mod 1000; 996/997 are reserved: invalid; 998 is
   DISABLE_PAYG and 999 COUNTER_SYNC at ANY count, checked before parity; otherwise odd count =
   SET_TIME, even = ADD_TIME ["Values and types"].
-- a code is looked up at counts 1..last+64 (last+100 for 999) ["Windows"]. Count 0 is the
+- a code is looked up at counts 1..last+64 (last+100 for 999) ["Windows"], and no higher than
+  `max_count` where a device cannot store more (a u16 count: 65535, "Used counts"). Count 0 is the
   starting code, never a token: a code matching only there is invalid ["The starting code";
   openpaygo's "Starting code accepted" not inherited]. A code that matches a count but is
   refused there is already_used.
@@ -133,6 +134,7 @@ class DeviceModel:
         sync_lowers_count: bool = True,
         extended_special: bool = True,
         extended_only: bool = False,
+        max_count: int | None = None,
     ) -> None:
         key = secret_key if isinstance(secret_key, bytes) else bytes.fromhex(key_hex_of(secret_key))
         if len(key) != 16:
@@ -153,6 +155,7 @@ class DeviceModel:
         self.sync_lowers_count = sync_lowers_count
         self.extended_special = extended_special
         self.extended_only = extended_only
+        self.max_count = max_count  # the largest count the device can store (None: no limit)
         self.last_count = count
         self.used: set[int] = {c for c in used if count - MAX_UNUSED_OLDER_TOKENS <= c <= count} | {count}
         self.active_until = active_until
@@ -289,8 +292,11 @@ class DeviceModel:
         if special and value in RESERVED_VALUES:
             return None
         jump = MAX_TOKEN_JUMP_COUNTER_SYNC if special and value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
-        chain = self._chain(extended, token % offset, self.last_count + jump)
-        return value, [c for c in range(1, self.last_count + jump + 1) if chain[c] == token], special
+        top = self.last_count + jump
+        if self.max_count is not None:
+            top = min(top, self.max_count)  # a count the device cannot store is never found
+        chain = self._chain(extended, token % offset, top)
+        return value, [c for c in range(1, top + 1) if chain[c] == token], special
 
     def _parse(self, code: str) -> tuple[int, bool] | None:
         if not isinstance(code, str) or not code.isascii() or not code.isdigit():

@@ -181,6 +181,20 @@ class Psu:
             if armed != pages:
                 raise self._bad_reply(cmd, reply, f"the trigger was set to {pages} page writes")
 
+    @property
+    def can_skip_off_time(self) -> bool:
+        """Whether the PSU can let time pass at once for the unpowered DUT (the simulated one)."""
+        return self.profile.off_time_skip is not None and self.profile.off_time_skip_query is not None
+
+    def skip_off_time(self, seconds: float) -> float:
+        """While the output is off, let `seconds` pass at once for the DUT; the seconds skipped
+        since the switch-off, read back (less than asked: the DUT was not unpowered)."""
+        template, query = self.profile.off_time_skip, self.profile.off_time_skip_query
+        if template is None or query is None:
+            raise InstrumentError(f"PSU at {self.resource} ({self.profile.name} profile) cannot skip off time")
+        self._send_for_channel(template, seconds)
+        return self._query_number(query)
+
     def operation_complete(self) -> None:
         """Block until the PSU has processed earlier commands (`*OPC?` -> 1), if it supports it."""
         if self.profile.opc is None:

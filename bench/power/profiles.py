@@ -129,6 +129,12 @@ class PsuProfile:
     (0 disarms), for power-cut testing; only the virtual rig's simulated PSU has it."""
     nvm_cut_query: str | None = None
     """Optional: read back the page writes still to go before that cut (0 = not armed)."""
+    off_time_skip: str | None = None
+    """Optional: while the output is off, let `{value}` seconds pass at once for the DUT it
+    powers (a long unpowered interval at no cost); only the virtual rig's simulated PSU, whose
+    world's time it is, has it."""
+    off_time_skip_query: str | None = None
+    """Optional: read back the seconds skipped since the output was switched off."""
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -263,9 +269,11 @@ PAYGO_SIM = replace(
     KEYSIGHT_E36,
     name="paygo-sim",
     description="paygo-bench's simulated PSU: Keysight SCPI plus SIM:TRIG:NVM (cut after the "
-    "DUT's k-th NVM page write)",
+    "DUT's k-th NVM page write) and SIM:TIME:SKIP (time passes at once for the unpowered DUT)",
     nvm_cut_trigger="SIM:TRIG:NVM {value}",
     nvm_cut_query="SIM:TRIG:NVM?",
+    off_time_skip="SIM:TIME:SKIP {value}",
+    off_time_skip_query="SIM:TIME:SKIP?",
 )
 
 PROFILES: dict[str, PsuProfile] = {

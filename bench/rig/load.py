@@ -21,6 +21,7 @@ from bench.rig.model import (
     DEFAULT_MIN_OFF_S,
     DEFAULT_PSU_PROFILE,
     DEFAULT_RTC_OFF_TEST_S,
+    DEFAULT_UNPOWERED_LONG_S,
     RIG_ENV_VAR,
     VIRTUAL,
     DutProfile,
@@ -137,6 +138,7 @@ def _fill_defaults(where: str, values: dict[str, Any], virtual: bool) -> None:
         ("rtc_drift_max_observe_s", DEFAULT_DRIFT_MAX_OBSERVE_S),
         ("lockout_wait_budget_s", DEFAULT_LOCKOUT_WAIT_BUDGET_S),
         ("rtc_off_test_s", DEFAULT_RTC_OFF_TEST_S),
+        ("unpowered_long_s", DEFAULT_UNPOWERED_LONG_S),
     ):
         if values[name] is None:
             values[name] = by_rig[virtual]

@@ -35,6 +35,12 @@ DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
 # clock is > 0.2 s beyond the tolerance even on a loaded host. A real DUT's capacitors hold it
 # up for a while after the rail reads off: 2 s there.
 DEFAULT_RTC_OFF_TEST_S = {True: 1.5, False: 2.0}
+# dut.unpowered_long_s: the long unpowered interval, far beyond every credit tolerance (docs/tokens.md
+# "Clock and credit"): a clock whose backup lasts only minutes (a supercapacitor), or credit that
+# moves only after a long off time, passes the short cycles. A real rig waits it on the real
+# clock (5 minutes); the virtual rig's simulated PSU lets it pass at once (SIM:TIME:SKIP), so
+# there it is an hour of the simulated world's time.
+DEFAULT_UNPOWERED_LONG_S = {True: 3600.0, False: 300.0}
 # dut.lockout_wait_budget_s: how long, in all, a run may wait out lockouts on the real clock when
 # the DUT's RTC cannot be set forward (no `rtc_set`): a real rig climbs the schedule for half an
 # hour; the virtual rig's test builds lock for seconds (dut.lockout_unit_s).
@@ -149,6 +155,7 @@ class DutProfile:
     lockout_wait_budget_s: float  # real-clock lockout waiting a run may spend (no rtc_set)
     lockout_persists: bool  # the invalid streak and the lockout end survive a power loss (requirements: yes)
     rtc_off_test_s: float  # how long the timekeeping test holds the DUT unpowered
+    unpowered_long_s: float  # the long-unpowered test's off time (skipped at once where the PSU can)
     power_cut_cycles: int  # power cuts the power-cut test makes
     power_cut_off_s: float  # how long each of them keeps the supply off once the rail is down
     walk_steps: int  # the random walk's steps (test_random_walk.py)

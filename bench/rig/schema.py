@@ -147,6 +147,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "lockout_wait_budget_s": _Field("float", None, lambda v: 0 <= v <= 7 * 86400, "seconds, 0..604800"),
         "lockout_persists": _bool(True),
         "rtc_off_test_s": _Field("float", None, lambda v: 0 < v <= 86400, "seconds, 0 < s <= 86400"),
+        "unpowered_long_s": _Field("float", None, lambda v: 60 <= v <= 30 * 86400, "seconds, 60..2592000"),
         "power_cut_cycles": _int(200, 1, 1_000_000, "a number of power cuts"),
         "power_cut_off_s": _float(0.0, lambda v: 0 <= v <= 3600, "seconds, 0..3600"),
         "walk_steps": _int(300, 1, 1_000_000, "a number of random-walk steps"),

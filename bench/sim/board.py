@@ -7,8 +7,10 @@ the lowest the rail has been since it last looked, so a short off period is neve
 because a loaded host left the board loop unscheduled while the rail was down. When the supply comes back, the firmware boots from NVM and prints its banner. The RTC
 runs on through all of it (backup battery), unless a board fault takes the battery away:
 `rtc_lost_on_power_loss` (no backup battery: the RTC restarts from a fixed epoch at every
-power-on) or `rtc_stopped_unpowered` (a flat backup cell: the oscillator stops while the board
-is unpowered and resumes at power-on from where it stopped).
+power-on), `rtc_stopped_unpowered` (a flat backup cell: the oscillator stops while the board
+is unpowered and resumes at power-on from where it stopped) or `rtc_supercap_backup` (a
+supercapacitor holds the clock for a minute, then it stops). `skip_unpowered` lets the world's
+time jump while the board is off, so a long unpowered interval costs nothing on the virtual rig.
 
 The brown-out threshold is also the EEPROM's minimum programming voltage: the brown-out reset
 keeps the MCU from writing below it. With `no_brownout_reset` the MCU runs on down to its own
@@ -41,6 +43,8 @@ POR_V = 0.5  # a restart after the supply stayed above this is a brown-out reset
 # rtc_lost_on_power_loss: the epoch an RTC without backup starts from (the OpenPAYGO HDK's
 # 2021-01-01, docs/protocol.md "What the HDK does not have").
 RTC_RESET_EPOCH = 1_609_459_200
+# rtc_supercap_backup: how long the supercapacitor keeps the RTC running without supply, s.
+SUPERCAP_HOLD_S = 60.0
 
 
 class Board:
@@ -75,6 +79,8 @@ class Board:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sim-board", daemon=True)
         self.boots = 0
+        self._off_since: float | None = None  # host time the device lost power (None: powered)
+        self._skipped_off_s = 0.0  # world time skipped at once while it was off (skip_unpowered)
         self._lowest_v = 0.0  # the lowest supply seen while off (power-on vs brown-out reset)
         store.eeprom.power_ok = self.power_ok
         store.eeprom.write_ok = lambda: self.supply_voltage() >= self.brownout_v
@@ -137,14 +143,38 @@ class Board:
         now_v = self.supply_voltage()
         self._lowest_v = now_v if low is None else min(low, now_v)
         self._boot_at = None
+        self._off_since, self._skipped_off_s = time.monotonic(), 0.0
         self.firmware = None  # RAM is gone
         self._rx.clear()
         if Fault.RTC_STOPPED_UNPOWERED in self.config.faults:
             self.rtc.stop()  # the backup cell is flat: the 32 kHz oscillator stops with the supply
         log.info("supply below %.2f V: device off", self.reset_v)
 
+    def skip_unpowered(self, seconds: float) -> bool:
+        """The world's time jumps `seconds` while the device is off (a long unpowered interval at
+        no cost): its RTC, on its backup supply, counts them. False (nothing skipped) while the
+        device is powered, whose firmware would see its uptime stand still."""
+        settle = time.monotonic() + 10 * LOOP_S
+        while self._powered and not self.power_ok() and time.monotonic() < settle:
+            time.sleep(LOOP_S)  # the supply is down: let the board loop take the power loss first
+        if self._powered or self._off_since is None or self.power_ok():
+            return False
+        self.rtc.skip(seconds)
+        self._skipped_off_s += seconds
+        return True
+
+    def _end_of_backup(self) -> None:
+        """rtc_supercap_backup: the clock ran only SUPERCAP_HOLD_S of the time the device was off."""
+        if self._off_since is None:
+            return
+        off = time.monotonic() - self._off_since + self._skipped_off_s
+        self._off_since, self._skipped_off_s = None, 0.0
+        if Fault.RTC_SUPERCAP_BACKUP in self.config.faults and off > SUPERCAP_HOLD_S:
+            self.rtc.turn_back(off - SUPERCAP_HOLD_S)
+
     def _boot(self, reason: str) -> None:
         if reason in ("power", "brownout"):
+            self._end_of_backup()
             if Fault.RTC_STOPPED_UNPOWERED in self.config.faults:
                 self.rtc.start()  # it resumes from where it stopped
             if Fault.RTC_LOST_ON_POWER_LOSS in self.config.faults:

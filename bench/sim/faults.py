@@ -291,6 +291,60 @@ class Fault(StrEnum):
         'after the reply that locked entry unlocks it (docs/tokens.md "Brute-force lockout")',
     )
 
+    COUNT_STORED_U8 = (
+        "count_stored_u8",
+        "firmware",
+        "the token count is written to NVM in one byte (the RAM copy is a u16): after a power cycle a "
+        "count above 255 comes back modulo 256, and tokens entered above it are accepted again or "
+        "refused as out of the window",
+    )
+    COUNT_WRAPS_U16 = (
+        "count_wraps_u16",
+        "decoder",
+        "as the reference C decoder (an int search bound, a u16 count): the search runs past 65535 "
+        "and a token found there is stored modulo 65536, so the count falls back to 0 and the "
+        "tokens at the top of the range are accepted again",
+    )
+    USED_MASK_STORED_U8 = (
+        "used_mask_stored_u8",
+        "firmware",
+        "the used-count mask is written to NVM in one byte: after a power cycle the counts 9 to 16 "
+        "below the last one are forgotten, and an older ADD entered there is accepted again",
+    )
+    CREDIT_END_INT32 = (
+        "credit_end_int32",
+        "firmware",
+        "the end of credit is stored in NVM as a signed 32-bit number: an end past 2038-01-19 "
+        "(2^31 s) comes back negative after a power cycle and the credit is gone",
+    )
+    CREDIT_COMPARE_INT32 = (
+        "credit_compare_int32",
+        "firmware",
+        "the credit is judged with the wrap-safe idiom (int32_t)(end - now) > 0 and that difference "
+        "is the seconds left: with more than 2^31 s (68 years) of credit the device reads expired",
+    )
+    STREAK_STORED_3_BITS = (
+        "streak_stored_3_bits",
+        "firmware",
+        "the invalid-token streak is packed into 3 bits of a flags byte in NVM: at its cap (11) it "
+        "comes back as 3 after a power cycle, and the next invalid token locks for minutes instead "
+        'of the longest lock (docs/tokens.md "Brute-force lockout")',
+    )
+    RTC_SUPERCAP_BACKUP = (
+        "rtc_supercap_backup",
+        "board",
+        "the RTC's backup supply is a supercapacitor, not a cell: it keeps the clock running for a "
+        "minute unpowered, then the oscillator stops until power returns; short power cycles pass, "
+        "a long unpowered interval moves the end of credit later by all but that minute",
+    )
+    EXPIRY_TIMER_U16 = (
+        "expiry_timer_u16",
+        "firmware",
+        "once fewer than 2^16 s (18 h 12 min) of credit are left the firmware counts them down on a "
+        "16-bit 1 Hz low-power timer instead of the RTC, saving its count in a backup register: the "
+        "timer stops while unpowered, so an off time in the last 18 h is never charged",
+    )
+
 
 # name -> fault, in catalogue order (what the host side reads: bench/detection/catalogue.py)
 CATALOGUE: dict[str, Fault] = {fault.value: fault for fault in Fault}

@@ -24,11 +24,12 @@ from bench.sim.provisioning import ProvisioningCommand
 from bench.sim.request_line import MAX_IMPORT_LINE, MAX_LINE, CommandError, Reply
 from bench.sim.rtc import Rtc
 from bench.sim.token_entry import TokenEntry
-from bench.sim.uptime_credit import UptimeCredit
+from bench.sim.uptime_credit import REGISTER, UptimeCredit
 
 PROTOCOL_VERSION = "1.0"
 MODEL = "PAYGO-SIM"
 FIRMWARE_VERSION = "1.0.0"
+EXPIRY_TIMER_MAX_S = 0xFFFF  # expiry_timer_u16: the low-power timer's 16-bit count of seconds
 
 
 class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
@@ -54,8 +55,10 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         self._nvm_at_boot = replace(loaded.state)  # what a RAM-only defect falls back to
         self._writes_at_boot = store.eeprom.pages_written
         self._decode_steps = 0  # hash steps the last token's decode walked (slow_decode)
+        self._clock = clock
         self.credit: UptimeCredit | None = None  # credit_runs_on_uptime: the credit's countdown
-        if Fault.CREDIT_RUNS_ON_UPTIME in self.faults:
+        resumes_timer = Fault.EXPIRY_TIMER_U16 in self.faults and REGISTER in rtc.backup
+        if Fault.CREDIT_RUNS_ON_UPTIME in self.faults or resumes_timer:
             self.credit = UptimeCredit(rtc, clock, loaded.state.active_until)
             self._refresh_credit()
         # Metrics sessions (RAM: rows and the request in flight are lost with the supply)
@@ -101,10 +104,24 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         return self.metrics.tick()
 
     def _refresh_credit(self) -> None:
-        """credit_runs_on_uptime: the credit end is RTC now + the uptime countdown (RAM only)."""
+        """credit_runs_on_uptime (and expiry_timer_u16 in its last 2^16 s): the credit end is RTC
+        now + the uptime countdown."""
+        if Fault.EXPIRY_TIMER_U16 in self.faults and self.state.provisioned:
+            self._expiry_timer()
         if self.credit is not None and self.state.provisioned:
             self.credit.tick()
             self.state.active_until = self.credit.end()
+
+    def _expiry_timer(self) -> None:
+        """expiry_timer_u16: the last 65535 s of credit go to the 16-bit low-power timer (armed
+        once they fit, released when a token gives more)."""
+        left = self.state.active_until - self._now()
+        if self.credit is None and 0 < left <= EXPIRY_TIMER_MAX_S:
+            self.rtc.backup.pop(REGISTER, None)
+            self.credit = UptimeCredit(self.rtc, self._clock, self.state.active_until)
+        elif self.credit is not None and left > EXPIRY_TIMER_MAX_S:
+            self.credit = None
+            self.rtc.backup.pop(REGISTER, None)
 
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
@@ -162,10 +179,13 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
         self._require_provisioned()
         st = self.state
         now = self._now()
+        left = st.active_until - now
+        if Fault.CREDIT_COMPARE_INT32 in self.faults:  # (int32_t)(end - now): 2^31 s and more wrap negative
+            left = (left + 2**31) % 2**32 - 2**31
         if st.payg_disabled:
             payg, left = "disabled", 0
-        elif st.active_until > now:
-            payg, left = "active", st.active_until - now
+        elif left > 0:
+            payg = "active"
         else:
             payg, left = "inactive", 0
         return Reply(

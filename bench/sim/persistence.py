@@ -1,5 +1,6 @@
-"""The firmware's NVM writes, and the defects that live in them: state kept in RAM only, one
-record overwritten in place instead of A/B copies, a save put off until after the reply."""
+"""The firmware's NVM writes, and the defects that live in them: state kept in RAM only, fields
+stored narrower than they are kept in RAM, one record overwritten in place instead of A/B copies,
+a save put off until after the reply."""
 
 from __future__ import annotations
 
@@ -51,6 +52,15 @@ class Persistence:
         if Fault.LOCKOUT_NOT_PERSISTED in self.faults:  # streak and lockout kept in RAM only
             saved.invalid_streak = self._nvm_at_boot.invalid_streak
             saved.locked_until = self._nvm_at_boot.locked_until
+        # Fields narrower in the record than in RAM (docs/tokens.md "What a device keeps"):
+        if Fault.COUNT_STORED_U8 in self.faults:  # the count in one byte
+            saved.last_count &= 0xFF
+        if Fault.USED_MASK_STORED_U8 in self.faults:  # the used-count mask in one byte
+            saved.used_mask &= 0xFF
+        if Fault.CREDIT_END_INT32 in self.faults:  # the credit end as a signed 32-bit number
+            saved.active_until = (saved.active_until + 2**31) % 2**32 - 2**31
+        if Fault.STREAK_STORED_3_BITS in self.faults:  # the invalid streak in 3 bits of a flags byte
+            saved.invalid_streak &= 0x7
         if Fault.METRICS_COUNTER_NOT_PERSISTED in self.faults:  # the request counter lives in RAM
             saved.metrics_rc = self._nvm_at_boot.metrics_rc
         if Fault.PROVISIONING_NOT_PERSISTED in self.faults:

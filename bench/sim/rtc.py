@@ -44,6 +44,21 @@ class Rtc:
         if self.on_set is not None:
             self.on_set()
 
+    def skip(self, seconds: float) -> None:
+        """Let `seconds` of the world's time pass at once (the simulated device is off): a running
+        clock advances by them at its rate, a stopped one does not."""
+        with self._lock:
+            if self._stopped_at is None:
+                self._base_device += seconds * self._rate
+
+    def turn_back(self, seconds: float) -> None:
+        """Take back time the clock counted but should not have (a backup supply that ran out)."""
+        with self._lock:
+            if self._stopped_at is not None:
+                self._stopped_at -= seconds
+            else:
+                self._base_device -= seconds * self._rate
+
     @property
     def running(self) -> bool:
         """False while the oscillator is stopped (no backup supply)."""

@@ -15,7 +15,9 @@ Deliberate differences from the C reference (bugs the bench must not inherit):
 - a COUNTER_SYNC is refused if its count is used (C/Python re-accept it: openpaygo's
   "Sync re-accepted"), and a sync
   below last_count moves the count down (as the Python simulator does) with all bits set;
-- 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types").
+- 996/997 are invalid, 998/999 are classified before parity (docs/tokens.md "Values and types");
+- the search stops at 65535, the largest count the u16 can hold (the C searches on in an int
+  and stores the count found modulo 65536: `count_wraps_u16`).
 
 Build options for the choices the requirements leave (docs/tokens.md "Where a device may
 choose"; not faults): `sync_keeps_higher_count` keeps last_count after a sync below it, as the
@@ -27,8 +29,9 @@ Time and lockout are the firmware's job; `apply_time` is the pure rule it calls.
 Fault flags (FAULTS) switch on realistic defects; each lives where the real bug would:
 `reused_token_accepted`, `accepts_starting_code`, `u2d_accepted` in the count checks
 (`_is_count_valid` / `_mark_count_as_used`), `set_as_add` and `parity_before_special` in the
-type decision (`_token_kind`), `unbounded_jump` in the search bound, `time_divider_ignored` in
-`apply_time`, `sync_keeps_stale_mask` in `_mark_count_as_used`. Names not in FAULTS belong to other layers and are ignored here.
+type decision (`_token_kind`), `unbounded_jump` and `count_wraps_u16` in the search bound,
+`time_divider_ignored` in `apply_time`, `sync_keeps_stale_mask` in `_mark_count_as_used`. Names
+not in FAULTS belong to other layers and are ignored here.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ UNBOUNDED_JUMP = 10_000
 PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
 ALL_USED = 0xFFFF
+MAX_COUNT = 0xFFFF  # last_count is a u16 (C `MaxCount`)
 
 FAULTS: dict[Fault, str] = {
     Fault.REUSED_TOKEN_ACCEPTED: "decoder skips the used-count check: an already-entered token is accepted again",
@@ -59,6 +63,7 @@ FAULTS: dict[Fault, str] = {
     Fault.UNBOUNDED_JUMP: "decoder has no +64 upper bound: any count up to last+10000 is accepted",
     Fault.TIME_DIVIDER_IGNORED: "apply_time ignores the time divider (uses 1): 4 quarter-days become 4 days",
     Fault.SYNC_KEEPS_STALE_MASK: "a sync that lowers the count keeps the old count's used mask",
+    Fault.COUNT_WRAPS_U16: "decoder searches past 65535 and stores the count found modulo 65536",
 }
 
 Outcome = Literal["accepted", "invalid", "already_used"]
@@ -122,10 +127,13 @@ def decode(
     jump = MAX_TOKEN_JUMP_COUNTER_SYNC if special and value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
     if Fault.UNBOUNDED_JUMP in faults:
         jump = max(jump, UNBOUNDED_JUMP)
+    top = last + jump
+    if Fault.COUNT_WRAPS_U16 not in faults:
+        top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
     current = core.put_base_in_token(starting_code, token_base)
     older_match: tuple[int, TokenKind] | None = None
-    for count in range(0, last + jump + 1):
+    for count in range(0, top + 1):
         if count >= first and core.put_base_in_token(current, token_base) == number:
             kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
@@ -217,6 +225,9 @@ def _mark_count_as_used(
     """C `MarkCountAsUsed`, with the mask normalised when last_count moves (value None: a time
     value, whatever it is)."""
     last, mask = state.last_count, state.used_mask
+    if count > MAX_COUNT:  # count_wraps_u16: the u16 store keeps the low 16 bits
+        special = count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE)
+        return TokenState(count & MAX_COUNT, ALL_USED if special else 0)
     if count % 2 or value in (COUNTER_SYNC_VALUE, PAYG_DISABLE_VALUE):
         # SET/DISABLE/SYNC: every older count is used. Only a sync may move the count down.
         lowers = value == COUNTER_SYNC_VALUE and not sync_keeps_higher_count

@@ -150,6 +150,7 @@ class VirtualRig:
         # The board's "NVM write" marker drives the PSU's trigger input (SIM:TRIG:NVM), and a hard
         # cut trips the board's brown-out detector at once.
         eeprom.on_page_written = lambda: self.supply.nvm_page_written(opts.channel)
+        self.supply.time_skipper = self.board.skip_unpowered  # SIM:TIME:SKIP: time passes for the unpowered device
         self.supply.subscribe(self._on_output)
 
     def _on_output(self, ch: int, on: bool) -> None:

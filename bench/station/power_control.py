@@ -90,6 +90,7 @@ class PowerControl:
         self.trace: list[TelemetrySample] = []  # this test's telemetry (the fixture resets it)
         self.slowest_cycle_s = 0.0  # the longest off-to-booted this run has seen (bring-up's included)
         self._off_at: float | None = None
+        self._confirmed_off_at: float | None = None
 
     # -- telemetry ----------------------------------------------------------------------------
     def _record(self, sample: TelemetrySample) -> TelemetrySample:
@@ -176,6 +177,7 @@ class PowerControl:
         self.sample("running")
         self._off_at = time.monotonic()
         result = power_off(self.psu, off_threshold_v=cfg.off_threshold_v, settle_timeout_s=cfg.settle_timeout_s)
+        self._confirmed_off_at = result.confirmed_off_at
         self._log_steps(result.steps)
         self._off_trace(result, "off")
         return result
@@ -190,6 +192,29 @@ class PowerControl:
         return banner
 
     __call__ = cycle
+
+    @property
+    def can_skip_off_time(self) -> bool:
+        """The PSU can let unpowered time pass at once (the virtual rig's)."""
+        return self.psu.can_skip_off_time
+
+    def hold_off(self, seconds: float, skip: bool = True) -> bool:
+        """Between off() and on(): keep the DUT unpowered `seconds` from the confirmed switch-off.
+        Where the PSU can let that time pass at once (the virtual rig) and `skip`, it does and
+        True is returned: the DUT's world moved on by `seconds` the host's clock did not (the
+        model's clock must follow); else the time passes on the real clock (False)."""
+        if skip and self.psu.can_skip_off_time:
+            skipped = self.psu.skip_off_time(seconds)
+            if abs(skipped - seconds) > 1e-3:
+                raise AssertionError(
+                    f"the PSU skipped {skipped:g} s of the {seconds:g} s asked: the DUT is not unpowered"
+                )
+            self.link.log.note(f"power: {seconds:g} s of unpowered time passed at once (PSU off-time skip)")
+            return True
+        if self._off_at is None or self._confirmed_off_at is None:
+            raise RuntimeError("hold_off() between off() and on()")
+        sleep_until(self._confirmed_off_at + seconds)  # the off time itself: a deadline, not synchronisation
+        return False
 
     @property
     def can_cut_on_nvm_write(self) -> bool:

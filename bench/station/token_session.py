@@ -157,6 +157,14 @@ class TokenSession:
             sleep_for(TICK_POLL_S)
         return t
 
+    def passed_while_off(self, seconds: int) -> None:
+        """`seconds` of device time passed that the host's clock did not see (the virtual rig's
+        world skipped them while the DUT was unpowered): the model's clock moves with them."""
+        if seconds < 0:
+            raise ValueError("time only passes forward")
+        self.clock.offset_s += int(seconds)
+        self.recorder.clock(self.clock.offset_s, self.model.snapshot())
+
     def clock_ahead(self) -> bool:
         """Set the DUT's clock CLOCK_AHEAD_S ahead, the model's with it (where the clock can be set).
         A clock that restarts from a fixed value at power loss then shows it as a jump back of at

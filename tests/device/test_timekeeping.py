@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from bench.fixtures.tokens import SECONDS_LEFT_TOLERANCE
 from bench.measure.drift import edge_between
 from bench.measure.rtc_readout import CreditCountdown, CreditRanOut, read_rtc
 from bench.timeout import Timeout, sleep_until
@@ -153,3 +154,53 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
         )
     )
     s.check_status("after the power cycle")
+
+
+@pytest.mark.catches(
+    "count_not_persisted",
+    "provisioning_not_persisted",
+    "backfeed_from_uart",
+    "set_as_add",
+    "rtc_lost_on_power_loss",
+    "credit_runs_on_uptime",
+    "rtc_stopped_unpowered",
+    "rtc_drift_beyond_limit",
+    "rtc_supercap_backup",
+)
+@pytest.mark.time_limit(wait="unpowered_long_s")
+def test_credit_end_holds_through_a_long_unpowered_interval(token_session, tokens, power_cycle, rig, measure):
+    """The end of credit must not move however long the device is off (docs/tokens.md "Clock and
+    credit"), also far beyond the 3 s credit tolerance: a clock kept by a supercapacitor runs for
+    minutes and passes the short cycles. Credit for the off time and a day more (SETs of up to 995
+    days, then ADDs), the status the model's; the DUT held unpowered `dut.unpowered_long_s` (rig
+    file; on the virtual rig an hour, let pass at once by its PSU: `PowerControl.hold_off`, the
+    model's clock moved with it; elsewhere waited on the real clock); after the boot the status
+    is the model's: the credit ran down by exactly the time off, within 3 s and the profile's drift
+    limit (`dut.rtc_drift_limit_ppm`) of the interval. Where the clock can be set it is
+    first set a day ahead (`clock_ahead`), so a clock that restarts at power loss shows as well.
+    Measurement: off_time (the interval, simulated or real)."""
+    s = token_session
+    s.clock_ahead()
+    off_s = rig.dut.unpowered_long_s
+    days = min(995 // tokens.time_divider, int(off_s // 86400) + 1)
+    assert s.expect(tokens.set_days(days)).result == "accepted"
+    while s.model.seconds_left(s.now()) < off_s + 86400:
+        assert s.expect(tokens.add_days(days)).result == "accepted"
+    s.check_status("before the long unpowered interval")
+    power_cycle.off()
+    if power_cycle.hold_off(off_s):
+        s.passed_while_off(int(off_s))
+    power_cycle.on()
+    measure("off_time", off_s, "s", low=off_s)
+    # the clock may drift by the profile's limit over the interval, on top of the readout's tolerance
+    tolerance = SECONDS_LEFT_TOLERANCE + rig.dut.rtc_drift_limit_ppm * 1e-6 * off_s
+    status = s.dut.status()
+    want = s.model.seconds_left(s.now())
+    assert status.payg == "active" and abs(status.seconds_left - want) <= tolerance, (
+        f"after {off_s:g} s unpowered the DUT has {status.seconds_left} s of credit left ({status.payg}), "
+        f"the model {want:.0f} s (tolerance {tolerance:.1f} s: {SECONDS_LEFT_TOLERANCE} s + "
+        f"{rig.dut.rtc_drift_limit_ppm:g} ppm of the interval): the end of credit moved while it was off"
+    )
+    assert status.token_count in (None, s.model.last_count), (
+        f"after {off_s:g} s unpowered the DUT's token count is {status.token_count}, the model's {s.model.last_count}"
+    )

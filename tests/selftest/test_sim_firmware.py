@@ -592,6 +592,15 @@ TESTED_FAULTS = {
 # Firmware defects tested in tests/selftest/test_sim_credit_faults.py, switched on by name in
 # FirmwareConfig; the catalogue lists them once device tests that catch them exist.
 TESTED_ELSEWHERE = {"credit_runs_on_uptime", "add_counts_expired_days"}
+# The width defects (docs/tokens.md "Stored widths"): tests/selftest/test_sim_width_faults.py.
+TESTED_ELSEWHERE |= {
+    "count_stored_u8",
+    "used_mask_stored_u8",
+    "credit_end_int32",
+    "credit_compare_int32",
+    "streak_stored_3_bits",
+    "expiry_timer_u16",
+}
 
 
 def test_every_firmware_fault_has_a_test_here():

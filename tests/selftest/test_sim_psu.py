@@ -434,3 +434,23 @@ def test_sim_nvm_trigger_over_scpi(server, client):
         '-222,"Data out of range"',
         '-109,"Missing parameter"',
     ]
+
+
+def test_sim_time_skip_over_scpi(server, client):
+    """SIM:TIME:SKIP <s> lets time pass at once for the DUT on an output that is off (the DUT's
+    world takes it); ? reads the seconds skipped since the switch-off. Refused while the output
+    is on, or when the DUT is not unpowered; switching on clears the count."""
+    sup = server.supply
+    taken: list[float] = []
+    sup.time_skipper = lambda s: taken.append(s) or True
+    client.send("INST:NSEL 1;VOLT 5;OUTP ON")
+    client.send("SIM:TIME:SKIP 60")
+    assert client.errors()[0].startswith("-221") and taken == []
+    client.send("OUTP OFF")
+    client.send("SIM:TIME:SKIP 60;SIM:TIME:SKIP 3540")
+    assert float(client.ask("SIM:TIME:SKIP?")) == 3600.0 and taken == [60.0, 3540.0]
+    sup.time_skipper = lambda s: False  # a DUT still powered (fed through its UART)
+    client.send("SIM:TIME:SKIP 1")
+    assert client.errors()[0].startswith("-221") and float(client.ask("SIM:TIME:SKIP?")) == 3600.0
+    client.send("OUTP ON")
+    assert float(client.ask("SIM:TIME:SKIP?")) == 0.0

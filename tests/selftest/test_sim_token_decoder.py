@@ -159,8 +159,12 @@ def good(name: str) -> list[tuple]:
     return run_decoder(SCENARIOS[name])
 
 
+# At the top of the count (65535 hash steps a token): tests/selftest/test_sim_width_faults.py.
+TESTED_APART = {"count_wraps_u16"}
+
+
 def test_every_fault_has_a_scenario():
-    assert set(FAULT_SCENARIOS) == set(FAULTS)
+    assert set(FAULT_SCENARIOS) | TESTED_APART == set(FAULTS)
 
 
 @pytest.mark.parametrize("fault", sorted(FAULT_SCENARIOS))

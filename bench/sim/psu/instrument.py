@@ -61,6 +61,8 @@ class Instrument:
             ("SYSTem:ERRor[:NEXT]", True, self._next_error),
             ("SIMulation:TRIGger:NVM", False, self._arm_nvm),
             ("SIMulation:TRIGger:NVM", True, self._nvm_pending),
+            ("SIMulation:TIME:SKIP", False, self._skip_time),
+            ("SIMulation:TIME:SKIP", True, self._skipped_time),
         ):
             self._table.append((header_pattern(spec), is_query, fn))
 
@@ -252,6 +254,16 @@ class Instrument:
     def _nvm_pending(self, args, chs):
         self._no_args(args)
         return ",".join(str(self.supply.nvm_cut_pending(ch)) for ch in self._targets(chs))
+
+    def _skip_time(self, args, chs):
+        seconds = self._number(self._one(args), 10 * 365 * 86400.0)
+        for ch in self._targets(chs):
+            if not self.supply.skip_off_time(ch, seconds):
+                raise ScpiError(-221, "Settings conflict; the output is on or the DUT is not unpowered")
+
+    def _skipped_time(self, args, chs):
+        self._no_args(args)
+        return ",".join(self._fmt(self.supply.skipped_off_time(ch)) for ch in self._targets(chs))
 
     def _next_error(self, args, chs):
         self._no_args(args)

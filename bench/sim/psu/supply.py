@@ -14,7 +14,9 @@ Model choices:
 Simulator extension (no real PSU has it): a trigger input counting the DUT's "NVM page written"
 markers. `arm_nvm_cut(ch, k)`: when the DUT on the channel completes its k-th NVM page write from
 now, the output is cut and the rail collapses at once (a MOSFET or crowbar in the supply line,
-not the output capacitor's decay), as a lab cuts its PSU from a DUT's "NVM write" GPIO.
+not the output capacitor's decay), as a lab cuts its PSU from a DUT's "NVM write" GPIO. And
+`skip_off_time(ch, s)`: while an output is off, the simulated world's time jumps s seconds for the
+DUT on it (its RTC on backup supply counts them), so a long unpowered interval is instant.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class _Channel:
     load: Load | None = None
     nvm_cut_after: int = 0  # armed NVM trigger: page writes to go before a cut (0 = not armed)
     low_mark: float = math.inf  # the lowest output voltage since lowest_since_last() last read it
+    skipped_off_s: float = 0.0  # world time skipped while the output was off (skip_off_time)
 
 
 class SimulatedSupply:
@@ -68,6 +71,9 @@ class SimulatedSupply:
         self._lock = threading.RLock()
         self._ch = {n: _Channel() for n in range(1, channels + 1)}
         self._observers: list[OutputObserver] = []
+        # the simulated world's clock, told to let time pass for an unpowered DUT (SIM:TIME:SKIP):
+        # seconds -> whether the DUT took them (False: it is not unpowered)
+        self.time_skipper: Callable[[float], bool] | None = None
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -108,6 +114,7 @@ class SimulatedSupply:
             if not on:
                 c.v_at_off = 0.0 if collapse else c.setpoint_v
                 c.off_at = now
+                c.skipped_off_s = 0.0
             c.on = on
             observers = list(self._observers)
         for fn in observers:
@@ -144,6 +151,24 @@ class SimulatedSupply:
         if fire:
             log.info("NVM trigger: cutting output %d", ch)
             self.cut(ch)
+
+    # -- off-time skip (simulator extension) --------------------------------------------------
+
+    def skip_off_time(self, ch: int, seconds: float) -> bool:
+        """Let `seconds` pass at once for the DUT on an output that is off; False if the output is
+        on, there is no DUT to tell, or the DUT is not unpowered."""
+        with self._lock:
+            c = self._chan(ch)
+            if c.on or self.time_skipper is None or not self.time_skipper(seconds):
+                return False
+            c.skipped_off_s += seconds
+            return True
+
+    def skipped_off_time(self, ch: int) -> float:
+        """Seconds skipped since the output was last switched off (0 while it is on)."""
+        with self._lock:
+            c = self._chan(ch)
+            return 0.0 if c.on else c.skipped_off_s
 
     def reset(self) -> None:
         """*RST: all outputs off, setpoints to defaults (observers notified of OFF)."""
