@@ -571,6 +571,8 @@ TESTED_FAULTS = {
     "wrong_protocol_major",
     "no_lockout",
     "lockout_not_persisted",
+    "streak_saved_late",
+    "lock_end_saved_late",
     "used_counts_not_persisted",
     "slow_decode",
     "leading_zero_dropped",
@@ -726,6 +728,58 @@ def test_fault_lockout_not_persisted(tmp_path, faulty, gen):
     s = d.status()
     if faulty:
         assert (s["invalid"], s["locked"]) == ("0", "0")
+    else:
+        assert s["invalid"] == "3" and int(s["locked"]) > 100
+
+
+class LateClock:
+    """The firmware's monotonic clock, moved by hand (its main loop's put-off saves)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def late_saving_device(tmp_path, fault: str, faulty: bool) -> tuple[Device, LateClock]:
+    d = Device(tmp_path, faults=frozenset({fault} if faulty else ()))
+    clock = LateClock()
+    d.fw = Firmware(d.store, d.rtc, d.config, "power", clock=clock)
+    d(PROV)
+    return d, clock
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_streak_saved_late(tmp_path, faulty, gen):
+    """streak_saved_late: an invalid entry is answered at once and saved by the main loop a while
+    later: a power cut between the two loses the streak the reply acknowledged; once the main
+    loop has run past the delay it is kept."""
+    d, clock = late_saving_device(tmp_path, "streak_saved_late", faulty)
+    assert fields(d(f"TOKEN {gen.invalid(0)}"))["result"] == "invalid"
+    assert d.status()["invalid"] == "1"  # what the reply acknowledged
+    d.power_cycle()
+    assert d.status()["invalid"] == ("0" if faulty else "1")
+    d.fw = Firmware(d.store, d.rtc, d.config, "power", clock=clock)
+    d(f"TOKEN {gen.invalid(1)}")
+    clock.t += 1.5
+    d.fw.tick()  # the main loop's pass: the put-off save is made
+    d.power_cycle()
+    assert d.status()["invalid"] == ("1" if faulty else "2")
+
+
+@pytest.mark.parametrize("faulty", [False, True])
+def test_fault_lock_end_saved_late(tmp_path, faulty, gen):
+    """lock_end_saved_late: the entry that starts a lockout is saved late (the entries before it
+    are saved at once): a cut right after its reply loses the lock and its streak step."""
+    d, _ = late_saving_device(tmp_path, "lock_end_saved_late", faulty)
+    for i in range(3):
+        d(f"TOKEN {gen.invalid(i)}")
+    assert int(d.status()["locked"]) > 100  # acknowledged: locked
+    d.power_cycle()
+    s = d.status()
+    if faulty:
+        assert (s["invalid"], s["locked"]) == ("2", "0")
     else:
         assert s["invalid"] == "3" and int(s["locked"]) > 100
 

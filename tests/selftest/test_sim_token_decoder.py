@@ -98,6 +98,9 @@ def _scenarios() -> dict[str, Scenario]:
     syncs = [g.at_count(SYNC, None, 101).code, g.at_count(SYNC, None, 202).code]
     add("sync_window", 1, syncs, "accepted invalid")
     g = TokenGenerator(KEY, SC, 1)
+    gap = [g.at_count(ADD, 1, 6).code, g.at_count(SYNC, None, 4).code, g.at_count(ADD, 1, 2).code]
+    add("sync_into_gap", 1, gap, "accepted accepted already_used")
+    g = TokenGenerator(KEY, SC, 1)
     older = [g.at_count(ADD, 1, 40), g.at_count(ADD, 2, 24), g.at_count(ADD, 3, 26), g.at_count(ADD, 4, 38)]
     add("older_window", 1, [t.code for t in older], "accepted already_used accepted accepted")
     g = TokenGenerator(KEY, SC, 1, time_divider=4)
@@ -144,13 +147,14 @@ def test_full_procedure_days_on_decoder():
 # -- faults -------------------------------------------------------------------------------------
 # fault -> (its own scenario, every scenario of the table it changes)
 FAULT_SCENARIOS = {
-    "reused_token_accepted": ("reentry", {"reentry", "quick_test", "full_procedure", "u2d"}),
+    "reused_token_accepted": ("reentry", {"reentry", "quick_test", "full_procedure", "u2d", "sync_into_gap"}),
     "accepts_starting_code": ("starting_code", {"starting_code", "quick_test"}),
     "u2d_accepted": ("u2d", {"u2d", "full_procedure"}),
     "set_as_add": ("set_after_add", {"set_after_add", "quick_test", "full_procedure", "u2d"}),
-    "parity_before_special": ("even_disable", {"even_disable", "full_procedure"}),
+    "parity_before_special": ("even_disable", {"even_disable", "full_procedure", "sync_into_gap"}),
     "unbounded_jump": ("jump", {"jump", "sync_window"}),
     "time_divider_ignored": ("divider", {"divider"}),
+    "sync_keeps_stale_mask": ("sync_into_gap", {"sync_into_gap"}),
 }
 
 
@@ -185,6 +189,7 @@ def test_fault_manifestations():
     assert f("parity_before_special")[1][:3] == ("accepted", ADD, 998)
     assert f("unbounded_jump")[1][:4] == ("accepted", SET, 1, 131)
     assert f("time_divider_ignored")[1][4] == 11.0  # 10 + 1 days instead of 2.75
+    assert f("sync_keeps_stale_mask")[2][:4] == ("accepted", ADD, 1, 2)  # a count below the sync's
     assert good("divider")[1][4] == 2.75
 
 
