@@ -39,6 +39,10 @@ WEIGHTS = {
     "reenter": 8,
     "advance": 1,
 }
+# A DUT without factory reset keeps every count a walk uses, and a count stops at 65535: its walk
+# jumps this far at most (the window's edges are still probed by tokens past them, which are
+# refused and use nothing), so a night's walk uses tens of counts, not hundreds.
+FRUGAL_JUMP = 8
 EXTENDED_SHARE = 0.25  # of the token steps, on a device that takes both kinds
 PROBE_AFTER_ACCEPT = 0.5  # after an accepted token one older-ADD probe of the window, with this chance two
 
@@ -53,6 +57,7 @@ class Abilities:
     max_value: int  # the largest ADD/SET raw value
     lock_wait_s: float  # without rtc_set: the longest lockout the walk may wait out
     extended_too: bool = False  # the device takes extended tokens besides standard ones
+    frugal: bool = False  # no factory reset: every count the walk uses is gone for good (see FRUGAL_JUMP)
 
 
 class WalkGenerator:
@@ -132,7 +137,10 @@ class WalkGenerator:
             return self._step("token", kind=SET, value=self._value(), offset=r.randint(1, 2))
         if move == "add_jump":
             return self._step(
-                "token", kind=r.choice((ADD, ADD, SET)), value=self._value(), offset=r.randint(3, MAX_TOKEN_JUMP)
+                "token",
+                kind=r.choice((ADD, ADD, SET)),
+                value=self._value(),
+                offset=r.randint(3, self._jump(MAX_TOKEN_JUMP)),
             )
         if move == "token_over":
             return self._step(
@@ -149,7 +157,9 @@ class WalkGenerator:
         if move == "disable":
             return self._step("token", kind=DISABLE, offset=r.randint(1, 3))
         if move == "sync":
-            return self._step("token", kind=SYNC, offset=r.randint(-MAX_TOKEN_JUMP + 1, MAX_TOKEN_JUMP_COUNTER_SYNC))
+            return self._step(
+                "token", kind=SYNC, offset=r.randint(-MAX_TOKEN_JUMP + 1, self._jump(MAX_TOKEN_JUMP_COUNTER_SYNC))
+            )
         if move == "sync_outside":
             offset = r.choice(
                 (
@@ -163,6 +173,9 @@ class WalkGenerator:
         if move == "reenter":
             return self._step("reenter", ref=r.choice(self.entered))
         return self._step("advance", seconds=r.choice((r.randint(61, 3600), r.randint(3600, 3 * 86400))))
+
+    def _jump(self, most: int) -> int:
+        return min(most, FRUGAL_JUMP) if self.abilities.frugal else most
 
     def _value(self) -> int:
         """Mostly a few days; now and then the largest values, where widths break."""

@@ -41,9 +41,11 @@ def test_random_walk(request, walk_starts, walk_plan, measure, progress):
     `dut.walk_shrink_s`): record.json's `counterexample`, a table beside the log, and the replay
     command in the failure. Works from the device ledger on a DUT without factory reset.
     Measurements: walk_seed, walk_steps, walk_entries, walk_accepted, walk_power_cycles,
-    walk_clock_jumps."""
+    walk_clock_jumps, walk_count_rise (on a DUT without factory reset the walk jumps at most 8
+    counts up, so it uses few of the 65535)."""
     plan = walk_plan
     ex = walk_starts()
+    first_count = ex.model.last_count
     if plan.replay is not None:
         results = replay(ex, plan.replay)
     else:
@@ -56,6 +58,7 @@ def test_random_walk(request, walk_starts, walk_plan, measure, progress):
     measure("walk_accepted", sum(r.got == "accepted" for r in entered))
     measure("walk_power_cycles", sum(r.step.op == "power" for r in results))
     measure("walk_clock_jumps", sum(r.step.op == "advance" for r in results))
+    measure("walk_count_rise", ex.model.last_count - first_count)  # counts used (for good, without a reset)
     if not results[-1].failed:
         return
     if plan.replay is not None:
