@@ -15,6 +15,7 @@ from bench.detection import command
 from bench.detection.catalogue import CATALOGUE, Fault
 from bench.detection.matrix import (
     CAUGHT,
+    FOUND,
     MISSED,
     NOT_RUN,
     PASSED,
@@ -101,6 +102,23 @@ def test_the_cells_say_what_happened(matrix):
     assert rows["f_unexpected"].cells[B].state == CAUGHT
     assert rows["f_unexpected"].cells[C].state == UNEXPECTED
     assert rows["f_not_run"].cells[C].state == NOT_RUN and rows["f_not_run"].cells[C].expected
+
+
+def test_an_explorer_may_fail_on_any_fault_but_must_on_its_own():
+    """The random walk (marked `explores`): a failure where the catalogue does not name it is
+    `found`, and the fault is still caught exactly; a fault it names must still make it fail; the
+    reduced runs leave it out where it is not named."""
+    from bench.detection.hooks import HookMap, select
+
+    m = build_matrix({"f_unexpected": RUNS["f_unexpected"]}, CAT, explorers=frozenset({C}))
+    (row,) = m.rows
+    assert row.cells[C].state == FOUND and row.exact and row.verdict == "caught exactly"
+    assert cell(CaseResult(C, "failed", "m"), False, explorer=True).state == FOUND
+    assert cell(CaseResult(C, "passed", ""), True, explorer=True).state == MISSED
+    assert "+" in markdown(m, INFO)
+    (walk,) = faults.EXPLORERS  # the device suite's one explorer: the random walk
+    hooks = HookMap({A: {"f"}, walk: {"f"}})
+    assert walk not in select("f", (A,), hooks) and walk in select("f", (walk,), hooks)
 
 
 def test_columns_are_grouped_by_file_and_include_named_tests_no_run_reported():
