@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -62,16 +63,24 @@ class FaultProxy:
         stall_s: float = 30.0,
         error_status: int = 503,
         io_timeout_s: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+        upstream_tls: ssl.SSLContext | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(upstream)
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
-            raise ValueError(f"upstream must be http://host:port[/path], got {upstream!r}")
+        scheme = "https" if upstream_tls is not None else "http"
+        if parts.scheme != scheme or not parts.hostname or parts.port is None:
+            raise ValueError(f"upstream must be {scheme}://host:port[/path], got {upstream!r}")
         if not 100 <= error_status <= 599:
             raise ValueError(f"error_status must be an HTTP status, got {error_status}")
         if stall_s < 0 or io_timeout_s <= 0:
             raise ValueError("stall_s must be >= 0 and io_timeout_s > 0")
         self.upstream = upstream
         self._upstream_addr = (parts.hostname, parts.port)
+        # HTTPS: the proxy is the server the device sees (`tls`, the server's certificate) and a
+        # verifying client of the real server (`upstream_tls`); the faults act on the plain
+        # HTTP between, as a TLS-terminating load balancer's would
+        self._tls = tls
+        self._upstream_tls = upstream_tls
         self._prefix = parts.path.rstrip("/")
         self._listen = (listen_host, listen_port)
         self.stall_s = stall_s
@@ -126,7 +135,8 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         """What the device is configured with: the proxy's address plus the upstream's path."""
-        return f"http://{tcp.host_in_url(self._listen[0])}:{self.port}{self._prefix}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{tcp.host_in_url(self._listen[0])}:{self.port}{self._prefix}"
 
     # -- control --------------------------------------------------------------------------------
 
@@ -236,14 +246,24 @@ class FaultProxy:
     def _connection(self, client: socket.socket, mode: ProxyMode | None, started: float) -> None:
         """One client connection: its requests, one exchange each, until one side closes."""
         upstream = Upstream(
-            self._upstream_addr, self.io_timeout_s, track=self._track, untrack=self._untrack, error=self._error
+            self._upstream_addr,
+            self.io_timeout_s,
+            track=self._track,
+            untrack=self._untrack,
+            error=self._error,
+            tls=self._upstream_tls,
         )  # the server connection, opened on the first forward
         try:
             client.settimeout(self.io_timeout_s)
+            if self._tls is not None:
+                wrapped = self._handshake(client, mode, started)
+                if wrapped is None:
+                    return
+                client = wrapped
             wire = Wire(client)
             while not self._stop.is_set():
                 if mode is None:  # a later request on a kept-alive connection: wait for its bytes
-                    if not wire.buf:
+                    if not wire.buf and not (isinstance(client, ssl.SSLSocket) and client.pending()):
                         readable, _, _ = select.select([client], [], [], self.io_timeout_s)
                         if not readable or self._stop.is_set():
                             return
@@ -267,6 +287,23 @@ class FaultProxy:
                 pass
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _handshake(self, client: socket.socket, mode: ProxyMode | None, started: float) -> ssl.SSLSocket | None:
+        """The TLS server side of one connection; None (recorded, counted) if the client refused
+        the certificate or the handshake failed otherwise."""
+        assert self._tls is not None
+        self._untrack(client)
+        try:
+            wrapped = self._tls.wrap_socket(client, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            self._error(f"tls handshake: {getattr(e, 'reason', None) or type(e).__name__}")
+            self._record(ProxiedExchange(started, mode or ProxyMode.PASS, "", "", 0, 0, None, False, False))
+            client.close()
+            return None
+        if not self._track(wrapped):
+            wrapped.close()
+            return None
+        return wrapped
 
     def _exchange(self, wire: Wire, upstream: Upstream, mode: ProxyMode, started: float) -> bool:
         """One request; True to keep the client connection for another."""

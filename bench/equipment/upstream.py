@@ -5,6 +5,7 @@ twice (the proxy must not make duplicates of its own)."""
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable
 
 from bench.equipment import tcp
@@ -23,8 +24,10 @@ class Upstream:
         track: Callable[[socket.socket], bool],
         untrack: Callable[[socket.socket], None],
         error: Callable[[str], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._addr = addr
+        self._tls = tls  # HTTPS to the server, verified
         self._timeout_s = timeout_s
         self._track = track
         self._untrack = untrack
@@ -40,7 +43,9 @@ class Upstream:
         if self._wire is None:
             try:
                 sock = socket.create_connection(self._addr, timeout=self._timeout_s)
-            except OSError as e:
+                if self._tls is not None:
+                    sock = self._tls.wrap_socket(sock, server_hostname=self._addr[0])
+            except OSError as e:  # ssl.SSLError is one
                 self._error(f"upstream connect: {e!r}")
                 return False, None, None, False
             if not self._track(sock):

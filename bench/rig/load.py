@@ -35,6 +35,9 @@ from bench.rig.model import (
 )
 from bench.rig.schema import _DUT_DEFAULTS, _IDENTITY, _SCHEMA, _SECTIONS
 from bench.rig.values import _KEY_SOURCES, _got, _key_from_sources, _read_section, _relative, _unknown, _with_defaults
+from bench.secret import Secret
+
+MIN_JWT_SECRET_BYTES = 32  # HS256 needs a 256-bit secret (RFC 7518, section 3.2), as the server's config says
 
 
 def _device_list_row(where: str, given: dict, base: Path) -> dict[str, Any]:
@@ -219,9 +222,74 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
         link=LinkConfig(**link),
         psu=PsuConfig(**psu),
         dut=_dut_profile(where, given["dut"], base, env, virtual),
-        server=ServerConfig(**_with_defaults("server", given["server"])),
-        sim=SimConfig(**{**sim, "state_dir": str(_relative(base, sim["state_dir"])) if sim["state_dir"] else ""}),
+        server=_server(where, given["server"], base, env),
+        sim=_sim(where, sim, base, env),
     )
+
+
+def _server(where: str, given: dict, base: Path, env: Mapping[str, str]) -> ServerConfig:
+    """[server], its files made absolute, its JWT secret read (never shown in an error)."""
+    values = _with_defaults("server", given)
+    for name in ("cert_file", "key_file"):
+        values[name] = _file(where, f"server.{name}", values[name], base)
+    if bool(values["cert_file"]) != bool(values["key_file"]):
+        raise RigError(where, "server.cert_file/key_file", "only one given; expected both (HTTPS) or neither")
+    secret = _jwt_secret(where, "server", values, base, env)
+    return ServerConfig(**values, jwt_secret=secret)
+
+
+def _sim(where: str, sim: dict, base: Path, env: Mapping[str, str]) -> SimConfig:
+    values = {**sim, "state_dir": str(_relative(base, sim["state_dir"])) if sim["state_dir"] else ""}
+    values["metrics_ca_file"] = _file(where, "sim.metrics_ca_file", values["metrics_ca_file"], base)
+    secret = _jwt_secret(where, "sim", values, base, env, prefix="metrics_")
+    return SimConfig(**values, metrics_jwt_secret=secret)
+
+
+def _file(where: str, key: str, name: str, base: Path) -> str:
+    """An existing file's absolute path ("" stays "")."""
+    if not name:
+        return ""
+    path = _relative(base, name)
+    if not path.is_file():
+        raise RigError(where, key, f"{path}: not found; expected a PEM file")
+    return str(path)
+
+
+def _jwt_secret(
+    where: str, section: str, values: dict, base: Path, env: Mapping[str, str], prefix: str = ""
+) -> Secret | None:
+    """A JWT secret from `<prefix>jwt_secret_file` (its first line) or `_env`; None if neither."""
+    file_key, env_key = f"{prefix}jwt_secret_file", f"{prefix}jwt_secret_env"
+    file, var = values[file_key], values[env_key]
+    if file and var:
+        raise RigError(where, f"{section}.{env_key}", f"given with {section}.{file_key}; expected one of them")
+    text: str | None = None
+    if var:
+        if var not in env:
+            raise RigError(
+                where, f"{section}.{env_key}", f"environment variable {var} is not set; expected a JWT secret"
+            )
+        text = env[var]
+    elif file:
+        path = _relative(base, file)
+        values[file_key] = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
+            raise RigError(
+                where, f"{section}.{file_key}", f"{path}: {why}; expected a file holding a JWT secret"
+            ) from None
+    if text is None:
+        return None
+    text = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(text.encode()) < MIN_JWT_SECRET_BYTES:
+        raise RigError(
+            where,
+            f"{section}.{file_key if file else env_key}",
+            f"a secret of {len(text.encode())} bytes; expected at least {MIN_JWT_SECRET_BYTES} (HS256)",
+        )
+    return Secret(text, f"{section}.jwt_secret")
 
 
 def load_rig(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Rig:

@@ -180,6 +180,14 @@ class ServerConfig:
     host: str
     port: int
     base_path: str
+    # The device tests' Metrics server (fixtures/metrics_server.py): HTTPS with this certificate
+    # chain and key (PEM) when both are given; a JWT secret (from a file or an environment
+    # variable) makes it require `Authorization: JWT` on every request
+    cert_file: str = ""
+    key_file: str = ""
+    jwt_secret_file: str = ""
+    jwt_secret_env: str = ""
+    jwt_secret: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,12 @@ class SimConfig:
     extended_as_time: bool
     extended_only: bool
     state_dir: str  # where the simulated device keeps NVM and RTC between runs ("" = a fresh device)
+    # direct mode's provisioning (bench/sim/metrics/uplink.py): the CA its HTTPS client trusts
+    # ("": the system's), its JWT secret from a file or an environment variable (none: no JWT)
+    metrics_ca_file: str = ""
+    metrics_jwt_secret_file: str = ""
+    metrics_jwt_secret_env: str = ""
+    metrics_jwt_secret: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +239,8 @@ class Rig:
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret in the rig, for `bench.secret.mask` over logs and reports."""
-        return (self.dut.secret_key,)
+        extra = (self.server.jwt_secret, self.sim.metrics_jwt_secret)
+        return (self.dut.secret_key, *(s for s in extra if s is not None))
 
     def describe(self) -> dict:
         """A JSON-safe summary for records and reports, secrets shown as ***."""

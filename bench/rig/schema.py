@@ -174,6 +174,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "host": _str("127.0.0.1", r"[^\s/]+", "a host name or IP address"),
         "port": _int(0, 0, 65535, "a TCP port (0 = ephemeral)"),
         "base_path": _str("/", r"/\S*", 'a URL path starting with "/"'),
+        "cert_file": _any_str(""),
+        "key_file": _any_str(""),
+        "jwt_secret_file": _any_str(""),
+        "jwt_secret_env": _str("", r"([A-Za-z_][A-Za-z0-9_]*)?", "an environment variable name"),
     },
     "sim": {
         "faults": _strlist(r"\S+", "a list of fault names"),
@@ -195,6 +199,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "extended_as_time": _bool(False),
         "extended_only": _bool(False),
         "state_dir": _any_str(""),
+        "metrics_ca_file": _any_str(""),
+        "metrics_jwt_secret_file": _any_str(""),
+        "metrics_jwt_secret_env": _str("", r"([A-Za-z_][A-Za-z0-9_]*)?", "an environment variable name"),
     },
 }
 assert tuple(_SCHEMA) == SECTIONS

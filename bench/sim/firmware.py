@@ -68,6 +68,7 @@ class Firmware(Persistence, ProvisioningCommand, TokenEntry, MetricsCommands):
             device_format(config.metrics_sample_s),
             clock,
             faults=self.faults,
+            uplink=config.metrics_uplink,
         )
 
     # -- boot ---------------------------------------------------------------------------------

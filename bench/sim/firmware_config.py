@@ -5,11 +5,12 @@ simulator's options; tests build their own."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.sim.capabilities import validate_hidden
 from bench.sim.faults import NO_FAULTS, Fault, FaultSet, validate
 from bench.sim.metrics.settings import MetricsSettings
+from bench.sim.metrics.uplink import Uplink
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class FirmwareConfig:
     metrics_request_rows: int = 64  # rows per request at most
     metrics_reply_timeout_s: float = 10.0  # direct mode: no reply within this is a failed session
     metrics_first_row_at_start: bool = False  # a row when logging starts (else one sample_s later)
+    # direct mode's HTTPS trust anchor and JWT secret (bench/sim/metrics/uplink.py): provisioned
+    # with the build, never over the UART
+    metrics_uplink: Uplink = field(default_factory=Uplink)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", FaultSet(validate(self.faults)))  # names -> Fault; unknown: ValueError

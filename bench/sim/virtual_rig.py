@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from bench.sim.faults import Fault, validate
 from bench.sim.firmware import Firmware
 from bench.sim.firmware_config import FirmwareConfig
 from bench.sim.hdk_firmware import HdkFirmware
+from bench.sim.metrics.uplink import Uplink, read_jwt_secret
 from bench.sim.nvstate import RecordStore
 from bench.sim.psu.server import ScpiServer
 from bench.sim.psu.supply import SimulatedSupply
@@ -52,6 +54,10 @@ BUILD_OPTIONS = (
     "metrics_encoding",
     "metrics_reply_timeout_s",
 )
+# Direct mode's HTTPS and JWT provisioning (bench/sim/metrics/uplink.py): the CA file, and where
+# the JWT secret is (a file, or an environment variable of this process): the options are a
+# command-line argument, so they never hold the secret itself.
+UPLINK_OPTIONS = ("metrics_ca_file", "metrics_jwt_secret_file", "metrics_jwt_secret_env")
 # The token choices only the reference firmware's decoder can be built to make (docs/tokens.md
 # "Where a device may choose").
 REFERENCE_CHOICES = ("sync_keeps_higher_count", "extended_as_time", "extended_only")
@@ -91,19 +97,37 @@ class SimOptions:
         """The options as the bench gives them (one flat mapping, BUILD_OPTIONS among them);
         ValueError naming the option that does not fit."""
         rig_fields = {f.name for f in fields(cls)} - {"build"}
-        unknown = set(options) - rig_fields - set(BUILD_OPTIONS)
+        unknown = set(options) - rig_fields - set(BUILD_OPTIONS) - set(UPLINK_OPTIONS)
         if unknown:
             raise ValueError(f"unknown simulator option(s): {', '.join(sorted(unknown))}")
         validate(options.get("faults", ()))  # the faults, then the firmware, then the rest of the build
         check_firmware(
             options.get("firmware", "reference"), options.get("hdk_fixed", False), options.get("hide_capabilities", ())
         )
-        build = replace(DEFAULT_BUILD, **{k: v for k, v in options.items() if k in BUILD_OPTIONS})
+        build = replace(
+            DEFAULT_BUILD,
+            **{k: v for k, v in options.items() if k in BUILD_OPTIONS},
+            metrics_uplink=uplink_from(options),
+        )
         return cls(**{k: v for k, v in options.items() if k in rig_fields}, build=build)
 
     @classmethod
     def from_json(cls, text: str) -> SimOptions:
         return cls.from_dict(json.loads(text))
+
+
+def uplink_from(options: Mapping[str, Any]) -> Uplink:
+    """The build's Uplink from the options (ValueError naming what does not fit, never the secret)."""
+    file, var = options.get("metrics_jwt_secret_file", ""), options.get("metrics_jwt_secret_env", "")
+    if file and var:
+        raise ValueError("metrics_jwt_secret_file and metrics_jwt_secret_env: expected one of them")
+    if var and var not in os.environ:
+        raise ValueError(f"metrics_jwt_secret_env: environment variable {var} is not set")
+    try:
+        secret = read_jwt_secret(file, os.environ[var] if var else None)
+    except OSError as e:
+        raise ValueError(f"metrics_jwt_secret_file: {file}: unreadable ({type(e).__name__})") from None
+    return Uplink(options.get("metrics_ca_file", ""), secret)
 
 
 def check_firmware(firmware: str, hdk_fixed: bool, hide_capabilities: Collection[str]) -> None:

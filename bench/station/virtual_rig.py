@@ -114,4 +114,8 @@ def sim_options(rig: Rig, state_dir: str) -> dict:
         "sync_keeps_higher_count": s.sync_keeps_higher_count,
         "extended_as_time": s.extended_as_time,
         "extended_only": s.extended_only,
+        # where the build's HTTPS CA and JWT secret are, never the secret: options are a command line
+        "metrics_ca_file": s.metrics_ca_file,
+        "metrics_jwt_secret_file": s.metrics_jwt_secret_file,
+        "metrics_jwt_secret_env": s.metrics_jwt_secret_env,
     }

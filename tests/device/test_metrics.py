@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench.equipment.fault_proxy import FaultProxy, ProxiedExchange, ProxyMode
+from bench.equipment.fault_proxy import ProxiedExchange, ProxyMode
 from bench.fixtures.dut import skip_not_covered
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.keys import REQUEST_LONG_TO_SHORT
@@ -558,7 +558,8 @@ def test_metrics_follows_base_url(metrics_dut, power_cycle):
     (`metrics_settings`)."""
     m = metrics_dut
     wait_rows(m, 1)
-    with FaultProxy(m.server.url, stall_s=m.proxy.stall_s) as moved:
+    assert m.new_proxy is not None
+    with m.new_proxy() as moved:
         m.server.announce_base_url(moved.base_url)
 
         def delivered_there() -> list[ProxiedExchange]:

@@ -1,5 +1,6 @@
 """The simulator stands where hardware stands: bench/sim imports the standard library, openpaygo,
-cbor2, bench.openpaygo and itself, never the host side (bench.dut, bench.power, bench.station,
+cbor2, jwt (the modem's JWT signing), bench.openpaygo, bench.secret (a secret that prints as ***)
+and itself, never the host side (bench.dut, bench.power, bench.station,
 bench.rig, bench.fixtures, ...) that it is there to test (docs/simulator.md)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import bench.sim
 
 SIM = Path(bench.sim.__file__).parent
-ALLOWED = ("openpaygo", "cbor2", "bench.openpaygo", "bench.sim")
+ALLOWED = ("openpaygo", "cbor2", "jwt", "bench.openpaygo", "bench.secret", "bench.sim")
 
 
 def _imports(path: Path) -> set[str]:

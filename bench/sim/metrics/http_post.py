@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_REPLY_BYTES = 65536
@@ -22,15 +23,24 @@ class HttpResult:
     error: str | None = None  # refused | timeout | dropped | tls | network
 
 
-def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResult:
-    """POST body to <url>/dd; the answer, or what went wrong as one word."""
+def post(
+    url: str,
+    body: bytes,
+    content_type: str,
+    timeout_s: float,
+    *,
+    tls: ssl.SSLContext | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpResult:
+    """POST body to <url>/dd; the answer, or what went wrong as one word. HTTPS verifies the
+    server with `tls` (default: the system's CAs); `headers` adds e.g. Authorization."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path.rstrip("/") + "/dd"
     host = parts.hostname or ""  # a URL without a host fails to connect, as a device's would
     try:
         if parts.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, parts.port, timeout=timeout_s, context=ssl.create_default_context()
+                host, parts.port, timeout=timeout_s, context=tls or ssl.create_default_context()
             )
         else:
             conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
@@ -39,7 +49,12 @@ def post(url: str, body: bytes, content_type: str, timeout_s: float) -> HttpResu
                 "POST",
                 path,
                 body=body,
-                headers={"Content-Type": content_type, "Connection": "close", "User-Agent": USER_AGENT},
+                headers={
+                    **(headers or {}),
+                    "Content-Type": content_type,
+                    "Connection": "close",
+                    "User-Agent": USER_AGENT,
+                },
             )
             resp = conn.getresponse()
             data = resp.read(MAX_REPLY_BYTES)

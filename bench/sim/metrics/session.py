@@ -28,6 +28,9 @@ from bench.sim.metrics.payload import (
 )
 from bench.sim.metrics.port import DevicePort
 from bench.sim.metrics.settings import MetricsSettings, valid_base_url
+from bench.sim.metrics.uplink import Uplink
+
+NO_UPLINK = Uplink()
 
 
 @dataclass
@@ -80,8 +83,10 @@ class MetricsSession:
         sampler: Callable[[float, bool], sensors.Reading] = sensors.sample,
         *,
         faults: frozenset[Fault] = NO_FAULTS,
+        uplink: Uplink = NO_UPLINK,
     ) -> None:
         self.port = port
+        self.uplink = uplink
         self.faults = FaultSet(faults)
         self.settings = settings
         self.format = dict(data_format)
@@ -210,7 +215,13 @@ class MetricsSession:
             self._event("metrics_sent", **fields)
             threading.Thread(
                 target=self._http,
-                args=(inf.seq, self.port.base_url, inf.request, s.reply_timeout_s),
+                args=(
+                    inf.seq,
+                    self.port.base_url,
+                    inf.request,
+                    s.reply_timeout_s,
+                    self.uplink.headers(self.port.serial),
+                ),
                 name="sim-metrics-http",
                 daemon=True,
             ).start()
@@ -224,9 +235,15 @@ class MetricsSession:
         an rc guard lets sessions come as often as the period says."""
         return self.port.auth == "ta"
 
-    def _http(self, seq: int, url: str, request: Request, timeout_s: float) -> None:
+    def _http(self, seq: int, url: str, request: Request, timeout_s: float, headers: dict[str, str]) -> None:
         """The modem: runs on its own thread and touches nothing but the result queue."""
-        self._results.put(replace(post(url, request.body, request.content_type, timeout_s), seq=seq))
+        try:
+            result = post(
+                url, request.body, request.content_type, timeout_s, tls=self.uplink.tls_context, headers=headers
+            )
+        except Exception:  # noqa: BLE001 - a modem that fails says so in one word, never with its secret
+            result = HttpResult(0, error="network")
+        self._results.put(replace(result, seq=seq))
 
     def _new_request(self, now: float, via: str, ts: int) -> InFlight:
         s = self.settings
