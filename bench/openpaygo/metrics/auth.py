@@ -28,7 +28,7 @@ from typing import Any
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
 
 try:  # SipHash-2-4 in C; the pure-Python reference below is the fallback (same values)
-    from siphash24 import siphash24 as _c_siphash24
+    from siphash24 import siphash24 as _c_siphash24  # type: ignore[import-not-found]  # no stubs
 except ImportError:  # pragma: no cover - an install without the C extension
     _c_siphash24 = None
 
