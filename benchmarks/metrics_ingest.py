@@ -2,10 +2,14 @@
 
 Why it exists: a bench server must never be the bottleneck of a test, and it commits every
 request durably (SQLite WAL, synchronous=FULL) before answering. This posts signed (ra) condensed
-sessions to the real server on loopback (waitress, keep-alive connections), one client and four
-in parallel, and sets beside it, in the same run on the same request bodies, the in-process cost
+sessions to the real server on loopback (waitress, keep-alive connections) from 1, 4 and 16
+clients, and sets beside it, in the same run on the same request bodies, the in-process cost
 of parsing and verifying them: with the bench's codec, and with openpaygo's MetricsResponseHandler
 (parse + is_auth_valid + get_simple_metrics), the reference a server would otherwise use.
+
+Each client is its own process (a device is its own machine): the load generator's Python does
+not share the server's interpreter lock, so the rate is the server's. The SipHash in use (C or
+pure Python, bench.openpaygo.metrics.auth.SIPHASH_IMPL) is printed.
 
     python benchmarks/metrics_ingest.py [--n 400]
 """
@@ -14,19 +18,20 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from metrics_session import FORMAT_JSON, KEY, STARTING_CODE, session_format, session_request  # noqa: E402
 from openpaygo import MetricsResponseHandler  # noqa: E402
 
-from bench.openpaygo.metrics.auth import verify_request  # noqa: E402
+from bench.openpaygo.metrics.auth import SIPHASH_IMPL, verify_request  # noqa: E402
 from bench.openpaygo.metrics.codec import parse_body  # noqa: E402
 from bench.openpaygo.metrics.condense import BuiltRequest, build_request  # noqa: E402
 from bench.server.app import create_app  # noqa: E402
@@ -35,7 +40,7 @@ from bench.server.devices import Device, DeviceRegistry  # noqa: E402
 from bench.server.serve import start  # noqa: E402
 from bench.server.store import Store  # noqa: E402
 
-CLIENTS = 4
+CLIENTS = (1, 4, 16)
 
 
 def bodies(serial: str, n: int, fid: int, t0: int) -> list[BuiltRequest]:
@@ -75,6 +80,32 @@ def post_all(port: int, reqs: list[BuiltRequest], lat: list[float]) -> None:
     conn.close()
 
 
+def client(port: int, reqs: list[BuiltRequest], go: Any, out: Any) -> None:
+    """One device in its own process: wait for the start, post every body, report
+    (start, end, latencies) on perf_counter, a clock all processes of this machine share."""
+    lat: list[float] = []
+    go.wait()
+    t = time.perf_counter()
+    post_all(port, reqs, lat)
+    out.put((t, time.perf_counter(), lat))
+
+
+def run_clients(port: int, per_client: list[list[BuiltRequest]]) -> tuple[list[float], float]:
+    """All latencies and the wall time from the first client's start to the last one's end."""
+    ctx = multiprocessing.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=client, args=(port, reqs, go, out)) for reqs in per_client]
+    for p in procs:
+        p.start()
+    go.set()
+    got = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join()
+    if any(p.exitcode for p in procs):
+        raise RuntimeError("a client failed")
+    return [x for _, _, lat in got for x in lat], max(e for _, e, _ in got) - min(s for s, _, _ in got)
+
+
 def row(name: str, lat: list[float], wall: float, ref: float | None) -> str:
     q = statistics.quantiles(lat, n=100)
     rate = len(lat) / wall
@@ -91,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "ingest.db")
         fid = store.add_data_format(session_format())
-        serials = [f"BENCH{i}" for i in range(CLIENTS + 1)]
+        serials = [f"BENCH{i}" for i in range(sum(CLIENTS) + 1)]
         registry = DeviceRegistry([Device(s, KEY, STARTING_CODE) for s in serials], store)
         reqs = {s: bodies(s, n, fid, t0) for s in serials}
         lib_fmt = {**FORMAT_JSON, "id": fid}
@@ -117,30 +148,15 @@ def main() -> None:
             lat.append(time.perf_counter() - t)
         lines.append(row("bench codec parse+verify+expand", lat, time.perf_counter() - start_t, ref))
 
-        server = start(create_app(MetricsServerConfig(), store, registry), threads=CLIENTS)
+        server = start(create_app(MetricsServerConfig(), store, registry), threads=max(CLIENTS))
         try:
-            lat = []
-            start_t = time.perf_counter()
-            post_all(server.port, reqs[serials[0]], lat)
-            lines.append(row("HTTP loopback, stored durably, 1 client", lat, time.perf_counter() - start_t, ref))
-            lats: list[list[float]] = [[] for _ in range(CLIENTS)]
-            threads = [
-                threading.Thread(target=post_all, args=(server.port, reqs[s], lats[i]))
-                for i, s in enumerate(serials[1:])
-            ]
-            start_t = time.perf_counter()
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            lines.append(
-                row(
-                    f"HTTP loopback, stored durably, {CLIENTS} clients",
-                    sum(lats, []),
-                    time.perf_counter() - start_t,
-                    ref,
-                )
-            )
+            first = 1
+            for clients in CLIENTS:
+                group = serials[first : first + clients]
+                first += clients
+                lat, wall = run_clients(server.port, [reqs[s] for s in group])
+                what = f"{clients} client{'s' if clients > 1 else ''}"
+                lines.append(row(f"HTTP loopback, stored durably, {what}", lat, wall, ref))
         finally:
             server.stop()
             stored = len(store.requests())
@@ -149,7 +165,7 @@ def main() -> None:
     print("\n".join(lines))
     print(
         f"\nrequest: the spec's hourly session, condensed JSON, ra-signed ({len(reqs[serials[0]][0].body)} bytes); "
-        f"{stored} rows stored"
+        f"{stored} rows stored; SipHash: {SIPHASH_IMPL}; each client its own process"
     )
 
 

@@ -365,7 +365,12 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the connection: one statement or unit of work at a time
+        self._commit_lock = threading.Lock()  # one COMMIT at a time (group commit: `transaction`)
+        self._batch = 1  # the batch new work goes into
+        self._committed = 0  # the last batch committed (or failed)
+        self._batch_open = False
+        self._failed: dict[int, BaseException] = {}
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -386,7 +391,10 @@ class Store:
             tx._set_refused_totals(int(rows), int(total))
 
     def close(self) -> None:
-        with self._lock:
+        with self._commit_lock, self._lock:
+            if self._batch_open:  # a unit of work not yet waited for (none, once every caller returned)
+                self._conn.execute("COMMIT")
+                self._batch_open = False
             self._conn.close()
 
     def __enter__(self) -> Store:
@@ -397,15 +405,53 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back whole on any exception."""
+        """One unit of work, all or nothing (a SAVEPOINT, rolled back whole on any exception),
+        durable when this returns: it is committed (fsync) before the caller answers.
+
+        Group commit: the work goes into the batch that is open (BEGIN IMMEDIATE), and one
+        COMMIT makes the whole batch durable. While one thread's COMMIT waits on the disk, the
+        others queue their work into the next batch, so concurrent requests share one fsync
+        instead of waiting for one each; none returns before the batch holding its work is
+        committed, and if that COMMIT fails, every transaction in the batch raises."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not self._batch_open:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._batch_open = True
+            self._conn.execute("SAVEPOINT tx")
             try:
                 yield Tx(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as e:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK TO tx")
+                    self._conn.execute("RELEASE tx")
+                else:  # SQLite rolled the whole batch back (disk full, I/O error): it is lost
+                    self._failed[self._batch] = e
+                    self._batch, self._batch_open = self._batch + 1, False
                 raise
-            self._conn.execute("COMMIT")
+            self._conn.execute("RELEASE tx")
+            batch = self._batch
+        self._durable(batch)
+
+    def _durable(self, batch: int) -> None:
+        """Return once batch `batch` is committed: commit it unless another thread did."""
+        with self._commit_lock:
+            if self._committed < batch:
+                with self._lock:
+                    current, self._batch = self._batch, self._batch + 1
+                    try:
+                        if self._batch_open:
+                            self._conn.execute("COMMIT")
+                    except BaseException as e:
+                        if self._conn.in_transaction:
+                            self._conn.execute("ROLLBACK")
+                        self._failed[current] = e
+                    self._batch_open = False
+                    self._committed = current
+                    for old in [b for b in self._failed if b < current - 1000]:
+                        del self._failed[old]  # long answered
+            failed = self._failed.get(batch)
+        if failed is not None:
+            raise sqlite3.OperationalError(f"the store could not commit: {failed}") from failed
 
     # -- single-transaction helpers ------------------------------------------------------------
     def record(self, rec: RequestRecord, quota: RefusalQuota = DEFAULT_REFUSAL_QUOTA) -> int:

@@ -1,7 +1,10 @@
 """OpenPAYGO Metrics payload signatures (`a`): sa, ta, ca, da, ra on requests, da on replies.
 
-The hash is openpaygo's own SipHash-2-4 (`OpenPAYGOMetricsShared.generate_hash_string`) keyed
-with the device's 16-byte token key. Signing follows the reference implementation byte for byte
+The hash is SipHash-2-4 keyed with the device's 16-byte token key, as openpaygo computes it
+(`OpenPAYGOMetricsShared.generate_hash_string`: the 64-bit value of the little-endian digest).
+`siphash64` runs it in C (the `siphash24` package) when that imports, else openpaygo's pure
+Python: an `ra` request is 30-odd hashes, most of the server's time per request in pure Python
+(benchmarks/metrics_ingest.py); a self-test holds both to the same values. Signing follows the reference implementation byte for byte
 (docs/metrics.md "Authentication"):
 lowercase hex with NO zero padding, strings built from Python str() and compact JSON, fields left
 out when falsy, `ra` chaining the unpadded hex of each step.
@@ -23,6 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from openpaygo.metrics_shared import OpenPAYGOMetricsShared
+
+try:  # SipHash-2-4 in C; the pure-Python reference below is the fallback (same values)
+    from siphash24 import siphash24 as _c_siphash24  # type: ignore[import-not-found]  # no stubs
+except ImportError:  # pragma: no cover - an install without the C extension
+    _c_siphash24 = None
 
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.wire import canonical_json
@@ -83,9 +91,27 @@ def _key_hex(key: Secret | str) -> str:
     return raw
 
 
-def siphash64(key: Secret | str, message: str) -> int:
-    """SipHash-2-4 of the UTF-8 message, computed by openpaygo (as an int: padding is ours)."""
+SIPHASH_IMPL = "C (siphash24)" if _c_siphash24 is not None else "pure Python (openpaygo)"
+_KEY_BYTES: dict[str, bytes] = {}  # hex key -> its 16 bytes (the registry holds few keys)
+
+
+def siphash64_reference(key: Secret | str, message: str) -> int:
+    """SipHash-2-4 of the UTF-8 message, computed by openpaygo's pure Python (as an int)."""
     return int(OpenPAYGOMetricsShared.generate_hash_string(message, _key_hex(key)), 16)
+
+
+def siphash64(key: Secret | str, message: str) -> int:
+    """SipHash-2-4 of the UTF-8 message as openpaygo computes it (as an int: padding is ours);
+    in C when `siphash24` is installed (`SIPHASH_IMPL` says which)."""
+    if _c_siphash24 is None:  # pragma: no cover - an install without the C extension
+        return siphash64_reference(key, message)
+    raw = key.reveal() if isinstance(key, Secret) else key
+    kb = _KEY_BYTES.get(raw) if isinstance(raw, str) else None
+    if kb is None:
+        kb = bytes.fromhex(_key_hex(key))
+        if len(_KEY_BYTES) < 4096:
+            _KEY_BYTES[raw] = kb
+    return int.from_bytes(_c_siphash24(message.encode("utf-8"), key=kb).digest(), "little")
 
 
 def hex_of(value: int, pad: bool = False) -> str:
@@ -112,12 +138,16 @@ def _parts(f: SignedFields, raw: bool) -> tuple[str, str, str | None, str | None
     hd = None
     rows: list[str] = []
     if f.historical_data is not MISSING:
-        hd = r.historical_data if r is not None and r.historical_data is not None else canonical_json(f.historical_data)
+        own_rows = None
         if isinstance(f.historical_data, list):
             if r is not None and r.rows is not None and len(r.rows) == len(f.historical_data):
                 rows = list(r.rows)
             else:
-                rows = [canonical_json(row) for row in f.historical_data]
+                rows = own_rows = [canonical_json(row) for row in f.historical_data]
+        if r is not None and r.historical_data is not None:
+            hd = r.historical_data
+        else:  # a list's compact JSON is its items' joined by "," (what json.dumps writes)
+            hd = "[" + ",".join(own_rows) + "]" if own_rows is not None else canonical_json(f.historical_data)
     return ts, rc, data, hd, rows
 
 

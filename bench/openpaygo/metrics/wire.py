@@ -92,13 +92,6 @@ class _Dup(ValueError):
         self.key = key
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of the float range")
-    return value
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259)")
 
@@ -119,15 +112,50 @@ def _unpaired(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def _clean(value: Any, limit: int) -> bool:
+    """True if `_refusal_at` would find nothing: the same checks without building a path for
+    every value (a request is hundreds of values; the refusal's path is made only when needed)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        t = type(v)
+        if t is not list and t is not dict:
+            if (t is float and not math.isfinite(v)) or (t is str and _unpaired(v)):
+                return False
+            continue
+        if depth > limit:
+            return False
+        if t is dict:
+            for k in v:
+                if _unpaired(k):
+                    return False
+            v = v.values()
+        for c in v:
+            tc = type(c)
+            if tc is float:
+                if not math.isfinite(c):
+                    return False
+            elif tc is str:
+                if _unpaired(c):
+                    return False
+            elif tc is list or tc is dict:
+                stack.append((c, depth + 1))
+    return True
+
+
 def _refusal_at(value: Any, limit: int) -> MetricsError | None:
-    """The first container nested deeper than `limit`, or string holding an unpaired surrogate,
-    as a refusal naming its path; None if there is none (iterative: the value may be up to the
-    parser's own recursion limit deep)."""
+    """The first container nested deeper than `limit`, string holding an unpaired surrogate, or
+    number beyond the float range, as a refusal naming its path; None if there is none
+    (iterative: the value may be up to the parser's own recursion limit deep)."""
+    if _clean(value, limit):
+        return None
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         v, depth, where = stack.pop()
         if isinstance(v, str) and _unpaired(v):
             return MetricsError("bad_json", _SURROGATE_MESSAGE, where or "$")
+        if isinstance(v, float) and not math.isfinite(v):
+            return MetricsError("bad_json", "a number out of the float range", where or "$")
         if isinstance(v, (list, dict)):
             if depth > limit:
                 return MetricsError("too_deep", f"nesting deeper than {limit} levels", (where or "$")[:60] + "...")
@@ -150,9 +178,8 @@ def decode_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     if text.startswith("\ufeff"):
         raise MetricsError("bad_json", "a byte order mark is not allowed in JSON (RFC 8259, section 8.1)", "byte 0")
     try:
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_float=_finite_float, parse_constant=_reject_constant
-        )
+        # numbers beyond the float range parse as infinities: `_refusal_at` refuses them
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except RecursionError:
         raise MetricsError("too_deep", f"nesting deeper than {max_depth} levels", "") from None
     except _Dup as e:
@@ -263,11 +290,26 @@ def decode(body: bytes, encoding: Encoding, max_bytes: int = MAX_BODY_BYTES, max
 # -- encoding -------------------------------------------------------------------------------
 
 
+# json.dumps(separators=(",", ":")) builds an encoder per call; an `ra` request is 30-odd calls.
+# This is the C encoder json.dumps itself uses, made once: the same text (no circular-reference
+# check: every value here comes from a decoded body or the bench's own plain values).
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_COMPACT = (
+    _c_make_encoder(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
 def canonical_json(value: Any) -> str:
     """The compact JSON a signature is computed over: exactly Python's
     json.dumps(separators=(",", ":")) as the reference implementation does ("Re-dumped JSON" in
     docs/metrics.md)."""
-    return json.dumps(value, separators=(",", ":"))
+    if _COMPACT is None:  # pragma: no cover - a Python without the json C speedups
+        return json.dumps(value, separators=(",", ":"))
+    return "".join(_COMPACT(value, 0))
 
 
 def encode(value: Any, encoding: Encoding) -> bytes:
