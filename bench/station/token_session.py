@@ -19,7 +19,7 @@ from typing import Protocol
 
 from bench.dut.adapter import DeviceAdapter, DeviceStatus, TokenOutcome
 from bench.openpaygo.model import DeviceModel, ModelState, Prediction
-from bench.openpaygo.tokens import Token
+from bench.openpaygo.tokens import Token, TokenKind
 from bench.timeout import sleep_for
 
 # Credit is compared in seconds: the DUT's clock reads whole seconds and some time passes between
@@ -90,6 +90,7 @@ class Entry:
     before: DeviceModel  # the model had the entry not reached the DUT
     after: DeviceModel  # the model had the DUT done what it predicted
     ledger_id: int
+    at: int = 0  # model time when it was sent (the model's "now" for it)
 
 
 def code_of(token: Token | str) -> str:
@@ -110,6 +111,11 @@ class TokenSession:
         self.clock = clock or ModelClock()
         self.recorder: Recorder = recorder or NullRecorder()
         self.lock_wait_s = lock_wait_s  # the longest real-clock wait for a lockout (rig dut.lockout_wait_budget_s)
+        # A token that starts the credit from "now" (a SET; an ADD to expired credit) may read the
+        # device's clock anywhere between its entry and its reply; the model reads it at the entry.
+        # A reply that took seconds (a decode near the top of a 65535 count) leaves the credit
+        # end that much undecided: this widens the credit tolerance until the next such token.
+        self.credit_slack_s = 0
 
     @property
     def model(self) -> DeviceModel:
@@ -203,14 +209,19 @@ class TokenSession:
         """Predict the entry and write it ahead; the model moves to the predicted state."""
         code = code_of(token)
         before = self._model.copy()
-        predicted = self._model.enter(code, self.now())
+        at = self.now()
+        predicted = self._model.enter(code, at)
         ledger_id = self.recorder.begin(
             code, token if isinstance(token, Token) else None, predicted, before.snapshot(), self._model.snapshot()
         )
-        return Entry(code, token if isinstance(token, Token) else None, predicted, before, self._model, ledger_id)
+        return Entry(code, token if isinstance(token, Token) else None, predicted, before, self._model, ledger_id, at)
 
     def finish(self, entry: Entry, outcome: TokenOutcome) -> Checked:
         """The DUT's reply to an entry begun: recorded, with whether it is the model's."""
+        p, before = entry.predicted, entry.before
+        from_now = p.kind is TokenKind.SET_TIME or (p.kind is TokenKind.ADD_TIME and before.active_until <= entry.at)
+        if p.outcome == "accepted" and from_now:
+            self.credit_slack_s = max(0, self.now() - entry.at - 1)  # (a second's turn is in the tolerance)
         problems = self.outcome_differences(entry.code, entry.predicted, outcome)
         self.recorder.end(entry.ledger_id, outcome, self._model.snapshot(), not problems, "; ".join(problems) or None)
         return Checked(outcome, entry.predicted)
@@ -262,10 +273,11 @@ class TokenSession:
             )
         if p.outcome == "accepted" and o.seconds_left is not None and not self._model.payg_disabled:
             want_left = self._model.seconds_left(self.now())
-            if abs(o.seconds_left - want_left) > SECONDS_LEFT_TOLERANCE:
+            tolerance = SECONDS_LEFT_TOLERANCE + self.credit_slack_s
+            if abs(o.seconds_left - want_left) > tolerance:
                 out.append(
                     f"token {code}: the DUT's reply says {o.seconds_left} s of credit left, the model "
-                    f"{want_left:.0f} s (tolerance {SECONDS_LEFT_TOLERANCE} s)"
+                    f"{want_left:.0f} s (tolerance {tolerance} s)"
                 )
         return out
 
@@ -299,19 +311,30 @@ class TokenSession:
     def check_status(self, context: str = "") -> DeviceStatus:
         """Assert the DUT's PAYG state, credit, count and lockout are the model's."""
         status = self.dut.status()
-        differences = status_differences(status, self._model, self.now())
+        differences = self.status_problems(status)
         assert not differences, (context + ": " if context else "") + "; ".join(differences)
         return status
 
     def check_streak(self, context: str = "") -> DeviceStatus:
         """check_status, plus the DUT's invalid-token streak against the model's (if reported)."""
         status = self.dut.status()
-        differences = status_differences(status, self._model, self.now(), streak=True)
+        differences = self.status_problems(status, streak=True)
         assert not differences, (context + ": " if context else "") + "; ".join(differences)
         return status
 
+    def status_problems(self, status: DeviceStatus, streak: bool = False) -> list[str]:
+        """status_differences against the model now, with the credit tolerance this session's
+        last entries leave (`credit_slack_s`)."""
+        return status_differences(status, self._model, self.now(), streak, SECONDS_LEFT_TOLERANCE + self.credit_slack_s)
 
-def status_differences(status: DeviceStatus, m: DeviceModel, now: int, streak: bool = False) -> list[str]:
+
+def status_differences(
+    status: DeviceStatus,
+    m: DeviceModel,
+    now: int,
+    streak: bool = False,
+    credit_tolerance: float = SECONDS_LEFT_TOLERANCE,
+) -> list[str]:
     """How the DUT's reported status differs from the model's state at model time `now` (empty:
     it matches): count, lockout, PAYG state, credit (within SECONDS_LEFT_TOLERANCE) and, with
     `streak`, the invalid-token streak. Fields the DUT does not report are not compared."""
@@ -332,10 +355,10 @@ def status_differences(status: DeviceStatus, m: DeviceModel, now: int, streak: b
             f"DUT PAYG state {status.payg}, model: {want_payg}"
             + (f" with {want_left:.0f} s of credit left" if want_payg == "active" else "")
         )
-    elif not m.payg_disabled and abs(status.seconds_left - want_left) > SECONDS_LEFT_TOLERANCE:
+    elif not m.payg_disabled and abs(status.seconds_left - want_left) > credit_tolerance:
         out.append(
             f"DUT has {status.seconds_left} s of credit left, the model {want_left:.0f} s "
-            f"(tolerance {SECONDS_LEFT_TOLERANCE} s)"
+            f"(tolerance {credit_tolerance:g} s)"
         )
     if streak and status.invalid_streak is not None and status.invalid_streak != m.invalid_streak:
         out.append(f"DUT counts {status.invalid_streak} consecutive invalid tokens, the model {m.invalid_streak}")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.openpaygo.tokens import TokenGenerator, TokenKind
-from bench.station.token_session import LOCK_MARGIN_S, TokenSession, status_differences
+from bench.station.token_session import LOCK_MARGIN_S, TokenSession
 from bench.timeout import sleep_for
 from bench.walk.steps import Step
 
@@ -135,7 +135,7 @@ class WalkExecutor:
             s.advance(step.seconds, on_tick=True)
             problems = []
         if not problems:
-            problems = status_differences(s.dut.status(), s.model, s.now(), streak=True)
+            problems = s.status_problems(s.dut.status(), streak=True)
         return StepResult(step, *result, tuple(problems))
 
     # -- what the generator needs to know -----------------------------------------------------
