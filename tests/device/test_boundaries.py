@@ -350,6 +350,8 @@ def test_credit_end_years_in_the_past(token_session, tokens, power_cycle):
     "lockout_not_persisted",
     "rtc_lost_on_power_loss",
     "streak_stored_3_bits",
+    "streak_saved_late",
+    "lock_end_saved_late",
 )
 def test_invalid_streak_at_its_cap(request, token_session, tokens, lockout, power_cycle):
     """The invalid streak at its cap (the profile's `dut.lockout_max_streak`, reference 11): invalid

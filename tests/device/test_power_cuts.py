@@ -305,6 +305,7 @@ class Run:
     "state_not_ab_crc",
     "streak_saved_late",
     "lock_end_saved_late",
+    "leading_zero_dropped",
 )
 @pytest.mark.needs("token", "status")
 @pytest.mark.time_limit(cycles="power_cut_cycles")

@@ -60,7 +60,9 @@ def test_jump_window_edges(token_session, tokens):
     assert s.model.last_count == tokens.count
 
 
-@pytest.mark.catches("parity_before_special", "unbounded_jump", "leading_zero_dropped", "sync_keeps_stale_mask")
+@pytest.mark.catches(
+    "parity_before_special", "unbounded_jump", "leading_zero_dropped", "sync_keeps_stale_mask", "reused_token_accepted"
+)
 def test_counter_sync_window_edges(token_session, tokens):
     """docs/tokens.md "Windows", COUNTER_SYNC (999): last-64 < count <= last+100. last+101 is invalid, last+100
     is accepted; then below the new count N a sync at the oldest even count inside the window is

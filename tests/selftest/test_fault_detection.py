@@ -37,9 +37,17 @@ from tests.selftest.device_suite import (
     start_detection_runs,
 )
 
-# Faults no test can show on a device without factory reset: their only tests provision the DUT
-# themselves (another time divider; the provisioning reply).
-NOT_APPLICABLE_WITHOUT_RESET = {"time_divider_ignored", "key_echoed", "key_echoed_base64", "key_echoed_decimal"}
+# Faults no test can show on a device without factory reset and rtc_set: their only tests provision
+# the DUT themselves (another time divider; the provisioning reply; a count at the top of its range)
+# or set its clock past lockouts (the streak at its cap).
+NOT_APPLICABLE_WITHOUT_RESET = {
+    "time_divider_ignored",
+    "key_echoed",
+    "key_echoed_base64",
+    "key_echoed_decimal",
+    "count_wraps_u16",
+    "streak_stored_3_bits",
+}
 
 
 @pytest.fixture(scope="module")
