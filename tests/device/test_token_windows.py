@@ -48,7 +48,7 @@ def test_u2d_older_add_refused_after_set(token_session, tokens):
 def test_jump_window_edges(token_session, tokens):
     """docs/tokens.md "Windows": a token may be at most MAX_TOKEN_JUMP = 64 counts above the last one
     (maintainer, OpenPAYGO-HW #11; not the PDF's 30): last+65 is invalid, last+64 is accepted,
-    and again from the new count."""
+    and again from the new count; then the reserved values 996 and 997 just above it."""
     s = token_session
     for _ in range(2):
         last = s.model.last_count
@@ -57,6 +57,13 @@ def test_jump_window_edges(token_session, tokens):
         out = s.expect(tokens.at_count(timed_kind(edge), 1, edge, advance=True))
         assert out.result == "accepted"
         s.check_status()
+    # The reserved values 996 and 997 (docs/tokens.md "Values and types") at the next count: the
+    # model's answer (invalid, unless the profile reads extended ones as time), each followed by a
+    # valid ADD so no lockout builds up.
+    for raw in (996, 997):
+        s.expect(tokens.craft(raw, s.model.last_count + 2))
+        assert s.expect(tokens.add_days(1)).result == "accepted"
+    s.check_status()
     assert s.model.last_count == tokens.count
 
 
