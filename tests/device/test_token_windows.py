@@ -169,12 +169,13 @@ def test_time_divider(reprovisioned):
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
-def test_restricted_digit_tokens(reprovisioned):
+def test_restricted_digit_tokens(reprovisioned, dut):
     """docs/tokens.md "Restricted digits": provisioned in restricted mode, tokens are 15 digits of 1-4 (20 on a
     device that takes only extended tokens; two
     bits a digit); they are accepted and refused like standard ones, and a 15-digit code with a
     digit outside 1-4 is invalid (one chosen so that a device reading it as two bits anyway sees
-    another token, not the used one)."""
+    another token, not the used one). Where the DUT takes extended tokens, a 20-digit one is
+    accepted too."""
     s, gen = reprovisioned(restricted_digits=True)
     add, set_ = gen.add_days(2), gen.set_days(1)
     for t in (add, set_):
@@ -186,6 +187,12 @@ def test_restricted_digit_tokens(reprovisioned):
     outside = outside_digit_probe(add.code)
     assert s.expect(outside).result == "invalid"
     s.check_status()
+    if dut.offers("extended_tokens"):  # an extended token in the restricted digit set: 20 digits
+        s, gen = reprovisioned(restricted_digits=True, extended_tokens=True)
+        add = gen.add_days(1000)
+        assert len(add.code) == 20 and set(add.code) <= set("1234"), add.code
+        assert s.expect(add).result == "accepted"
+        s.check_status("after a 20-digit restricted extended token")
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
