@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.detection.hook_windows import WINDOWS_FILE
 from bench.detection.hooks import RECORD, FullMatrixRecord, HookMap, read_trace, reduced_section, sources_digest
 from bench.detection.matrix import SuiteRun, build_matrix, fault_row, good_summary, no_reset_cell, no_reset_good
+from bench.detection.mutation_doc import stored_section, with_section
 from bench.detection.render import RunInfo, html_page, markdown, summary_line
 from bench.detection.runner import (
     DEFAULT_JOBS,
@@ -256,7 +257,8 @@ def _write_matrix(
     print(f"paygo-bench selftest: {summary_line(matrix)}")
     print(f"paygo-bench selftest: matrix {out / MATRIX_MD} and {out / MATRIX_HTML}")
     if docs_root is not None:
-        (docs_root / "docs" / MATRIX_MD).write_text(md, encoding="utf-8")
+        docs_md = with_section(md, stored_section(docs_root))  # the mutation score, kept
+        (docs_root / "docs" / MATRIX_MD).write_text(docs_md, encoding="utf-8")
         print(f"paygo-bench selftest: matrix {docs_root / 'docs' / MATRIX_MD}")
     return matrix
 

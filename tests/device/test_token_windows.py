@@ -48,7 +48,7 @@ def test_u2d_older_add_refused_after_set(token_session, tokens):
 def test_jump_window_edges(token_session, tokens):
     """docs/tokens.md "Windows": a token may be at most MAX_TOKEN_JUMP = 64 counts above the last one
     (maintainer, OpenPAYGO-HW #11; not the PDF's 30): last+65 is invalid, last+64 is accepted,
-    and again from the new count."""
+    and again from the new count; then the reserved values 996 and 997 just above it."""
     s = token_session
     for _ in range(2):
         last = s.model.last_count
@@ -57,6 +57,13 @@ def test_jump_window_edges(token_session, tokens):
         out = s.expect(tokens.at_count(timed_kind(edge), 1, edge, advance=True))
         assert out.result == "accepted"
         s.check_status()
+    # The reserved values 996 and 997 (docs/tokens.md "Values and types") at the next count: the
+    # model's answer (invalid, unless the profile reads extended ones as time), each followed by a
+    # valid ADD so no lockout builds up.
+    for raw in (996, 997):
+        s.expect(tokens.craft(raw, s.model.last_count + 2))
+        assert s.expect(tokens.add_days(1)).result == "accepted"
+    s.check_status()
     assert s.model.last_count == tokens.count
 
 
@@ -164,12 +171,13 @@ def test_time_divider(reprovisioned):
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")
-def test_restricted_digit_tokens(reprovisioned):
+def test_restricted_digit_tokens(reprovisioned, dut):
     """docs/tokens.md "Restricted digits": provisioned in restricted mode, tokens are 15 digits of 1-4 (20 on a
     device that takes only extended tokens; two
     bits a digit); they are accepted and refused like standard ones, and a 15-digit code with a
     digit outside 1-4 is invalid (one chosen so that a device reading it as two bits anyway sees
-    another token, not the used one)."""
+    another token, not the used one). Where the DUT takes extended tokens, a 20-digit one is
+    accepted too."""
     s, gen = reprovisioned(restricted_digits=True)
     add, set_ = gen.add_days(2), gen.set_days(1)
     for t in (add, set_):
@@ -181,6 +189,12 @@ def test_restricted_digit_tokens(reprovisioned):
     outside = outside_digit_probe(add.code)
     assert s.expect(outside).result == "invalid"
     s.check_status()
+    if dut.offers("extended_tokens"):  # an extended token in the restricted digit set: 20 digits
+        s, gen = reprovisioned(restricted_digits=True, extended_tokens=True)
+        add = gen.add_days(1000)
+        assert len(add.code) == 20 and set(add.code) <= set("1234"), add.code
+        assert s.expect(add).result == "accepted"
+        s.check_status("after a 20-digit restricted extended token")
 
 
 @pytest.mark.catches("reused_token_accepted", "set_as_add")

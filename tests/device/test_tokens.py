@@ -8,11 +8,14 @@ import pytest
 @pytest.mark.quick
 def test_valid_token_accepted(token_session, tokens):
     """Quick test step 3 (docs/tokens.md "Quick test"): a valid ADD token adds its days; the count
-    moves to the token's."""
+    moves to the token's. Then an ADD of 0 days: accepted, the credit unchanged."""
     token_session.check_status()
     out = token_session.expect(tokens.add_days(1))
     assert out.result == "accepted"
     token_session.check_status()
+    # an ADD of 0 days is accepted and moves only the count
+    assert token_session.expect(tokens.add_days(0)).result == "accepted"
+    token_session.check_status("after an ADD of 0 days")
 
 
 @pytest.mark.catches("accepts_starting_code")
