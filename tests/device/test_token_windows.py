@@ -113,6 +113,11 @@ def test_counter_sync_window_edges(token_session, tokens):
         if count % 2 == 0:
             out = s.expect(tokens.at_count(ADD, 1, count))
             assert out.result == "already_used", f"an ADD at count {count}, below a sync's count {last}: {out.result}"
+    # every odd count at or below the last one counts as used ("Used counts"), entered or not: a
+    # sync at a never-entered odd count just below the last is refused
+    odd = last - 1 if last % 2 == 0 else last - 2
+    out = s.expect(tokens.at_count(SYNC, None, odd))
+    assert out.result == "already_used", f"a sync at the odd count {odd}, below the count {last}: {out.result}"
     s.check_status()
 
 
