@@ -146,8 +146,8 @@ def test_good_device_passes_without_factory_reset(suite_runs):
     bad = {n: r.outcome for n, r in results.items() if r.outcome not in ("passed", "skipped")}
     assert results and not bad, f"{bad}\n{output}"
     skipped = {n: r.message for n, r in results.items() if r.outcome == "skipped"}
-    assert all("'factory_reset'" in m for m in skipped.values()), skipped
-    assert len(results) - len(skipped) >= 0.9 * len(results), f"{len(skipped)} of {len(results)} not covered"
+    assert all("'factory_reset'" in m or "'rtc_set'" in m for m in skipped.values()), skipped
+    assert len(results) - len(skipped) >= 0.85 * len(results), f"{len(skipped)} of {len(results)} not covered"
 
 
 def test_the_full_matrix_record_is_current(full_record):
@@ -169,9 +169,13 @@ def test_reduced_and_full_matrix_agree(full_record, suite_runs, request):
     disagree = {}
     for fault in sorted(selected_faults(request.session.items)):
         results, _ = suite_runs[fault].result()
-        failed = sorted(n for n, r in results.items() if r.outcome in ("failed", "error"))
-        if failed != full_record.not_passed.get(fault):
-            disagree[fault] = f"reduced run failed {failed}, the full run {full_record.not_passed.get(fault)}"
+        # an explorer runs in a reduced run only for the faults it names (what else it found in
+        # the full run cannot change a verdict: bench/detection/hooks.py select())
+        unnamed = EXPLORERS - set(CATALOGUE[fault].caught_by)
+        failed = sorted(n for n, r in results.items() if r.outcome in ("failed", "error") and n not in unnamed)
+        full = [n for n in full_record.not_passed.get(fault) or [] if n not in unnamed]
+        if failed != full:
+            disagree[fault] = f"reduced run failed {failed}, the full run {full}"
     assert not disagree, disagree
 
 
