@@ -5,6 +5,8 @@ real), and still fails them with the defects they catch."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from openpaygo.token_shared import OpenPAYGOTokenShared
 
@@ -12,6 +14,7 @@ from bench.openpaygo.model import DeviceModel
 from bench.openpaygo.tokens import KEYPAD_DIGITS, TokenGenerator, keypad_aliases, outside_digit_probe
 from bench.rig import RigError, load_rig
 from bench.rig.model import VIRTUAL_DUT_KEY, VIRTUAL_DUT_STARTING_CODE
+from tests.selftest import background
 from tests.selftest.device_suite import run_device_suite
 
 WINDOWS = "tests/device/test_token_windows.py::"
@@ -63,29 +66,40 @@ def test_extended_only_needs_extended_tokens_and_a_sync(tmp_path):
         )
 
 
-def test_other_choices_pass_and_defects_still_fail(tmp_path):
+@background.scenario
+def choice_runs(tmp: Path) -> dict:
+    """The four suite runs, on the session's pool beside the other self-tests."""
+    declared = _rig(tmp, "declared", DECLARED + OTHER_BUILD)
+    walking = f"{SELECTED} or random_walk"  # the walk, too, must follow the profile's choices
+    only = _rig(tmp, "extended-only", EXTENDED_ONLY)
+    undeclared = _rig(tmp, "undeclared", "[dut]\nextended_tokens = true\n" + OTHER_BUILD)
+    return {
+        "declared": run_device_suite(tmp / "declared", args=["--rig", str(declared), "-k", walking]),
+        "only": run_device_suite(tmp / "only", args=["--rig", str(only), "-k", walking]),
+        "undeclared": run_device_suite(
+            tmp / "undeclared", args=["--rig", str(undeclared), "-k", "counter_sync_window_edges or extended_tokens"]
+        ),
+        "faults": run_device_suite(
+            tmp / "faults", faults=("unbounded_jump", "set_as_add"), args=["--rig", str(declared), "-k", SELECTED]
+        ),
+    }
+
+
+def test_other_choices_pass_and_defects_still_fail(request):
     """Declared, the other choices pass; undeclared they fail, naming the choice; with the
     defects the tests catch they still fail."""
-    declared = _rig(tmp_path, "declared", DECLARED + OTHER_BUILD)
-    walking = f"{SELECTED} or random_walk"  # the walk, too, must follow the profile's choices
-    results, output = run_device_suite(tmp_path / "declared", args=["--rig", str(declared), "-k", walking])
+    seen = background.result(request, choice_runs)
     chosen = (SYNC_TEST, EXTENDED_TEST, RESTRICTED_TEST, INVALID_TEST, WALK_TEST)
-    assert {t: results[t].outcome for t in chosen} == dict.fromkeys(chosen, "passed"), output
-    only = _rig(tmp_path, "extended-only", EXTENDED_ONLY)
-    results, output = run_device_suite(tmp_path / "only", args=["--rig", str(only), "-k", walking])
-    assert {t: results[t].outcome for t in chosen} == dict.fromkeys(chosen, "passed"), output
+    for run in ("declared", "only"):
+        results, output = seen[run]
+        assert {t: results[t].outcome for t in chosen} == dict.fromkeys(chosen, "passed"), output
 
-    undeclared = _rig(tmp_path, "undeclared", "[dut]\nextended_tokens = true\n" + OTHER_BUILD)
-    results, output = run_device_suite(
-        tmp_path / "undeclared", args=["--rig", str(undeclared), "-k", "counter_sync_window_edges or extended_tokens"]
-    )
+    results, output = seen["undeclared"]
     assert results[SYNC_TEST].outcome == "failed", output
     assert "keeps its higher count" in results[SYNC_TEST].message, results[SYNC_TEST].message
     assert results[EXTENDED_TEST].outcome == "failed", output
     assert "'type': 'SET_TIME', 'value': 998" in results[EXTENDED_TEST].message, results[EXTENDED_TEST].message
 
-    results, output = run_device_suite(
-        tmp_path / "faults", faults=("unbounded_jump", "set_as_add"), args=["--rig", str(declared), "-k", SELECTED]
-    )
+    results, output = seen["faults"]
     for test in (SYNC_TEST, EXTENDED_TEST, RESTRICTED_TEST):
         assert results[test].outcome == "failed", f"{test} passed on unbounded_jump + set_as_add:\n{output}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.detection.runner import run_device_suite
+from tests.selftest import background
 
 ROOT = Path(__file__).resolve().parents[2]
 RIG = ROOT / "docs" / "rigs" / "virtual-https-jwt.toml"
@@ -42,24 +43,35 @@ def _leaks(run_dir: Path, secrets: list[str]) -> list[str]:
     ]
 
 
-def test_metrics_over_https_with_jwt(tmp_path):
+@background.scenario
+def three_runs(tmp: Path) -> dict:
+    """The good rig, a wrong JWT secret, no CA: on the session's pool, beside the other self-tests."""
+    wrong = tmp / "wrong-secret.txt"
+    wrong.write_text(WRONG_SECRET + "\n", encoding="utf-8")
+    return {
+        "good": _run(tmp, "good", RIG),
+        "wrong-jwt": _run(tmp, "wrong-jwt", _rig(tmp, "wrong-jwt", str(DATA / "cert.pem"), wrong)),
+        "no-ca": _run(tmp, "no-ca", _rig(tmp, "no-ca", "", DATA / "jwt-secret.txt")),
+    }
+
+
+def test_metrics_over_https_with_jwt(request):
     """Good: passes, every stored request authenticated by payload auth and JWT. Wrong JWT secret:
     fails naming the JWT. No CA of the rig (the system's store cannot verify the TEST ONLY
     certificate): fails naming TLS. No run leaks either secret."""
     secret = (DATA / "jwt-secret.txt").read_text(encoding="utf-8").strip()
-    wrong = tmp_path / "wrong-secret.txt"
-    wrong.write_text(WRONG_SECRET + "\n", encoding="utf-8")
+    seen = background.result(request, three_runs)
 
-    case, output, good_dir = _run(tmp_path, "good", RIG)
+    case, output, good_dir = seen["good"]
     assert case.outcome == "passed", output
     traffic = "".join(p.read_text(errors="replace") for p in (good_dir / "run").rglob("*.log"))
     assert "https://127.0.0.1:" in traffic, "the device was not configured with an HTTPS URL"
 
-    case, output, bad_jwt_dir = _run(tmp_path, "wrong-jwt", _rig(tmp_path, "wrong-jwt", str(DATA / "cert.pem"), wrong))
+    case, output, bad_jwt_dir = seen["wrong-jwt"]
     assert case.outcome == "failed", output
     assert "jwt" in case.message.lower(), case.message
 
-    case, output, bad_tls_dir = _run(tmp_path, "no-ca", _rig(tmp_path, "no-ca", "", DATA / "jwt-secret.txt"))
+    case, output, bad_tls_dir = seen["no-ca"]
     assert case.outcome == "failed", output
     assert "tls" in case.message.lower(), case.message
 
