@@ -30,6 +30,11 @@ from bench.sim.hook_trace import TRACE_STEP_S
 SOURCES = ("bench/sim", "tests/device", "fixtures")
 RECORD = "docs/detection-matrix.json"
 SAMPLE = 3  # tests drawn from the rest of the suite for each fault, the same ones every run
+# Never drawn into a sample: a test whose verdict is a measured rate of time (the RTC drift's
+# interval) reads a loaded, niced run's scheduling delays as drift (seen: +1261 ppm against a
+# true 250 in a CI fault run). It still runs for every fault whose code it reaches, and whole in
+# every good run and in the full matrix.
+NOT_SAMPLED = frozenset({"tests/device/test_rtc_drift.py::test_rtc_drift_within_limit"})
 SCHEMA = 1
 
 
@@ -108,7 +113,7 @@ def select(fault: str, caught_by: Iterable[str], hooks: HookMap, sample: int = S
     """The tests a reduced run of `fault` runs, in suite order. An explorer (the random walk)
     runs only for the faults it names: what else it may find cannot make a verdict wrong."""
     chosen = {t for t, faults in hooks.tests.items() if fault in faults and t not in EXPLORERS} | set(caught_by)
-    rest = sorted(set(hooks.tests) - chosen - EXPLORERS)
+    rest = sorted(set(hooks.tests) - chosen - EXPLORERS - NOT_SAMPLED)
     chosen.update(random.Random(f"reduced-matrix:{fault}").sample(rest, min(sample, len(rest))))
     order = list(hooks.tests)
     return tuple(sorted(chosen, key=lambda t: order.index(t) if t in order else len(order)))

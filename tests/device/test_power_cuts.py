@@ -28,10 +28,10 @@ from fractions import Fraction
 import pytest
 
 from bench.dut.errors import DutError
+from bench.fixtures.dut import skip_not_covered
 from bench.fixtures.rig import replay_command
 from bench.station.power_control import CutPoint
 from bench.station.token_session import status_differences
-from fixtures.dut import skip_not_covered
 
 # The entries cut, in this order, round and round: credit, the invalid streak and two lockouts
 # (the reference schedule locks at the 3rd and again at the 4th invalid token in a row), SET

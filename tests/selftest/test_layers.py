@@ -189,3 +189,21 @@ def test_imports_inside_functions_and_for_type_checking_count(tmp_path):
     )
     found = imports_of("bench.pkg.mod", source, ["bench.pkg.sibling"])
     assert found == {"bench.pkg.sibling": True, "bench.rig": False, "bench.dut.link": True}
+
+
+def test_nothing_installed_imports_the_checkout_by_its_folder_names():
+    """`fixtures` and `tests.device` are folders of the checkout, installed as `bench.fixtures` and
+    `bench.device_suite`: imported by their folder names they work in the checkout only (the
+    repository root on sys.path) and load a second copy of each module beside the installed one."""
+    wrong = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            wrong += [f"{name}: {t}" for t in targets if t.split(".")[0] == "fixtures" or t.startswith("tests.")]
+    assert not wrong, wrong

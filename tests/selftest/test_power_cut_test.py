@@ -17,7 +17,7 @@ NODE = "tests/device/test_power_cuts.py::test_state_survives_power_cuts_during_n
 ONLY = ("-k", "test_state_survives_power_cuts_during_nvm_writes")
 
 
-def random_delay_rig(tmp_path, cycles: int = 40) -> str:
+def random_delay_rig(tmp_path, cycles: int = 120) -> str:
     """The virtual rig with a PSU profile that has no NVM-write trigger, a rail that collapses
     at once (as a MOSFET in the supply line would) and slower page writes (a wider window)."""
     path = tmp_path / "random-cuts.toml"
