@@ -5,28 +5,19 @@ of the matrix doc. No device suite runs here."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from bench.detection.mutation_doc import BEGIN, END, between_markers, with_section
+from tests.selftest.benchmark_modules import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-ops = _load("mutation_ops")
-overlay = _load("mutation_overlay")
+ops = load_benchmark("mutation_ops")
+overlay = load_benchmark("mutation_overlay")
 
 SOURCE = '''
 """Docstring 7."""

@@ -5,27 +5,18 @@ timed: the figures are the benchmark's to print, not a test's to assert."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.selftest.benchmark_modules import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-sc = _load("suite_cost")
-plugin = _load("cost_plugin")
+sc = load_benchmark("suite_cost")
+plugin = load_benchmark("cost_plugin")
 
 
 def record(nodeid, t0, t1, cpu0, cpu1, ch0, ch1, outcome="passed"):
