@@ -54,7 +54,7 @@ _TO_LIB = {
     TokenKind.DISABLE_PAYG: TokenType.DISABLE_PAYG,
     TokenKind.COUNTER_SYNC: TokenType.COUNTER_SYNC,
 }
-_SPECIAL = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}
+SPECIAL_VALUES = {TokenKind.DISABLE_PAYG: PAYG_DISABLE_VALUE, TokenKind.COUNTER_SYNC: COUNTER_SYNC_VALUE}
 
 
 @dataclass(frozen=True)
@@ -253,12 +253,12 @@ class TokenGenerator:
         "Values and types"); DISABLE and SYNC may sit at any count >= 1, because devices check
         998/999 before parity. The server count is left alone unless `advance` (then it moves up
         to `count`, never down)."""
-        if kind in _SPECIAL:
+        if kind in SPECIAL_VALUES:
             if value is not None:
                 raise ValueError(f"{kind.name} carries no value (got {value!r})")
             if count < 1:
                 raise ValueError(f"{kind.name} needs count >= 1 (count 0 is the starting code)")
-            raw = _SPECIAL[kind]
+            raw = SPECIAL_VALUES[kind]
         else:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{kind.name} needs a raw int value, got {value!r}")

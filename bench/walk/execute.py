@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.openpaygo.tokens import TokenGenerator, TokenKind
+from bench.openpaygo.tokens import SPECIAL_VALUES, TokenGenerator, TokenKind
 from bench.station.token_session import LOCK_MARGIN_S, TokenSession
 from bench.timeout import sleep_for
 from bench.walk.steps import Step
@@ -84,7 +84,10 @@ class WalkExecutor:
                 count += 1 if step.offset > 0 else -1
         return count if count >= 1 else None
 
-    def code_for(self, step: Step) -> str | None:
+    def code_for(self, step: Step, probe: bool = False) -> str | None:
+        """The code the step enters. `probe`: only to predict it (the generator's look ahead),
+        so it is crafted without being issued: the ledger keeps the tokens entered, not each
+        candidate the walk weighed."""
         if step.op == "token":
             count = self.count_for(step)
             if count is None:
@@ -93,6 +96,8 @@ class WalkExecutor:
             tokens = self.extended_tokens if step.extended else self.tokens
             if tokens is None:
                 return None
+            if probe:
+                return tokens.craft(SPECIAL_VALUES.get(step.kind, step.value or 0), count)
             return tokens.at_count(step.kind, step.value, count).code
         if step.op == "code":
             return step.code

@@ -197,18 +197,16 @@ class WalkGenerator:
 
     # -- what to avoid ----------------------------------------------------------------------
     def allowed(self, ex: WalkExecutor, step: Step) -> bool:
-        m = ex.model
         now = ex.session.now()
         if step.op == "token" and ex.count_for(step) is None:
             return False
         if step.op == "advance":
             return self._clear_of_credit_end(ex, now + step.seconds)
         if step.op in ("token", "code", "reenter"):
-            code = ex.code_for(step)
+            code = ex.code_for(step, probe=True)
             if code is None:
                 return False
-            probe = m.copy()
-            p = probe.enter(code, now)
+            p = ex.model.copy().enter(code, now)
             if p.lock_seconds > 0 and not self.abilities.can_advance:
                 return p.lock_seconds + 5 <= self.abilities.lock_wait_s
         return True
