@@ -8,9 +8,9 @@ is in the spec but refused by current OpenSSL builds). Both are what `paygo-benc
 
 waitress holds a request's body until it has all of it, before the app sees it, so its own limits
 are set to the server's: a request whose headers or declared body are over them is refused as
-they arrive, unread (waitress's defaults would buffer 1 GB first). Those refusals are waitress's,
-in plain text, unstored: it has no documented hook to answer them otherwise (docs/server.md
-"Status codes")."""
+they arrive, unread (waitress's defaults would buffer 1 GB first). Those refusals, and what either
+front cannot read as HTTP, are answered in the server's JSON and kept in its refusal audit
+(bench/server/front.py; docs/server.md "Status codes")."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from waitress.server import create_server
 
 from bench.openpaygo.metrics.wire import MAX_BODY_BYTES
 from bench.server.config import MAX_HEADER_BYTES
+from bench.server.front import waitress_channel, werkzeug_handler
 
 SPEC_CIPHERS = "EECDH+AESGCM:EDH+AESGCM:EECDH+AES256:EDH+AES256"
 STOP_TIMEOUT_S = 10.0
@@ -135,6 +136,10 @@ def start(
         connection_limit=CONNECTION_LIMIT,
         channel_timeout=IDLE_TIMEOUT_S,
     )
+    if not hasattr(server, "effective_port"):  # several listening sockets (a name with v4 and v6)
+        server.close()
+        raise ValueError(f"serve on one address: {host!r} resolves to several; give 127.0.0.1 or ::1")
+    server.channel_class = waitress_channel(app)  # refusals in JSON, kept in the audit (front.py)
     bound_port = server.effective_port
     thread = threading.Thread(target=server.run, name=f"metrics-server-{bound_port}", daemon=True)
     thread.start()
@@ -164,7 +169,7 @@ def body_limit(app: Any) -> int:
 def _start_tls(app: Any, host: str, port: int, base_path: str, ctx: ssl.SSLContext) -> RunningServer:
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, app, threaded=True, ssl_context=ctx)
+    server = make_server(host, port, app, threaded=True, ssl_context=ctx, request_handler=werkzeug_handler(app))
     server.daemon_threads = True  # type: ignore[attr-defined]  # threaded=True: a ThreadingMixIn server
     thread = threading.Thread(
         target=server.serve_forever,

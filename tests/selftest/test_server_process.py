@@ -156,3 +156,36 @@ def test_oversize_body_over_https_is_413_too_large_and_stored(start_metrics_serv
     assert answer.status == 413 and json.loads(answer.body)["error"] == "too_large", answer
     row = server.requests()[-1]
     assert row.error_code == "too_large" and row.body == b"" and row.body_length == len(big)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"HELLO\r\n\r\n", 400, "bad_http"),  # http.server: bad request syntax
+        (b"GET /dd HTTP/2.0\r\n\r\n", 400, "bad_http"),  # http.server: 505, a server-fault status
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 431, "headers_too_large"),  # http.server: 414
+    ],
+    ids=["garbage", "http2-line", "line-too-long"],
+)
+def test_what_https_cannot_read_gets_the_servers_json(start_metrics_server, certificate, request_bytes, status, code):
+    """Over HTTPS, http.server's own HTML refusals are replaced by the server's JSON and audited
+    (bench/server/front.py), as over HTTP (test_server_front.py)."""
+    import socket
+
+    cert, key = certificate
+    client = ssl.create_default_context(cafile=str(cert))
+    server = start_metrics_server(MetricsServerConfig(auth="none", cert_file=cert, key_file=key), ssl_context=client)
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=10) as raw:
+        with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(request_bytes)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.0 {status} ".encode()) or head.startswith(f"HTTP/1.1 {status} ".encode()), head
+    assert b"\r\nContent-Type: application/json" in head and b"<html" not in body.lower()
+    doc = json.loads(body)
+    assert doc["error"] == code and set(doc) == {"error", "message", "where"}
+    row = server.requests()[-1]
+    assert (row.status, row.error_code) == (status, code)
+    assert server.post("/dd", b'{"sn":"TLS1","rc":1,"d":{"x":"1"}}').status == 201  # it carries on

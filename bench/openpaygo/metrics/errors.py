@@ -13,6 +13,8 @@ CODES: dict[str, tuple[int, str]] = {
     "too_deep": (400, "nesting deeper than the server accepts"),
     "bad_query": (400, "a query parameter is missing or malformed"),
     "bad_request": (400, "the request could not be processed; it was logged and stored"),
+    "bad_http": (400, "not readable as HTTP/1.1 (request line, a header, Content-Length, the target, chunked framing)"),
+    "unsupported_transfer_encoding": (400, "a Transfer-Encoding other than chunked"),
     # 403: authentication
     "auth_missing": (403, "the server's policy requires an authentication the request does not carry"),
     "auth_invalid": (403, "the payload signature `a` does not verify with the device key"),
@@ -33,6 +35,7 @@ CODES: dict[str, tuple[int, str]] = {
     "replay": (409, "the field guarding the request (ts or rc, by its auth) is not above the highest accepted"),
     # 413/415: transport
     "too_large": (413, "the body is larger than 4096 KB"),
+    "headers_too_large": (431, "the request line and headers are larger than 16 KB"),
     "unsupported_media_type": (415, "Content-Type is not application/json, json, application/cbor or cbor"),
     # 422: well-formed but not a valid Metrics object
     "not_an_object": (422, "the top-level value is not an object"),
