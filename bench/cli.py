@@ -132,9 +132,26 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     pytest_args += [flag for flag, on in (("--resync", args.resync), ("--reprovision", args.reprovision)) if on]
     print(f"paygo-bench: station {rig.station.id}, {'virtual rig' if rig.virtual else rig.source}, suite {suite}")
     session = SessionVerdict()
-    code = int(pytest.main(pytest_args + extra, plugins=[session]))
-    stale = _stamp(record) == before
-    verdict, line = session.judged or run_verdict(record, code, stale=stale)
+    plugins: list[object] = [session]
+    live = None
+    if args.ui:
+        from bench.live.run import LivePage, LivePageError
+
+        try:
+            live = LivePage.start(rig, suite, run_dir, args.ui_port)
+        except LivePageError as e:
+            print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
+            return EXIT_CODES[BENCH_ERROR]
+        plugins.append(live.plugin)
+        print(f"paygo-bench: live page {live.url}", flush=True)
+    judged: tuple[str, str] | None = None
+    try:
+        code = int(pytest.main(pytest_args + extra, plugins=plugins))
+        stale = _stamp(record) == before
+        verdict, line = judged = session.judged or run_verdict(record, code, stale=stale)
+    finally:
+        if live is not None:  # the page shows the verdict, then stops (also on Ctrl-C)
+            live.finish(*(judged or (BENCH_ERROR, "the run stopped before its verdict")), args.ui_hold)
     print(f"paygo-bench: report {run_dir / 'report.html'}")
     print(f"paygo-bench: record {record}")
     print(f"paygo-bench: {supply_line(record, stale)}")
@@ -405,6 +422,19 @@ def _add_run_parser(sub) -> None:
         "--reprovision",
         action="store_true",
         help="at bring-up, provision a blank DUT its ledger knows (reflashed or erased): a new ledger epoch",
+    )
+    run.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the live station page during the run (the test running, measurements, the PSU, the "
+        "serial lines with secrets masked, the verdict) on the rig's station.ui_host (default 127.0.0.1)",
+    )
+    run.add_argument("--ui-port", type=int, default=8765, help="the live page's TCP port (0 = any free; default 8765)")
+    run.add_argument(
+        "--ui-hold",
+        type=float,
+        default=3.0,
+        help="seconds the live page stays up after the verdict, so an open page shows it (default 3)",
     )
     run.set_defaults(func=cmd_run)
 

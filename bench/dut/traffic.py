@@ -36,6 +36,8 @@ class TrafficLog:
         # on in memory, the first failure is kept in one line and handed to on_write_error.
         self.write_error: str | None = None
         self.on_write_error: Callable[[str], None] | None = None
+        # who else sees each line as it is logged (the live page): (direction, masked short text)
+        self.watchers: list[Callable[[str, str], None]] = []
 
     def add_secret(self, secret: Secret) -> None:
         if secret not in self.secrets:
@@ -69,6 +71,8 @@ class TrafficLog:
             if masked != text:
                 self.leaks.append(short)
             self.recent.append(short)
+        for watch in self.watchers:
+            watch(direction, shown(masked, LINE_LIMIT))
         stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         entry = f"{stamp} +{time.monotonic() - self._t0:11.6f} {direction} {shown(masked, FILE_LINE_LIMIT)}\n"
         with self._lock:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import pyvisa
@@ -51,6 +53,15 @@ class Instrument(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class PsuReading:
+    """What the supply's output is doing, read at one moment."""
+
+    output_on: bool
+    volts: float
+    amps: float
+
+
 class Psu:
     """One output channel of a PSU, speaking the dialect described by its profile."""
 
@@ -80,6 +91,9 @@ class Psu:
         self._next_cmd_at = 0.0
         self._closed = False
         self._unsettled = False  # an exchange was cut short: its reply may still arrive
+        # one exchange at a time on the wire: the live page's reading (try_reading) comes from
+        # another thread than the tests' commands
+        self._lock = threading.RLock()
 
     @classmethod
     def open(
@@ -154,6 +168,17 @@ class Psu:
 
     def measure_current(self) -> float:
         return self._query_number(self.profile.measure_current)
+
+    def try_reading(self) -> PsuReading | None:
+        """Output state, voltage and current, read now for an operator's display; None (nothing
+        sent) while another thread has an exchange under way, so a test's command never waits
+        behind more than one display query."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return PsuReading(self.output_state(), self.measure_voltage(), self.measure_current())
+        finally:
+            self._lock.release()
 
     @property
     def can_cut_on_nvm_write(self) -> bool:
@@ -307,6 +332,12 @@ class Psu:
     ) -> T:
         """Send one command (op) paced; a connection found lost is reopened once and the command
         retried once. Failures are InstrumentErrors naming the resource and the command."""
+        with self._lock:
+            return self._exchange_locked(cmd, op, failed)
+
+    def _exchange_locked(
+        self, cmd: str, op: Callable[[Instrument], T], failed: Callable[[BaseException], InstrumentError]
+    ) -> T:
         self._pace()
         try:
             lost = self._settle()

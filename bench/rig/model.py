@@ -110,6 +110,8 @@ class RigError(FileMistake):
 class StationConfig:
     id: str
     location: str
+    ui_host: str = "127.0.0.1"  # where `paygo-bench run --ui` serves the live page
+    ui_psu_poll_s: float = 1.0  # how often the live page's PSU reading is taken (0: never)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,13 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     "station": {
         "id": _str(None, r"[A-Za-z0-9_.-]{1,64}", "1..64 characters of A-Z a-z 0-9 _ . -"),
         "location": _any_str(""),
+        "ui_host": _Field(
+            "str",
+            "127.0.0.1",
+            lambda v: bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,253}", v)),
+            "an address or host name the live page listens on (127.0.0.1: this machine only)",
+        ),
+        "ui_psu_poll_s": _float(1.0, lambda v: v == 0 or 0.2 <= v <= 60, "0 (off) or 0.2..60 seconds"),
     },
     "link": {
         "port": _Field(
