@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.measure.quantity import format_quantity
 from bench.measure.spec import SpecError, TestSpec, is_marginal
 
 
@@ -48,21 +49,28 @@ class Measurement:
             return "FAIL"
         return "PASS"
 
+    @property
+    def judged(self) -> bool:
+        """Has limits or an expected value: its PASS means something. Without, it is recorded as
+        evidence (a seed, a sample count) and passes by definition."""
+        return self.expected is not None or self.low is not None or self.high is not None
+
     def limits_text(self) -> str:
         if self.expected is not None:
             return f"== {self.expected}"
         if self.low is not None and self.high is not None:
-            return f"[{self.low:g}, {self.high:g}] {self.unit}".strip()
+            low = format_quantity(self.low, self.unit, (self.value, self.high), trim=True)
+            high = format_quantity(self.high, self.unit, (self.value, self.low), trim=True)
+            number, _, unit = high.partition(" ")  # one unit after the pair: [-1.006, 1.006] s
+            return f"[{low.partition(' ')[0]}, {number}] {unit}".strip()
         if self.low is not None:
-            return f">= {self.low:g} {self.unit}".strip()
+            return f">= {format_quantity(self.low, self.unit, (self.value,), trim=True)}"
         if self.high is not None:
-            return f"<= {self.high:g} {self.unit}".strip()
+            return f"<= {format_quantity(self.high, self.unit, (self.value,), trim=True)}"
         return "(no limit)"
 
     def value_text(self) -> str:
-        if isinstance(self.value, float):
-            return f"{self.value:.6g} {self.unit}".strip()
-        return f"{self.value} {self.unit}".strip()
+        return format_quantity(self.value, self.unit, (x for x in (self.low, self.high) if x is not None))
 
     def as_dict(self) -> dict:
         return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -265,6 +266,47 @@ def test_an_unknown_sim_fault_is_refused_before_anything_starts(tmp_path):
     )
     assert "count_not_persisted" in err[0] and "Traceback" not in proc.stdout + proc.stderr
     assert not reports.exists() or not any(reports.iterdir()), list(reports.iterdir())
+
+
+def installed_copy(site: Path) -> Path:
+    """The bench laid out as its wheel installs it (pyproject's package-dir: fixtures/ as
+    bench/fixtures, tests/device/ as bench/device_suite), with no checkout around it."""
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "bench", site / "bench", ignore=skip)
+    shutil.copytree(ROOT / "fixtures", site / "bench" / "fixtures", ignore=skip)
+    shutil.copytree(ROOT / "tests" / "device", site / "bench" / "device_suite", ignore=skip)
+    return site
+
+
+@background.scenario
+def outside_a_checkout(tmp: Path):
+    site, lab = installed_copy(tmp / "site"), tmp / "lab"
+    lab.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (REPORTS_ENV_VAR, "PAYGO_BENCH_RIG")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--suite", "quick"],
+        cwd=lab,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(site)},
+    )
+    return site, lab, proc
+
+
+def test_outside_a_checkout_a_good_device_passes(request):
+    """Installed, run from an empty folder: the suite in the package judges the device (an
+    earlier bench exited 1, 'device failed', for want of the checkout's files)."""
+    site, lab, proc = background.result(request, outside_a_checkout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert (
+        proc.stdout.splitlines()[-1]
+        == f"paygo-bench: PASSED: {QUICK_REQUIRED} of {QUICK_REQUIRED} required tests ran and passed (suite quick)"
+    ), out
+    (run_dir,) = (lab / "reports").iterdir()  # ./reports: no checkout to hold them
+    assert record_of(run_dir)["verdict"] == "PASSED" and (run_dir / "report.html").is_file()
+    assert f"rootdir: {site / 'bench' / 'device_suite'}" in proc.stdout, out  # the package's suite, not ours
 
 
 def test_version_names_the_package_and_exits_0():

@@ -68,17 +68,53 @@ def test_non_numeric_without_expectation_passes():
 
 
 def test_text_forms():
-    """limits_text / value_text render limits, units and 6 significant digits."""
+    """limits_text / value_text render limits and units at the unit's precision (format_quantity)."""
     assert Measurement("v", 3.3, "V", 3.0, 3.6).limits_text() == "[3, 3.6] V"
     assert Measurement("v", 3.3, "V", low=3.0).limits_text() == ">= 3 V"
     assert Measurement("v", 3.3, "V", high=3.6).limits_text() == "<= 3.6 V"
     assert Measurement("v", 3.3, "V").limits_text() == "(no limit)"
     assert Measurement("v", 3.3).limits_text() == "(no limit)"
     assert Measurement("s", "ok", expected="ok").limits_text() == "== ok"
-    assert Measurement("d", 12.3456789, "ppm").value_text() == "12.3457 ppm"
+    assert Measurement("d", 12.3456789, "ppm").value_text() == "12.3 ppm"
+    assert Measurement("t", 0.00794506, "s", high=0.005).value_text() == "7.945 ms"
+    assert Measurement("t", 0.00794506, "s", high=0.005).limits_text() == "<= 5 ms"
+    assert Measurement("e", -0.51093, "s", -1.0061111, 1.0061111).limits_text() == "[-1.006, 1.006] s"
     assert Measurement("n", 42, "bytes").value_text() == "42 bytes"
     assert Measurement("n", 42).value_text() == "42"
     assert Measurement("f", math.nan, "s").value_text() == "nan s"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "among", "trim", "text"),
+    [
+        (0.00794506, "s", (), False, "7.945 ms"),  # not 0.00794506 s
+        (8.519628630707961e-05, "s", (), False, "85.20 µs"),
+        (3.9990356752532534, "s", (), False, "3.999 s"),
+        (172800, "s", (), False, "172800 s"),
+        (0.045, "A", (), False, "45.00 mA"),
+        (0.0, "V", (), False, "0.000 V"),
+        (-0.0001, "V", (0.5,), False, "-0.1 mV"),
+        (-0.0000001, "V", (0.5,), False, "0.0 mV"),  # no sign on a printed zero
+        (11.7, "V", (), False, "11.70 V"),
+        (230.0189957122889, "ppm", (685.0,), False, "230.0 ppm"),
+        (685.0, "ppm", (230.0189957122889,), True, "685 ppm"),
+        (-0.511, "s", (-1.0061, 1.0061), False, "-0.511 s"),  # one prefix with its limits
+        (0.004, "s", (0.5,), False, "4.0 ms"),
+        (1.4996, "s", (1.5,), False, "1.4996 s"),  # never prints as its limit 1.500
+        (1.5, "s", (1.4996,), True, "1.5 s"),
+        (1.5001244, "s", (1.5,), False, "1.5001 s"),
+        (39, "", (), False, "39"),
+        (12345.6, "bytes", (), False, "12346 bytes"),
+        (1e-07, "", (), False, "1e-07"),
+        (True, "", (), False, "True"),
+        ("abc", "", (), False, "abc"),
+        (math.nan, "s", (1.0,), False, "nan s"),
+    ],
+)
+def test_one_format_for_every_number_at_its_units_precision(value, unit, among, trim, text):
+    from bench.measure.quantity import format_quantity
+
+    assert format_quantity(value, unit, among, trim) == text
 
 
 def test_as_dict():
@@ -105,7 +141,7 @@ def test_measurements_collects_all_and_names_failures():
     m("boot", 2.5, "s", high=1.0)
     assert [x.name for x in m.items] == ["current", "drift", "boot"]
     assert [x.name for x in m.failed] == ["drift", "boot"]
-    assert m.failure_text() == "drift = 12.5 ppm outside [-5, 5] ppm; boot = 2.5 s outside <= 1 s"
+    assert m.failure_text() == "drift = 12.5 ppm outside [-5, 5] ppm; boot = 2.500 s outside <= 1 s"
 
 
 # -- the fixture, end to end ----------------------------------------------------------------------
@@ -153,11 +189,11 @@ def test_fixture_fails_test_with_out_of_limit_measurement(measure_project: pytes
 
     props = _properties(xml)
     assert props["test_mixed"] == {
-        "measurement:supply_current": "0.045 A PASS [0, 0.1] A",
+        "measurement:supply_current": "45.0 mA PASS [0, 100] mA",
         "measurement:rtc_drift": "12.5 ppm FAIL [-5, 5] ppm",
         "measurement:after_fail": "1 PASS >= 0",
     }
-    assert props["test_all_good"] == {"measurement:supply_current": "0.05 A PASS <= 0.1 A"}
+    assert props["test_all_good"] == {"measurement:supply_current": "50.0 mA PASS <= 100 mA"}
     # a test that raised keeps its own exception, and its measurements are still recorded
     assert props["test_crashes"] == {"measurement:rtc_drift": "12.5 ppm FAIL [-5, 5] ppm"}
     result.stdout.fnmatch_lines(["*RuntimeError: boom*"])

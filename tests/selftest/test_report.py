@@ -35,29 +35,51 @@ def psu_trace(tmp: Path):
     )
 
 
+PLOT_SRC = re.compile(r"<img alt='([^']*)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")
+
+
 def test_report_shows_psu_trace_inline_and_links_raw_data(request):
+    """Plots inline at full width, enlarged on click by CSS alone; raw data and the serial traffic
+    log linked relative to the report (no data: URI, which Chromium will not open); no empty
+    log box; values with no limit recorded, not passed; numbers at their unit's precision."""
     tmp_path, results, output = background.result(request, psu_trace)
     out = tmp_path / "run"
     report = out / "report.html"
     assert results and all(r.outcome == "passed" for r in results.values()), output
+    page = report.read_text(encoding="utf-8")
+    assert "data:text/plain" not in page and "<script src=" not in page
+    assert ".paygo-plot input:checked+img{position:fixed" in page  # the click-to-enlarge rule
+    assert ".logwrapper:not(:has(.log)){display:none}" in page
     tests = report_tests(report)
     assert len(tests) == len(results), f"report has {sorted(tests)}, junit {sorted(results)}"
     for nodeid, runs in tests.items():
+        assert all(r["log"] == "" for r in runs), f"{nodeid}: {[r['log'][:80] for r in runs]}"  # no empty box
         extras = [e for r in runs for e in r.get("extras", [])]
-        images = [e for e in extras if e.get("format_type") == "image"]
-        assert images, f"{nodeid}: no inline plot; extras {[(e.get('name'), e.get('format_type')) for e in extras]}"
-        for e in images:
-            data = e["content"].removeprefix("data:image/png;base64,")  # self-contained: a data URI
-            assert base64.b64decode(data)[:8] == PNG_MAGIC, f"{nodeid}: {e['name']} is not a PNG"
-        assert any("PSU telemetry" in (e.get("name") or "") for e in images), nodeid
-        links = [e for e in extras if e.get("format_type") == "url"]
+        html_extras = " ".join(e["content"] for e in extras if e.get("format_type") == "html")
+        plots = PLOT_SRC.findall(html_extras)
+        assert plots, f"{nodeid}: no inline plot; extras {[(e.get('name'), e.get('format_type')) for e in extras]}"
+        for _, data in plots:
+            assert base64.b64decode(data)[:8] == PNG_MAGIC, f"{nodeid}: not a PNG"
+        assert any("PSU telemetry" in alt for alt, _ in plots), nodeid
+        assert html_extras.count("<label title='click to enlarge'><input type='checkbox'><img ") == len(plots)
+        links = {e["name"]: e["content"] for e in extras if e.get("format_type") == "url"}
+        log = links.pop("serial traffic log")
+        assert log.startswith("logs/") and (out / log).read_text(encoding="utf-8").startswith(
+            tuple("0123456789")  # a UTC timestamp opens each line
+        ), log
+        assert f"the whole file: <a href='{log}'" in html_extras and "<details class='paygo-log'>" in html_extras
         assert links, f"{nodeid}: raw telemetry not linked"
-        for e in links:
-            target = report.parent / e["content"]
-            assert target.is_file(), f"{nodeid}: link {e['content']} does not resolve from {report.parent}"
+        for content in links.values():
+            target = report.parent / content
+            assert target.is_file(), f"{nodeid}: link {content} does not resolve from {report.parent}"
             assert target.read_text(encoding="utf-8").startswith("t_s,label,volts,amps"), target
-        measured = " ".join(e["content"] for e in extras if e.get("format_type") == "html")
-        assert "supply_voltage_min" in measured and "supply_current_max" in measured, nodeid
+        rows = dict(
+            re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>[^<]*</td><td[^>]*>([^<]+)</td></tr>", html_extras)
+        )
+        assert "supply_voltage_min" in rows and "supply_current_max" in rows, nodeid
+        assert rows["telemetry_samples"] == "recorded" and rows["supply_current_max"] == "recorded", rows
+        values = re.findall(r"<tr><td>[^<]+</td><td>([^<]*)</td>", html_extras)
+        assert not [v for v in values if re.search(r"\d\.\d{5,}", v)], values  # never 0.00794506 s
 
 
 @background.scenario
@@ -113,8 +135,8 @@ def test_report_shows_the_captured_metrics(request):
     tokens = {row.rsplit(",", 1)[1] for row in lines[1:]} - {""}
     assert tokens, f"no request in the CSV carries the tokens the test was served: {lines}"
     assert all(t in tables[0] for t in tokens), tokens
-    images = [e for e in extras if e.get("format_type") == "image"]
-    assert any("Historical data" in (e.get("name") or "") for e in images), [e.get("name") for e in images]
+    plots = PLOT_SRC.findall(" ".join(e["content"] for e in extras if e.get("format_type") == "html"))
+    assert any("Historical data" in alt for alt, _ in plots), [alt for alt, _ in plots]
     key = VIRTUAL_DUT_KEY
     assert key not in report.read_text(encoding="utf-8")
     assert not any(
@@ -268,3 +290,42 @@ def test_the_header_says_where_the_supply_was_left_confirmed_or_not():
     )
     rec.safe_state = SafeStateRecord("unchanged", None, None, None, "left as the run left it", utc_now())
     assert "supply at the end</th><td>supply left as the run left it</td>" in verdict_html(rec)
+
+
+@background.scenario
+def failing_run(tmp: Path):
+    return run_with_report(tmp, "test_token_state_survives_power_cycle", "--sim-fault", "count_not_persisted")
+
+
+def test_a_failed_test_leads_with_expected_against_seen(request):
+    """The DUT's state against the model's, and the test's line, above the traceback; the
+    verdict FAILED in the title."""
+    tmp_path, results, output = background.result(request, failing_run)
+    report = tmp_path / "run" / "report.html"
+    assert [r.outcome for r in results.values()] == ["failed"], output
+    assert page_title(report).startswith("FAILED - DUT SIM000001 - station virtual - 0 of "), page_title(report)
+    ((nodeid, runs),) = report_tests(report).items()
+    (run,) = [r for r in runs if r["result"] == "Failed"]
+    extras = [e for e in run["extras"] if e.get("format_type") == "html"]
+    first = html.unescape(extras[0]["content"])  # shown first: above the measurements and the traceback
+    assert first.startswith("<div class='paygo-failure'><h3>Expected against seen</h3>"), first[:200]
+    assert "AssertionError: after the power cycle: DUT token count 0, model 4" in first, first
+    assert re.search(
+        r"at tests/device/test_persistence\.py:\d+ \(raised at bench/station/token_session\.py:\d+\)", first
+    )
+    assert "class='measurements'" in extras[1]["content"] and "check_status" in run["log"], run["log"][:300]
+
+
+def test_the_failure_box_puts_each_limit_beside_what_was_measured():
+    from bench.measure.measurement import Measurement
+    from bench.report.html import Failure, failure_html, measurements_html
+
+    out = Measurement("rtc_drift", 2263.607, "ppm", -685.0, 685.0)
+    box = failure_html([Failure("call", "Failed: drift <x>", "at t.py:3")], [out])
+    assert "<tr><td>rtc_drift</td><td>[-685, 685] ppm</td><td>2263.6 ppm</td></tr>" in box
+    assert "<b>failed</b> at t.py:3<pre class='paygo-why'>Failed: drift &lt;x&gt;</pre>" in box
+    assert failure_html([], []) == ""
+    table = measurements_html([out, Measurement("seed", 42), Measurement("v", 3.3, "V", 3.0, 3.6)])
+    assert ">seed</td><td>42</td><td>(no limit)</td><td style='color:#57606a'>recorded<" in table
+    assert ">v</td><td>3.300 V</td><td>[3, 3.6] V</td><td style='color:green'>PASS<" in table
+    assert ">2263.6 ppm</td><td>[-685, 685] ppm</td><td style='color:red'>FAIL<" in table
