@@ -326,11 +326,30 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         f"auth {config.auth}); Ctrl-C stops it",
         flush=True,
     )
+    page = None
+    if args.ui_port is not None:
+        from bench.live.metrics_view import device_summaries
+        from bench.live.page import create_page_app
+        from bench.live.state import LiveState
+
+        db = Path(args.db)
+        state = LiveState(station="Metrics server", rig=server.base_url, suite="-", serving=True)
+        state.metrics = lambda: device_summaries(db)
+        try:  # the page lists every device's data: this machine only
+            page = start(create_page_app(state.snapshot), "127.0.0.1", args.ui_port, threads=2)
+        except OSError as e:
+            server.stop()
+            store.close()
+            print(f"paygo-bench serve: the page cannot listen on 127.0.0.1:{args.ui_port}: {e}", file=sys.stderr)
+            return 2
+        print(f"paygo-bench: devices page on {page.url}/", flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        if page is not None:
+            page.stop()
         server.stop()
         store.close()
     return 0
@@ -496,6 +515,12 @@ def _add_serve_parser(sub) -> None:
     serve.add_argument("--base-path", default="/", help="URL path the routes live under (default /)")
     serve.add_argument("--announce-base-url", help="send settings.base_url in every reply (server migration)")
     serve.add_argument("--tokens-as-strings", action="store_true", help="tkl items as zero-padded strings")
+    serve.add_argument(
+        "--ui-port",
+        type=int,
+        default=None,
+        help="also serve a page of each device's captured requests and the tokens served, on 127.0.0.1:PORT",
+    )
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")
     serve.add_argument(

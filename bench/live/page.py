@@ -25,11 +25,11 @@ header{padding:14px 20px;background:#1d2330;color:#fff;display:flex;gap:18px;ali
 main{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:14px;padding:14px 20px}
 section{background:#fff;border-radius:6px;padding:10px 14px;box-shadow:0 1px 2px #0002}
 h2{font-size:15px;margin:2px 0 8px}
-table{border-collapse:collapse;width:100%;font-size:13px}td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #e3e5ea}
+table{border-collapse:collapse;width:100%;font-size:13px}td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #e3e5ea}td{overflow-wrap:anywhere}
 .PASS,.passed{color:#1e8e3e}.FAIL,.failed{color:#c5221f;font-weight:600}.skipped,.RECORDED{color:#5b6478}
 pre{font-size:12px;max-height:320px;overflow:auto;background:#0f1420;color:#d7dbe4;padding:8px;border-radius:4px;margin:0}
 #bar{height:8px;background:#e3e5ea;border-radius:4px;overflow:hidden;margin:6px 0}#bar div{height:100%;background:#1a73e8}
-.big{font-size:22px;font-weight:600}#stale{color:#b06000;font-size:13px}
+.big{font-size:22px;font-weight:600;overflow-wrap:anywhere}#stale{color:#b06000;font-size:13px}
 </style></head><body>
 <header><div id="verdict" class="RUNNING">STARTING</div>
 <div class="meta"><div><b>Station</b> <span id="station"></span> &middot; <b>DUT</b> <span id="dut"></span>
@@ -56,17 +56,17 @@ function cell(row,text,cls){var td=document.createElement("td");td.textContent=t
 function rows(id,items,cells){var body=el(id);body.textContent="";items.forEach(function(it){
  var tr=document.createElement("tr");cells(it).forEach(function(c){cell(tr,c[0],c[1]);});body.appendChild(tr);});}
 function show(s){
- var v=s.verdict||"RUNNING";var badge=el("verdict");badge.textContent=v;badge.className=v.replace(" ","_");
+ var v=s.verdict||(s.serving?"SERVING":"RUNNING");var badge=el("verdict");badge.textContent=v;badge.className=v.replace(" ","_");
  document.title=v+" \\u00b7 "+s.station+" \\u00b7 paygo-bench";
  el("station").textContent=s.station;el("dut").textContent=s.dut_serial||"-";el("suite").textContent=s.suite;
- el("progress").textContent=s.done+" of "+s.total+" tests";el("elapsed").textContent=s.elapsed_s.toFixed(0)+" s";
+ el("progress").textContent=s.serving?"no run: the Metrics server's devices":(s.done+" of "+s.total+" tests");el("elapsed").textContent=s.elapsed_s.toFixed(0)+" s";
  el("verdictline").textContent=s.verdict_line||"";
  el("current").textContent=s.current?(s.current+" ("+s.current_elapsed_s.toFixed(0)+" s)"):(s.verdict?"finished":"-");
  el("bar").firstElementChild.style.width=(s.total?100*s.done/s.total:0)+"%";
  var p=s.psu;el("psu").textContent=!p?"-":(p.error?p.error:((p.output_on?"ON  ":"OFF  ")+p.volts.toFixed(3)+" V  "+p.amps.toFixed(4)+" A"));
  el("psuat").textContent=p?("read "+p.at):"";
  el("serial").textContent=s.serial.join("\\n");el("serial").scrollTop=1e9;
- rows("measurements",s.measurements.slice(0,60),function(m){return [[m.test||""],[m.name],[m.value],[m.limits],[m.outcome,m.outcome]];});
+ rows("measurements",s.measurements.slice(0,60),function(m){return [[(m.test||"").split("::").pop()],[m.name],[m.value],[m.limits],[m.outcome,m.outcome]];});
  rows("outcomes",s.outcomes.slice().reverse(),function(o){return [[o.test],[o.outcome,o.outcome],[o.duration_s+" s"]];});
  rows("metrics",s.metrics,function(d){return [[d.serial],[String(d.requests)],[String(d.accepted)],[String(d.refused)],
   [d.token_count===null?"-":String(d.token_count)],[d.last_tokens.join(" ")]];});

@@ -31,7 +31,12 @@ def measurement_rows(item: pytest.Item | None) -> list[dict]:
     if measurements is None:
         return []
     return [
-        {"name": m.name, "value": m.value_text(), "limits": m.limits_text(), "outcome": m.verdict}
+        {
+            "name": m.name,
+            "value": m.value_text(),
+            "limits": m.limits_text(),
+            "outcome": m.verdict if m.judged else "RECORDED",
+        }
         for m in list(measurements.items)
     ]
 

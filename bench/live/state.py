@@ -37,6 +37,7 @@ class LiveState:
     current: str | None = None
     verdict: str | None = None
     verdict_line: str = ""
+    serving: bool = False  # `paygo-bench serve --ui-port`: no run, the Metrics server's devices only
     psu: dict | None = None  # {output_on, volts, amps, at} or {error, at}
     # measurements of finished tests; the running test's come from `current_measurements`
     measurements: deque[dict] = field(default_factory=lambda: deque(maxlen=MEASUREMENTS_KEPT))
@@ -92,6 +93,7 @@ class LiveState:
                 "current_elapsed_s": round(time.monotonic() - self._current_t0, 1) if self.current else None,
                 "verdict": self.verdict,
                 "verdict_line": self.verdict_line,
+                "serving": self.serving,
                 "psu": self.psu,
                 "measurements": [dict(m, test=self.current) for m in running] + list(reversed(self.measurements)),
                 "serial": list(self.serial),

@@ -170,15 +170,19 @@ class Psu:
         return self._query_number(self.profile.measure_current)
 
     def try_reading(self) -> PsuReading | None:
-        """Output state, voltage and current, read now for an operator's display; None (nothing
-        sent) while another thread has an exchange under way, so a test's command never waits
-        behind more than one display query."""
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            return PsuReading(self.output_state(), self.measure_voltage(), self.measure_current())
-        finally:
-            self._lock.release()
+        """Output state, voltage and current, read now for an operator's display; None while
+        another thread has an exchange under way. Each of the three queries is taken only when the
+        wire is free, so a test's command waits behind at most one display query."""
+        values = []
+        for read in (self.output_state, self.measure_voltage, self.measure_current):
+            if not self._lock.acquire(blocking=False):
+                return None
+            try:
+                values.append(read())
+            finally:
+                self._lock.release()
+        on, volts, amps = values
+        return PsuReading(bool(on), float(volts), float(amps))
 
     @property
     def can_cut_on_nvm_write(self) -> bool:

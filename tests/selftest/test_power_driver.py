@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -262,3 +263,32 @@ def test_silent_instrument_times_out_with_clear_message(sim):
     assert "did not answer 'BOGUS?' within 0.3 s" in str(err.value)
     assert server.visa_resource in str(err.value)
     assert 0.25 <= elapsed < 1.5
+
+
+def test_a_display_reading_never_waits_behind_a_tests_exchange(sim):
+    """The live page reads the supply from its own thread: it gets output, volts and amps, and
+    while another thread holds an exchange it sends nothing and gets None (bench/live)."""
+    supply, server = sim
+    with Psu.open(server.visa_resource, "keysight-e36", 2, timeout_s=0.5) as psu:
+        supply.set_load(2, lambda volts: volts / 100.0)
+        psu.set_voltage(5)
+        psu.output(True)
+        psu.operation_complete()
+        reading = psu.try_reading()
+        assert reading is not None and reading.output_on is True
+        assert reading.volts == pytest.approx(5.0) and reading.amps == pytest.approx(0.05)
+        held, release = threading.Event(), threading.Event()
+
+        def a_test_exchange(inst):
+            held.set()
+            release.wait(5)
+            return inst.query("*IDN?")
+
+        worker = threading.Thread(target=lambda: psu._exchange("*IDN?", a_test_exchange, InstrumentError))
+        worker.start()
+        assert held.wait(5)
+        sent = len(psu.traffic)
+        assert psu.try_reading() is None and len(psu.traffic) == sent  # nothing sent
+        release.set()
+        worker.join(5)
+        assert psu.try_reading() is not None
