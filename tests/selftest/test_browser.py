@@ -234,3 +234,33 @@ def test_the_metrics_servers_page_lists_each_device(browser, tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_the_history_page_shows_the_last_verdict_and_every_link_resolves(browser, live_run):
+    """`paygo-bench history` over the run's folder: its index.html in the browser."""
+    reports = live_run["dir"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "history", "--reports", str(reports)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    page = reports / "history" / "index.html"
+    browser.get(page.as_uri())
+    verdict = live_run["final_badge"]
+    cell = browser.execute_script(
+        "var c=[...document.querySelectorAll('td,th,h1,h2,span,div')].find(e=>e.children.length===0 &&"
+        " e.textContent.trim()===arguments[0]); if(!c) return null; var r=c.getBoundingClientRect();"
+        "return [r.top, r.bottom, window.innerHeight];",
+        verdict,
+    )
+    assert cell is not None, f"the run's verdict {verdict} is not on the history page"
+    assert 0 <= cell[0] and cell[1] <= cell[2], f"the last verdict is not in the first screen: {cell}"
+    assert console_errors(browser) == []
+    for href in browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)"):
+        parsed = urlparse(href)
+        assert parsed.scheme in ("file", "http", "https"), f"a link Chromium will not open: {href[:80]}"
+        if parsed.scheme == "file":
+            assert Path(unquote(parsed.path)).exists(), f"the link {href} points at nothing"
