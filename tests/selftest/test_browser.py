@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from bench.rig import resolve_rig
+from tests.selftest.background import result, scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,15 +41,18 @@ except ImportError:  # pragma: no cover - the test extra installs it
     webdriver = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="module")
-def browser():
+def why_no_browser() -> str | None:
     if webdriver is None:
-        pytest.skip("selenium is not installed (pip install -e '.[test]'): the browser checks did not run")
+        return "selenium is not installed (pip install -e '.[test]'): the browser checks did not run"
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip(
+        return (
             "no headless Chromium here (Debian: apt-get install chromium chromium-driver; .ci/run does): "
             "the browser checks did not run"
         )
+    return None
+
+
+def new_browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -57,6 +61,15 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    why = why_no_browser()
+    if why is not None:
+        pytest.skip(why)
+    driver = new_browser()
     yield driver
     driver.quit()
 
@@ -101,11 +114,18 @@ def wait_for(condition, timeout: float, what: str):
     pytest.fail(f"not within {timeout} s: {what}")
 
 
-@pytest.fixture(scope="module")
-def live_run(browser, tmp_path_factory):
-    """A virtual-rig run with the live page, watched in the browser while it runs; yields what was
-    seen and the run's folder."""
-    out = tmp_path_factory.mktemp("browser")
+def links(driver) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+
+
+@scenario
+def watched_run(out: Path) -> dict:
+    """A virtual-rig run with the live page, watched in the browser while it runs, then its
+    report.html and the history page of its folder: what was seen (the tests assert)."""
+    why = why_no_browser()
+    if why is not None:
+        return {"skip": why}
+    browser = new_browser()
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", "--ui", "--ui-port", str(port), "--ui-hold", str(PAGE_UP_S)]
@@ -117,7 +137,6 @@ def live_run(browser, tmp_path_factory):
     )
     seen: dict = {"dir": out}
     try:
-        url = f"http://127.0.0.1:{port}/"
 
         def page_up() -> bool:
             try:
@@ -127,7 +146,7 @@ def live_run(browser, tmp_path_factory):
                 return False
 
         wait_for(page_up, 60, "the live page listening")
-        browser.get(url)
+        browser.get(f"http://127.0.0.1:{port}/")
         badge = lambda: browser.find_element("id", "verdict").text  # noqa: E731
         wait_for(lambda: "test_" in browser.find_element("id", "current").text, 60, "a test shown as running")
         wait_for(lambda: " V " in browser.find_element("id", "psu").text, 30, "a PSU reading")
@@ -143,11 +162,70 @@ def live_run(browser, tmp_path_factory):
         output, _ = proc.communicate(timeout=PAGE_UP_S + 60)
         seen["output"] = output
         seen["code"] = proc.returncode
+        seen["report"] = look_at_report(browser, out / "run" / "report.html", seen["final_badge"])
+        keep_screenshot(browser, out / "report.png")
+        seen["history"] = look_at_history(browser, out, seen["final_badge"])
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    yield seen
+        browser.quit()
+    return seen
+
+
+def look_at_report(browser, report: Path, verdict: str) -> dict:
+    browser.get(report.as_uri())
+    heading = browser.execute_script(
+        "var h=[...document.querySelectorAll('h1,h2,.verdict,[class*=verdict]')]"
+        ".find(e=>e.textContent.includes(arguments[0])); if(!h) return null;"
+        "var r=h.getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight, h.textContent];",
+        verdict,
+    )
+    hrefs = links(browser)
+    fragments_found = {
+        href: browser.execute_script(
+            "return !!document.getElementById(arguments[0]) || !!document.getElementsByName(arguments[0]).length",
+            urlparse(href).fragment,
+        )
+        for href in hrefs
+        if urlparse(href).fragment
+    }
+    return {
+        "path": report,
+        "title": browser.title,
+        "heading": heading,
+        "console": console_errors(browser),
+        "links": hrefs,
+        "fragments_found": fragments_found,
+    }
+
+
+def look_at_history(browser, reports: Path, verdict: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "history", "--reports", str(reports)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr}
+    browser.get((reports / "history" / "index.html").as_uri())
+    cell = browser.execute_script(
+        "var c=[...document.querySelectorAll('td,th,h1,h2,span,div')].find(e=>e.children.length===0 &&"
+        " e.textContent.trim()===arguments[0]); if(!c) return null; var r=c.getBoundingClientRect();"
+        "return [r.top, r.bottom, window.innerHeight];",
+        verdict,
+    )
+    return {"cell": cell, "console": console_errors(browser), "links": links(browser)}
+
+
+@pytest.fixture
+def live_run(request):
+    seen = result(request, watched_run)
+    if "skip" in seen:
+        pytest.skip(seen["skip"])
+    return seen
 
 
 def test_the_live_page_shows_the_run_as_it_goes(live_run):
@@ -168,38 +246,26 @@ def test_the_live_page_ends_with_the_runs_verdict(live_run):
     assert live_run["final_title"].startswith(said[-1])
 
 
-def test_the_report_leads_with_the_verdict_and_every_link_resolves(browser, live_run):
-    report = live_run["dir"] / "run" / "report.html"
-    browser.get(report.as_uri())
-    verdict = live_run["final_badge"]
-    assert browser.title.startswith(verdict), browser.title
-    heading = browser.execute_script(
-        "var h=[...document.querySelectorAll('h1,h2,.verdict,[class*=verdict]')]"
-        ".find(e=>e.textContent.includes(arguments[0])); if(!h) return null;"
-        "var r=h.getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight, h.textContent];",
-        verdict,
-    )
-    assert heading is not None, "no heading carries the verdict"
-    top, bottom, height, text = heading
-    assert 0 <= top and bottom <= height, f"the verdict is not in the first screen: {heading}"
-    keep_screenshot(browser, live_run["dir"] / "report.png")
-    assert console_errors(browser) == []
-    hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
-    assert hrefs, "the report links its evidence"
+def test_the_report_leads_with_the_verdict_and_every_link_resolves(live_run):
+    seen, verdict = live_run["report"], live_run["final_badge"]
+    assert seen["title"].startswith(verdict), seen["title"]
+    assert seen["heading"] is not None, "no heading carries the verdict"
+    top, bottom, height, _text = seen["heading"]
+    assert 0 <= top and bottom <= height, f"the verdict is not in the first screen: {seen['heading']}"
+    assert seen["console"] == []
+    assert seen["links"], "the report links its evidence"
+    assert_links_resolve(seen["links"], seen["path"], seen["fragments_found"])
+
+
+def assert_links_resolve(hrefs: list[str], page: Path, fragments_found: dict | None = None) -> None:
     for href in hrefs:
         parsed = urlparse(href)
         assert parsed.scheme in ("file", "http", "https"), f"a link Chromium will not open: {href[:80]}"
         if parsed.scheme == "file":
             target = Path(unquote(parsed.path))
             assert target.exists(), f"the link {href} points at nothing"
-            if parsed.fragment:
-                assert (
-                    browser.execute_script(
-                        "return !!document.getElementById(arguments[0]) || !!document.getElementsByName(arguments[0]).length",
-                        parsed.fragment,
-                    )
-                    or target != report
-                ), href
+            if parsed.fragment and target == page:
+                assert (fragments_found or {}).get(href), f"no anchor for {href}"
 
 
 def test_the_metrics_servers_page_lists_each_device(browser, tmp_path):
@@ -236,31 +302,12 @@ def test_the_metrics_servers_page_lists_each_device(browser, tmp_path):
         proc.communicate(timeout=30)
 
 
-def test_the_history_page_shows_the_last_verdict_and_every_link_resolves(browser, live_run):
+def test_the_history_page_shows_the_last_verdict_and_every_link_resolves(live_run):
     """`paygo-bench history` over the run's folder: its index.html in the browser."""
-    reports = live_run["dir"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "history", "--reports", str(reports)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    page = reports / "history" / "index.html"
-    browser.get(page.as_uri())
-    verdict = live_run["final_badge"]
-    cell = browser.execute_script(
-        "var c=[...document.querySelectorAll('td,th,h1,h2,span,div')].find(e=>e.children.length===0 &&"
-        " e.textContent.trim()===arguments[0]); if(!c) return null; var r=c.getBoundingClientRect();"
-        "return [r.top, r.bottom, window.innerHeight];",
-        verdict,
-    )
-    assert cell is not None, f"the run's verdict {verdict} is not on the history page"
-    assert 0 <= cell[0] and cell[1] <= cell[2], f"the last verdict is not in the first screen: {cell}"
-    assert console_errors(browser) == []
-    for href in browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)"):
-        parsed = urlparse(href)
-        assert parsed.scheme in ("file", "http", "https"), f"a link Chromium will not open: {href[:80]}"
-        if parsed.scheme == "file":
-            assert Path(unquote(parsed.path)).exists(), f"the link {href} points at nothing"
+    seen = live_run["history"]
+    assert "error" not in seen, seen
+    assert seen["cell"] is not None, f"the run's verdict {live_run['final_badge']} is not on the history page"
+    top, bottom, height = seen["cell"]
+    assert 0 <= top and bottom <= height, f"the last verdict is not in the first screen: {seen['cell']}"
+    assert seen["console"] == []
+    assert_links_resolve(seen["links"], live_run["dir"] / "history" / "index.html")
