@@ -89,3 +89,22 @@ def test_the_page_is_self_contained_and_read_only():
     assert state.get_json() == {"seq": 1, "verdict": None}
     assert client.post("/state.json").status_code == 405
     assert client.get("/favicon.ico").status_code == 204
+
+
+def test_the_page_listens_on_loopback_unless_the_rig_says_otherwise(tmp_path, capsys):
+    from bench.live.run import LivePage
+    from bench.rig import load_rig, resolve_rig
+
+    page = LivePage.start(resolve_rig(None), "full", tmp_path, 0)
+    try:
+        assert page.server.host == "127.0.0.1" and page.url.startswith("http://127.0.0.1:")
+    finally:
+        page.finish("PASSED", "", 0)
+    rig_file = tmp_path / "rig.toml"
+    rig_file.write_text('[station]\nid = "s2"\nui_host = "0.0.0.0"\n')
+    page = LivePage.start(load_rig(rig_file), "full", tmp_path, 0)
+    try:
+        assert page.server.host == "0.0.0.0"
+        assert "reachable from other machines" in capsys.readouterr().out
+    finally:
+        page.finish("PASSED", "", 0)
