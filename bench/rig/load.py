@@ -22,9 +22,11 @@ from bench.rig.model import (
     DEFAULT_PSU_PROFILE,
     DEFAULT_RTC_OFF_TEST_S,
     DEFAULT_UNPOWERED_LONG_S,
+    LABGRID,
     RIG_ENV_VAR,
     VIRTUAL,
     DutProfile,
+    LabgridConfig,
     LinkConfig,
     PsuConfig,
     Rig,
@@ -191,6 +193,8 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
     if "id" not in given["station"]:
         raise RigError(where, "station.id", f"missing; expected {_SCHEMA['station']['id'].expected}")
     link, psu, sim = (_with_defaults(n, given[n]) for n in ("link", "psu", "sim"))
+    lab = _with_defaults("labgrid", given["labgrid"])
+    _labgrid_endpoints(where, lab, given, link, psu)
     if (link["port"] == VIRTUAL) != (psu["resource"] == VIRTUAL):
         raise RigError(
             where,
@@ -224,7 +228,28 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
         dut=_dut_profile(where, given["dut"], base, env, virtual),
         server=_server(where, given["server"], base, env),
         sim=_sim(where, sim, base, env),
+        labgrid=LabgridConfig(**lab),
     )
+
+
+def _labgrid_endpoints(where: str, lab: dict, given: dict, link: dict, psu: dict) -> None:
+    """With [labgrid] place, the serial port is the place's ("labgrid", the default then), the PSU
+    the place's tag ("labgrid", the default) or a VISA resource given; without, neither is "labgrid"."""
+    if lab["place"]:
+        if "port" not in given["link"]:
+            link["port"] = LABGRID
+        if "resource" not in given["psu"]:
+            psu["resource"] = LABGRID
+        if link["port"] != LABGRID:
+            raise RigError(
+                where,
+                "link.port",
+                f'got {_got(link["port"])} with labgrid.place; expected "labgrid" (the place\'s serial port) or left out',
+            )
+        return
+    for key, value in (("link.port", link["port"]), ("psu.resource", psu["resource"])):
+        if value == LABGRID:
+            raise RigError(where, key, '"labgrid" without labgrid.place; expected [labgrid] place = "<place name>"')
 
 
 def _server(where: str, given: dict, base: Path, env: Mapping[str, str]) -> ServerConfig:

@@ -50,7 +50,8 @@ VIRTUAL = "virtual"
 # (docs/tokens.md "Extended tokens"): DISABLE_PAYG/COUNTER_SYNC as in a standard token, or time
 # values like any other (openpaygo 0.6.3 decodes them as SET_TIME at an odd count).
 EXTENDED_998_999 = ("disable_sync", "time")
-SECTIONS = ("station", "link", "psu", "dut", "server", "sim")  # the rig file's tables
+SECTIONS = ("station", "link", "psu", "dut", "server", "sim", "labgrid")  # the rig file's tables
+LABGRID = "labgrid"  # link.port / psu.resource: found through the rig's labgrid place
 # OpenPAYGO Metrics payload auth methods (docs/metrics.md "Authentication"); "none" is not one a bench
 # qualifies a device with.
 METRICS_AUTH_METHODS = ("sa", "ta", "ca", "da", "ra")
@@ -193,6 +194,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class LabgridConfig:
+    """The labgrid place the station is (bench/station/labgrid_place.py); place "" = none."""
+
+    coordinator: str = "127.0.0.1:20408"
+    place: str = ""
+    psu_tag: str = "psu_visa"
+    client: str = ""  # labgrid-client's path; "": beside the bench's Python, else on PATH
+
+
+@dataclass(frozen=True)
 class SimConfig:
     faults: tuple[str, ...]
     rtc_drift_ppm: float
@@ -234,6 +245,7 @@ class Rig:
     dut: DutProfile
     server: ServerConfig
     sim: SimConfig
+    labgrid: LabgridConfig = LabgridConfig()
 
     @property
     def virtual(self) -> bool:

@@ -14,6 +14,7 @@ from bench.dut.registry import ADAPTERS
 from bench.power.profiles import PROFILES
 from bench.rig.model import (
     EXTENDED_998_999,
+    LABGRID,
     METRICS_AUTH_METHODS,
     SECTIONS,
     STANDARD_BAUDS,
@@ -117,8 +118,9 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "resource": _Field(
             "str",
             VIRTUAL,
-            lambda v: v == VIRTUAL or _VISA.fullmatch(v) is not None,
-            'a VISA resource (TCPIP0::10.0.0.5::5025::SOCKET, USB0::...::INSTR, ASRL/dev/ttyUSB1::INSTR) or "virtual"',
+            lambda v: v in (VIRTUAL, LABGRID) or _VISA.fullmatch(v) is not None,
+            'a VISA resource (TCPIP0::10.0.0.5::5025::SOCKET, USB0::...::INSTR, ASRL/dev/ttyUSB1::INSTR), "virtual", '
+            'or "labgrid" (the labgrid place\'s tag)',
         ),
         "profile": _Field(
             "str", None, lambda v: v in KNOWN_PSU_PROFILES, "one of " + ", ".join(f'"{o}"' for o in KNOWN_PSU_PROFILES)
@@ -209,6 +211,14 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "metrics_ca_file": _any_str(""),
         "metrics_jwt_secret_file": _any_str(""),
         "metrics_jwt_secret_env": _str("", r"([A-Za-z_][A-Za-z0-9_]*)?", "an environment variable name"),
+    },
+    "labgrid": {
+        "coordinator": _str(
+            "127.0.0.1:20408", r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}", "HOST:PORT of a labgrid coordinator"
+        ),
+        "place": _str("", r"[A-Za-z0-9_.-]{0,64}", "a labgrid place name (A-Z a-z 0-9 _ . -)"),
+        "psu_tag": _str("psu_visa", r"[A-Za-z0-9_.-]{1,64}", "the place tag holding the PSU's VISA resource"),
+        "client": _any_str(""),
     },
 }
 assert tuple(_SCHEMA) == SECTIONS

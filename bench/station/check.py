@@ -14,6 +14,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +60,12 @@ def check_instruments(rig: Rig, say: Callable[[Finding], None]) -> bool:
     from bench.dut.registry import ADAPTERS
     from bench.power.driver import Psu
     from bench.power.errors import InstrumentError
+    from bench.station.labgrid_place import PlaceError, held_place
     from bench.station.power_control import PowerControl
     from bench.station.virtual_rig import SimStartError, sim_options, start_virtual_rig
 
     sim = None
-    with tempfile.TemporaryDirectory(prefix="paygo-check-") as state:
+    with tempfile.TemporaryDirectory(prefix="paygo-check-") as state, ExitStack() as place_hold:
         try:
             if rig.virtual:
                 try:
@@ -75,6 +77,13 @@ def check_instruments(rig: Rig, say: Callable[[Finding], None]) -> bool:
                 say(Finding(True, f"virtual rig: simulator started (port {port}, PSU {visa})"))
             else:
                 port, visa, channel = rig.link.port, rig.psu.resource, rig.psu.channel
+                if rig.labgrid.place:  # held for the check, released at its end
+                    try:
+                        port, visa = place_hold.enter_context(held_place(rig))
+                    except PlaceError as e:
+                        say(Finding(False, str(e)))
+                        return False
+                    say(Finding(True, f"labgrid place {rig.labgrid.place}: acquired (serial {port}, PSU {visa})"))
             try:
                 psu = Psu.open(visa, rig.psu.profile, channel, timeout_s=rig.psu.timeout_s)
                 say(Finding(True, f"PSU at {visa}: {psu.idn()} (profile {rig.psu.profile}, channel {channel})"))
