@@ -151,7 +151,10 @@ class Rfc2217Server:
             self._serve(sock)
 
     def _reap(self) -> None:
-        """Forget a client both of whose threads have ended."""
+        """Forget a client that has gone (its threads end within a poll) or whose threads ended."""
+        if self._client is not None and self._client.gone.is_set():
+            for thread in self._threads:
+                thread.join(JOIN_S)
         if self._client is not None and not any(t.is_alive() for t in self._threads):
             self._client.sock.close()
             self._client, self._threads = None, []
