@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import serial
+import serial.rfc2217
 
 from bench.dut.errors import LinkSilent, PortOpenError, PortVanished, TestTimeLimit, WaitAborted
 from bench.dut.traffic import TrafficLog
@@ -45,6 +46,7 @@ QUIET_S = 0.1
 # EXPORT: docs/protocol.md "Framing") with a margin of 2; a longer one is dropped, with a note.
 MAX_LINE = 16384
 READ_CHUNK = 65536  # the most one read takes, so a flood is handled in bounded steps
+WRITE_TIMEOUT_S = 2.0  # a port that takes no bytes for this long is gone
 
 LineTest = Callable[[str], bool]
 
@@ -81,11 +83,13 @@ class SerialLink:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> SerialLink:
+        extra: dict = {"exclusive": True} if self.exclusive else {}
+        # pyserial's RFC 2217 client refuses a write timeout (NotImplementedError at open); its
+        # writes are bounded by its socket's own timeout (5 s) instead
+        if not _is_rfc2217(self.url):
+            extra["write_timeout"] = WRITE_TIMEOUT_S
         try:
-            extra = {"exclusive": True} if self.exclusive else {}
-            self._port = serial.serial_for_url(
-                self.url, baudrate=self.baud, timeout=self.poll_s, write_timeout=2, **extra
-            )
+            self._port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=self.poll_s, **extra)
         except _PORT_ERRORS as e:
             raise PortOpenError(self.url, e) from None
         self.log.note(f"opened {self.url} at {self.baud} baud")
@@ -114,14 +118,14 @@ class SerialLink:
         self._abort = (check, poll_s)
         old_timeout = self._port.timeout if self._port is not None else None
         if self._port is not None:
-            self._port.timeout = min(self.poll_s, poll_s)
+            _set_read_timeout(self._port, min(self.poll_s, poll_s))
         try:
             yield
         finally:
             self._abort = None
             if self._port is not None and old_timeout is not None:
                 try:
-                    self._port.timeout = old_timeout
+                    _set_read_timeout(self._port, old_timeout)
                 except _PORT_ERRORS:
                     pass
 
@@ -386,6 +390,21 @@ class SerialLink:
     def shown(self, line: str) -> str:
         """A line from the device as an error message or note may show it: masked, printable, short."""
         return redacted(line, self.log.secrets)
+
+
+def _is_rfc2217(url: str) -> bool:
+    return url.lower().startswith("rfc2217://")
+
+
+def _set_read_timeout(port: serial.SerialBase, seconds: float) -> None:
+    """Set how long a read waits. pyserial's RFC 2217 client renegotiates the remote port's
+    whole setup (baud, data bits, parity, stop bits, flow control: round trips of 50 ms and more)
+    whenever its timeout is set, though that timeout only bounds the read of its own local
+    buffer: there only the local value is set."""
+    if isinstance(port, serial.rfc2217.Serial):
+        port._timeout = seconds
+    else:
+        port.timeout = seconds
 
 
 def _glued_at(line: str, prefix: str | tuple[str, ...]) -> int:

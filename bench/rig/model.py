@@ -227,6 +227,9 @@ class SimConfig:
     extended_as_time: bool
     extended_only: bool
     state_dir: str  # where the simulated device keeps NVM and RTC between runs ("" = a fresh device)
+    # how the bench reaches the simulated UART: directly (the simulator's pty or socket), or through
+    # an RFC 2217 server on loopback serving it (bench/equipment/rfc2217_server.py), a remote rig's hop
+    uart: str = "direct"
     # direct mode's provisioning (bench/sim/metrics/uplink.py): the CA its HTTPS client trusts
     # ("": the system's), its JWT secret from a file or an environment variable (none: no JWT)
     metrics_ca_file: str = ""
