@@ -30,6 +30,8 @@ exit status (the verdict, also the last line printed):
   2  INCOMPLETE   a required test did not run and pass, nothing ran, or the run was interrupted
   3  BENCH ERROR  the rig or the bench broke (port missing, PSU silent, bad rig file, a full disk): the device is not judged
   4  usage error  the paygo-bench command line was wrong (--report-dir holding another run's files included)
+  several stations (--rig twice or more, --lab): the worst station's verdict, FAILED first, then
+  BENCH ERROR, INCOMPLETE, PASSED; 0 only when every station PASSED (docs/lab.md)
 """
 
 SIM_EXAMPLES = """examples:
