@@ -47,6 +47,8 @@ class ChildRun:
     def start(self) -> None:
         """Start the child; a reader thread follows its output and posts self to `events` on
         every change, and once more when it has ended and been judged."""
+        if self.finished:
+            return
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # its own session: a Ctrl-C at the terminal reaches the lab, which stops each run once
         # (a second signal could cut a run's safe-state teardown short)
@@ -80,9 +82,12 @@ class ChildRun:
     def stop(self) -> None:
         """Stop the run as Ctrl-C does (SIGTERM, which a run takes as Ctrl-C: its record says
         interrupted and its supply goes to its safe state, fixtures/signals.py)."""
-        if self._proc is None or self.finished or self.stop_sent:
+        if self.finished or self.stop_sent:
             return
         self.stop_sent = True
+        if self._proc is None:  # the lab was stopped before this one started
+            self._finish(INCOMPLETE, f"{INCOMPLETE}: not started: the lab was stopped first", None)
+            return
         try:
             self._proc.send_signal(signal.SIGTERM) if os.name == "posix" else self._proc.terminate()
         except OSError:

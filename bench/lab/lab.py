@@ -11,6 +11,7 @@ station that did not pass, so neither a BENCH ERROR nor an INCOMPLETE hides behi
 from __future__ import annotations
 
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -57,7 +58,8 @@ class Board:
         self.drawn = False
 
     def line(self, run: ChildRun) -> str:
-        return f"  {run.station.id:<{self.width}}  {status_text(run)}"
+        text = f"  {run.station.id:<{self.width}}  {status_text(run)}"
+        return text[: shutil.get_terminal_size().columns - 1] if self.tty else text  # one row each, to redraw
 
     def update(self) -> None:
         if self.tty:
@@ -116,12 +118,12 @@ def run_lab(
     for name in previous:
         signal.signal(getattr(signal, name), _raise_stop)
     stopping: float | None = None
+    pending = list(runs)
     try:
-        for run in runs:
-            run.start()
-        board.update()
         while not all(r.finished for r in runs):
             try:
+                while pending and stopping is None:
+                    pending.pop(0).start()
                 try:
                     events.get(timeout=0.5)
                 except queue.Empty:
