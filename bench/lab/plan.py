@@ -77,14 +77,29 @@ class _Lines:
         return self.headers[index] if index < len(self.headers) else 1
 
 
+def rig_errors(path: str) -> list[str]:
+    """Every error of a station's rig file, its `dut.suite` naming a profile included (a single
+    run checks that as it starts; here it is found with the rest, before any station starts)."""
+    from bench.station.check import rig_file_errors
+    from bench.suites import SuiteError, load_profile
+
+    errors = rig_file_errors(Path(path))
+    if not errors:
+        suite = load_rig(path).dut.suite
+        try:
+            if suite:
+                load_profile(suite, f"{path}: dut.suite")
+        except SuiteError as e:
+            errors.append(str(e))
+    return errors
+
+
 def from_rig_files(paths: list[str]) -> list[Station]:
     """Stations from `--rig` files, in the order given; LabError lists every mistake."""
-    from bench.station.check import rig_file_errors
-
     errors: list[str] = []
     stations: list[Station] = []
     for path in paths:
-        found = rig_file_errors(Path(path))
+        found = rig_errors(path)
         if found:
             errors += found
             continue
@@ -97,7 +112,6 @@ def from_rig_files(paths: list[str]) -> list[Station]:
 
 def from_lab_file(path: str) -> list[Station]:
     """Stations from a lab file; LabError lists every mistake of it and of its rig files."""
-    from bench.station.check import rig_file_errors
     from bench.suites import profile_names
 
     try:
@@ -139,7 +153,7 @@ def from_lab_file(path: str) -> list[Station]:
         if not isinstance(rig, str) or not rig.strip():
             continue
         rig_path = os.fspath(base / rig) if not os.path.isabs(rig) else rig
-        found = rig_file_errors(Path(rig_path))
+        found = rig_errors(rig_path)
         where = f"{path}: line {lines.of(i, 'rig')}"
         errors += [f"{where}: {line}" for line in found]
         if not found:  # checked against the others even when another key of it is wrong
