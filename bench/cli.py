@@ -21,6 +21,8 @@ RUN_EXAMPLES = """examples:
   paygo-bench run --sim-fault count_not_persisted  # watch the bench catch a defect
   paygo-bench run -- --power-cut-seed 42        # anything after -- goes to pytest
   paygo-bench run --rig lab.toml --resync       # a DUT given tokens elsewhere: re-base it from its ledger
+  paygo-bench run --rig a.toml --rig b.toml     # two stations at once: a live line each, a table, the worst verdict
+  paygo-bench run --lab docs/rigs/lab-4-virtual.toml --suite quick  # four virtual stations, one with a defect
 
 exit status (the verdict, also the last line printed):
   0  PASSED       every test the suite profile requires ran and passed
@@ -28,6 +30,8 @@ exit status (the verdict, also the last line printed):
   2  INCOMPLETE   a required test did not run and pass, nothing ran, or the run was interrupted
   3  BENCH ERROR  the rig or the bench broke (port missing, PSU silent, bad rig file, a full disk): the device is not judged
   4  usage error  the paygo-bench command line was wrong (--report-dir holding another run's files included)
+  several stations (--rig twice or more, --lab): the worst station's verdict, FAILED first, then
+  BENCH ERROR, INCOMPLETE, PASSED; 0 only when every station PASSED (docs/lab.md)
 """
 
 SIM_EXAMPLES = """examples:
@@ -60,6 +64,9 @@ exit status:
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.lab or len(args.rig) > 1:
+        return cmd_lab(args, extra)
+    args.rig = args.rig[0] if args.rig else None
     import pytest
 
     from bench.record.verdict import BENCH_ERROR
@@ -157,6 +164,48 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"paygo-bench: {supply_line(record, stale)}")
     print(f"paygo-bench: {line}")
     return EXIT_CODES[verdict]
+
+
+def cmd_lab(args: argparse.Namespace, extra: list[str]) -> int:
+    """Several stations at once, each its own `paygo-bench run` child (bench/lab, docs/lab.md)."""
+    from bench.lab.lab import run_lab
+    from bench.lab.plan import LabError, from_lab_file, from_rig_files
+    from bench.locations import RunDirError, RunDirInUse, new_run_dir, reports_root
+    from bench.record.verdict import BENCH_ERROR
+
+    if args.lab and args.rig:
+        print("paygo-bench run: error: --lab and --rig: name the stations one way, not both", file=sys.stderr)
+        return USAGE_EXIT
+    single = [f for f, on in (("--sim-fault", args.sim_fault), ("--ui", args.ui), ("--resync", args.resync),
+                               ("--reprovision", args.reprovision)) if on]  # fmt: skip
+    if single:
+        print(
+            f"paygo-bench run: error: {', '.join(single)} with several stations: give a station its fault in its "
+            "rig file ([sim] faults), and run --ui, --resync or --reprovision on one station alone",
+            file=sys.stderr,
+        )
+        return USAGE_EXIT
+    try:
+        stations = from_lab_file(args.lab) if args.lab else from_rig_files(args.rig)
+    except LabError as e:
+        for line in e.lines:
+            print(f"paygo-bench: {line}", file=sys.stderr)
+        print(f"paygo-bench: {BENCH_ERROR}: {len(e.lines)} error(s) above; no station started", file=sys.stderr)
+        return EXIT_CODES[BENCH_ERROR]
+    root = Path(args.report_dir) if args.report_dir else None
+    try:  # the lab's own folder (lab.json, console logs); each station's run directory, new
+        lab_dir = new_run_dir(root, reports_root(), "lab")
+        run_dirs = [
+            lab_dir / s.id if root is not None else new_run_dir(None, reports_root(), s.id, claim=False)
+            for s in stations
+        ]
+    except RunDirInUse as e:
+        print(f"paygo-bench run: error: {e}", file=sys.stderr)
+        return USAGE_EXIT
+    except RunDirError as e:
+        print(f"paygo-bench: {BENCH_ERROR}: {e}", file=sys.stderr)
+        return EXIT_CODES[BENCH_ERROR]
+    return run_lab(stations, lab_dir, run_dirs, args.suite, args.operator or None, args.k, extra)
 
 
 class SessionVerdict:
@@ -407,7 +456,16 @@ def _add_run_parser(sub) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
-    run.add_argument("--rig", help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig")
+    run.add_argument(
+        "--rig",
+        action="append",
+        default=[],
+        help="rig file (TOML); default $PAYGO_BENCH_RIG, else the virtual rig; repeated: one station each, "
+        "all run at once (docs/lab.md)",
+    )
+    run.add_argument(
+        "--lab", metavar="FILE", help="lab file (TOML): its [[station]]s run at once, each its own run (docs/lab.md)"
+    )
     run.add_argument("--operator", default="", help="operator name for the record")
     run.add_argument(
         "--suite",

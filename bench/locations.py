@@ -132,11 +132,14 @@ def run_id(station_id: str, when: datetime | None = None) -> str:
     return f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', station_id)}"
 
 
-def new_run_dir(report_dir: Path | None, root: Path, station_id: str, when: datetime | None = None) -> Path:
+def new_run_dir(
+    report_dir: Path | None, root: Path, station_id: str, when: datetime | None = None, claim: bool = True
+) -> Path:
     """The run's directory, made and claimed for this process: the one named (`--report-dir`,
     new or empty), else a new `<root>/<run id>`; the n-th run of a station started in the same
     second is `<run id>+n`. RunDirInUse for a named directory holding files, RunDirError when
-    the folder cannot be written."""
+    the folder cannot be written. `claim=False` makes a new one empty, for a child process to
+    claim (the stations of a lab run, bench/lab)."""
     if report_dir is not None:
         check_report_dir(report_dir)
         _make(report_dir, exclusive=False)
@@ -147,7 +150,8 @@ def new_run_dir(report_dir: Path | None, root: Path, station_id: str, when: date
     for n in range(1, MAX_SAME_SECOND + 1):
         path = root / (base if n == 1 else f"{base}+{n}")
         if _make(path, exclusive=True):
-            _claim(path)
+            if claim:
+                _claim(path)
             return path
     raise RunDirError(f"cannot create a run directory in {root}: {MAX_SAME_SECOND} runs named {base} already")
 
