@@ -218,13 +218,21 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
     return Rig(
         source=source,
         sha256=sha256,
-        station=StationConfig(**_with_defaults("station", given["station"])),
+        station=_station(given["station"]),
         link=LinkConfig(**link),
         psu=PsuConfig(**psu),
         dut=_dut_profile(where, given["dut"], base, env, virtual),
         server=_server(where, given["server"], base, env),
         sim=_sim(where, sim, base, env),
     )
+
+
+def _station(given: dict) -> StationConfig:
+    """[station], the results database's URL held as a Secret (it may carry a password)."""
+    values = _with_defaults("station", given)
+    if values["results_db"] is not None:
+        values["results_db"] = Secret(values["results_db"], "station.results_db")
+    return StationConfig(**values)
 
 
 def _server(where: str, given: dict, base: Path, env: Mapping[str, str]) -> ServerConfig:
