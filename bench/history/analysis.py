@@ -242,7 +242,9 @@ def firmware_matrix(rows: Iterable[Any]) -> list[FirmwareSuite]:
     for r in rows:
         groups[(r.dut_model, r.dut_firmware, r.suite)].append(r)
     out = []
-    for (product, firmware, suite), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+    for (product, firmware, suite), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+    ):
         verdicts = [r.verdict for r in members]
         last = max(members, key=lambda r: (r.started_at, r.run_id))
         out.append(

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.secret import Secret, mask
+from bench.secret import Secret, mask, url_password, url_shown
 
 RESULTS_DB_ENV = "PAYGO_BENCH_RESULTS_DB"
 SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")  # what a URL may start with
@@ -44,29 +44,13 @@ def sqlalchemy_url(url: str):
 
 def shown(url: str) -> str:
     """The URL as output may show it: the password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds.split("/", 1)[0]:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-def password(url: str) -> Secret | None:
-    """The URL's password, for bench.secret.mask over error text from the driver."""
-    _scheme, _sep, rest = url.partition("://")
-    creds, at, _host = rest.rpartition("@")
-    if at and ":" in creds:
-        return Secret(creds.split(":", 1)[1], "results_db password")
-    return None
+    return url_shown(url)
 
 
 def scrub(text: str, url: str) -> str:
     """Error text made safe to print: the whole URL and its password masked, one line."""
     text = text.replace(url, shown(url))
-    text = mask(text, [password(url)])
+    text = mask(text, [url_password(url)])
     return " ".join(text.split())
 
 

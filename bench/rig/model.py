@@ -8,8 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench.history.db import password as db_password
-from bench.secret import MASK, Secret
+from bench.secret import MASK, Secret, url_password
 
 # Defaults that differ between the virtual rig and a real one (rig file leaves the key out):
 # psu.profile: the simulated PSU (with its NVM-write trigger), or the generic Keysight dialect;
@@ -244,7 +243,7 @@ class Rig:
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret in the rig, for `bench.secret.mask` over logs and reports."""
         db = self.station.results_db
-        extra = (self.server.jwt_secret, self.sim.metrics_jwt_secret, db, db_password(db.reveal()) if db else None)
+        extra = (self.server.jwt_secret, self.sim.metrics_jwt_secret, db, url_password(db.reveal()) if db else None)
         return (self.dut.secret_key, *(s for s in extra if s is not None))
 
     def describe(self) -> dict:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.dut.registry import ADAPTERS
-from bench.history.db import url_scheme_ok
 from bench.power.profiles import PROFILES
 from bench.rig.model import (
     EXTENDED_998_999,
@@ -105,7 +104,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "results_db": _Field(
             "url",
             None,
-            url_scheme_ok,
+            lambda v: re.fullmatch(r"(sqlite|postgres|postgresql|postgresql\+psycopg)://\S+", v) is not None,
             "a database URL: sqlite:///FILE or postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB",
         ),
     },

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.history.db import shown as shown_url
 from bench.rig.model import RigError
 from bench.rig.schema import _SCHEMA, _Field
-from bench.secret import Secret
+from bench.secret import Secret, url_shown
 
 # Reading values
 
@@ -71,7 +70,7 @@ def _field_value(where: str, key: str, fld: _Field, value: Any) -> Any:
         if bad is not None:
             raise RigError(where, key, f"got {_got(bad)} in the list; expected {fld.expected}")
     elif not fld.check(v):
-        shown_value = _got(value) if fld.kind != "url" else _got(shown_url(value))
+        shown_value = _got(value) if fld.kind != "url" else _got(url_shown(value))
         raise RigError(where, key, f"got {shown_value}; expected {fld.expected}")
     return v
 

@@ -163,7 +163,6 @@ def history(reports: Path, db: str | None, *args: str) -> int:
     return command.main(["--reports", str(reports), "--no-plot", *where, *args])
 
 
-
 def _record(run_id: str, started: str, outcome: str = "passed", drift: float = 12.5) -> dict:
     passed = outcome == "passed"
     return {

@@ -55,7 +55,10 @@ def lab_record(run_id: str, started: str, station: str, model: str, firmware: st
 def test_the_same_record_twice_is_one_run_and_an_older_copy_changes_nothing(tmp_path, shared_db):
     record = _write(tmp_path, _record("r1", "2026-12-01T22:00:00.000Z"))
     lines = [deliver(shared_db, tmp_path, record).lines for _ in range(2)]
-    assert lines == [[f"results: run r1 stored in {shown(shared_db)}"], [f"results: run r1 already in {shown(shared_db)}"]]
+    assert lines == [
+        [f"results: run r1 stored in {shown(shared_db)}"],
+        [f"results: run r1 already in {shown(shared_db)}"],
+    ]
     with HistoryIndex(shared_db) as db:
         assert [r.run_id for r in db.runs()] == ["r1"] and len(db.load(db.runs()[0]).tests) == 1
         assert db.update(tmp_path, mirror=False).unchanged == 1  # --upload of the same record: nothing new
@@ -119,14 +122,32 @@ def test_the_lab_wide_view_is_firmware_by_suite_over_every_station(tmp_path, sha
     view = out[out.index("firmware x suite profile") :].splitlines()
     assert view[0] == "firmware x suite profile, every station (5 runs; verdict counts, newest run):"
     rows = [line.split() for line in view[2:]]
-    assert view[1].split() == "product firmware suite passed failed incomplete bench error running stations last run last verdict".split()
+    assert (
+        view[1].split()
+        == "product firmware suite passed failed incomplete bench error running stations last run last verdict".split()
+    )
     assert rows == [
         ["PG-1", "2.3.0", "full", "0", "1", "0", "0", "0", "lab-1", "a1", "FAILED"],
         ["PG-1", "2.3.1", "full", "2", "0", "0", "0", "0", "lab-1,lab-2", "b1", "PASSED"],
         ["PG-1", "2.3.1", "quick", "0", "0", "1", "0", "0", "lab-2", "b2", "INCOMPLETE"],
         ["SHS-9", "1.0", "full", "0", "0", "0", "1", "0", "lab-3", "c1", "BENCH", "ERROR"],
     ], view
-    assert command.main(["--reports", str(tmp_path / "runs"), "--db", shared_db, "--no-plot", "--product", "PG-1", "--firmware", "2.3.1"]) == 0
+    assert (
+        command.main(
+            [
+                "--reports",
+                str(tmp_path / "runs"),
+                "--db",
+                shared_db,
+                "--no-plot",
+                "--product",
+                "PG-1",
+                "--firmware",
+                "2.3.1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "3 matching runs" in out and not re.search(r"^(a1|c1) ", out, re.M)
     assert re.search(r"^b2 .* INCOMPLETE +quick ", out, re.M), out
@@ -134,7 +155,9 @@ def test_the_lab_wide_view_is_firmware_by_suite_over_every_station(tmp_path, sha
 
 def test_sqlite_and_postgresql_give_the_same_answers(tmp_path, pg_url, capsys):
     for n, verdict in enumerate(["PASSED", "FAILED", "PASSED"]):
-        _write(tmp_path / "runs", lab_record(f"r{n}", f"2026-12-0{n + 1}T22:00:00.000Z", "lab", "M", "1", "full", verdict))
+        _write(
+            tmp_path / "runs", lab_record(f"r{n}", f"2026-12-0{n + 1}T22:00:00.000Z", "lab", "M", "1", "full", verdict)
+        )
     doc = _record("odd", "2026-12-05T22:00:00.000Z")
     doc["tests"][0]["measurements"][0].update(value=float("nan"))
     doc["tests"][0]["reason"] = "ünïcode ✓ 'quoted' \\ back"
@@ -156,7 +179,10 @@ def test_a_database_that_cannot_be_used_is_one_line_without_its_password(tmp_pat
     wrong = pg_url.replace(PASSWORD, "not-the-" + PASSWORD[::-1])
     assert command.main(["--reports", str(tmp_path), "--db", wrong, "--no-plot"]) == 2
     out, err = capsys.readouterr()
-    assert err.startswith("paygo-bench history: postgresql://bench:***@127.0.0.1:") and "password authentication failed" in err
+    assert (
+        err.startswith("paygo-bench history: postgresql://bench:***@127.0.0.1:")
+        and "password authentication failed" in err
+    )
     assert PASSWORD not in out + err and PASSWORD[::-1] not in out + err and len(err.strip().splitlines()) == 1
     with HistoryIndex(pg_url) as db, db.engine.begin() as con:  # a database written by a newer bench
         con.execute(META.update().values(value=str(INDEX_VERSION + 1)))
@@ -169,7 +195,11 @@ def test_a_database_that_cannot_be_used_is_one_line_without_its_password(tmp_pat
 
 @background.scenario
 def run_with_the_database_down(tmp: Path):
-    env = {**os.environ, REPORTS_ENV_VAR: str(tmp / "reports"), RESULTS_DB_ENV: "postgresql://bench:Sw0rdfish-9@127.0.0.1:9/x"}
+    env = {
+        **os.environ,
+        REPORTS_ENV_VAR: str(tmp / "reports"),
+        RESULTS_DB_ENV: "postgresql://bench:Sw0rdfish-9@127.0.0.1:9/x",
+    }
     args = [sys.executable, "-m", "bench.cli", "run", "-k", "identity"]
     return tmp / "reports", subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
 
