@@ -146,6 +146,7 @@ def text_report(view: HistoryView) -> str:
         out.append(f"  {f.nodeid}: {len(f.flips)}x ({runs})")
     if view.matrix:
         out.append("")
-        out.append(f"firmware x suite profile, every station ({view.total_runs} runs; verdict counts, newest run):")
+        n = view.total_runs
+        out.append(f"firmware x suite profile, every station ({n} run{'s' * (n != 1)}; verdict counts, newest run):")
         out += ["  " + x for x in _table(MATRIX_HEADER, matrix_rows(view), set(range(3, 8)))]
     return "\n".join(out)
