@@ -92,6 +92,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         except ValueError as e:
             print(f"paygo-bench run: error: --sim-fault: {e}", file=sys.stderr)
             return USAGE_EXIT
+    from bench.history.publish import publish_run
     from bench.locations import RunDirError, RunDirInUse, checkout_root, new_run_dir, reports_root
     from bench.suites import DEVICE_SUITE
 
@@ -159,6 +160,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     finally:
         if live is not None:  # the page shows the verdict, then stops (also on Ctrl-C)
             live.finish(*(judged or (BENCH_ERROR, "the run stopped before its verdict")), args.ui_hold)
+    print("\n".join(f"paygo-bench: {line}" for line in publish_run(record, rig, stale).splitlines()))
     print(f"paygo-bench: report {run_dir / 'report.html'}")
     print(f"paygo-bench: record {record}")
     print(f"paygo-bench: {supply_line(record, stale)}")

@@ -125,3 +125,19 @@ def shown(text: str, limit: int = LINE_LIMIT) -> str:
 def redacted(text: str, secrets: Iterable[Secret | str | None], limit: int = LINE_LIMIT) -> str:
     """mask() then shown(): what an error message or a report may say of a line from a device."""
     return shown(mask(text, secrets), limit)
+
+
+def url_shown(url: str) -> str:
+    """A URL as output may show it: the password of `scheme://user:password@host/...` is ***."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds.split("/", 1)[0]:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:{MASK}@{host}"
+
+
+def url_password(url: str) -> Secret | None:
+    """The password of a URL, for `mask` over text that may quote it (a driver's error)."""
+    _scheme, _sep, rest = url.partition("://")
+    creds, at, _host = rest.rpartition("@")
+    return Secret(creds.split(":", 1)[1], "URL password") if at and ":" in creds else None

@@ -3,6 +3,7 @@ device runs, which get everything from the bench's plugin (the root conftest reg
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     the history a lab reads (`paygo-bench history`), and a developer's self-test session is not a
     run of a device. Kept when the session fails, removed when it passes; `--report-dir` still puts
     it where it says."""
+    if _runs_selftests(config):  # the self-tests' `paygo-bench run`s never write into a lab's results database
+        os.environ.pop("PAYGO_BENCH_RESULTS_DB", None)
     place = config.stash.get(RUN_PLACE_KEY, None)
     if place is None or place.report_dir is not None or place.path is not None or not _runs_selftests(config):
         return

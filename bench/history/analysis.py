@@ -211,3 +211,56 @@ def trend(runs: Sequence[RunData], specs: Sequence[str]) -> list[TrendSeries]:
             points.append(TrendPoint(run.run.started_at, run.run.run_id, kv.value, kv.outcome, kv.low, kv.high))
         out.append(TrendSeries(spec, unit, tuple(points)))
     return out
+
+
+# -- the lab-wide view -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirmwareSuite:
+    """Which firmware passed which suite profile: one product, firmware version and suite, over
+    every station's runs. A run still running (no verdict) counts in `running`."""
+
+    product: str  # the DUT's model ("" when neither the device nor the rig said)
+    firmware: str
+    suite: str | None  # None: 1.x records, before suite profiles
+    passed: int
+    failed: int
+    incomplete: int
+    bench_error: int
+    running: int
+    stations: tuple[str, ...]
+    last_run: str  # run id of the newest run
+    last_verdict: str  # its verdict (or lifecycle while it has none)
+    last_started: datetime
+
+
+def firmware_matrix(rows: Iterable[Any]) -> list[FirmwareSuite]:
+    """One entry per product, firmware version and suite profile of the runs (RunRow), sorted by
+    them; counts by verdict and the newest run."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        groups[(r.dut_model, r.dut_firmware, r.suite)].append(r)
+    out = []
+    for (product, firmware, suite), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+    ):
+        verdicts = [r.verdict for r in members]
+        last = max(members, key=lambda r: (r.started_at, r.run_id))
+        out.append(
+            FirmwareSuite(
+                product,
+                firmware,
+                suite,
+                verdicts.count("PASSED"),
+                verdicts.count("FAILED"),
+                verdicts.count("INCOMPLETE"),
+                verdicts.count("BENCH ERROR"),
+                verdicts.count(None),
+                tuple(sorted({r.station for r in members})),
+                last.run_id,
+                last.verdict or last.status,
+                last.started_at,
+            )
+        )
+    return out

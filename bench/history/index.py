@@ -1,79 +1,89 @@
-"""The run index: reports/history.sqlite, a cache of every reports/<run-id>/record.json.
+"""The results database: every run's record.json as rows, in SQLite (the embedded default,
+reports/history.sqlite) or PostgreSQL (a lab's shared one), one schema written with SQLAlchemy
+Core so both answer alike (docs/history.md, "The results database").
 
-Each run is keyed by its run_id and the SHA-256 of its record file: a record rewritten later
-(a run indexed while `running`, then finished) has a new hash and is indexed again; an unchanged
-one is not read past its hash. A run whose directory is gone is dropped. The records stay the
-truth: deleting the index only costs one rebuild. The file's layout is versioned with
-PRAGMA user_version; an older layout is rebuilt, a newer one (a newer bench) is refused.
+A run is keyed by its run_id and the SHA-256 of its record: the same record stored twice is one
+row; a changed record with the same run id replaces the rows when it is not older (its
+`updated_at`) than the stored one, so a run stored while `running` and finished later is
+current, and a stale copy arriving late from the queue changes nothing. The embedded index of a
+reports directory is also kept equal to it (`update`): a run whose record is gone is dropped
+there, never from a shared database. The records stay the truth: an embedded index of an older
+layout is rebuilt from them; one from a newer bench, or a shared database of a newer layout, is
+refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
+
+from bench.history.db import CONNECT_TIMEOUT_S, ResultsDbUrlError, scrub, shown, sqlalchemy_url
 from bench.history.model import MeasurementRow, RunData, RunRow, TestRow
 from bench.history.reader import RecordSkipped, parse_record
 from bench.record.model import Counts, iso_utc
 from bench.record.writer import RECORD_NAME
 
 INDEX_NAME = "history.sqlite"
-INDEX_VERSION = 2  # 2: verdict, suite and the tests hash per run
+INDEX_VERSION = 3  # 2: verdict, suite and the tests hash per run; 3: updated_at, one schema for SQLite and PostgreSQL
 
-_SCHEMA = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY, record_path TEXT NOT NULL UNIQUE, record_sha256 TEXT NOT NULL,
-    station TEXT NOT NULL, rig_file TEXT, rig_sha256 TEXT, sim_faults TEXT NOT NULL, operator TEXT NOT NULL,
-    status TEXT NOT NULL, status_reason TEXT, verdict TEXT, verdict_reason TEXT, suite TEXT,
-    suite_required INTEGER, suite_covered INTEGER, tests_sha256 TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
-    bench_version TEXT NOT NULL, dut_serial TEXT NOT NULL, dut_model TEXT NOT NULL, dut_firmware TEXT NOT NULL,
-    collected INTEGER NOT NULL, passed INTEGER NOT NULL, failed INTEGER NOT NULL, error INTEGER NOT NULL,
-    skipped INTEGER NOT NULL, not_covered INTEGER NOT NULL, interrupted INTEGER NOT NULL
-);
-CREATE INDEX runs_started ON runs (started_at);
-CREATE TABLE tests (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, nodeid TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
-    duration_s REAL, PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE measurements (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, nodeid TEXT NOT NULL, name TEXT NOT NULL, value REAL,
-    value_text TEXT, unit TEXT NOT NULL, low REAL, high REAL, outcome TEXT NOT NULL, PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX measurements_name ON measurements (name);
-"""
+_meta = sa.MetaData()
+_T, _I, _F = sa.Text, sa.Integer, sa.Double
+RUNS = sa.Table(
+    "runs",
+    _meta,
+    sa.Column("run_id", _T, primary_key=True),
+    *(sa.Column(c, _T, nullable=False) for c in ("record_path", "record_sha256", "station")),
+    *(sa.Column(c, _T) for c in ("rig_file", "rig_sha256")),
+    *(sa.Column(c, _T, nullable=False) for c in ("sim_faults", "operator", "status")),
+    *(sa.Column(c, _T) for c in ("status_reason", "verdict", "verdict_reason", "suite")),
+    *(sa.Column(c, _I) for c in ("suite_required", "suite_covered")),
+    sa.Column("tests_sha256", _T, nullable=False),
+    sa.Column("started_at", _T, nullable=False),  # UTC, ISO 8601 with Z: the same text on every backend
+    sa.Column("ended_at", _T),
+    sa.Column("updated_at", _T),
+    *(sa.Column(c, _T, nullable=False) for c in ("bench_version", "dut_serial", "dut_model", "dut_firmware")),
+    *(sa.Column(f.name, _I, nullable=False) for f in fields(Counts)),
+    sa.Index("runs_started", "started_at"),
+    sa.Index("runs_product", "dut_model", "dut_firmware"),
+)
+TESTS = sa.Table(
+    "tests",
+    _meta,
+    sa.Column("run_id", _T, primary_key=True),
+    sa.Column("seq", _I, primary_key=True),
+    *(sa.Column(c, _T, nullable=False) for c in ("nodeid", "outcome")),
+    sa.Column("reason", _T),
+    sa.Column("duration_s", _F),
+)
+MEASUREMENTS = sa.Table(
+    "measurements",
+    _meta,
+    sa.Column("run_id", _T, primary_key=True),
+    sa.Column("seq", _I, primary_key=True),
+    *(sa.Column(c, _T, nullable=False) for c in ("nodeid", "name")),
+    sa.Column("value", _F),
+    sa.Column("value_text", _T),
+    sa.Column("unit", _T, nullable=False),
+    *(sa.Column(c, _F) for c in ("low", "high")),
+    sa.Column("outcome", _T, nullable=False),
+    sa.Index("measurements_name", "name"),
+)
+# The layout version of a shared database (SQLite keeps it in PRAGMA user_version, as before).
+META = sa.Table("bench_meta", _meta, sa.Column("key", _T, primary_key=True), sa.Column("value", _T, nullable=False))
+_TABLES = (RUNS, TESTS, MEASUREMENTS)
 _COUNT_COLUMNS = tuple(f.name for f in fields(Counts))  # RunRow.counts, one column each
-_RUN_COLUMNS = (
-    "run_id",
-    "record_path",
-    "record_sha256",
-    "station",
-    "rig_file",
-    "rig_sha256",
-    "sim_faults",
-    "operator",
-    "status",
-    "status_reason",
-    "verdict",
-    "verdict_reason",
-    "suite",
-    "suite_required",
-    "suite_covered",
-    "tests_sha256",
-    "started_at",
-    "ended_at",
-    "bench_version",
-    "dut_serial",
-    "dut_model",
-    "dut_firmware",
-) + _COUNT_COLUMNS
+_RUN_COLUMNS = tuple(c.name for c in RUNS.columns)
 
 
 class HistoryIndexError(Exception):
-    """The index cannot be used (written by a newer bench, not SQLite); the message says what to do."""
+    """The database cannot be used (written by a newer bench, not a results database, cannot be
+    reached); the message says what to do and never holds a password."""
 
 
 @dataclass(frozen=True)
@@ -88,45 +98,59 @@ class UpdateResult:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)  # run ids whose record is gone
     skipped: list[Skipped] = field(default_factory=list)
+    older: list[str] = field(default_factory=list)  # run ids the database holds a newer record of
 
 
 @dataclass(frozen=True)
 class RunFilter:
     station: str | None = None
     rig_sha256: str | None = None  # the exact rig file (docs/history.md)
+    product: str | None = None  # the DUT's model
+    firmware: str | None = None
 
-    def where(self) -> tuple[str, list]:
-        clauses, params = [], []
-        if self.station is not None:
-            clauses.append("station = ?")
-            params.append(self.station)
-        if self.rig_sha256 is not None:
-            clauses.append("rig_sha256 = ?")
-            params.append(self.rig_sha256)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    def clauses(self) -> list:
+        pairs = (
+            (RUNS.c.station, self.station),
+            (RUNS.c.rig_sha256, self.rig_sha256),
+            (RUNS.c.dut_model, self.product),
+            (RUNS.c.dut_firmware, self.firmware),
+        )
+        return [col == value for col, value in pairs if value is not None]
 
 
 class HistoryIndex:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """A results database. `where`: a SQLAlchemy URL (sqlite:///..., postgresql://...) or the
+    path of an embedded SQLite file."""
+
+    def __init__(self, where: str | Path) -> None:
+        self.url = f"sqlite:///{Path(where).resolve()}" if isinstance(where, Path) else where
+        self.shown = str(where) if isinstance(where, Path) else shown(where)
         try:
-            self.con = sqlite3.connect(path, timeout=10.0)
-            version = self.con.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            raise HistoryIndexError(
-                f"{path}: not a history index ({e}); delete it to rebuild it from the records"
-            ) from None
-        if version > INDEX_VERSION:
-            self.con.close()
-            raise HistoryIndexError(
-                f"{path} was written by a newer paygo-bench (index version {version}, this one reads up to "
-                f"{INDEX_VERSION}); update the bench, or delete the file to rebuild it from the records"
-            )
-        if version < INDEX_VERSION:
-            self._create()
+            u = sqlalchemy_url(self.url)
+        except ResultsDbUrlError as e:
+            raise HistoryIndexError(str(e)) from None
+        self.sqlite = u.get_backend_name() == "sqlite"
+        args: dict[str, Any] = {"timeout": 10.0} if self.sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
+        self.engine = sa.create_engine(u, connect_args=args, poolclass=sa.pool.NullPool if self.sqlite else None)
+        try:
+            self._open()
+        except sa.exc.SQLAlchemyError as e:
+            self.engine.dispose()
+            raise HistoryIndexError(self.describe_error(e)) from None
+        except HistoryIndexError:
+            self.engine.dispose()
+            raise
+
+    def describe_error(self, e: BaseException) -> str:
+        """One line naming the database (password masked) and what the driver said."""
+        orig = getattr(e, "orig", None) or e
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if self.sqlite and isinstance(e, sa.exc.DatabaseError) and "not a database" in text:
+            return f"{self.shown}: not a history index ({text}); delete it to rebuild it from the records"
+        return scrub(f"{self.shown}: {type(orig).__name__}: {text}", self.url)
 
     def close(self) -> None:
-        self.con.close()
+        self.engine.dispose()
 
     def __enter__(self) -> HistoryIndex:
         return self
@@ -134,117 +158,160 @@ class HistoryIndex:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _create(self) -> None:
-        """A missing or older layout: rebuilt from scratch (the records hold everything)."""
-        with self.con:
-            for table in ("runs", "tests", "measurements"):
-                self.con.execute(f"DROP TABLE IF EXISTS {table}")
-            self.con.executescript(_SCHEMA)
-            self.con.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+    # -- the layout ------------------------------------------------------------------------------
+    def _open(self) -> None:
+        with self.engine.begin() as con:
+            version = self._version(con)
+            if version > INDEX_VERSION:
+                where = "the file" if self.sqlite else "the database"
+                raise HistoryIndexError(
+                    f"{self.shown} was written by a newer paygo-bench (index version {version}, this one reads up "
+                    f"to {INDEX_VERSION}); update the bench"
+                    + (", or delete the file to rebuild it from the records" if self.sqlite else "")
+                    + ("" if self.sqlite else f" (or point it at another {where})")
+                )
+            if version == INDEX_VERSION:
+                return
+            if self.sqlite:  # an older embedded index: rebuilt from scratch (the records hold everything)
+                for table in (*_TABLES, META):
+                    con.execute(sa.text(f"DROP TABLE IF EXISTS {table.name}"))
+            elif version:  # no older shared layout exists yet: a migration goes here when one does
+                raise HistoryIndexError(f"{self.shown}: layout version {version} has no migration to {INDEX_VERSION}")
+            elif sa.inspect(con).has_table("runs"):
+                raise HistoryIndexError(f"{self.shown}: has a runs table but no bench_meta: not a results database")
+            _meta.create_all(con)
+            if self.sqlite:
+                con.execute(sa.text(f"PRAGMA user_version = {INDEX_VERSION}"))
+            else:
+                con.execute(META.insert().values(key="layout_version", value=str(INDEX_VERSION)))
 
-    # -- updating from the records ------------------------------------------------------------
-    def update(self, reports: Path, shown_as: str | None = None) -> UpdateResult:
-        """Index every reports/*/record.json that is new or changed; drop runs whose record is gone."""
+    def _version(self, con) -> int:
+        if self.sqlite:
+            return int(con.execute(sa.text("PRAGMA user_version")).scalar_one())
+        if not sa.inspect(con).has_table(META.name):
+            return 0
+        value = con.execute(sa.select(META.c.value).where(META.c.key == "layout_version")).scalar()
+        return int(value or 0)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def store(self, data: RunData, *, replace_older: bool = False, previous_id: str | None = None) -> str:
+        """Store one run: "stored", "unchanged" (this very record is there) or "older" (the
+        database holds a newer record of this run: kept). `replace_older`: the record file is the
+        truth whatever its age (the embedded index of its reports directory)."""
+        r = data.run
+        with self.engine.begin() as con:
+            held = con.execute(
+                sa.select(RUNS.c.record_sha256, RUNS.c.updated_at).where(RUNS.c.run_id == r.run_id)
+            ).first()
+            if held is not None and held.record_sha256 == r.record_sha256 and previous_id in (None, r.run_id):
+                return "unchanged"
+            new = iso_utc(r.updated_at) if r.updated_at else None
+            if held is not None and not replace_older and held.updated_at and (new is None or new < held.updated_at):
+                return "older"
+            for run_id in {r.run_id, previous_id} - {None}:
+                for table in _TABLES:
+                    con.execute(table.delete().where(table.c.run_id == run_id))
+            con.execute(RUNS.insert(), [_run_values(r)])
+            if data.tests:
+                con.execute(
+                    TESTS.insert(),
+                    [{"run_id": r.run_id, "seq": i, **asdict(t)} for i, t in enumerate(data.tests)],
+                )
+            if data.measurements:
+                con.execute(
+                    MEASUREMENTS.insert(),
+                    [{"run_id": r.run_id, "seq": i, **asdict(m)} for i, m in enumerate(data.measurements)],
+                )
+        return "stored"
+
+    def update(self, reports: Path, shown_as: str | None = None, mirror: bool = True) -> UpdateResult:
+        """Store every reports/*/record.json that is new or changed. `mirror` (the embedded index of
+        this directory): a record rewritten in place wins whatever its age, and a run whose record
+        is gone is dropped. Otherwise (a shared database) runs of other stations are never touched."""
         result = UpdateResult()
-        known = {
-            path: (run_id, sha)
-            for run_id, path, sha in self.con.execute("SELECT run_id, record_path, record_sha256 FROM runs")
-        }
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(RUNS.c.run_id, RUNS.c.record_path, RUNS.c.record_sha256)).all()
+        known = {path: (run_id, sha) for run_id, path, sha in rows} if mirror else {}
+        held = {run_id: sha for run_id, _path, sha in rows}
         seen: set[str] = set()
         prefix = shown_as if shown_as is not None else str(reports)
         for file in sorted(reports.glob(f"*/{RECORD_NAME}")):
             rel = file.relative_to(reports).as_posix()
-            shown = f"{prefix.rstrip('/')}/{rel}"
+            shown_path = f"{prefix.rstrip('/')}/{rel}"
             seen.add(rel)
             try:
                 data = file.read_bytes()
             except OSError as e:
-                result.skipped.append(Skipped(shown, f"cannot be read ({e.strerror or e})"))
+                result.skipped.append(Skipped(shown_path, f"cannot be read ({e.strerror or e})"))
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            if known.get(rel, (None, None))[1] == sha:
+            if known.get(rel, (None, None))[1] == sha or (not mirror and sha in held.values()):
                 result.unchanged += 1
                 continue
             try:
                 run = parse_record(data, rel, sha)
             except RecordSkipped as e:
-                result.skipped.append(Skipped(shown, str(e)))
+                result.skipped.append(Skipped(shown_path, str(e)))
                 if rel in known:  # it was readable before: its old rows no longer say what the file does
-                    self._delete(known[rel][0])
+                    self.delete(known[rel][0])
                 continue
-            other = self.con.execute(
-                "SELECT record_path FROM runs WHERE run_id = ? AND record_path != ?", (run.run.run_id, rel)
-            ).fetchone()
-            if other is not None and (reports / other[0]).is_file():
-                result.skipped.append(Skipped(shown, f"run_id {run.run.run_id} is also {other[0]} (a copy?)"))
-                continue
-            self._store(run, known.get(rel, (None, None))[0])
-            result.indexed.append(run.run.run_id)
+            if mirror:
+                other = next((p for p, (i, _) in known.items() if i == run.run.run_id and p != rel), None)
+                if other is not None and (reports / other).is_file():
+                    result.skipped.append(Skipped(shown_path, f"run_id {run.run.run_id} is also {other} (a copy?)"))
+                    continue
+            outcome = self.store(run, replace_older=mirror, previous_id=known.get(rel, (None, None))[0])
+            if outcome == "stored":
+                result.indexed.append(run.run.run_id)
+            elif outcome == "older":
+                result.older.append(run.run.run_id)
+            else:
+                result.unchanged += 1
         for rel, (run_id, _) in known.items():
             if rel not in seen:
-                self._delete(run_id)
+                self.delete(run_id)
                 result.removed.append(run_id)
         return result
 
-    def _delete(self, run_id: str) -> None:
-        with self.con:
-            for table in ("runs", "tests", "measurements"):
-                self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+    def delete(self, run_id: str) -> None:
+        with self.engine.begin() as con:
+            for table in _TABLES:
+                con.execute(table.delete().where(table.c.run_id == run_id))
 
-    def _store(self, data: RunData, previous_id: str | None) -> None:
-        r = data.run
-        row = {c: getattr(r, c) for c in _RUN_COLUMNS if c not in _COUNT_COLUMNS} | asdict(r.counts)
-        row["sim_faults"] = json.dumps(list(r.sim_faults))
-        row["started_at"] = iso_utc(r.started_at)
-        row["ended_at"] = iso_utc(r.ended_at) if r.ended_at else None
-        with self.con:
-            for run_id in {r.run_id, previous_id} - {None}:
-                for table in ("runs", "tests", "measurements"):
-                    self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            self.con.execute(
-                f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
-                [row[c] for c in _RUN_COLUMNS],
-            )
-            self.con.executemany(
-                "INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.run_id, i, t.nodeid, t.outcome, t.reason, t.duration_s) for i, t in enumerate(data.tests)],
-            )
-            self.con.executemany(
-                "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.run_id, i, m.nodeid, m.name, m.value, m.value_text, m.unit, m.low, m.high, m.outcome)
-                    for i, m in enumerate(data.measurements)
-                ],
-            )
-
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------
     def runs(self, where: RunFilter = RunFilter()) -> list[RunRow]:
-        """Every run matching, oldest first (by start time, then run id)."""
-        sql, params = where.where()
-        cur = self.con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs{sql} ORDER BY started_at, run_id", params)
-        return [_run_row(dict(zip(_RUN_COLUMNS, values))) for values in cur]
+        """Every run matching, oldest first (by start time, then run id: sorted here, so every
+        backend's collation gives the same order)."""
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(RUNS).where(*where.clauses())).mappings().all()
+        return sorted((_run_row(dict(row)) for row in rows), key=lambda r: (r.started_at, r.run_id))
 
     def load(self, run: RunRow) -> RunData:
-        tests = tuple(
-            TestRow(*row)
-            for row in self.con.execute(
-                "SELECT nodeid, outcome, reason, duration_s FROM tests WHERE run_id = ? ORDER BY seq", (run.run_id,)
-            )
-        )
-        measurements = tuple(
-            MeasurementRow(*row)
-            for row in self.con.execute(
-                "SELECT nodeid, name, value, value_text, unit, low, high, outcome FROM measurements "
-                "WHERE run_id = ? ORDER BY seq",
-                (run.run_id,),
-            )
-        )
-        return RunData(run, tests, measurements)
+        with self.engine.connect() as con:
+            tests = con.execute(
+                sa.select(TESTS.c.nodeid, TESTS.c.outcome, TESTS.c.reason, TESTS.c.duration_s)
+                .where(TESTS.c.run_id == run.run_id)
+                .order_by(TESTS.c.seq)
+            ).all()
+            measurements = con.execute(
+                sa.select(*(MEASUREMENTS.c[f.name] for f in fields(MeasurementRow)))
+                .where(MEASUREMENTS.c.run_id == run.run_id)
+                .order_by(MEASUREMENTS.c.seq)
+            ).all()
+        return RunData(run, tuple(TestRow(*t) for t in tests), tuple(MeasurementRow(*m) for m in measurements))
+
+
+def _run_values(r: RunRow) -> dict:
+    row = {c: getattr(r, c) for c in _RUN_COLUMNS if c not in _COUNT_COLUMNS} | asdict(r.counts)
+    row["sim_faults"] = json.dumps(list(r.sim_faults))
+    for name in ("started_at", "ended_at", "updated_at"):
+        row[name] = iso_utc(row[name]) if row[name] else None
+    return row
 
 
 def _run_row(row: dict) -> RunRow:
     row["sim_faults"] = tuple(json.loads(row["sim_faults"]))
-    row["started_at"] = datetime.fromisoformat(row["started_at"])
-    row["ended_at"] = datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None
+    for name in ("started_at", "ended_at", "updated_at"):
+        row[name] = datetime.fromisoformat(row[name]) if row[name] else None
     row["counts"] = Counts(**{c: row.pop(c) for c in _COUNT_COLUMNS})
     return RunRow(**row)

@@ -1,5 +1,5 @@
 """What the history keeps of one run: plain frozen dataclasses, so the analysis is pure functions
-on plain data and the SQLite index is only a cache of them."""
+on plain data and the results database only holds them."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ class RunRow:
     dut_model: str
     dut_firmware: str
     counts: Counts = Counts(0)  # the record's own counts, as it wrote them
+    updated_at: datetime | None = None  # the record's last write: of two records of one run, the newer wins
 
     @property
     def group(self) -> tuple[str, str | None, str | None]:

@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from bench.history.view import NUMERIC_FROM, HistoryView, no_comparison, rig_label, table_rows
+from bench.history.view import (
+    MATRIX_HEADER,
+    NUMERIC_FROM,
+    HistoryView,
+    matrix_rows,
+    no_comparison,
+    rig_label,
+    table_rows,
+)
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px}td.n{text-align:right;font-family:monospace}
@@ -68,6 +76,12 @@ def render(view: HistoryView, png: Path | None) -> str:
             ]
         )
     )
+    if view.matrix:
+        body.append("<h2>Firmware x suite profile</h2><p>Every station's runs: verdict counts and the newest run.</p>")
+        body.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in MATRIX_HEADER) + "</tr>")
+        for row in matrix_rows(view):
+            body.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+        body.append("</table>")
     if png is not None and png.is_file():
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         body.append(

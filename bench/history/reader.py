@@ -123,6 +123,7 @@ def _rows(doc: dict, record_path: str, sha256: str, major: str = "2") -> RunData
         tests_sha256=hash_of_tests(str(t["nodeid"]) for t in doc["tests"]),
         started_at=_time(doc["started_at"]),
         ended_at=_time(doc["ended_at"]) if doc.get("ended_at") else None,
+        updated_at=_time(doc["updated_at"]) if doc.get("updated_at") else None,
         bench_version=str(doc["bench"]["version"]),
         dut_serial=str(ident.get("serial_number") or dut.get("profile_serial") or ""),
         dut_model=str(ident.get("model") or dut.get("hardware_model") or ""),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.history.analysis import FlakyTest, KeyValue, RunChanges, key_value
+from bench.history.analysis import FirmwareSuite, FlakyTest, KeyValue, RunChanges, key_value
 from bench.history.model import RunData, RunRow
 
 
@@ -17,6 +17,7 @@ class HistoryView:
     changes: tuple[RunChanges, ...]  # each station/rig/suite's newest run against its last comparable run
     flaky: tuple[FlakyTest, ...]
     total_runs: int  # matching runs before --last
+    matrix: tuple[FirmwareSuite, ...] = ()  # every matching run (not only the window): firmware x suite
 
 
 def format_value(kv: KeyValue | None) -> str:
@@ -86,17 +87,39 @@ def no_comparison(ch: RunChanges) -> str:
     )
 
 
-def text_report(view: HistoryView) -> str:
-    header, rows = table_rows(view)
+MATRIX_HEADER = ["product", "firmware", "suite", "passed", "failed", "incomplete", "bench error", "running"]
+MATRIX_HEADER += ["stations", "last run", "last verdict"]
+
+
+def matrix_rows(view: HistoryView) -> list[list[str]]:
+    return [
+        [
+            e.product or "-",
+            e.firmware or "-",
+            e.suite or "-",
+            *(str(n) for n in (e.passed, e.failed, e.incomplete, e.bench_error, e.running)),
+            ",".join(e.stations),
+            e.last_run,
+            e.last_verdict,
+        ]
+        for e in view.matrix
+    ]
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> list[str]:
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    numeric = set(range(NUMERIC_FROM, len(header)))
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    out = [line(header)] + [line(r) for r in rows]
+    return [line(header)] + [line(r) for r in rows]
+
+
+def text_report(view: HistoryView) -> str:
+    header, rows = table_rows(view)
+    out = _table(header, rows, set(range(NUMERIC_FROM, len(header))))
     shown = len(view.runs)
     out.append(
         f"{shown} run{'s' * (shown != 1)}"
@@ -121,4 +144,9 @@ def text_report(view: HistoryView) -> str:
     for f in view.flaky:
         runs = ", ".join(f"{x.failed_in} -> {x.passed_in}" for x in f.flips)
         out.append(f"  {f.nodeid}: {len(f.flips)}x ({runs})")
+    if view.matrix:
+        out.append("")
+        n = view.total_runs
+        out.append(f"firmware x suite profile, every station ({n} run{'s' * (n != 1)}; verdict counts, newest run):")
+        out += ["  " + x for x in _table(MATRIX_HEADER, matrix_rows(view), set(range(3, 8)))]
     return "\n".join(out)

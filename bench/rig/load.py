@@ -222,7 +222,7 @@ def _build(where: str, doc: dict, base: Path, env: Mapping[str, str], source: Pa
     return Rig(
         source=source,
         sha256=sha256,
-        station=StationConfig(**_with_defaults("station", given["station"])),
+        station=_station(given["station"]),
         link=LinkConfig(**link),
         psu=PsuConfig(**psu),
         dut=_dut_profile(where, given["dut"], base, env, virtual),
@@ -250,6 +250,14 @@ def _labgrid_endpoints(where: str, lab: dict, given: dict, link: dict, psu: dict
     for key, value in (("link.port", link["port"]), ("psu.resource", psu["resource"])):
         if value == LABGRID:
             raise RigError(where, key, '"labgrid" without labgrid.place; expected [labgrid] place = "<place name>"')
+
+
+def _station(given: dict) -> StationConfig:
+    """[station], the results database's URL held as a Secret (it may carry a password)."""
+    values = _with_defaults("station", given)
+    if values["results_db"] is not None:
+        values["results_db"] = Secret(values["results_db"], "station.results_db")
+    return StationConfig(**values)
 
 
 def _server(where: str, given: dict, base: Path, env: Mapping[str, str]) -> ServerConfig:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench.secret import MASK, Secret
+from bench.secret import MASK, Secret, url_password
 
 # Defaults that differ between the virtual rig and a real one (rig file leaves the key out):
 # psu.profile: the simulated PSU (with its NVM-write trigger), or the generic Keysight dialect;
@@ -113,6 +113,7 @@ class StationConfig:
     location: str
     ui_host: str = "127.0.0.1"  # where `paygo-bench run --ui` serves the live page
     ui_psu_poll_s: float = 1.0  # how often the live page's PSU reading is taken (0: never)
+    results_db: Secret | None = None  # the results database's URL (None: reports/history.sqlite)
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,8 @@ class Rig:
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret in the rig, for `bench.secret.mask` over logs and reports."""
-        extra = (self.server.jwt_secret, self.sim.metrics_jwt_secret)
+        db = self.station.results_db
+        extra = (self.server.jwt_secret, self.sim.metrics_jwt_secret, db, url_password(db.reveal()) if db else None)
         return (self.dut.secret_key, *(s for s in extra if s is not None))
 
     def describe(self) -> dict:

@@ -33,7 +33,7 @@ KNOWN_ADAPTERS = tuple(ADAPTERS)
 
 @dataclass(frozen=True)
 class _Field:
-    kind: str  # "str" | "int" | "float" | "bool" | "strlist" | "secret"
+    kind: str  # "str" | "int" | "float" | "bool" | "strlist" | "secret" | "url" (a str shown without its password)
     default: Any  # None: no default (required, or filled from elsewhere)
     check: Callable[[Any], bool]
     expected: str
@@ -101,6 +101,13 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
             "an address or host name the live page listens on (127.0.0.1: this machine only)",
         ),
         "ui_psu_poll_s": _float(1.0, lambda v: v == 0 or 0.2 <= v <= 60, "0 (off) or 0.2..60 seconds"),
+        # the results database runs are written to (docs/history.md); its password never shown
+        "results_db": _Field(
+            "url",
+            None,
+            lambda v: re.fullmatch(r"(sqlite|postgres|postgresql|postgresql\+psycopg)://\S+", v) is not None,
+            "a database URL: sqlite:///FILE or postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB",
+        ),
     },
     "link": {
         "port": _Field(

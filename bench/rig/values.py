@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.rig.model import RigError
 from bench.rig.schema import _SCHEMA, _Field
-from bench.secret import Secret
+from bench.secret import Secret, url_shown
 
 # Reading values
 
@@ -42,7 +42,7 @@ def _got(value: Any) -> str:
 
 def _convert(fld: _Field, value: Any) -> Any:
     """The value as the field's Python type, or raise ValueError if its TOML type is wrong."""
-    if fld.kind in ("str", "secret") and isinstance(value, str):
+    if fld.kind in ("str", "secret", "url") and isinstance(value, str):
         return value
     if fld.kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -70,7 +70,8 @@ def _field_value(where: str, key: str, fld: _Field, value: Any) -> Any:
         if bad is not None:
             raise RigError(where, key, f"got {_got(bad)} in the list; expected {fld.expected}")
     elif not fld.check(v):
-        raise RigError(where, key, f"got {_got(value)}; expected {fld.expected}")
+        shown_value = _got(value) if fld.kind != "url" else _got(url_shown(value))
+        raise RigError(where, key, f"got {shown_value}; expected {fld.expected}")
     return v
 
 

@@ -109,3 +109,44 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             session.config.get_terminal_writer().line(f"self-test background runs kept in {scratch}")
+
+
+# -- results databases for the history self-tests (tests/selftest/test_history*.py) ------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the session (tests/selftest/pg_server.py), started on first use."""
+    from tests.selftest.pg_server import Server
+
+    server = Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(request) -> str:
+    """A fresh database on the PostgreSQL server; skipped, saying why, when there is none."""
+    server = request.getfixturevalue("pg_server")
+    if server.url is None:
+        pytest.skip(f"no PostgreSQL server for the results-database tests: {server.why_not}")
+    return server.fresh_database()
+
+
+@pytest.fixture(params=["local", "sqlite", "postgresql"])
+def db(request, tmp_path) -> str | None:
+    """The history's database: None (reports/history.sqlite, kept equal to the records), a
+    results database in an SQLite file, or one on a real PostgreSQL server."""
+    if request.param == "local":
+        return None
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lab-results.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db(request, tmp_path) -> str:
+    """A results database shared by stations: an SQLite file, or a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lab-results.sqlite'}"
+    return request.getfixturevalue("pg_url")

@@ -152,6 +152,15 @@ def test_trend_leaves_gaps_for_runs_without_the_measurement():
 
 
 # -- the index, on a record file -----------------------------------------------------------------
+# `db`: None for the embedded index of the reports directory, else a results database URL (an
+# SQLite file, and a real PostgreSQL server: tests/selftest/pg_server.py); the fixtures are in
+# tests/selftest/conftest.py.
+
+
+def history(reports: Path, db: str | None, *args: str) -> int:
+    """`paygo-bench history` on `reports`: its own index, or the database with the records uploaded."""
+    where = ["--db", db, "--upload"] if db else []
+    return command.main(["--reports", str(reports), "--no-plot", *where, *args])
 
 
 def _record(run_id: str, started: str, outcome: str = "passed", drift: float = 12.5) -> dict:
@@ -253,20 +262,23 @@ def _write(reports: Path, doc: dict) -> Path:
     return path
 
 
-def test_the_index_reindexes_a_rewritten_record_and_drops_a_removed_one(tmp_path):
+def test_the_index_reindexes_a_rewritten_record_and_drops_a_removed_one(tmp_path, db):
+    """The embedded index is kept equal to its reports directory; a shared database never drops
+    a run because one station's copy of its record is gone."""
     first = _write(tmp_path, _record("r1", "2026-12-01T22:00:00.000Z"))
     _write(tmp_path, _record("r2", "2026-12-02T22:00:00.000Z"))
-    with HistoryIndex(tmp_path / INDEX_NAME) as index:
-        assert sorted(index.update(tmp_path).indexed) == ["r1", "r2"]
-        second = index.update(tmp_path)
+    mirror = db is None
+    with HistoryIndex(db or tmp_path / INDEX_NAME) as index:
+        assert sorted(index.update(tmp_path, mirror=mirror).indexed) == ["r1", "r2"]
+        second = index.update(tmp_path, mirror=mirror)
         assert (second.indexed, second.unchanged) == ([], 2)
         _write(tmp_path, _record("r2", "2026-12-02T22:00:00.000Z", drift=99.0))  # the run finished later
-        assert index.update(tmp_path).indexed == ["r2"]
+        assert index.update(tmp_path, mirror=mirror).indexed == ["r2"]
         assert [x.value for x in index.load(index.runs()[-1]).measurements] == [99.0]
-        assert index.runs()[-1].counts == Counts(collected=1, passed=1)  # the record's counts, through SQLite
+        assert index.runs()[-1].counts == Counts(collected=1, passed=1)  # the record's counts, through the database
         first.unlink()
-        assert index.update(tmp_path).removed == ["r1"]
-        assert [r.run_id for r in index.runs()] == ["r2"]
+        assert index.update(tmp_path, mirror=mirror).removed == (["r1"] if mirror else [])
+        assert [r.run_id for r in index.runs()] == (["r2"] if mirror else ["r1", "r2"])
 
 
 def test_an_index_from_a_newer_bench_is_refused_with_what_to_do(tmp_path):
@@ -279,7 +291,20 @@ def test_an_index_from_a_newer_bench_is_refused_with_what_to_do(tmp_path):
     assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 2
 
 
-def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys):
+def test_an_index_of_the_previous_layout_is_rebuilt_from_the_records(tmp_path, capsys):
+    _write(tmp_path, _record("r1", "2026-12-01T22:00:00.000Z"))
+    con = sqlite3.connect(tmp_path / INDEX_NAME)  # as bench 0.1.0 left it: layout 2, no updated_at
+    con.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, record_path TEXT)")
+    con.execute("INSERT INTO runs VALUES ('gone', 'gone/record.json')")
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "1 new or updated, 0 unchanged" in out and "r1" in out and "gone" not in out
+
+
+def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys, db):
     _write(tmp_path, _record("good", "2026-12-01T22:00:00.000Z"))
     bad = tmp_path / "broken" / "record.json"
     bad.parent.mkdir()
@@ -287,7 +312,7 @@ def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys):
     wrong = _record("wrong", "2026-12-02T22:00:00.000Z")
     wrong["tests"][0]["outcome"] = "sort of"
     _write(tmp_path, wrong)
-    assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
+    assert history(tmp_path, db) == 0
     out, err = capsys.readouterr()
     assert f"skipped {tmp_path}/broken/record.json: not valid JSON" in err
     assert re.search(
@@ -303,17 +328,17 @@ def test_a_corrupt_record_is_skipped_naming_the_file(tmp_path, capsys):
     "status, verdict",
     [("passed", "PASSED"), ("failed", "FAILED"), ("interrupted", "INCOMPLETE"), ("error", "BENCH ERROR")],
 )
-def test_a_1x_record_is_read_with_the_verdict_its_status_stood_for(tmp_path, capsys, status, verdict):
+def test_a_1x_record_is_read_with_the_verdict_its_status_stood_for(tmp_path, capsys, status, verdict, db):
     _write(tmp_path, _record_v1("old", "2026-11-30T22:00:00.000Z", status))
     _write(tmp_path, _record("new", "2026-12-01T22:00:00.000Z"))
-    with HistoryIndex(tmp_path / INDEX_NAME) as index:
-        assert sorted(index.update(tmp_path).indexed) == ["new", "old"]
+    with HistoryIndex(db or tmp_path / INDEX_NAME) as index:
+        assert sorted(index.update(tmp_path, mirror=db is None).indexed) == ["new", "old"]
         old, new = index.runs()
     assert (old.verdict, old.suite, old.suite_required) == (verdict, None, None)
     assert old.status == ("interrupted" if status == "interrupted" else "finished")
     assert (new.verdict, new.suite, new.suite_covered, new.status) == ("PASSED", "quick", 1, "finished")
     assert old.group != new.group  # no suite then: not compared with a run of a known suite
-    assert command.main(["--reports", str(tmp_path), "--no-plot"]) == 0
+    assert history(tmp_path, db) == 0
     out = capsys.readouterr().out
     assert re.search(rf"^old .* {verdict} +- +- ", out, re.M), out
     assert re.search(r"^new .* PASSED +quick +1/1 ", out, re.M), out
@@ -333,7 +358,7 @@ def test_an_empty_reports_directory_says_no_runs(tmp_path, capsys):
     assert not (tmp_path / "history").exists()
 
 
-def test_rig_filters_by_the_rig_files_hash(tmp_path, capsys):
+def test_rig_filters_by_the_rig_files_hash(tmp_path, capsys, db):
     import hashlib
 
     rig = tmp_path / "lab.toml"
@@ -343,10 +368,10 @@ def test_rig_filters_by_the_rig_files_hash(tmp_path, capsys):
     reports = tmp_path / "reports"
     _write(reports, doc)
     _write(reports, _record("on-virtual", "2026-12-02T22:00:00.000Z"))
-    assert command.main(["--reports", str(reports), "--rig", str(rig), "--no-plot"]) == 0
+    assert history(reports, db, "--rig", str(rig)) == 0
     out = capsys.readouterr().out
     assert "on-lab" in out and "on-virtual" not in out
-    assert command.main(["--reports", str(reports), "--station", "virtual", "--no-plot"]) == 0
+    assert history(reports, db, "--station", "virtual") == 0
     out = capsys.readouterr().out
     assert "on-virtual" in out and "on-lab" not in out
 
