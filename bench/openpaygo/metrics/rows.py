@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
-from bench.openpaygo.metrics.format import DataFormat, check_name, is_index_key, is_number, type_name
+from bench.openpaygo.metrics.format import (
+    BUILTIN_CHECKS,
+    DataFormat,
+    check_name,
+    is_index_key,
+    is_number,
+    type_name,
+)
 from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG, ROW_RELATIVE_TIME, ROW_TIMESTAMP
 from bench.openpaygo.metrics.timestamps import MAX_UNIX, parse_time, whole
 
@@ -21,6 +28,18 @@ def _order_of(fmt: DataFormat | None, which: str) -> tuple[str | None, ...]:
 
 def expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[str, Any]:
     """One row (the `data` object/array or a historical row) -> {name: value}."""
+    if type(value) is list and fmt is not None:
+        positions = fmt.data_positions if which == "data" else fmt.historical_positions
+        if len(value) <= len(positions):
+            row = {}
+            for (name, ok), v in zip(positions, value):
+                if v is None:
+                    continue
+                if name is None or (ok is not None and not ok(v)):
+                    break  # the general path below finds the refusal
+                row[name] = v
+            else:
+                return row
     order = _order_of(fmt, which)
     order_name = "data_order" if which == "data" else "historical_data_order"
     out: dict[str, Any] = {}
@@ -72,6 +91,17 @@ def expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[s
 
 
 def _check_types(row: dict[str, Any], fmt: DataFormat | None, which: str, where: str) -> None:
+    """Refuse a value of the wrong type: one look-up per value in the format's compiled checks,
+    and only when one fails, `_refuse_types` finds the refusal in the order it always had."""
+    checks = fmt.row_checks if fmt is not None else BUILTIN_CHECKS
+    for name, v in row.items():
+        ok = checks.get(name)
+        if ok is not None and not ok(v):
+            _refuse_types(row, fmt, where)  # the old checks decide: they raise the refusal
+            return
+
+
+def _refuse_types(row: dict[str, Any], fmt: DataFormat | None, where: str) -> None:
     tc = row.get("token_count")
     if tc is not None and (not isinstance(tc, int) or isinstance(tc, bool) or tc < 0):
         raise MetricsError(
