@@ -405,30 +405,38 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """One unit of work, all or nothing (a SAVEPOINT, rolled back whole on any exception),
-        durable when this returns: it is committed (fsync) before the caller answers.
+        """One unit of work, all or nothing (rolled back whole on any exception), durable when
+        this returns: it is committed (fsync) before the caller answers.
 
         Group commit: the work goes into the batch that is open (BEGIN IMMEDIATE), and one
         COMMIT makes the whole batch durable. While one thread's COMMIT waits on the disk, the
         others queue their work into the next batch, so concurrent requests share one fsync
         instead of waiting for one each; none returns before the batch holding its work is
-        committed, and if that COMMIT fails, every transaction in the batch raises."""
+        committed, and if that COMMIT fails, every transaction in the batch raises. Work that
+        joins an open batch is a SAVEPOINT (undone alone); work that opens the batch has it to
+        itself until it ends (the lock), so a ROLLBACK undoes it: two statements fewer."""
         with self._lock:
-            if not self._batch_open:
+            opened = not self._batch_open
+            if opened:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._batch_open = True
-            self._conn.execute("SAVEPOINT tx")
+            else:
+                self._conn.execute("SAVEPOINT tx")
             try:
                 yield Tx(self._conn)
             except BaseException as e:
-                if self._conn.in_transaction:
+                if self._conn.in_transaction and not opened:
                     self._conn.execute("ROLLBACK TO tx")
                     self._conn.execute("RELEASE tx")
+                elif self._conn.in_transaction:  # the batch holds this work only
+                    self._conn.execute("ROLLBACK")
+                    self._batch_open = False
                 else:  # SQLite rolled the whole batch back (disk full, I/O error): it is lost
                     self._failed[self._batch] = e
                     self._batch, self._batch_open = self._batch + 1, False
                 raise
-            self._conn.execute("RELEASE tx")
+            if not opened:
+                self._conn.execute("RELEASE tx")
             batch = self._batch
         self._durable(batch)
 

@@ -75,6 +75,21 @@ def test_a_failed_transaction_leaves_nothing(tmp_path):
         assert store.requests() == [] and store.device_state("X") is None
 
 
+def test_failed_work_that_joined_an_open_batch_leaves_the_batch_s_other_work(tmp_path):
+    """Work that opens a batch is rolled back whole; work that joins one (here nested, as a
+    concurrent request joins) is undone alone, and the rest of the batch is committed."""
+    with Store(tmp_path / "m.db") as store:
+        with store.transaction() as outer:
+            outer.put_device_state(DeviceState("KEPT", 1))
+            with pytest.raises(RuntimeError):
+                with store.transaction() as inner:
+                    inner.insert_request(record())
+                    inner.put_device_state(DeviceState("X", 3, 100.0, 4))
+                    raise RuntimeError("crash between the two writes")
+        assert store.requests() == [] and store.device_state("X") is None
+        assert store.device_state("KEPT") == DeviceState("KEPT", 1)
+
+
 def test_device_state_survives_a_restart(tmp_path):
     token = IssuedToken("123456789", 3, "set_time", 7)
     with Store(tmp_path / "m.db") as store:
