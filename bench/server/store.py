@@ -321,11 +321,11 @@ class Tx:
         ).fetchone()
         if row is None:
             return None
-        tokens = tuple(IssuedToken(**t) for t in json.loads(row[6]))
+        tokens = tuple(IssuedToken(**t) for t in json.loads(row[6])) if row[6] != "[]" else ()
         return DeviceState(row[0], row[1], row[2], row[3], row[4], row[5], tokens)
 
     def put_device_state(self, s: DeviceState) -> None:
-        tokens = json.dumps([t.__dict__ for t in s.last_tokens])
+        tokens = json.dumps([t.__dict__ for t in s.last_tokens]) if s.last_tokens else "[]"
         self._c.execute(
             "INSERT INTO devices (serial_number, token_count, last_timestamp, last_request_count, target_until,"
             " synced_target, last_tokens, updated_at) VALUES (?,?,?,?,?,?,?,?)"
