@@ -83,6 +83,9 @@ class MetricsServer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config, self.store, self.registry, self.clock = config, store, registry, clock
+        # The state each registered device was last committed with by this server: where the
+        # next request's plan starts (the transaction checks it against the store's).
+        self._committed: dict[str, DeviceState] = {}
 
     def announce_base_url(self, url: str | None) -> None:
         """From now on every reply carries settings.base_url = url (None: no settings): a server
@@ -269,7 +272,7 @@ class MetricsServer:
         ex.data_times = (min(times), max(times)) if times else None
         ex.auth = self.authenticate(req, ex.request)
         encoding = encoding_of(content_type)
-        seen = self.store.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
+        seen = self._plan_from(req)
         for attempt in range(_PLAN_ATTEMPTS):
             # Tokens are planned and the reply signed outside the store's lock, from the state
             # read before; the transaction then checks that nobody changed that state meanwhile.
@@ -286,13 +289,14 @@ class MetricsServer:
                     reply, planned = self._reply(req, seen, now)
                 answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
                 self._record(ex, answer, None, tx)
-                tx.put_device_state(
-                    replace(
-                        planned,
-                        last_timestamp=_highest(planned.last_timestamp, req.timestamp),
-                        last_request_count=_highest(planned.last_request_count, req.request_count),
-                    )
+                new = replace(
+                    planned,
+                    last_timestamp=_highest(planned.last_timestamp, req.timestamp),
+                    last_request_count=_highest(planned.last_request_count, req.request_count),
                 )
+                tx.put_device_state(new)
+            if req.serial_number in self.registry:  # bounded: registered devices only
+                self._committed[req.serial_number] = new  # durable now
             if self.registry.get(req.serial_number) is not None and beyond_windows(seen, req.token_count):
                 log.warning(
                     "%s reported token_count %d, more than %d above the server's %d: no token takes a device"
@@ -304,6 +308,19 @@ class MetricsServer:
                 )
             return Response(answer.body, 201, content_type=answer.content_type)
         raise AssertionError("unreachable: the last attempt always answers")  # pragma: no cover
+
+    def _plan_from(self, req: MetricsRequest) -> DeviceState:
+        """The device state to plan from: the one this server last committed for it (no store
+        read), else the store's. A replay is only ever refused on the store's state."""
+        serial = req.serial_number
+        seen = self._committed.get(serial)
+        if seen is not None:
+            try:
+                _check_replay(req, seen)
+                return seen
+            except MetricsError:
+                pass
+        return self.store.device_state(serial) or DeviceState(serial, 0)
 
     def _reply(self, req: MetricsRequest, state: DeviceState, now: float) -> tuple[MetricsReply, DeviceState]:
         device = self.registry.get(req.serial_number)

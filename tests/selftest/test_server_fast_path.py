@@ -1,5 +1,7 @@
-"""A POST of device data skips Flask's contexts and URL map (app.py `_device_data_first`): it
-must answer and store exactly what the same request through Flask does, refusals included."""
+"""The server's shortcuts for device data change nothing observable: a POST skips Flask's
+contexts and URL map (app.py `_device_data_first`) and must answer and store exactly what the
+same request through Flask does, refusals included; a device's next plan starts from the state
+the server last committed for it, not a store read, and the store still decides."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from bench.secret import Secret
 from bench.server.app import create_app
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import Device, DeviceRegistry
-from bench.server.store import Store
+from bench.server.store import DeviceState, Store
 
 KEY = Secret("a29ab82edc5fbbc41ec9530f6dac86b1", "test key")
 NOW = 1_700_000_000.25
@@ -73,3 +75,26 @@ def test_device_data_answers_and_rows_are_those_of_the_flask_path(tmp_path, base
         assert fast_answer == flask_answer
     assert fast[1] == by_flask[1] and len(fast[1]) == len(_requests())
     assert fast[2] == by_flask[2]
+
+
+def test_a_state_changed_behind_the_server_s_back_still_decides(tmp_path):
+    """The committed state the server plans from is only a start: a state written meanwhile by
+    anything else (here: counters set back, a new target) is the one that decides, for a replay
+    refusal as for the plan."""
+    store = Store(tmp_path / "m.db")
+    registry = DeviceRegistry([Device("D1", KEY, 123456789)], store)
+    app = create_app(MetricsServerConfig(), store, registry, clock=lambda: NOW)
+
+    def post(rc: int) -> str:
+        built = build_request("D1", data={"token_count": 1}, request_count=rc, auth_method="ra", key=KEY)
+        environ = EnvironBuilder(path="/dd", method="POST", data=built.body, content_type=built.content_type)
+        got: list = []
+        b"".join(app(environ.get_environ(), lambda status, headers, exc=None: got.append(status)))
+        return got[0]
+
+    assert post(5) == "201 CREATED"
+    assert post(5) == "409 CONFLICT"  # the replay, refused on the store's state
+    store.put_device_state(DeviceState("D1", 1, last_request_count=3))  # behind the server's back
+    assert post(4) == "201 CREATED"  # not a replay of the 5 the server committed before
+    assert store.device_state("D1").last_request_count == 4
+    store.close()
