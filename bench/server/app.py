@@ -274,27 +274,26 @@ class MetricsServer:
         encoding = encoding_of(content_type)
         seen = self._plan_from(req)
         for attempt in range(_PLAN_ATTEMPTS):
-            # Tokens are planned and the reply signed outside the store's lock, from the state
-            # read before; the transaction then checks that nobody changed that state meanwhile.
+            # Tokens are planned and the reply signed outside the store's lock, from `seen`; the
+            # transaction writes the new state only if the stored one is still `seen` (one
+            # statement), else reads it and plans again.
             _check_replay(req, seen)
             reply, planned = self._reply(req, seen, now)
             with self.store.transaction() as tx:
-                state = tx.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
-                if state != seen and attempt + 1 < _PLAN_ATTEMPTS:
-                    seen = state  # another request for this device came first: plan again
-                    continue
-                if state != seen:  # still racing: plan in the lock (bounded: see activation.py)
-                    seen = state
-                    _check_replay(req, seen)
-                    reply, planned = self._reply(req, seen, now)
+                new = _kept(planned, req)
+                if not tx.swap_device_state(seen, new):  # the stored state is not `seen` (or none)
+                    state = tx.device_state(req.serial_number) or DeviceState(req.serial_number, 0)
+                    if state != seen and attempt + 1 < _PLAN_ATTEMPTS:
+                        seen = state  # another request for this device came first: plan again
+                        continue
+                    if state != seen:  # still racing: plan in the lock (bounded: see activation.py)
+                        seen = state
+                        _check_replay(req, seen)
+                        reply, planned = self._reply(req, seen, now)
+                        new = _kept(planned, req)
+                    tx.put_device_state(new)
                 answer = _Answer(201, reply.encode(encoding, condensed=req.condensed_keys), encoding.content_type)
                 self._record(ex, answer, None, tx)
-                new = replace(
-                    planned,
-                    last_timestamp=_highest(planned.last_timestamp, req.timestamp),
-                    last_request_count=_highest(planned.last_request_count, req.request_count),
-                )
-                tx.put_device_state(new)
             if req.serial_number in self.registry:  # bounded: registered devices only
                 self._committed[req.serial_number] = new  # durable now
             if self.registry.get(req.serial_number) is not None and beyond_windows(seen, req.token_count):
@@ -434,6 +433,15 @@ def _check_replay(req: MetricsRequest, state: DeviceState) -> None:
         return
     if sent <= last:
         raise MetricsError("replay", f"{name} {sent} is not above the highest accepted ({last_text})", guard)
+
+
+def _kept(planned: DeviceState, req: MetricsRequest) -> DeviceState:
+    """The device state stored after accepting `req`: the plan's, with the highest ts and rc."""
+    return replace(
+        planned,
+        last_timestamp=_highest(planned.last_timestamp, req.timestamp),
+        last_request_count=_highest(planned.last_request_count, req.request_count),
+    )
 
 
 def _highest(stored: Any, sent: Any) -> Any:

@@ -221,6 +221,22 @@ class StoredRequest(RequestFields):
         return len(self.body) < self.body_length
 
 
+def _tokens_json(tokens: tuple[IssuedToken, ...]) -> str:
+    return json.dumps([t.__dict__ for t in tokens]) if tokens else "[]"
+
+
+def _state_columns(s: DeviceState) -> tuple:
+    """A state's columns after serial_number, in table order, as stored."""
+    return (
+        s.token_count,
+        s.last_timestamp,
+        s.last_request_count,
+        s.target_until,
+        s.synced_target,
+        _tokens_json(s.last_tokens),
+    )
+
+
 class Tx:
     """Operations inside one transaction (see Store.transaction)."""
 
@@ -325,7 +341,7 @@ class Tx:
         return DeviceState(row[0], row[1], row[2], row[3], row[4], row[5], tokens)
 
     def put_device_state(self, s: DeviceState) -> None:
-        tokens = json.dumps([t.__dict__ for t in s.last_tokens]) if s.last_tokens else "[]"
+        tokens = _tokens_json(s.last_tokens)
         self._c.execute(
             "INSERT INTO devices (serial_number, token_count, last_timestamp, last_request_count, target_until,"
             " synced_target, last_tokens, updated_at) VALUES (?,?,?,?,?,?,?,?)"
@@ -344,6 +360,24 @@ class Tx:
                 iso(utc_now()),
             ),
         )
+
+    def swap_device_state(self, expected: DeviceState, new: DeviceState) -> bool:
+        """Write `new` only if the stored state is exactly `expected` (every column compared, in
+        one statement: no read first); False, and nothing written, otherwise (no row either)."""
+        cur = self._c.execute(
+            "UPDATE devices SET token_count = ?, last_timestamp = ?, last_request_count = ?, target_until = ?,"
+            " synced_target = ?, last_tokens = ?, updated_at = ? WHERE serial_number = ? AND serial_number = ?"
+            " AND token_count IS ? AND last_timestamp IS ? AND last_request_count IS ? AND target_until IS ?"
+            " AND synced_target IS ? AND last_tokens IS ?",
+            (
+                *_state_columns(new),
+                iso(utc_now()),
+                new.serial_number,
+                expected.serial_number,
+                *_state_columns(expected),
+            ),
+        )
+        return cur.rowcount == 1
 
     def add_data_format(self, fmt: DataFormat, id: int | None = None) -> int:
         """Register a format; the same format registered twice keeps its first id."""
