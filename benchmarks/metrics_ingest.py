@@ -8,8 +8,10 @@ of parsing and verifying them: with the bench's codec, and with openpaygo's Metr
 (parse + is_auth_valid + get_simple_metrics), the reference a server would otherwise use.
 
 Each client is its own process (a device is its own machine): the load generator's Python does
-not share the server's interpreter lock, so the rate is the server's. The SipHash in use (C or
-pure Python, bench.openpaygo.metrics.auth.SIPHASH_IMPL) is printed.
+not share the server's interpreter lock, so the rate is the server's. "cpu ms" is the CPU time
+(user + system, all threads) this process spent per request: the server's own cost, whatever
+else the machine runs. The SipHash in use (C or pure Python,
+bench.openpaygo.metrics.auth.SIPHASH_IMPL) is printed.
 
     python benchmarks/metrics_ingest.py [--n 400]
 """
@@ -106,11 +108,14 @@ def run_clients(port: int, per_client: list[list[BuiltRequest]]) -> tuple[list[f
     return [x for _, _, lat in got for x in lat], max(e for _, e, _ in got) - min(s for s, _, _ in got)
 
 
-def row(name: str, lat: list[float], wall: float, ref: float | None) -> str:
+def row(name: str, lat: list[float], wall: float, ref: float | None, cpu: float) -> str:
     q = statistics.quantiles(lat, n=100)
     rate = len(lat) / wall
     ratio = f"{rate / ref:8.2f}" if ref else f"{'1.00':>8}"
-    return f"{name:58} {len(lat):5d} {rate:9.0f} {statistics.median(lat) * 1e3:8.2f} {q[98] * 1e3:8.2f} {ratio}"
+    return (
+        f"{name:58} {len(lat):5d} {rate:9.0f} {statistics.median(lat) * 1e3:8.2f} {q[98] * 1e3:8.2f}"
+        f" {cpu / len(lat) * 1e3:8.3f} {ratio}"
+    )
 
 
 def main() -> None:
@@ -129,6 +134,7 @@ def main() -> None:
 
         # in process: openpaygo (the reference) and the bench's codec, same bodies
         lat = []
+        cpu = time.process_time()
         start_t = time.perf_counter()
         for r in reqs[serials[0]]:
             t = time.perf_counter()
@@ -137,8 +143,10 @@ def main() -> None:
             h.get_simple_metrics()
             lat.append(time.perf_counter() - t)
         ref = n / (time.perf_counter() - start_t)
-        lines.append(row("openpaygo MetricsResponseHandler parse+verify+expand", lat, n / ref, None))
+        cpu = time.process_time() - cpu
+        lines.append(row("openpaygo MetricsResponseHandler parse+verify+expand", lat, n / ref, None, cpu))
         lat = []
+        cpu = time.process_time()
         start_t = time.perf_counter()
         for r in reqs[serials[0]]:
             t = time.perf_counter()
@@ -146,7 +154,8 @@ def main() -> None:
             verify_request(req.signed, req.auth, KEY)
             req.to_simple()
             lat.append(time.perf_counter() - t)
-        lines.append(row("bench codec parse+verify+expand", lat, time.perf_counter() - start_t, ref))
+        wall = time.perf_counter() - start_t
+        lines.append(row("bench codec parse+verify+expand", lat, wall, ref, time.process_time() - cpu))
 
         server = start(create_app(MetricsServerConfig(), store, registry), threads=max(CLIENTS))
         try:
@@ -154,14 +163,16 @@ def main() -> None:
             for clients in CLIENTS:
                 group = serials[first : first + clients]
                 first += clients
+                cpu = time.process_time()  # the server's threads (the clients are other processes)
                 lat, wall = run_clients(server.port, [reqs[s] for s in group])
+                cpu = time.process_time() - cpu
                 what = f"{clients} client{'s' if clients > 1 else ''}"
-                lines.append(row(f"HTTP loopback, stored durably, {what}", lat, wall, ref))
+                lines.append(row(f"HTTP loopback, stored durably, {what}", lat, wall, ref, cpu))
         finally:
             server.stop()
             stored = len(store.requests())
             store.close()
-    print(f"{'path':58} {'n':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x ref':>8}")
+    print(f"{'path':58} {'n':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>8} {'x ref':>8}")
     print("\n".join(lines))
     print(
         f"\nrequest: the spec's hourly session, condensed JSON, ra-signed ({len(reqs[serials[0]][0].body)} bytes); "

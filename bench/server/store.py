@@ -221,6 +221,22 @@ class StoredRequest(RequestFields):
         return len(self.body) < self.body_length
 
 
+def _tokens_json(tokens: tuple[IssuedToken, ...]) -> str:
+    return json.dumps([t.__dict__ for t in tokens]) if tokens else "[]"
+
+
+def _state_columns(s: DeviceState) -> tuple:
+    """A state's columns after serial_number, in table order, as stored."""
+    return (
+        s.token_count,
+        s.last_timestamp,
+        s.last_request_count,
+        s.target_until,
+        s.synced_target,
+        _tokens_json(s.last_tokens),
+    )
+
+
 class Tx:
     """Operations inside one transaction (see Store.transaction)."""
 
@@ -321,11 +337,11 @@ class Tx:
         ).fetchone()
         if row is None:
             return None
-        tokens = tuple(IssuedToken(**t) for t in json.loads(row[6]))
+        tokens = tuple(IssuedToken(**t) for t in json.loads(row[6])) if row[6] != "[]" else ()
         return DeviceState(row[0], row[1], row[2], row[3], row[4], row[5], tokens)
 
     def put_device_state(self, s: DeviceState) -> None:
-        tokens = json.dumps([t.__dict__ for t in s.last_tokens])
+        tokens = _tokens_json(s.last_tokens)
         self._c.execute(
             "INSERT INTO devices (serial_number, token_count, last_timestamp, last_request_count, target_until,"
             " synced_target, last_tokens, updated_at) VALUES (?,?,?,?,?,?,?,?)"
@@ -344,6 +360,24 @@ class Tx:
                 iso(utc_now()),
             ),
         )
+
+    def swap_device_state(self, expected: DeviceState, new: DeviceState) -> bool:
+        """Write `new` only if the stored state is exactly `expected` (every column compared, in
+        one statement: no read first); False, and nothing written, otherwise (no row either)."""
+        cur = self._c.execute(
+            "UPDATE devices SET token_count = ?, last_timestamp = ?, last_request_count = ?, target_until = ?,"
+            " synced_target = ?, last_tokens = ?, updated_at = ? WHERE serial_number = ? AND serial_number = ?"
+            " AND token_count IS ? AND last_timestamp IS ? AND last_request_count IS ? AND target_until IS ?"
+            " AND synced_target IS ? AND last_tokens IS ?",
+            (
+                *_state_columns(new),
+                iso(utc_now()),
+                new.serial_number,
+                expected.serial_number,
+                *_state_columns(expected),
+            ),
+        )
+        return cur.rowcount == 1
 
     def add_data_format(self, fmt: DataFormat, id: int | None = None) -> int:
         """Register a format; the same format registered twice keeps its first id."""
@@ -405,30 +439,38 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """One unit of work, all or nothing (a SAVEPOINT, rolled back whole on any exception),
-        durable when this returns: it is committed (fsync) before the caller answers.
+        """One unit of work, all or nothing (rolled back whole on any exception), durable when
+        this returns: it is committed (fsync) before the caller answers.
 
         Group commit: the work goes into the batch that is open (BEGIN IMMEDIATE), and one
         COMMIT makes the whole batch durable. While one thread's COMMIT waits on the disk, the
         others queue their work into the next batch, so concurrent requests share one fsync
         instead of waiting for one each; none returns before the batch holding its work is
-        committed, and if that COMMIT fails, every transaction in the batch raises."""
+        committed, and if that COMMIT fails, every transaction in the batch raises. Work that
+        joins an open batch is a SAVEPOINT (undone alone); work that opens the batch has it to
+        itself until it ends (the lock), so a ROLLBACK undoes it: two statements fewer."""
         with self._lock:
-            if not self._batch_open:
+            opened = not self._batch_open
+            if opened:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._batch_open = True
-            self._conn.execute("SAVEPOINT tx")
+            else:
+                self._conn.execute("SAVEPOINT tx")
             try:
                 yield Tx(self._conn)
             except BaseException as e:
-                if self._conn.in_transaction:
+                if self._conn.in_transaction and not opened:
                     self._conn.execute("ROLLBACK TO tx")
                     self._conn.execute("RELEASE tx")
+                elif self._conn.in_transaction:  # the batch holds this work only
+                    self._conn.execute("ROLLBACK")
+                    self._batch_open = False
                 else:  # SQLite rolled the whole batch back (disk full, I/O error): it is lost
                     self._failed[self._batch] = e
                     self._batch, self._batch_open = self._batch + 1, False
                 raise
-            self._conn.execute("RELEASE tx")
+            if not opened:
+                self._conn.execute("RELEASE tx")
             batch = self._batch
         self._durable(batch)
 

@@ -213,6 +213,31 @@ def test_integer_and_float_types():
     refused({"sn": "X", "d": {"autsr": "yes"}}, "type_mismatch")
 
 
+def test_the_compiled_checks_refuse_exactly_what_the_declared_types_do():
+    """Rows are checked by each format's compiled checks (one look-up per value), and only a
+    failing value goes through the declared-type checks for its refusal: the two must agree."""
+    from bench.openpaygo.metrics.rows import _refuse_types
+
+    fmt = parse_data_format(
+        {
+            "data_order": ["token_count", "active_seconds_left_requested", "timestamp"],
+            "variables": {"token_count": {"name": "tc", "type": "float"}, "timestamp": {"name": "t", "type": "text"}},
+        }
+    )
+    pool = [0, 1, 2, -1, 1.5, -0.0, True, False, "x", "", [1, 2], [200, 0], {}, 10**30, float("inf")]
+    for f in (FMT, fmt):
+        names = [*f.variables, "token_count", "active_until_timestamp_requested", "active_seconds_left_requested"]
+        for name in [*names, "timestamp", "undeclared"]:
+            for value in pool:
+                ok = f.row_checks.get(name, lambda _v: True)(value)
+                try:
+                    _refuse_types({name: value}, f, "d")
+                    refuses = False
+                except MetricsError:
+                    refuses = True
+                assert ok != refuses, (name, value)
+
+
 def test_variable_type_object_fields():
     vt = parse_data_format(
         {

@@ -75,6 +75,48 @@ def test_a_failed_transaction_leaves_nothing(tmp_path):
         assert store.requests() == [] and store.device_state("X") is None
 
 
+def test_failed_work_that_joined_an_open_batch_leaves_the_batch_s_other_work(tmp_path):
+    """Work that opens a batch is rolled back whole; work that joins one (here nested, as a
+    concurrent request joins) is undone alone, and the rest of the batch is committed."""
+    with Store(tmp_path / "m.db") as store:
+        with store.transaction() as outer:
+            outer.put_device_state(DeviceState("KEPT", 1))
+            with pytest.raises(RuntimeError):
+                with store.transaction() as inner:
+                    inner.insert_request(record())
+                    inner.put_device_state(DeviceState("X", 3, 100.0, 4))
+                    raise RuntimeError("crash between the two writes")
+        assert store.requests() == [] and store.device_state("X") is None
+        assert store.device_state("KEPT") == DeviceState("KEPT", 1)
+
+
+def test_a_device_state_is_swapped_only_from_exactly_the_stored_one(tmp_path):
+    token = IssuedToken("123456789", 3, "set_time", 7)
+    stored = DeviceState("X", 3, 1700000000.0, 42, None, 1800000000.5, (token,))
+    new = DeviceState("X", 4, 1700000001.0, 43, None, 1800000000.5, ())
+    with Store(tmp_path / "m.db") as store:
+        with store.transaction() as tx:
+            assert not tx.swap_device_state(DeviceState("X", 0), new)  # no row: nothing written
+        assert store.device_state("X") is None
+        store.put_device_state(stored)
+        others = [
+            DeviceState("X", 2, 1700000000.0, 42, None, 1800000000.5, (token,)),
+            DeviceState("X", 3, None, 42, None, 1800000000.5, (token,)),
+            DeviceState("X", 3, 1700000000.0, 41, None, 1800000000.5, (token,)),
+            DeviceState("X", 3, 1700000000.0, 42, 0.0, 1800000000.5, (token,)),
+            DeviceState("X", 3, 1700000000.0, 42, None, 1800000000.0, (token,)),
+            DeviceState("X", 3, 1700000000.0, 42, None, 1800000000.5, ()),
+            DeviceState("Y", 3, 1700000000.0, 42, None, 1800000000.5, (token,)),
+        ]
+        for other in others:
+            with store.transaction() as tx:
+                assert not tx.swap_device_state(other, new), other
+            assert store.device_state("X") == stored
+        with store.transaction() as tx:  # the same state, its ts read back as a whole number
+            assert tx.swap_device_state(DeviceState("X", 3, 1700000000, 42, None, 1800000000.5, (token,)), new)
+        assert store.device_state("X") == new
+
+
 def test_device_state_survives_a_restart(tmp_path):
     token = IssuedToken("123456789", 3, "set_time", 7)
     with Store(tmp_path / "m.db") as store:

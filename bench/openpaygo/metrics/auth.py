@@ -93,6 +93,7 @@ def _key_hex(key: Secret | str) -> str:
 
 SIPHASH_IMPL = "C (siphash24)" if _c_siphash24 is not None else "pure Python (openpaygo)"
 _KEY_BYTES: dict[str, bytes] = {}  # hex key -> its 16 bytes (the registry holds few keys)
+_U64 = 2**64 - 1
 
 
 def siphash64_reference(key: Secret | str, message: str) -> int:
@@ -100,18 +101,28 @@ def siphash64_reference(key: Secret | str, message: str) -> int:
     return int(OpenPAYGOMetricsShared.generate_hash_string(message, _key_hex(key)), 16)
 
 
-def siphash64(key: Secret | str, message: str) -> int:
-    """SipHash-2-4 of the UTF-8 message as openpaygo computes it (as an int: padding is ours);
-    in C when `siphash24` is installed (`SIPHASH_IMPL` says which)."""
+def hasher(key: Secret | str) -> Callable[[str], int]:
+    """`siphash64` with the key resolved once: an `ra` chain is 30-odd hashes under one key."""
     if _c_siphash24 is None:  # pragma: no cover - an install without the C extension
-        return siphash64_reference(key, message)
+        return lambda message: siphash64_reference(key, message)
     raw = key.reveal() if isinstance(key, Secret) else key
     kb = _KEY_BYTES.get(raw) if isinstance(raw, str) else None
     if kb is None:
         kb = bytes.fromhex(_key_hex(key))
         if len(_KEY_BYTES) < 4096:
             _KEY_BYTES[raw] = kb
-    return int.from_bytes(_c_siphash24(message.encode("utf-8"), key=kb).digest(), "little")
+    c_hash = _c_siphash24
+
+    def h(message: str) -> int:
+        return c_hash(message.encode("utf-8"), key=kb).intdigest() & _U64  # intdigest is signed
+
+    return h
+
+
+def siphash64(key: Secret | str, message: str) -> int:
+    """SipHash-2-4 of the UTF-8 message as openpaygo computes it (as an int: padding is ours);
+    in C when `siphash24` is installed (`SIPHASH_IMPL` says which)."""
+    return hasher(key)(message)
 
 
 def hex_of(value: int, pad: bool = False) -> str:
@@ -157,31 +168,33 @@ def request_signature(f: SignedFields, method: str, key: Secret | str, *, pad: b
     ValueError if the method needs a field the request lacks (ta: ts, ca: rc), as the reference."""
     ts, rc, data, hd, rows = _parts(f, raw)
     sn = f.serial_number
+    sip = hasher(key)
     if method == "sa":
-        h = siphash64(key, sn)
+        h = sip(sn)
     elif method == "ta":
         if not ts:
             raise ValueError("timestamp auth (ta) needs a timestamp")
-        h = siphash64(key, sn + ts)
+        h = sip(sn + ts)
     elif method == "ca":
         if not rc:
             raise ValueError("counter auth (ca) needs a request_count")
-        h = siphash64(key, sn + rc)
+        h = sip(sn + rc)
     elif method == "da":
         payload = sn + ts + rc
         if f.data is not MISSING and f.data:
             payload += data or ""
         if f.historical_data is not MISSING and f.historical_data:
             payload += hd or ""
-        h = siphash64(key, payload)
+        h = sip(payload)
     elif method == "ra":
-        chain = hex_of(siphash64(key, sn), pad)
+        fmt = "016x" if pad else "x"
+        chain = format(sip(sn), fmt)
         for step in (ts, rc):
             if step:
-                chain = hex_of(siphash64(key, chain + step), pad)
-        chain = hex_of(siphash64(key, chain + (data if data is not None else "[]")), pad)
+                chain = format(sip(chain + step), fmt)
+        chain = format(sip(chain + (data if data is not None else "[]")), fmt)
         for row in rows:
-            chain = hex_of(siphash64(key, chain + row), pad)
+            chain = format(sip(chain + row), fmt)
         return "ra" + chain
     else:
         raise ValueError(f"unknown auth method {method!r}; expected one of {', '.join(METHODS)}")

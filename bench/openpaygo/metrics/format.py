@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
@@ -130,6 +131,28 @@ def _is_gps(v: Any) -> bool:
     )
 
 
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_flag(v: Any) -> bool:
+    return isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))
+
+
+# The spec's own variables have fixed types whatever the data format says (rows.py explains a
+# refusal): token_count a count, the two "requested" flags true/false or 1/0.
+BUILTIN_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "token_count": _is_count,
+    "active_until_timestamp_requested": _is_flag,
+    "active_seconds_left_requested": _is_flag,
+}
+_ROW_TIME_KEYS = ("timestamp", "relative_time")
+
+
+def _both(a: Callable[[Any], bool], b: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: a(v) and b(v)  # a row's own time: checked as a time, not a variable
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -210,6 +233,28 @@ class DataFormat:
 
     def variable(self, name: str) -> VariableType | None:
         return self.variables.get(name)
+
+    @cached_property
+    def row_checks(self) -> dict[str, Callable[[Any], bool]]:
+        """Variable name -> True if a value is allowed (declared type and the built-in variables'
+        types), made once per format: a request carries hundreds of values."""
+        checks = dict(BUILTIN_CHECKS)
+        for name, vt in self.variables.items():
+            if not vt.type_declared or name in _ROW_TIME_KEYS:
+                continue
+            own, builtin = _CHECKS[vt.type], checks.get(name)
+            checks[name] = own if builtin is None else _both(own, builtin)
+        return checks
+
+    @cached_property
+    def data_positions(self) -> tuple[tuple[str | None, Callable[[Any], bool] | None], ...]:
+        """(name, its check or None) for each slot of data_order: an array row in one pass."""
+        return tuple((n, self.row_checks.get(n) if n is not None else None) for n in self.data_order)
+
+    @cached_property
+    def historical_positions(self) -> tuple[tuple[str | None, Callable[[Any], bool] | None], ...]:
+        """The same for historical_data_order."""
+        return tuple((n, self.row_checks.get(n) if n is not None else None) for n in self.historical_data_order)
 
 
 def _order_json(order: tuple[str | None, ...]) -> list | dict:

@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from bench.openpaygo.metrics.errors import MetricsError
-from bench.openpaygo.metrics.format import DataFormat, check_name, is_index_key, is_number, type_name
+from bench.openpaygo.metrics.format import (
+    BUILTIN_CHECKS,
+    DataFormat,
+    check_name,
+    is_index_key,
+    is_number,
+    type_name,
+)
 from bench.openpaygo.metrics.keys import DATA_SHORT_TO_LONG, ROW_RELATIVE_TIME, ROW_TIMESTAMP
 from bench.openpaygo.metrics.timestamps import MAX_UNIX, parse_time, whole
 
@@ -19,8 +26,27 @@ def _order_of(fmt: DataFormat | None, which: str) -> tuple[str | None, ...]:
     return fmt.data_order if which == "data" else fmt.historical_data_order
 
 
+def _array_row(value: list, positions: tuple) -> dict[str, Any] | None:
+    """An array row whose every value fits its slot, in one pass (`DataFormat.*_positions`);
+    None if any does not: `expand` then finds the refusal."""
+    if len(value) > len(positions):
+        return None
+    row = {}
+    for (name, ok), v in zip(positions, value):
+        if v is None:
+            continue
+        if name is None or (ok is not None and not ok(v)):
+            return None
+        row[name] = v
+    return row
+
+
 def expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[str, Any]:
     """One row (the `data` object/array or a historical row) -> {name: value}."""
+    if type(value) is list and fmt is not None:
+        fast = _array_row(value, fmt.data_positions if which == "data" else fmt.historical_positions)
+        if fast is not None:
+            return fast
     order = _order_of(fmt, which)
     order_name = "data_order" if which == "data" else "historical_data_order"
     out: dict[str, Any] = {}
@@ -72,6 +98,17 @@ def expand(value: Any, fmt: DataFormat | None, which: str, where: str) -> dict[s
 
 
 def _check_types(row: dict[str, Any], fmt: DataFormat | None, which: str, where: str) -> None:
+    """Refuse a value of the wrong type: one look-up per value in the format's compiled checks,
+    and only when one fails, `_refuse_types` finds the refusal in the order it always had."""
+    checks = fmt.row_checks if fmt is not None else BUILTIN_CHECKS
+    for name, v in row.items():
+        ok = checks.get(name)
+        if ok is not None and not ok(v):
+            _refuse_types(row, fmt, where)  # the old checks decide: they raise the refusal
+            return
+
+
+def _refuse_types(row: dict[str, Any], fmt: DataFormat | None, where: str) -> None:
     tc = row.get("token_count")
     if tc is not None and (not isinstance(tc, int) or isinstance(tc, bool) or tc < 0):
         raise MetricsError(
@@ -95,11 +132,29 @@ def historical(rows: list, fmt: DataFormat | None, base: int | float, where: str
     else `relative_time` after the previous row (the first: after the base), else the format's
     interval after the previous row (the first: the base itself)."""
     interval = fmt.historical_data_interval if fmt is not None else None
+    positions = fmt.historical_positions if fmt is not None else None
     out = []
     prev: int | float | None = None
     for i, item in enumerate(rows):
+        row = _array_row(item, positions) if positions is not None and type(item) is list else None
+        if row is not None and interval is not None and ROW_TIMESTAMP not in row and ROW_RELATIVE_TIME not in row:
+            # the condensed rows' usual case, without building a `where` for a refusal
+            if prev is None:
+                t = base
+            else:
+                t = prev + interval
+                t = (
+                    whole(t)
+                    if -MAX_UNIX <= t <= MAX_UNIX
+                    else _computed(t, "historical_data_interval", f"{where}[{i}]")
+                )
+            row[ROW_TIMESTAMP] = t
+            prev = t
+            out.append(row)
+            continue
         w = f"{where}[{i}]"
-        row = expand(item, fmt, "historical", w)
+        if row is None:
+            row = expand(item, fmt, "historical", w)
         if ROW_TIMESTAMP in row:
             t = parse_time(row[ROW_TIMESTAMP], f"{w}.timestamp")
             if ROW_RELATIVE_TIME in row:  # an explicit time wins over a relative one
