@@ -94,7 +94,7 @@ def test_a_rig_naming_a_place_takes_its_port_and_psu_from_it(tmp_path):
     rig_file.write_text(rig_text("127.0.0.1:20408"))
     rig = load_rig(rig_file)
     assert (rig.link.port, rig.psu.resource, rig.virtual, rig.labgrid.place) == ("labgrid", "labgrid", False, PLACE)
-    rig_file.write_text(rig_text("127.0.0.1:20408") + '[link]\nport = "/dev/ttyUSB0"\n')
+    rig_file.write_text(rig_text("127.0.0.1:20408").replace("[link]\n", '[link]\nport = "/dev/ttyUSB0"\n'))
     with pytest.raises(RigError, match='link.port: got .* with labgrid.place; expected "labgrid"'):
         load_rig(rig_file)
     rig_file.write_text('[station]\nid = "x"\n[link]\nport = "labgrid"\n[psu]\nresource = "labgrid"\n')
@@ -105,8 +105,11 @@ def test_a_rig_naming_a_place_takes_its_port_and_psu_from_it(tmp_path):
 def rig_text(coordinator: str, client: str = "") -> str:
     return (
         f'[station]\nid = "lab-lg"\n[labgrid]\ncoordinator = "{coordinator}"\nplace = "{PLACE}"\nclient = "{client}"\n'
-        '[psu]\nprofile = "paygo-sim"\ntimeout_s = 1.0\n'
+        '[link]\nboot_timeout_s = 2.0\n[psu]\nprofile = "paygo-sim"\ntimeout_s = 1.0\nmin_off_s = 0.15\n'
         f'[dut]\nserial_number = "SIM000001"\nstarting_code = 123456789\nsecret_key = "{VIRTUAL_DUT_KEY}"\n'
+        # the simulated device's timings (the virtual rig's defaults), not a real rig's minutes
+        "rtc_drift_observe_s = 6.0\nrtc_drift_max_observe_s = 45.0\nrtc_off_test_s = 1.5\n"
+        "unpowered_long_s = 3600.0\nlockout_wait_budget_s = 60.0\n"
     )
 
 
@@ -216,9 +219,9 @@ def runs_through_a_place(tmp: Path) -> dict:
             lab.start()
             rig = tmp / "rig.toml"
             rig.write_text(rig_text(lab.address, tool("labgrid-client") or ""))
-            # the whole device suite through the place: it holds the place far longer than the
-            # refused runs below take
-            first = bench_run(lab, rig, tmp / "run1", suite="full")
+            # the certification suite (every device test runs) through the place: it holds the
+            # place far longer than the refused runs below take
+            first = bench_run(lab, rig, tmp / "run1", suite="token")
             seen["holder_during"] = wait_until(
                 lambda: (h := lab.holder()) not in ("None", "?") and h, 60, "the first run holding the place"
             )
@@ -252,7 +255,7 @@ def place_runs(request) -> dict:
 
 def test_a_run_through_a_place_passes_and_lets_it_go(place_runs):
     first = place_runs["first"]
-    # the whole device suite, through labgrid's RFC 2217 export of the UART
+    # the certification suite (every device test run), through labgrid's RFC 2217 export of the UART
     assert first["code"] == 0 and "paygo-bench: PASSED" in first["output"], first["output"][-3000:]
     assert place_runs["holder_during"].endswith("/" + (os.environ.get("LG_USERNAME") or _user()))
     assert place_runs["holder_after"] == "None", "the run released the place"
