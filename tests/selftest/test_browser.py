@@ -25,6 +25,7 @@ import pytest
 
 from bench.rig import resolve_rig
 from tests.selftest.background import result, scenario
+from tests.selftest.waiting import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,22 +99,6 @@ def keep_screenshot(driver, path: Path) -> None:
         shutil.copy(path, Path(out) / path.name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = condition()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail(f"not within {timeout} s: {what}")
-
-
 def links(driver) -> list[str]:
     return driver.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
 
@@ -145,16 +130,16 @@ def watched_run(out: Path) -> dict:
             except OSError:
                 return False
 
-        wait_for(page_up, 60, "the live page listening")
+        wait_until(page_up, 60, "the live page listening")
         browser.get(f"http://127.0.0.1:{port}/")
         badge = lambda: browser.find_element("id", "verdict").text  # noqa: E731
-        wait_for(lambda: "test_" in browser.find_element("id", "current").text, 60, "a test shown as running")
-        wait_for(lambda: " V " in browser.find_element("id", "psu").text, 30, "a PSU reading")
+        wait_until(lambda: "test_" in browser.find_element("id", "current").text, 60, "a test shown as running")
+        wait_until(lambda: " V " in browser.find_element("id", "psu").text, 30, "a PSU reading")
         seen["running_badge"] = badge()
         seen["running_first_screen"] = in_first_screen(browser, "#verdict") and in_first_screen(browser, "#current")
         seen["serial"] = browser.find_element("id", "serial").text
         keep_screenshot(browser, out / "live-page.png")
-        wait_for(lambda: badge() in VERDICTS, 240, "the verdict on the live page")
+        wait_until(lambda: badge() in VERDICTS, 240, "the verdict on the live page")
         seen["final_badge"] = badge()
         seen["final_first_screen"] = in_first_screen(browser, "#verdict")
         seen["final_title"] = browser.title
@@ -271,17 +256,11 @@ def assert_links_resolve(hrefs: list[str], page: Path, fragments_found: dict | N
 def test_the_metrics_servers_page_lists_each_device(browser, tmp_path):
     """`paygo-bench serve --ui-port`: each device's captured requests and the tokens served."""
     from bench.fixtures.metrics_server import http_request
+    from tests.selftest.test_server_front import serve
     from tests.selftest.test_server_process import START_DEADLINE_S, read_line
 
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "serve", "--db", str(tmp_path / "m.db"), "--port", "0"]
-        + ["--auth", "none", "--ui-port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = serve(tmp_path, "--auth", "none", "--ui-port", str(port))
     try:
         server_line = read_line(proc, time.monotonic() + START_DEADLINE_S)
         page_line = read_line(proc, time.monotonic() + START_DEADLINE_S)
@@ -292,7 +271,7 @@ def test_the_metrics_servers_page_lists_each_device(browser, tmp_path):
             http_request(base + "/dd", "POST", body, {"Content-Type": "application/json"})
         http_request(base + "/dd", "POST", b"{", {"Content-Type": "application/json"})  # refused, no serial
         browser.get(f"http://127.0.0.1:{port}/")
-        wait_for(lambda: "PAGE1" in browser.find_element("id", "metrics").text, 10, "the device listed")
+        wait_until(lambda: "PAGE1" in browser.find_element("id", "metrics").text, 10, "the device listed")
         row = browser.find_element("id", "metrics").text
         assert re.search(r"PAGE1\s+2\s+2\s+0", row), row
         assert browser.find_element("id", "verdict").text == "SERVING"

@@ -23,6 +23,7 @@ from bench.rig.model import VIRTUAL_DUT_KEY
 from bench.station.labgrid_place import _network_serial_port, _tags
 from tests.selftest import background
 from tests.selftest.test_cli_run import simulator
+from tests.selftest.waiting import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # labgrid lives in an environment of its own (docs/rig.md "[labgrid]"): .ci/run makes one and
@@ -61,22 +62,6 @@ def why_no_labgrid() -> str | None:
             "PAYGO_LABGRID_BIN; Debian: apt-get install ser2net; .ci/run does both): the labgrid place checks did not run"
         )
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = condition()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 # -- the pieces, no labgrid needed ----------------------------------------------------------------
