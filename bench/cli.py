@@ -660,8 +660,7 @@ def _add_serve_parser(sub) -> None:
         "--workers",
         type=int,
         default=None,
-        help="server processes sharing the port (default: the CPUs available, at most 8; Linux only, "
-        "elsewhere and over HTTPS 1)",
+        help="server processes sharing the port (default 1; Linux only: elsewhere and over HTTPS 1)",
     )
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")

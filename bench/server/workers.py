@@ -48,7 +48,7 @@ def available() -> bool:
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on, at most MAX_DEFAULT_WORKERS."""
+    """The CPUs this process may run on, at most MAX_DEFAULT_WORKERS (what the benchmark tries)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -57,9 +57,11 @@ def default_workers() -> int:
 
 
 def resolve(requested: int | None, *, tls: bool) -> tuple[int, str | None]:
-    """How many processes serve, and why not the number asked (None: as asked). HTTPS runs on
+    """How many processes serve, and why not the number asked (None: as asked). Not asked: one
+    (each commit waits for its fsync holding SQLite's one write lock, so on the project machine
+    two workers answered no faster than one process: docs/server.md "Workers"). HTTPS runs on
     werkzeug in one process; a system without fork runs one process."""
-    n = default_workers() if requested is None else requested
+    n = 1 if requested is None else requested
     if n < 1:
         raise ValueError("--workers must be at least 1")
     if n > 1 and tls:
