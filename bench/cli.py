@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.record.verdict import EXIT_CODES, USAGE_EXIT
 
@@ -322,6 +323,8 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     from bench.server.devices import DeviceFileError, DeviceRegistry, device_from_profile, load_devices
     from bench.server.serve import is_loopback, start
     from bench.server.store import Store
+    from bench.server.workers import resolve as resolve_workers
+    from bench.server.workers import start_workers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -360,8 +363,28 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
             "this machine can read every device's data (GET /device_data) and register data formats",
             args.host,
         )
+    try:
+        workers, why = resolve_workers(args.workers, tls=config.cert_file is not None)
+    except ValueError as e:
+        args.command_parser.error(str(e))
+    if why is not None and args.workers is not None:
+        print(f"paygo-bench serve: warning: --workers {args.workers}: {why}", file=sys.stderr)
     store = Store(args.db)
     registry = DeviceRegistry(devices, store)
+    if workers > 1:
+        # each worker opens its own store; none may inherit this connection (SQLite and fork)
+        store.close()
+
+        def make_app() -> tuple:
+            own = Store(args.db)
+            return create_app(config, own, DeviceRegistry(devices, own)), own.close
+
+        return _serve_workers(
+            args,
+            config,
+            start_workers(make_app, args.host, args.port, workers=workers, base_path=config.base_path),
+            len(registry),
+        )
     server = start(
         create_app(config, store, registry),
         args.host,
@@ -374,26 +397,16 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
     print(
         f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
-        f"auth {config.auth}); Ctrl-C stops it",
+        f"auth {config.auth}, 1 process); Ctrl-C stops it",
         flush=True,
     )
     page = None
     if args.ui_port is not None:
-        from bench.live.metrics_view import device_summaries
-        from bench.live.page import create_page_app
-        from bench.live.state import LiveState
-
-        db = Path(args.db)
-        state = LiveState(station="Metrics server", rig=server.base_url, suite="-", serving=True)
-        state.metrics = lambda: device_summaries(db)
-        try:  # the page lists every device's data: this machine only
-            page = start(create_page_app(state.snapshot), "127.0.0.1", args.ui_port, threads=2)
-        except OSError as e:
+        page = _devices_page(args, server.base_url)
+        if page is None:
             server.stop()
             store.close()
-            print(f"paygo-bench serve: the page cannot listen on 127.0.0.1:{args.ui_port}: {e}", file=sys.stderr)
             return 2
-        print(f"paygo-bench: devices page on {page.url}/", flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:
@@ -404,6 +417,68 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         server.stop()
         store.close()
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, config: Any, pool: Any, devices: int) -> int:
+    """`serve --workers N` (N > 1): wait until Ctrl-C or SIGTERM (every worker stopped cleanly,
+    exit 0) or until a worker ends on its own (one line naming it, the others stopped, exit 3)."""
+    import signal
+
+    from bench.record.verdict import BENCH_ERROR
+    from bench.server.serve import is_loopback
+
+    def terminate(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    if not is_loopback(args.host) and config.jwt_secret is not None:
+        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
+    print(
+        f"paygo-bench: Metrics server on {pool.base_url}/ (db {args.db}, {devices} device(s), auth {config.auth}, "
+        f"{len(pool.pids)} worker processes: pids {' '.join(map(str, pool.pids))}); Ctrl-C stops it",
+        flush=True,
+    )
+    page = None
+    if args.ui_port is not None:
+        page = _devices_page(args, pool.base_url)
+        if page is None:
+            pool.stop()
+            return 2
+    ended = None
+    try:
+        ended = pool.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if page is not None:
+            page.stop()
+        pool.stop()
+    if ended is not None:
+        print(
+            f"paygo-bench serve: {BENCH_ERROR}: {ended}; the server stopped (docs/server.md, Workers)", file=sys.stderr
+        )
+        return EXIT_CODES[BENCH_ERROR]
+    return 0
+
+
+def _devices_page(args: argparse.Namespace, base_url: str) -> Any:
+    """The devices page (`--ui-port`) on 127.0.0.1, or None (said why) if it cannot listen."""
+    from bench.live.metrics_view import device_summaries
+    from bench.live.page import create_page_app
+    from bench.live.state import LiveState
+    from bench.server.serve import start
+
+    db = Path(args.db)
+    state = LiveState(station="Metrics server", rig=base_url, suite="-", serving=True)
+    state.metrics = lambda: device_summaries(db)
+    try:  # the page lists every device's data: this machine only
+        page = start(create_page_app(state.snapshot), "127.0.0.1", args.ui_port, threads=2)
+    except OSError as e:
+        print(f"paygo-bench serve: the page cannot listen on 127.0.0.1:{args.ui_port}: {e}", file=sys.stderr)
+        return None
+    print(f"paygo-bench: devices page on {page.url}/", flush=True)
+    return page
 
 
 def _exit_4_on_usage_error(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -580,6 +655,12 @@ def _add_serve_parser(sub) -> None:
         type=int,
         default=None,
         help="also serve a page of each device's captured requests and the tokens served, on 127.0.0.1:PORT",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the port (default 1; Linux only: elsewhere and over HTTPS 1)",
     )
     serve.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM)")

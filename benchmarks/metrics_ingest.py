@@ -9,11 +9,13 @@ of parsing and verifying them: with the bench's codec, and with openpaygo's Metr
 
 Each client is its own process (a device is its own machine): the load generator's Python does
 not share the server's interpreter lock, so the rate is the server's. "cpu ms" is the CPU time
-(user + system, all threads) this process spent per request: the server's own cost, whatever
+(user + system, all threads) the server spent per request: this process's in the one-process
+rows, its worker processes' (/proc) in the "N workers" rows (`paygo-bench serve --workers N`:
+forked processes on one listening socket and one SQLite file, bench/server/workers.py), whatever
 else the machine runs. The SipHash in use (C or pure Python,
 bench.openpaygo.metrics.auth.SIPHASH_IMPL) is printed.
 
-    python benchmarks/metrics_ingest.py [--n 400]
+    python benchmarks/metrics_ingest.py [--n 400] [--workers 2 4]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +44,7 @@ from bench.server.config import MetricsServerConfig  # noqa: E402
 from bench.server.devices import Device, DeviceRegistry  # noqa: E402
 from bench.server.serve import start  # noqa: E402
 from bench.server.store import Store  # noqa: E402
+from bench.server.workers import available, default_workers, start_workers  # noqa: E402
 
 CLIENTS = (1, 4, 16)
 
@@ -118,16 +122,49 @@ def row(name: str, lat: list[float], wall: float, ref: float | None, cpu: float)
     )
 
 
+def _clients(k: int) -> str:
+    return f"{k} client{'s' if k > 1 else ''}"
+
+
+def _worker_app(path: Path, serials: list[str]) -> Any:
+    """What each worker process builds: its own store connection, registry and app."""
+
+    def make() -> tuple[Any, Any]:
+        own = Store(path)
+        return create_app(
+            MetricsServerConfig(), own, DeviceRegistry([Device(s, KEY, STARTING_CODE) for s in serials], own)
+        ), own.close
+
+    return make
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have spent (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400, help="requests per measurement")
-    n = ap.parse_args().n
+    ap.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[default_workers()] if available() else [],
+        help="worker-process counts to measure (paygo-bench serve --workers; default the CPUs here; Linux)",
+    )
+    opts = ap.parse_args()
+    n, workers = opts.n, [w for w in opts.workers if w > 1]
     t0 = int(time.time())
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "ingest.db")
         fid = store.add_data_format(session_format())
-        serials = [f"BENCH{i}" for i in range(sum(CLIENTS) + 1)]
+        serials = [f"BENCH{i}" for i in range(sum(CLIENTS) * (1 + len(workers)) + 1)]
         registry = DeviceRegistry([Device(s, KEY, STARTING_CODE) for s in serials], store)
         reqs = {s: bodies(s, n, fid, t0) for s in serials}
         lib_fmt = {**FORMAT_JSON, "id": fid}
@@ -158,20 +195,33 @@ def main() -> None:
         lines.append(row("bench codec parse+verify+expand", lat, wall, ref, time.process_time() - cpu))
 
         server = start(create_app(MetricsServerConfig(), store, registry), threads=max(CLIENTS))
+        first = 1
         try:
-            first = 1
             for clients in CLIENTS:
                 group = serials[first : first + clients]
                 first += clients
                 cpu = time.process_time()  # the server's threads (the clients are other processes)
                 lat, wall = run_clients(server.port, [reqs[s] for s in group])
                 cpu = time.process_time() - cpu
-                what = f"{clients} client{'s' if clients > 1 else ''}"
-                lines.append(row(f"HTTP loopback, stored durably, {what}", lat, wall, ref, cpu))
+                lines.append(row(f"HTTP loopback, stored durably, {_clients(clients)}", lat, wall, ref, cpu))
         finally:
             server.stop()
-            stored = len(store.requests())
-            store.close()
+            store.close()  # the workers are forked next: no SQLite connection may cross a fork
+        for n_workers in workers:
+            pool = start_workers(_worker_app(store.path, serials), workers=n_workers, threads=max(CLIENTS))
+            try:
+                for clients in CLIENTS:
+                    group = serials[first : first + clients]
+                    first += clients
+                    cpu = _cpu_s(pool.pids)  # the workers' own (the clients are other processes)
+                    lat, wall = run_clients(pool.port, [reqs[s] for s in group])
+                    cpu = _cpu_s(pool.pids) - cpu
+                    what = f"{n_workers} workers, {_clients(clients)}"
+                    lines.append(row(f"HTTP loopback, stored durably, {what}", lat, wall, ref, cpu))
+            finally:
+                pool.stop()
+        with Store(store.path) as again:
+            stored = len(again.requests())
     print(f"{'path':58} {'n':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>8} {'x ref':>8}")
     print("\n".join(lines))
     print(

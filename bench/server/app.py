@@ -13,6 +13,7 @@ without a stack trace. Device keys and the JWT secret never reach a log, a row o
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable
@@ -159,8 +160,7 @@ class MetricsServer:
             self._record(ex, answer, error)
         except Exception:  # noqa: BLE001 - the store is down: say so, never answer unstored
             log.error("could not store a refused request: %s", mask(traceback.format_exc(), self.secrets()))
-            unavailable = MetricsError("storage_unavailable", "the request could not be stored; try again")
-            return Response(encode(unavailable.body(), Encoding.JSON), unavailable.status, content_type=JSON)
+            return _storage_unavailable()
         return Response(answer.body, answer.status, content_type=answer.content_type)
 
     def exchange(self, kind: str, rq: Request) -> _Exchange:
@@ -173,8 +173,22 @@ class MetricsServer:
             return work(ex)
         except MetricsError as e:
             return self._refuse(ex, e)
+        except sqlite3.OperationalError as e:  # locked past the busy timeout, disk full, I/O error
+            return self._unavailable(ex, e)
         except Exception:  # noqa: BLE001 - no input may produce a 500
             return self.unexpected(ex)
+
+    def _unavailable(self, ex: _Exchange, e: Exception) -> Response:
+        """The store could not take the request (another worker held SQLite's lock past the busy
+        timeout, or the disk failed): 503 storage_unavailable, not stored (the store is what
+        failed), logged; the device sends it again."""
+        log.error(
+            "%s %s 503 storage_unavailable: the store could not take it: %s",
+            ex.request.method,
+            self._route(ex.request),
+            mask(str(e), self.secrets()),
+        )
+        return _storage_unavailable()
 
     def unexpected(self, ex: _Exchange) -> Response:
         log.error(
@@ -384,6 +398,11 @@ class MetricsServer:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.code or 400, "bad_request")
         status = e.code if code != "bad_request" else 400
         return self._refuse(ex, MetricsError(code, (e.description or e.name or "")[:200], "", status=status))
+
+
+def _storage_unavailable() -> Response:
+    unavailable = MetricsError("storage_unavailable", "the request could not be stored; try again")
+    return Response(encode(unavailable.body(), Encoding.JSON), unavailable.status, content_type=JSON)
 
 
 def _current_request() -> Request:

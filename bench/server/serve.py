@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -116,16 +117,20 @@ def start(
     key_file: Path | None = None,
     threads: int = 4,
     max_header_bytes: int = MAX_HEADER_BYTES,
+    sock: socket.socket | None = None,
 ) -> RunningServer:
-    """Serve `app` on host:port (0 = an ephemeral port) until `stop()`. The body limit is the
-    app's own (Flask's MAX_CONTENT_LENGTH), so waitress refuses unread what the app would refuse."""
+    """Serve `app` on host:port (0 = an ephemeral port) until `stop()`, in this process. The body
+    limit is the app's own (Flask's MAX_CONTENT_LENGTH), so waitress refuses unread what the app
+    would refuse. `sock`: a listening socket to serve on instead of binding host:port (a worker
+    process's share of `paygo-bench serve --workers N`, bench/server/workers.py, which serves
+    several processes: each needs its own app, so that is `workers.start_workers`, not this)."""
     if cert_file is not None and key_file is not None:
         return _start_tls(app, host, port, base_path, tls_context(cert_file, key_file))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
+    where: dict[str, Any] = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
     server = create_server(
         app,
-        host=host,
-        port=port,
+        **where,
         threads=threads,
         clear_untrusted_proxy_headers=True,
         ident="paygo-bench",
