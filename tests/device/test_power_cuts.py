@@ -22,6 +22,7 @@ Replay one cut alone with the line a failure prints:
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,7 +32,7 @@ from bench.dut.errors import DutError
 from bench.fixtures.dut import skip_not_covered
 from bench.fixtures.rig import replay_command
 from bench.station.power_control import CutPoint
-from bench.station.token_session import status_differences
+from bench.station.token_session import SECONDS_LEFT_TOLERANCE, status_differences
 
 # The entries cut, in this order, round and round: credit, the invalid streak and two lockouts
 # (the reference schedule locks at the 3rd and again at the 4th invalid token in a row), SET
@@ -165,6 +166,13 @@ class Run:
         self.highest_count = session.model.last_count
         self.looked_old: int | None = None  # the op whose last cut left a status like the state before it
         self.probed = 0  # cuts after which only entering the token again told the states apart
+        # The time the DUT spent unpowered in this test, bounded from above (each cut entry from
+        # the cut's start to the boot banner). A DUT whose clock stops while unpowered reports
+        # that much more credit; that is the timekeeping tests' to catch, not a torn write, so
+        # the credit compared here may be off by it, never by half the smallest credit step
+        # (one time-divider unit of a day) that tells the state before an entry from the one after.
+        self.unpowered_s = 0.0
+        self.unpowered_cap_s = max(0.0, 86_400 / session.model.time_divider / 2 - SECONDS_LEFT_TOLERANCE)
 
     def where(self, op: Op, cut: CutPoint) -> str:
         return (
@@ -177,7 +185,10 @@ class Run:
         the outcome of the cut. A reply that came before the cut must be the model's."""
         s = self.s
         entry = s.begin(op.code)  # written ahead in the ledger: the cut may leave it unanswered
+        started = time.monotonic()
         outcome = self.power.cut_during(lambda: s.dut.enter_token(op.code), cut, self.off_s)
+        if outcome.cut:
+            self.unpowered_s += time.monotonic() - started
         if outcome.result is not None:
             s.finish(entry, outcome.result)
             problems = s.outcome_differences(op.code, entry.predicted, outcome.result)
@@ -209,12 +220,13 @@ class Run:
             )
         self.reports_streak = status.invalid_streak is not None
         now = s.now()
-        as_new = status_differences(status, new, now, streak=True)
-        as_old = status_differences(status, old, now, streak=True)
+        tol = SECONDS_LEFT_TOLERANCE + min(self.unpowered_s, self.unpowered_cap_s)
+        as_new = status_differences(status, new, now, streak=True, credit_tolerance=tol)
+        as_old = status_differences(status, old, now, streak=True, credit_tolerance=tol)
         if not self.lock_persists:  # the profile lets a cut clear the streak and the lock
-            if as_new and not status_differences(status, _unlocked(new), now, streak=True):
+            if as_new and not status_differences(status, _unlocked(new), now, streak=True, credit_tolerance=tol):
                 new, as_new = _unlocked(new), []
-            if as_old and not status_differences(status, _unlocked(old), now, streak=True):
+            if as_old and not status_differences(status, _unlocked(old), now, streak=True, credit_tolerance=tol):
                 old, as_old = _unlocked(old), []
         acknowledged = outcome.result is not None and outcome.result.result in ("accepted", "invalid")
         if not as_new and not as_old and _token_state(old) != _token_state(new):

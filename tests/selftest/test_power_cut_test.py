@@ -103,7 +103,7 @@ def assert_telemetry(out_dir) -> None:
     }
     for name in ("telemetry_samples", "supply_voltage_min", "supply_voltage_max", "supply_current_running"):
         assert f"measurement:{name}" in props, sorted(props)
-    assert props["measurement:supply_current_running"].startswith("0.045 A")
+    assert props["measurement:supply_current_running"].startswith("45.00 mA")
     (trace,) = (out_dir / "run" / "logs").glob("*power_cuts*.power.csv")
     rows = list(csv.DictReader(trace.open()))
     booted = [r for r in rows if r["label"] == "booted"]
