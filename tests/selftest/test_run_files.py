@@ -161,15 +161,18 @@ def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(reque
         assert output.splitlines()[-1].startswith("paygo-bench: PASSED: "), output[-2000:]
     said = {re.search(r"^paygo-bench: record (.*)$", out, re.M).group(1) for out in outputs}
     assert said == {str(d / "record.json") for d in made}, said  # each read its own record
-    ports = set()
+    ports, spans = [], []
     for d in made:
         rec = record_of(d)
         assert (rec["run_id"], rec["verdict"], rec["status"]) == (d.name, "PASSED", "finished"), rec["verdict_reason"]
         log = (d / "logs" / "bring-up.log").read_text(encoding="utf-8")
         links = set(re.findall(r"DUT link (\S+) at", log))
         assert len(links) == 1, links  # one run's traffic only
-        ports |= links
-    assert len(ports) == 2, ports
+        ports += links
+        spans.append((rec["started_at"], rec["ended_at"]))
+    (a0, a1), (b0, b1) = spans
+    if a0 < b1 and b0 < a1:  # side by side (a loaded machine may start one after the other ended,
+        assert ports[0] != ports[1], ports  # and the kernel then hands its pty number on): two simulators
     assert all(not any(path.iterdir()) for path in taken), "a run wrote into a directory it did not make"
 
 
