@@ -393,20 +393,13 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         cert_file=config.cert_file,
         key_file=config.key_file,
     )
-    if not is_loopback(args.host) and secret is not None:
-        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
-    print(
-        f"paygo-bench: Metrics server on {server.base_url}/ (db {args.db}, {len(registry)} device(s), "
-        f"auth {config.auth}, 1 process); Ctrl-C stops it",
-        flush=True,
+    page = _say_serving(
+        args, server.base_url, f"db {args.db}, {len(registry)} device(s), auth {config.auth}, 1 process", secret
     )
-    page = None
-    if args.ui_port is not None:
-        page = _devices_page(args, server.base_url)
-        if page is None:
-            server.stop()
-            store.close()
-            return 2
+    if page is False:
+        server.stop()
+        store.close()
+        return 2
     try:
         server.wait()
     except KeyboardInterrupt:
@@ -425,25 +418,21 @@ def _serve_workers(args: argparse.Namespace, config: Any, pool: Any, devices: in
     import signal
 
     from bench.record.verdict import BENCH_ERROR
-    from bench.server.serve import is_loopback
 
     def terminate(*_: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    if not is_loopback(args.host) and config.jwt_secret is not None:
-        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
-    print(
-        f"paygo-bench: Metrics server on {pool.base_url}/ (db {args.db}, {devices} device(s), auth {config.auth}, "
-        f"{len(pool.pids)} worker processes: pids {' '.join(map(str, pool.pids))}); Ctrl-C stops it",
-        flush=True,
+    page = _say_serving(
+        args,
+        pool.base_url,
+        f"db {args.db}, {devices} device(s), auth {config.auth}, "
+        f"{len(pool.pids)} worker processes: pids {' '.join(map(str, pool.pids))}",
+        config.jwt_secret,
     )
-    page = None
-    if args.ui_port is not None:
-        page = _devices_page(args, pool.base_url)
-        if page is None:
-            pool.stop()
-            return 2
+    if page is False:
+        pool.stop()
+        return 2
     ended = None
     try:
         ended = pool.wait()
@@ -460,6 +449,20 @@ def _serve_workers(args: argparse.Namespace, config: Any, pool: Any, devices: in
         )
         return EXIT_CODES[BENCH_ERROR]
     return 0
+
+
+def _say_serving(args: argparse.Namespace, base_url: str, detail: str, jwt_secret: Any) -> Any:
+    """`serve`'s start lines, and its devices page when --ui-port asks: the page, None without
+    one, False when it could not listen (said on stderr)."""
+    from bench.server.serve import is_loopback
+
+    if not is_loopback(args.host) and jwt_secret is not None:
+        print(f"paygo-bench serve: WARNING: listening on {args.host}, reachable from other machines", file=sys.stderr)
+    print(f"paygo-bench: Metrics server on {base_url}/ ({detail}); Ctrl-C stops it", flush=True)
+    if args.ui_port is None:
+        return None
+    page = _devices_page(args, base_url)
+    return page if page is not None else False
 
 
 def _devices_page(args: argparse.Namespace, base_url: str) -> Any:
