@@ -127,6 +127,9 @@ class LivePlugin:
             except InstrumentError as e:
                 self.state.update(psu={"error": f"PSU reading failed: {e}", "at": utc_now()})
                 continue
+            except Exception as e:  # noqa: BLE001 - the supply closed under the reader at the run's end
+                self.state.update(psu={"error": f"PSU not readable now ({type(e).__name__})", "at": utc_now()})
+                continue
             if reading is not None:
                 self.state.update(
                     psu={"output_on": reading.output_on, "volts": reading.volts, "amps": reading.amps, "at": utc_now()}
