@@ -36,12 +36,13 @@ from bench.secret import mask
 log = logging.getLogger("bench.server")
 JSON = "application/json"
 MESSAGE_CHARS = 200  # a parser's message can quote the offending line: kept short
-SQLITE_MAX_INT = 2**63 - 1
+METHOD_CHARS = 16
 
 
 @dataclass(frozen=True)
 class FrontRefusal:
-    """A request refused before the app: what is known of it, for its answer and its row."""
+    """A request refused before the app: what the front read of it, as it came (the recorder
+    masks and caps it before it is stored)."""
 
     error: MetricsError
     remote: str
@@ -72,22 +73,34 @@ def refusal_body(error: MetricsError) -> bytes:
     return encode(error.body(), Encoding.JSON)
 
 
+def _metrics_server(app: Any) -> Any:
+    """The bench's Metrics server behind `app`, None for another WSGI app (a benchmark's bare one)."""
+    return getattr(app, "extensions", {}).get("paygo_metrics")
+
+
+def _masker(app: Any) -> Callable[[str], str]:
+    server = _metrics_server(app)
+    return (lambda text: mask(text, server.secrets())) if server is not None else (lambda text: text)
+
+
 def audit_recorder(app: Any) -> Recorder | None:
-    """A recorder writing front refusals into `app`'s refusal audit (None if `app` is not the
-    bench's Metrics app, e.g. a benchmark's bare WSGI app: then refusals are answered, unstored)."""
-    server = getattr(app, "extensions", {}).get("paygo_metrics")
+    """A recorder writing front refusals into `app`'s refusal audit, secrets masked and each field
+    capped (None if `app` is not the bench's Metrics app: then refusals are answered, unstored)."""
+    server = _metrics_server(app)
     if server is None:
         return None
-    from bench.server.store import RequestRecord
+    from bench.server.store import SQLITE_MAX_INT, RequestRecord
+
+    masked = _masker(app)
 
     def record(r: FrontRefusal) -> None:
         rec = RequestRecord(
             received_at=datetime.fromtimestamp(server.clock(), UTC),
             remote=r.remote,
-            method=r.method,
-            route=r.route,
+            method=masked(r.method)[:METHOD_CHARS],
+            route=masked(r.route)[:MESSAGE_CHARS],
             kind="other",
-            content_type=r.content_type,
+            content_type=masked(r.content_type)[:MESSAGE_CHARS] if r.content_type else None,
             body=b"",
             status=r.error.status,
             error=r.error,
@@ -101,11 +114,6 @@ def audit_recorder(app: Any) -> Recorder | None:
             log.error("could not store a refusal made before the app: %s", mask(repr(e), server.secrets()))
 
     return record
-
-
-def _masker(app: Any) -> Callable[[str], str]:
-    server = getattr(app, "extensions", {}).get("paygo_metrics")
-    return (lambda text: mask(text, server.secrets())) if server is not None else (lambda text: text)
 
 
 # -- waitress (HTTP) ------------------------------------------------------------------------------
@@ -133,9 +141,9 @@ def waitress_channel(app: Any) -> type:
                     FrontRefusal(
                         error,
                         remote=str(self.channel.addr[0]) if self.channel.addr else "",
-                        method=masked(str(getattr(req, "command", "") or ""))[:16],
-                        route=masked(_route(getattr(req, "path", ""), getattr(req, "query", "")))[:MESSAGE_CHARS],
-                        content_type=masked(req.headers.get("CONTENT_TYPE", ""))[:MESSAGE_CHARS] or None,
+                        method=str(getattr(req, "command", "") or ""),
+                        route=_route(getattr(req, "path", ""), getattr(req, "query", "")),
+                        content_type=req.headers.get("CONTENT_TYPE") or None,
                         declared_length=getattr(req, "content_length", 0) or 0,
                     )
                 )
@@ -176,8 +184,8 @@ def werkzeug_handler(app: Any) -> type[WSGIRequestHandler]:
                     FrontRefusal(
                         error,
                         remote=str(self.client_address[0]) if self.client_address else "",
-                        method=masked(str(getattr(self, "command", "") or ""))[:16],
-                        route=masked(str(getattr(self, "path", "") or ""))[:MESSAGE_CHARS],
+                        method=str(getattr(self, "command", "") or ""),
+                        route=str(getattr(self, "path", "") or ""),
                         content_type=None,
                         declared_length=0,
                     )
