@@ -17,8 +17,6 @@ from bench.fixtures.keys import (
     LIVE_PSU_KEY,
     MEASUREMENTS_KEY,
     METRICS_STORES_KEY,
-    RIG_KEY,
-    SUITE_KEY,
     TRAFFIC_KEY,
 )
 from bench.live.metrics_view import device_summaries
@@ -57,19 +55,8 @@ class LivePlugin:
         state.metrics = self._metrics
 
     # -- pytest hooks ------------------------------------------------------------------------------
-    @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        self.config = config
-        rig = config.stash.get(RIG_KEY, None)
-        suite = config.stash.get(SUITE_KEY, None)
-        if rig is not None:
-            self.state.update(
-                station=rig.station.id,
-                rig="virtual rig" if rig.virtual else str(rig.source),
-                dut_serial=rig.dut.serial_number or "",
-            )
-        if suite is not None:
-            self.state.update(suite=suite.name)
+        self.config = config  # the station, rig, DUT and suite are the page's from the start (run.py)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.state.update(total=len(session.items))

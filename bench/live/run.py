@@ -51,9 +51,7 @@ class LivePage:
         """Show the verdict, keep serving `hold_s` seconds (an open page polls once a second), stop."""
         self.state.update(verdict=verdict, verdict_line=line, current=None)
         self.plugin.stop()
-        deadline = time.monotonic() + max(hold_s, 0.0)
         try:
-            while time.monotonic() < deadline:
-                time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+            time.sleep(max(hold_s, 0.0))
         finally:
             self.server.stop()
