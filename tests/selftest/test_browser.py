@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pytest
 
 from bench.rig import resolve_rig
 from tests.selftest.background import result, scenario
-from tests.selftest.waiting import free_port, wait_until
+from tests.selftest.waiting import free_port, listening, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -122,15 +121,7 @@ def watched_run(out: Path) -> dict:
     )
     seen: dict = {"dir": out}
     try:
-
-        def page_up() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(page_up, 60, "the live page listening")
+        wait_until(lambda: listening("127.0.0.1", port), 60, "the live page listening")
         browser.get(f"http://127.0.0.1:{port}/")
         badge = lambda: browser.find_element("id", "verdict").text  # noqa: E731
         wait_until(lambda: "test_" in browser.find_element("id", "current").text, 60, "a test shown as running")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from bench.rig.model import VIRTUAL_DUT_KEY
 from bench.station.labgrid_place import _network_serial_port, _tags
 from tests.selftest import background
 from tests.selftest.test_cli_run import simulator
-from tests.selftest.waiting import free_port, wait_until
+from tests.selftest.waiting import free_port, listening, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # labgrid lives in an environment of its own (docs/rig.md "[labgrid]"): .ci/run makes one and
@@ -128,7 +127,7 @@ class Lab:
     def start(self) -> None:
         self.spawn(tool("labgrid-coordinator"), "-l", self.address, log="coordinator.log")
         host, port = self.address.split(":")
-        wait_until(lambda: _listening(host, int(port)), 30, "the coordinator listening")
+        wait_until(lambda: listening(host, int(port)), 30, "the coordinator listening")
         exporter = self.tmp / "exporter.yaml"
         exporter.write_text(f"station-1:\n  RawSerialPort:\n    port: {self.sim.port}\n    speed: 115200\n")
         self.spawn(
@@ -169,14 +168,6 @@ class Lab:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def bench_run(lab: Lab, rig: Path, out: Path, user: str | None = None, suite: str = "quick") -> subprocess.Popen:
