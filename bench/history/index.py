@@ -118,6 +118,26 @@ class RunFilter:
         return [col == value for col, value in pairs if value is not None]
 
 
+_WRITE = "paygo_write"
+_LAYOUT_LOCK = 0x7061_7967_6F  # PostgreSQL advisory lock id held while the layout is checked and made
+
+
+def _write_lock_first(engine: sa.Engine) -> None:
+    """SQLite: a writing transaction takes the write lock at its BEGIN (BEGIN IMMEDIATE). Two runs
+    sharing one reports/ (stations started together) otherwise both read "no tables yet" and the
+    second's CREATE TABLE fails, or a read-then-write deadlocks with SQLITE_BUSY at once instead of
+    waiting out the busy timeout. The driver's own implicit BEGIN is switched off so this one is
+    the only one (SQLAlchemy's documented recipe for pysqlite transactions)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(con) -> None:
+        con.exec_driver_sql("BEGIN IMMEDIATE" if con.get_execution_options().get(_WRITE) else "BEGIN")
+
+
 class HistoryIndex:
     """A results database. `where`: a SQLAlchemy URL (sqlite:///..., postgresql://...) or the
     path of an embedded SQLite file."""
@@ -132,6 +152,9 @@ class HistoryIndex:
         self.sqlite = u.get_backend_name() == "sqlite"
         args: dict[str, Any] = {"timeout": 10.0} if self.sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
         self.engine = sa.create_engine(u, connect_args=args, poolclass=sa.pool.NullPool if self.sqlite else None)
+        if self.sqlite:
+            _write_lock_first(self.engine)
+        self.writer = self.engine.execution_options(**{_WRITE: True})
         try:
             self._open()
         except sa.exc.SQLAlchemyError as e:
@@ -160,7 +183,9 @@ class HistoryIndex:
 
     # -- the layout ------------------------------------------------------------------------------
     def _open(self) -> None:
-        with self.engine.begin() as con:
+        with self.writer.begin() as con:
+            if not self.sqlite:  # stations opening a new database together: one lays it out, the others wait
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LAYOUT_LOCK})
             version = self._version(con)
             if version > INDEX_VERSION:
                 where = "the file" if self.sqlite else "the database"
@@ -199,7 +224,7 @@ class HistoryIndex:
         database holds a newer record of this run: kept). `replace_older`: the record file is the
         truth whatever its age (the embedded index of its reports directory)."""
         r = data.run
-        with self.engine.begin() as con:
+        with self.writer.begin() as con:
             held = con.execute(
                 sa.select(RUNS.c.record_sha256, RUNS.c.updated_at).where(RUNS.c.run_id == r.run_id)
             ).first()
@@ -274,7 +299,7 @@ class HistoryIndex:
         return result
 
     def delete(self, run_id: str) -> None:
-        with self.engine.begin() as con:
+        with self.writer.begin() as con:
             for table in _TABLES:
                 con.execute(table.delete().where(table.c.run_id == run_id))
 

@@ -217,3 +217,39 @@ def test_a_run_whose_database_is_down_keeps_its_verdict_and_queues_its_record(re
     url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
     assert command.main(["--reports", str(reports), "--db", url, "--no-plot"]) == 0
     assert f"1 queued run(s) sent to {url}: {run_dir.name}" in capsys.readouterr().out
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from bench.history.publish import deliver
+url, reports, record, start = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
+while time.time() < start:
+    pass
+print("\\n".join(deliver(url, reports, record).lines))
+"""
+
+
+def test_stations_storing_into_a_new_database_at_the_same_instant_all_get_stored(tmp_path, shared_db):
+    """Four runs finishing together on a database nobody has used yet (a new lab's first night,
+    or stations sharing one reports/): one lays the tables out while the others wait; none is
+    refused with "table runs already exists" and queued."""
+    import time
+
+    records = [_write(tmp_path / f"s{i}", _record(f"r{i}", f"2026-12-01T22:0{i}:00.000Z")) for i in range(4)]
+    start = str(time.time() + 1.0)  # every process is up and spinning before the instant
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, shared_db, str(tmp_path), str(r), start],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in records
+    ]
+    said = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert said == [f"results: run r{i} stored in {shown(shared_db)}" for i in range(4)], said
+    assert not (tmp_path / QUEUE_DIR).exists()
+    with HistoryIndex(shared_db) as db:
+        assert sorted(r.run_id for r in db.runs()) == ["r0", "r1", "r2", "r3"]
