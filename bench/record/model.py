@@ -302,10 +302,19 @@ class RunRecord:
         }
 
 
+_SCALARS = frozenset({str, int, float, bool})
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, looked up once per type
+
+
 def _plain(obj: Any) -> Any:
     """Dataclasses to dicts, datetimes to ISO UTC strings, floats rounded to what was measured."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if obj is None or type(obj) in _SCALARS:  # most of a record (series of samples): first and cheapest
+        return obj
+    names = _FIELDS.get(type(obj))
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {name: _plain(getattr(obj, name)) for name in names}
     if isinstance(obj, datetime):
         return iso_utc(obj)
     if isinstance(obj, (list, tuple, set, frozenset)):

@@ -23,9 +23,24 @@ RECORD_NAME = "record.json"
 def write_json_atomic(path: Path, document: dict, secrets: Iterable[Secret | str | None] = ()) -> None:
     """Serialise `document` (strict JSON: no NaN), mask every secret in the text, and replace
     `path` with it atomically."""
-    text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    text = mask(text, secrets)
+    text = mask(dumps_by_line(document), secrets)
     write_text_atomic(path, text)
+
+
+def dumps_by_line(document: dict) -> str:
+    """JSON with one top-level key a line and one list item (a test, an attachment) a line. Every
+    piece goes through json's C encoder, which indent= would switch off for its pure-Python one:
+    the record is rewritten after each test, and an indented dump of a long run's record cost
+    more CPU than the run's own checks."""
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    lines = []
+    for key, value in document.items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(encode(v) for v in value)
+            lines.append(f"  {encode(key)}: [\n    {items}\n  ]")
+        else:
+            lines.append(f"  {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
