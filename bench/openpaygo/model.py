@@ -43,6 +43,7 @@ from typing import Literal
 from openpaygo.token_shared import OpenPAYGOTokenShared
 from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
+from bench.openpaygo.chains import raw_chain
 from bench.openpaygo.tokens import (
     COUNTER_SYNC_VALUE,
     PAYG_DISABLE_VALUE,
@@ -162,7 +163,7 @@ class DeviceModel:
         self.payg_disabled = payg_disabled
         self.invalid_streak = invalid_streak
         self.locked_until = locked_until
-        self._chains: dict[tuple[bool, int], tuple[list[int], list[int]]] = {}
+        self._chains: dict[tuple[bool, int], list[int]] = {}  # (extended, base) -> codes by count
 
     def __repr__(self) -> str:
         return f"DeviceModel(key=***, starting_code={self.starting_code}, {self.snapshot()})"
@@ -315,16 +316,13 @@ class DeviceModel:
     def _chain(self, extended: bool, base: int, upto: int) -> list[int]:
         """codes[c] = the code at count c for this base: put_base(H^c(put_base(SC, base)), base)
         (docs/tokens.md "How a token is made"; the hash runs on the raw output, the base is put back for
-        comparison)."""
+        comparison). The raw chain is the process's (bench/openpaygo/chains.py), which the token
+        generator crafted the token from."""
         shared = OpenPAYGOTokenSharedExtended if extended else OpenPAYGOTokenShared
-        raw, codes = self._chains.setdefault((extended, base), ([], []))
-        if not raw:
-            raw.append(shared.put_base_in_token(self.starting_code, base))
-            codes.append(raw[0])
-        key = self._key_bytes.value
-        while len(codes) <= upto:
-            raw.append(shared.generate_next_token(raw[-1], key))
-            codes.append(shared.put_base_in_token(raw[-1], base))
+        codes = self._chains.setdefault((extended, base), [])
+        if len(codes) <= upto:
+            raw = raw_chain(self._key_bytes.value, self.starting_code, extended, base, upto)
+            codes.extend(shared.put_base_in_token(r, base) for r in raw[len(codes) : upto + 1])
         return codes
 
 

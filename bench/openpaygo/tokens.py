@@ -26,13 +26,13 @@ from openpaygo.token_encode import OpenPAYGOTokenEncoder
 from openpaygo.token_shared import OpenPAYGOTokenShared
 from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
+from bench.openpaygo.chains import raw_chain
 from bench.secret import Secret
 
 MAX_ACTIVATION_VALUE = 995  # 0..995 are activation values (docs/tokens.md "Values and types")
 RESERVED_VALUES = (996, 997)  # reserved, never issued
 PAYG_DISABLE_VALUE = 998
 COUNTER_SYNC_VALUE = 999
-CHAINS_KEPT = 64  # hash chains a TokenGenerator keeps for crafting (one per value's base)
 MAX_EXTENDED_VALUE = 999_999  # 6-digit value field (docs/tokens.md "Extended tokens")
 MAX_TIME_DIVIDER = 255  # divider 1..255 (docs/tokens.md "A device's parameters")
 
@@ -160,7 +160,6 @@ class TokenGenerator:
         self.restricted_digits = bool(restricted_digits)
         self.extended = bool(extended)
         self._count = count
-        self._chains: dict[int, list[int]] = {}  # token base -> raw hash chain (craft)
 
     def __repr__(self) -> str:
         return (
@@ -305,15 +304,9 @@ class TokenGenerator:
         return str(token).zfill(self.length)
 
     def _chain(self, shared, base: int, count: int) -> list[int]:
-        """Raw hash outputs 0..count for this base (the most recently used CHAINS_KEPT bases kept)."""
-        chain = self._chains.pop(base, None) or [shared.put_base_in_token(self.starting_code, base)]
-        self._chains[base] = chain  # most recently used last
-        while len(self._chains) > CHAINS_KEPT:
-            del self._chains[next(iter(self._chains))]
-        key = bytes.fromhex(self._key.reveal())
-        while len(chain) <= count:
-            chain.append(shared.generate_next_token(chain[-1], key))
-        return chain
+        """Raw hash outputs 0..count for this base, from the chains the process keeps
+        (bench/openpaygo/chains.py: the device model walks the same ones)."""
+        return raw_chain(bytes.fromhex(self._key.reveal()), self.starting_code, self.extended, base, count)
 
     def invalid(self, seed: int = 0) -> str:
         """A well-formed code that decodes at no count 0..count+200 (deterministic per seed)."""

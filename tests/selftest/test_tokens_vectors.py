@@ -259,7 +259,7 @@ def test_key_never_shown():
 
 @pytest.mark.parametrize(("restricted", "extended"), [(False, False), (True, False), (False, True), (True, True)])
 def test_crafted_codes_are_the_library_encoders(restricted, extended):
-    """craft() keeps a hash chain per value's base; every code it makes is the one openpaygo's own
+    """craft() walks hash chains the process keeps per key and value's base; every code it makes is the one openpaygo's own
     encoder makes for that value and count, in whatever order they are asked for (a chain grown
     for a high count, then read at a lower one; more bases than it keeps)."""
     import random
@@ -268,7 +268,9 @@ def test_crafted_codes_are_the_library_encoders(restricted, extended):
     from openpaygo.token_encode import OpenPAYGOTokenEncoder
 
     key = "a29ab82edc5fbbc41ec9530f6dac86b1"
+    other = "0123456789abcdef0123456789abcdef"  # the process keeps the chains: another key's are its own
     gen = TokenGenerator(key, 123456789, restricted_digits=restricted, extended=extended)
+    gen_other = TokenGenerator(other, 123456789, restricted_digits=restricted, extended=extended)
     encode = (
         OpenPAYGOTokenEncoder.generate_extended_token if extended else OpenPAYGOTokenEncoder.generate_standard_token
     )
@@ -279,3 +281,5 @@ def test_crafted_codes_are_the_library_encoders(restricted, extended):
         mode = TokenType.SET_TIME if count % 2 else TokenType.ADD_TIME
         _, want = encode(123456789, bytes.fromhex(key), value, count - 1, mode, restricted)
         assert gen.craft(value, count) == str(want), (value, count)
+        _, want_other = encode(123456789, bytes.fromhex(other), value, count - 1, mode, restricted)
+        assert gen_other.craft(value, count) == str(want_other), (value, count)
