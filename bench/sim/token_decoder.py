@@ -36,6 +36,7 @@ not in FAULTS belong to other layers and are ignored here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,10 +132,10 @@ def decode(
     if Fault.COUNT_WRAPS_U16 not in faults:
         top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
-    current = core.put_base_in_token(starting_code, token_base)
+    chain = _raw_chain(core, key, starting_code, token_base, top)
     older_match: tuple[int, TokenKind] | None = None
     for count in range(0, top + 1):
-        if count >= first and core.put_base_in_token(current, token_base) == number:
+        if count >= first and core.put_base_in_token(chain[count], token_base) == number:
             kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
                 new_state = _mark_count_as_used(
@@ -143,11 +144,29 @@ def decode(
                 return _result("accepted", kind, value, count, faults), new_state
             if older_match is None:
                 older_match = (count, kind)
-        current = core.generate_next_token(current, key)
     if older_match is not None:
         count, kind = older_match
         return _result("already_used", kind, value, count, faults), state
     return _INVALID, state
+
+
+# The firmware walks the hash chain from the starting code at every entry; so does this decoder,
+# but the raw values it walks (a pure function of the key, starting code, form and base) are kept
+# for the next entry: near the top of the count each walk is 65,000 openpaygo hashes. Kept: the
+# most recently used chains, up to CHAIN_VALUES_KEPT values in all (a few MB).
+CHAIN_VALUES_KEPT = 400_000
+_chains: OrderedDict[tuple[type, bytes, int, int], list[int]] = OrderedDict()
+
+
+def _raw_chain(core, key: bytes, starting_code: int, base: int, top: int) -> list[int]:
+    slot = (core, key, starting_code, base)
+    chain = _chains.pop(slot, None) or [core.put_base_in_token(starting_code, base)]
+    while len(chain) <= top:
+        chain.append(core.generate_next_token(chain[-1], key))
+    _chains[slot] = chain  # most recently used last
+    while len(_chains) > 1 and sum(len(c) for c in _chains.values()) > CHAIN_VALUES_KEPT:
+        _chains.popitem(last=False)
+    return chain
 
 
 def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int, bool] | None:
