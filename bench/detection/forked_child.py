@@ -2,7 +2,7 @@
 (bench/detection/forkserver.py), never imported: it becomes `python -m pytest ARGS` in CWD with
 ENVIRON, stdout and stderr to the files OUT and ERR, and exits with pytest's code without
 returning to multiprocessing. Its parameters come as the global PAYGO_CHILD (run_path's
-init_globals): args, cwd, environ, out, err, nice."""
+init_globals): args, cwd, environ, out, err, nice, session (the pid of the process that asked)."""
 
 import atexit
 import os
@@ -17,8 +17,37 @@ ENVIRON: dict[str, str] = given["environ"]
 OUT: str = given["out"]
 ERR: str = given["err"]
 NICE: int = given["nice"]
+SESSION: int = given["session"]
 code = 1
+
+
+def _end_with_the_session(session: int) -> None:
+    """SIGTERM this run (which stops it as Ctrl-C would, the supply left safe) once the session
+    that asked for it is gone, killed say: an orphaned run would go on to its time limit, on a
+    simulator that may be gone, and a nightly machine would collect them. The fork server cannot
+    tell: every child it forks holds its keep-alive pipe, so it outlives the session as long as
+    they do. Linux's pidfd of the session, watched from a thread."""
+    import select
+    import signal
+    import threading
+
+    try:
+        fd = os.pidfd_open(session)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except (AttributeError, OSError):  # no pidfd (Linux before 5.3): the time limit still holds
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="session-watch", daemon=True).start()
+
+
 try:
+    _end_with_the_session(SESSION)
     for fd, path in ((1, OUT), (2, ERR)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(target, fd)

@@ -109,6 +109,7 @@ def _run(
                     "out": str(out),
                     "err": str(err),
                     "nice": nice,
+                    "session": os.getpid(),
                 }
             },
             "run_name": "__paygo_forked_child__",

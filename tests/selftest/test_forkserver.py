@@ -80,3 +80,45 @@ def test_a_forked_run_past_its_time_limit_is_killed(folder: Path):
     with pytest.raises(subprocess.TimeoutExpired):
         forkserver.run_pytest(args, folder, env_for(folder), timeout_s=3)
     assert time.monotonic() - start < 30
+
+
+SESSION = """
+import sys
+from pathlib import Path
+from bench.detection import forkserver
+folder = Path(sys.argv[1])
+forkserver.run_pytest(["test_stuck.py", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q"], folder,
+                      {"PID_FILE": str(folder / "pid")} | dict(__import__("os").environ), timeout_s=120)
+"""
+
+
+def test_a_forked_run_ends_when_the_session_that_started_it_is_killed(folder: Path):
+    """A self-test session killed outright (kill -9, a CI time limit): its fork server exits and
+    the runs it forked get SIGTERM instead of running on, orphaned, to their time limit."""
+    (folder / "test_stuck.py").write_text(
+        "import os, time\nfrom pathlib import Path\n\n"
+        "def test_stuck():\n    Path(os.environ['PID_FILE']).write_text(str(os.getpid()))\n    time.sleep(120)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    session = subprocess.Popen([sys.executable, "-c", SESSION, str(folder)], cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while not (folder / "pid").exists() and time.monotonic() < deadline and session.poll() is None:
+            time.sleep(0.05)
+        run = int((folder / "pid").read_text())
+    finally:
+        session.kill()
+        session.wait()
+    deadline = time.monotonic() + 20
+    while _alive(run) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(run), f"forked run {run} still running after its session was killed"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie is init's to reap)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
