@@ -37,7 +37,7 @@ log = logging.getLogger("bench.sim.board")
 
 IDLE_DRAW_A = 0.045
 HYSTERESIS_V = 0.3
-LOOP_S = 0.002  # the step of the board's short waits (a power loss taken, a busy firmware)
+LOOP_S = 0.002  # the step of skip_unpowered's wait for the board loop to take a power loss
 # How often the board samples its supply and ticks its firmware when the UART is quiet. A dip
 # between two looks is not missed (the supply reports the lowest voltage since the last look, as
 # a brown-out detector latches it), a line wakes the board at once and a boot is timed to its
@@ -160,7 +160,7 @@ class Board:
         """The world's time jumps `seconds` while the device is off (a long unpowered interval at
         no cost): its RTC, on its backup supply, counts them. False (nothing skipped) while the
         device is powered, whose firmware would see its uptime stand still."""
-        settle = time.monotonic() + 10 * LOOP_S
+        settle = time.monotonic() + 10 * IDLE_LOOK_S  # ten of the board loop's looks
         while self._powered and not self.power_ok() and time.monotonic() < settle:
             time.sleep(LOOP_S)  # the supply is down: let the board loop take the power loss first
         if self._powered or self._off_since is None or self.power_ok():

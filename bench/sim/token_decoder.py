@@ -132,9 +132,11 @@ def decode(
     if Fault.COUNT_WRAPS_U16 not in faults:
         top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
-    chain = _raw_chain(core, key, starting_code, token_base, top)
+    chain = _raw_chain(core, key, starting_code, token_base)
     older_match: tuple[int, TokenKind] | None = None
     for count in range(0, top + 1):
+        if count == len(chain):  # walked no further before: one more hash, kept
+            chain.append(core.generate_next_token(chain[-1], key))
         if count >= first and core.put_base_in_token(chain[count], token_base) == number:
             kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
@@ -150,19 +152,19 @@ def decode(
     return _INVALID, state
 
 
-# The firmware walks the hash chain from the starting code at every entry; so does this decoder,
-# but the raw values it walks (a pure function of the key, starting code, form and base) are kept
-# for the next entry: near the top of the count each walk is 65,000 openpaygo hashes. Kept: the
-# most recently used chains, up to CHAIN_VALUES_KEPT values in all (a few MB).
+# The firmware walks the hash chain from the starting code at every entry, up to the match; so
+# does this decoder, but the raw values it walked (a pure function of the key, starting code, form
+# and base) are kept for the next entry: near the top of the count each walk is 65,000 openpaygo
+# hashes. Kept: the most recently used chains; the older ones are dropped at each entry while all
+# hold more than CHAIN_VALUES_KEPT values (a few MB).
 CHAIN_VALUES_KEPT = 400_000
 _chains: OrderedDict[tuple[type, bytes, int, int], list[int]] = OrderedDict()
 
 
-def _raw_chain(core, key: bytes, starting_code: int, base: int, top: int) -> list[int]:
+def _raw_chain(core, key: bytes, starting_code: int, base: int) -> list[int]:
+    """The chain walked so far for this base (at least its count 0), which decode() extends."""
     slot = (core, key, starting_code, base)
     chain = _chains.pop(slot, None) or [core.put_base_in_token(starting_code, base)]
-    while len(chain) <= top:
-        chain.append(core.generate_next_token(chain[-1], key))
     _chains[slot] = chain  # most recently used last
     while len(_chains) > 1 and sum(len(c) for c in _chains.values()) > CHAIN_VALUES_KEPT:
         _chains.popitem(last=False)
