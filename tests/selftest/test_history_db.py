@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -234,8 +235,6 @@ def test_stations_storing_into_a_new_database_at_the_same_instant_all_get_stored
     """Four runs finishing together on a database nobody has used yet (a new lab's first night,
     or stations sharing one reports/): one lays the tables out while the others wait; none is
     refused with "table runs already exists" and queued."""
-    import time
-
     records = [_write(tmp_path / f"s{i}", _record(f"r{i}", f"2026-12-01T22:0{i}:00.000Z")) for i in range(4)]
     start = str(time.time() + 1.0)  # every process is up and spinning before the instant
     procs = [
