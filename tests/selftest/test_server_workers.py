@@ -31,6 +31,7 @@ from bench.server.app import create_app
 from bench.server.config import MetricsServerConfig
 from bench.server.devices import Device, DeviceRegistry
 from bench.server.store import RefusalQuota, RequestRecord, Store
+from tests.selftest.sigint import sigint_default
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_HEX = "a29ab82edc5fbbc41ec9530f6dac86b1"  # the public quick-test key (docs/tokens.md "Quick test")
@@ -50,8 +51,8 @@ def serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
         "count = 1\nactive_until = 2099-01-01T00:00:00Z\n"
     )
     cmd = [sys.executable, "-m", "bench.cli", "serve", "--db", str(tmp_path / "m.db"), "--port", "0"]
-    proc = subprocess.Popen(
-        [*cmd, "--devices", str(devices), *extra],
+    proc = subprocess.Popen(  # SIGINT at its default: one test stops it with Ctrl-C (tests/selftest/sigint.py)
+        sigint_default([*cmd, "--devices", str(devices), *extra]),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
