@@ -24,7 +24,7 @@ DEFAULT_BOOT_TIMEOUT_S = {True: 2.0, False: 10.0}
 DEFAULT_MIN_OFF_S = {True: 0.15, False: 0.5}
 # dut.rtc_drift_observe_s / _max_observe_s: the simulated RTC drifts by hundreds of ppm, which a
 # few seconds resolve; a real crystal's few ppm take minutes (docs/drift.md).
-DEFAULT_DRIFT_OBSERVE_S = {True: 6.0, False: 600.0}
+DEFAULT_DRIFT_OBSERVE_S = {True: 4.0, False: 600.0}
 DEFAULT_DRIFT_MAX_OBSERVE_S = {True: 45.0, False: 1800.0}
 # dut.rtc_off_test_s: the timekeeping tests must tell a clock that stopped (or a credit that
 # counted only while powered) from one that ran on. Such a clock loses the whole time its device

@@ -45,6 +45,7 @@ from openpaygo.token_shared_extended import OpenPAYGOTokenSharedExtended
 
 from bench.openpaygo.tokens import TokenKind
 from bench.sim.faults import NO_FAULTS, Fault
+from bench.sim.token_hash import next_token
 
 MAX_TOKEN_JUMP = 64
 MAX_TOKEN_JUMP_COUNTER_SYNC = 100
@@ -133,10 +134,11 @@ def decode(
         top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
     first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
     chain = _raw_chain(core, key, starting_code, token_base)
+    step = next_token(is_extended)
     older_match: tuple[int, TokenKind] | None = None
     for count in range(0, top + 1):
         if count == len(chain):  # walked no further before: one more hash, kept
-            chain.append(core.generate_next_token(chain[-1], key))
+            chain.append(step(chain[-1], key))
         if count >= first and core.put_base_in_token(chain[count], token_base) == number:
             kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
@@ -154,7 +156,7 @@ def decode(
 
 # The firmware walks the hash chain from the starting code at every entry, up to the match; so
 # does this decoder, but the raw values it walked (a pure function of the key, starting code, form
-# and base) are kept for the next entry: near the top of the count each walk is 65,000 openpaygo
+# and base) are kept for the next entry: near the top of the count each walk is 65,000 SipHash
 # hashes. Kept: the most recently used chains; the older ones are dropped at each entry while all
 # hold more than CHAIN_VALUES_KEPT values (a few MB).
 CHAIN_VALUES_KEPT = 400_000

@@ -100,24 +100,47 @@ def poll_until_settled(
     started = host_now()
     samples = measure_drift(dut, observe_s, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
     result, verdict = fit(samples, limit)
-    if isinstance(dut, Watched):
-        dut.result = result
-    while (
-        result is not None
-        and verdict is not None
-        and verdict.outcome == "INCONCLUSIVE"
-        and verdict.needed_span_s is not None
-    ):
+    while True:
+        if isinstance(dut, Watched):
+            dut.result = result
+        if result is None:  # too few rollovers bracketed yet (a loaded host, a slow link) or a clock that is broken
+            more, why = MIN_EXTENSION_S, f"only {len(fitted_points(samples))} point(s) to fit"
+        elif verdict is not None and verdict.outcome == "INCONCLUSIVE" and verdict.needed_span_s is not None:
+            more = max(verdict.needed_span_s - result.span_s, 0.0) * EXTEND_FACTOR + MIN_EXTENSION_S
+            why = verdict.reason
+        else:
+            break
         left = budget_s - (host_now() - started)
         if left < 1.0:
             break
-        more = min(max(verdict.needed_span_s - result.span_s, 0.0) * EXTEND_FACTOR + MIN_EXTENSION_S, left)
-        log.note(f"rtc drift: {verdict.reason}; polling {more:.1f} s more")
+        more = min(more, left)
+        log.note(f"rtc drift: {why}; polling {more:.1f} s more")
         samples += measure_drift(dut, more, rng, subsecond, max_ppm=MAX_PPM_PRIOR)
         result, verdict = fit(samples, limit)
-        if isinstance(dut, Watched):
-            dut.result = result
     return samples, result, verdict, host_now() - started
+
+
+def runs_wrong(samples: Sequence[Sample]) -> str:
+    """What is wrong with a clock whose readouts could not be fitted, or "" where it moved as a clock
+    does (never backwards, at 0.5x to 1.5x the host's rate: 1 s readouts over a few seconds say no
+    more), or where under 3 s were polled (too short to tell): then it was the rollovers' timing
+    that failed, which is the host's or the link's, and the drift is not covered."""
+    ordered = sorted(samples, key=lambda s: s.host_s)
+    if len(ordered) < 2:
+        return f"{len(ordered)} readout(s): the RTC could not be read"
+    back = [(a, b) for a, b in zip(ordered, ordered[1:]) if b.device_s < a.device_s]
+    if back:
+        a, b = back[0]
+        return f"the RTC went backwards, from {a.device_s!r} to {b.device_s!r}"
+    host = ordered[-1].host_s - ordered[0].host_s
+    device = ordered[-1].device_s - ordered[0].device_s
+    if host < 3.0:
+        return ""
+    if device == 0:
+        return f"the RTC stands still: it read {ordered[0].device_s!r} for {host:.1f} s"
+    if not 0.5 <= device / host <= 1.5:
+        return f"the RTC ran {device:g} s in {host:.1f} s of host time: it jumps or runs at the wrong rate"
+    return ""
 
 
 def write_samples(path: Path, samples: Sequence[Sample]) -> Path:
@@ -184,14 +207,17 @@ def clock_source(dut, request: pytest.FixtureRequest):
 def test_rtc_drift_within_limit(dut, rig, measure, attach, request, progress):
     """docs/tokens.md "Clock and credit": the RTC drifts less than `dut.rtc_drift_limit_ppm` (685 ppm, ~6 h a
     year, unless the lab's spec says otherwise). The RTC is polled for `dut.rtc_drift_observe_s`
-    (6 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
+    (4 s on the virtual rig, 600 s on a real one), each readout timestamped at the midpoint of
     send and receive on the host's monotonic clock: a 1 s readout densely around each predicted
     rollover (a seeded random dither, logged), a sub-second one every 50 ms. The drift is the
     least-squares slope over the rollover edges (or the samples) with a 95 % Student-t interval,
     judged by the whole interval: PASS inside ±limit, FAIL wholly outside; an interval that
     straddles the limit is measured on (up to `dut.rtc_drift_max_observe_s` in all) and, if still
     inconclusive, is not covered (the run INCOMPLETE, never a pass) with the time it would need:
-    the bench could not decide, which says nothing against the device. The host clock's state (synchronised,
+    the bench could not decide, which says nothing against the device. Too few rollovers
+    bracketed to fit (a loaded host, a slow link) is measured on the same way; after the budget it
+    fails only if the clock itself is wrong (stands still, goes backwards, runs at under half or
+    over 1.5x the host's rate), else it is not covered. The host clock's state (synchronised,
     frequency correction) is logged before and after. Measurements: `rtc_drift` (limits
     ±limit), `rtc_drift_ci_low`, `rtc_drift_ci_high`, `rtc_drift_half_width`, `rtc_drift_edges`,
     `rtc_drift_span`, `rtc_drift_residual_sd`, and the host clock's; evidence: the raw samples,
@@ -222,12 +248,18 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request, progress):
     attach(write_samples(attach.path("drift.csv"), samples), "RTC readouts: host time, device time, round trip (CSV)")
     points = fitted_points(samples)
     if result is None:
-        pytest.fail(
-            f"RTC drift: only {len(points)} point(s) to fit after {polled_s:.1f} s of polling "
-            f"({len(samples)} readouts, last {samples[-1].device_s!r}): the RTC stands still or jumps, "
-            "or its rollovers could not be bracketed within 50 ms (a stalled host or a slow link)"
+        clock_fault = runs_wrong(samples)
+        if clock_fault:
+            pytest.fail(
+                f"RTC drift: only {len(points)} point(s) to fit after {polled_s:.1f} s of polling "
+                f"({len(samples)} readouts): {clock_fault}"
+            )
+        skip_not_covered(  # the clock moved as a clock does: the bench could not time it
+            request,
+            f"RTC drift: only {len(points)} rollover(s) bracketed within 50 ms in {polled_s:.0f} s of polling "
+            f"({len(samples)} readouts; the clock itself advanced at about the host's rate): a stalled host or a "
+            "slow link, nothing against the device",
         )
-
     log.note(
         f"rtc drift: {verdict.outcome}: {verdict.reason} ({result.method}, n={result.n}, "
         f"span {result.span_s:.1f} s, residual sd {result.residual_sd_s * 1e3:.3f} ms)"

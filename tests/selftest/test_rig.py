@@ -281,7 +281,7 @@ def test_rtc_drift_keys_default_by_rig_kind():
     real = load(REAL + f'secret_key = "{KEY}"\n').dut
     assert (real.rtc_drift_limit_ppm, real.rtc_drift_observe_s, real.rtc_drift_max_observe_s) == (685.0, 600.0, 1800.0)
     virtual = virtual_rig()
-    assert (virtual.dut.rtc_drift_observe_s, virtual.dut.rtc_drift_max_observe_s) == (6.0, 45.0)
+    assert (virtual.dut.rtc_drift_observe_s, virtual.dut.rtc_drift_max_observe_s) == (4.0, 45.0)
     assert virtual.sim.rtc_drift_ppm == 250.0 and virtual.dut.rtc_drift_limit_ppm == 685.0
 
 

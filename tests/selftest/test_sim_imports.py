@@ -1,5 +1,5 @@
 """The simulator stands where hardware stands: bench/sim imports the standard library, openpaygo,
-cbor2, jwt (the modem's JWT signing), bench.openpaygo, bench.secret (a secret that prints as ***)
+cbor2, jwt (the modem's JWT signing), siphash24 (SipHash in C), bench.openpaygo, bench.secret (a secret that prints as ***)
 and itself, never the host side (bench.dut, bench.power, bench.station,
 bench.rig, bench.fixtures, ...) that it is there to test (docs/simulator.md)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import bench.sim
 
 SIM = Path(bench.sim.__file__).parent
-ALLOWED = ("openpaygo", "cbor2", "jwt", "bench.openpaygo", "bench.secret", "bench.sim")
+ALLOWED = ("openpaygo", "cbor2", "jwt", "siphash24", "bench.openpaygo", "bench.secret", "bench.sim")
 
 
 def _imports(path: Path) -> set[str]:
