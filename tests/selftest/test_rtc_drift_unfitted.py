@@ -5,6 +5,7 @@ goes backwards or runs at the wrong rate fails."""
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -60,8 +61,6 @@ class Notes:
 
 
 def test_unbracketed_rollovers_are_measured_on_to_the_budget_and_the_clock_not_blamed():
-    import random
-
     log = Notes()
     got, result, verdict, polled = poll_until_settled(SlowLink(), log, 685.0, 1.5, 4.0, random.Random(1), False)
     assert result is None and verdict is None

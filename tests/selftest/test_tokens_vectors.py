@@ -259,9 +259,9 @@ def test_key_never_shown():
 
 @pytest.mark.parametrize(("restricted", "extended"), [(False, False), (True, False), (False, True), (True, True)])
 def test_crafted_codes_are_the_library_encoders(restricted, extended):
-    """craft() walks hash chains the process keeps per key and value's base; every code it makes is the one openpaygo's own
-    encoder makes for that value and count, in whatever order they are asked for (a chain grown
-    for a high count, then read at a lower one; more bases than it keeps)."""
+    """craft() walks hash chains the process keeps per key and value's base; every code it makes
+    is the one openpaygo's own encoder makes for that value and count, in whatever order they are
+    asked for (a chain grown for a high count, then read at a lower one; more bases than it keeps)."""
     import random
 
     from openpaygo import TokenType
