@@ -198,7 +198,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     "sim": {
         "faults": _strlist(r"\S+", "a list of fault names"),
         "rtc_drift_ppm": _float(250.0, lambda v: -10000 <= v <= 10000, "ppm, -10000..10000"),
-        "psu_decay_s": _float(0.1, lambda v: v >= 0, "seconds >= 0"),
+        "psu_decay_s": _float(0.04, lambda v: v >= 0, "seconds >= 0"),
         "link": _choice("auto", ("auto", "pty", "socket")),
         "uart": _choice("direct", ("direct", "rfc2217")),
         "brownout_v": _float(3.0, lambda v: v > 0, "volts > 0"),

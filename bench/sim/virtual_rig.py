@@ -70,7 +70,7 @@ class SimOptions:
     built once from the options: `from_dict`, `from_json`)."""
 
     rtc_drift_ppm: float = 0.0
-    psu_decay_s: float = 0.1  # the rail's fall after OFF: a few of the bench's 20 ms polls see it above 0.5 V
+    psu_decay_s: float = 0.04  # the rail's fall after OFF: one or two of the bench's 20 ms polls see it above 0.5 V
     link: str = "auto"
     brownout_v: float = 3.0
     nvm_page_write_ms: float = 0.25

@@ -292,7 +292,7 @@ def test_off_times_default_by_rig_kind():
     real = load(REAL + f'secret_key = "{KEY}"\n')
     assert (real.psu.min_off_s, real.dut.rtc_off_test_s) == (0.5, 2.0)
     virtual = virtual_rig()
-    assert (virtual.psu.min_off_s, virtual.dut.rtc_off_test_s, virtual.sim.psu_decay_s) == (0.15, 1.5, 0.1)
+    assert (virtual.psu.min_off_s, virtual.dut.rtc_off_test_s, virtual.sim.psu_decay_s) == (0.06, 5.0, 0.04)
     given = load(REAL.replace("[dut]", "[dut]\nrtc_off_test_s = 5") + f'secret_key = "{KEY}"\n')
     assert given.dut.rtc_off_test_s == 5.0
 

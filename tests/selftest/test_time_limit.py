@@ -25,10 +25,10 @@ from tests.selftest.device_suite import ROOT
 def test_limit_derived_from_the_rig_timeouts():
     rig = virtual_rig()
     plain = time_limit(rig)
-    # 60 exchanges x (2 + 2) s + 4 cycles x (5 + 0.15 + 0 + 2 + 4 x 2 + 2) s = 240 + 68.6
-    assert plain.seconds == pytest.approx(MARGIN * 308.6)
+    # 60 exchanges x (2 + 2) s + 4 cycles x (5 + 0.06 + 0 + 2 + 4 x 2 + 2) s = 240 + 68.24
+    assert plain.seconds == pytest.approx(MARGIN * 308.24)
     assert "link.reply_timeout_s + psu.timeout_s = 4 s" in plain.derivation
-    assert "psu.settle_timeout_s + psu.min_off_s" in plain.derivation and str(plain).startswith("617 s (2 x (")
+    assert "psu.settle_timeout_s + psu.min_off_s" in plain.derivation and str(plain).startswith("616 s (2 x (")
     slow = dataclasses.replace(rig, psu=dataclasses.replace(rig.psu, timeout_s=10.0))
     assert time_limit(slow).seconds > plain.seconds  # a slower instrument is given longer
 
@@ -37,7 +37,7 @@ def test_marker_adds_rig_keys_and_token_tests_their_lockout_budget():
     rig = virtual_rig()
     base = time_limit(rig).seconds
     cuts = time_limit(rig, {"cycles": "power_cut_cycles"})
-    assert cuts.seconds == pytest.approx(base + MARGIN * rig.dut.power_cut_cycles * 17.15)
+    assert cuts.seconds == pytest.approx(base + MARGIN * rig.dut.power_cut_cycles * 17.06)
     assert "(4 + dut.power_cut_cycles 200) power cycles" in cuts.derivation
     drift = time_limit(rig, {"wait": "rtc_drift_max_observe_s"})
     assert drift.seconds == pytest.approx(base + MARGIN * rig.dut.rtc_drift_max_observe_s)
