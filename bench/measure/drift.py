@@ -10,7 +10,11 @@ docs/drift.md (and their background and sources in docs/drift.md "Background"):
   rollover, and the edge is the midpoint of that bracket;
 - the drift is the least-squares slope of device seconds against host seconds, minus one, with a
   Student-t interval from the residuals;
-- the verdict passes only an interval wholly inside the limit.
+- the verdict passes only an interval wholly inside the limit, and fails only an interval wholly
+  outside it that the readouts' hard timing bounds confirm: the interval assumes independent
+  timing errors, which a host whose load changes during the measurement breaks (its replies come
+  later and later, which looks like a fast clock with small residuals), while the bounds hold
+  however the host was scheduled.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class DriftResult:
     residuals: tuple[tuple[float, float], ...]
     method: str
     confidence: float = 0.95
+    # The drift every line through all the readouts' hard timing bounds allows (`hard_bounds`):
+    # what the readouts prove whatever the timing errors were; +-inf where they prove nothing.
+    bound_low_ppm: float = -math.inf
+    bound_high_ppm: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,56 @@ def _coords(p) -> tuple[float, float]:
     return (p[0], p[1]) if isinstance(p, tuple) else (p.host_s, p.device_s)
 
 
+BOUND_POINTS = 200  # hard_bounds compares every pair: more points than this are thinned evenly
+
+
+def _readout_step(device_s: float) -> float:
+    """The finest step a reading shows: 10^-k for its k decimals (as parsed, shortest repr)."""
+    text = repr(float(device_s))
+    if "e" in text or "." not in text:
+        return 1.0
+    decimals = len(text.split(".", 1)[1].rstrip("0"))
+    return 10.0**-decimals if decimals else 1.0
+
+
+def hard_bounds(points: Sequence) -> tuple[float, float]:
+    """The drift range (ppm) of every straight clock consistent with all the points' hard bounds.
+
+    An Edge's rollover lies within host_s +- half_width_s; a sub-second Sample was read within its
+    round trip, and its reading is at most one readout step (the finest its readings show) short
+    of the true time. Any two points i < j then bound the host seconds per device second between
+    (h_j - w_j - h_i - w_i) / (d_j - d_i) and (h_j + w_j - h_i + w_i) / (d_j - d_i); the true
+    rate lies within the tightest of these over all pairs, however the host was scheduled. Bounds
+    that contradict each other (no straight clock fits them all: the clock jumped, or the
+    readouts are not what they claim) prove nothing: (-inf, +inf). Plain (host, device) pairs
+    carry no bounds: (-inf, +inf)."""
+    if not points or isinstance(points[0], tuple):
+        return -math.inf, math.inf
+    if isinstance(points[0], Edge):
+        spans = [(p.host_s, p.device_s, p.half_width_s, 0.0) for p in points]
+    else:
+        step = min(_readout_step(p.device_s) for p in points)
+        spans = [(p.host_s, p.device_s, p.rtt_s / 2.0, step) for p in points]
+    spans.sort(key=lambda x: x[1])
+    if len(spans) > BOUND_POINTS:  # a subset's bounds hold as well, only looser
+        last = len(spans) - 1
+        spans = [spans[round(i * last / (BOUND_POINTS - 1))] for i in range(BOUND_POINTS)]
+    lo, hi = -math.inf, math.inf  # host seconds per device second
+    for i, (h_i, di, wi, qi) in enumerate(spans):
+        for hj, dj, wj, qj in spans[i + 1 :]:
+            dd = dj - di
+            if dd <= 0:
+                continue
+            # a reading short by up to q of the true time: the true device span is dd - qi .. dd + qj
+            lo = max(lo, (hj - wj - h_i - wi) / (dd + qj))
+            hi = min(hi, (hj + wj - h_i + wi) / max(dd - qi, 1e-12))
+    if lo > hi or hi <= 0:
+        return -math.inf, math.inf
+    low_ppm = (1.0 / hi - 1.0) / PPM
+    high_ppm = (1.0 / lo - 1.0) / PPM if lo > 0 else math.inf
+    return low_ppm, high_ppm
+
+
 def fit_drift(points: Sequence, confidence: float = 0.95, method: str | None = None) -> DriftResult:
     """Least-squares drift of device seconds against host seconds, with a Student-t interval.
 
@@ -142,6 +200,7 @@ def fit_drift(points: Sequence, confidence: float = 0.95, method: str | None = N
     low = (1.0 / (b + step) - 1.0) / PPM
     high = (1.0 / (b - step) - 1.0) / PPM if b > step else math.inf
     kind = method or ("lsq-edges" if isinstance(points[0], Edge) else "lsq-samples")
+    bound_low, bound_high = hard_bounds(points)
     return DriftResult(
         ppm=(1.0 / b - 1.0) / PPM,
         ci_low_ppm=low,
@@ -153,6 +212,8 @@ def fit_drift(points: Sequence, confidence: float = 0.95, method: str | None = N
         residuals=tuple((h, r) for (h, _), r in zip(pts, resid)),
         method=kind,
         confidence=confidence,
+        bound_low_ppm=bound_low,
+        bound_high_ppm=bound_high,
     )
 
 
@@ -225,7 +286,9 @@ def judge(result: DriftResult, limit_ppm: float) -> Verdict:
     """PASS, FAIL or INCONCLUSIVE against |drift| <= limit_ppm, by the whole confidence interval.
 
     - PASS: the interval lies inside [-limit, +limit] (its ends may touch the limit).
-    - FAIL: the interval lies wholly beyond one limit (above +limit or below -limit).
+    - FAIL: the interval lies wholly beyond one limit (above +limit or below -limit), and so do
+      the readouts' hard bounds (`hard_bounds`); where they still allow a drift within the limit
+      it is INCONCLUSIVE, with the span at which they would decide (`_unconfirmed`).
     - INCONCLUSIVE: the interval straddles a limit. The data cannot tell, and calling it either
       way would be a coin toss; measure longer. needed_span_s estimates how long, from the
       least-squares bound at the same edge spacing and residual sd, for the half-width to fall
@@ -239,7 +302,11 @@ def judge(result: DriftResult, limit_ppm: float) -> Verdict:
     if -limit_ppm <= lo and hi <= limit_ppm:
         return Verdict("PASS", f"{interval} inside +-{limit_ppm:g} ppm", limit_ppm)
     if lo > limit_ppm or hi < -limit_ppm:
-        return Verdict("FAIL", f"{interval} wholly outside +-{limit_ppm:g} ppm", limit_ppm)
+        b_lo, b_hi = result.bound_low_ppm, result.bound_high_ppm
+        if b_lo > limit_ppm or b_hi < -limit_ppm:
+            proof = f"the readouts' hard timing bounds [{b_lo:+.0f}, {b_hi:+.0f}] ppm confirm it"
+            return Verdict("FAIL", f"{interval} wholly outside +-{limit_ppm:g} ppm; {proof}", limit_ppm)
+        return _unconfirmed(result, limit_ppm, interval)
     gap = abs(abs(result.ppm) - limit_ppm)
     needed: float | None = None
     if gap > 0 and result.half_width_ppm > 0 and result.span_s > 0:
@@ -255,4 +322,26 @@ def judge(result: DriftResult, limit_ppm: float) -> Verdict:
         more = max(needed - result.span_s, 0.0)
         how = f"measure longer: about {needed:.0f} s in all ({more:.0f} s more) at this spacing"
     reason = f"inconclusive: {interval} straddles +-{limit_ppm:g} ppm; {how}"
+    return Verdict("INCONCLUSIVE", reason, limit_ppm, needed)
+
+
+def _unconfirmed(result: DriftResult, limit_ppm: float, interval: str) -> Verdict:
+    """An interval wholly outside the limit whose hard bounds still allow a drift within it: a
+    timing error the interval did not see (a host slowing down as it polled) could make a good
+    clock look like that, so it is measured on, not failed. The bounds narrow as 1/span: needed_s
+    is the span at which, the estimate staying put, they would leave the limit."""
+    b_lo, b_hi = result.bound_low_ppm, result.bound_high_ppm
+    gap = abs(result.ppm) - limit_ppm
+    half = (b_hi - b_lo) / 2.0
+    needed = result.span_s * half / gap if gap > 0 and math.isfinite(half) and result.span_s > 0 else None
+    bounds = f"[{b_lo:+.0f}, {b_hi:+.0f}] ppm" if math.isfinite(half) else "none (they contradict each other)"
+    how = (
+        f"measure longer: about {needed:.0f} s in all for the bounds to decide"
+        if needed is not None
+        else "no length of measurement will confirm it"
+    )
+    reason = (
+        f"inconclusive: {interval} lies outside +-{limit_ppm:g} ppm, but the readouts' hard timing bounds "
+        f"{bounds} still allow a drift within it (the host's timing, not the clock, may have moved); {how}"
+    )
     return Verdict("INCONCLUSIVE", reason, limit_ppm, needed)

@@ -17,6 +17,7 @@ from bench.measure.drift import (
     estimate_drift,
     find_edges,
     fit_drift,
+    hard_bounds,
     judge,
     lsq_bound_half_width,
     two_point_drift,
@@ -252,8 +253,18 @@ def test_two_point_versus_least_squares():
 # -- the verdict ---------------------------------------------------------------------------------
 
 
-def result(ppm: float, half: float, n: int = 300, span: float = 299.0, sd: float = 1 * MS, method="lsq-edges"):
-    return DriftResult(ppm, ppm - half, ppm + half, half, n, span, sd, (), method)
+def result(
+    ppm: float,
+    half: float,
+    n: int = 300,
+    span: float = 299.0,
+    sd: float = 1 * MS,
+    method="lsq-edges",
+    bounds: tuple[float, float] | None = None,
+):
+    """A fit whose hard bounds are its interval unless given."""
+    low, high = bounds if bounds is not None else (ppm - half, ppm + half)
+    return DriftResult(ppm, ppm - half, ppm + half, half, n, span, sd, (), method, 0.95, low, high)
 
 
 @pytest.mark.parametrize(
@@ -317,3 +328,76 @@ def test_interval_coverage_with_uniform_edge_errors():
         r = fit_drift(edges)
         hits += r.ci_low_ppm <= -7.0 <= r.ci_high_ppm
     assert 0.90 <= hits / 300 <= 0.99
+
+
+# -- a FAIL is confirmed by the readouts' hard bounds ---------------------------------------------
+
+
+def unloading_host_edges(true_ppm: float, seconds: int, late_at_start_s: float, half_width_s: float) -> list[Edge]:
+    """Rollovers timed by a host whose load falls as it polls: its first replies come late, its
+    last on time, so each edge's midpoint is late by a share of late_at_start_s that shrinks with
+    time, within an honest hard bound of half_width_s. The errors are a trend, not scatter: small
+    residuals, and a clock that looks fast."""
+    exact = exact_edges(true_ppm, seconds)
+    last = exact[-1].host_s
+    return [Edge(e.host_s + late_at_start_s * (1 - e.host_s / last), e.device_s, half_width_s, 0.01) for e in exact]
+
+
+def test_a_host_whose_load_falls_makes_a_fast_clock_that_is_not_failed():
+    """The self-test session's good-device failure (2026-12-07): +1361 ppm, interval [+1019,
+    +1704], from a 250 ppm clock polled for 4 s on a loaded host. The interval is wholly outside
+    +-685 ppm; the hard bounds still allow 250 ppm, so the verdict is to measure on."""
+    edges = unloading_host_edges(250.0, 5, late_at_start_s=0.004, half_width_s=0.02)
+    fit = fit_drift(edges)
+    assert fit.ci_low_ppm > 685.0  # the statistics alone would fail a good clock
+    assert fit.bound_low_ppm <= 250.0 <= fit.bound_high_ppm
+    verdict = judge(fit, 685.0)
+    assert verdict.outcome == "INCONCLUSIVE", verdict.reason
+    assert "hard timing bounds" in verdict.reason and "still allow a drift within it" in verdict.reason
+    assert verdict.needed_span_s is not None and verdict.needed_span_s > fit.span_s
+
+
+def test_a_fail_the_bounds_confirm_is_a_fail():
+    edges = [Edge(e.host_s, e.device_s, 0.002, 0.004) for e in exact_edges(2250.0, 30)]
+    verdict = judge(fit_drift(edges), 685.0)
+    assert verdict.outcome == "FAIL" and "confirm it" in verdict.reason, verdict.reason
+
+
+def test_hard_bounds_hold_the_truth_on_polled_clocks():
+    """Seeded polling runs at several drifts and links: the true drift is always within the bounds."""
+    rng = random.Random(7)
+
+    def loaded_link(r: random.Random) -> tuple[float, float]:
+        return r.uniform(0.2 * MS, 15 * MS), r.uniform(0.2 * MS, 15 * MS)
+
+    for true_ppm in (-3000.0, -250.0, 0.0, 250.0, 2250.0):
+        for link in (fast_link, loaded_link):
+            for _ in range(20):
+                points = find_edges(simulate_polling(true_ppm, 8, link, rng, max_ppm=20000.0))
+                if len(points) < 2:
+                    continue
+                low, high = hard_bounds(points)
+                assert low <= true_ppm <= high, (true_ppm, low, high)
+
+
+def test_hard_bounds_narrow_as_the_span_grows():
+    short = hard_bounds([Edge(e.host_s, e.device_s, 0.005, 0.01) for e in exact_edges(250.0, 5)])
+    long = hard_bounds([Edge(e.host_s, e.device_s, 0.005, 0.01) for e in exact_edges(250.0, 50)])
+    assert short[0] < long[0] <= 250.0 <= long[1] < short[1]
+    assert long[1] - long[0] < (short[1] - short[0]) / 5
+
+
+def test_hard_bounds_of_a_sub_second_readout_allow_for_its_step():
+    """Readings to 0.1 s: the bounds widen by the step, and still hold a clock they bracket."""
+    rate = 1 + 500 * PPM
+    samples = [Sample(t, math.floor((1000.0 + t * rate) * 10) / 10, 0.001) for t in (0.0, 1.05, 2.1, 3.15, 4.2)]
+    low, high = hard_bounds(samples)
+    assert low <= 500.0 <= high
+    assert high - low > 10 * 2 * 0.001 / 4.2 / PPM  # the step, not the round trip, sets the width
+
+
+def test_contradicting_bounds_prove_nothing():
+    """Tight bounds no straight clock fits (a jump): no bound at all, so no FAIL from them."""
+    edges = [Edge(0.0, 10.0, 0.001, 0.001), Edge(1.0, 11.0, 0.001, 0.001), Edge(2.5, 12.0, 0.001, 0.001)]
+    assert hard_bounds(edges) == (-math.inf, math.inf)
+    assert hard_bounds([(0.0, 1.0), (1.0, 2.0)]) == (-math.inf, math.inf)  # plain pairs carry none

@@ -126,7 +126,8 @@ def test_an_undecided_drift_is_not_covered_never_failed_nor_passed(request):
         if outcome == "skipped":
             undecided += 1
             assert "not covered: RTC drift not settled within dut.rtc_drift_max_observe_s = 5 s" in message, message
-            assert re.search(r"inconclusive: .* straddles", message), message
+            # an interval across the limit, or one outside it that the hard bounds do not confirm
+            assert re.search(r"inconclusive: .* (straddles|still allow a drift within it)", message), message
             assert "INCOMPLETE" in output, output
         else:
             assert outcome == "passed" or "RTC drift beyond the limit" in message, output
