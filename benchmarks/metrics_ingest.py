@@ -1,7 +1,7 @@
 """How fast the Metrics server ingests the spec's hourly session, as a printed table.
 
 Why it exists: a bench server must never be the bottleneck of a test, and it commits every
-request durably (SQLite WAL, synchronous=FULL) before answering. This posts signed (ra) condensed
+request durably (SQLite WAL, the log flushed to the disk: bench/server/store.py WalSync) before answering. This posts signed (ra) condensed
 sessions to the real server on loopback (waitress, keep-alive connections) from 1, 4 and 16
 clients, and sets beside it, in the same run on the same request bodies, the in-process cost
 of parsing and verifying them: with the bench's codec, and with openpaygo's MetricsResponseHandler

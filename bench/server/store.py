@@ -3,8 +3,9 @@
 Every request the server answers (accepted or refused, any route) becomes exactly one row,
 written and committed BEFORE the reply leaves: a server killed right after answering still has
 the row. A row and the device state it changes (replay counters, token count, tokens issued) are
-written in one transaction, so a crash never leaves half of it. `synchronous=FULL` makes each
-commit survive a power cut, not only a killed process.
+written in one transaction, so a crash never leaves half of it. Each commit survives a power cut,
+not only a killed process: the write-ahead log is flushed to the disk (fsync) before any request
+of the commit is answered (`WalSync`).
 
 Accepted requests are kept whole, forever. Refused ones are an audit, bounded whatever a device
 sends (`RefusalQuota`): their metadata and a capped excerpt of the body, the oldest dropped once
@@ -445,6 +446,45 @@ class WriterLock:
             self._fd = None
 
 
+class WalSync:
+    """Makes a commit durable after SQLite's write lock is released: the database runs at
+    `synchronous=NORMAL` (in WAL mode a commit appends its frames to `<db>-wal` and does not
+    flush them; checkpoints still flush the log before copying it into the database and the
+    database before the log restarts: https://www.sqlite.org/pragma.html#pragma_synchronous,
+    https://www.sqlite.org/wal.html), and the committing thread flushes the log itself before it
+    answers. What an fsync flushes is the file's, whoever wrote it, so every frame appended up to
+    then is on the disk, the commit's with them; a commit whose flush had not returned was never
+    answered, and the log's checksums drop its torn tail at recovery.
+
+    Why: under `synchronous=FULL` SQLite flushes inside COMMIT, holding the write lock, so the
+    server's worker processes took turns on the disk (docs/server.md "Throughput"). Here one
+    process's flush overlaps the next commit of another, and the threads of a process queue
+    their next batch while it waits. Without fcntl (Windows) the store keeps `synchronous=FULL`."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = Path(str(db) + "-wal")
+        self._fd: int | None = None
+
+    def sync(self) -> None:
+        if self._fd is None:  # the log exists once the schema was written; its name made durable once
+            self._fd = os.open(self.path, os.O_RDONLY)
+            _sync_directory(self.path.parent)
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _sync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Store:
     """The server's SQLite file. One connection, serialised by a lock: SQLite has one writer at
     a time anyway, and a short critical section keeps replay checks and token counts exact."""
@@ -462,7 +502,8 @@ class Store:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._wal = WalSync(self.path) if fcntl is not None else None
+        self._conn.execute(f"PRAGMA synchronous={'NORMAL' if self._wal is not None else 'FULL'}")
         self._formats: dict[int, DataFormat] = {}
         with self._lock:
             self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
@@ -487,6 +528,8 @@ class Store:
                 self._writer.release()
             self._conn.close()
             self._writer.close()
+            if self._wal is not None:
+                self._wal.close()
 
     def __enter__(self) -> Store:
         return self
@@ -542,11 +585,13 @@ class Store:
         """Return once batch `batch` is committed: commit it unless another thread did."""
         with self._commit_lock:
             if self._committed < batch:
+                wrote = False
                 with self._lock:
                     current, self._batch = self._batch, self._batch + 1
                     try:
                         if self._batch_open:
                             self._conn.execute("COMMIT")
+                            wrote = True
                     except BaseException as e:
                         if self._conn.in_transaction:
                             self._conn.execute("ROLLBACK")
@@ -554,9 +599,14 @@ class Store:
                     if self._batch_open:
                         self._writer.release()
                     self._batch_open = False
-                    self._committed = current
-                    for old in [b for b in self._failed if b < current - 1000]:
-                        del self._failed[old]  # long answered
+                if wrote and self._wal is not None:  # the flush, outside the connection and the write lock
+                    try:
+                        self._wal.sync()
+                    except OSError as e:  # committed, not known to be on the disk: not answered as stored
+                        self._failed[current] = e
+                self._committed = current
+                for old in [b for b in self._failed if b < current - 1000]:
+                    del self._failed[old]  # long answered
             failed = self._failed.get(batch)
         if failed is not None:
             raise sqlite3.OperationalError(f"the store could not commit: {failed}") from failed

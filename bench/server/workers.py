@@ -58,8 +58,7 @@ def default_workers() -> int:
 
 def resolve(requested: int | None, *, tls: bool) -> tuple[int, str | None]:
     """How many processes serve, and why not the number asked (None: as asked). Not asked: one
-    (each commit waits for its fsync holding SQLite's one write lock, so on the project machine
-    two workers answered no faster than one process: docs/server.md "Workers"). HTTPS runs on
+    (workers help many devices reporting at once, not one: docs/server.md "Workers"). HTTPS runs on
     werkzeug in one process; a system without fork runs one process."""
     n = 1 if requested is None else requested
     if n < 1:

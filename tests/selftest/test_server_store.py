@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from datetime import UTC, datetime
 
 import pytest
 
 from bench.openpaygo.metrics.errors import MetricsError
 from bench.openpaygo.metrics.format import parse_data_format
+from bench.server import store as store_module
 from bench.server.store import DeviceState, IssuedToken, RequestRecord, Store
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -151,3 +154,71 @@ def test_naive_times_are_refused(tmp_path):
     with Store(tmp_path / "m.db") as store:
         with pytest.raises(ValueError, match="UTC"):
             store.record(record(received_at=datetime(2026, 1, 1)))
+
+
+@pytest.mark.skipif(store_module.fcntl is None, reason="Windows: the store keeps synchronous=FULL (no fcntl)")
+def test_a_commit_is_answered_only_after_its_log_is_flushed_outside_the_write_lock(tmp_path, monkeypatch):
+    """Durability moved out of SQLite's COMMIT (synchronous=NORMAL) into the store's own flush of
+    `<db>-wal`: a power cut cannot be made here, so this holds the order that makes it safe. The
+    transaction returns only after the flush of the log file; while the flush runs another
+    process can take the file's write lock and another thread can use the connection (the
+    overlap that is the point)."""
+    db = tmp_path / "m.db"
+    seen: list[tuple[str, bool, bool]] = []
+    real_fsync = os.fsync
+
+    def spying_fsync(fd: int) -> None:
+        name = "wal" if store._wal is not None and fd == store._wal._fd else "other"
+        lock_fd = os.open(str(db) + "-lock", os.O_RDWR)
+        try:
+            store_module.fcntl.flock(lock_fd, store_module.fcntl.LOCK_EX | store_module.fcntl.LOCK_NB)
+            file_lock_free = True  # another process could commit now
+            store_module.fcntl.flock(lock_fd, store_module.fcntl.LOCK_UN)
+        except BlockingIOError:
+            file_lock_free = False
+        finally:
+            os.close(lock_fd)
+        got = store._lock.acquire(blocking=False)  # the connection: free for another thread
+        if got:
+            store._lock.release()
+        seen.append((name, file_lock_free, got))
+        real_fsync(fd)
+
+    store = Store(db)
+    try:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the flush is the store's
+        monkeypatch.setattr(store_module.os, "fsync", spying_fsync)
+        done = threading.Event()
+
+        def write() -> None:
+            store.record(record(serial_number="X"))
+            done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(10)
+        assert done.is_set()
+        wal_flushes = [s for s in seen if s[0] == "wal"]
+        assert wal_flushes, seen  # the commit's log was flushed before record() returned
+        assert all(free and conn for _, free, conn in wal_flushes), wal_flushes
+    finally:
+        monkeypatch.undo()
+        store.close()
+
+
+def test_a_failed_flush_is_not_answered_as_stored(tmp_path, monkeypatch):
+    """A commit whose log flush failed (an I/O error) is not known to be on the disk: the request
+    is answered as not stored (the store raises), never as stored."""
+    if store_module.fcntl is None:
+        pytest.skip("Windows: the store keeps synchronous=FULL (no fcntl)")
+    with Store(tmp_path / "m.db") as store:
+        store.record(record(serial_number="X"))  # the log exists and its name is durable
+
+        def failing_sync() -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(store._wal, "sync", failing_sync)
+        with pytest.raises(sqlite3.OperationalError, match="could not commit: .*Input/output error"):
+            store.record(record(serial_number="Y"))
+        monkeypatch.undo()
+        store.record(record(serial_number="Z"))  # the next commit flushes again
