@@ -457,7 +457,7 @@ class WalSync:
     answered, and the log's checksums drop its torn tail at recovery.
 
     Why: under `synchronous=FULL` SQLite flushes inside COMMIT, holding the write lock, so the
-    server's worker processes took turns on the disk (docs/server.md "Throughput"). Here one
+    server's worker processes took turns on the disk (docs/server.md "Workers"). Here one
     process's flush overlaps the next commit of another, and the threads of a process queue
     their next batch while it waits. Without fcntl (Windows) the store keeps `synchronous=FULL`."""
 
