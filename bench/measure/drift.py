@@ -329,12 +329,19 @@ def _unconfirmed(result: DriftResult, limit_ppm: float, interval: str) -> Verdic
     """An interval wholly outside the limit whose hard bounds still allow a drift within it: a
     timing error the interval did not see (a host slowing down as it polled) could make a good
     clock look like that, so it is measured on, not failed. The bounds narrow as 1/span: needed_s
-    is the span at which, the estimate staying put, they would leave the limit."""
+    is the span at which the bound on the limit's side would pass the limit, the estimate staying
+    put (twice the span where that bound is still open: the readouts' timing is looser than their
+    span); None where the bounds contradict each other (no straight clock fits them)."""
     b_lo, b_hi = result.bound_low_ppm, result.bound_high_ppm
     gap = abs(result.ppm) - limit_ppm
-    half = (b_hi - b_lo) / 2.0
-    needed = result.span_s * half / gap if gap > 0 and math.isfinite(half) and result.span_s > 0 else None
-    bounds = f"[{b_lo:+.0f}, {b_hi:+.0f}] ppm" if math.isfinite(half) else "none (they contradict each other)"
+    reach = result.ppm - b_lo if result.ppm > 0 else b_hi - result.ppm  # the bound's distance, limit side
+    needed: float | None = None
+    if math.isinf(b_lo) and math.isinf(b_hi):
+        bounds = "none (no straight clock fits them all)"
+    else:
+        bounds = f"[{b_lo:+.0f}, {b_hi:+.0f}] ppm"
+        if gap > 0 and result.span_s > 0:
+            needed = result.span_s * reach / gap if math.isfinite(reach) else 2.0 * result.span_s
     how = (
         f"measure longer: about {needed:.0f} s in all for the bounds to decide"
         if needed is not None

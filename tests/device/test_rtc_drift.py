@@ -103,7 +103,9 @@ def poll_until_settled(
     while True:
         if isinstance(dut, Watched):
             dut.result = result
-        if result is None:  # too few rollovers bracketed yet (a loaded host, a slow link) or a clock that is broken
+        if result is None and runs_wrong(samples):
+            break  # the clock itself is wrong (it stands still, say): more polling cannot change that
+        if result is None:  # too few rollovers bracketed yet (a loaded host, a slow link)
             more, why = MIN_EXTENSION_S, f"only {len(fitted_points(samples))} point(s) to fit"
         elif verdict is not None and verdict.outcome == "INCONCLUSIVE" and verdict.needed_span_s is not None:
             more = max(verdict.needed_span_s - result.span_s, 0.0) * EXTEND_FACTOR + MIN_EXTENSION_S
@@ -122,9 +124,12 @@ def poll_until_settled(
 
 def runs_wrong(samples: Sequence[Sample]) -> str:
     """What is wrong with a clock whose readouts could not be fitted, or "" where it moved as a clock
-    does (never backwards, at 0.5x to 1.5x the host's rate: 1 s readouts over a few seconds say no
-    more), or where under 3 s were polled (too short to tell): then it was the rollovers' timing
-    that failed, which is the host's or the link's, and the drift is not covered."""
+    does (never backwards, at 0.5x to 1.5x the host's rate), or where its readouts span under 3 s
+    for certain (too short to tell): then it was the rollovers' timing that failed, which is the
+    host's or the link's, and the drift is not covered. Judged on hard bounds, never on
+    midpoints: each reading was taken within its round trip, so a stalled host widens the time
+    between the first and last reading's bounds instead of faking a stopped clock, and a reading's
+    last digit may be up to a step (1 s on a whole-second readout) short of the true time."""
     ordered = sorted(samples, key=lambda s: s.host_s)
     if len(ordered) < 2:
         return f"{len(ordered)} readout(s): the RTC could not be read"
@@ -132,14 +137,18 @@ def runs_wrong(samples: Sequence[Sample]) -> str:
     if back:
         a, b = back[0]
         return f"the RTC went backwards, from {a.device_s!r} to {b.device_s!r}"
-    host = ordered[-1].host_s - ordered[0].host_s
-    device = ordered[-1].device_s - ordered[0].device_s
-    if host < 3.0:
+    first, last = ordered[0], ordered[-1]
+    host_least = (last.host_s - last.rtt_s / 2.0) - (first.host_s + first.rtt_s / 2.0)
+    host_most = (last.host_s + last.rtt_s / 2.0) - (first.host_s - first.rtt_s / 2.0)
+    if host_least < 3.0:
         return ""
+    step = 1.0 if all(float(s.device_s).is_integer() for s in ordered) else 0.001
+    device = last.device_s - first.device_s
     if device == 0:
-        return f"the RTC stands still: it read {ordered[0].device_s!r} for {host:.1f} s"
-    if not 0.5 <= device / host <= 1.5:
-        return f"the RTC ran {device:g} s in {host:.1f} s of host time: it jumps or runs at the wrong rate"
+        return f"the RTC stands still: it read {first.device_s!r} for {host_least:.1f} s or more"
+    if (device + step) / host_least < 0.5 or (device - step) / host_most > 1.5:
+        host = f"{host_least:.1f}" if host_most - host_least < 0.05 else f"{host_least:.1f} to {host_most:.1f}"
+        return f"the RTC ran {device:g} s in {host} s of host time: it jumps or runs at the wrong rate"
     return ""
 
 
@@ -216,10 +225,11 @@ def test_rtc_drift_within_limit(dut, rig, measure, attach, request, progress):
     can put a good clock's interval outside); an interval that straddles the limit, or lies
     outside unconfirmed, is measured on (up to `dut.rtc_drift_max_observe_s` in all) and, if still
     inconclusive, is not covered (the run INCOMPLETE, never a pass) with the time it would need:
-    the bench could not decide, which says nothing against the device. Too few rollovers
-    bracketed to fit (a loaded host, a slow link) is measured on the same way; after the budget it
-    fails only if the clock itself is wrong (stands still, goes backwards, runs at under half or
-    over 1.5x the host's rate), else it is not covered. The host clock's state (synchronised,
+    the bench could not decide, which says nothing against the device. A clock that itself reads
+    wrong fails as soon as that is certain (`runs_wrong`: it stands still or runs at under half
+    or over 1.5x the host's rate over 3 s or more, or goes backwards); else too few rollovers
+    bracketed to fit (a loaded host, a slow link) is measured on the same way, and after the
+    budget is not covered. The host clock's state (synchronised,
     frequency correction) is logged before and after. Measurements: `rtc_drift` (limits
     ±limit), `rtc_drift_ci_low`, `rtc_drift_ci_high`, `rtc_drift_half_width`, `rtc_drift_edges`,
     `rtc_drift_span`, `rtc_drift_residual_sd`, and the host clock's; evidence: the raw samples,

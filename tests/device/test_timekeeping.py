@@ -76,12 +76,13 @@ def hold_off(power_cycle, session, off_s: float) -> tuple[float, float]:
 @pytest.mark.time_limit(wait="rtc_off_test_s")
 def test_rtc_keeps_time_while_unpowered(token_session, power_cycle, rig, measure):
     """docs/tokens.md "Clock and credit": the RTC keeps counting while the device is off (backup battery), so the
-    credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file;
-    5 s on the virtual rig, passed at once there), counted from the confirmed switch-off; its clock must then have
-    advanced by the host time that passed between a rollover seen before the cut and a
-    readout after the boot (plus the seconds a virtual rig's PSU let pass at once, `hold_off`), within the readout's 1 s (a whole-second readout is up to 1 s
-    behind) plus the bound on each readout's timing (the rollover's bracket and the after
-    readout's half round trip) plus 500 ppm of drift. A clock that restarts from an epoch,
+    credit keeps running out. The DUT is held unpowered for `dut.rtc_off_test_s` (rig file; 5 s
+    on the virtual rig, passed at once there), counted from the confirmed switch-off; its clock
+    must then have advanced by the host time that passed between a rollover seen before the cut
+    and a readout after the boot (plus the seconds a virtual rig's PSU let pass at once,
+    `hold_off`), within the readout's 1 s (a whole-second readout is up to 1 s behind) plus the
+    bound on each readout's timing (the rollover's bracket and the after readout's half round
+    trip) plus 500 ppm of drift. A clock that restarts from an epoch,
     stops while unpowered, or jumps fails; where the clock can be set it is first set a day ahead
     (`clock_ahead`, the model's with it), so a restart from an epoch is a day's jump back however
     long the rig ran before. Measurements: off time, clock advance, host time, error and the
@@ -127,8 +128,9 @@ def test_credit_end_holds_while_unpowered(token_session, tokens, power_cycle, ri
     move while the DUT is unpowered. A SET of 1 day gives known credit; its end on the host's
     clock (host time at a step of the seconds-left countdown + the seconds left then) is pinned
     before the cut; the DUT is held unpowered for `dut.rtc_off_test_s` from the confirmed
-    switch-off (passed at once on the virtual rig, `hold_off`); after the boot the end is read again: it must be where it was, within the 1 s
-    readout, the step's bracket, half the readout's round trip and 500 ppm of drift. A device
+    switch-off (passed at once on the virtual rig, `hold_off`); after the boot the end is read
+    again: it must be where it was, within the 1 s readout, the step's bracket, half the
+    readout's round trip and 500 ppm of drift. A device
     whose credit runs on its uptime (counted down only while powered), whose clock restarts at
     boot, or that keeps no credit through power loss, fails. Needs only token entry and status.
     Where the DUT's clock can be set it is first set a day ahead (`clock_ahead`), so a clock that

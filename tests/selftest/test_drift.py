@@ -401,3 +401,20 @@ def test_contradicting_bounds_prove_nothing():
     edges = [Edge(0.0, 10.0, 0.001, 0.001), Edge(1.0, 11.0, 0.001, 0.001), Edge(2.5, 12.0, 0.001, 0.001)]
     assert hard_bounds(edges) == (-math.inf, math.inf)
     assert hard_bounds([(0.0, 1.0), (1.0, 2.0)]) == (-math.inf, math.inf)  # plain pairs carry none
+
+
+def test_an_unconfirmed_fail_says_how_long_the_bounds_need():
+    """The bound on the limit's side sets the span: at 4 s a +2250 ppm estimate with its lower
+    bound at -1000 ppm needs 4 x 3250 / 1565 s; an open bound (timing looser than the span) asks
+    for twice the span; bounds that contradict each other cannot be waited out."""
+    fit = result(2250.0, 100.0, n=5, span=4.0, bounds=(-1000.0, 5000.0))
+    verdict = judge(fit, 685.0)
+    assert verdict.outcome == "INCONCLUSIVE"
+    assert verdict.needed_span_s == pytest.approx(4.0 * 3250.0 / 1565.0)
+    open_side = judge(result(2250.0, 100.0, n=5, span=4.0, bounds=(-math.inf, 5000.0)), 685.0)
+    assert open_side.needed_span_s == pytest.approx(8.0)
+    slow = judge(result(-2250.0, 100.0, n=5, span=4.0, bounds=(-5000.0, 1000.0)), 685.0)
+    assert slow.needed_span_s == pytest.approx(4.0 * 3250.0 / 1565.0)
+    contradict = judge(result(2250.0, 100.0, n=5, span=4.0, bounds=(-math.inf, math.inf)), 685.0)
+    assert contradict.outcome == "INCONCLUSIVE" and contradict.needed_span_s is None
+    assert "no straight clock fits them all" in contradict.reason
