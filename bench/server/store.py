@@ -501,8 +501,10 @@ class Store:
         self._conn = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._wal = WalSync(self.path) if fcntl is not None else None
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        # the store flushes the log itself only where there is one (a file system without the
+        # shared memory WAL needs keeps SQLite's rollback journal) and fcntl (not Windows)
+        self._wal = WalSync(self.path) if fcntl is not None and str(mode).lower() == "wal" else None
         self._conn.execute(f"PRAGMA synchronous={'NORMAL' if self._wal is not None else 'FULL'}")
         self._formats: dict[int, DataFormat] = {}
         with self._lock:

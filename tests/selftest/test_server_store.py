@@ -222,3 +222,27 @@ def test_a_failed_flush_is_not_answered_as_stored(tmp_path, monkeypatch):
             store.record(record(serial_number="Y"))
         monkeypatch.undo()
         store.record(record(serial_number="Z"))  # the next commit flushes again
+
+
+def test_without_a_write_ahead_log_sqlite_flushes_each_commit_itself(tmp_path):
+    """A file system where SQLite cannot use WAL keeps its rollback journal: then there is no
+    log for the store to flush, and SQLite's own synchronous=FULL makes each commit durable."""
+    db = tmp_path / "m.db"
+    real_connect = sqlite3.connect
+
+    class NoWal(sqlite3.Connection):
+        def execute(self, sql, *args):  # type: ignore[override]
+            if sql.strip().upper() == "PRAGMA JOURNAL_MODE=WAL":
+                return super().execute("PRAGMA journal_mode=DELETE")
+            return super().execute(sql, *args)
+
+    def connect(*args, **kw):
+        return real_connect(*args, factory=NoWal, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_module.sqlite3, "connect", connect)
+        with Store(db) as store:
+            assert store._wal is None
+            assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            store.record(record(serial_number="X"))
+            assert store.requests()[0].serial_number == "X"
