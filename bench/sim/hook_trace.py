@@ -3,7 +3,12 @@ detection matrix (bench/detection/hooks.py).
 
 Code asks `Fault.X in faults` wherever a defect would change what it does. On a good device that
 question is still asked, and the answer is no; a test during which it is never asked cannot behave
-differently with that fault switched on, as long as it starts from the same state. With
+differently with that fault switched on, as long as it starts from the same state. The question is
+asked last, after the conditions under which the defect's branch would give another result than
+the good one (`if count > 0xFF and Fault.COUNT_STORED_U8 in faults: count &= 0xFF`): with `and`
+the two orders compute the same thing, but only this one leaves a test that never meets the
+condition out of the fault's runs (bench/detection/hooks.py). Only `in` is noted: a set
+operation on the faults (`{A, B} & faults`) would ask unseen. With
 PAYGO_HOOK_TRACE_DIR set (the detection runner sets it for good runs), every question is noted in
 `<dir>/sim-<pid>.trace` as "<time.monotonic()> <fault>", at most one line per fault per
 TRACE_STEP_S: a question asked between two noted ones is less than TRACE_STEP_S after the first.

@@ -127,19 +127,20 @@ def decode(
 
     last = state.last_count
     jump = MAX_TOKEN_JUMP_COUNTER_SYNC if special and value == COUNTER_SYNC_VALUE else MAX_TOKEN_JUMP
-    if Fault.UNBOUNDED_JUMP in faults:
-        jump = max(jump, UNBOUNDED_JUMP)
-    top = last + jump
-    if Fault.COUNT_WRAPS_U16 not in faults:
-        top = min(top, MAX_COUNT)  # a count the u16 cannot hold is never a candidate
-    first = 0 if Fault.ACCEPTS_STARTING_CODE in faults else 1
+    # Each fault is asked about only where its answer would change the outcome (bench/sim/hook_trace.py):
+    # the starting code at count 0 only when count 0 matches, the unbounded jump only past the
+    # window's top with no count accepted below it, the u16 cap only where the window passes it.
+    top = _capped(last + jump, faults)
     chain = _raw_chain(core, key, starting_code, token_base)
     step = next_token(is_extended)
     older_match: tuple[int, TokenKind] | None = None
-    for count in range(0, top + 1):
+    count = 0
+    while count <= top:
         if count == len(chain):  # walked no further before: one more hash, kept
             chain.append(step(chain[-1], key))
-        if count >= first and core.put_base_in_token(chain[count], token_base) == number:
+        if core.put_base_in_token(chain[count], token_base) == number and (
+            count >= 1 or Fault.ACCEPTS_STARTING_CODE in faults
+        ):
             kind = _token_kind(value if special else None, count, faults)
             if _is_count_valid(count, kind, state, faults):
                 new_state = _mark_count_as_used(
@@ -148,6 +149,10 @@ def decode(
                 return _result("accepted", kind, value, count, faults), new_state
             if older_match is None:
                 older_match = (count, kind)
+        if count == top and jump < UNBOUNDED_JUMP and Fault.UNBOUNDED_JUMP in faults:
+            jump = UNBOUNDED_JUMP  # no +64 bound: the search goes on
+            top = _capped(last + jump, faults)
+        count += 1
     if older_match is not None:
         count, kind = older_match
         return _result("already_used", kind, value, count, faults), state
@@ -161,6 +166,14 @@ def decode(
 # hold more than CHAIN_VALUES_KEPT values (a few MB).
 CHAIN_VALUES_KEPT = 400_000
 _chains: OrderedDict[tuple[type, bytes, int, int], list[int]] = OrderedDict()
+
+
+def _capped(top: int, faults: frozenset[Fault]) -> int:
+    """The search's last count: never past the u16 store's 65535 (count_wraps_u16: searched on,
+    stored modulo 65536)."""
+    if top > MAX_COUNT and Fault.COUNT_WRAPS_U16 not in faults:
+        return MAX_COUNT  # a count the u16 cannot hold is never a candidate
+    return top
 
 
 def _raw_chain(core, key: bytes, starting_code: int, base: int) -> list[int]:
@@ -199,8 +212,8 @@ def _read_token(code: str, restricted_digits: bool, extended: bool) -> tuple[int
 def _token_kind(value: int | None, count: int, faults: frozenset[Fault]) -> TokenKind:
     """The token type, as the device logic decides it (998/999 before parity: docs/tokens.md
     "Values and types"; value None: a time value whatever it is)."""
-    if Fault.PARITY_BEFORE_SPECIAL in faults and count % 2 == 0:
-        return TokenKind.ADD_TIME
+    if count % 2 == 0 and value in (PAYG_DISABLE_VALUE, COUNTER_SYNC_VALUE) and Fault.PARITY_BEFORE_SPECIAL in faults:
+        return TokenKind.ADD_TIME  # an even count is ADD_TIME before the special values are looked at
     if value == PAYG_DISABLE_VALUE:
         return TokenKind.DISABLE_PAYG
     if value == COUNTER_SYNC_VALUE:
@@ -229,16 +242,19 @@ def _is_in_used_counts(count: int, state: TokenState) -> bool:
 def _is_count_valid(count: int, kind: TokenKind, state: TokenState, faults: frozenset[Fault]) -> bool:
     """C `IsCountValid`, plus the used check for syncs (openpaygo's "Sync re-accepted" not inherited)."""
     last = state.last_count
-    check_used = Fault.REUSED_TOKEN_ACCEPTED not in faults
+
+    def used() -> bool:  # reused_token_accepted skips this check: asked only where it says used
+        return _is_in_used_counts(count, state) and Fault.REUSED_TOKEN_ACCEPTED not in faults
+
     if kind is TokenKind.COUNTER_SYNC:
         if count <= last - MAX_TOKEN_JUMP:
             return False
-        return count > last or not (check_used and _is_in_used_counts(count, state))
+        return count > last or not used()
     if count > last:
         return True
     if count != 0 or Fault.ACCEPTS_STARTING_CODE in faults:
         if count > last - MAX_UNUSED_OLDER_TOKENS and count % 2 == 0 and kind is TokenKind.ADD_TIME:
-            return not (check_used and _is_in_used_counts(count, state))
+            return not used()
     return False
 
 
@@ -258,12 +274,13 @@ def _mark_count_as_used(
             return TokenState(count, mask)
         return TokenState(count if count > last or lowers else last, ALL_USED)
     if count > last:
-        if Fault.U2D_ACCEPTED in faults:
-            return TokenState(count, _c_reference_shift(count - last, mask))
         shift = count - last
         # The old last_count becomes bit shift-1; older bits move up by shift.
-        mask = ((mask << shift) | (1 << (shift - 1))) & ALL_USED if shift <= MAX_UNUSED_OLDER_TOKENS else 0
-        return TokenState(count, mask)
+        shifted = ((mask << shift) | (1 << (shift - 1))) & ALL_USED if shift <= MAX_UNUSED_OLDER_TOKENS else 0
+        reference = _c_reference_shift(shift, mask)
+        if reference != shifted and Fault.U2D_ACCEPTED in faults:  # asked only where the two masks differ
+            return TokenState(count, reference)
+        return TokenState(count, shifted)
     if count < last:
         mask |= 1 << (last - count - 1)
     return TokenState(last, mask & ALL_USED)
@@ -302,11 +319,11 @@ def apply_time(
 
     `add_counts_expired_days`: ADD extends the stored end even when it has passed; only a device
     that never had credit (end 0) counts from now, so the days spent expired are owed."""
-    if Fault.TIME_DIVIDER_IGNORED in faults:
+    if time_divider != 1 and kind in (TokenKind.ADD_TIME, TokenKind.SET_TIME) and Fault.TIME_DIVIDER_IGNORED in faults:
         time_divider = 1
     if kind is TokenKind.ADD_TIME:
         seconds = (value or 0) * 86400 // time_divider
-        if Fault.ADD_COUNTS_EXPIRED_DAYS in faults and active_until != 0:
+        if 0 != active_until < now and Fault.ADD_COUNTS_EXPIRED_DAYS in faults:  # differs only once expired
             return active_until + seconds, payg_disabled
         return max(active_until, now) + seconds, payg_disabled
     if kind is TokenKind.SET_TIME:

@@ -49,7 +49,8 @@ class TokenEntry:
             raise CommandError(400, f"a token has {' or '.join(map(str, sorted(lengths)))} digits")
         self._decode_steps = 0
         body = self.enter_token(code)
-        delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if Fault.SLOW_DECODE in self.faults else 0.0
+        slow = self._decode_steps and Fault.SLOW_DECODE in self.faults  # asked only where it would wait
+        delay = SLOW_DECODE_S_PER_STEP * self._decode_steps if slow else 0.0
         return Reply(body, delay_s=delay)
 
     def _token_lengths(self) -> set[int]:
@@ -66,7 +67,7 @@ class TokenEntry:
             return self._invalid_entry(now)  # outside the restricted digit set: an invalid token
         if self.config.extended_only and len(code) in (9, 15):
             return self._invalid_entry(now)  # a build that takes only extended tokens
-        if Fault.LEADING_ZERO_DROPPED in self.faults and code.startswith("0"):
+        if code.startswith("0") and Fault.LEADING_ZERO_DROPPED in self.faults:
             # the keypad buffer is read as a number and checked to have 9 (12) digits
             return self._invalid_entry(now)
         result, tstate = decode(
@@ -83,13 +84,19 @@ class TokenEntry:
         self._decode_steps = _slow_decode_steps(result.count, st.last_count)
         if result.outcome == "accepted":
             assert result.kind is not None  # an accepted token has a kind
-            divider = 1 if Fault.TIME_DIVIDER_IGNORED in self.faults else st.time_divider
+            ignored = st.time_divider != 1 and Fault.TIME_DIVIDER_IGNORED in self.faults
+            divider = 1 if ignored else st.time_divider
             active_until, disabled = apply_time(
                 result.kind, result.value, now, st.active_until, st.payg_disabled, divider, faults=self.faults
             )
-            if Fault.SET_DOES_NOT_RELOCK in self.faults and result.kind is TokenKind.SET_TIME:
+            # each fault asked only where it would change the flag (bench/sim/hook_trace.py)
+            if (
+                result.kind is TokenKind.SET_TIME
+                and disabled != st.payg_disabled
+                and Fault.SET_DOES_NOT_RELOCK in self.faults
+            ):
                 disabled = st.payg_disabled  # the expiry is set, the PAYG-disabled flag left alone
-            if Fault.ADD_RELOCKS in self.faults and result.kind is TokenKind.ADD_TIME:
+            if result.kind is TokenKind.ADD_TIME and disabled and Fault.ADD_RELOCKS in self.faults:
                 disabled = False  # legacy: any ADD re-enables PAYG (docs/tokens.md "Re-lock", G11B)
             self.state = replace(
                 st,
