@@ -87,3 +87,21 @@ def test_shrinking_keeps_a_failure_that_needs_everything():
 def test_shrinking_stops_at_its_deadline_with_the_shortest_so_far():
     got = shrink(steps(60), failing_when(3, 17), Timeout(0))
     assert not got.complete and len(got.steps) == 60 and got.replays == 0
+
+
+def test_every_walk_draws_every_move_the_dut_can_take():
+    """From the walk's half on a move not drawn yet comes first: a seeded walk can no longer
+    leave out a rare move (seen: a 300-step walk that never entered a token past the +64 window,
+    so a DUT with no upper bound on its window passed it)."""
+    from bench.walk.generate import WEIGHTS, Abilities, WalkGenerator
+
+    abilities = Abilities(can_advance=True, code_length=9, restricted_digits=False, max_value=995, lock_wait_s=60)
+    left_out_before_half = 0
+    for seed in range(300):
+        gen = WalkGenerator(seed, abilities, steps=300, power_cycles=0)
+        for _ in range(100):  # about a third of a walk's steps are drawn moves, the rest re-entries
+            left_out_before_half += gen.next_id == 150 and gen.drawn != set(WEIGHTS)
+            gen._pick_move(dict(WEIGHTS))
+            gen.next_id += 3
+        assert gen.drawn == set(WEIGHTS), f"seed {seed}: never drew {sorted(set(WEIGHTS) - gen.drawn)}"
+    assert left_out_before_half > 0  # the rule is what covers them, not luck
