@@ -31,6 +31,7 @@ from bench.sim.metrics.settings import MetricsSettings, valid_base_url
 from bench.sim.metrics.uplink import Uplink
 
 NO_UPLINK = Uplink()
+CATCH_UP_ROWS = 60  # the most rows one late pass of the loop takes (see _sample)
 
 
 @dataclass
@@ -148,18 +149,25 @@ class MetricsSession:
         self._outbox.append(" ".join([f"! EVT {name}"] + [f"{k}={v}" for k, v in fields.items()]))
 
     def _sample(self, now: float) -> None:
+        """The rows due by now, each at the RTC second it was due. A pass of the board's loop that
+        came late (a loaded host stalls the simulator, not the device) takes the rows it missed,
+        up to CATCH_UP_ROWS: the device samples on its RTC's alarm, which a busy main loop does not
+        delay, so a stalled host must not make the good device lose rows."""
         if now < self._next_sample:
             return
         step = self.settings.sample_s
-        late = now - self._next_sample
-        self._next_sample += (int(late // step) + 1) * step  # a missed tick is not made up
-        t = int(self.port.rtc_now() - late)  # the RTC second of the tick itself
-        if t == self._last_sample_t:
-            return  # one row per RTC second
-        self._last_sample_t = t
-        row = self.sampler(t, self.port.load_on()).as_dict()
-        row["timestamp"] = t
-        self.buffer.add(t, row)
+        due = self._next_sample
+        missed = int((now - due) // step)  # instants due after `due`, up to now
+        self._next_sample = due + (missed + 1) * step
+        rtc, load_on = self.port.rtc_now(), self.port.load_on()
+        for k in range(max(0, missed + 1 - CATCH_UP_ROWS), missed + 1):
+            t = int(rtc - (now - (due + k * step)))  # the RTC second of that instant
+            if t == self._last_sample_t:
+                continue  # one row per RTC second
+            self._last_sample_t = t
+            row = self.sampler(t, load_on).as_dict()
+            row["timestamp"] = t
+            self.buffer.add(t, row)
 
     def _collect(self, now: float) -> None:
         while True:
