@@ -464,12 +464,22 @@ class WalSync:
     def __init__(self, db: Path) -> None:
         self.path = Path(str(db) + "-wal")
         self._fd: int | None = None
+        self._opening = threading.Lock()  # the threads of a process flush at once: one opens
 
     def sync(self) -> None:
-        if self._fd is None:  # the log exists once the schema was written; its name made durable once
-            self._fd = os.open(self.path, os.O_RDONLY)
-            _sync_directory(self.path.parent)
-        os.fsync(self._fd)
+        fd = self._fd
+        if fd is None:  # the log exists once the schema was written; its name made durable once
+            with self._opening:
+                if self._fd is None:
+                    opened = os.open(self.path, os.O_RDONLY)
+                    try:
+                        _sync_directory(self.path.parent)
+                    except BaseException:
+                        os.close(opened)  # not kept: the next commit makes the name durable again
+                        raise
+                    self._fd = opened
+                fd = self._fd
+        os.fsync(fd)
 
     def close(self) -> None:
         if self._fd is not None:

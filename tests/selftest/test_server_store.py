@@ -224,6 +224,34 @@ def test_a_failed_flush_is_not_answered_as_stored(tmp_path, monkeypatch):
         store.record(record(serial_number="Z"))  # the next commit flushes again
 
 
+def test_a_failed_flush_of_the_logs_name_is_made_again_by_the_next_commit(tmp_path, monkeypatch):
+    """The first flush also makes the log's directory entry durable; if that fails, that commit
+    is answered as not stored (the flush raises) and the next flush makes the directory entry
+    durable again (before, the failure was never retried: the log's name could stay volatile
+    for the server's life)."""
+    if store_module.fcntl is None:
+        pytest.skip("Windows: the store keeps synchronous=FULL (no fcntl)")
+    with Store(tmp_path / "m.db") as store:
+        store.record(record(serial_number="X"))  # the log exists
+        synced: list[str] = []
+        real = store_module._sync_directory
+
+        def failing_once(folder) -> None:
+            synced.append(str(folder))
+            if len(synced) == 1:
+                raise OSError(5, "Input/output error")
+            real(folder)
+
+        monkeypatch.setattr(store_module, "_sync_directory", failing_once)
+        wal = store_module.WalSync(tmp_path / "m.db")  # a process's first flush, as at its start
+        with pytest.raises(OSError, match="Input/output error"):
+            wal.sync()
+        wal.sync()
+        wal.sync()
+        wal.close()
+    assert synced == [str(tmp_path)] * 2  # failed, made again by the next flush, then kept
+
+
 def test_without_a_write_ahead_log_sqlite_flushes_each_commit_itself(tmp_path):
     """A file system where SQLite cannot use WAL keeps its rollback journal: then there is no
     log for the store to flush, and SQLite's own synchronous=FULL makes each commit durable."""
