@@ -124,7 +124,7 @@ def _coords(p) -> tuple[float, float]:
 BOUND_POINTS = 200  # hard_bounds compares every pair: more points than this are thinned evenly
 
 
-def _readout_step(device_s: float) -> float:
+def readout_step(device_s: float) -> float:
     """The finest step a reading shows: 10^-k for its k decimals (as parsed, shortest repr)."""
     text = repr(float(device_s))
     if "e" in text or "." not in text:
@@ -149,7 +149,7 @@ def hard_bounds(points: Sequence) -> tuple[float, float]:
     if isinstance(points[0], Edge):
         spans = [(p.host_s, p.device_s, p.half_width_s, 0.0) for p in points]
     else:
-        step = min(_readout_step(p.device_s) for p in points)
+        step = min(readout_step(p.device_s) for p in points)
         spans = [(p.host_s, p.device_s, p.rtt_s / 2.0, step) for p in points]
     spans.sort(key=lambda x: x[1])
     if len(spans) > BOUND_POINTS:  # a subset's bounds hold as well, only looser

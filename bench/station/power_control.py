@@ -11,6 +11,7 @@ the bench after a delay from the start of the operation (any PSU)."""
 from __future__ import annotations
 
 import csv
+import math
 import re
 import threading
 import time
@@ -198,23 +199,24 @@ class PowerControl:
         """The PSU can let unpowered time pass at once (the virtual rig's)."""
         return self.psu.can_skip_off_time
 
-    def hold_off(self, seconds: float, skip: bool = True) -> bool:
+    def hold_off(self, seconds: float, skip: bool = True) -> int:
         """Between off() and on(): keep the DUT unpowered `seconds` from the confirmed switch-off.
-        Where the PSU can let that time pass at once (the virtual rig) and `skip`, it does and
-        True is returned: the DUT's world moved on by `seconds` the host's clock did not (the
-        model's clock must follow); else the time passes on the real clock (False)."""
+        Where the PSU can let that time pass at once (the virtual rig) and `skip`, it lets the
+        whole seconds of it pass (rounded up: a token session's clock counts whole seconds) and
+        returns them: the DUT's world moved on by that much while the host's clock did not, and
+        the model's clock must follow by exactly it (`TokenSession.passed_while_off`). Else the
+        time passes on the real clock and 0 is returned."""
         if skip and self.psu.can_skip_off_time:
-            skipped = self.psu.skip_off_time(seconds)
-            if abs(skipped - seconds) > 1e-3:
-                raise AssertionError(
-                    f"the PSU skipped {skipped:g} s of the {seconds:g} s asked: the DUT is not unpowered"
-                )
-            self.link.log.note(f"power: {seconds:g} s of unpowered time passed at once (PSU off-time skip)")
-            return True
+            whole = math.ceil(seconds)
+            skipped = self.psu.skip_off_time(whole)
+            if abs(skipped - whole) > 1e-3:
+                raise AssertionError(f"the PSU skipped {skipped:g} s of the {whole} s asked: the DUT is not unpowered")
+            self.link.log.note(f"power: {whole} s of unpowered time passed at once (PSU off-time skip)")
+            return whole
         if self._off_at is None or self._confirmed_off_at is None:
             raise RuntimeError("hold_off() between off() and on()")
         sleep_until(self._confirmed_off_at + seconds)  # the off time itself: a deadline, not synchronisation
-        return False
+        return 0
 
     @property
     def can_cut_on_nvm_write(self) -> bool:

@@ -218,8 +218,7 @@ def _let_pass(request, s, power_cycle, seconds: int) -> float:
     if not power_cycle.can_skip_off_time:
         skip_not_covered(request, f"letting {seconds} s pass needs 'rtc_set' or a PSU that skips off time")
     power_cycle.off()
-    power_cycle.hold_off(seconds)
-    s.passed_while_off(seconds)
+    s.passed_while_off(power_cycle.hold_off(seconds))  # skipped at once: can_skip_off_time
     power_cycle.on()
     return float(seconds)
 
@@ -268,8 +267,9 @@ def test_seconds_left_across_2_16(request, token_session, tokens, power_cycle, r
     _check_credit(s, rig, ran, "60 s below 2^16 s left")
     off_s = rig.dut.unpowered_long_s
     power_cycle.off()
-    if power_cycle.hold_off(off_s):
-        s.passed_while_off(int(off_s))
+    skipped = power_cycle.hold_off(off_s)
+    if skipped:
+        s.passed_while_off(skipped)
     power_cycle.on()
     _check_credit(s, rig, ran + off_s, f"below 2^16 s left, after {off_s:g} s unpowered")
 

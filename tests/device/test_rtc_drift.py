@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from bench.fixtures.dut import skip_not_covered
-from bench.measure.drift import DriftResult, Edge, Sample, Verdict, estimate_drift, find_edges, judge
+from bench.measure.drift import (
+    DriftResult,
+    Edge,
+    Sample,
+    Verdict,
+    estimate_drift,
+    find_edges,
+    judge,
+    readout_step,
+)
 from bench.measure.host_clock import HostClock, host_clock_state
 from bench.measure.rtc_readout import CreditCountdown, host_now, measure_drift
 from bench.report.plots import drift_residual_plot
@@ -142,7 +151,7 @@ def runs_wrong(samples: Sequence[Sample]) -> str:
     host_most = (last.host_s + last.rtt_s / 2.0) - (first.host_s - first.rtt_s / 2.0)
     if host_least < 3.0:
         return ""
-    step = 1.0 if all(float(s.device_s).is_integer() for s in ordered) else 0.001
+    step = min(readout_step(s.device_s) for s in ordered)  # the finest step the readings show
     device = last.device_s - first.device_s
     if device == 0:
         return f"the RTC stands still: it read {first.device_s!r} for {host_least:.1f} s or more"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -219,3 +220,27 @@ def test_the_checked_output_state_believes_the_psu_only_when_the_rail_agrees(pro
     rig.supply.set_output(1, True)
     rig.supply.set_output(1, False)  # switched off this moment: the rail is still falling
     assert checked_output_state(psu, settle_timeout_s=1.0, poll_interval_s=0.01) is False
+
+
+def test_hold_off_skips_whole_seconds_and_says_how_many(tmp_path):
+    """A PSU that lets off time pass at once (SIM:TIME:SKIP, over a real SCPI session) is asked
+    for whole seconds, a fraction rounded up, and hold_off returns the seconds it read back: the
+    caller moves its model's clock by exactly those (a session's clock counts whole seconds;
+    before, one caller moved it by the time truncated while the DUT's moved by the time asked)."""
+    from bench.station.power_control import PowerControl
+
+    supply = SimulatedSupply(channels=1, decay_s=0.0)
+    taken: list[float] = []
+    supply.time_skipper = lambda s: taken.append(s) or True
+    server = ScpiServer(supply).start()
+    psu = Psu.open(server.visa_resource, "paygo-sim", 1, timeout_s=0.5)
+    notes: list[str] = []
+    link = SimpleNamespace(log=SimpleNamespace(note=notes.append))  # the traffic log's note, kept
+    try:
+        control = PowerControl(psu, None, link, None)
+        assert control.hold_off(2.4) == 3 and taken == [3.0]
+        assert float(psu.skip_off_time(0)) == 3.0  # what the PSU says it skipped since the switch-off
+        assert notes and "3 s of unpowered time" in notes[-1]
+    finally:
+        psu.close()
+        server.close()
