@@ -168,6 +168,8 @@ class TokenSession:
         world skipped them while the DUT was unpowered): the model's clock moves with them."""
         if seconds < 0:
             raise ValueError("time only passes forward")
+        if seconds == 0:
+            return  # none skipped (a PSU that held the DUT off on the real clock): nothing to follow
         self.clock.offset_s += int(seconds)
         self.recorder.clock(self.clock.offset_s, self.model.snapshot())
 

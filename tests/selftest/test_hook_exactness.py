@@ -146,16 +146,16 @@ PROV = st.builds(
 def crafted(prov: str, steps: list[tuple]) -> list[tuple]:
     """Token steps as codes, each crafted once for every build; a token's count is relative to the
     highest count crafted before it (so that most are accepted in turn), none below 0."""
-    gen, top, out = TokenGenerator(KEY, SC, 1), last_count(prov), []
+    top, out = last_count(prov), []
     for step in steps:
         if step[0] == "token":
             count = top + step[2]
             if count < 0:
                 continue
             top = max(top, count)
-            step = ("code", gen.craft(step[1], count))
+            step = ("token", step[1], count)
         out.append(step)
-    return out
+    return scenario(prov, out)
 
 
 def differs_only_where_asked(root: Path, prov: str, steps: list[tuple]) -> set[str]:
@@ -209,7 +209,8 @@ SCENARIOS = {
 
 
 def scenario(prov_line: str, steps: list[tuple]) -> list[tuple]:
-    """Token steps as codes; ("token0",): an ADD within the window above count 1 whose code starts with 0."""
+    """Token steps (an absolute count) as codes, each crafted once for every build; ("token0",): an
+    ADD within the window above count 1 whose code starts with 0."""
     gen = TokenGenerator(KEY, SC, 1)
     out = []
     for step in steps:
